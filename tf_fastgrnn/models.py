@@ -1,0 +1,52 @@
+"""The sequence classifier the pipelines train, export and benchmark.
+
+Layout (the export and the numerics diff rely on it): ``Input([T, D])`` → one recurrent
+layer returning its last hidden state → ``Dense(num_classes)`` giving logits. The
+classifier is linear on the last hidden state, as in the authors' code (EdgeML).
+"""
+
+from tf_fastgrnn import cells
+from tf_fastgrnn._keras import keras
+
+__all__ = ["CELL_TYPES", "sequence_classifier"]
+
+CELL_TYPES = ("fastgrnn", "fastrnn", "lstm", "gru")
+
+
+def sequence_classifier(cell, units, input_shape, num_classes, *, name=None,
+                        **cell_kwargs):
+  """Builds ``Input(input_shape) → RNN(cell) → Dense(num_classes)`` (logits).
+
+  Args:
+    cell: one of ``CELL_TYPES``.
+    units: hidden size H.
+    input_shape: ``(T, D)``; T may be None for variable-length use (not for export).
+    num_classes: number of classes C.
+    name: model name.
+    **cell_kwargs: the cell's arguments (``w_rank``, ``u_rank``, activations, ...).
+      Not accepted for ``lstm``/``gru``.
+
+  Returns:
+    An uncompiled ``keras.Model`` mapping ``[N, T, D]`` to logits ``[N, C]``.
+
+  Raises:
+    ValueError: unknown cell, bad shape or class count.
+  """
+  if cell not in CELL_TYPES:
+    raise ValueError(f"cell must be one of {CELL_TYPES}, got {cell!r}")
+  if len(tuple(input_shape)) != 2 or input_shape[-1] is None:
+    raise ValueError(f"input_shape must be (T, D) with D known, got {input_shape!r}")
+  if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+    raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+  if cell == "fastgrnn":
+    rnn = cells.FastGRNN(units, name="rnn", **cell_kwargs)
+  elif cell == "fastrnn":
+    rnn = cells.FastRNN(units, name="rnn", **cell_kwargs)
+  else:
+    if cell_kwargs:
+      raise ValueError(f"{cell} takes no cell arguments, got {sorted(cell_kwargs)}")
+    layer = keras.layers.LSTM if cell == "lstm" else keras.layers.GRU
+    rnn = layer(units, name="rnn")
+  inputs = keras.Input(tuple(input_shape), name="x")
+  logits = keras.layers.Dense(num_classes, name="logits")(rnn(inputs))
+  return keras.Model(inputs, logits, name=name or f"{cell}_classifier")
