@@ -291,3 +291,11 @@ def FastGRNN(units, **kwargs):  # pylint: disable=invalid-name
 def FastRNN(units, **kwargs):  # pylint: disable=invalid-name
   """A plain ``keras.layers.RNN`` around a ``FastRNNCell``; arguments as ``FastGRNN``."""
   return _rnn(FastRNNCell, units, dict(kwargs))
+
+
+# tf_keras' legacy (.h5) loader looks nested objects such as an RNN's cell up by their
+# bare class name, not by the "tf_fastgrnn>" registered name the .keras format uses, so
+# the cells are also known under their bare names: both formats load with no
+# custom_objects.
+keras.utils.get_custom_objects().update(
+    {"FastGRNNCell": FastGRNNCell, "FastRNNCell": FastRNNCell})

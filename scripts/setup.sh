@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Creates ./.venv with the pinned stack from pyproject.toml and installs this project into
+# it (editable). Idempotent: it reinstalls only when pyproject.toml changed.
+# Usage: scripts/setup.sh        (PYTHON=/path/to/python3.11 to choose the interpreter)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  echo "setup: Python 3.11 is required (TensorFlow 2.21 wheels); got $("$PYTHON" --version 2>&1)." >&2
+  echo "setup: set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $("$PYTHON" --version)"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.tf_fastgrnn-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing the pinned stack (first time: a few minutes)"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e .
+  echo "$want" > "$stamp"
+fi
