@@ -50,3 +50,29 @@ def sequence_classifier(cell, units, input_shape, num_classes, *, name=None,
   inputs = keras.Input(tuple(input_shape), name="x")
   logits = keras.layers.Dense(num_classes, name="logits")(rnn(inputs))
   return keras.Model(inputs, logits, name=name or f"{cell}_classifier")
+
+
+def macs_per_step(model):
+  """Multiply-accumulates of one time step of a ``sequence_classifier``.
+
+  Counts the matrix products (the cost that matters on an MCU), both dense and over the
+  non-zero weights only (what a sparse kernel would do), plus the classifier applied once
+  per step as the streaming step model does.
+
+  Args:
+    model: a model laid out as ``sequence_classifier`` builds it (stripped of pruning
+      wrappers).
+
+  Returns:
+    ``{"dense": int, "nonzero": int}``.
+  """
+  rnn = model.get_layer("rnn")
+  cell = getattr(rnn, "cell", None)
+  if isinstance(cell, cells._FastCellBase):  # pylint: disable=protected-access
+    mats = list(cell.w_factors) + list(cell.u_factors)
+  else:  # LSTM / GRU: kernel [D, gH] and recurrent kernel [H, gH].
+    mats = [w for w in rnn.weights if "bias" not in w.name]
+  mats += [model.get_layer("logits").kernel]
+  dense = sum(int(w.shape.num_elements()) for w in mats)
+  nonzero = sum(int((w.numpy() != 0).sum()) for w in mats)
+  return {"dense": dense, "nonzero": nonzero}

@@ -1,0 +1,25 @@
+"""Atomic writers: the destination is whole or untouched."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tf_fastgrnn import fileio
+
+
+def test_write_json_numpy_values(tmp_path):
+  path = fileio.write_json(tmp_path / "a" / "r.json", {"x": np.float32(0.5),
+                                                       "y": np.arange(3)})
+  assert json.loads(path.read_text()) == {"x": 0.5, "y": [0, 1, 2]}
+
+
+def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
+  path = tmp_path / "model.bin"
+  fileio.write_bytes(path, b"old")
+  with pytest.raises(RuntimeError):
+    with fileio.atomic_path(path) as tmp:
+      tmp.write_bytes(b"half")
+      raise RuntimeError("killed")
+  assert path.read_bytes() == b"old"
+  assert [p.name for p in tmp_path.iterdir()] == ["model.bin"]

@@ -1,0 +1,66 @@
+"""Writing artifacts so that a killed run never leaves a half-written file.
+
+Every writer goes to a temporary name in the destination folder and renames it into
+place with ``os.replace`` (atomic on POSIX): a reader sees the old file or the new one,
+never a truncated one.
+"""
+
+import contextlib
+import json
+import os
+import pathlib
+import tempfile
+
+__all__ = ["atomic_path", "write_bytes", "write_json", "write_text"]
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=None):
+  """Yields a temporary path beside ``path``; renames it to ``path`` on success.
+
+  Args:
+    path: the final file.
+    suffix: the temporary file's suffix (some writers, e.g. Keras, insist on
+      ``.keras``); default: ``path``'s own suffix.
+
+  Yields:
+    A ``pathlib.Path`` to write to. On an exception it is removed and ``path`` untouched.
+  """
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                             suffix=path.suffix if suffix is None else suffix)
+  os.close(fd)
+  tmp = pathlib.Path(tmp)
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  finally:
+    if tmp.exists():
+      tmp.unlink()
+
+
+def write_bytes(path, data):
+  """Writes ``data`` to ``path`` atomically; returns the path."""
+  with atomic_path(path) as tmp:
+    tmp.write_bytes(data)
+  return pathlib.Path(path)
+
+
+def write_text(path, text):
+  """Writes ``text`` (UTF-8) to ``path`` atomically; returns the path."""
+  return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, obj):
+  """Writes ``obj`` as indented JSON to ``path`` atomically; returns the path."""
+  return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n")
+
+
+def _jsonable(value):
+  """NumPy scalars and arrays, paths: the types our reports hold besides plain ones."""
+  if hasattr(value, "tolist"):
+    return value.tolist()
+  if isinstance(value, os.PathLike):
+    return os.fspath(value)
+  raise TypeError(f"not JSON serializable: {type(value).__name__}")
