@@ -5,12 +5,13 @@ layer returning its last hidden state → ``Dense(num_classes)`` giving logits. 
 classifier is linear on the last hidden state, as in the authors' code (EdgeML).
 """
 
+from tf_fastgrnn import baselines
 from tf_fastgrnn import cells
 from tf_fastgrnn._keras import keras
 
 __all__ = ["CELL_TYPES", "sequence_classifier"]
 
-CELL_TYPES = ("fastgrnn", "fastrnn", "lstm", "gru")
+CELL_TYPES = ("fastgrnn", "fastrnn", "lstm", "gru", "lowrank_lstm")
 
 
 def sequence_classifier(cell, units, input_shape, num_classes, *, name=None,
@@ -24,7 +25,7 @@ def sequence_classifier(cell, units, input_shape, num_classes, *, name=None,
     num_classes: number of classes C.
     name: model name.
     **cell_kwargs: the cell's arguments (``w_rank``, ``u_rank``, activations, ...).
-      Not accepted for ``lstm``/``gru``.
+      ``lowrank_lstm`` needs ``w_rank`` and ``u_rank``; ``lstm``/``gru`` take none.
 
   Returns:
     An uncompiled ``keras.Model`` mapping ``[N, T, D]`` to logits ``[N, C]``.
@@ -42,6 +43,8 @@ def sequence_classifier(cell, units, input_shape, num_classes, *, name=None,
     rnn = cells.FastGRNN(units, name="rnn", **cell_kwargs)
   elif cell == "fastrnn":
     rnn = cells.FastRNN(units, name="rnn", **cell_kwargs)
+  elif cell == "lowrank_lstm":
+    rnn = keras.layers.RNN(baselines.LowRankLSTMCell(units, **cell_kwargs), name="rnn")
   else:
     if cell_kwargs:
       raise ValueError(f"{cell} takes no cell arguments, got {sorted(cell_kwargs)}")
