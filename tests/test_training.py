@@ -1,0 +1,105 @@
+"""training.fit: checkpoints, exact resume, NaN stop, validation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tf_fastgrnn import models
+from tf_fastgrnn import training
+
+T, D, H, C, N = 3, 4, 5, 3, 24
+
+
+@pytest.fixture
+def data(rng):
+  x = rng.normal(size=(N, T, D)).astype(np.float32)
+  y = (np.argmax(x[:, -1, :C], axis=1)).astype(np.int32)
+  return x, y
+
+
+def _model(seed=0):
+  training.set_seed(seed)
+  return models.sequence_classifier("fastgrnn", H, (T, D), C, w_rank=2)
+
+
+def _fit(model, data, **kwargs):
+  kwargs = {"epochs": 3, "batch_size": 8, "learning_rate": 1e-2, "verbose": 0, **kwargs}
+  return training.fit(model, data, data, **kwargs)
+
+
+def test_resume_after_kill_equals_uninterrupted_run(data, tmp_path):
+  full = _model()
+  history_full = _fit(full, data, epochs=3, checkpoint_dir=tmp_path / "a")
+
+  # "Killed" after 2 epochs: a fresh process builds a fresh model and resumes.
+  _fit(_model(), data, epochs=2, checkpoint_dir=tmp_path / "b")
+  resumed = _model(seed=99)  # different init: everything must come from the checkpoint
+  history_resumed = _fit(resumed, data, epochs=3, checkpoint_dir=tmp_path / "b")
+
+  assert len(history_resumed["loss"]) == 3
+  assert history_resumed == history_full
+  for a, b in zip(full.get_weights(), resumed.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  on_disk = json.loads((tmp_path / "b" / training.HISTORY_FILE).read_text())
+  assert on_disk["epochs_done"] == 3
+  assert training.load_history(tmp_path / "b") == history_full
+
+
+def test_same_seed_same_metrics_and_done_run_is_not_retrained(data, tmp_path):
+  h1 = _fit(_model(), data, epochs=2)
+  h2 = _fit(_model(), data, epochs=2, checkpoint_dir=tmp_path)
+  assert h1 == h2
+  model = _model(seed=5)
+  assert _fit(model, data, epochs=2, checkpoint_dir=tmp_path) == h2
+  assert set(h2) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+
+
+def test_resume_with_other_settings_is_refused(data, tmp_path):
+  _fit(_model(), data, epochs=1, checkpoint_dir=tmp_path)
+  with pytest.raises(ValueError, match="batch_size: checkpoint 8 vs now 4"):
+    _fit(_model(), data, epochs=2, batch_size=4, checkpoint_dir=tmp_path)
+  other = models.sequence_classifier("fastgrnn", H + 1, (T, D), C)
+  with pytest.raises(ValueError, match="does not match this model"):
+    _fit(other, data, epochs=2, checkpoint_dir=tmp_path)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_no_checkpoint(data, tmp_path):
+  model = _model()
+  kernel = model.get_layer("logits").kernel
+  kernel.assign(np.full(kernel.shape, np.nan, np.float32))
+  with pytest.raises(training.NonFiniteLossError, match="lower learning_rate"):
+    _fit(model, data, checkpoint_dir=tmp_path)
+  assert not (tmp_path / training.HISTORY_FILE).exists()
+
+
+def test_tensorboard_logs_are_written(data, tmp_path):
+  pytest.importorskip("tensorboard")
+  _fit(_model(), data, epochs=1, tensorboard_dir=tmp_path / "tb")
+  assert any((tmp_path / "tb").rglob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"epochs": 0}, "epochs must be a positive int, got 0"),
+    ({"batch_size": -1}, "batch_size must be a positive int, got -1"),
+    ({"batch_size": 2.0}, "batch_size must be a positive int, got 2.0"),
+    ({"learning_rate": 0.0}, "learning_rate must be a finite number > 0"),
+    ({"learning_rate": float("nan")}, "learning_rate must be a finite number > 0"),
+])
+def test_bad_arguments(data, kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    _fit(_model(), data, **kwargs)
+
+
+def test_bad_data(data):
+  x, y = data
+  with pytest.raises(ValueError, match=r"y must be integer labels of shape \[N\]"):
+    training.fit(_model(), (x, y[:-1]), epochs=1, batch_size=4, learning_rate=0.1)
+  with pytest.raises(ValueError, match="integer class labels"):
+    training.fit(_model(), (x, y.astype(float)), epochs=1, batch_size=4, learning_rate=0.1)
+  bad = x.copy()
+  bad[0, 0, 0] = np.nan
+  with pytest.raises(ValueError, match="NaN or inf"):
+    training.fit(_model(), (bad, y), epochs=1, batch_size=4, learning_rate=0.1)
+  with pytest.raises(ValueError, match="seed must be a non-negative int"):
+    training.set_seed(-1)
