@@ -149,6 +149,7 @@ class _EpochCheckpoint(keras.callbacks.Callback):
 def _check_run(directory, run, resuming):
   """Refuses to resume a checkpoint made with other settings; records them otherwise."""
   path = directory / _RUN_FILE
+  run = json.loads(json.dumps(run))  # compare as stored: tuples become lists
   if resuming and path.exists():
     old = json.loads(path.read_text())
     fixed = {k: v for k, v in run.items() if k != "epochs"}
