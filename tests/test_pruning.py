@@ -34,11 +34,15 @@ def _train(model, data, config, epochs=3, **kwargs):
 
 
 class _Spy(keras.callbacks.Callback):
-  """Keeps the wrapped model and the support masks at each epoch end."""
+  """Keeps the wrapped model and the support masks at each epoch and batch end."""
 
   def __init__(self):
     super().__init__()
     self.masks = []
+    self.batch_masks = []
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.batch_masks.append(pruning.support_masks(self.model))
 
   def on_epoch_end(self, epoch, logs=None):
     self.masks.append(pruning.support_masks(self.model))
@@ -103,6 +107,13 @@ def test_stripped_model_predicts_as_the_pruned_one_and_zeros_stay_zero(data, rng
   x = data[0]
   np.testing.assert_array_equal(spy.wrapped.predict(x, verbose=0),
                                 result.model.predict(x, verbose=0))
+  # Per step (2 a epoch): dense in step 1-2, thresholded from step 3 (the first of
+  # IHT), and no mask change after step 4 (the last of IHT).
+  dense = [all(m.all() for m in masks.values()) for masks in spy.batch_masks]
+  assert dense == [True, True, False, False, False, False, False, False]
+  for masks in spy.batch_masks[4:]:
+    for key in masks:
+      np.testing.assert_array_equal(masks[key], spy.batch_masks[3][key])
   # The support chosen by the end of IHT (epoch 2) is the one of epochs 3 and 4.
   end_of_iht, *later = spy.masks[1:]
   for masks in later:

@@ -106,9 +106,10 @@ class PruningConfig:
                        f"(sum {sum(fractions):.6g})")
     object.__setattr__(self, "phase_fractions", tuple(float(f) for f in fractions))
     if isinstance(self.frequency, bool) or not isinstance(
-        self.frequency, int) or self.frequency <= 0:
+        self.frequency, (int, np.integer)) or self.frequency <= 0:
       raise ValueError(f"frequency must be a positive int (steps between hard "
                        f"thresholdings), got {self.frequency!r}")
+    object.__setattr__(self, "frequency", int(self.frequency))
 
   def phase_epochs(self, epochs):
     """The epochs of each phase, ``(dense, iht, sparse)``, summing to ``epochs``.
@@ -410,8 +411,8 @@ def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
     >>> model = models.sequence_classifier("fastgrnn", 32, (128, 9), 6, w_rank=4)
     >>> result = train_three_phase(model, (x, y), (xv, yv), epochs=30, batch_size=64,
     ...     learning_rate=1e-2, config=PruningConfig(sparsity_w=0.5, sparsity_u=0.8))
-    >>> result.phase_reports[-1]["matrices"]["rnn/U"]["sparsity"]
-    0.8
+    >>> result.phase_reports[-1]["matrices"]["rnn/U"]["nonzero"]  # round(1024 * 0.2)
+    205
   """
   if not isinstance(config, PruningConfig):
     raise ValueError(f"config must be a PruningConfig, got {type(config).__name__}")
