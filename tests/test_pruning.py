@@ -84,12 +84,14 @@ def test_targets_reached_per_matrix_and_the_rest_stays_dense(data, rng, cell,
   assert {_short(v) for v in others} >= {"bias_update", "kernel", "bias"}
   for var in others:
     assert np.count_nonzero(var.numpy()) == var.shape.num_elements(), var.name
-  totals = report["model"]
+  totals = report["totals"]
   assert totals["params"] == result.model.count_params() == totals["dense_int8_bytes"]
   assert totals["nonzero"] == sum(np.count_nonzero(w) for w in result.model.get_weights())
   # Phase reports: dense after phase 1, targets after 2 and 3.
   first, second, third = result.phase_reports
   assert [r["name"] for r in result.phase_reports] == list(pruning.PHASE_NAMES)
+  assert result.phase_epochs == (1, 1, 1)
+  assert first["totals"]["nonzero"] > third["totals"]["nonzero"] == totals["nonzero"]
   assert first["matrices_total"]["sparsity"] == 0.0
   assert second["matrices"] == third["matrices"]
   assert {k: v["nonzero"] for k, v in third["matrices"].items()} == {
@@ -171,7 +173,7 @@ def test_sparsity_report_of_a_model_without_fast_cells(rng):
   model = models.sequence_classifier("gru", H, (T, D), C)
   report = pruning.sparsity_report(model)
   assert report["matrices"] == {}
-  assert report["model"]["params"] == model.count_params()
+  assert report["totals"]["params"] == model.count_params()
 
 
 def test_achievable_sparsity_rounds_like_tfmot():

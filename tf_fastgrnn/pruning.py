@@ -230,7 +230,7 @@ def _report(matrices, params, model_nonzero):
       "matrices": matrices,
       "matrices_total": {"size": size, "nonzero": nonzero,
                          "sparsity": 1.0 - nonzero / size if size else 0.0},
-      "model": {"params": int(params), "nonzero": int(model_nonzero),
+      "totals": {"params": int(params), "nonzero": int(model_nonzero),
                 "dense_int8_bytes": int(params), "nonzero_int8_bytes": int(model_nonzero)},
   }
 
@@ -240,13 +240,13 @@ def sparsity_report(model):
 
   Args:
     model: a ``keras.Model``; W/U (or their factors) of every tf_fastgrnn cell are listed,
-      any other model (LSTM baselines) gets only the whole-model totals.
+      any other model (LSTM baselines) gets only the whole-model ``totals``.
 
   Returns:
     ``{"matrices": {"rnn/W1": {"shape", "size", "nonzero", "sparsity"}, ...},
     "matrices_total": {"size", "nonzero", "sparsity"},
-    "model": {"params", "nonzero", "dense_int8_bytes", "nonzero_int8_bytes"}}``.
-    ``model`` counts ALL the model's weights (classifier, biases and scalars included,
+    "totals": {"params", "nonzero", "dense_int8_bytes", "nonzero_int8_bytes"}}``.
+    ``totals`` counts ALL the model's weights (classifier, biases and scalars included,
     wrapper masks excluded). ``dense_int8_bytes`` is one byte per weight: what TFLite
     stores, since it keeps weight tensors dense (int32 biases and the flatbuffer's own
     overhead not counted; the export measures the real file). ``nonzero_int8_bytes`` is
@@ -332,7 +332,7 @@ class _PhaseLogger(keras.callbacks.Callback):
     for key, entry in report["matrices"].items():
       logs[f"nonzero/{key}"] = entry["nonzero"]
       logs[f"sparsity/{key}"] = entry["sparsity"]
-    logs["nonzero/model"] = report["model"]["nonzero"]
+    logs["nonzero/total"] = report["totals"]["nonzero"]
 
 
 @dataclasses.dataclass
@@ -343,16 +343,18 @@ class ThreePhaseResult:
     model: the trained float model stripped of pruning wrappers: the input's layout and
       layers, with exact zeros where the support was cut.
     history: ``{metric: [value per epoch]}``, including ``nonzero/<matrix>``,
-      ``sparsity/<matrix>`` and ``nonzero/model`` per epoch.
+      ``sparsity/<matrix>`` and ``nonzero/total`` (whole model) per epoch.
     phase_reports: one dict per phase: ``phase``, ``name``, ``epochs`` ([first, last],
       1-based), ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` (None without
       ``val``) at the phase's last epoch, and the ``sparsity_report`` at that point with
       each matrix's ``target`` sparsity added.
+    phase_epochs: epochs of (dense, IHT, sparse), as ``PruningConfig.phase_epochs``.
   """
 
   model: keras.Model
   history: dict
   phase_reports: list
+  phase_epochs: tuple
 
 
 def _phase_reports(model, history, config, phase_epochs):
@@ -368,7 +370,7 @@ def _phase_reports(model, history, config, phase_epochs):
       target = 0.0 if phase == 1 else {"W": config.sparsity_w, "U": config.sparsity_u}[group]
       entry["target"] = target
       entries[key] = entry
-    report = _report(entries, params, history["nonzero/model"][i])
+    report = _report(entries, params, history["nonzero/total"][i])
     report.update({
         "phase": phase, "name": PHASE_NAMES[phase - 1], "epochs": [start, end],
         **{k: (history[k][i] if k in history else None)
@@ -442,4 +444,5 @@ def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
   stripped = _sparsity_keras.strip_pruning(wrapped)
   return ThreePhaseResult(model=stripped, history=history,
                           phase_reports=_phase_reports(stripped, history, config,
-                                                       phase_epochs))
+                                                       phase_epochs),
+                          phase_epochs=phase_epochs)

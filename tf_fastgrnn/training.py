@@ -17,6 +17,7 @@ import json
 import math
 import os
 import pathlib
+import warnings
 
 import numpy as np
 import tensorflow as tf
@@ -188,7 +189,8 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
       they add to an epoch's ``logs`` enter the history).
     seed: seeds the run (``set_seed``) and each epoch's data order.
     verbose: Keras' progress (0 silent, 1 progress bar, 2 one line per epoch).
-    tensorboard_dir: if set, Keras' TensorBoard logs go there.
+    tensorboard_dir: if set, Keras' TensorBoard logs go there (with a warning and no
+      logs where the tensorboard package is not installed).
     run_config: JSON-able settings of the caller that must match to resume (e.g. the
       pruning targets); ``batch_size``, ``learning_rate``, ``seed`` and the training
       set size always must.
@@ -214,8 +216,10 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
           math.isfinite(learning_rate) and learning_rate > 0):
     raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
   if tensorboard_dir is not None and importlib.util.find_spec("tensorboard") is None:
-    raise ValueError("tensorboard_dir needs the tensorboard package (pip install "
-                     "tensorboard, matching TensorFlow); or pass tensorboard_dir=None")
+    # An optional log must not stop a long run: the pinned stack has no tensorboard.
+    warnings.warn(f"tensorboard_dir={str(tensorboard_dir)!r} ignored: the tensorboard "
+                  f"package is not installed (pip install tensorboard to get the logs)")
+    tensorboard_dir = None
   x, y = _check_data("train", train)
   val_data = None if val is None else _check_data("val", val)
   set_seed(seed)
