@@ -1,0 +1,107 @@
+"""int8 step-model export: equations, op set, dtypes, state quantization, refusals."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_fastgrnn import export
+from tf_fastgrnn import models
+from tf_fastgrnn._keras import keras
+
+T, D, H, C = 5, 4, 8, 3
+
+
+def _model(rng, cell="fastgrnn", **kwargs):
+  model = models.sequence_classifier(cell, H, (T, D), C, **kwargs)
+  for var in model.weights:
+    var.assign(rng.normal(0, 0.4, var.shape))
+  return model
+
+
+@pytest.mark.parametrize("cell,kwargs", [("fastgrnn", {"w_rank": 2, "u_rank": 3}),
+                                         ("fastrnn", {}), ("lstm", {}), ("gru", {})])
+def test_step_model_steps_the_sequence_model(rng, cell, kwargs):
+  model = _model(rng, cell, **kwargs)
+  x = rng.normal(0, 1, (2, T, D)).astype(np.float32)
+  step = export.step_model(model, batch_size=None)
+  state = {n: np.zeros((2, H), np.float32) for n in step.input if n != "x"}
+  for t in range(T):
+    out = step(dict(state, x=x[:, t]))
+    state = {"h": out["h_next"].numpy()}
+    if "c_next" in out:
+      state["c"] = out["c_next"].numpy()
+  np.testing.assert_allclose(out["logits"].numpy(), model(x).numpy(), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def fastgrnn_int8():
+  rng = np.random.default_rng(0)
+  model = _model(rng, w_rank=2, u_rank=4)
+  return model, export.convert_step_model(model, rng.normal(0, 1, (16, T, D)))
+
+
+def test_export_is_int8_with_builtin_tflm_ops(fastgrnn_int8):
+  _, tflite_bytes = fastgrnn_int8
+  ops = export.model_ops(tflite_bytes)
+  assert set(ops) <= {"FULLY_CONNECTED", "ADD", "SUB", "MUL", "LOGISTIC", "TANH"}, ops
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=import-outside-toplevel
+  interp = Interpreter(model_content=tflite_bytes)
+  assert interp.get_signature_list() == {
+      "serving_default": {"inputs": ["h", "x"], "outputs": ["h_next", "logits"]}}
+  details = interp.get_input_details() + interp.get_output_details()
+  assert all(d["dtype"] == np.int8 for d in details)
+  assert sorted(tuple(d["shape"]) for d in details) == [(1, C), (1, D), (1, H), (1, H)]
+  export.check_tflm_compatible(tflite_bytes)
+
+
+def test_state_in_and_out_share_quantization(fastgrnn_int8):
+  _, tflite_bytes = fastgrnn_int8
+  q = export.io_quantization(tflite_bytes)
+  assert q["h"] == q["h_next"]
+  assert q["h"][0] > 0
+
+
+def test_int8_step_model_tracks_float(fastgrnn_int8, rng):
+  """LiteRT's reference kernels stepping the int8 model stay close to Keras float."""
+  model, tflite_bytes = fastgrnn_int8
+  from ai_edge_litert.interpreter import Interpreter, OpResolverType  # pylint: disable=import-outside-toplevel
+  run = Interpreter(model_content=tflite_bytes,
+                    experimental_op_resolver_type=OpResolverType.BUILTIN_REF
+                    ).get_signature_runner()
+  q = export.io_quantization(tflite_bytes)
+  quant = lambda v, n: np.clip(np.round(v / q[n][0]) + q[n][1], -128, 127).astype(np.int8)
+  x = rng.normal(0, 1, (4, T, D)).astype(np.float32)
+  want = model(x).numpy()
+  for i in range(4):
+    h = np.full((1, H), q["h"][1], np.int8)
+    for t in range(T):
+      out = run(x=quant(x[i, t:t + 1], "x"), h=h)
+      h = out["h_next"]
+    logits = (out["logits"].astype(np.float32) - q["logits"][1]) * q["logits"][0]
+    np.testing.assert_allclose(logits[0], want[i], atol=0.15)
+
+
+def test_window_model_is_int8_and_larger(fastgrnn_int8, rng):
+  model, step_bytes = fastgrnn_int8
+  window_bytes = export.convert_window_model(model, rng.normal(0, 1, (8, T, D)))
+  export.check_tflm_compatible(window_bytes)
+  assert len(window_bytes) > len(step_bytes)
+
+
+def test_refuses_float_model_naming_tensors():
+  dense = keras.Sequential([keras.Input((D,), batch_size=1), keras.layers.Dense(C)])
+  float_bytes = tf.lite.TFLiteConverter.from_keras_model(dense).convert()
+  with pytest.raises(export.TFLMCompatibilityError, match="FLOAT32, not int8"):
+    export.check_tflm_compatible(float_bytes)
+
+
+def test_refuses_dynamic_batch():
+  dense = keras.Sequential([keras.Input((D,)), keras.layers.Dense(C)])
+  with pytest.raises(export.TFLMCompatibilityError, match="dynamic shape"):
+    export.check_tflm_compatible(tf.lite.TFLiteConverter.from_keras_model(dense).convert())
+
+
+def test_refuses_wrong_layout():
+  other = keras.Sequential([keras.Input((T, D)), keras.layers.Flatten(), keras.layers.Dense(C)])
+  with pytest.raises(ValueError, match="sequence_classifier"):
+    export.step_model(other)
