@@ -1,0 +1,7 @@
+"""Dataset loaders: ``load_dataset(name, data_dir=None, *, seed=0)`` → ``Dataset``."""
+
+from data.datasets import DATASETS
+from data.datasets import Dataset
+from data.datasets import load_dataset
+
+__all__ = ["DATASETS", "Dataset", "load_dataset"]
