@@ -1,0 +1,248 @@
+"""The files a TFLM app compiles in: the model array, its settings, and test vectors.
+
+``write_device_files`` writes, into one folder:
+
+- ``model_data.h`` / ``model_data.cc``: ``alignas(16) const unsigned char
+  g_model_data[]`` and ``g_model_data_len`` (the form of TFLM's examples);
+- ``model_settings.h``: dims, labels, feature normalisation, every I/O tensor's position,
+  scale and zero point, the measured arena (+ margin), the op list as an X-macro for
+  ``MicroMutableOpResolver``, and keyword-spotting detection defaults;
+- ``test_vectors.h`` / ``test_vectors.cc`` (optional): int8 inputs of a few real windows
+  and, for every step, the ``h`` and logits the TFLM runtime produced.
+
+The folder is written as a whole: into a temporary sibling, then renamed into place, so
+a killed run never leaves a half set of files.
+"""
+
+import dataclasses
+import os
+import pathlib
+import shutil
+import tempfile
+
+import numpy as np
+
+from tf_fastgrnn import export
+from tf_fastgrnn import runtime
+
+__all__ = ["DeviceSettings", "settings_from_model", "write_device_files", "c_array"]
+
+# TFLM resolver method per builtin op name (MicroMutableOpResolver::AddXxx).
+_RESOLVER = {
+    "FULLY_CONNECTED": "FullyConnected", "ADD": "Add", "SUB": "Sub", "MUL": "Mul",
+    "LOGISTIC": "Logistic", "TANH": "Tanh", "RELU": "Relu", "RELU6": "Relu6",
+    "RELU_N1_TO_1": "ReluN1To1", "MINIMUM": "Minimum", "MAXIMUM": "Maximum",
+    "QUANTIZE": "Quantize", "DEQUANTIZE": "Dequantize", "SPLIT": "Split",
+    "SPLIT_V": "SplitV", "CONCATENATION": "Concatenation", "RESHAPE": "Reshape",
+    "STRIDED_SLICE": "StridedSlice", "SOFTMAX": "Softmax", "BATCH_MATMUL": "BatchMatMul",
+    "UNIDIRECTIONAL_SEQUENCE_LSTM": "UnidirectionalSequenceLSTM", "PACK": "Pack",
+    "UNPACK": "Unpack", "GATHER": "Gather", "SQUARED_DIFFERENCE": "SquaredDifference",
+    "RSQRT": "Rsqrt", "MEAN": "Mean",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceSettings:
+  """What ``model_settings.h`` states. Every field is a plain value.
+
+  Attributes:
+    input_dim, hidden_dim, num_classes: D, H, C of the step model.
+    steps_per_window: T, the time steps of one classification window.
+    labels: class names, C of them.
+    feature_mean, feature_std: per-feature normalisation (D each): the device computes
+      ``(raw - mean) / std`` before quantizing a frame.
+    io: ``{name: (position, scale, zero_point)}`` for x, h, h_next, logits (c, c_next).
+    ops: builtin op names of the model.
+    arena_used: bytes the TFLM arena needed, measured on the host.
+    arena_margin: bytes added on top for ``kTensorArenaSize``.
+    frontend: the feature front end the device must run (e.g. ``raw_imu``, ``logmel32``).
+    model_bytes: size of the ``.tflite``.
+  """
+  input_dim: int
+  hidden_dim: int
+  num_classes: int
+  steps_per_window: int
+  labels: tuple
+  feature_mean: tuple
+  feature_std: tuple
+  io: dict
+  ops: tuple
+  arena_used: int
+  arena_margin: int
+  frontend: str
+  model_bytes: int
+
+
+def settings_from_model(tflite_bytes, *, labels, steps_per_window, feature_mean,
+                        feature_std, arena_used, arena_margin=1024, frontend="raw"):
+  """Reads dims, I/O quantization and ops from the ``.tflite``; checks them against
+  ``labels`` and the normalisation statistics."""
+  io = runtime.step_io(tflite_bytes)
+  input_dim, hidden = io["x"]["shape"][-1], io["h"]["shape"][-1]
+  classes = io["logits"]["shape"][-1]
+  if len(labels) != classes:
+    raise ValueError(f"{len(labels)} labels for a model with {classes} classes")
+  mean, std = np.asarray(feature_mean, np.float64), np.asarray(feature_std, np.float64)
+  if mean.shape != (input_dim,) or std.shape != (input_dim,):
+    raise ValueError(f"feature_mean/std must have {input_dim} values, got {mean.shape} "
+                     f"and {std.shape}")
+  if np.any(std <= 0):
+    raise ValueError("feature_std must be positive")
+  ops = tuple(export.model_ops(tflite_bytes))
+  unknown = [op for op in ops if op not in _RESOLVER]
+  if unknown:
+    raise ValueError(f"no TFLM resolver entry known for ops {unknown}")
+  return DeviceSettings(
+      input_dim=input_dim, hidden_dim=hidden, num_classes=classes,
+      steps_per_window=int(steps_per_window), labels=tuple(str(l) for l in labels),
+      feature_mean=tuple(float(v) for v in mean), feature_std=tuple(float(v) for v in std),
+      io={n: (d["index"], d["scale"], d["zero_point"]) for n, d in io.items()},
+      ops=ops, arena_used=int(arena_used), arena_margin=int(arena_margin),
+      frontend=str(frontend), model_bytes=len(tflite_bytes))
+
+
+def c_array(values, per_line=12, fmt="{}"):
+  """Comma-separated C initializer lines for a flat sequence."""
+  values = [fmt.format(v) for v in np.asarray(values).reshape(-1).tolist()]
+  lines = [", ".join(values[i:i + per_line]) for i in range(0, len(values), per_line)]
+  return ",\n    ".join(lines)
+
+
+def _float(value):
+  return f"{float(value):.9g}f"
+
+
+_HEADER = "// Generated by tf_fastgrnn.device_files from {model}. Do not edit.\n"
+
+
+def _model_data(tflite_bytes):
+  header = (_HEADER.format(model="the exported .tflite") +
+            "#ifndef TF_FASTGRNN_MODEL_DATA_H_\n#define TF_FASTGRNN_MODEL_DATA_H_\n\n"
+            "extern const unsigned char g_model_data[];\n"
+            "extern const unsigned int g_model_data_len;\n\n"
+            "#endif  // TF_FASTGRNN_MODEL_DATA_H_\n")
+  source = (_HEADER.format(model="the exported .tflite") +
+            '#include "model_data.h"\n\n'
+            "alignas(16) const unsigned char g_model_data[] = {\n    " +
+            c_array(np.frombuffer(tflite_bytes, np.uint8), fmt="0x{:02x}") + "};\n"
+            f"const unsigned int g_model_data_len = {len(tflite_bytes)};\n")
+  return header, source
+
+
+def _settings_header(s):
+  def io_lines(name, const):
+    pos, scale, zp = s.io[name]
+    return (f"constexpr int k{const}Index = {pos};\n"
+            f"constexpr float k{const}Scale = {_float(scale)};\n"
+            f"constexpr int k{const}ZeroPoint = {zp};\n")
+  ops = " ".join(f"OP({_RESOLVER[op]})" for op in s.ops)
+  labels = ", ".join(f'"{l}"' for l in s.labels)
+  text = [_HEADER.format(model="the exported .tflite"),
+          "#ifndef TF_FASTGRNN_MODEL_SETTINGS_H_\n#define TF_FASTGRNN_MODEL_SETTINGS_H_\n\n",
+          f"constexpr int kInputDim = {s.input_dim};\n",
+          f"constexpr int kHiddenDim = {s.hidden_dim};\n",
+          f"constexpr int kNumClasses = {s.num_classes};\n",
+          f"constexpr int kStepsPerWindow = {s.steps_per_window};\n",
+          f"constexpr int kModelBytes = {s.model_bytes};\n\n",
+          f"constexpr const char* kCategoryLabels[kNumClasses] = {{{labels}}};\n\n",
+          f"// Front end the device must run to produce a frame: {s.frontend}.\n",
+          f'constexpr const char* kFrontend = "{s.frontend}";\n',
+          "// A raw frame is normalised as (raw - kFeatureMean) / kFeatureStd, then\n"
+          "// quantized with kInputScale/kInputZeroPoint.\n",
+          f"constexpr float kFeatureMean[kInputDim] = {{{c_array(s.feature_mean, fmt='{:.9g}f')}}};\n",
+          f"constexpr float kFeatureStd[kInputDim] = {{{c_array(s.feature_std, fmt='{:.9g}f')}}};\n\n",
+          "// Tensor positions among the model's inputs/outputs, and their quantization.\n",
+          io_lines("x", "Input"), io_lines("h", "StateIn"), io_lines("h_next", "StateOut"),
+          io_lines("logits", "Logits")]
+  if "c" in s.io:
+    text += [io_lines("c", "CellIn"), io_lines("c_next", "CellOut")]
+  text += ["\n",
+           f"// TFLM arena: {s.arena_used} bytes measured on the host (RecordingMicroAllocator\n"
+           f"// start, then the smallest arena that allocates and invokes) + {s.arena_margin} "
+           "bytes margin.\n",
+           f"constexpr int kTensorArenaSize = {s.arena_used + s.arena_margin};\n\n",
+           "// The model's builtin ops, for MicroMutableOpResolver<kNumModelOps>:\n",
+           "//   #define ADD_OP(name) resolver.Add##name();\n",
+           f"#define TF_FASTGRNN_MODEL_OPS(OP) {ops}\n",
+           f"constexpr int kNumModelOps = {len(s.ops)};\n\n",
+           "// Keyword spotting defaults (continuous mode): average the class posteriors\n"
+           "// over this many steps, report a class above the threshold, then stay quiet.\n",
+           "constexpr int kSmoothingSteps = 10;\n",
+           "constexpr float kDetectionThreshold = 0.8f;\n",
+           "constexpr int kSuppressionSteps = 25;\n\n",
+           "#endif  // TF_FASTGRNN_MODEL_SETTINGS_H_\n"]
+  return "".join(text)
+
+
+def _test_vectors(s, vectors):
+  x_q, h_q, logits_q = (np.asarray(vectors[k], np.int8) for k in ("x_q", "h_q", "logits_q"))
+  labels = np.asarray(vectors["labels"], np.int32)
+  n = len(x_q)
+  expect = {"x_q": (n, s.steps_per_window, s.input_dim),
+            "h_q": (n, s.steps_per_window, s.hidden_dim),
+            "logits_q": (n, s.steps_per_window, s.num_classes)}
+  for key, arr in (("x_q", x_q), ("h_q", h_q), ("logits_q", logits_q)):
+    if arr.shape != expect[key]:
+      raise ValueError(f"test vectors {key} must be {expect[key]}, got {arr.shape}")
+  header = (_HEADER.format(model="the TFLM runtime's outputs") +
+            "#ifndef TF_FASTGRNN_TEST_VECTORS_H_\n#define TF_FASTGRNN_TEST_VECTORS_H_\n\n"
+            "#include <cstdint>\n\n#include \"model_settings.h\"\n\n"
+            f"constexpr int kNumTestWindows = {n};\n"
+            "// int8 input frames, and the state and logits TFLM produced after each step\n"
+            "// (state carried by copy from a zero start, kStateInZeroPoint).\n"
+            "extern const int8_t kTestInputs[kNumTestWindows][kStepsPerWindow][kInputDim];\n"
+            "extern const int8_t kTestStates[kNumTestWindows][kStepsPerWindow][kHiddenDim];\n"
+            "extern const int8_t kTestLogits[kNumTestWindows][kStepsPerWindow][kNumClasses];\n"
+            "extern const int kTestLabels[kNumTestWindows];\n\n"
+            "#endif  // TF_FASTGRNN_TEST_VECTORS_H_\n")
+  source = (_HEADER.format(model="the TFLM runtime's outputs") +
+            '#include "test_vectors.h"\n\n'
+            "const int8_t kTestInputs[kNumTestWindows][kStepsPerWindow][kInputDim] = {\n    "
+            + c_array(x_q, per_line=16) + "};\n"
+            "const int8_t kTestStates[kNumTestWindows][kStepsPerWindow][kHiddenDim] = {\n    "
+            + c_array(h_q, per_line=16) + "};\n"
+            "const int8_t kTestLogits[kNumTestWindows][kStepsPerWindow][kNumClasses] = {\n    "
+            + c_array(logits_q, per_line=16) + "};\n"
+            f"const int kTestLabels[kNumTestWindows] = {{{c_array(labels)}}};\n")
+  return header, source
+
+
+def write_device_files(out_dir, tflite_bytes, settings, test_vectors=None):
+  """Writes the device folder as a whole (temporary sibling, then renamed).
+
+  Args:
+    out_dir: the folder to (re)create.
+    tflite_bytes: the int8 step model.
+    settings: a ``DeviceSettings`` (``settings_from_model``).
+    test_vectors: optional dict of ``x_q [N,T,D]``, ``h_q [N,T,H]``, ``logits_q
+      [N,T,C]`` (int8, from ``runtime.TFLMStepRunner.run_windows``) and ``labels [N]``.
+
+  Returns:
+    The paths written.
+  """
+  if len(tflite_bytes) != settings.model_bytes:
+    raise ValueError("settings were made from another model "
+                     f"({settings.model_bytes} bytes, this one {len(tflite_bytes)})")
+  files = {}
+  files["model_data.h"], files["model_data.cc"] = _model_data(tflite_bytes)
+  files["model_settings.h"] = _settings_header(settings)
+  if test_vectors is not None:
+    files["test_vectors.h"], files["test_vectors.cc"] = _test_vectors(settings, test_vectors)
+  out_dir = pathlib.Path(out_dir)
+  out_dir.parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+  try:
+    for name, text in files.items():
+      (tmp / name).write_text(text)
+    (tmp / "model.tflite").write_bytes(tflite_bytes)
+    old = None
+    if out_dir.exists():
+      old = out_dir.with_name(f".{out_dir.name}.old")
+      shutil.rmtree(old, ignore_errors=True)
+      os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old is not None:
+      shutil.rmtree(old, ignore_errors=True)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return sorted(out_dir / name for name in list(files) + ["model.tflite"])
