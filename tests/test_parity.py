@@ -1,0 +1,44 @@
+"""The numerics diff on a tiny model: keys, self-agreement, op comparison, report files."""
+
+import json
+
+import numpy as np
+import pytest
+
+from tf_fastgrnn import export
+from tf_fastgrnn import models
+from tf_fastgrnn import parity
+
+T, D, H, C = 4, 3, 6, 3
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  rng = np.random.default_rng(0)
+  model = models.sequence_classifier("fastgrnn", H, (T, D), C)
+  for var in model.weights:
+    var.assign(rng.normal(0, 0.4, var.shape))
+  x = rng.normal(0, 1, (12, T, D)).astype(np.float32)
+  return model, export.convert_step_model(model, x), x, rng.integers(0, C, 12)
+
+
+def test_keras_traces_end_in_the_model_output(tiny):
+  model, _, x, _ = tiny
+  h, logits = parity.keras_traces(model, x, batch_size=5)
+  assert h.shape == (12, T, H) and logits.shape == (12, T, C)
+  np.testing.assert_allclose(logits[:, -1], model(x).numpy(), atol=1e-5)
+
+
+def test_diff_numerics_and_report(tiny, tmp_path):
+  model, tflite_bytes, x, y = tiny
+  result = parity.diff_numerics(model, model, tflite_bytes, x, y)
+  assert result["agreement"]["keras_float vs keras_qat"] == 1.0
+  assert set(result["accuracy"]) == {"keras_float", "keras_qat", "litert", "tflm"}
+  assert len(result["vs_tflm"]["litert"]["state_lsb_mean_per_step"]) == T
+  assert result["vs_tflm"]["keras_float"]["top1_agreement"] >= 0.75
+  ops = {o["op"] for o in result["op_differences"]}
+  assert ops == {"LOGISTIC", "TANH"}
+  parity.write_report(result, tmp_path)
+  assert json.loads((tmp_path / "numerics.json").read_text())["windows"] == 12
+  assert (tmp_path / "numerics.png").read_bytes()[:4] == b"\x89PNG"
+  assert "| LOGISTIC |" in (tmp_path / "numerics.md").read_text()

@@ -1,0 +1,198 @@
+"""The numerics diff: the same windows through Keras float, Keras QAT, LiteRT and TFLM.
+
+TFLM is the reference (it is what the device runs). For every pair the report gives the
+top-1 agreement; against TFLM also the logits error in LSB of the logits' int8 scale and
+the hidden-state error per time step in LSB of the state's scale (does it drift over the
+window?). LiteRT and TFLM share most int8 kernels but not LOGISTIC and TANH: each such op
+of the model is rebuilt alone with the model's own input quantization and run on all 256
+int8 inputs in both runtimes, so the report names the op and the LSB difference.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from tf_fastgrnn import export
+from tf_fastgrnn import fileio
+from tf_fastgrnn import runtime
+from tf_fastgrnn._keras import keras
+
+__all__ = ["diff_numerics", "keras_traces", "op_differences", "write_report"]
+
+
+def keras_traces(model, x, batch_size=512):
+  """Keras hidden state and logits after every step: ``(h [N,T,H], logits [N,T,C])``."""
+  step = export.step_model(model, batch_size=None)
+  names = sorted(step.input)
+  fn = tf.function(lambda *a: step(dict(zip(names, a))), autograph=False)
+  hs, ls = [], []
+  for start in range(0, len(x), batch_size):
+    xb = np.asarray(x[start:start + batch_size], np.float32)
+    state = {n: np.zeros((len(xb), int(step.input[n].shape[-1])), np.float32)
+             for n in names if n != "x"}
+    h_steps, l_steps = [], []
+    for t in range(xb.shape[1]):
+      out = fn(*[dict(state, x=xb[:, t])[n] for n in names])
+      state = {"h": out["h_next"].numpy()}
+      if "c_next" in out:
+        state["c"] = out["c_next"].numpy()
+      h_steps.append(state["h"])
+      l_steps.append(out["logits"].numpy())
+    hs.append(np.stack(h_steps, 1))
+    ls.append(np.stack(l_steps, 1))
+  return np.concatenate(hs), np.concatenate(ls)
+
+
+def _single_op_model(op, scale, zero_point):
+  """An int8 model of one LOGISTIC/TANH whose input has the given quantization."""
+  fn = {"LOGISTIC": tf.math.sigmoid, "TANH": tf.math.tanh}[op]
+  lo, hi = (-128 - zero_point) * scale, (127 - zero_point) * scale
+  model = keras.Sequential([keras.Input((256,), batch_size=1),
+                            keras.layers.Lambda(fn)])
+  converter = tf.lite.TFLiteConverter.from_keras_model(model)
+  converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+  converter.inference_input_type = converter.inference_output_type = tf.int8
+  ramp = np.linspace(lo, hi, 256, dtype=np.float32)[None]
+  converter.representative_dataset = lambda: iter([[ramp]])
+  return bytes(converter.convert())
+
+
+def op_differences(tflite_bytes):
+  """Per LOGISTIC/TANH op of the model: LiteRT vs TFLM output on all 256 int8 inputs."""
+  from ai_edge_litert import interpreter as litert  # pylint: disable=import-outside-toplevel
+  from tflite_micro.python.tflite_micro import runtime as tflm  # pylint: disable=import-outside-toplevel
+  fb_model = export._read(tflite_bytes)  # pylint: disable=protected-access
+  graph = fb_model.subgraphs[0]
+  results, seen = [], set()
+  for op in graph.operators:
+    name = export._op_name(fb_model, op)  # pylint: disable=protected-access
+    if name not in ("LOGISTIC", "TANH"):
+      continue
+    q = graph.tensors[op.inputs[0]].quantization
+    key = (name, float(q.scale[0]), int(q.zeroPoint[0]))
+    if key in seen:
+      continue
+    seen.add(key)
+    single = _single_op_model(*key)
+    inputs = np.arange(-128, 128, dtype=np.int8)[None]
+    lite = litert.Interpreter(model_content=single,
+                              experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF)
+    lite.allocate_tensors()
+    lite.set_tensor(lite.get_input_details()[0]["index"], inputs)
+    lite.invoke()
+    out_lite = lite.get_tensor(lite.get_output_details()[0]["index"]).astype(np.int32)
+    micro = tflm.Interpreter.from_bytes(single)
+    micro.set_input(inputs, 0)
+    micro.invoke()
+    out_micro = micro.get_output(0).astype(np.int32)
+    diff = np.abs(out_lite - out_micro)
+    results.append({"op": name, "input_scale": key[1], "input_zero_point": key[2],
+                    "max_lsb": int(diff.max()), "mean_lsb": float(diff.mean()),
+                    "inputs_differing": int((diff > 0).sum())})
+  return results
+
+
+def _agreement(a, b):
+  return float(np.mean(a == b))
+
+
+def diff_numerics(float_model, qat_model, tflite_bytes, x, y, tflm_traces=None):
+  """Runs ``x [N,T,D]`` through every available form; returns the comparison.
+
+  Args:
+    float_model, qat_model: Keras models (either may be None).
+    tflite_bytes: the int8 step model.
+    x, y: windows and labels.
+    tflm_traces: a ``TFLMStepRunner.run_windows(x)`` result to reuse.
+  """
+  x, y = np.asarray(x, np.float32), np.asarray(y)
+  io = runtime.step_io(tflite_bytes)
+  s_h, s_l = io["h_next"]["scale"], io["logits"]["scale"]
+  tflm = tflm_traces or runtime.TFLMStepRunner(tflite_bytes).run_windows(x)
+  lite = runtime.LiteRTStepRunner(tflite_bytes).run_windows(x)
+  traces = {"tflm": (tflm["h"], tflm["logits"]), "litert": (lite["h"], lite["logits"])}
+  for name, model in (("keras_float", float_model), ("keras_qat", qat_model)):
+    if model is not None:
+      traces[name] = keras_traces(model, x)
+  preds = {k: v[1][:, -1].argmax(-1) for k, v in traces.items()}
+  names = [k for k in ("keras_float", "keras_qat", "litert", "tflm") if k in traces]
+  agreement = {f"{a} vs {b}": _agreement(preds[a], preds[b])
+               for i, a in enumerate(names) for b in names[i + 1:]}
+  vs_tflm = {}
+  for name in names:
+    if name == "tflm":
+      continue
+    h, logits = traces[name]
+    dh = np.abs(h - tflm["h"]) / s_h
+    dl = np.abs(logits[:, -1] - tflm["logits"][:, -1]) / s_l
+    vs_tflm[name] = {
+        "top1_agreement": agreement.get(f"{name} vs tflm"),
+        "logits_lsb_mean": float(dl.mean()), "logits_lsb_max": float(dl.max()),
+        "state_lsb_mean_per_step": dh.mean(axis=(0, 2)).tolist(),
+        "state_lsb_max_per_step": dh.max(axis=(0, 2)).tolist(),
+    }
+  ops = op_differences(tflite_bytes)
+  result = {
+      "windows": int(len(x)), "steps": int(x.shape[1]),
+      "accuracy": {k: float(np.mean(preds[k] == y)) for k in names},
+      "agreement": agreement, "vs_tflm": vs_tflm, "op_differences": ops,
+      "state_scale": s_h, "logits_scale": s_l,
+  }
+  result["summary"] = {
+      "qat_vs_tflm_top1": agreement.get("keras_qat vs tflm"),
+      "float_vs_tflm_top1": agreement.get("keras_float vs tflm"),
+      "litert_vs_tflm_top1": agreement["litert vs tflm"],
+      "litert_vs_tflm_logits_lsb_max": vs_tflm["litert"]["logits_lsb_max"],
+      "qat_vs_tflm_logits_lsb_mean": (vs_tflm["keras_qat"]["logits_lsb_mean"]
+                                      if "keras_qat" in vs_tflm else None),
+      "ops_differing": [f"{o['op']} max {o['max_lsb']} LSB" for o in ops if o["max_lsb"]],
+  }
+  return result
+
+
+def markdown(result):
+  lines = [f"{result['windows']} test windows of {result['steps']} steps; TFLM is the "
+           "reference.", "", "| model | accuracy |", "|---|---|"]
+  lines += [f"| {k} | {100 * v:.2f}% |" for k, v in result["accuracy"].items()]
+  lines += ["", "| pair | top-1 agreement |", "|---|---|"]
+  lines += [f"| {k} | {100 * v:.2f}% |" for k, v in result["agreement"].items()]
+  lines += ["", "| vs TFLM | logits error mean / max (LSB) | state error at last step "
+            "mean / max (LSB) |", "|---|---|---|"]
+  for name, d in result["vs_tflm"].items():
+    lines.append(f"| {name} | {d['logits_lsb_mean']:.2f} / {d['logits_lsb_max']:.1f} | "
+                 f"{d['state_lsb_mean_per_step'][-1]:.2f} / "
+                 f"{d['state_lsb_max_per_step'][-1]:.1f} |")
+  lines += ["", "LiteRT (reference kernels) against TFLM, per op, on all 256 int8 inputs "
+            "with the model's own input quantization:", "",
+            "| op | input scale | zero point | max LSB | mean LSB | inputs differing |",
+            "|---|---|---|---|---|---|"]
+  lines += [f"| {o['op']} | {o['input_scale']:.6g} | {o['input_zero_point']} | "
+            f"{o['max_lsb']} | {o['mean_lsb']:.3f} | {o['inputs_differing']}/256 |"
+            for o in result["op_differences"]]
+  return "\n".join(lines) + "\n"
+
+
+def write_report(result, out_dir):
+  """Writes ``numerics.json``, ``numerics.md`` and ``numerics.png`` into ``out_dir``."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  fig, (ax_h, ax_a) = plt.subplots(1, 2, figsize=(11, 3.8))
+  for name, d in result["vs_tflm"].items():
+    steps = np.arange(1, len(d["state_lsb_mean_per_step"]) + 1)
+    ax_h.plot(steps, d["state_lsb_mean_per_step"], label=f"{name} mean")
+    ax_h.plot(steps, d["state_lsb_max_per_step"], ls=":", label=f"{name} max")
+  ax_h.set_xlabel("time step")
+  ax_h.set_ylabel("|h - h_TFLM| (state LSB)")
+  ax_h.set_yscale("symlog")
+  ax_h.legend(fontsize=7)
+  pairs = list(result["agreement"])
+  ax_a.barh(pairs, [100 * result["agreement"][p] for p in pairs])
+  ax_a.set_xlabel("top-1 agreement %")
+  ax_a.set_xlim(min(90, min(100 * v for v in result["agreement"].values()) - 1), 100)
+  fig.tight_layout()
+  with fileio.atomic_path(f"{out_dir}/numerics.png") as tmp:
+    fig.savefig(tmp, dpi=110, format="png")
+  plt.close(fig)
+  fileio.write_text(f"{out_dir}/numerics.md", markdown(result))
+  fileio.write_json(f"{out_dir}/numerics.json", result)
