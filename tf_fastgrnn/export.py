@@ -157,8 +157,12 @@ def _signature_tensors(fb_model):
   return inputs, outputs
 
 
-def _finish(tflite_bytes, share_state=True):
-  """Gives h and h_next one quantization; drops metadata the device does not need."""
+def _finish(tflite_bytes, share_state=True, state_quantization=None):
+  """Gives h and h_next one quantization; drops metadata the device does not need.
+
+  ``state_quantization`` (scale, zero_point) sets that grid on h and h_next (QAT models
+  train on it); otherwise the grid covers both calibrated ranges.
+  """
   fb_model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
   tensors = fb_model.subgraphs[0].tensors
   inputs, outputs = _signature_tensors(fb_model)
@@ -170,7 +174,8 @@ def _finish(tflite_bytes, share_state=True):
         # Both ends hold the same quantity (h_t feeds the next step as h_{t-1}): one
         # range covering both costs at most a fraction of an LSB and makes the carry a
         # copy. Each kernel derives its multipliers from these params at Prepare().
-        scale, zero_point = _union_quantization(q_in, q_out)
+        scale, zero_point = (state_quantization if state_quantization and state_in == "h"
+                             else _union_quantization(q_in, q_out))
         for q in (q_in, q_out):
           q.scale, q.zeroPoint = [scale], [zero_point]
   # min_runtime_version and CONVERSION_METADATA are not read by TFLM. The signature def
@@ -184,7 +189,9 @@ def convert_step_model(model, representative_windows, *, max_pairs=2000, seed=0)
   """Converts ``model``'s step model to a fully int8 ``.tflite`` that TFLM runs.
 
   Args:
-    model: float or QAT model laid out as ``models.sequence_classifier`` builds it.
+    model: float or QAT model laid out as ``models.sequence_classifier`` builds it. For
+      a QAT model (``quantization.quantize_model``) h and h_next get the fixed state
+      grid the QAT trained on.
     representative_windows: real input windows [N, T, D] (normalised as in training);
       the step model is calibrated on the (x_t, h_{t-1}) pairs the model meets on them.
     max_pairs: calibration pairs kept (a random subset).
@@ -196,15 +203,20 @@ def convert_step_model(model, representative_windows, *, max_pairs=2000, seed=0)
   Raises:
     TFLMCompatibilityError: the converted model has something TFLM cannot run.
   """
+  from tf_fastgrnn import quantization  # pylint: disable=import-outside-toplevel
+  qat = quantization.is_qat_model(model)
+  # Calibrate on the states the deployed model itself produces (QAT's, for QAT).
   pairs = representative_pairs(model, representative_windows, max_pairs, seed)
-  step = step_model(model, batch_size=1)
+  step = step_model(quantization.float_twin(model) if qat else model, batch_size=1)
   names = sorted(step.input)
 
   def representative():
     for i in range(len(pairs["x"])):
       yield {n: pairs[n][i:i + 1] for n in names}
 
-  tflite_bytes = _finish(_convert(_step_function(step), step, representative))
+  state_q = (quantization.STATE_SCALE, quantization.STATE_ZERO_POINT) if qat else None
+  tflite_bytes = _finish(_convert(_step_function(step), step, representative),
+                         state_quantization=state_q)
   check_tflm_compatible(tflite_bytes)
   return tflite_bytes
 

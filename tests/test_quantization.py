@@ -1,0 +1,97 @@
+"""QAT for tf_fastgrnn cells: grids, kept zeros, save/load, export, agreement with TFLM."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_fastgrnn import export
+from tf_fastgrnn import models
+from tf_fastgrnn import quantization
+from tf_fastgrnn import runtime
+from tf_fastgrnn import training
+from tf_fastgrnn._keras import keras
+
+T, D, H, C = 5, 4, 8, 3
+
+
+def _sparse_model(rng, cell="fastgrnn"):
+  model = models.sequence_classifier(cell, H, (T, D), C, w_rank=2, u_rank=4)
+  for var in model.weights:
+    value = rng.normal(0, 0.4, var.shape)
+    if any(k in var.name for k in ("W1", "U2")):
+      value[rng.random(var.shape) < 0.5] = 0.0  # a pruned matrix
+    var.assign(value)
+  return model
+
+
+def _task(rng, n):
+  y = rng.integers(0, C, n)
+  centers = np.eye(C, D) * 1.5
+  x = centers[y][:, None, :] + rng.normal(0, 0.7, (n, T, D))
+  return x.astype(np.float32), y
+
+
+def test_weight_fake_quant_is_symmetric_per_channel_int8():
+  w = tf.constant([[0.5, -2.0], [-0.26, 1.0], [0.1, 0.3]])
+  q = quantization.fake_quant_weight(w).numpy()
+  scale = np.array([0.5, 2.0]) / 127
+  np.testing.assert_allclose(q, np.round(w.numpy() / scale) * scale, atol=1e-6)
+
+
+def test_state_grid_is_tflite_tanh_grid():
+  h = tf.constant(np.linspace(-1.2, 1.2, 101), tf.float32)
+  q = quantization.fake_quant_state(h).numpy()
+  np.testing.assert_allclose(q, np.clip(np.round(h.numpy() * 128), -128, 127) / 128,
+                             atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["fastgrnn", "fastrnn"])
+def test_quantized_model_keeps_weights_and_zeros_through_training(rng, cell):
+  model = _sparse_model(rng, cell)
+  qat = quantization.quantize_model(model)
+  assert quantization.is_qat_model(qat) and not quantization.is_qat_model(model)
+  x, y = _task(rng, 64)
+  # Same weights: the QAT model differs from the float one by int8 rounding only.
+  diff = np.abs(qat.predict(x, verbose=0) - model.predict(x, verbose=0))
+  assert diff.mean() < 0.05 and diff.max() < 0.5
+  training.fit(qat, (x, y), epochs=2, batch_size=16, learning_rate=0.01, verbose=0)
+  qcell, fcell = qat.get_layer("rnn").cell, model.get_layer("rnn").cell
+  effective = quantization.float_twin(qat).get_layer("rnn").cell
+  for fw, ew in zip(fcell.w_factors + fcell.u_factors, effective.w_factors + effective.u_factors):
+    zeros = fw.numpy() == 0
+    assert np.all(ew.numpy()[zeros] == 0)
+  assert len(qcell.w_masks) == 2
+
+
+def test_refuses_models_without_a_fastgrnn_cell():
+  lstm = models.sequence_classifier("lstm", H, (T, D), C)
+  with pytest.raises(ValueError, match="no tf_fastgrnn cell to quantize"):
+    quantization.quantize_model(lstm)
+
+
+def test_save_load_round_trip(rng, tmp_path):
+  qat = quantization.quantize_model(_sparse_model(rng))
+  x, _ = _task(rng, 8)
+  qat.save(tmp_path / "qat.keras")
+  loaded = keras.models.load_model(tmp_path / "qat.keras")
+  np.testing.assert_array_equal(loaded.predict(x, verbose=0), qat.predict(x, verbose=0))
+
+
+@pytest.mark.slow
+def test_qat_export_matches_tflm_and_float_accuracy(rng):
+  x, y = _task(rng, 400)
+  model = models.sequence_classifier("fastgrnn", H, (T, D), C, u_rank=4)
+  training.fit(model, (x[:300], y[:300]), epochs=15, batch_size=32, learning_rate=0.01,
+               verbose=0)
+  float_acc = np.mean(model.predict(x[300:], verbose=0).argmax(-1) == y[300:])
+  qat = quantization.quantize_model(model)
+  training.fit(qat, (x[:300], y[:300]), epochs=3, batch_size=32, learning_rate=0.001,
+               verbose=0)
+  tflite_bytes = export.convert_step_model(qat, x[:100])
+  q = export.io_quantization(tflite_bytes)
+  assert q["h"] == q["h_next"] == (quantization.STATE_SCALE, 0)
+  tflm = runtime.TFLMStepRunner(tflite_bytes).run_windows(x[300:])
+  pred_tflm = tflm["logits"][:, -1].argmax(-1)
+  pred_qat = qat.predict(x[300:], verbose=0).argmax(-1)
+  assert np.mean(pred_tflm == pred_qat) >= 0.97
+  assert np.mean(pred_tflm == y[300:]) >= float_acc - 0.01 - 0.02  # 1 pp + 2 windows
