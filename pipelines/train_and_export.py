@@ -1,0 +1,162 @@
+r"""Data → FastGRNN → three-phase sparse training → QAT → int8 export → numerics diff → report.
+
+With no flags it trains on the default HAR task (``har6``, the raw UCI HAPT recordings
+shipped on PyPI) and writes everything into ``runs/har6_fastgrnn/``:
+
+  flags.json               the resolved configuration (every flag)
+  model_float.keras        the sparse float model (after the three phases)
+  model_qat.keras          the quantization-aware model
+  model_int8.tflite        the int8 streaming step model (x_t, h_{t-1}) -> (h_t, logits)
+  device/                  model_data.cc/.h, model_settings.h, test_vectors.cc/.h
+  numerics/                Keras float / QAT / LiteRT / TFLM diff (json, md, png)
+  report.md, report.json   accuracy, confusion matrix, sizes, arena, MACs, plots
+  tensorboard/             training logs
+  checkpoints/             what --resume continues from
+
+Usage:
+  python -m pipelines.train_and_export
+  python -m pipelines.train_and_export --dataset=fsdd --units=64 --epochs=30
+  python -m pipelines.train_and_export --resume   # after a killed run
+"""
+
+import dataclasses
+import os
+import pathlib
+import shutil
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+
+_DATASET = flags.DEFINE_string(
+    "dataset", "har6", "har6 | har2 | fsdd | google12 | google30 | speech_commands | npz")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Local copy of the data (fsdd, speech commands) or the .npz file.")
+_CELL = flags.DEFINE_enum("cell", "fastgrnn", ["fastgrnn", "fastrnn"], "Recurrent cell.")
+_UNITS = flags.DEFINE_integer("units", 48, "Hidden units H.")
+_W_RANK = flags.DEFINE_integer("w_rank", None, "Rank of W (None: full).")
+_U_RANK = flags.DEFINE_integer("u_rank", 16, "Rank of U (0 or None: full).")
+_SPARSITY_W = flags.DEFINE_float(
+    "sparsity_w", 0.5, "Fraction of W's weights ZEROED (TF-MOT's meaning; 0 = dense).")
+_SPARSITY_U = flags.DEFINE_float(
+    "sparsity_u", 0.5, "Fraction of U's weights ZEROED (TF-MOT's meaning; 0 = dense).")
+_EPOCHS = flags.DEFINE_integer(
+    "epochs", 45, "Float training epochs, split in three phases (dense, sparsify, fixed).")
+_QAT = flags.DEFINE_boolean("qat", True, "Quantization-aware fine-tuning before export.")
+_QAT_EPOCHS = flags.DEFINE_integer("qat_epochs", 8, "QAT fine-tuning epochs.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Batch size.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.01, "Adam learning rate.")
+_QAT_LEARNING_RATE = flags.DEFINE_float("qat_learning_rate", 0.001,
+                                        "Adam learning rate of the QAT fine-tuning.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of data splits, initialisation and order.")
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "Run folder (default runs/<dataset>_<cell>). Without --resume an "
+    "existing folder's checkpoints are cleared and its artifacts replaced.")
+_RESUME = flags.DEFINE_boolean(
+    "resume", False, "Continue a killed run in --output_dir from its checkpoints.")
+_MAX_TEST_WINDOWS = flags.DEFINE_integer(
+    "max_test_windows", None, "Evaluate int8 TFLM/LiteRT on at most this many test "
+    "windows (default: all).")
+_NUM_TEST_VECTORS = flags.DEFINE_integer(
+    "num_test_vectors", 4, "Test windows written as C test vectors for the app.")
+_NUMERICS = flags.DEFINE_boolean(
+    "numerics", True, "Run the numerics diff Keras ↔ LiteRT ↔ TFLM and put it in the report.")
+_ARENA_MARGIN = flags.DEFINE_integer(
+    "arena_margin", 1024, "Bytes added to the measured TFLM arena in model_settings.h.")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """The resolved configuration: every flag, as plain values (written as flags.json)."""
+  dataset: str
+  data_dir: str | None
+  cell: str
+  units: int
+  w_rank: int | None
+  u_rank: int | None
+  sparsity_w: float
+  sparsity_u: float
+  epochs: int
+  qat: bool
+  qat_epochs: int
+  batch_size: int
+  learning_rate: float
+  qat_learning_rate: float
+  seed: int
+  output_dir: str
+  resume: bool
+  max_test_windows: int | None
+  num_test_vectors: int
+  arena_margin: int
+  numerics: bool = True
+
+
+def _config_from_flags():
+  """Reads the flags (only here) and checks that they fit together."""
+  def rank(value):
+    return None if value in (None, 0) else value
+  output_dir = _OUTPUT_DIR.value or os.path.join("runs", f"{_DATASET.value}_{_CELL.value}")
+  config = Config(
+      dataset=_DATASET.value, data_dir=_DATA_DIR.value, cell=_CELL.value,
+      units=_UNITS.value, w_rank=rank(_W_RANK.value), u_rank=rank(_U_RANK.value),
+      sparsity_w=_SPARSITY_W.value, sparsity_u=_SPARSITY_U.value, epochs=_EPOCHS.value,
+      qat=_QAT.value, qat_epochs=_QAT_EPOCHS.value, batch_size=_BATCH_SIZE.value,
+      learning_rate=_LEARNING_RATE.value, qat_learning_rate=_QAT_LEARNING_RATE.value,
+      seed=_SEED.value, output_dir=output_dir, resume=_RESUME.value,
+      max_test_windows=_MAX_TEST_WINDOWS.value, num_test_vectors=_NUM_TEST_VECTORS.value,
+      arena_margin=_ARENA_MARGIN.value, numerics=_NUMERICS.value)
+  validate_config(config)
+  return config
+
+
+def validate_config(config):
+  """Raises ValueError naming the flags that contradict each other or are out of range."""
+  problems = []
+  for name in ("units", "epochs", "batch_size", "num_test_vectors"):
+    if getattr(config, name) <= 0:
+      problems.append(f"--{name} must be positive, got {getattr(config, name)}")
+  for name in ("sparsity_w", "sparsity_u"):
+    value = getattr(config, name)
+    if not 0.0 <= value < 1.0:
+      problems.append(f"--{name} is the fraction zeroed and must be in [0, 1), got {value}")
+  if config.qat and config.qat_epochs <= 0:
+    problems.append(f"--qat needs --qat_epochs > 0, got {config.qat_epochs} "
+                    "(or pass --noqat)")
+  for name in ("learning_rate", "qat_learning_rate"):
+    if not getattr(config, name) > 0:
+      problems.append(f"--{name} must be > 0, got {getattr(config, name)}")
+  if config.arena_margin < 0:
+    problems.append(f"--arena_margin must be >= 0, got {config.arena_margin}")
+  if config.u_rank is not None and config.u_rank > config.units:
+    problems.append(f"--u_rank={config.u_rank} exceeds --units={config.units}")
+  if config.dataset == "npz" and not config.data_dir:
+    problems.append("--dataset=npz needs --data_dir=<file.npz>")
+  if config.resume and not pathlib.Path(config.output_dir, "flags.json").is_file():
+    problems.append(f"--resume needs an earlier run in --output_dir={config.output_dir} "
+                    "(no flags.json there)")
+  if problems:
+    raise ValueError("; ".join(problems))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    config = _config_from_flags()
+  except ValueError as e:
+    print(f"train_and_export: {e}", file=sys.stderr)
+    return 2
+  from pipelines import stages  # pylint: disable=import-outside-toplevel
+  try:
+    report = stages.run(config)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"train_and_export: {e}", file=sys.stderr)
+    return 1
+  print(stages.summary_line(report))
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
