@@ -84,18 +84,19 @@ def _load_npz(path, seed):
   if not path.is_file():
     raise FileNotFoundError(f"npz file not found: {path}")
   try:
-    z = np.load(path, allow_pickle=False)
+    with np.load(path, allow_pickle=False) as z:
+      missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
+      if missing:
+        raise ValueError(f"{path}: missing arrays {missing} (has {z.files})")
+      arrays = {k: z[k] for k in z.files}
   except ValueError as e:
+    if "missing arrays" in str(e):
+      raise
     raise ValueError(f"{path}: arrays must be plain numeric arrays (variable-length "
                      f"sequences stored as objects are not accepted: pad them to one "
                      f"length T first): {e}") from e
   except (OSError, EOFError) as e:
     raise ValueError(f"{path}: not a readable .npz file ({e})") from e
-  with z:
-    missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
-    if missing:
-      raise ValueError(f"{path}: missing arrays {missing} (has {z.files})")
-    arrays = {k: z[k] for k in z.files}
   for k in ("x_train", "x_test", "x_val"):
     if k in arrays and arrays[k].ndim != 3:
       raise ValueError(f"{path}: {k} must be [N, T, D], got shape {arrays[k].shape}")

@@ -1,0 +1,188 @@
+"""Spoken words: WAV reading, log-mel features, FSDD and Speech Commands loaders.
+
+Front end (``logmel32``), as in the FastGRNN paper's keyword-spotting setup: 25 ms Hann
+window, 10 ms hop, |FFT|² → 32 triangular mel filters (0 Hz to Nyquist) → log(· + 1e-6).
+A clip of ``n`` samples gives ``1 + (n - win) // hop`` frames; clips are padded with zeros
+or cut to ``max_frames`` (FSDD default 98 frames = 1 s at 8 kHz; Speech Commands 98 =
+1 s at 16 kHz). The device must compute the same features per 10 ms frame (TFLM's
+micro_speech feature provider is the place to put them); ``meta["frontend"]`` names them.
+"""
+
+import pathlib
+import wave
+
+import numpy as np
+from absl import logging
+
+from data import datasets
+
+__all__ = ["frame_count", "load_fsdd", "load_speech_commands", "log_mel", "mel_filterbank",
+           "read_wav"]
+
+NUM_MELS, WINDOW_MS, HOP_MS = 32, 25, 10
+GOOGLE12 = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+
+
+def read_wav(path):
+  """``(samples float32 in [-1, 1), sample_rate)`` of a 16-bit PCM mono WAV.
+
+  Raises:
+    ValueError: naming the file, when it is not such a WAV.
+  """
+  try:
+    with wave.open(str(path), "rb") as w:
+      if w.getsampwidth() != 2 or w.getnchannels() != 1:
+        raise ValueError(f"{path}: need 16-bit mono PCM, got {8 * w.getsampwidth()}-bit "
+                         f"{w.getnchannels()} channel(s)")
+      rate, frames = w.getframerate(), w.readframes(w.getnframes())
+  except (wave.Error, EOFError) as e:
+    raise ValueError(f"{path}: not a readable WAV file ({e})") from e
+  return np.frombuffer(frames, "<i2").astype(np.float32) / 32768.0, rate
+
+
+def mel_filterbank(sample_rate, n_fft, num_mels=NUM_MELS):
+  """Triangular filters ``[n_fft // 2 + 1, num_mels]`` evenly spaced on the mel scale."""
+  def hz_to_mel(f):
+    return 2595.0 * np.log10(1.0 + f / 700.0)
+  def mel_to_hz(m):
+    return 700.0 * (10 ** (m / 2595.0) - 1.0)
+  freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+  edges = mel_to_hz(np.linspace(0, hz_to_mel(sample_rate / 2), num_mels + 2))
+  bank = np.zeros((len(freqs), num_mels), np.float32)
+  for m in range(num_mels):
+    lo, mid, hi = edges[m], edges[m + 1], edges[m + 2]
+    rising = (freqs - lo) / (mid - lo)
+    falling = (hi - freqs) / (hi - mid)
+    bank[:, m] = np.maximum(0.0, np.minimum(rising, falling))
+  return bank
+
+
+def frame_count(num_samples, sample_rate):
+  win, hop = sample_rate * WINDOW_MS // 1000, sample_rate * HOP_MS // 1000
+  return 0 if num_samples < win else 1 + (num_samples - win) // hop
+
+
+def log_mel(samples, sample_rate, max_frames=None):
+  """Log-mel frames ``[frames, 32]``, padded with silence or cut to ``max_frames``."""
+  win, hop = sample_rate * WINDOW_MS // 1000, sample_rate * HOP_MS // 1000
+  if max_frames is not None:
+    needed = win + hop * (max_frames - 1)
+    samples = np.pad(samples, (0, max(0, needed - len(samples))))[:needed]
+  n = frame_count(len(samples), sample_rate)
+  if n == 0:
+    raise ValueError(f"clip of {len(samples)} samples is shorter than one window ({win})")
+  n_fft = 1 << (win - 1).bit_length()
+  idx = np.arange(win)[None, :] + hop * np.arange(n)[:, None]
+  frames = samples[idx] * np.hanning(win).astype(np.float32)
+  power = np.abs(np.fft.rfft(frames, n_fft)) ** 2
+  return np.log(power @ mel_filterbank(sample_rate, n_fft) + 1e-6).astype(np.float32)
+
+
+def _features(paths, max_frames):
+  """Features of every readable file; unreadable ones are skipped and counted."""
+  feats, keep, skipped = [], [], []
+  for i, path in enumerate(paths):
+    try:
+      samples, rate = read_wav(path)
+      feats.append(log_mel(samples, rate, max_frames))
+      keep.append(i)
+    except ValueError as e:
+      skipped.append(str(e))
+    if (i + 1) % 500 == 0:
+      logging.info("features: %d/%d files", i + 1, len(paths))
+  if skipped:
+    logging.warning("skipped %d unreadable audio files, first: %s", len(skipped), skipped[0])
+  return feats, keep, skipped
+
+
+def _require_dir(data_dir, what):
+  if data_dir is None:
+    raise ValueError(f"{what} needs --data_dir")
+  path = pathlib.Path(data_dir)
+  if not path.is_dir():
+    raise FileNotFoundError(f"{what}: data_dir {path} does not exist")
+  return path
+
+
+def load_fsdd(data_dir, seed=0, max_frames=98):
+  """Free Spoken Digit Dataset: ``{digit}_{speaker}_{index}.wav``; index 0–4 is test."""
+  root = _require_dir(data_dir, "fsdd")
+  paths = sorted(root.glob("*.wav"))
+  if not paths:
+    raise FileNotFoundError(f"fsdd: no .wav files in {root}")
+  parsed = []
+  for p in paths:
+    parts = p.stem.split("_")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit():
+      raise ValueError(f"fsdd: {p.name} is not named {{digit}}_{{speaker}}_{{index}}.wav")
+    parsed.append((int(parts[0]), int(parts[2])))
+  feats, keep, skipped = _features(paths, max_frames)
+  if not feats:
+    raise ValueError(f"fsdd: none of the {len(paths)} files in {root} could be read")
+  x = np.stack(feats)
+  y = np.array([parsed[i][0] for i in keep], np.int32)
+  test = np.array([parsed[i][1] <= 4 for i in keep])
+  train, val = datasets._carve_val(x[~test], y[~test], 0.1, seed)  # pylint: disable=protected-access
+  meta = {"source": str(root), "frontend": "logmel32", "sample_rate_hz": 8000,
+          "window_ms": WINDOW_MS, "hop_ms": HOP_MS, "num_mels": NUM_MELS,
+          "max_frames": max_frames, "skipped_files": len(skipped)}
+  return datasets.normalise([train, val, (x[test], y[test])],
+                            [str(d) for d in range(10)], meta)
+
+
+def load_speech_commands(data_dir, task="google12", seed=0, max_frames=98,
+                         max_per_class=None, silence_per_split=None):
+  """Google Speech Commands (v1/v2 layout) with its validation/testing lists.
+
+  ``google12``: the ten words, ``_silence_`` (1 s clips cut from
+  ``_background_noise_``) and ``_unknown_`` (every other word); ``google30``: every word.
+  ``max_per_class`` caps each class per split, for quick runs.
+  """
+  root = _require_dir(data_dir, "speech_commands")
+  if task not in ("google12", "google30"):
+    raise ValueError(f"speech_commands task must be google12 or google30, got {task!r}")
+  lists = {}
+  for name in ("validation_list.txt", "testing_list.txt"):
+    f = root / name
+    if not f.is_file():
+      raise FileNotFoundError(f"speech_commands: {f} is missing (the dataset's own split)")
+    lists[name] = set(f.read_text().split())
+  words = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_"))
+  if not words:
+    raise FileNotFoundError(f"speech_commands: no word folders in {root}")
+  labels = (list(GOOGLE12) + ["_silence_", "_unknown_"] if task == "google12" else words)
+  rng = np.random.default_rng(seed)
+  splits = {"train": [], "val": [], "test": []}
+  for word in words:
+    label = (labels.index(word) if word in labels else
+             labels.index("_unknown_") if task == "google12" else None)
+    for p in sorted((root / word).glob("*.wav")):
+      rel = f"{word}/{p.name}"
+      part = ("val" if rel in lists["validation_list.txt"] else
+              "test" if rel in lists["testing_list.txt"] else "train")
+      splits[part].append((p, label))
+  out = []
+  for part in ("train", "val", "test"):
+    items = splits[part]
+    if max_per_class:
+      by = {}
+      for item in rng.permutation(len(items)):
+        by.setdefault(items[item][1], []).append(items[item])
+      items = [it for group in by.values() for it in group[:max_per_class]]
+    feats, keep, _ = _features([p for p, _ in items], max_frames)
+    y = [items[i][1] for i in keep]
+    if task == "google12":
+      noise = sorted((root / "_background_noise_").glob("*.wav"))
+      count = silence_per_split or max(1, len(feats) // len(labels))
+      for k in range(count if noise else 0):
+        samples, rate = read_wav(noise[k % len(noise)])
+        start = int(rng.integers(0, max(1, len(samples) - rate)))
+        feats.append(log_mel(samples[start:start + rate], rate, max_frames))
+        y.append(labels.index("_silence_"))
+    if not feats:
+      raise ValueError(f"speech_commands: no readable clips in the {part} split")
+    out.append((np.stack(feats), np.array(y, np.int32)))
+  meta = {"source": str(root), "frontend": "logmel32", "sample_rate_hz": 16000,
+          "window_ms": WINDOW_MS, "hop_ms": HOP_MS, "num_mels": NUM_MELS,
+          "max_frames": max_frames, "task": task}
+  return datasets.normalise(out, labels, meta)
