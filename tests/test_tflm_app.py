@@ -1,0 +1,104 @@
+"""The TFLM app template: its TFLM-free logic always; the TFLM host test where TFLM_ROOT is set."""
+
+import math
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO
+
+APP = REPO / "tflm_app"
+
+
+def _make(*args, cwd=APP, timeout=1200):
+  return subprocess.run(["make", *args], cwd=cwd, capture_output=True, text=True,
+                        timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def logic_binary(tmp_path_factory):
+  if not shutil.which("make") or not shutil.which(os.environ.get("CXX", "g++")):
+    pytest.skip("needs make and a C++17 compiler (g++) to build tflm_app's logic test")
+  build = tmp_path_factory.mktemp("tflm_app_build")
+  result = _make("test-logic", f"BUILD={build}")
+  assert result.returncode == 0, result.stdout + result.stderr
+  assert "0 failed" in result.stdout
+  return build / "logic_test"
+
+
+def test_logic_test_passes(logic_binary):
+  result = subprocess.run([str(logic_binary)], capture_output=True, text=True, check=False)
+  assert result.returncode == 0 and result.stdout.strip().endswith("passed, 0 failed")
+
+
+# TFLite's integer requantization (QuantizeMultiplier + MultiplyByQuantizedMultiplier),
+# ported to Python integers as the reference for the C++.
+def _quantize_multiplier(real):
+  q, shift = math.frexp(real)
+  q_fixed = round(q * (1 << 31))
+  if q_fixed == 1 << 31:
+    q_fixed //= 2
+    shift += 1
+  return q_fixed, shift
+
+
+def _srdhm(a, b):
+  if a == b == -(1 << 31):
+    return (1 << 31) - 1
+  ab = a * b
+  nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+  return int((ab + nudge) / (1 << 31))  # C++ division truncates toward zero
+
+
+def _rdbpot(x, exponent):
+  mask = (1 << exponent) - 1
+  remainder = x & mask
+  threshold = (mask >> 1) + (1 if x < 0 else 0)
+  return (x >> exponent) + (1 if remainder > threshold else 0)
+
+
+def _requant(value, s_out, z_out, s_in, z_in):
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  mult, shift = _quantize_multiplier(float(np.float32(s_out)) / float(np.float32(s_in)))
+  left, right = max(shift, 0), max(-shift, 0)
+  out = _rdbpot(_srdhm((value - z_out) * (1 << left), mult), right) + z_in
+  return min(127, max(-128, out))
+
+
+def test_requantization_is_tflite_bit_exact(logic_binary):
+  result = subprocess.run([str(logic_binary), "--dump-requant"], capture_output=True,
+                          text=True, check=True)
+  rows = [line.split() for line in result.stdout.splitlines()]
+  assert len(rows) == 4 * 256
+  for s_out, z_out, s_in, z_in, value, got in rows:
+    want = _requant(int(value), float(s_out), int(z_out), float(s_in), int(z_in))
+    assert int(got) == want, (s_out, z_out, s_in, z_in, value)
+
+
+def test_build_without_tflm_root_says_what_it_needs():
+  if not shutil.which("make"):
+    pytest.skip("needs make")
+  env = {k: v for k, v in os.environ.items() if k != "TFLM_ROOT"}
+  result = subprocess.run(["make", "test"], cwd=APP, capture_output=True, text=True,
+                          env=env, check=False)
+  assert result.returncode != 0
+  assert "TFLM_ROOT is not set" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_tflm_host_test_bit_exact(tmp_path):
+  """Builds against a real TFLM tree and replays MODEL_DIR's (or the example's) vectors."""
+  root = os.environ.get("TFLM_ROOT")
+  if not root:
+    pytest.skip("set TFLM_ROOT (and FLATBUFFERS_INCLUDE, GEMMLOWP_INCLUDE) to a "
+                "tflite-micro tree to run the TFLM host test; see tflm_app/README.md")
+  args = ["test", f"TFLM_ROOT={root}", f"BUILD={os.environ.get('TFLM_APP_BUILD', tmp_path)}",
+          "-j2"]
+  for var in ("MODEL_DIR", "FLATBUFFERS_INCLUDE", "GEMMLOWP_INCLUDE", "RUY_INCLUDE"):
+    if os.environ.get(var):
+      args.append(f"{var}={os.environ[var]}")
+  result = _make(*args, timeout=3000)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert " 0 failed" in result.stdout

@@ -1,0 +1,61 @@
+#include "main_functions.h"
+
+#include <cstdint>
+
+#include "feature_provider.h"
+#include "model_data.h"
+#include "model_settings.h"
+#include "output_handler.h"
+#include "step_model.h"
+#include "streaming_logic.h"
+#include "tensorflow/lite/micro/micro_log.h"
+
+namespace {
+
+// kTensorArenaSize comes from the export: the arena TFLM needed on the host, measured
+// with the RecordingMicroAllocator and a search for the smallest arena that allocates,
+// plus a margin (see model_settings.h).
+alignas(16) uint8_t g_arena[kTensorArenaSize];
+tf_fastgrnn::StepModel g_model;
+tf_fastgrnn::PosteriorSmoother g_smoother(kNumClasses, kSmoothingSteps,
+                                          kDetectionThreshold, kSuppressionSteps);
+int g_step_in_window = 0;
+int g_window = 0;
+int g_total_steps = 0;
+
+}  // namespace
+
+bool setup() {
+  if (!g_model.Init(g_model_data, g_arena, kTensorArenaSize)) {
+    MicroPrintf("setup failed");
+    return false;
+  }
+  MicroPrintf("tf_fastgrnn app: %d-byte model, arena used %d of %d bytes", kModelBytes,
+              static_cast<int>(g_model.arena_used()), kTensorArenaSize);
+  return true;
+}
+
+bool loop() {
+  float raw[kInputDim];
+  bool window_start = false;
+  if (!GetFeatureFrame(raw, &window_start)) return false;
+  if (window_start) {
+    g_model.Reset();  // every window starts from h = 0
+    g_step_in_window = 0;
+  }
+  int8_t frame[kInputDim];
+  tf_fastgrnn::QuantizeFrame(raw, kFeatureMean, kFeatureStd, kInputDim, kInputScale,
+                             kInputZeroPoint, frame);
+  if (!g_model.Step(frame)) return false;
+  ++g_total_steps;
+  float score = 0.0f;
+  const int detected =
+      g_smoother.Update(g_model.logits(), kLogitsScale, kLogitsZeroPoint, &score);
+  if (detected >= 0) HandleDetection(g_total_steps, detected, score);
+  if (++g_step_in_window == kStepsPerWindow) {
+    const int top = tf_fastgrnn::ArgMax(g_model.logits(), kNumClasses);
+    HandleWindowResult(g_window++, top,
+                       (g_model.logits()[top] - kLogitsZeroPoint) * kLogitsScale);
+  }
+  return true;
+}

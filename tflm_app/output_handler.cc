@@ -1,0 +1,14 @@
+#include "output_handler.h"
+
+#include "model_settings.h"
+#include "tensorflow/lite/micro/micro_log.h"
+
+void HandleWindowResult(int window, int class_index, float logit) {
+  MicroPrintf("window %d: %s (logit %d/1000)", window, kCategoryLabels[class_index],
+              static_cast<int>(logit * 1000));
+}
+
+void HandleDetection(int step, int class_index, float score) {
+  MicroPrintf("step %d: detected %s (score %d%%)", step, kCategoryLabels[class_index],
+              static_cast<int>(score * 100));
+}
