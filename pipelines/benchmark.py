@@ -67,9 +67,9 @@ PUBLISHED = [
 
 def _config(dataset, model, seed, data_dir, out_dir, epochs, qat_epochs, units,
             max_test_windows):
-  from pipelines import train_and_export  # pylint: disable=import-outside-toplevel
+  from pipelines import stages  # pylint: disable=import-outside-toplevel
   spec = dict(MODELS[model])
-  return train_and_export.Config(
+  return stages.Config(
       dataset=dataset, data_dir=data_dir, units=units, epochs=epochs,
       qat_epochs=qat_epochs if spec["qat"] else 0, batch_size=64, learning_rate=0.01,
       qat_learning_rate=0.001, seed=seed, output_dir=str(out_dir), resume=False,
@@ -81,13 +81,13 @@ def time_per_step(tflite_bytes, steps):
   """Mean seconds per TFLM invoke (host, Python runtime: relative figures only)."""
   from tf_fastgrnn import runtime  # pylint: disable=import-outside-toplevel
   runner = runtime.TFLMStepRunner(tflite_bytes)
-  io = runtime.step_io(tflite_bytes)
-  x = np.zeros(io["x"]["shape"], np.int8)
-  h = np.full(io["h"]["shape"], io["h"]["zero_point"], np.int8)
-  runner.step(x, h)
+  x = np.zeros(runner.io["x"]["shape"], np.int8)
+  state = runner.initial_state()
+  runner.step(x, **state)
   start = time.perf_counter()
   for _ in range(steps):
-    h, _ = runner.step(x, h)
+    out = runner.step(x, **state)
+    state = {"h_q": out[0], **({"c_q": out[2]} if len(out) > 2 else {})}
   return (time.perf_counter() - start) / steps
 
 

@@ -28,7 +28,65 @@ from tf_fastgrnn import runtime
 from tf_fastgrnn import training
 from tf_fastgrnn._keras import keras
 
-__all__ = ["run", "summary_line"]
+__all__ = ["Config", "run", "summary_line", "validate_config"]
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """The resolved configuration of a run (train_and_export's flags), as plain values.
+
+  Written as ``flags.json`` beside the artifacts.
+  """
+  dataset: str
+  data_dir: str | None
+  cell: str
+  units: int
+  w_rank: int | None
+  u_rank: int | None
+  sparsity_w: float
+  sparsity_u: float
+  epochs: int
+  qat: bool
+  qat_epochs: int
+  batch_size: int
+  learning_rate: float
+  qat_learning_rate: float
+  seed: int
+  output_dir: str
+  resume: bool
+  max_test_windows: int | None
+  num_test_vectors: int
+  arena_margin: int
+  numerics: bool = True
+
+
+def validate_config(config):
+  """Raises ValueError naming the flags that contradict each other or are out of range."""
+  problems = []
+  for name in ("units", "epochs", "batch_size", "num_test_vectors"):
+    if getattr(config, name) <= 0:
+      problems.append(f"--{name} must be positive, got {getattr(config, name)}")
+  for name in ("sparsity_w", "sparsity_u"):
+    value = getattr(config, name)
+    if not 0.0 <= value < 1.0:
+      problems.append(f"--{name} is the fraction zeroed and must be in [0, 1), got {value}")
+  if config.qat and config.qat_epochs <= 0:
+    problems.append(f"--qat needs --qat_epochs > 0, got {config.qat_epochs} "
+                    "(or pass --noqat)")
+  for name in ("learning_rate", "qat_learning_rate"):
+    if not getattr(config, name) > 0:
+      problems.append(f"--{name} must be > 0, got {getattr(config, name)}")
+  if config.arena_margin < 0:
+    problems.append(f"--arena_margin must be >= 0, got {config.arena_margin}")
+  if config.u_rank is not None and config.u_rank > config.units:
+    problems.append(f"--u_rank={config.u_rank} exceeds --units={config.units}")
+  if config.dataset == "npz" and not config.data_dir:
+    problems.append("--dataset=npz needs --data_dir=<file.npz>")
+  if config.resume and not pathlib.Path(config.output_dir, "flags.json").is_file():
+    problems.append(f"--resume needs an earlier run in --output_dir={config.output_dir} "
+                    "(no flags.json there)")
+  if problems:
+    raise ValueError("; ".join(problems))
+
 
 FLOAT_MODEL = "model_float.keras"
 QAT_MODEL = "model_qat.keras"

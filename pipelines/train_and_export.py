@@ -19,16 +19,13 @@ Usage:
   python -m pipelines.train_and_export --resume   # after a killed run
 """
 
-import dataclasses
 import os
-import pathlib
-import shutil
 import sys
-import time
 
 from absl import app
 from absl import flags
-from absl import logging
+
+from pipelines import stages
 
 _DATASET = flags.DEFINE_string(
     "dataset", "har6", "har6 | har2 | fsdd | google12 | google30 | speech_commands | npz")
@@ -67,38 +64,12 @@ _ARENA_MARGIN = flags.DEFINE_integer(
     "arena_margin", 1024, "Bytes added to the measured TFLM arena in model_settings.h.")
 
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-  """The resolved configuration: every flag, as plain values (written as flags.json)."""
-  dataset: str
-  data_dir: str | None
-  cell: str
-  units: int
-  w_rank: int | None
-  u_rank: int | None
-  sparsity_w: float
-  sparsity_u: float
-  epochs: int
-  qat: bool
-  qat_epochs: int
-  batch_size: int
-  learning_rate: float
-  qat_learning_rate: float
-  seed: int
-  output_dir: str
-  resume: bool
-  max_test_windows: int | None
-  num_test_vectors: int
-  arena_margin: int
-  numerics: bool = True
-
-
 def _config_from_flags():
   """Reads the flags (only here) and checks that they fit together."""
   def rank(value):
     return None if value in (None, 0) else value
   output_dir = _OUTPUT_DIR.value or os.path.join("runs", f"{_DATASET.value}_{_CELL.value}")
-  config = Config(
+  config = stages.Config(
       dataset=_DATASET.value, data_dir=_DATA_DIR.value, cell=_CELL.value,
       units=_UNITS.value, w_rank=rank(_W_RANK.value), u_rank=rank(_U_RANK.value),
       sparsity_w=_SPARSITY_W.value, sparsity_u=_SPARSITY_U.value, epochs=_EPOCHS.value,
@@ -107,37 +78,8 @@ def _config_from_flags():
       seed=_SEED.value, output_dir=output_dir, resume=_RESUME.value,
       max_test_windows=_MAX_TEST_WINDOWS.value, num_test_vectors=_NUM_TEST_VECTORS.value,
       arena_margin=_ARENA_MARGIN.value, numerics=_NUMERICS.value)
-  validate_config(config)
+  stages.validate_config(config)
   return config
-
-
-def validate_config(config):
-  """Raises ValueError naming the flags that contradict each other or are out of range."""
-  problems = []
-  for name in ("units", "epochs", "batch_size", "num_test_vectors"):
-    if getattr(config, name) <= 0:
-      problems.append(f"--{name} must be positive, got {getattr(config, name)}")
-  for name in ("sparsity_w", "sparsity_u"):
-    value = getattr(config, name)
-    if not 0.0 <= value < 1.0:
-      problems.append(f"--{name} is the fraction zeroed and must be in [0, 1), got {value}")
-  if config.qat and config.qat_epochs <= 0:
-    problems.append(f"--qat needs --qat_epochs > 0, got {config.qat_epochs} "
-                    "(or pass --noqat)")
-  for name in ("learning_rate", "qat_learning_rate"):
-    if not getattr(config, name) > 0:
-      problems.append(f"--{name} must be > 0, got {getattr(config, name)}")
-  if config.arena_margin < 0:
-    problems.append(f"--arena_margin must be >= 0, got {config.arena_margin}")
-  if config.u_rank is not None and config.u_rank > config.units:
-    problems.append(f"--u_rank={config.u_rank} exceeds --units={config.units}")
-  if config.dataset == "npz" and not config.data_dir:
-    problems.append("--dataset=npz needs --data_dir=<file.npz>")
-  if config.resume and not pathlib.Path(config.output_dir, "flags.json").is_file():
-    problems.append(f"--resume needs an earlier run in --output_dir={config.output_dir} "
-                    "(no flags.json there)")
-  if problems:
-    raise ValueError("; ".join(problems))
 
 
 def main(argv):
@@ -148,7 +90,6 @@ def main(argv):
   except ValueError as e:
     print(f"train_and_export: {e}", file=sys.stderr)
     return 2
-  from pipelines import stages  # pylint: disable=import-outside-toplevel
   try:
     report = stages.run(config)
   except (ValueError, FileNotFoundError) as e:

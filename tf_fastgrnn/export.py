@@ -178,6 +178,10 @@ def _finish(tflite_bytes, share_state=True, state_quantization=None):
                              else _union_quantization(q_in, q_out))
         for q in (q_in, q_out):
           q.scale, q.zeroPoint = [scale], [zero_point]
+  # Tensor names are not read by TFLM; the I/O tensors keep their signature names.
+  io_names = {index: name for name, index in {**inputs, **outputs}.items()}
+  for i, tensor in enumerate(tensors):
+    tensor.name = io_names.get(i, "").encode()
   # min_runtime_version and CONVERSION_METADATA are not read by TFLM. The signature def
   # stays: it names the I/O tensors for the host tools (TFLM ignores it).
   fb_model.metadata = [m for m in (fb_model.metadata or [])
@@ -227,6 +231,9 @@ def convert_window_model(model, representative_windows, max_windows=200):
   Its size grows with T (every step's ops are copied); it is reported beside the step
   model's so the trade-off is visible.
   """
+  from tf_fastgrnn import quantization  # pylint: disable=import-outside-toplevel
+  if quantization.is_qat_model(model):
+    model = quantization.float_twin(model)
   rnn, dense = _parts(model)
   windows = np.asarray(representative_windows, np.float32)[:max_windows]
   steps, input_dim = int(windows.shape[1]), int(windows.shape[2])

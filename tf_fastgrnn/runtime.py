@@ -75,7 +75,8 @@ class _StepRunner:
                     dst["zero_point"])
 
   def initial_state(self):
-    return {n: np.full(self.io[n]["shape"], self.io[n]["zero_point"], np.int8)
+    """The zero state as ``step`` keyword arguments: ``{"h_q": ..., ("c_q": ...)}``."""
+    return {f"{n}_q": np.full(self.io[n]["shape"], self.io[n]["zero_point"], np.int8)
             for n in self.state_names}
 
   def step(self, x_q, h_q, c_q=None):
@@ -110,7 +111,7 @@ class _StepRunner:
     logits_q = np.zeros((n, steps, classes), np.int8)
     report_every = max(1, n // 10)
     for i in range(n):
-      state = self.initial_state()
+      state = {k[:-2]: v for k, v in self.initial_state().items()}
       for t in range(steps):
         out = self._invoke(dict(state, x=x_q[i, t].reshape(qx["shape"])))
         h_q[i, t] = out["h_next"].reshape(-1)
