@@ -251,8 +251,11 @@ def run(config, ds=None):
   # 4. TFLM: arena, accuracy, device files with test vectors.
   arena = runtime.measure_arena(tflite_bytes)
   x_test, y_test = ds.x_test, ds.y_test
-  if config.max_test_windows:
-    x_test, y_test = x_test[:config.max_test_windows], y_test[:config.max_test_windows]
+  if config.max_test_windows and config.max_test_windows < len(x_test):
+    # A seeded random subset: the test windows are stored by subject and class.
+    keep = np.sort(np.random.default_rng(config.seed).choice(
+        len(x_test), config.max_test_windows, replace=False))
+    x_test, y_test = x_test[keep], y_test[keep]
   _log(f"running the int8 model in TFLM over {len(x_test)} test windows")
   tflm = runtime.TFLMStepRunner(tflite_bytes, arena_size=arena + config.arena_margin)
   traces = tflm.run_windows(x_test, progress=True)
