@@ -42,3 +42,23 @@ def test_diff_numerics_and_report(tiny, tmp_path):
   assert json.loads((tmp_path / "numerics.json").read_text())["windows"] == 12
   assert (tmp_path / "numerics.png").read_bytes()[:4] == b"\x89PNG"
   assert "| LOGISTIC |" in (tmp_path / "numerics.md").read_text()
+
+
+def test_diff_numerics_cli_on_a_run_folder(tiny, tmp_path):
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  from tests.conftest import REPO  # pylint: disable=import-outside-toplevel
+  model, tflite_bytes, x, y = tiny
+  run = tmp_path / "run"
+  run.mkdir()
+  model.save(run / "model_float.keras")
+  (run / "model_int8.tflite").write_bytes(tflite_bytes)
+  np.savez(tmp_path / "w.npz", x=x, y=y)
+  cmd = [sys.executable, "-m", "pipelines.diff_numerics", f"--run_dir={run}",
+         f"--windows_npz={tmp_path / 'w.npz'}", "--max_windows=6"]
+  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert json.loads((run / "numerics" / "numerics.json").read_text())["windows"] == 6
+  missing = subprocess.run(cmd[:3] + [f"--run_dir={tmp_path / 'nothing'}"], cwd=REPO,
+                           capture_output=True, text=True, timeout=600)
+  assert missing.returncode != 0 and "is missing" in missing.stderr

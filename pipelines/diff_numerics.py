@@ -1,0 +1,76 @@
+r"""The numerics diff Keras float / QAT ↔ LiteRT ↔ TFLM on an existing run folder.
+
+  python -m pipelines.diff_numerics --run_dir=runs/har6_fastgrnn
+  python -m pipelines.diff_numerics --run_dir=... --windows_npz=my_windows.npz
+
+Reads ``model_float.keras``, ``model_qat.keras`` (if present) and ``model_int8.tflite``
+from the run folder, the test windows of the run's dataset (``flags.json``) or of
+``--windows_npz`` (arrays ``x`` [N, T, D] normalised as in training, ``y`` [N]), and
+writes ``numerics/`` (json, md, png) into ``--output_dir`` (default: the run folder).
+"""
+
+import json
+import pathlib
+import sys
+
+import numpy as np
+from absl import app
+from absl import flags
+
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "A train_and_export run folder.")
+_WINDOWS_NPZ = flags.DEFINE_string("windows_npz", None, "npz with x, y instead of the "
+                                   "run's test set.")
+_MAX_WINDOWS = flags.DEFINE_integer("max_windows", None, "Use at most this many windows.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where numerics/ goes (default: "
+                                  "run_dir).")
+
+
+def run(run_dir, windows_npz=None, max_windows=None, output_dir=None):
+  """Runs the diff; returns the result dict (see ``tf_fastgrnn.parity``)."""
+  from tf_fastgrnn import parity  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import quantization  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn._keras import keras  # pylint: disable=import-outside-toplevel
+  run_dir = pathlib.Path(run_dir)
+  tflite_path = run_dir / "model_int8.tflite"
+  for needed in (run_dir / "model_float.keras", tflite_path):
+    if not needed.is_file():
+      raise FileNotFoundError(f"{needed} is missing: is {run_dir} a finished "
+                              "train_and_export run?")
+  if windows_npz:
+    with np.load(windows_npz, allow_pickle=False) as z:
+      if "x" not in z.files or "y" not in z.files:
+        raise ValueError(f"{windows_npz} must hold arrays x and y, has {z.files}")
+      x, y = z["x"], z["y"]
+  else:
+    import data  # pylint: disable=import-outside-toplevel
+    cfg = json.loads((run_dir / "flags.json").read_text())
+    ds = data.load_dataset(cfg["dataset"], cfg.get("data_dir"), seed=cfg.get("seed", 0))
+    x, y = ds.x_test, ds.y_test
+  if max_windows:
+    x, y = x[:max_windows], y[:max_windows]
+  with quantization.quantize_scope():
+    float_model = keras.models.load_model(run_dir / "model_float.keras")
+    qat_path = run_dir / "model_qat.keras"
+    qat_model = keras.models.load_model(qat_path) if qat_path.is_file() else None
+  result = parity.diff_numerics(float_model, qat_model, tflite_path.read_bytes(), x, y)
+  parity.write_report(result, pathlib.Path(output_dir or run_dir) / "numerics")
+  return result
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not _RUN_DIR.value:
+    print("diff_numerics: --run_dir is required", file=sys.stderr)
+    return 2
+  try:
+    result = run(_RUN_DIR.value, _WINDOWS_NPZ.value, _MAX_WINDOWS.value, _OUTPUT_DIR.value)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"diff_numerics: {e}", file=sys.stderr)
+    return 1
+  print(json.dumps(result["summary"], indent=2))
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
