@@ -35,6 +35,9 @@ _MAX_TEST_WINDOWS = flags.DEFINE_integer(
     "max_test_windows", 600, "int8 TFLM evaluation on at most this many test windows.")
 _TIMING_STEPS = flags.DEFINE_integer("timing_steps", 2000, "TFLM invokes timed per model.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/benchmark", "Output folder.")
+_AGGREGATE_ONLY = flags.DEFINE_boolean(
+    "aggregate_only", False, "Tabulate the runs already finished in --output_dir; train "
+    "nothing.")
 
 # Every model has the same hidden size H (--units), so the table compares what each cell
 # makes of the same state size: accuracy, bytes, MACs. FastGRNN-LSQ is the paper's
@@ -74,7 +77,7 @@ def _config(dataset, model, seed, data_dir, out_dir, epochs, qat_epochs, units,
       qat_epochs=qat_epochs if spec["qat"] else 0, batch_size=64, learning_rate=0.01,
       qat_learning_rate=0.001, seed=seed, output_dir=str(out_dir), resume=False,
       max_test_windows=max_test_windows, num_test_vectors=2, arena_margin=0,
-      numerics=False, **spec)
+      numerics=False, window_model=False, **spec)
 
 
 def time_per_step(tflite_bytes, steps):
@@ -187,7 +190,7 @@ def plot_pareto(agg, path):
 
 
 def run(datasets, model_names, seeds, out_dir, *, epochs, qat_epochs, units,
-        max_test_windows, timing_steps, fsdd_dir=None):
+        max_test_windows, timing_steps, fsdd_dir=None, aggregate_only=False):
   """Runs (or reuses) every (dataset, model, seed); returns (rows, aggregate)."""
   import data as data_lib  # pylint: disable=import-outside-toplevel
   from pipelines import stages  # pylint: disable=import-outside-toplevel
@@ -209,6 +212,8 @@ def run(datasets, model_names, seeds, out_dir, *, epochs, qat_epochs, units,
         print(f"[benchmark {done}/{total}] {dataset} {model} seed {seed}", flush=True)
         if report_path.exists():
           report = json.loads(report_path.read_text())
+        elif aggregate_only:
+          continue
         else:
           if ds is None:
             ds = data_lib.load_dataset(dataset, data_dir, seed=seed)
@@ -231,7 +236,8 @@ def main(argv):
     rows, agg = run(_DATASETS.value, _MODELS.value, seeds, _OUTPUT_DIR.value,
                     epochs=_EPOCHS.value, qat_epochs=_QAT_EPOCHS.value, units=_UNITS.value,
                     max_test_windows=_MAX_TEST_WINDOWS.value,
-                    timing_steps=_TIMING_STEPS.value, fsdd_dir=_FSDD_DIR.value)
+                    timing_steps=_TIMING_STEPS.value, fsdd_dir=_FSDD_DIR.value,
+                    aggregate_only=_AGGREGATE_ONLY.value)
   except (ValueError, FileNotFoundError) as e:
     print(f"benchmark: {e}", file=sys.stderr)
     return 1

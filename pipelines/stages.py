@@ -57,6 +57,7 @@ class Config:
   num_test_vectors: int
   arena_margin: int
   numerics: bool = True
+  window_model: bool = True
 
 
 def validate_config(config):
@@ -243,6 +244,8 @@ def run(config, ds=None):
   fileio.write_bytes(out / TFLITE_MODEL, tflite_bytes)
   window_bytes = None
   try:
+    if not config.window_model:
+      raise ValueError("not asked for (window_model=False)")
     window_bytes = export.convert_window_model(deploy_model, ds.x_train[:64])
     fileio.write_bytes(out / WINDOW_MODEL, window_bytes)
   except Exception as e:  # pylint: disable=broad-except  # optional artifact: say why
