@@ -91,6 +91,7 @@ def validate_config(config):
 
 FLOAT_MODEL = "model_float.keras"
 QAT_MODEL = "model_qat.keras"
+CALIBRATION_WINDOWS = 256  # training windows the int8 ranges are calibrated on
 TFLITE_MODEL = "model_int8.tflite"
 WINDOW_MODEL = "model_int8_window.tflite"
 
@@ -155,6 +156,14 @@ def _cell_kwargs(config):
   if config.cell in ("lstm", "gru"):
     return {}
   return {"w_rank": config.w_rank, "u_rank": config.u_rank}
+
+
+def _command_line():
+  """The command as typed: ``python -m pipelines.<module> ...`` for our entry points."""
+  script = pathlib.Path(sys.argv[0])
+  if script.parent.name == "pipelines" and script.suffix == ".py":
+    return " ".join(["python -m pipelines." + script.stem] + sys.argv[1:])
+  return " ".join(sys.argv)
 
 
 def run(config, ds=None):
@@ -226,12 +235,14 @@ def run(config, ds=None):
       qat_history = json.loads((out / "qat_training.json").read_text())
     else:
       _log(f"QAT fine-tuning: {config.qat_epochs} epochs")
-      qat_model = quantization.quantize_model(float_model)
+      qat_model = quantization.quantize_model(float_model, ds.x_train[:CALIBRATION_WINDOWS])
       qat_history = training.fit(
           qat_model, train, val, epochs=config.qat_epochs, batch_size=config.batch_size,
           learning_rate=config.qat_learning_rate,
           checkpoint_dir=out / "checkpoints" / "qat",
           tensorboard_dir=out / "tensorboard" / "qat", seed=config.seed)
+      # The weights moved: measure the grids again on the export's calibration windows.
+      quantization.calibrate(qat_model, ds.x_train[:CALIBRATION_WINDOWS])
       _save_model(qat_model, qat_path)
       fileio.write_json(out / "qat_training.json", qat_history)
     histories.append(("qat", qat_history))
@@ -239,7 +250,7 @@ def run(config, ds=None):
 
   # 3. int8 export of the streaming step model, checked before anything is written.
   _log("exporting the int8 step model")
-  tflite_bytes = export.convert_step_model(deploy_model, ds.x_train[:256])
+  tflite_bytes = export.convert_step_model(deploy_model, ds.x_train[:CALIBRATION_WINDOWS])
   export.check_tflm_compatible(tflite_bytes)
   fileio.write_bytes(out / TFLITE_MODEL, tflite_bytes)
   window_bytes = None
@@ -288,7 +299,7 @@ def run(config, ds=None):
                           sparse_result.get("phase_epochs", ()))
   sparsity = pruning.sparsity_report(float_model)
   report = {
-      "command": " ".join(sys.argv),
+      "command": _command_line(),
       "config": dataclasses.asdict(config),
       "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       "seconds": time.time() - start,

@@ -105,3 +105,49 @@ def test_refuses_wrong_layout():
   other = keras.Sequential([keras.Input((T, D)), keras.layers.Flatten(), keras.layers.Dense(C)])
   with pytest.raises(ValueError, match="sequence_classifier"):
     export.step_model(other)
+
+
+def _classifier_bias(tflite_bytes):
+  """The logits FULLY_CONNECTED's int32 bias, its scales, and its input's scale."""
+  fb_model = export._read(tflite_bytes)  # pylint: disable=protected-access
+  graph = fb_model.subgraphs[0]
+  _, outputs = export._signature_tensors(fb_model)  # pylint: disable=protected-access
+  op = next(op for op in graph.operators if op.outputs[0] == outputs["logits"])
+  bias = graph.tensors[op.inputs[2]]
+  values = np.frombuffer(bytes(fb_model.buffers[bias.buffer].data), np.int32)
+  weight_scales = np.asarray(graph.tensors[op.inputs[1]].quantization.scale)
+  input_scale = graph.tensors[op.inputs[0]].quantization.scale[0]
+  return values, np.asarray(bias.quantization.scale), weight_scales, input_scale
+
+
+def test_classifier_bias_follows_the_shared_state_scale(fastgrnn_int8):
+  # h_next's scale is changed after conversion (shared with h); the classifier's int32
+  # bias is stored in units of that scale × the weight scale, so it must follow.
+  model, tflite_bytes = fastgrnn_int8
+  values, bias_scales, weight_scales, input_scale = _classifier_bias(tflite_bytes)
+  np.testing.assert_allclose(bias_scales, input_scale * weight_scales, rtol=1e-6)
+  expected = model.get_layer("logits").bias.numpy() / (input_scale * weight_scales)
+  np.testing.assert_allclose(values, expected, atol=0.5 + 1e-3)
+
+
+def test_lstm_cell_state_grid_is_capped(rng):
+  model = _model(rng, "lstm")
+  # Large inputs drive c far beyond ±8 in calibration.
+  tflite_bytes = export.convert_step_model(model, rng.normal(0, 30, (8, T, D)))
+  q = export.io_quantization(tflite_bytes)
+  assert q["c"] == q["c_next"]
+  assert q["c"][0] <= export.CELL_STATE_LIMIT / 128 + 1e-9
+  values, bias_scales, weight_scales, input_scale = _classifier_bias(tflite_bytes)
+  np.testing.assert_allclose(bias_scales, input_scale * weight_scales, rtol=1e-6)
+
+
+def test_range_to_int8_matches_tf_fake_quant():
+  for lo, hi in ((-8.0, 7.9375), (-0.3, 2.2), (0.0, 1.0), (-5.0, 0.0)):
+    scale, zero_point = export.range_to_int8(lo, hi)
+    grid = (np.arange(-128, 128) - zero_point) * scale
+    values = np.linspace(lo - 0.5, hi + 0.5, 1001).astype(np.float32)
+    fq = tf.quantization.fake_quant_with_min_max_vars(values, lo, hi, num_bits=8).numpy()
+    # On the grid, and the nearest grid point (ties may go either way).
+    assert np.abs(fq[:, None] - grid[None, :]).min(1).max() < 1e-5
+    clipped = np.clip(values, grid[0], grid[-1])
+    assert np.abs(fq - clipped).max() <= scale / 2 + 1e-5

@@ -95,3 +95,59 @@ def test_qat_export_matches_tflm_and_float_accuracy(rng):
   pred_qat = qat.predict(x[300:], verbose=0).argmax(-1)
   assert np.mean(pred_tflm == pred_qat) >= 0.97
   assert np.mean(pred_tflm == y[300:]) >= float_acc - 0.01 - 0.02  # 1 pp + 2 windows
+
+
+def _calibrated_export(rng, cell, **kwargs):
+  model = models.sequence_classifier(cell, H, (T, D), C, **kwargs)
+  for var in model.weights:
+    var.assign(rng.normal(0, 0.5, var.shape))
+  windows = rng.normal(0, 1.5, (32, T, D)).astype(np.float32)
+  qat = quantization.quantize_model(model, windows)
+  return qat, windows, export.convert_step_model(qat, windows)
+
+
+@pytest.mark.parametrize("cell,kwargs", [("fastgrnn", {"w_rank": 2, "u_rank": 4}),
+                                         ("fastgrnn", {}), ("fastrnn", {"u_rank": 3})])
+def test_export_carries_every_calibrated_grid(rng, cell, kwargs):
+  qat, _, tflite_bytes = _calibrated_export(rng, cell, **kwargs)
+  qcell = qat.get_layer("rnn").cell
+  grids = export.cell_tensor_quantization(tflite_bytes, qcell)
+  wanted = dict(qcell.ranges, logits=qat.get_layer("logits").output_range)
+  assert set(grids) == set(wanted)  # every fake-quant point found in the int8 graph
+  for point, var in wanted.items():
+    scale, zero_point = export.range_to_int8(*var.numpy())
+    assert grids[point][1] == zero_point, point
+    assert grids[point][0] == pytest.approx(scale, rel=1e-6), point
+  pre_scale = grids["pre"][0]
+  assert pre_scale <= 2 * quantization.PRE_ACTIVATION_LIMIT / 255 + 1e-9
+
+
+def _one_step_state_error(qat, tflite_bytes, pairs):
+  step = export.step_model(qat, batch_size=None)
+  keras_h = step({"x": pairs["x"], "h": pairs["h"]})["h_next"].numpy()
+  runner = runtime.TFLMStepRunner(tflite_bytes)
+  qx = runner.io["x"]
+  x_q = runtime.quantize(pairs["x"], qx["scale"], qx["zero_point"])
+  h_q = runtime.quantize(pairs["h"], quantization.STATE_SCALE, 0)
+  errors = []
+  for i in range(len(x_q)):
+    tflm_h = runner.step(x_q[i:i + 1], h_q=h_q[i:i + 1])[0].astype(np.int32)
+    keras_q = runtime.quantize(keras_h[i:i + 1], quantization.STATE_SCALE, 0)
+    errors.append(np.abs(tflm_h.reshape(-1) - keras_q.astype(np.int32).reshape(-1)))
+  return np.concatenate(errors)
+
+
+@pytest.mark.parametrize("cell", ["fastgrnn", "fastrnn"])
+def test_calibrated_qat_step_is_the_int8_step(rng, cell):
+  qat, windows, tflite_bytes = _calibrated_export(rng, cell, u_rank=4)
+  pairs = export.representative_pairs(qat, windows, max_pairs=200, seed=1)
+  err = _one_step_state_error(qat, tflite_bytes, pairs)
+  # What is left is integer rounding inside ADD/MUL: rare, and about one LSB.
+  assert np.mean(err == 0) >= 0.97 and np.mean(err) <= 0.05, (np.mean(err == 0), err.max())
+  # Without the intermediate grids (the converter's own calibration), far more differ.
+  qcell = qat.get_layer("rnn").cell
+  qcell.calibrated.assign(0.0)
+  qat.get_layer("logits").calibrated.assign(0.0)
+  uncalibrated = export.convert_step_model(qat, windows)
+  err_before = _one_step_state_error(qat, uncalibrated, pairs)
+  assert np.mean(err_before) > 2 * np.mean(err)

@@ -21,6 +21,8 @@ from tf_fastgrnn._keras import keras
 
 __all__ = [
     "TFLMCompatibilityError",
+    "cell_tensor_quantization",
+    "range_to_int8",
     "check_tflm_compatible",
     "convert_step_model",
     "convert_window_model",
@@ -32,6 +34,10 @@ __all__ = [
 
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 _TENSOR_TYPES = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
+
+
+# The int8 grid of an LSTM's cell state c spans at most [-8, 8) (scale 1/16).
+CELL_STATE_LIMIT = 8.0
 
 
 class TFLMCompatibilityError(ValueError):
@@ -157,6 +163,34 @@ def _signature_tensors(fb_model):
   return inputs, outputs
 
 
+def _rescale_biases(fb_model, tensor_index, old_scale, new_scale):
+  """Keeps the int32 biases of the FULLY_CONNECTED ops that read ``tensor_index`` right.
+
+  A bias is stored in units of input scale × weight scale; when the input's scale
+  changes, its integers must change with it (TFLM adds them to the accumulator as they
+  are).
+  """
+  graph = fb_model.subgraphs[0]
+  if old_scale == new_scale:
+    return
+  for op in graph.operators:
+    if (_op_name(fb_model, op) != "FULLY_CONNECTED" or op.inputs[0] != tensor_index
+        or len(op.inputs) < 3 or op.inputs[2] < 0):
+      continue
+    bias = graph.tensors[op.inputs[2]]
+    weight_scales = np.asarray(graph.tensors[op.inputs[1]].quantization.scale, np.float64)
+    buffer = fb_model.buffers[bias.buffer]
+    values = np.frombuffer(bytes(buffer.data), np.int32).astype(np.float64)
+    old_bias_scales = np.asarray(bias.quantization.scale, np.float64)
+    new_bias_scales = new_scale * weight_scales
+    if len(new_bias_scales) != len(old_bias_scales):
+      new_bias_scales = np.broadcast_to(new_bias_scales, old_bias_scales.shape)
+    rescaled = np.round(values * old_bias_scales / new_bias_scales)
+    rescaled = np.clip(rescaled, -2**31, 2**31 - 1).astype(np.int32)
+    buffer.data = np.frombuffer(rescaled.tobytes(), np.uint8)
+    bias.quantization.scale = new_bias_scales.astype(np.float32).tolist()
+
+
 def _finish(tflite_bytes, share_state=True, state_quantization=None):
   """Gives h and h_next one quantization; drops metadata the device does not need.
 
@@ -176,8 +210,14 @@ def _finish(tflite_bytes, share_state=True, state_quantization=None):
         # copy. Each kernel derives its multipliers from these params at Prepare().
         scale, zero_point = (state_quantization if state_quantization and state_in == "h"
                              else _union_quantization(q_in, q_out))
-        for q in (q_in, q_out):
+        if state_in == "c" and scale > CELL_STATE_LIMIT / 128:
+          # An LSTM's cell state drifts to ±100 on long windows; on that grid (0.8 per
+          # LSB) the int8 LSTM lost 38 points on HAR-2. Values beyond ±8 saturate.
+          scale, zero_point = CELL_STATE_LIMIT / 128, 0
+        for index, q in ((inputs[state_in], q_in), (outputs[state_out], q_out)):
+          old_scale = float(q.scale[0])
           q.scale, q.zeroPoint = [scale], [zero_point]
+          _rescale_biases(fb_model, index, old_scale, scale)
   # Tensor names are not read by TFLM; the I/O tensors keep their signature names.
   io_names = {index: name for name, index in {**inputs, **outputs}.items()}
   for i, tensor in enumerate(tensors):
@@ -221,6 +261,10 @@ def convert_step_model(model, representative_windows, *, max_pairs=2000, seed=0)
   state_q = (quantization.STATE_SCALE, quantization.STATE_ZERO_POINT) if qat else None
   tflite_bytes = _finish(_convert(_step_function(step), step, representative),
                          state_quantization=state_q)
+  if qat:
+    # The QAT model's calibrated grids, not the converter's: Keras QAT then computes on
+    # exactly the int8 model's grids (the converter merges and widens some ranges).
+    tflite_bytes = _impose_qat_grids(tflite_bytes, model)
   check_tflm_compatible(tflite_bytes)
   return tflite_bytes
 
@@ -342,3 +386,108 @@ def check_tflm_compatible(tflite_bytes, load=True):
                       f"{model_ops(tflite_bytes)}")
   if problems:
     raise TFLMCompatibilityError("TFLM cannot run this model: " + "; ".join(dict.fromkeys(problems)))
+
+
+_ACTIVATION_OPS = {"sigmoid": "LOGISTIC", "tanh": "TANH"}
+
+
+def _cell_tensors(fb_model, cell):
+  """``{point: tensor index}``: the step model's tensors by the QAT cell's point names."""
+  graph = fb_model.subgraphs[0]
+  inputs, outputs = _signature_tensors(fb_model)
+  ops = [(_op_name(fb_model, op), list(op.inputs), list(op.outputs))
+         for op in graph.operators]
+
+  def consumer(tensor, kind, also=None):
+    for name, ins, outs in ops:
+      if name == kind and tensor in ins and (also is None or also in ins):
+        return outs[0]
+    return None
+
+  def feeds(tensor, kind):
+    return any(name == kind and tensor in ins for name, ins, _ in ops)
+
+  found = {"x": inputs["x"], "logits": outputs["logits"]}
+
+  def chain(start, prefix, count):
+    tensor = start
+    for i in range(count):
+      tensor = consumer(tensor, "FULLY_CONNECTED")
+      if tensor is None:
+        return None
+      found[prefix if i == count - 1 else f"{prefix}{i + 1}"] = tensor
+    return tensor
+
+  xw = chain(inputs["x"], "xw", len(cell.w_factors))
+  hu = chain(inputs["h"], "hu", len(cell.u_factors))
+  pre = consumer(xw, "ADD", hu) if xw is not None and hu is not None else None
+  if pre is not None:
+    found["pre"] = pre
+    gate_op = _ACTIVATION_OPS.get(getattr(cell, "gate_activation", None))
+    update_op = _ACTIVATION_OPS.get(cell.update_activation)
+    adds = [outs[0] for name, ins, outs in ops if name == "ADD" and pre in ins]
+    act_out = {}
+    for point, op_kind in (("gate_pre", gate_op), ("update_pre", update_op)):
+      if op_kind is None or gate_op == update_op:  # not identifiable by op type
+        continue
+      for t in adds:
+        if feeds(t, op_kind):
+          found[point] = t
+          act_out[point] = consumer(t, op_kind)
+    h = inputs["h"]
+    z, h_tilde = act_out.get("gate_pre"), act_out.get("update_pre")
+    if hasattr(cell, "zeta") and z is not None and h_tilde is not None:  # FastGRNN
+      found["zh"] = consumer(z, "MUL", h)
+      found["one_minus_z"] = consumer(z, "SUB")
+      found["zeta_term"] = consumer(found["one_minus_z"], "MUL")
+      found["coef"] = consumer(found["zeta_term"], "ADD")
+      found["coef_update"] = consumer(found["coef"], "MUL", h_tilde)
+    elif hasattr(cell, "alpha") and h_tilde is not None:  # FastRNN
+      found["alpha_term"] = consumer(h_tilde, "MUL")
+      found["beta_term"] = consumer(h, "MUL")
+  return {point: index for point, index in found.items() if index is not None}
+
+
+def cell_tensor_quantization(tflite_bytes, cell):
+  """``{point: (scale, zero_point)}`` of the step model's tensors, by the QAT cell's names.
+
+  Finds, by the graph's structure, the tensors the QAT cell fake-quantizes (``x``, the
+  matmul outputs ``xw``/``hu`` and their low-rank halves, ``pre``, ``gate_pre``,
+  ``update_pre``, the state-update products of FastGRNN or FastRNN) and ``logits``.
+  Points it cannot place (an activation without its own int8 op, say) are left out.
+  """
+  fb_model = _read(tflite_bytes)
+  tensors = fb_model.subgraphs[0].tensors
+  result = {}
+  for point, index in _cell_tensors(fb_model, cell).items():
+    q = tensors[index].quantization
+    if q is not None and q.scale is not None and len(q.scale) == 1:
+      result[point] = (float(q.scale[0]), int(q.zeroPoint[0]))
+  return result
+
+
+def range_to_int8(lo, hi):
+  """(scale, zero_point) of the int8 grid that TF's fake-quant puts on [lo, hi]."""
+  scale = (float(hi) - float(lo)) / 255.0
+  zero_point = int(np.clip(np.round(-128.0 - float(lo) / scale), -128, 127))
+  return scale, zero_point
+
+
+def _impose_qat_grids(tflite_bytes, qat_model):
+  """Gives the exported tensors the grids the QAT model trained on (``calibrate``)."""
+  cell, dense = qat_model.get_layer("rnn").cell, qat_model.get_layer("logits")
+  if float(cell.calibrated.numpy()) != 1.0:
+    return tflite_bytes
+  ranges = {name: var.numpy() for name, var in cell.ranges.items()}
+  ranges["logits"] = dense.output_range.numpy()
+  fb_model = _read(tflite_bytes)
+  tensors = fb_model.subgraphs[0].tensors
+  for point, index in _cell_tensors(fb_model, cell).items():
+    q = tensors[index].quantization
+    if point not in ranges or q is None or q.scale is None or len(q.scale) != 1:
+      continue
+    scale, zero_point = range_to_int8(*ranges[point])
+    old_scale = float(q.scale[0])
+    q.scale, q.zeroPoint = [scale], [zero_point]
+    _rescale_biases(fb_model, index, old_scale, scale)
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(fb_model))

@@ -15,9 +15,18 @@ grids it uses:
   same state values as TFLM.
 - Pruned zeros stay zero: each matrix keeps the float model's support as a fixed mask.
 
-Intermediate sums (``x W``, ``+ h U``, ``+ b``) and the logits are left to the
-converter's calibration; their rounding is the remaining Keras-QAT ↔ TFLM difference the
-numerics diff reports.
+- The input x_t and every other tensor the int8 kernels produce in the cell (``x W`` and ``h U`` and
+  their low-rank halves, the sums, ``+ b``, the products of the state update) and the
+  int8 constants (biases, ζ, ν, α, β, the 1 of ``1 − z``) are fake-quantized as the
+  converter quantizes them: asymmetric int8 over the min/max that ``calibrate`` measures
+  on the converter's own calibration data (the float twin's values on the same
+  ``(x_t, h_{t-1})`` pairs), zero included, pre-activations capped at ±8. The export
+  then forces these grids onto the int8 tensors (the converter alone merges and widens
+  some ranges). Until ``calibrate`` has run these points pass values through unchanged.
+
+What is left between Keras QAT and TFLM is integer arithmetic itself: fixed-point
+multipliers and their rounding, and LOGISTIC/TANH's integer approximations; the numerics
+diff reports it.
 """
 
 import contextlib
@@ -29,10 +38,15 @@ from tf_fastgrnn import cells
 from tf_fastgrnn._keras import keras
 
 __all__ = ["STATE_SCALE", "QuantizedDense", "QuantizedFastGRNNCell", "QuantizedFastRNNCell",
-           "float_twin", "is_qat_model", "quantize_model", "quantize_scope"]
+           "calibrate", "float_twin", "is_qat_model", "quantize_model", "quantize_scope"]
 
 STATE_SCALE = 1.0 / 128.0
 STATE_ZERO_POINT = 0
+# Pre-activation grids span at most ±PRE_ACTIVATION_LIMIT: int8 sigmoid and tanh are
+# flat beyond it (sigmoid(8) rounds to 255/256), and a calibrated min/max of ±25 would
+# make one LSB of the sum worth a fifth of the tanh range.
+PRE_ACTIVATION_LIMIT = 8.0
+_PRE_ACTIVATION_POINTS = ("xw", "hu", "pre", "gate_pre", "update_pre")
 
 
 def fake_quant_weight(w):
@@ -47,6 +61,16 @@ def fake_quant_state(h):
   return tf.quantization.fake_quant_with_min_max_args(h, -1.0, 127.0 / 128.0, num_bits=8)
 
 
+def fake_quant_constant(c):
+  """An int8 constant operand of ADD/SUB/MUL: asymmetric over [min(c, 0), max(c, 0)]."""
+  lo = tf.minimum(tf.reduce_min(c), 0.0)
+  hi = tf.maximum(tf.reduce_max(c), lo + 1e-6)
+  return tf.quantization.fake_quant_with_min_max_vars(c, lo, hi, num_bits=8)
+
+
+_FIXED_GRID_ACTIVATIONS = ("sigmoid", "tanh")  # LOGISTIC / TANH: fixed output grids
+
+
 def _fake_quant_activation(name, value):
   if name == "sigmoid":
     return tf.quantization.fake_quant_with_min_max_args(value, 0.0, 255.0 / 256.0, num_bits=8)
@@ -56,7 +80,12 @@ def _fake_quant_activation(name, value):
 
 
 class _QATMixin:
-  """Masks and fake-quantized factors for a tf_fastgrnn cell."""
+  """Masks, fake-quantized factors and calibrated intermediate ranges of a cell.
+
+  The cell's step is written once, in ``_step(x, h, quantize, record)``: with
+  ``quantize`` it is the QAT forward pass; without, the float twin's computation, whose
+  intermediates ``record`` collects for ``calibrate``.
+  """
 
   def _add_masks(self):
     self.w_masks = [self.add_weight(name=f"{_short(w)}_mask", shape=w.shape,
@@ -65,13 +94,67 @@ class _QATMixin:
     self.u_masks = [self.add_weight(name=f"{_short(u)}_mask", shape=u.shape,
                                     initializer="ones", trainable=False)
                     for u in self.u_factors]
+    # [min, max] per intermediate tensor; ``calibrated`` switches them on (0 or 1).
+    self.ranges = {
+        point: self.add_weight(name=f"{point}_range", shape=(2,), trainable=False,
+                               initializer=keras.initializers.Constant([-1.0, 1.0]))
+        for point in self._points()}
+    self.calibrated = self.add_weight(name="calibrated", shape=(), trainable=False,
+                                      initializer="zeros")
 
-  def _quantized(self, factors, masks):
-    return [fake_quant_weight(f * m) for f, m in zip(factors, masks)]
+  def _matmul_points(self):
+    return (["x"] + [f"xw{i + 1}" for i in range(len(self.w_factors) - 1)] + ["xw"] +
+            [f"hu{i + 1}" for i in range(len(self.u_factors) - 1)] + ["hu", "pre"])
+
+  def _point(self, name, value, quantize, record):
+    if record is not None:
+      record[name] = value
+    if not quantize or name not in self.ranges:
+      return value
+    lo, hi = self.ranges[name][0], self.ranges[name][1]
+    q = tf.quantization.fake_quant_with_min_max_vars(value, lo, hi, num_bits=8)
+    return value + self.calibrated * (q - value)  # identity until calibrated
+
+  def _constant(self, value, quantize):
+    if not quantize:
+      return value
+    return value + self.calibrated * (fake_quant_constant(value) - value)
+
+  def _matmuls(self, value, factors, masks, prefix, quantize, record):
+    for i, (f, m) in enumerate(zip(factors, masks)):
+      f = fake_quant_weight(f * m) if quantize else f * m
+      name = prefix if i == len(factors) - 1 else f"{prefix}{i + 1}"
+      value = self._point(name, tf.matmul(value, f), quantize, record)
+    return value
+
+  def _pre(self, x, h, quantize, record):
+    x = self._point("x", x, quantize, record)  # the int8 input x_t
+    xw = self._matmuls(x, self.w_factors, self.w_masks, "xw", quantize, record)
+    hu = self._matmuls(h, self.u_factors, self.u_masks, "hu", quantize, record)
+    return self._point("pre", xw + hu, quantize, record)
 
   def pre_activation(self, inputs, state):
-    return (self._apply(inputs, self._quantized(self.w_factors, self.w_masks)) +
-            self._apply(state, self._quantized(self.u_factors, self.u_masks)))
+    return self._pre(inputs, state, True, None)
+
+  def _activation(self, name, fn, point, value, quantize, record):
+    out = fn(value)
+    if quantize and name in _FIXED_GRID_ACTIVATIONS:
+      out = _fake_quant_activation(name, out)
+    elif name not in _FIXED_GRID_ACTIVATIONS:
+      out = self._point(point, out, quantize, record)
+    return out
+
+  def intermediates(self, x, h):
+    """The float twin's intermediate tensors for inputs ``x`` and states ``h``."""
+    record = {}
+    self._step(tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(h, tf.float32),
+               False, record)
+    return record
+
+  def call(self, inputs, states, training=None):
+    h = states[0] if isinstance(states, (list, tuple)) else states
+    new_h = self._step(inputs, h, True, None)
+    return new_h, [new_h]
 
 
 def _short(var):
@@ -86,15 +169,33 @@ class QuantizedFastGRNNCell(_QATMixin, cells.FastGRNNCell):
     super().build(input_shape)
     self._add_masks()
 
-  def call(self, inputs, states, training=None):
-    h = states[0] if isinstance(states, (list, tuple)) else states
-    pre = self.pre_activation(inputs, h)
-    z = _fake_quant_activation(self.gate_activation, self._gate_fn(pre + self.bias_gate))
-    h_tilde = _fake_quant_activation(self.update_activation,
-                                     self._update_fn(pre + self.bias_update))
+  def _points(self):
+    points = self._matmul_points() + ["gate_pre", "update_pre", "zh", "one_minus_z",
+                                      "zeta_term", "coef", "coef_update"]
+    points += [p for p, act in (("gate_out", self.gate_activation),
+                                ("update_out", self.update_activation))
+               if act not in _FIXED_GRID_ACTIVATIONS]
+    return points
+
+  def _step(self, x, h, quantize, record):
+    p = lambda name, v: self._point(name, v, quantize, record)  # pylint: disable=unnecessary-lambda-assignment
+    const = lambda v: self._constant(v, quantize)  # pylint: disable=unnecessary-lambda-assignment
+    pre = self._pre(x, h, quantize, record)
+    # The int8 graph, op by op: ADD b_z, LOGISTIC, MUL z·h, SUB 1−z, MUL ζ, ADD ν,
+    # ADD b_h, TANH, MUL coef·h̃, ADD (the new state).
+    z = self._activation(self.gate_activation, self._gate_fn, "gate_out",
+                         p("gate_pre", pre + const(self.bias_gate)), quantize, record)
+    zh = p("zh", z * h)
+    one_minus_z = p("one_minus_z", const(tf.ones([1])) - z)
     zeta, nu = tf.math.sigmoid(self.zeta), tf.math.sigmoid(self.nu)
-    new_h = fake_quant_state((zeta * (1.0 - z) + nu) * h_tilde + z * h)
-    return new_h, [new_h]
+    coef = p("coef", p("zeta_term", one_minus_z * const(zeta)) + const(nu))
+    h_tilde = self._activation(self.update_activation, self._update_fn, "update_out",
+                               p("update_pre", pre + const(self.bias_update)), quantize,
+                               record)
+    new_h = p("coef_update", coef * h_tilde) + zh
+    if record is not None:
+      record["h_next"] = new_h
+    return fake_quant_state(new_h) if quantize else new_h
 
 
 @keras.utils.register_keras_serializable(package="tf_fastgrnn")
@@ -105,25 +206,50 @@ class QuantizedFastRNNCell(_QATMixin, cells.FastRNNCell):
     super().build(input_shape)
     self._add_masks()
 
-  def call(self, inputs, states, training=None):
-    h = states[0] if isinstance(states, (list, tuple)) else states
-    h_tilde = _fake_quant_activation(
-        self.update_activation,
-        self._update_fn(self.pre_activation(inputs, h) + self.bias_update))
-    new_h = fake_quant_state(tf.math.sigmoid(self.alpha) * h_tilde +
-                             tf.math.sigmoid(self.beta) * h)
-    return new_h, [new_h]
+  def _points(self):
+    points = self._matmul_points() + ["update_pre", "alpha_term", "beta_term"]
+    if self.update_activation not in _FIXED_GRID_ACTIVATIONS:
+      points.append("update_out")
+    return points
+
+  def _step(self, x, h, quantize, record):
+    p = lambda name, v: self._point(name, v, quantize, record)  # pylint: disable=unnecessary-lambda-assignment
+    const = lambda v: self._constant(v, quantize)  # pylint: disable=unnecessary-lambda-assignment
+    pre = self._pre(x, h, quantize, record)
+    h_tilde = self._activation(self.update_activation, self._update_fn, "update_out",
+                               p("update_pre", pre + const(self.bias_update)), quantize,
+                               record)
+    new_h = (p("alpha_term", const(tf.math.sigmoid(self.alpha)) * h_tilde) +
+             p("beta_term", const(tf.math.sigmoid(self.beta)) * h))
+    if record is not None:
+      record["h_next"] = new_h
+    return fake_quant_state(new_h) if quantize else new_h
 
 
 @keras.utils.register_keras_serializable(package="tf_fastgrnn")
 class QuantizedDense(keras.layers.Dense):
-  """``Dense`` whose kernel is fake-quantized per output channel, as exported."""
+  """``Dense`` whose kernel is fake-quantized per output channel, as exported, and whose
+  output is fake-quantized on the calibrated logits range once ``calibrate`` has run."""
+
+  def build(self, input_shape):
+    super().build(input_shape)
+    self.output_range = self.add_weight(
+        name="output_range", shape=(2,), trainable=False,
+        initializer=keras.initializers.Constant([-1.0, 1.0]))
+    self.calibrated = self.add_weight(name="calibrated", shape=(), trainable=False,
+                                      initializer="zeros")
+
+  def float_output(self, inputs):
+    out = tf.matmul(inputs, self.kernel)
+    return out + self.bias if self.use_bias else out
 
   def call(self, inputs):
     out = tf.matmul(inputs, fake_quant_weight(self.kernel))
     if self.use_bias:
       out = out + self.bias
-    return self.activation(out)
+    q = tf.quantization.fake_quant_with_min_max_vars(
+        out, self.output_range[0], self.output_range[1], num_bits=8)
+    return self.activation(out + self.calibrated * (q - out))
 
 
 _QUANTIZED = {cells.FastGRNNCell: QuantizedFastGRNNCell,
@@ -142,12 +268,15 @@ def is_qat_model(model):
   return isinstance(cell, _QATMixin)
 
 
-def quantize_model(float_model):
+def quantize_model(float_model, calibration_windows=None):
   """The QAT twin of a float ``sequence_classifier`` model, weights and support copied.
 
   Args:
     float_model: ``Input → RNN(FastGRNNCell | FastRNNCell) 'rnn' → Dense 'logits'``,
       stripped of pruning wrappers.
+    calibration_windows: real windows [N, T, D]; when given, ``calibrate`` sets the
+      intermediate ranges (otherwise only weights, activations and state are
+      fake-quantized until ``calibrate`` is called).
 
   Returns:
     A new model with the same inputs and outputs; train it with ``training.fit``.
@@ -175,10 +304,58 @@ def quantize_model(float_model):
     name = _short(var)
     if name.endswith("_mask"):
       var.assign((by_name[name[:-len("_mask")]] != 0).astype(np.float32))
-    else:
+    elif name in by_name:
       var.assign(by_name[name])
-  qdense.set_weights(dense.get_weights())
+  _copy_dense(dense, qdense)
+  if calibration_windows is not None:
+    calibrate(model, calibration_windows)
   return model
+
+
+def _copy_dense(src, dst):
+  dst.kernel.assign(src.kernel)
+  if src.use_bias:
+    dst.bias.assign(src.bias)
+
+
+def calibrate(qat_model, windows, *, max_pairs=2000, seed=0, iterations=2):
+  """Sets the QAT model's intermediate ranges to what the int8 converter will use.
+
+  The converter calibrates the float twin on the ``(x_t, h_{t-1})`` pairs that
+  ``export.representative_pairs`` draws from the QAT model; this measures the same
+  tensors on the same pairs (same ``windows``, ``max_pairs`` and ``seed`` as
+  ``export.convert_step_model``) and turns the fake-quant points on. The pairs depend on
+  the ranges, so it repeats ``iterations`` times. Pre-activation ranges are capped at
+  ±``PRE_ACTIVATION_LIMIT``. ``export.convert_step_model`` then gives the int8 tensors
+  exactly these grids. Call it before QAT training (``quantize_model`` does when given
+  windows) and again after, before saving and exporting (the pipeline does).
+
+  Returns:
+    ``{point: [min, max]}``, the logits' range under ``"logits"``.
+  """
+  from tf_fastgrnn import export  # pylint: disable=import-outside-toplevel
+  if not is_qat_model(qat_model):
+    raise ValueError(f"{qat_model.name!r} is not a QAT model (quantize_model makes one)")
+  cell, dense = qat_model.get_layer("rnn").cell, qat_model.get_layer("logits")
+  ranges = {}
+  for _ in range(max(1, iterations)):
+    pairs = export.representative_pairs(qat_model, windows, max_pairs, seed)
+    record = cell.intermediates(pairs["x"], pairs["h"])
+    record["logits"] = dense.float_output(record["h_next"])
+    targets = dict(cell.ranges, logits=dense.output_range)
+    for name, var in targets.items():
+      values = record[name].numpy()
+      lo, hi = min(float(values.min()), 0.0), max(float(values.max()), 0.0)
+      if name.rstrip("0123456789") in _PRE_ACTIVATION_POINTS:
+        lo, hi = max(lo, -PRE_ACTIVATION_LIMIT), min(hi, PRE_ACTIVATION_LIMIT)
+      # Stored as the int8 grid's exact ends, so Keras and the export cannot round the
+      # zero point differently.
+      scale, zero_point = export.range_to_int8(lo, max(hi, lo + 1e-6))
+      ranges[name] = [(-128 - zero_point) * scale, (127 - zero_point) * scale]
+      var.assign(ranges[name])
+    cell.calibrated.assign(1.0)
+    dense.calibrated.assign(1.0)
+  return ranges
 
 
 def float_twin(qat_model):
@@ -204,7 +381,7 @@ def float_twin(qat_model):
             if not _short(w).endswith("_mask")}
   for var in cell.weights:
     var.assign(values[_short(var)])
-  dense.set_weights(dense_q.get_weights())
+  _copy_dense(dense_q, dense)
   return model
 
 
