@@ -2,9 +2,12 @@
 
 Front end (``logmel32``), as in the FastGRNN paper's keyword-spotting setup: 25 ms Hann
 window, 10 ms hop, |FFT|² → 32 triangular mel filters (0 Hz to Nyquist) → log(· + 1e-6).
-A clip of ``n`` samples gives ``1 + (n - win) // hop`` frames; clips are padded with zeros
-or cut to ``max_frames`` (FSDD default 98 frames = 1 s at 8 kHz; Speech Commands 98 =
-1 s at 16 kHz). The device must compute the same features per 10 ms frame (TFLM's
+A clip of ``n`` samples gives ``1 + (n - win) // hop`` frames; a short clip gets
+silence (zeros) *before* it, so the word ends at the window's last frame, where the
+classifier reads the state (a streaming detector sees a word just as it ends; silence
+after the word would make the model carry it through up to a second of padding), and a
+long clip is cut to ``max_frames`` (FSDD default 98 frames = 1 s at 8 kHz; Speech
+Commands 98 = 1 s at 16 kHz). The device must compute the same features per 10 ms frame (TFLM's
 micro_speech feature provider is the place to put them); ``meta["frontend"]`` names them.
 """
 
@@ -63,11 +66,12 @@ def frame_count(num_samples, sample_rate):
 
 
 def log_mel(samples, sample_rate, max_frames=None):
-  """Log-mel frames ``[frames, 32]``, padded with silence or cut to ``max_frames``."""
+  """Log-mel frames ``[frames, 32]``; silence before a short clip, a long one cut, to
+  ``max_frames``."""
   win, hop = sample_rate * WINDOW_MS // 1000, sample_rate * HOP_MS // 1000
   if max_frames is not None:
     needed = win + hop * (max_frames - 1)
-    samples = np.pad(samples, (0, max(0, needed - len(samples))))[:needed]
+    samples = np.pad(samples[:needed], (max(0, needed - len(samples)), 0))
   n = frame_count(len(samples), sample_rate)
   if n == 0:
     raise ValueError(f"clip of {len(samples)} samples is shorter than one window ({win})")

@@ -182,6 +182,17 @@ def test_log_mel_puts_a_tone_in_its_band():
   assert np.bincount(feats.argmax(1)).argmax() == expected_band
 
 
+def test_short_clip_gets_silence_before_it_and_long_clip_is_cut():
+  rate = 8000
+  short = audio.log_mel(_tone(1000, rate, seconds=0.3), rate, max_frames=98)
+  assert short.shape == (98, 32)
+  # 0.3 s = 28 frames of tone at the end; silence (log of the 1e-6 floor) before.
+  np.testing.assert_allclose(short[:60], np.log(1e-6), atol=1e-3)
+  assert np.all(short[-20:].max(1) > 0)
+  long = audio.log_mel(_tone(1000, rate, seconds=1.5), rate, max_frames=98)
+  assert long.shape == (98, 32) and np.all(long.max(1) > 0)
+
+
 def test_fsdd_layout_split_and_skipped_files(tmp_path):
   root = tmp_path / "recordings"
   for digit in range(10):
