@@ -31,6 +31,9 @@ _EPOCHS = flags.DEFINE_integer("epochs", 24, "Float training epochs per model.")
 _QAT_EPOCHS = flags.DEFINE_integer("qat_epochs", 4, "QAT epochs (FastGRNN/FastRNN).")
 _UNITS = flags.DEFINE_integer("units", 32, "Hidden units of every model (equal H).")
 _FSDD_DIR = flags.DEFINE_string("fsdd_dir", None, "FSDD recordings (default: ../shared).")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "Data of a dataset that needs a path (npz file, Speech Commands "
+    "folder); HAR comes from its package, FSDD from --fsdd_dir.")
 _MAX_TEST_WINDOWS = flags.DEFINE_integer(
     "max_test_windows", 600, "int8 TFLM evaluation on at most this many test windows.")
 _TIMING_STEPS = flags.DEFINE_integer("timing_steps", 2000, "TFLM invokes timed per model.")
@@ -189,8 +192,21 @@ def plot_pareto(agg, path):
   plt.close(fig)
 
 
+def _check_reused(run_dir, config):
+  """A finished run is reused only if it was made with this benchmark's settings."""
+  flags_path = run_dir / "flags.json"
+  old = json.loads(flags_path.read_text()) if flags_path.exists() else {}
+  changed = {k: (old.get(k), v) for k, v in dataclasses.asdict(config).items()
+             if k not in ("data_dir", "output_dir") and old.get(k) != v}
+  if changed:
+    raise ValueError(
+        f"{run_dir} was made with other settings ({changed}, as (then, now)); use "
+        "another --output_dir, or delete that folder to rerun it")
+
+
 def run(datasets, model_names, seeds, out_dir, *, epochs, qat_epochs, units,
-        max_test_windows, timing_steps, fsdd_dir=None, aggregate_only=False):
+        max_test_windows, timing_steps, fsdd_dir=None, data_dir=None,
+        aggregate_only=False):
   """Runs (or reuses) every (dataset, model, seed); returns (rows, aggregate)."""
   import data as data_lib  # pylint: disable=import-outside-toplevel
   from pipelines import stages  # pylint: disable=import-outside-toplevel
@@ -202,7 +218,8 @@ def run(datasets, model_names, seeds, out_dir, *, epochs, qat_epochs, units,
   total = len(datasets) * len(model_names) * len(seeds)
   done = 0
   for dataset in datasets:
-    data_dir = fsdd_dir if dataset == "fsdd" else None
+    dataset_dir = fsdd_dir if dataset == "fsdd" else (
+        None if dataset in ("har2", "har6") else data_dir)
     for seed in seeds:
       ds = None
       for model in model_names:
@@ -210,15 +227,16 @@ def run(datasets, model_names, seeds, out_dir, *, epochs, qat_epochs, units,
         run_dir = out_dir / dataset / model / f"seed{seed}"
         report_path = run_dir / "report.json"
         print(f"[benchmark {done}/{total}] {dataset} {model} seed {seed}", flush=True)
+        config = _config(dataset, model, seed, dataset_dir, run_dir, epochs, qat_epochs,
+                         units, max_test_windows)
         if report_path.exists():
+          _check_reused(run_dir, config)
           report = json.loads(report_path.read_text())
         elif aggregate_only:
           continue
         else:
           if ds is None:
-            ds = data_lib.load_dataset(dataset, data_dir, seed=seed)
-          config = _config(dataset, model, seed, data_dir, run_dir, epochs,
-                           qat_epochs, units, max_test_windows)
+            ds = data_lib.load_dataset(dataset, dataset_dir, seed=seed)
           report = stages.run(config, ds=ds)
         tflite_bytes = (run_dir / stages.TFLITE_MODEL).read_bytes()
         rows[(dataset, model, seed)] = _row(report, time_per_step(tflite_bytes, timing_steps))
@@ -237,6 +255,7 @@ def main(argv):
                     epochs=_EPOCHS.value, qat_epochs=_QAT_EPOCHS.value, units=_UNITS.value,
                     max_test_windows=_MAX_TEST_WINDOWS.value,
                     timing_steps=_TIMING_STEPS.value, fsdd_dir=_FSDD_DIR.value,
+                    data_dir=_DATA_DIR.value,
                     aggregate_only=_AGGREGATE_ONLY.value)
   except (ValueError, FileNotFoundError) as e:
     print(f"benchmark: {e}", file=sys.stderr)
