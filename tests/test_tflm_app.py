@@ -92,7 +92,7 @@ def test_tflm_host_test_bit_exact(tmp_path):
   """Builds against a real TFLM tree and replays MODEL_DIR's (or the example's) vectors."""
   root = os.environ.get("TFLM_ROOT")
   if not root:
-    pytest.skip("set TFLM_ROOT (and FLATBUFFERS_INCLUDE, GEMMLOWP_INCLUDE) to a "
+    pytest.skip("set TFLM_ROOT (and FLATBUFFERS_INCLUDE, GEMMLOWP_INCLUDE, RUY_INCLUDE) to a "
                 "tflite-micro tree to run the TFLM host test; see tflm_app/README.md")
   args = ["test", f"TFLM_ROOT={root}", f"BUILD={os.environ.get('TFLM_APP_BUILD', tmp_path)}",
           "-j2"]
