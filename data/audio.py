@@ -7,8 +7,14 @@ silence (zeros) *before* it, so the word ends at the window's last frame, where 
 classifier reads the state (a streaming detector sees a word just as it ends; silence
 after the word would make the model carry it through up to a second of padding), and a
 long clip is cut to ``max_frames`` (FSDD default 98 frames = 1 s at 8 kHz; Speech
-Commands 98 = 1 s at 16 kHz). The device must compute the same features per 10 ms frame (TFLM's
-micro_speech feature provider is the place to put them); ``meta["frontend"]`` names them.
+Commands 98 = 1 s at 16 kHz).
+
+The other front end, ``micro32``, is TFLM's own micro front end (``audio_microfrontend``,
+shipped in TensorFlow) on the same framing: what a device running TFLM's
+``experimental/microfrontend`` library computes, so training sees the device's features.
+Whichever is chosen, the device must compute the same features per 10 ms frame (the
+app's feature provider is the place); ``meta["frontend"]`` names it and it travels into
+``model_settings.h``.
 """
 
 import pathlib
@@ -19,8 +25,8 @@ from absl import logging
 
 from data import datasets
 
-__all__ = ["frame_count", "load_fsdd", "load_speech_commands", "log_mel", "mel_filterbank",
-           "read_wav"]
+__all__ = ["FRONTENDS", "frame_count", "load_fsdd", "load_speech_commands", "log_mel",
+           "mel_filterbank", "micro_frontend", "read_wav"]
 
 NUM_MELS, WINDOW_MS, HOP_MS = 32, 25, 10
 GOOGLE12 = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
@@ -65,16 +71,43 @@ def frame_count(num_samples, sample_rate):
   return 0 if num_samples < win else 1 + (num_samples - win) // hop
 
 
-def log_mel(samples, sample_rate, max_frames=None):
-  """Log-mel frames ``[frames, 32]``; silence before a short clip, a long one cut, to
-  ``max_frames``."""
+def _fit(samples, sample_rate, max_frames):
+  """Silence before a short clip, a long one cut: exactly ``max_frames`` frames."""
   win, hop = sample_rate * WINDOW_MS // 1000, sample_rate * HOP_MS // 1000
   if max_frames is not None:
     needed = win + hop * (max_frames - 1)
     samples = np.pad(samples[:needed], (max(0, needed - len(samples)), 0))
-  n = frame_count(len(samples), sample_rate)
-  if n == 0:
+  if frame_count(len(samples), sample_rate) == 0:
     raise ValueError(f"clip of {len(samples)} samples is shorter than one window ({win})")
+  return samples
+
+
+def micro_frontend(samples, sample_rate, max_frames=None):
+  """TFLM's micro front end (``audio_microfrontend``, as shipped in TensorFlow) on our
+  framing: 25 ms window, 10 ms hop, 32 channels, its noise reduction, PCAN gain control
+  and log scale, 125 Hz up to 7.5 kHz or just under Nyquist. ``[frames, 32]`` float32.
+
+  The device computes these with TFLM's ``tensorflow/lite/experimental/microfrontend``
+  library (what the micro_speech example runs) configured with the same numbers; it
+  adapts its noise estimate from the clip's start, as it does here.
+  """
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from tensorflow.lite.experimental.microfrontend.python.ops import audio_microfrontend_op  # pylint: disable=import-outside-toplevel
+  samples = _fit(np.asarray(samples, np.float32), sample_rate, max_frames)
+  pcm = np.clip(np.round(samples * 32768.0), -32768, 32767).astype(np.int16)
+  feats = audio_microfrontend_op.audio_microfrontend(
+      tf.constant(pcm), sample_rate=sample_rate, window_size=WINDOW_MS,
+      window_step=HOP_MS, num_channels=NUM_MELS, upper_band_limit=min(
+          7500.0, 0.5 * sample_rate - 100.0), out_scale=1, out_type=tf.float32)
+  return feats.numpy().astype(np.float32)
+
+
+def log_mel(samples, sample_rate, max_frames=None):
+  """Log-mel frames ``[frames, 32]``; silence before a short clip, a long one cut, to
+  ``max_frames``."""
+  win, hop = sample_rate * WINDOW_MS // 1000, sample_rate * HOP_MS // 1000
+  samples = _fit(samples, sample_rate, max_frames)
+  n = frame_count(len(samples), sample_rate)
   n_fft = 1 << (win - 1).bit_length()
   idx = np.arange(win)[None, :] + hop * np.arange(n)[:, None]
   frames = samples[idx] * np.hanning(win).astype(np.float32)
@@ -82,13 +115,23 @@ def log_mel(samples, sample_rate, max_frames=None):
   return np.log(power @ mel_filterbank(sample_rate, n_fft) + 1e-6).astype(np.float32)
 
 
-def _features(paths, max_frames):
+FRONTENDS = {"logmel32": log_mel, "micro32": micro_frontend}
+
+
+def _frontend(name):
+  if name not in FRONTENDS:
+    raise ValueError(f"audio front end must be one of {sorted(FRONTENDS)}, got {name!r}")
+  return FRONTENDS[name]
+
+
+def _features(paths, max_frames, frontend="logmel32"):
   """Features of every readable file; unreadable ones are skipped and counted."""
+  features = _frontend(frontend)
   feats, keep, skipped = [], [], []
   for i, path in enumerate(paths):
     try:
       samples, rate = read_wav(path)
-      feats.append(log_mel(samples, rate, max_frames))
+      feats.append(features(samples, rate, max_frames))
       keep.append(i)
     except ValueError as e:
       skipped.append(str(e))
@@ -108,8 +151,13 @@ def _require_dir(data_dir, what):
   return path
 
 
-def load_fsdd(data_dir, seed=0, max_frames=98):
-  """Free Spoken Digit Dataset: ``{digit}_{speaker}_{index}.wav``; index 0–4 is test."""
+def load_fsdd(data_dir, seed=0, max_frames=98, frontend="logmel32"):
+  """Free Spoken Digit Dataset: ``{digit}_{speaker}_{index}.wav``; index 0–4 is test.
+
+  ``frontend``: ``logmel32`` (numpy log-mel, the paper's) or ``micro32`` (TFLM's micro
+  front end); ``meta["frontend"]`` names it and the device must compute the same.
+  """
+  _frontend(frontend)
   root = _require_dir(data_dir, "fsdd")
   paths = sorted(root.glob("*.wav"))
   if not paths:
@@ -120,14 +168,14 @@ def load_fsdd(data_dir, seed=0, max_frames=98):
     if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit():
       raise ValueError(f"fsdd: {p.name} is not named {{digit}}_{{speaker}}_{{index}}.wav")
     parsed.append((int(parts[0]), int(parts[2])))
-  feats, keep, skipped = _features(paths, max_frames)
+  feats, keep, skipped = _features(paths, max_frames, frontend)
   if not feats:
     raise ValueError(f"fsdd: none of the {len(paths)} files in {root} could be read")
   x = np.stack(feats)
   y = np.array([parsed[i][0] for i in keep], np.int32)
   test = np.array([parsed[i][1] <= 4 for i in keep])
   train, val = datasets._carve_val(x[~test], y[~test], 0.1, seed)  # pylint: disable=protected-access
-  meta = {"source": str(root), "frontend": "logmel32", "sample_rate_hz": 8000,
+  meta = {"source": str(root), "frontend": frontend, "sample_rate_hz": 8000,
           "window_ms": WINDOW_MS, "hop_ms": HOP_MS, "num_mels": NUM_MELS,
           "max_frames": max_frames, "skipped_files": len(skipped)}
   return datasets.normalise([train, val, (x[test], y[test])],
@@ -135,13 +183,14 @@ def load_fsdd(data_dir, seed=0, max_frames=98):
 
 
 def load_speech_commands(data_dir, task="google12", seed=0, max_frames=98,
-                         max_per_class=None, silence_per_split=None):
+                         max_per_class=None, silence_per_split=None, frontend="logmel32"):
   """Google Speech Commands (v1/v2 layout) with its validation/testing lists.
 
   ``google12``: the ten words, ``_silence_`` (1 s clips cut from
   ``_background_noise_``) and ``_unknown_`` (every other word); ``google30``: every word.
   ``max_per_class`` caps each class per split, for quick runs.
   """
+  features = _frontend(frontend)
   root = _require_dir(data_dir, "speech_commands")
   if task not in ("google12", "google30"):
     raise ValueError(f"speech_commands task must be google12 or google30, got {task!r}")
@@ -173,7 +222,7 @@ def load_speech_commands(data_dir, task="google12", seed=0, max_frames=98,
       for item in rng.permutation(len(items)):
         by.setdefault(items[item][1], []).append(items[item])
       items = [it for group in by.values() for it in group[:max_per_class]]
-    feats, keep, _ = _features([p for p, _ in items], max_frames)
+    feats, keep, _ = _features([p for p, _ in items], max_frames, frontend)
     y = [items[i][1] for i in keep]
     if task == "google12":
       noise = sorted((root / "_background_noise_").glob("*.wav"))
@@ -181,12 +230,12 @@ def load_speech_commands(data_dir, task="google12", seed=0, max_frames=98,
       for k in range(count if noise else 0):
         samples, rate = read_wav(noise[k % len(noise)])
         start = int(rng.integers(0, max(1, len(samples) - rate)))
-        feats.append(log_mel(samples[start:start + rate], rate, max_frames))
+        feats.append(features(samples[start:start + rate], rate, max_frames))
         y.append(labels.index("_silence_"))
     if not feats:
       raise ValueError(f"speech_commands: no readable clips in the {part} split")
     out.append((np.stack(feats), np.array(y, np.int32)))
-  meta = {"source": str(root), "frontend": "logmel32", "sample_rate_hz": 16000,
+  meta = {"source": str(root), "frontend": frontend, "sample_rate_hz": 16000,
           "window_ms": WINDOW_MS, "hop_ms": HOP_MS, "num_mels": NUM_MELS,
           "max_frames": max_frames, "task": task}
   return datasets.normalise(out, labels, meta)

@@ -8,6 +8,7 @@ import numpy as np
 __all__ = ["DATASETS", "Dataset", "load_dataset", "normalise"]
 
 DATASETS = ("har6", "har2", "fsdd", "speech_commands", "google12", "google30", "npz")
+AUDIO_DATASETS = ("fsdd", "speech_commands", "google12", "google30")
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_FSDD = _REPO.parent / "shared" / "data" / "fsdd" / "recordings"
 

@@ -196,8 +196,9 @@ def _check_reused(run_dir, config):
   """A finished run is reused only if it was made with this benchmark's settings."""
   flags_path = run_dir / "flags.json"
   old = json.loads(flags_path.read_text()) if flags_path.exists() else {}
+  defaults = {f.name: f.default for f in dataclasses.fields(config)}
   changed = {k: (old.get(k), v) for k, v in dataclasses.asdict(config).items()
-             if k not in ("data_dir", "output_dir") and old.get(k) != v}
+             if k not in ("data_dir", "output_dir") and old.get(k, defaults[k]) != v}
   if changed:
     raise ValueError(
         f"{run_dir} was made with other settings ({changed}, as (then, now)); use "

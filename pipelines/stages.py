@@ -58,6 +58,7 @@ class Config:
   arena_margin: int
   numerics: bool = True
   window_model: bool = True
+  audio_frontend: str = "logmel32"
 
 
 def validate_config(config):
@@ -176,7 +177,9 @@ def run(config, ds=None):
   start = time.time()
   if ds is None:
     _log(f"loading {config.dataset}")
-    ds = datasets.load_dataset(config.dataset, config.data_dir, seed=config.seed)
+    opts = ({"frontend": config.audio_frontend} if config.dataset in datasets.AUDIO_DATASETS
+            else {})
+    ds = datasets.load_dataset(config.dataset, config.data_dir, seed=config.seed, **opts)
   # Data is valid: only now is anything written.
   out = _prepare_output(config)
   training.set_seed(config.seed)

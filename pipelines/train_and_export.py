@@ -60,6 +60,10 @@ _NUM_TEST_VECTORS = flags.DEFINE_integer(
     "num_test_vectors", 4, "Test windows written as C test vectors for the app.")
 _NUMERICS = flags.DEFINE_boolean(
     "numerics", True, "Run the numerics diff Keras ↔ LiteRT ↔ TFLM and put it in the report.")
+_AUDIO_FRONTEND = flags.DEFINE_enum(
+    "audio_frontend", "logmel32", ["logmel32", "micro32"],
+    "Audio features (fsdd, speech_commands): logmel32 = numpy log-mel as in the paper; "
+    "micro32 = TFLM's micro front end. The device must compute the same.")
 _ARENA_MARGIN = flags.DEFINE_integer(
     "arena_margin", 1024, "Bytes added to the measured TFLM arena in model_settings.h.")
 
@@ -77,7 +81,8 @@ def _config_from_flags():
       learning_rate=_LEARNING_RATE.value, qat_learning_rate=_QAT_LEARNING_RATE.value,
       seed=_SEED.value, output_dir=output_dir, resume=_RESUME.value,
       max_test_windows=_MAX_TEST_WINDOWS.value, num_test_vectors=_NUM_TEST_VECTORS.value,
-      arena_margin=_ARENA_MARGIN.value, numerics=_NUMERICS.value)
+      arena_margin=_ARENA_MARGIN.value, numerics=_NUMERICS.value,
+      audio_frontend=_AUDIO_FRONTEND.value)
   stages.validate_config(config)
   return config
 

@@ -229,3 +229,24 @@ def test_speech_commands_layout(tmp_path):
   (root / "testing_list.txt").unlink()
   with pytest.raises(FileNotFoundError, match="testing_list.txt is missing"):
     data.load_dataset("google12", root)
+
+
+def test_micro_frontend_frames_and_band():
+  rate = 8000
+  low = audio.micro_frontend(_tone(300, rate, seconds=0.6), rate, max_frames=98)
+  high = audio.micro_frontend(_tone(2500, rate, seconds=0.6), rate, max_frames=98)
+  assert low.shape == high.shape == (98, 32) and low.dtype == np.float32
+  # Same framing as log-mel: the tone fills the last 0.6 s; a higher tone, higher channel.
+  assert np.argmax(low[-10:].mean(0)) < np.argmax(high[-10:].mean(0))
+  assert low[-10:].max() > low[:20].max()
+
+
+def test_fsdd_with_the_micro_frontend_and_a_bad_frontend(tmp_path):
+  root = tmp_path / "recordings"
+  for digit in range(10):
+    for index in (0, 7):
+      _wav(root / f"{digit}_jackson_{index}.wav", _tone(300 + 100 * digit, 8000), 8000)
+  ds = data.load_dataset("fsdd", root, frontend="micro32")
+  assert ds.meta["frontend"] == "micro32" and ds.x_test.shape == (10, 98, 32)
+  with pytest.raises(ValueError, match="audio front end must be one of"):
+    data.load_dataset("fsdd", root, frontend="mfcc")
