@@ -137,17 +137,37 @@ def _one_step_state_error(qat, tflite_bytes, pairs):
   return np.concatenate(errors)
 
 
-@pytest.mark.parametrize("cell", ["fastgrnn", "fastrnn"])
-def test_calibrated_qat_step_is_the_int8_step(rng, cell):
-  qat, windows, tflite_bytes = _calibrated_export(rng, cell, u_rank=4)
+@pytest.mark.parametrize("cell,kwargs", [("fastgrnn", {"u_rank": 4}),
+                                         ("fastgrnn", {"w_rank": 2}),
+                                         ("fastrnn", {"u_rank": 4})])
+def test_qat_with_int8_kernels_is_bit_exact_with_tflm(rng, cell, kwargs):
+  qat, windows, _ = _calibrated_export(rng, cell, **kwargs)
+  quantization.use_int8_kernels(qat, True)
+  tflite_bytes = export.convert_step_model(qat, windows)
+  pairs = export.representative_pairs(qat, windows, max_pairs=200, seed=1)
+  assert np.all(_one_step_state_error(qat, tflite_bytes, pairs) == 0)
+  # Whole windows, logits included: every int8 byte equal.
+  test = rng.normal(0, 1.5, (12, T, D)).astype(np.float32)
+  traces = runtime.TFLMStepRunner(tflite_bytes).run_windows(test)
+  io = runtime.step_io(tflite_bytes)["logits"]
+  keras_q = runtime.quantize(qat.predict(test, verbose=0), io["scale"], io["zero_point"])
+  np.testing.assert_array_equal(keras_q, traces["logits_q"][:, -1])
+
+
+def test_fake_quant_on_the_grids_is_close_and_uncalibrated_is_not(rng):
+  qat, windows, tflite_bytes = _calibrated_export(rng, "fastgrnn", u_rank=4)
   pairs = export.representative_pairs(qat, windows, max_pairs=200, seed=1)
   err = _one_step_state_error(qat, tflite_bytes, pairs)
-  # What is left is integer rounding inside ADD/MUL: rare, and about one LSB.
+  # Float fake-quant on the same grids: only the kernels' double rounding differs.
   assert np.mean(err == 0) >= 0.97 and np.mean(err) <= 0.05, (np.mean(err == 0), err.max())
   # Without the intermediate grids (the converter's own calibration), far more differ.
-  qcell = qat.get_layer("rnn").cell
-  qcell.calibrated.assign(0.0)
+  qat.get_layer("rnn").cell.calibrated.assign(0.0)
   qat.get_layer("logits").calibrated.assign(0.0)
   uncalibrated = export.convert_step_model(qat, windows)
   err_before = _one_step_state_error(qat, uncalibrated, pairs)
   assert np.mean(err_before) > 2 * np.mean(err)
+
+
+def test_int8_kernels_refuse_a_float_model(rng):
+  with pytest.raises(ValueError, match="not a QAT model"):
+    quantization.use_int8_kernels(models.sequence_classifier("fastgrnn", H, (T, D), C))

@@ -2,6 +2,7 @@
 
 Modules: ``cells`` (the cells and layers), ``models`` (the classifier layout),
 ``pruning`` and ``training`` (three-phase sparse training), ``quantization`` (QAT),
+``int8_kernels`` (TFLM's integer arithmetic as TF ops, for bit-exact QAT),
 ``export`` (int8 step model), ``runtime`` (TFLM/LiteRT on the host), ``device_files``
 (C arrays and headers), ``parity`` (numerics diff), ``baselines`` (low-rank LSTM).
 """

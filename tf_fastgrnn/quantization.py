@@ -35,10 +35,12 @@ import numpy as np
 import tensorflow as tf
 
 from tf_fastgrnn import cells
+from tf_fastgrnn import int8_kernels as k8
 from tf_fastgrnn._keras import keras
 
 __all__ = ["STATE_SCALE", "QuantizedDense", "QuantizedFastGRNNCell", "QuantizedFastRNNCell",
-           "calibrate", "float_twin", "is_qat_model", "quantize_model", "quantize_scope"]
+           "calibrate", "float_twin", "is_qat_model", "quantize_model", "quantize_scope",
+           "use_int8_kernels"]
 
 STATE_SCALE = 1.0 / 128.0
 STATE_ZERO_POINT = 0
@@ -69,6 +71,8 @@ def fake_quant_constant(c):
 
 
 _FIXED_GRID_ACTIVATIONS = ("sigmoid", "tanh")  # LOGISTIC / TANH: fixed output grids
+_STATE_GRID = k8.grid(STATE_SCALE, STATE_ZERO_POINT)
+_ACTIVATION_GRIDS = {"sigmoid": k8.grid(1.0 / 256.0, -128), "tanh": _STATE_GRID}
 
 
 def _fake_quant_activation(name, value):
@@ -79,12 +83,32 @@ def _fake_quant_activation(name, value):
   return value
 
 
+def _exact_or(flag, fake_quantized, exact):
+  """The int8 kernel's value (forward) with the fake-quant's gradient, when ``flag``."""
+  return tf.cond(flag > 0.5,
+                 lambda: fake_quantized + tf.stop_gradient(exact() - fake_quantized),
+                 lambda: fake_quantized)
+
+
+def use_int8_kernels(qat_model, on=True):
+  """Switches the QAT model's forward values between TFLM's integer kernels (``on``:
+  bit-exact with the int8 model, several times slower) and float fake-quant on the
+  same grids (off: for training; they differ by single-LSB roundings)."""
+  if not is_qat_model(qat_model):
+    raise ValueError(f"{qat_model.name!r} is not a QAT model (quantize_model makes one)")
+  for layer in (qat_model.get_layer("rnn").cell, qat_model.get_layer("logits")):
+    layer.int8_exact.assign(1.0 if on else 0.0)
+
+
 class _QATMixin:
-  """Masks, fake-quantized factors and calibrated intermediate ranges of a cell.
+  """Masks, fake-quantized factors and calibrated intermediate grids of a cell.
 
   The cell's step is written once, in ``_step(x, h, quantize, record)``: with
   ``quantize`` it is the QAT forward pass; without, the float twin's computation, whose
-  intermediates ``record`` collects for ``calibrate``.
+  intermediates ``record`` collects for ``calibrate``. Once calibrated, the forward value
+  of every tensor an int8 kernel produces is that kernel's integer result
+  (``int8_kernels``); the gradient is the fake-quant's (straight through inside the
+  range).
   """
 
   def _add_masks(self):
@@ -101,48 +125,92 @@ class _QATMixin:
         for point in self._points()}
     self.calibrated = self.add_weight(name="calibrated", shape=(), trainable=False,
                                       initializer="zeros")
+    self.int8_exact = self.add_weight(name="int8_exact", shape=(), trainable=False,
+                                      initializer="zeros")
 
   def _matmul_points(self):
     return (["x"] + [f"xw{i + 1}" for i in range(len(self.w_factors) - 1)] + ["xw"] +
             [f"hu{i + 1}" for i in range(len(self.u_factors) - 1)] + ["hu", "pre"])
 
-  def _point(self, name, value, quantize, record):
+  def _grid(self, point):
+    return k8.grid_from_range(self.ranges[point][0], self.ranges[point][1])
+
+  def _out(self, name, value, exact, quantize, record):
+    """``value`` (float op on quantized inputs) as the int8 kernel computes it.
+
+    ``exact``: a function of the output grid returning the kernel's int64 result.
+    """
     if record is not None:
       record[name] = value
     if not quantize or name not in self.ranges:
       return value
     lo, hi = self.ranges[name][0], self.ranges[name][1]
-    q = tf.quantization.fake_quant_with_min_max_vars(value, lo, hi, num_bits=8)
-    return value + self.calibrated * (q - value)  # identity until calibrated
+    fq = tf.quantization.fake_quant_with_min_max_vars(value, lo, hi, num_bits=8)
+    if exact is not None:
+      g = self._grid(name)
+      fq = _exact_or(self.int8_exact, fq, lambda: k8.dequantize(exact(g), g))
+    return value + self.calibrated * (fq - value)  # identity until calibrated
 
-  def _constant(self, value, quantize):
+  def _state(self, value, exact, quantize):
+    """The new state on the fixed state grid, as the int8 kernel computes it."""
     if not quantize:
       return value
-    return value + self.calibrated * (fake_quant_constant(value) - value)
+    fq = fake_quant_state(value)
+    q = _exact_or(self.int8_exact, fq,
+                  lambda: k8.dequantize(exact(_STATE_GRID), _STATE_GRID))
+    return fq + self.calibrated * (q - fq)
 
-  def _matmuls(self, value, factors, masks, prefix, quantize, record):
+  def _constant(self, value, quantize):
+    """An int8 constant operand: (value on its grid, grid)."""
+    if not quantize:
+      return value, None
+    return (value + self.calibrated * (fake_quant_constant(value) - value),
+            k8.constant_grid(value))
+
+  def _matmuls(self, value, value_grid, factors, masks, prefix, quantize, record):
     for i, (f, m) in enumerate(zip(factors, masks)):
-      f = fake_quant_weight(f * m) if quantize else f * m
+      w = f * m
       name = prefix if i == len(factors) - 1 else f"{prefix}{i + 1}"
-      value = self._point(name, tf.matmul(value, f), quantize, record)
-    return value
+      out = tf.matmul(value, fake_quant_weight(w) if quantize else w)
+      x_in, g_in = value, value_grid
+      value = self._out(name, out, lambda g, x_in=x_in, g_in=g_in, w=w: k8.fully_connected(
+          k8.quantize(x_in, g_in), g_in, w, None, g), quantize, record)
+      value_grid = self._grid(name) if quantize else None
+    return value, value_grid
 
   def _pre(self, x, h, quantize, record):
-    x = self._point("x", x, quantize, record)  # the int8 input x_t
-    xw = self._matmuls(x, self.w_factors, self.w_masks, "xw", quantize, record)
-    hu = self._matmuls(h, self.u_factors, self.u_masks, "hu", quantize, record)
-    return self._point("pre", xw + hu, quantize, record)
+    """(pre-activation, its grid) and the grid of h."""
+    if record is not None:
+      record["x"] = x
+    gx = self._grid("x") if quantize else None
+    if quantize:
+      lo, hi = self.ranges["x"][0], self.ranges["x"][1]
+      fq = tf.quantization.fake_quant_with_min_max_vars(x, lo, hi, num_bits=8)
+      x = x + self.calibrated * (fq - x)  # the int8 input x_t
+    gh = _STATE_GRID if quantize else None
+    xw, gxw = self._matmuls(x, gx, self.w_factors, self.w_masks, "xw", quantize, record)
+    hu, ghu = self._matmuls(h, gh, self.u_factors, self.u_masks, "hu", quantize, record)
+    pre = self._out("pre", xw + hu, lambda g: k8.add(
+        k8.quantize(xw, gxw), gxw, k8.quantize(hu, ghu), ghu, g), quantize, record)
+    return pre, (self._grid("pre") if quantize else None), gh
+
+  def _biased(self, name, pre, g_pre, bias, quantize, record):
+    b, gb = self._constant(bias, quantize)
+    return self._out(name, pre + b, lambda g: k8.add(
+        k8.quantize(pre, g_pre), g_pre, k8.quantize(b, gb), gb, g), quantize, record)
 
   def pre_activation(self, inputs, state):
-    return self._pre(inputs, state, True, None)
+    return self._pre(inputs, state, True, None)[0]
 
   def _activation(self, name, fn, point, value, quantize, record):
+    """(output, its grid): LOGISTIC/TANH on their fixed grids, others calibrated."""
     out = fn(value)
-    if quantize and name in _FIXED_GRID_ACTIVATIONS:
-      out = _fake_quant_activation(name, out)
-    elif name not in _FIXED_GRID_ACTIVATIONS:
-      out = self._point(point, out, quantize, record)
-    return out
+    if name in _FIXED_GRID_ACTIVATIONS:
+      if not quantize:
+        return out, None
+      return _fake_quant_activation(name, out), _ACTIVATION_GRIDS[name]
+    out = self._out(point, out, None, quantize, record)
+    return out, (self._grid(point) if quantize else None)
 
   def intermediates(self, x, h):
     """The float twin's intermediate tensors for inputs ``x`` and states ``h``."""
@@ -178,24 +246,39 @@ class QuantizedFastGRNNCell(_QATMixin, cells.FastGRNNCell):
     return points
 
   def _step(self, x, h, quantize, record):
-    p = lambda name, v: self._point(name, v, quantize, record)  # pylint: disable=unnecessary-lambda-assignment
-    const = lambda v: self._constant(v, quantize)  # pylint: disable=unnecessary-lambda-assignment
-    pre = self._pre(x, h, quantize, record)
+    q = k8.quantize
+    pre, g_pre, gh = self._pre(x, h, quantize, record)
     # The int8 graph, op by op: ADD b_z, LOGISTIC, MUL z·h, SUB 1−z, MUL ζ, ADD ν,
     # ADD b_h, TANH, MUL coef·h̃, ADD (the new state).
-    z = self._activation(self.gate_activation, self._gate_fn, "gate_out",
-                         p("gate_pre", pre + const(self.bias_gate)), quantize, record)
-    zh = p("zh", z * h)
-    one_minus_z = p("one_minus_z", const(tf.ones([1])) - z)
-    zeta, nu = tf.math.sigmoid(self.zeta), tf.math.sigmoid(self.nu)
-    coef = p("coef", p("zeta_term", one_minus_z * const(zeta)) + const(nu))
-    h_tilde = self._activation(self.update_activation, self._update_fn, "update_out",
-                               p("update_pre", pre + const(self.bias_update)), quantize,
-                               record)
-    new_h = p("coef_update", coef * h_tilde) + zh
+    gate_pre = self._biased("gate_pre", pre, g_pre, self.bias_gate, quantize, record)
+    z, gz = self._activation(self.gate_activation, self._gate_fn, "gate_out", gate_pre,
+                             quantize, record)
+    zh = self._out("zh", z * h, lambda g: k8.mul(q(z, gz), gz, q(h, gh), gh, g),
+                   quantize, record)
+    one, g_one = self._constant(tf.ones([1]), quantize)
+    one_minus_z = self._out("one_minus_z", one - z, lambda g: k8.sub(
+        q(one, g_one), g_one, q(z, gz), gz, g), quantize, record)
+    g_omz = self._grid("one_minus_z") if quantize else None
+    zeta, g_zeta = self._constant(tf.math.sigmoid(self.zeta), quantize)
+    nu, g_nu = self._constant(tf.math.sigmoid(self.nu), quantize)
+    zeta_term = self._out("zeta_term", one_minus_z * zeta, lambda g: k8.mul(
+        q(one_minus_z, g_omz), g_omz, q(zeta, g_zeta), g_zeta, g), quantize, record)
+    g_zt = self._grid("zeta_term") if quantize else None
+    coef = self._out("coef", zeta_term + nu, lambda g: k8.add(
+        q(zeta_term, g_zt), g_zt, q(nu, g_nu), g_nu, g), quantize, record)
+    g_coef = self._grid("coef") if quantize else None
+    update_pre = self._biased("update_pre", pre, g_pre, self.bias_update, quantize, record)
+    h_tilde, g_ht = self._activation(self.update_activation, self._update_fn,
+                                     "update_out", update_pre, quantize, record)
+    coef_update = self._out("coef_update", coef * h_tilde, lambda g: k8.mul(
+        q(coef, g_coef), g_coef, q(h_tilde, g_ht), g_ht, g), quantize, record)
+    g_cu = self._grid("coef_update") if quantize else None
+    g_zh = self._grid("zh") if quantize else None
+    new_h = coef_update + zh
     if record is not None:
       record["h_next"] = new_h
-    return fake_quant_state(new_h) if quantize else new_h
+    return self._state(new_h, lambda g: k8.add(
+        q(coef_update, g_cu), g_cu, q(zh, g_zh), g_zh, g), quantize)
 
 
 @keras.utils.register_keras_serializable(package="tf_fastgrnn")
@@ -213,17 +296,24 @@ class QuantizedFastRNNCell(_QATMixin, cells.FastRNNCell):
     return points
 
   def _step(self, x, h, quantize, record):
-    p = lambda name, v: self._point(name, v, quantize, record)  # pylint: disable=unnecessary-lambda-assignment
-    const = lambda v: self._constant(v, quantize)  # pylint: disable=unnecessary-lambda-assignment
-    pre = self._pre(x, h, quantize, record)
-    h_tilde = self._activation(self.update_activation, self._update_fn, "update_out",
-                               p("update_pre", pre + const(self.bias_update)), quantize,
-                               record)
-    new_h = (p("alpha_term", const(tf.math.sigmoid(self.alpha)) * h_tilde) +
-             p("beta_term", const(tf.math.sigmoid(self.beta)) * h))
+    q = k8.quantize
+    pre, g_pre, gh = self._pre(x, h, quantize, record)
+    update_pre = self._biased("update_pre", pre, g_pre, self.bias_update, quantize, record)
+    h_tilde, g_ht = self._activation(self.update_activation, self._update_fn,
+                                     "update_out", update_pre, quantize, record)
+    alpha, g_alpha = self._constant(tf.math.sigmoid(self.alpha), quantize)
+    beta, g_beta = self._constant(tf.math.sigmoid(self.beta), quantize)
+    alpha_term = self._out("alpha_term", alpha * h_tilde, lambda g: k8.mul(
+        q(alpha, g_alpha), g_alpha, q(h_tilde, g_ht), g_ht, g), quantize, record)
+    beta_term = self._out("beta_term", beta * h, lambda g: k8.mul(
+        q(beta, g_beta), g_beta, q(h, gh), gh, g), quantize, record)
+    g_a = self._grid("alpha_term") if quantize else None
+    g_b = self._grid("beta_term") if quantize else None
+    new_h = alpha_term + beta_term
     if record is not None:
       record["h_next"] = new_h
-    return fake_quant_state(new_h) if quantize else new_h
+    return self._state(new_h, lambda g: k8.add(
+        q(alpha_term, g_a), g_a, q(beta_term, g_b), g_b, g), quantize)
 
 
 @keras.utils.register_keras_serializable(package="tf_fastgrnn")
@@ -238,6 +328,8 @@ class QuantizedDense(keras.layers.Dense):
         initializer=keras.initializers.Constant([-1.0, 1.0]))
     self.calibrated = self.add_weight(name="calibrated", shape=(), trainable=False,
                                       initializer="zeros")
+    self.int8_exact = self.add_weight(name="int8_exact", shape=(), trainable=False,
+                                      initializer="zeros")
 
   def float_output(self, inputs):
     out = tf.matmul(inputs, self.kernel)
@@ -247,9 +339,13 @@ class QuantizedDense(keras.layers.Dense):
     out = tf.matmul(inputs, fake_quant_weight(self.kernel))
     if self.use_bias:
       out = out + self.bias
-    q = tf.quantization.fake_quant_with_min_max_vars(
+    fq = tf.quantization.fake_quant_with_min_max_vars(
         out, self.output_range[0], self.output_range[1], num_bits=8)
-    return self.activation(out + self.calibrated * (q - out))
+    g = k8.grid_from_range(self.output_range[0], self.output_range[1])
+    fq = _exact_or(self.int8_exact, fq, lambda: k8.dequantize(k8.fully_connected(
+        k8.quantize(inputs, _STATE_GRID), _STATE_GRID, self.kernel,
+        self.bias if self.use_bias else None, g), g))
+    return self.activation(out + self.calibrated * (fq - out))
 
 
 _QUANTIZED = {cells.FastGRNNCell: QuantizedFastGRNNCell,
