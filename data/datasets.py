@@ -5,7 +5,7 @@ import pathlib
 
 import numpy as np
 
-__all__ = ["DATASETS", "Dataset", "load_dataset", "normalise"]
+__all__ = ["AUDIO_DATASETS", "DATASETS", "Dataset", "load_dataset", "normalise"]
 
 DATASETS = ("har6", "har2", "fsdd", "speech_commands", "google12", "google30", "npz")
 AUDIO_DATASETS = ("fsdd", "speech_commands", "google12", "google30")

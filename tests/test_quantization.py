@@ -106,10 +106,20 @@ def _calibrated_export(rng, cell, **kwargs):
   return qat, windows, export.convert_step_model(qat, windows)
 
 
-@pytest.mark.parametrize("cell,kwargs", [("fastgrnn", {"w_rank": 2, "u_rank": 4}),
-                                         ("fastgrnn", {}), ("fastrnn", {"u_rank": 3})])
-def test_export_carries_every_calibrated_grid(rng, cell, kwargs):
-  qat, _, tflite_bytes = _calibrated_export(rng, cell, **kwargs)
+_EXPORTS = {"fastgrnn_lowrank": ("fastgrnn", {"w_rank": 2, "u_rank": 4}),
+            "fastgrnn_full_w": ("fastgrnn", {"u_rank": 4}),
+            "fastrnn": ("fastrnn", {"u_rank": 3})}
+
+
+@pytest.fixture(scope="module", params=sorted(_EXPORTS))
+def calibrated(request):
+  """A calibrated QAT model, its windows and its int8 export, shared by the tests."""
+  cell, kwargs = _EXPORTS[request.param]
+  return _calibrated_export(np.random.default_rng(7), cell, **kwargs)
+
+
+def test_export_carries_every_calibrated_grid(calibrated):
+  qat, _, tflite_bytes = calibrated
   qcell = qat.get_layer("rnn").cell
   grids = export.cell_tensor_quantization(tflite_bytes, qcell)
   wanted = dict(qcell.ranges, logits=qat.get_layer("logits").output_range)
@@ -137,21 +147,20 @@ def _one_step_state_error(qat, tflite_bytes, pairs):
   return np.concatenate(errors)
 
 
-@pytest.mark.parametrize("cell,kwargs", [("fastgrnn", {"u_rank": 4}),
-                                         ("fastgrnn", {"w_rank": 2}),
-                                         ("fastrnn", {"u_rank": 4})])
-def test_qat_with_int8_kernels_is_bit_exact_with_tflm(rng, cell, kwargs):
-  qat, windows, _ = _calibrated_export(rng, cell, **kwargs)
+def test_qat_with_int8_kernels_is_bit_exact_with_tflm(calibrated, rng):
+  qat, windows, tflite_bytes = calibrated
   quantization.use_int8_kernels(qat, True)
-  tflite_bytes = export.convert_step_model(qat, windows)
-  pairs = export.representative_pairs(qat, windows, max_pairs=200, seed=1)
-  assert np.all(_one_step_state_error(qat, tflite_bytes, pairs) == 0)
-  # Whole windows, logits included: every int8 byte equal.
-  test = rng.normal(0, 1.5, (12, T, D)).astype(np.float32)
-  traces = runtime.TFLMStepRunner(tflite_bytes).run_windows(test)
-  io = runtime.step_io(tflite_bytes)["logits"]
-  keras_q = runtime.quantize(qat.predict(test, verbose=0), io["scale"], io["zero_point"])
-  np.testing.assert_array_equal(keras_q, traces["logits_q"][:, -1])
+  try:
+    pairs = export.representative_pairs(qat, windows, max_pairs=200, seed=1)
+    assert np.all(_one_step_state_error(qat, tflite_bytes, pairs) == 0)
+    # Whole windows, logits included: every int8 byte equal.
+    test = rng.normal(0, 1.5, (12, T, D)).astype(np.float32)
+    traces = runtime.TFLMStepRunner(tflite_bytes).run_windows(test)
+    io = runtime.step_io(tflite_bytes)["logits"]
+    keras_q = runtime.quantize(qat.predict(test, verbose=0), io["scale"], io["zero_point"])
+    np.testing.assert_array_equal(keras_q, traces["logits_q"][:, -1])
+  finally:
+    quantization.use_int8_kernels(qat, False)
 
 
 def test_fake_quant_on_the_grids_is_close_and_uncalibrated_is_not(rng):
