@@ -70,10 +70,14 @@ def test_refuses_models_without_a_fastgrnn_cell():
 
 
 def test_save_load_round_trip(rng, tmp_path):
-  qat = quantization.quantize_model(_sparse_model(rng))
   x, _ = _task(rng, 8)
+  # As the pipeline saves it: calibrated, evaluating with the int8 kernels.
+  qat = quantization.quantize_model(_sparse_model(rng), x)
+  quantization.use_int8_kernels(qat, True)
   qat.save(tmp_path / "qat.keras")
   loaded = keras.models.load_model(tmp_path / "qat.keras")
+  cell = loaded.get_layer("rnn").cell
+  assert float(cell.calibrated.numpy()) == 1.0 and float(cell.int8_exact.numpy()) == 1.0
   np.testing.assert_array_equal(loaded.predict(x, verbose=0), qat.predict(x, verbose=0))
 
 

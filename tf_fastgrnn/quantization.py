@@ -83,11 +83,28 @@ def _fake_quant_activation(name, value):
   return value
 
 
-def _exact_or(flag, fake_quantized, exact):
-  """The int8 kernel's value (forward) with the fake-quant's gradient, when ``flag``."""
-  return tf.cond(flag > 0.5,
-                 lambda: fake_quantized + tf.stop_gradient(exact() - fake_quantized),
-                 lambda: fake_quantized)
+def _exact_or(layer, fake_quantized, exact):
+  """The int8 kernel's value (forward) with the fake-quant's gradient, when switched on.
+
+  Decided at trace time, so a graph holds only the path it runs: by
+  ``layer._int8_mode`` (set by ``quantize_model`` and ``use_int8_kernels``), or, in a
+  freshly loaded model, by its saved ``int8_exact`` variable.
+  """
+  mode = getattr(layer, "_int8_mode", None)
+  if mode is None:
+    with tf.init_scope():  # read the variable's value, even while tracing
+      mode = bool(layer.int8_exact.numpy() > 0.5)
+  if not mode:
+    return fake_quantized
+  return fake_quantized + tf.stop_gradient(exact() - fake_quantized)
+
+
+def _set_int8_mode(model, on):
+  for layer in (model.get_layer("rnn").cell, model.get_layer("logits")):
+    layer.int8_exact.assign(1.0 if on else 0.0)
+    layer._int8_mode = bool(on)  # pylint: disable=protected-access
+  # Keras caches its traced train/test/predict functions: trace again with the new mode.
+  model.train_function = model.test_function = model.predict_function = None
 
 
 def use_int8_kernels(qat_model, on=True):
@@ -96,8 +113,7 @@ def use_int8_kernels(qat_model, on=True):
   same grids (off: for training; they differ by single-LSB roundings)."""
   if not is_qat_model(qat_model):
     raise ValueError(f"{qat_model.name!r} is not a QAT model (quantize_model makes one)")
-  for layer in (qat_model.get_layer("rnn").cell, qat_model.get_layer("logits")):
-    layer.int8_exact.assign(1.0 if on else 0.0)
+  _set_int8_mode(qat_model, on)
 
 
 class _QATMixin:
@@ -148,7 +164,7 @@ class _QATMixin:
     fq = tf.quantization.fake_quant_with_min_max_vars(value, lo, hi, num_bits=8)
     if exact is not None:
       g = self._grid(name)
-      fq = _exact_or(self.int8_exact, fq, lambda: k8.dequantize(exact(g), g))
+      fq = _exact_or(self, fq, lambda: k8.dequantize(exact(g), g))
     return value + self.calibrated * (fq - value)  # identity until calibrated
 
   def _state(self, value, exact, quantize):
@@ -156,8 +172,7 @@ class _QATMixin:
     if not quantize:
       return value
     fq = fake_quant_state(value)
-    q = _exact_or(self.int8_exact, fq,
-                  lambda: k8.dequantize(exact(_STATE_GRID), _STATE_GRID))
+    q = _exact_or(self, fq, lambda: k8.dequantize(exact(_STATE_GRID), _STATE_GRID))
     return fq + self.calibrated * (q - fq)
 
   def _constant(self, value, quantize):
@@ -201,6 +216,22 @@ class _QATMixin:
 
   def pre_activation(self, inputs, state):
     return self._pre(inputs, state, True, None)[0]
+
+  def _update(self, pre, g_pre, quantize, record):
+    """(h̃, its grid): ADD b_h, then the update activation."""
+    update_pre = self._biased("update_pre", pre, g_pre, self.bias_update, quantize, record)
+    return self._activation(self.update_activation, self._update_fn, "update_out",
+                            update_pre, quantize, record)
+
+  def _new_state(self, a, a_point, b, b_point, quantize, record):
+    """The final ADD of the state update, on the state grid."""
+    ga = self._grid(a_point) if quantize else None
+    gb = self._grid(b_point) if quantize else None
+    new_h = a + b
+    if record is not None:
+      record["h_next"] = new_h
+    return self._state(new_h, lambda g: k8.add(
+        k8.quantize(a, ga), ga, k8.quantize(b, gb), gb, g), quantize)
 
   def _activation(self, name, fn, point, value, quantize, record):
     """(output, its grid): LOGISTIC/TANH on their fixed grids, others calibrated."""
@@ -267,18 +298,10 @@ class QuantizedFastGRNNCell(_QATMixin, cells.FastGRNNCell):
     coef = self._out("coef", zeta_term + nu, lambda g: k8.add(
         q(zeta_term, g_zt), g_zt, q(nu, g_nu), g_nu, g), quantize, record)
     g_coef = self._grid("coef") if quantize else None
-    update_pre = self._biased("update_pre", pre, g_pre, self.bias_update, quantize, record)
-    h_tilde, g_ht = self._activation(self.update_activation, self._update_fn,
-                                     "update_out", update_pre, quantize, record)
+    h_tilde, g_ht = self._update(pre, g_pre, quantize, record)
     coef_update = self._out("coef_update", coef * h_tilde, lambda g: k8.mul(
         q(coef, g_coef), g_coef, q(h_tilde, g_ht), g_ht, g), quantize, record)
-    g_cu = self._grid("coef_update") if quantize else None
-    g_zh = self._grid("zh") if quantize else None
-    new_h = coef_update + zh
-    if record is not None:
-      record["h_next"] = new_h
-    return self._state(new_h, lambda g: k8.add(
-        q(coef_update, g_cu), g_cu, q(zh, g_zh), g_zh, g), quantize)
+    return self._new_state(coef_update, "coef_update", zh, "zh", quantize, record)
 
 
 @keras.utils.register_keras_serializable(package="tf_fastgrnn")
@@ -298,22 +321,15 @@ class QuantizedFastRNNCell(_QATMixin, cells.FastRNNCell):
   def _step(self, x, h, quantize, record):
     q = k8.quantize
     pre, g_pre, gh = self._pre(x, h, quantize, record)
-    update_pre = self._biased("update_pre", pre, g_pre, self.bias_update, quantize, record)
-    h_tilde, g_ht = self._activation(self.update_activation, self._update_fn,
-                                     "update_out", update_pre, quantize, record)
+    h_tilde, g_ht = self._update(pre, g_pre, quantize, record)
     alpha, g_alpha = self._constant(tf.math.sigmoid(self.alpha), quantize)
     beta, g_beta = self._constant(tf.math.sigmoid(self.beta), quantize)
     alpha_term = self._out("alpha_term", alpha * h_tilde, lambda g: k8.mul(
         q(alpha, g_alpha), g_alpha, q(h_tilde, g_ht), g_ht, g), quantize, record)
     beta_term = self._out("beta_term", beta * h, lambda g: k8.mul(
         q(beta, g_beta), g_beta, q(h, gh), gh, g), quantize, record)
-    g_a = self._grid("alpha_term") if quantize else None
-    g_b = self._grid("beta_term") if quantize else None
-    new_h = alpha_term + beta_term
-    if record is not None:
-      record["h_next"] = new_h
-    return self._state(new_h, lambda g: k8.add(
-        q(alpha_term, g_a), g_a, q(beta_term, g_b), g_b, g), quantize)
+    return self._new_state(alpha_term, "alpha_term", beta_term, "beta_term", quantize,
+                           record)
 
 
 @keras.utils.register_keras_serializable(package="tf_fastgrnn")
@@ -342,7 +358,7 @@ class QuantizedDense(keras.layers.Dense):
     fq = tf.quantization.fake_quant_with_min_max_vars(
         out, self.output_range[0], self.output_range[1], num_bits=8)
     g = k8.grid_from_range(self.output_range[0], self.output_range[1])
-    fq = _exact_or(self.int8_exact, fq, lambda: k8.dequantize(k8.fully_connected(
+    fq = _exact_or(self, fq, lambda: k8.dequantize(k8.fully_connected(
         k8.quantize(inputs, _STATE_GRID), _STATE_GRID, self.kernel,
         self.bias if self.use_bias else None, g), g))
     return self.activation(out + self.calibrated * (fq - out))
@@ -403,6 +419,7 @@ def quantize_model(float_model, calibration_windows=None):
     elif name in by_name:
       var.assign(by_name[name])
   _copy_dense(dense, qdense)
+  _set_int8_mode(model, False)  # trains on float fake-quant; use_int8_kernels switches
   if calibration_windows is not None:
     calibrate(model, calibration_windows)
   return model
