@@ -184,3 +184,32 @@ def test_fake_quant_on_the_grids_is_close_and_uncalibrated_is_not(rng):
 def test_int8_kernels_refuse_a_float_model(rng):
   with pytest.raises(ValueError, match="not a QAT model"):
     quantization.use_int8_kernels(models.sequence_classifier("fastgrnn", H, (T, D), C))
+
+
+@pytest.mark.slow
+def test_qat_within_one_point_of_float_on_real_har2():
+  """A small real task: HAR-2 windows (the installed UCI HAPT data), 4x subsampled."""
+  import data  # pylint: disable=import-outside-toplevel
+  ds = data.load_dataset("har2", seed=0)
+  pick = np.random.default_rng(0)
+  train = pick.choice(len(ds.x_train), 1200, replace=False)
+  test = pick.choice(len(ds.x_test), 600, replace=False)
+  x_tr, y_tr = ds.x_train[train, ::4], ds.y_train[train]
+  x_te, y_te = ds.x_test[test, ::4], ds.y_test[test]
+  training.set_seed(0)
+  model = models.sequence_classifier("fastgrnn", 16, x_tr.shape[1:], 2, u_rank=4)
+  training.fit(model, (x_tr, y_tr), epochs=6, batch_size=32, learning_rate=0.01, verbose=0)
+  float_acc = np.mean(model.predict(x_te, verbose=0).argmax(-1) == y_te)
+  qat = quantization.quantize_model(model, x_tr[:128])
+  training.fit(qat, (x_tr, y_tr), epochs=2, batch_size=32, learning_rate=0.001, verbose=0)
+  quantization.calibrate(qat, x_tr[:128])
+  quantization.use_int8_kernels(qat, True)
+  qat_acc = np.mean(qat.predict(x_te, verbose=0).argmax(-1) == y_te)
+  print(f"HAR-2 subset: float {float_acc:.4f}, QAT (int8 kernels) {qat_acc:.4f}")
+  assert float_acc > 0.9  # the task is learnt at all
+  assert qat_acc >= float_acc - 0.01, (float_acc, qat_acc)
+  # And the int8 model TFLM runs makes the same decisions.
+  tflite_bytes = export.convert_step_model(qat, x_tr[:128])
+  traces = runtime.TFLMStepRunner(tflite_bytes).run_windows(x_te[:100])
+  np.testing.assert_array_equal(traces["logits"][:, -1].argmax(-1),
+                                qat.predict(x_te[:100], verbose=0).argmax(-1))
