@@ -151,9 +151,7 @@ def _union_quantization(q_a, q_b):
   """Scale and zero point of an int8 tensor covering both tensors' real ranges."""
   lo = min((-128 - q_a.zeroPoint[0]) * q_a.scale[0], (-128 - q_b.zeroPoint[0]) * q_b.scale[0])
   hi = max((127 - q_a.zeroPoint[0]) * q_a.scale[0], (127 - q_b.zeroPoint[0]) * q_b.scale[0])
-  scale = (hi - lo) / 255.0
-  zero_point = int(np.clip(round(-128 - lo / scale), -128, 127))
-  return float(scale), zero_point
+  return range_to_int8(lo, hi)
 
 
 def _signature_tensors(fb_model):
@@ -170,9 +168,9 @@ def _rescale_biases(fb_model, tensor_index, old_scale, new_scale):
   changes, its integers must change with it (TFLM adds them to the accumulator as they
   are).
   """
-  graph = fb_model.subgraphs[0]
   if old_scale == new_scale:
     return
+  graph = fb_model.subgraphs[0]
   for op in graph.operators:
     if (_op_name(fb_model, op) != "FULLY_CONNECTED" or op.inputs[0] != tensor_index
         or len(op.inputs) < 3 or op.inputs[2] < 0):
@@ -182,20 +180,19 @@ def _rescale_biases(fb_model, tensor_index, old_scale, new_scale):
     buffer = fb_model.buffers[bias.buffer]
     values = np.frombuffer(bytes(buffer.data), np.int32).astype(np.float64)
     old_bias_scales = np.asarray(bias.quantization.scale, np.float64)
-    new_bias_scales = new_scale * weight_scales
-    if len(new_bias_scales) != len(old_bias_scales):
-      new_bias_scales = np.broadcast_to(new_bias_scales, old_bias_scales.shape)
+    new_bias_scales = np.broadcast_to(new_scale * weight_scales, old_bias_scales.shape)
     rescaled = np.round(values * old_bias_scales / new_bias_scales)
     rescaled = np.clip(rescaled, -2**31, 2**31 - 1).astype(np.int32)
     buffer.data = np.frombuffer(rescaled.tobytes(), np.uint8)
     bias.quantization.scale = new_bias_scales.astype(np.float32).tolist()
 
 
-def _finish(tflite_bytes, share_state=True, state_quantization=None):
+def _finish(tflite_bytes, share_state=True, state_quantization=None, qat_model=None):
   """Gives h and h_next one quantization; drops metadata the device does not need.
 
   ``state_quantization`` (scale, zero_point) sets that grid on h and h_next (QAT models
-  train on it); otherwise the grid covers both calibrated ranges.
+  train on it); otherwise the grid covers both calibrated ranges. ``qat_model``: its
+  calibrated grids go on the tensors it fake-quantizes (``_impose_qat_grids``).
   """
   fb_model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
   tensors = fb_model.subgraphs[0].tensors
@@ -218,6 +215,8 @@ def _finish(tflite_bytes, share_state=True, state_quantization=None):
           old_scale = float(q.scale[0])
           q.scale, q.zeroPoint = [scale], [zero_point]
           _rescale_biases(fb_model, index, old_scale, scale)
+  if qat_model is not None:
+    _impose_qat_grids(fb_model, qat_model)
   # Tensor names are not read by TFLM; the I/O tensors keep their signature names.
   io_names = {index: name for name, index in {**inputs, **outputs}.items()}
   for i, tensor in enumerate(tensors):
@@ -259,12 +258,10 @@ def convert_step_model(model, representative_windows, *, max_pairs=2000, seed=0)
       yield {n: pairs[n][i:i + 1] for n in names}
 
   state_q = (quantization.STATE_SCALE, quantization.STATE_ZERO_POINT) if qat else None
+  # For QAT, the model's calibrated grids, not the converter's: Keras QAT then computes
+  # on exactly the int8 model's grids (the converter merges and widens some ranges).
   tflite_bytes = _finish(_convert(_step_function(step), step, representative),
-                         state_quantization=state_q)
-  if qat:
-    # The QAT model's calibrated grids, not the converter's: Keras QAT then computes on
-    # exactly the int8 model's grids (the converter merges and widens some ranges).
-    tflite_bytes = _impose_qat_grids(tflite_bytes, model)
+                         state_quantization=state_q, qat_model=model if qat else None)
   check_tflm_compatible(tflite_bytes)
   return tflite_bytes
 
@@ -473,14 +470,13 @@ def range_to_int8(lo, hi):
   return scale, zero_point
 
 
-def _impose_qat_grids(tflite_bytes, qat_model):
+def _impose_qat_grids(fb_model, qat_model):
   """Gives the exported tensors the grids the QAT model trained on (``calibrate``)."""
   cell, dense = qat_model.get_layer("rnn").cell, qat_model.get_layer("logits")
   if float(cell.calibrated.numpy()) != 1.0:
-    return tflite_bytes
+    return
   ranges = {name: var.numpy() for name, var in cell.ranges.items()}
   ranges["logits"] = dense.output_range.numpy()
-  fb_model = _read(tflite_bytes)
   tensors = fb_model.subgraphs[0].tensors
   for point, index in _cell_tensors(fb_model, cell).items():
     q = tensors[index].quantization
@@ -490,4 +486,3 @@ def _impose_qat_grids(tflite_bytes, qat_model):
     old_scale = float(q.scale[0])
     q.scale, q.zeroPoint = [scale], [zero_point]
     _rescale_biases(fb_model, index, old_scale, scale)
-  return bytes(flatbuffer_utils.convert_object_to_bytearray(fb_model))

@@ -15,7 +15,7 @@ The functions follow the C++ names; each cites the TFLM code it mirrors.
 
 import tensorflow as tf
 
-__all__ = ["add", "constant_grid", "dequantize", "fully_connected", "grid",
+__all__ = ["add", "constant_grid", "constant_range", "dequantize", "fully_connected", "grid",
            "grid_from_range", "mul", "multiply_by_quantized_multiplier", "quantize",
            "quantize_multiplier", "sub"]
 
@@ -42,12 +42,18 @@ def grid_from_range(lo, hi):
   return tf.cast(tf.cast(scale, tf.float32), _F64), tf.cast(zero_point, _I64)
 
 
-def constant_grid(values):
-  """The grid of an int8 constant operand (bias, ζ, ν, α, β, 1): asymmetric over
-  ``[min(values, 0), max(values, 0)]``, as the converter and ``fake_quant_constant``."""
+def constant_range(values):
+  """``[min(values, 0), max(values, 0)]`` (float32, never empty): the range the
+  converter quantizes an int8 constant operand (bias, ζ, ν, α, β, 1) on."""
   values = tf.cast(values, tf.float32)
   lo = tf.minimum(tf.reduce_min(values), 0.0)
-  hi = tf.maximum(tf.reduce_max(values), lo + 1e-6)
+  return lo, tf.maximum(tf.reduce_max(values), lo + 1e-6)
+
+
+def constant_grid(values):
+  """The grid of an int8 constant operand, as TF's fake-quant nudges ``constant_range``
+  (the same as ``quantization.fake_quant_constant``)."""
+  lo, hi = constant_range(values)
   scale = (hi - lo) / 255.0
   zero_point_u = tf.clip_by_value(_round_half_away(0.0 - lo / scale), 0.0, 255.0)
   return tf.cast(scale, _F64), tf.cast(zero_point_u, _I64) - 128

@@ -30,6 +30,7 @@ diff reports it.
 """
 
 import contextlib
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -65,14 +66,14 @@ def fake_quant_state(h):
 
 def fake_quant_constant(c):
   """An int8 constant operand of ADD/SUB/MUL: asymmetric over [min(c, 0), max(c, 0)]."""
-  lo = tf.minimum(tf.reduce_min(c), 0.0)
-  hi = tf.maximum(tf.reduce_max(c), lo + 1e-6)
+  lo, hi = k8.constant_range(c)
   return tf.quantization.fake_quant_with_min_max_vars(c, lo, hi, num_bits=8)
 
 
 _FIXED_GRID_ACTIVATIONS = ("sigmoid", "tanh")  # LOGISTIC / TANH: fixed output grids
 _STATE_GRID = k8.grid(STATE_SCALE, STATE_ZERO_POINT)
 _ACTIVATION_GRIDS = {"sigmoid": k8.grid(1.0 / 256.0, -128), "tanh": _STATE_GRID}
+_FLOAT_OPS = {k8.add: tf.add, k8.sub: tf.subtract, k8.mul: tf.multiply}
 
 
 def _fake_quant_activation(name, value):
@@ -86,25 +87,13 @@ def _fake_quant_activation(name, value):
 def _exact_or(layer, fake_quantized, exact):
   """The int8 kernel's value (forward) with the fake-quant's gradient, when switched on.
 
-  Decided at trace time, so a graph holds only the path it runs: by
-  ``layer._int8_mode`` (set by ``quantize_model`` and ``use_int8_kernels``), or, in a
-  freshly loaded model, by its saved ``int8_exact`` variable.
+  Decided at trace time from the layer's ``int8_exact`` variable (saved with the model),
+  so a graph holds only the path it runs.
   """
-  mode = getattr(layer, "_int8_mode", None)
-  if mode is None:
-    with tf.init_scope():  # read the variable's value, even while tracing
-      mode = bool(layer.int8_exact.numpy() > 0.5)
-  if not mode:
-    return fake_quantized
+  with tf.init_scope():  # the variable's value, even while tracing
+    if float(layer.int8_exact.numpy()) < 0.5:
+      return fake_quantized
   return fake_quantized + tf.stop_gradient(exact() - fake_quantized)
-
-
-def _set_int8_mode(model, on):
-  for layer in (model.get_layer("rnn").cell, model.get_layer("logits")):
-    layer.int8_exact.assign(1.0 if on else 0.0)
-    layer._int8_mode = bool(on)  # pylint: disable=protected-access
-  # Keras caches its traced train/test/predict functions: trace again with the new mode.
-  model.train_function = model.test_function = model.predict_function = None
 
 
 def use_int8_kernels(qat_model, on=True):
@@ -113,7 +102,10 @@ def use_int8_kernels(qat_model, on=True):
   same grids (off: for training; they differ by single-LSB roundings)."""
   if not is_qat_model(qat_model):
     raise ValueError(f"{qat_model.name!r} is not a QAT model (quantize_model makes one)")
-  _set_int8_mode(qat_model, on)
+  for layer in (qat_model.get_layer("rnn").cell, qat_model.get_layer("logits")):
+    layer.int8_exact.assign(1.0 if on else 0.0)
+  # Keras caches its traced train/test/predict functions: trace again with the new mode.
+  qat_model.train_function = qat_model.test_function = qat_model.predict_function = None
 
 
 class _QATMixin:
@@ -152,27 +144,42 @@ class _QATMixin:
     return k8.grid_from_range(self.ranges[point][0], self.ranges[point][1])
 
   def _out(self, name, value, exact, quantize, record):
-    """``value`` (float op on quantized inputs) as the int8 kernel computes it.
+    """``value`` (float op on quantized inputs) as the int8 kernel computes it, and the
+    grid it is on: ``(value, grid)`` (grid None outside QAT).
 
-    ``exact``: a function of the output grid returning the kernel's int64 result.
+    ``exact``: None, or a function of the output grid returning the kernel's int64
+    result.
     """
     if record is not None:
       record[name] = value
     if not quantize or name not in self.ranges:
-      return value
+      return value, None
     lo, hi = self.ranges[name][0], self.ranges[name][1]
+    g = self._grid(name)
     fq = tf.quantization.fake_quant_with_min_max_vars(value, lo, hi, num_bits=8)
     if exact is not None:
-      g = self._grid(name)
       fq = _exact_or(self, fq, lambda: k8.dequantize(exact(g), g))
-    return value + self.calibrated * (fq - value)  # identity until calibrated
+    return value + self.calibrated * (fq - value), g  # identity until calibrated
 
-  def _state(self, value, exact, quantize):
-    """The new state on the fixed state grid, as the int8 kernel computes it."""
+  def _op(self, name, kernel, a, b, quantize, record):
+    """``a ∘ b`` for operands ``(value, grid)``, ∘ the int8 ``kernel`` (k8.add, k8.sub
+    or k8.mul): ``(value, grid)``."""
+    (va, ga), (vb, gb) = a, b
+    return self._out(name, _FLOAT_OPS[kernel](va, vb), lambda g: kernel(
+        k8.quantize(va, ga), ga, k8.quantize(vb, gb), gb, g), quantize, record)
+
+  def _new_state(self, a, b, quantize, record):
+    """The final ADD of the state update (operands ``(value, grid)``), on the fixed
+    state grid."""
+    (va, ga), (vb, gb) = a, b
+    new_h = va + vb
+    if record is not None:
+      record["h_next"] = new_h
     if not quantize:
-      return value
-    fq = fake_quant_state(value)
-    q = _exact_or(self, fq, lambda: k8.dequantize(exact(_STATE_GRID), _STATE_GRID))
+      return new_h
+    fq = fake_quant_state(new_h)
+    q = _exact_or(self, fq, lambda: k8.dequantize(k8.add(
+        k8.quantize(va, ga), ga, k8.quantize(vb, gb), gb, _STATE_GRID), _STATE_GRID))
     return fq + self.calibrated * (q - fq)
 
   def _constant(self, value, quantize):
@@ -187,61 +194,37 @@ class _QATMixin:
       w = f * m
       name = prefix if i == len(factors) - 1 else f"{prefix}{i + 1}"
       out = tf.matmul(value, fake_quant_weight(w) if quantize else w)
-      x_in, g_in = value, value_grid
-      value = self._out(name, out, lambda g, x_in=x_in, g_in=g_in, w=w: k8.fully_connected(
-          k8.quantize(x_in, g_in), g_in, w, None, g), quantize, record)
-      value_grid = self._grid(name) if quantize else None
+      value, value_grid = self._out(
+          name, out, lambda g, x=value, gx=value_grid, w=w: k8.fully_connected(
+              k8.quantize(x, gx), gx, w, None, g), quantize, record)
     return value, value_grid
 
   def _pre(self, x, h, quantize, record):
-    """(pre-activation, its grid) and the grid of h."""
-    if record is not None:
-      record["x"] = x
-    gx = self._grid("x") if quantize else None
-    if quantize:
-      lo, hi = self.ranges["x"][0], self.ranges["x"][1]
-      fq = tf.quantization.fake_quant_with_min_max_vars(x, lo, hi, num_bits=8)
-      x = x + self.calibrated * (fq - x)  # the int8 input x_t
+    """The pre-activation ``(value, grid)`` and the grid of h."""
+    x, gx = self._out("x", x, None, quantize, record)  # the int8 input x_t
     gh = _STATE_GRID if quantize else None
-    xw, gxw = self._matmuls(x, gx, self.w_factors, self.w_masks, "xw", quantize, record)
-    hu, ghu = self._matmuls(h, gh, self.u_factors, self.u_masks, "hu", quantize, record)
-    pre = self._out("pre", xw + hu, lambda g: k8.add(
-        k8.quantize(xw, gxw), gxw, k8.quantize(hu, ghu), ghu, g), quantize, record)
-    return pre, (self._grid("pre") if quantize else None), gh
-
-  def _biased(self, name, pre, g_pre, bias, quantize, record):
-    b, gb = self._constant(bias, quantize)
-    return self._out(name, pre + b, lambda g: k8.add(
-        k8.quantize(pre, g_pre), g_pre, k8.quantize(b, gb), gb, g), quantize, record)
+    xw = self._matmuls(x, gx, self.w_factors, self.w_masks, "xw", quantize, record)
+    hu = self._matmuls(h, gh, self.u_factors, self.u_masks, "hu", quantize, record)
+    return self._op("pre", k8.add, xw, hu, quantize, record), gh
 
   def pre_activation(self, inputs, state):
-    return self._pre(inputs, state, True, None)[0]
-
-  def _update(self, pre, g_pre, quantize, record):
-    """(h̃, its grid): ADD b_h, then the update activation."""
-    update_pre = self._biased("update_pre", pre, g_pre, self.bias_update, quantize, record)
-    return self._activation(self.update_activation, self._update_fn, "update_out",
-                            update_pre, quantize, record)
-
-  def _new_state(self, a, a_point, b, b_point, quantize, record):
-    """The final ADD of the state update, on the state grid."""
-    ga = self._grid(a_point) if quantize else None
-    gb = self._grid(b_point) if quantize else None
-    new_h = a + b
-    if record is not None:
-      record["h_next"] = new_h
-    return self._state(new_h, lambda g: k8.add(
-        k8.quantize(a, ga), ga, k8.quantize(b, gb), gb, g), quantize)
+    return self._pre(inputs, state, True, None)[0][0]
 
   def _activation(self, name, fn, point, value, quantize, record):
     """(output, its grid): LOGISTIC/TANH on their fixed grids, others calibrated."""
     out = fn(value)
-    if name in _FIXED_GRID_ACTIVATIONS:
-      if not quantize:
-        return out, None
-      return _fake_quant_activation(name, out), _ACTIVATION_GRIDS[name]
-    out = self._out(point, out, None, quantize, record)
-    return out, (self._grid(point) if quantize else None)
+    if name not in _FIXED_GRID_ACTIVATIONS:
+      return self._out(point, out, None, quantize, record)
+    if not quantize:
+      return out, None
+    return _fake_quant_activation(name, out), _ACTIVATION_GRIDS[name]
+
+  def _update(self, pre, quantize, record):
+    """h̃ ``(value, grid)``: ADD b_h, then the update activation."""
+    update_pre, _ = self._op("update_pre", k8.add, pre,
+                             self._constant(self.bias_update, quantize), quantize, record)
+    return self._activation(self.update_activation, self._update_fn, "update_out",
+                            update_pre, quantize, record)
 
   def intermediates(self, x, h):
     """The float twin's intermediate tensors for inputs ``x`` and states ``h``."""
@@ -277,31 +260,20 @@ class QuantizedFastGRNNCell(_QATMixin, cells.FastGRNNCell):
     return points
 
   def _step(self, x, h, quantize, record):
-    q = k8.quantize
-    pre, g_pre, gh = self._pre(x, h, quantize, record)
+    op = functools.partial(self._op, quantize=quantize, record=record)
+    const = functools.partial(self._constant, quantize=quantize)
+    pre, gh = self._pre(x, h, quantize, record)
     # The int8 graph, op by op: ADD b_z, LOGISTIC, MUL z·h, SUB 1−z, MUL ζ, ADD ν,
     # ADD b_h, TANH, MUL coef·h̃, ADD (the new state).
-    gate_pre = self._biased("gate_pre", pre, g_pre, self.bias_gate, quantize, record)
-    z, gz = self._activation(self.gate_activation, self._gate_fn, "gate_out", gate_pre,
-                             quantize, record)
-    zh = self._out("zh", z * h, lambda g: k8.mul(q(z, gz), gz, q(h, gh), gh, g),
-                   quantize, record)
-    one, g_one = self._constant(tf.ones([1]), quantize)
-    one_minus_z = self._out("one_minus_z", one - z, lambda g: k8.sub(
-        q(one, g_one), g_one, q(z, gz), gz, g), quantize, record)
-    g_omz = self._grid("one_minus_z") if quantize else None
-    zeta, g_zeta = self._constant(tf.math.sigmoid(self.zeta), quantize)
-    nu, g_nu = self._constant(tf.math.sigmoid(self.nu), quantize)
-    zeta_term = self._out("zeta_term", one_minus_z * zeta, lambda g: k8.mul(
-        q(one_minus_z, g_omz), g_omz, q(zeta, g_zeta), g_zeta, g), quantize, record)
-    g_zt = self._grid("zeta_term") if quantize else None
-    coef = self._out("coef", zeta_term + nu, lambda g: k8.add(
-        q(zeta_term, g_zt), g_zt, q(nu, g_nu), g_nu, g), quantize, record)
-    g_coef = self._grid("coef") if quantize else None
-    h_tilde, g_ht = self._update(pre, g_pre, quantize, record)
-    coef_update = self._out("coef_update", coef * h_tilde, lambda g: k8.mul(
-        q(coef, g_coef), g_coef, q(h_tilde, g_ht), g_ht, g), quantize, record)
-    return self._new_state(coef_update, "coef_update", zh, "zh", quantize, record)
+    gate_pre, _ = op("gate_pre", k8.add, pre, const(self.bias_gate))
+    z = self._activation(self.gate_activation, self._gate_fn, "gate_out", gate_pre,
+                         quantize, record)
+    zh = op("zh", k8.mul, z, (h, gh))
+    one_minus_z = op("one_minus_z", k8.sub, const(tf.ones([1])), z)
+    zeta_term = op("zeta_term", k8.mul, one_minus_z, const(tf.math.sigmoid(self.zeta)))
+    coef = op("coef", k8.add, zeta_term, const(tf.math.sigmoid(self.nu)))
+    coef_update = op("coef_update", k8.mul, coef, self._update(pre, quantize, record))
+    return self._new_state(coef_update, zh, quantize, record)
 
 
 @keras.utils.register_keras_serializable(package="tf_fastgrnn")
@@ -319,17 +291,13 @@ class QuantizedFastRNNCell(_QATMixin, cells.FastRNNCell):
     return points
 
   def _step(self, x, h, quantize, record):
-    q = k8.quantize
-    pre, g_pre, gh = self._pre(x, h, quantize, record)
-    h_tilde, g_ht = self._update(pre, g_pre, quantize, record)
-    alpha, g_alpha = self._constant(tf.math.sigmoid(self.alpha), quantize)
-    beta, g_beta = self._constant(tf.math.sigmoid(self.beta), quantize)
-    alpha_term = self._out("alpha_term", alpha * h_tilde, lambda g: k8.mul(
-        q(alpha, g_alpha), g_alpha, q(h_tilde, g_ht), g_ht, g), quantize, record)
-    beta_term = self._out("beta_term", beta * h, lambda g: k8.mul(
-        q(beta, g_beta), g_beta, q(h, gh), gh, g), quantize, record)
-    return self._new_state(alpha_term, "alpha_term", beta_term, "beta_term", quantize,
-                           record)
+    op = functools.partial(self._op, quantize=quantize, record=record)
+    const = functools.partial(self._constant, quantize=quantize)
+    pre, gh = self._pre(x, h, quantize, record)
+    h_tilde = self._update(pre, quantize, record)
+    alpha_term = op("alpha_term", k8.mul, const(tf.math.sigmoid(self.alpha)), h_tilde)
+    beta_term = op("beta_term", k8.mul, const(tf.math.sigmoid(self.beta)), (h, gh))
+    return self._new_state(alpha_term, beta_term, quantize, record)
 
 
 @keras.utils.register_keras_serializable(package="tf_fastgrnn")
@@ -418,8 +386,7 @@ def quantize_model(float_model, calibration_windows=None):
       var.assign((by_name[name[:-len("_mask")]] != 0).astype(np.float32))
     elif name in by_name:
       var.assign(by_name[name])
-  _copy_dense(dense, qdense)
-  _set_int8_mode(model, False)  # trains on float fake-quant; use_int8_kernels switches
+  _copy_dense(dense, qdense)  # int8_exact starts at 0: training uses float fake-quant
   if calibration_windows is not None:
     calibrate(model, calibration_windows)
   return model
