@@ -95,6 +95,10 @@ def markdown(report):
       f"Command: `{report['command']}`  ",
       f"Finished {report['finished']} in {report['seconds']:.0f} s.",
       "",
+  ]
+  if report.get("warnings"):
+    out += ["## Warnings", ""] + [f"- {w}" for w in report["warnings"]] + [""]
+  out += [
       "## Accuracy on the test set",
       "",
       _table([[k, f"{100 * v:.2f}%"] for k, v in acc.items() if v is not None],

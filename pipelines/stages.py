@@ -1,22 +1,28 @@
 """The stages of ``train_and_export``, each resumable, each leaving whole files only.
 
-A stage whose artifact exists is skipped on ``--resume``; a training stage killed midway
-continues from its checkpoints (``checkpoints/float``, ``checkpoints/qat``). ``report.json``
-is written last: a run folder without it is unfinished.
+``STAGES`` is the table of (stage, artifact, run, load): every stage writes its artifact
+last, so on ``--resume`` each stage whose artifact exists is loaded instead of run, and a
+training stage killed midway continues from its checkpoints (``checkpoints/float``,
+``checkpoints/qat``). ``report.json`` is written last: a run folder without it is
+unfinished. Before anything is written, ``validate_config`` checks the flags,
+``run_folder.check`` the output folder and ``preflight`` the data against the flags.
 """
 
 import dataclasses
 import datetime
 import json
 import pathlib
-import shutil
 import sys
 import time
+import typing
 
 import numpy as np
 
 import data as datasets
 from pipelines import report as report_lib
+from pipelines import run_folder
+from pipelines.config import Config
+from pipelines.config import validate_config
 from tf_fastgrnn import device_files
 from tf_fastgrnn import export
 from tf_fastgrnn import fileio
@@ -30,66 +36,6 @@ from tf_fastgrnn._keras import keras
 
 __all__ = ["Config", "run", "summary_line", "validate_config"]
 
-@dataclasses.dataclass(frozen=True)
-class Config:
-  """The resolved configuration of a run (train_and_export's flags), as plain values.
-
-  Written as ``flags.json`` beside the artifacts.
-  """
-  dataset: str
-  data_dir: str | None
-  cell: str
-  units: int
-  w_rank: int | None
-  u_rank: int | None
-  sparsity_w: float
-  sparsity_u: float
-  epochs: int
-  qat: bool
-  qat_epochs: int
-  batch_size: int
-  learning_rate: float
-  qat_learning_rate: float
-  seed: int
-  output_dir: str
-  resume: bool
-  max_test_windows: int | None
-  num_test_vectors: int
-  arena_margin: int
-  numerics: bool = True
-  window_model: bool = True
-  audio_frontend: str = "logmel32"
-
-
-def validate_config(config):
-  """Raises ValueError naming the flags that contradict each other or are out of range."""
-  problems = []
-  for name in ("units", "epochs", "batch_size", "num_test_vectors"):
-    if getattr(config, name) <= 0:
-      problems.append(f"--{name} must be positive, got {getattr(config, name)}")
-  for name in ("sparsity_w", "sparsity_u"):
-    value = getattr(config, name)
-    if not 0.0 <= value < 1.0:
-      problems.append(f"--{name} is the fraction zeroed and must be in [0, 1), got {value}")
-  if config.qat and config.qat_epochs <= 0:
-    problems.append(f"--qat needs --qat_epochs > 0, got {config.qat_epochs} "
-                    "(or pass --noqat)")
-  for name in ("learning_rate", "qat_learning_rate"):
-    if not getattr(config, name) > 0:
-      problems.append(f"--{name} must be > 0, got {getattr(config, name)}")
-  if config.arena_margin < 0:
-    problems.append(f"--arena_margin must be >= 0, got {config.arena_margin}")
-  if config.u_rank is not None and config.u_rank > config.units:
-    problems.append(f"--u_rank={config.u_rank} exceeds --units={config.units}")
-  if config.dataset == "npz" and not config.data_dir:
-    problems.append("--dataset=npz needs --data_dir=<file.npz>")
-  if config.resume and not pathlib.Path(config.output_dir, "flags.json").is_file():
-    problems.append(f"--resume needs an earlier run in --output_dir={config.output_dir} "
-                    "(no flags.json there)")
-  if problems:
-    raise ValueError("; ".join(problems))
-
-
 FLOAT_MODEL = "model_float.keras"
 QAT_MODEL = "model_qat.keras"
 CALIBRATION_WINDOWS = 256  # training windows the int8 ranges are calibrated on
@@ -102,25 +48,18 @@ def _log(message):
 
 
 def _check_resume(config, out):
-  """A resumed run must use the flags it started with (but --resume itself)."""
+  """A resumed run must use the flags it started with.
+
+  Not compared: --resume, --overwrite, and --output_dir (the folder's own flags.json is
+  the run's whatever path, relative or absolute, with or without a slash, names it).
+  """
   old = json.loads((out / "flags.json").read_text())
   new = dataclasses.asdict(config)
-  changed = {k: (old.get(k), v) for k, v in new.items() if k != "resume" and old.get(k) != v}
+  changed = {k: (old.get(k), v) for k, v in new.items()
+             if k not in ("resume", "overwrite", "output_dir") and old.get(k) != v}
   if changed:
     raise ValueError("--resume must use the flags of the run it continues; these differ "
                      f"(was, now): {changed}")
-
-
-def _prepare_output(config):
-  out = pathlib.Path(config.output_dir)
-  if config.resume:
-    _check_resume(config, out)
-  elif out.exists():
-    _log(f"clearing the earlier run in {out} (use --resume to continue it instead)")
-    shutil.rmtree(out)
-  out.mkdir(parents=True, exist_ok=True)
-  fileio.write_json(out / "flags.json", dataclasses.asdict(config))
-  return out
 
 
 def _save_model(model, path):
@@ -169,178 +108,401 @@ def _command_line():
   return " ".join(sys.argv)
 
 
-def run(config, ds=None):
-  """Runs every stage for ``config`` (a ``train_and_export.Config``); returns the report.
+# The unrolled whole-window model copies every step's ops: its .tflite grows by about
+# 2 KB a step (272,952 B for the default T = 128), and the converter's memory faster
+# (past 7.5 GB at T = 5000). Above this many steps it is skipped with a line saying why.
+WINDOW_MODEL_MAX_STEPS = 512
+TFLM_EVAL = "tflm_eval.npz"
 
-  Args:
-    config: the resolved configuration.
-    ds: the loaded dataset, when the caller (the benchmark) already has it.
+
+def preflight(config, ds):
+  """Every check that needs the data but no training, before the run folder is touched.
+
+  Raises:
+    ValueError: listing every problem, each naming the flag or the data at fault.
   """
-  start = time.time()
-  if ds is None:
-    _log(f"loading {config.dataset}")
-    opts = ({"frontend": config.audio_frontend} if config.dataset in datasets.AUDIO_DATASETS
-            else {})
-    ds = datasets.load_dataset(config.dataset, config.data_dir, seed=config.seed, **opts)
-  # Data is valid: only now is anything written.
-  out = _prepare_output(config)
-  training.set_seed(config.seed)
-  num_classes = len(ds.labels)
-  _log(f"{config.dataset}: train {ds.x_train.shape}, val {ds.x_val.shape}, "
-       f"test {ds.x_test.shape}, {num_classes} classes")
-  train, val = (ds.x_train, ds.y_train), (ds.x_val, ds.y_val)
-  histories = []
+  problems = []
+  shape = tuple(ds.x_train.shape)
+  if len(shape) != 3 or 0 in shape:
+    problems.append(f"training windows must be [N, T, D] with N, T, D > 0, got {list(shape)}")
+  present = np.unique(ds.y_train)
+  if len(present) < 2:
+    problems.append(f"the training labels hold {len(present)} class ({present.tolist()}): "
+                    "a classifier needs at least 2")
+  if problems:
+    raise ValueError("; ".join(problems))
+  input_dim = shape[2]
+  if config.cell not in ("lstm", "gru") and config.w_rank is not None and (
+      config.w_rank > min(input_dim, config.units)):
+    problems.append(f"--w_rank={config.w_rank} exceeds min(D, --units) = "
+                    f"{min(input_dim, config.units)} (the data has D={input_dim} features)")
+  if config.sparsity_w or config.sparsity_u:
+    try:
+      pruning.PruningConfig(sparsity_w=config.sparsity_w,
+                            sparsity_u=config.sparsity_u).phase_epochs(config.epochs)
+    except ValueError:
+      problems.append(f"--epochs={config.epochs} is too short for the three pruning phases "
+                      "(dense, sparsify, fixed support): use --epochs >= 3, or "
+                      "--sparsity_w=0 --sparsity_u=0 for dense training")
+  if not problems:
+    try:  # the model must build with these data and flags (cheap: no training)
+      models.sequence_classifier(config.cell, config.units, shape[1:], len(ds.labels),
+                                 **_cell_kwargs(config))
+    except ValueError as e:
+      problems.append(f"the model cannot be built with these flags and data: {e}")
+  if problems:
+    raise ValueError("; ".join(problems))
 
-  # 1. Float training in three phases: dense, iterative hard thresholding, fixed support.
-  float_path = out / FLOAT_MODEL
-  if config.resume and float_path.exists():
-    _log(f"resume: {FLOAT_MODEL} exists, skipping float training")
-    float_model = _load_model(float_path)
-    sparse_result = json.loads((out / "float_training.json").read_text())
-  else:
-    float_model = models.sequence_classifier(
-        config.cell, config.units, ds.x_train.shape[1:], num_classes,
-        **_cell_kwargs(config))
-    ckpt, tb = out / "checkpoints" / "float", out / "tensorboard" / "float"
-    timer = _EpochTimer()
-    if config.sparsity_w == 0 and config.sparsity_u == 0:
-      _log(f"training {config.cell} H={config.units} dense: {config.epochs} epochs")
-      history = training.fit(
-          float_model, train, val, epochs=config.epochs, batch_size=config.batch_size,
-          learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
-          seed=config.seed, callbacks=[timer])
-      sparse_result = {"history": history, "phase_reports": []}
-    else:
-      _log(f"training {config.cell} H={config.units} w_rank={config.w_rank} "
-           f"u_rank={config.u_rank}: {config.epochs} epochs in three phases, sparsity "
-           f"W {config.sparsity_w} U {config.sparsity_u}")
-      result = pruning.train_three_phase(
-          float_model, train, val,
-          config=pruning.PruningConfig(sparsity_w=config.sparsity_w,
-                                       sparsity_u=config.sparsity_u),
-          epochs=config.epochs, batch_size=config.batch_size,
-          learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
-          seed=config.seed, callbacks=[timer])
-      float_model = result.model
-      sparse_result = {"history": result.history, "phase_reports": result.phase_reports,
-                       "phase_epochs": list(result.phase_epochs)}
-    sparse_result["epoch_seconds"] = timer.seconds
-    _save_model(float_model, float_path)
-    fileio.write_json(out / "float_training.json", sparse_result)
-  histories.append(("float", sparse_result["history"]))
-  epoch_seconds = sparse_result.get("epoch_seconds", [])
 
-  # 2. Quantization-aware fine-tuning (keeps the pruned zeros).
-  qat_model = None
-  qat_path = out / QAT_MODEL
-  if config.qat:
-    if config.resume and qat_path.exists():
-      _log(f"resume: {QAT_MODEL} exists, skipping QAT")
-      qat_model = _load_model(qat_path)
-      qat_history = json.loads((out / "qat_training.json").read_text())
-    else:
-      _log(f"QAT fine-tuning: {config.qat_epochs} epochs")
-      qat_model = quantization.quantize_model(float_model, ds.x_train[:CALIBRATION_WINDOWS])
-      qat_history = training.fit(
-          qat_model, train, val, epochs=config.qat_epochs, batch_size=config.batch_size,
-          learning_rate=config.qat_learning_rate,
-          checkpoint_dir=out / "checkpoints" / "qat",
-          tensorboard_dir=out / "tensorboard" / "qat", seed=config.seed)
-      # The weights moved: measure the grids again on the export's calibration windows.
-      quantization.calibrate(qat_model, ds.x_train[:CALIBRATION_WINDOWS])
-      # From here on Keras QAT computes with TFLM's integer kernels (bit-exact).
-      quantization.use_int8_kernels(qat_model, True)
-      _save_model(qat_model, qat_path)
-      fileio.write_json(out / "qat_training.json", qat_history)
-    histories.append(("qat", qat_history))
-  deploy_model = qat_model if qat_model is not None else float_model
+def _window_model_skip_reason(config, steps):
+  if not config.window_model:
+    return "not asked for (--nowindow_model)"
+  if steps > WINDOW_MODEL_MAX_STEPS:
+    return (f"T={steps} steps exceeds {WINDOW_MODEL_MAX_STEPS}: the unrolled model would "
+            f"be about {2 * steps} KB and its conversion needs memory growing with T "
+            "(the step model is the deploy form)")
+  return None
 
-  # 3. int8 export of the streaming step model, checked before anything is written.
-  _log("exporting the int8 step model")
-  tflite_bytes = export.convert_step_model(deploy_model, ds.x_train[:CALIBRATION_WINDOWS])
-  export.check_tflm_compatible(tflite_bytes)
-  fileio.write_bytes(out / TFLITE_MODEL, tflite_bytes)
-  window_bytes = None
-  try:
-    if not config.window_model:
-      raise ValueError("not asked for (window_model=False)")
-    window_bytes = export.convert_window_model(deploy_model, ds.x_train[:64])
-    fileio.write_bytes(out / WINDOW_MODEL, window_bytes)
-  except Exception as e:  # pylint: disable=broad-except  # optional artifact: say why
-    _log(f"whole-window model not exported: {e}")
 
-  # 4. TFLM: arena, accuracy, device files with test vectors.
-  arena = runtime.measure_arena(tflite_bytes)
+def _prepare_output(config, folder_state):
+  """Makes the run folder; only called once every check has passed."""
+  out = pathlib.Path(config.output_dir)
+  if config.resume:
+    _check_resume(config, out)
+  elif folder_state == "earlier_run":
+    moved = run_folder.replace(out, overwrite=config.overwrite)
+    _log(f"the earlier run in {out} was " + (f"moved to {moved} (delete it when you no "
+                                               "longer need it)" if moved else
+                                               "deleted (--overwrite)"))
+  out.mkdir(parents=True, exist_ok=True)
+  if not config.resume:
+    fileio.write_json(out / "flags.json", dataclasses.asdict(config))
+  return out
+
+
+def _test_subset(config, ds):
   x_test, y_test = ds.x_test, ds.y_test
   if config.max_test_windows and config.max_test_windows < len(x_test):
     # A seeded random subset: the test windows are stored by subject and class.
     keep = np.sort(np.random.default_rng(config.seed).choice(
         len(x_test), config.max_test_windows, replace=False))
     x_test, y_test = x_test[keep], y_test[keep]
+  return x_test, y_test
+
+
+# A weight beyond this is the mark of diverged training, not of a model (normalised
+# inputs, int8 grids); export.MAX_SCALE guards the same at the int8 model.
+MAX_ABS_WEIGHT = 1e6
+
+
+def _check_finite_weights(model, what):
+  bad = [w.name for w in model.weights
+         if not np.all(np.isfinite(w.numpy()) & (np.abs(w.numpy()) <= MAX_ABS_WEIGHT))]
+  if bad:
+    raise ValueError(f"{what} has non-finite or huge weights (|w| > {MAX_ABS_WEIGHT:g} in "
+                     f"{', '.join(bad[:3])}): training diverged; lower --learning_rate and "
+                     "run again without --resume")
+
+
+@dataclasses.dataclass
+class _Run:
+  """What the stages hand each other within one run."""
+  config: Config
+  ds: object
+  out: pathlib.Path
+  start: float
+  float_model: object = None
+  float_result: dict = None
+  qat_model: object = None
+  qat_history: dict = None
+  tflite_bytes: bytes = None
+  window_bytes: bytes = None
+  evaluation: dict = None   # arena, x/y test subset, TFLM predictions, test vectors
+  traces: dict = None       # full TFLM traces, only when evaluated in this process
+  numerics: dict = None
+  report: dict = None
+
+  @property
+  def deploy_model(self):
+    return self.qat_model if self.qat_model is not None else self.float_model
+
+
+# --- the stages: each writes its artifact last (its existence marks the stage done) ---
+
+def _train_float(r):
+  config, ds = r.config, r.ds
+  model = models.sequence_classifier(config.cell, config.units, ds.x_train.shape[1:],
+                                     len(ds.labels), **_cell_kwargs(config))
+  train, val = (ds.x_train, ds.y_train), (ds.x_val, ds.y_val)
+  ckpt, tb = r.out / "checkpoints" / "float", r.out / "tensorboard" / "float"
+  timer = _EpochTimer()
+  if config.sparsity_w == 0 and config.sparsity_u == 0:
+    _log(f"training {config.cell} H={config.units} dense: {config.epochs} epochs")
+    history = training.fit(
+        model, train, val, epochs=config.epochs, batch_size=config.batch_size,
+        learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
+        seed=config.seed, callbacks=[timer])
+    result = {"history": history, "phase_reports": []}
+  else:
+    _log(f"training {config.cell} H={config.units} w_rank={config.w_rank} "
+         f"u_rank={config.u_rank}: {config.epochs} epochs in three phases, sparsity "
+         f"W {config.sparsity_w} U {config.sparsity_u}")
+    pruned = pruning.train_three_phase(
+        model, train, val,
+        config=pruning.PruningConfig(sparsity_w=config.sparsity_w,
+                                     sparsity_u=config.sparsity_u),
+        epochs=config.epochs, batch_size=config.batch_size,
+        learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
+        seed=config.seed, callbacks=[timer])
+    model = pruned.model
+    result = {"history": pruned.history, "phase_reports": pruned.phase_reports,
+              "phase_epochs": list(pruned.phase_epochs)}
+  _check_finite_weights(model, "the float model")
+  result["epoch_seconds"] = timer.seconds
+  fileio.write_json(r.out / "float_training.json", result)
+  _save_model(model, r.out / FLOAT_MODEL)
+  r.float_model, r.float_result = model, result
+
+
+def _load_float(r):
+  r.float_model = _load_model(r.out / FLOAT_MODEL)
+  _check_finite_weights(r.float_model, f"{r.out / FLOAT_MODEL}")
+  r.float_result = json.loads((r.out / "float_training.json").read_text())
+
+
+def _train_qat(r):
+  config, ds = r.config, r.ds
+  _log(f"QAT fine-tuning: {config.qat_epochs} epochs")
+  model = quantization.quantize_model(r.float_model, ds.x_train[:CALIBRATION_WINDOWS])
+  history = training.fit(
+      model, (ds.x_train, ds.y_train), (ds.x_val, ds.y_val), epochs=config.qat_epochs,
+      batch_size=config.batch_size, learning_rate=config.qat_learning_rate,
+      checkpoint_dir=r.out / "checkpoints" / "qat",
+      tensorboard_dir=r.out / "tensorboard" / "qat", seed=config.seed)
+  _check_finite_weights(model, "the QAT model")
+  # The weights moved: measure the grids again on the export's calibration windows.
+  quantization.calibrate(model, ds.x_train[:CALIBRATION_WINDOWS])
+  # From here on Keras QAT computes with TFLM's integer kernels (bit-exact).
+  quantization.use_int8_kernels(model, True)
+  fileio.write_json(r.out / "qat_training.json", history)
+  _save_model(model, r.out / QAT_MODEL)
+  r.qat_model, r.qat_history = model, history
+
+
+def _load_qat(r):
+  r.qat_model = _load_model(r.out / QAT_MODEL)
+  _check_finite_weights(r.qat_model, f"{r.out / QAT_MODEL}")
+  r.qat_history = json.loads((r.out / "qat_training.json").read_text())
+
+
+def _export(r):
+  _log("exporting the int8 step model")
+  tflite_bytes = export.convert_step_model(r.deploy_model,
+                                           r.ds.x_train[:CALIBRATION_WINDOWS])
+  export.check_tflm_compatible(tflite_bytes)  # before anything is written
+  fileio.write_bytes(r.out / TFLITE_MODEL, tflite_bytes)
+  r.tflite_bytes = tflite_bytes
+
+
+def _load_export(r):
+  r.tflite_bytes = (r.out / TFLITE_MODEL).read_bytes()
+  export.check_tflm_compatible(r.tflite_bytes)
+
+
+def _export_window(r):
+  reason = _window_model_skip_reason(r.config, r.ds.x_train.shape[1])
+  if reason:
+    _log(f"whole-window model not exported: {reason}")
+    return
+  _log("exporting the unrolled whole-window model (for comparison)")
+  try:
+    window_bytes = export.convert_window_model(r.deploy_model, r.ds.x_train[:64])
+  except export.TFLMCompatibilityError as e:  # optional artifact: say why, go on
+    _log(f"whole-window model not exported: {e}")
+    return
+  fileio.write_bytes(r.out / WINDOW_MODEL, window_bytes)
+  r.window_bytes = window_bytes
+
+
+def _load_window(r):
+  r.window_bytes = (r.out / WINDOW_MODEL).read_bytes()
+
+
+def _evaluate_tflm(r):
+  config = r.config
+  arena = runtime.measure_arena(r.tflite_bytes)
+  x_test, y_test = _test_subset(config, r.ds)
   _log(f"running the int8 model in TFLM over {len(x_test)} test windows")
-  tflm = runtime.TFLMStepRunner(tflite_bytes, arena_size=arena + config.arena_margin)
+  tflm = runtime.TFLMStepRunner(r.tflite_bytes, arena_size=arena + config.arena_margin)
   traces = tflm.run_windows(x_test, progress=True)
-  pred_tflm = np.argmax(traces["logits"][:, -1], -1)
-  vectors = {k: traces[k][:config.num_test_vectors] for k in ("x_q", "h_q", "logits_q")}
-  vectors["labels"] = y_test[:config.num_test_vectors]
+  n = config.num_test_vectors
+  evaluation = {"arena": np.int64(arena), "y_test": y_test,
+                "pred": np.argmax(traces["logits"][:, -1], -1),
+                "labels": y_test[:n]}
+  evaluation.update({k: traces[k][:n] for k in ("x_q", "h_q", "logits_q")})
+  with fileio.atomic_path(r.out / TFLM_EVAL) as tmp:
+    with open(tmp, "wb") as f:
+      np.savez(f, **evaluation)
+  r.evaluation, r.traces = evaluation, traces
+
+
+def _load_tflm(r):
+  with np.load(r.out / TFLM_EVAL, allow_pickle=False) as z:
+    r.evaluation = {k: z[k] for k in z.files}
+
+
+def _device_files(r):
+  ev, config, ds = r.evaluation, r.config, r.ds
   settings = device_files.settings_from_model(
-      tflite_bytes, labels=ds.labels, steps_per_window=ds.x_train.shape[1],
+      r.tflite_bytes, labels=ds.labels, steps_per_window=ds.x_train.shape[1],
       feature_mean=ds.feature_mean, feature_std=ds.feature_std,
-      arena_used=arena, arena_margin=config.arena_margin,
+      arena_used=int(ev["arena"]), arena_margin=config.arena_margin,
       frontend=ds.meta.get("frontend", "raw"))
-  device_files.write_device_files(out / "device", tflite_bytes, settings, vectors)
+  vectors = {k: ev[k] for k in ("x_q", "h_q", "logits_q", "labels")}
+  device_files.write_device_files(r.out / "device", r.tflite_bytes, settings, vectors)
 
-  # 5. Numerics diff Keras float / QAT / LiteRT / TFLM.
-  numerics = None
-  if config.numerics:
-    _log("numerics diff Keras ↔ LiteRT ↔ TFLM")
-    numerics = parity.diff_numerics(float_model, qat_model, tflite_bytes, x_test, y_test,
-                                    tflm_traces=traces)
-    parity.write_report(numerics, out / "numerics")
 
-  # 6. Report.
+def _numerics(r):
+  _log("numerics diff Keras ↔ LiteRT ↔ TFLM")
+  x_test, y_test = _test_subset(r.config, r.ds)
+  r.numerics = parity.diff_numerics(r.float_model, r.qat_model, r.tflite_bytes, x_test,
+                                    y_test, tflm_traces=r.traces)
+  parity.write_report(r.numerics, r.out / "numerics")
+
+
+def _load_numerics(r):
+  r.numerics = json.loads((r.out / "numerics" / "numerics.json").read_text())
+
+
+def _noop(r):
+  del r
+
+
+def _report(r):
+  config, ds, out, ev = r.config, r.ds, r.out, r.evaluation
+  num_classes = len(ds.labels)
+  x_test, y_test = _test_subset(config, ds)
+  pred_tflm = ev["pred"]
+  histories = [("float", r.float_result["history"])]
+  if r.qat_history is not None:
+    histories.append(("qat", r.qat_history))
   cm = report_lib.confusion_matrix(y_test, pred_tflm, num_classes)
   report_lib.plot_confusion(cm, ds.labels, out / "confusion_tflm.png",
                             "int8 TFLM, test set")
   report_lib.plot_history(histories, out / "training.png",
-                          sparse_result.get("phase_epochs", ()))
-  sparsity = pruning.sparsity_report(float_model)
+                          r.float_result.get("phase_epochs", ()))
+  sparsity = pruning.sparsity_report(r.float_model)
+  macs = models.macs_per_step(r.float_model)
+  arena = int(ev["arena"])
+  numerics = r.numerics
   report = {
       "command": _command_line(),
       "config": dataclasses.asdict(config),
       "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "seconds": time.time() - start,
+      "seconds": time.time() - r.start,
       "dataset": {"labels": list(ds.labels), "train": len(ds.x_train),
                   "val": len(ds.x_val), "test": len(ds.x_test),
                   "evaluated_test_windows": len(x_test), "meta": ds.meta},
+      "warnings": list(ds.meta.get("warnings", [])),
       "accuracy": {
-          "float_sparse_keras": _accuracy(float_model, x_test, y_test, config.batch_size),
-          "qat_keras": (_accuracy(qat_model, x_test, y_test, config.batch_size)
-                        if qat_model is not None else None),
+          "float_sparse_keras": _accuracy(r.float_model, x_test, y_test, config.batch_size),
+          "qat_keras": (_accuracy(r.qat_model, x_test, y_test, config.batch_size)
+                        if r.qat_model is not None else None),
           "int8_tflm": float(np.mean(pred_tflm == y_test)),
           "int8_litert": numerics["accuracy"].get("litert") if numerics else None,
       },
-      "phase_reports": sparse_result["phase_reports"],
+      "phase_reports": r.float_result["phase_reports"],
       "macro_f1_tflm": report_lib.macro_f1(cm),
       "confusion_tflm": cm,
       "size": {
           "weights_dense_int8_bytes": sparsity["totals"]["dense_int8_bytes"],
           "weights_nonzero": sparsity["totals"]["nonzero"],
-          "tflite_step_bytes": len(tflite_bytes),
-          "tflite_window_bytes": len(window_bytes) if window_bytes else None,
+          "tflite_step_bytes": len(r.tflite_bytes),
+          "tflite_window_bytes": len(r.window_bytes) if r.window_bytes else None,
           "tflm_arena_bytes_measured": arena,
           "tflm_arena_bytes_configured": arena + config.arena_margin,
-          "macs_per_step_dense": models.macs_per_step(float_model)["dense"],
-          "macs_per_step_nonzero": models.macs_per_step(float_model)["nonzero"],
+          "macs_per_step_dense": macs["dense"],
+          "macs_per_step_nonzero": macs["nonzero"],
       },
       "sparsity": sparsity["matrices"],
       "numerics_summary": numerics["summary"] if numerics else None,
       "numerics_md": (out / "numerics" / "numerics.md").read_text() if numerics else None,
-      "epoch_seconds": epoch_seconds,
+      "epoch_seconds": r.float_result.get("epoch_seconds", []),
   }
   report_lib.write(report, out)
-  return report
+  r.report = report
 
+
+def _load_report(r):
+  r.report = json.loads((r.out / "report.json").read_text())
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One step of a run: ``artifact`` (relative to the run folder) is written last, so
+  its existence means the stage finished; ``--resume`` then calls ``load`` instead of
+  ``run``. ``wanted(config)`` says whether the run has the stage at all."""
+  name: str
+  artifact: str
+  run: typing.Callable
+  load: typing.Callable
+  wanted: typing.Callable = lambda config: True
+
+
+STAGES = (
+    Stage("float training", FLOAT_MODEL, _train_float, _load_float),
+    Stage("QAT", QAT_MODEL, _train_qat, _load_qat, lambda c: c.qat),
+    Stage("int8 export", TFLITE_MODEL, _export, _load_export),
+    Stage("whole-window model", WINDOW_MODEL, _export_window, _load_window,
+          lambda c: c.window_model),
+    Stage("TFLM evaluation", TFLM_EVAL, _evaluate_tflm, _load_tflm),
+    Stage("device files", "device", _device_files, _noop),
+    Stage("numerics diff", "numerics/numerics.json", _numerics, _load_numerics,
+          lambda c: c.numerics),
+    Stage("report", "report.json", _report, _load_report),
+)
+
+
+def run(config, ds=None, on_output_ready=None):
+  """Runs every stage of ``config`` (a ``Config``); returns the report.
+
+  Nothing is written before the flags, the data, the model and the output folder have
+  all been checked.
+
+  Args:
+    config: the resolved configuration.
+    ds: the loaded dataset, when the caller (the benchmark) already has it.
+    on_output_ready: called with the run folder once it exists (the CLI moves its log
+      there).
+  """
+  start = time.time()
+  validate_config(config)
+  if ds is None:
+    _log(f"loading {config.dataset}")
+    opts = ({"frontend": config.audio_frontend} if config.dataset in datasets.AUDIO_DATASETS
+            else {})
+    ds = datasets.load_dataset(config.dataset, config.data_dir, seed=config.seed, **opts)
+  folder_state = run_folder.check(config.output_dir, resume=config.resume)
+  preflight(config, ds)
+  # Flags, data, model and folder are valid: only now is anything written.
+  out = _prepare_output(config, folder_state)
+  if on_output_ready is not None:
+    on_output_ready(out)
+  training.set_seed(config.seed)
+  _log(f"{config.dataset}: train {ds.x_train.shape}, val {ds.x_val.shape}, "
+       f"test {ds.x_test.shape}, {len(ds.labels)} classes")
+  for warning in ds.meta.get("warnings", []):
+    _log(f"warning: {warning}")
+  r = _Run(config, ds, out, start)
+  for stage in STAGES:
+    if not stage.wanted(config):
+      continue
+    if config.resume and (out / stage.artifact).exists():
+      _log(f"resume: {stage.artifact} exists, {stage.name} skipped")
+      stage.load(r)
+    else:
+      stage.run(r)
+  return r.report
 
 def summary_line(report):
   acc = report["accuracy"]

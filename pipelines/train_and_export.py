@@ -12,6 +12,12 @@ shipped on PyPI) and writes everything into ``runs/har6_fastgrnn/``:
   report.md, report.json   accuracy, confusion matrix, sizes, arena, MACs, plots
   tensorboard/             training logs
   checkpoints/             what --resume continues from
+  run.log                  TensorFlow's and the converter's own log lines (--verbose:
+                           on the console instead)
+
+An existing --output_dir is used only if it is empty or holds an earlier run of this tool
+and nothing else; that run is moved aside to <folder>.replaced-<time> (or deleted with
+--overwrite) once every check has passed. Any other folder is refused, untouched.
 
 Usage:
   python -m pipelines.train_and_export
@@ -20,12 +26,14 @@ Usage:
 """
 
 import os
+import shutil
 import sys
+import tempfile
 
 from absl import app
 from absl import flags
 
-from pipelines import stages
+from pipelines import config as config_lib
 
 _DATASET = flags.DEFINE_string(
     "dataset", "har6", "har6 | har2 | fsdd | google12 | google30 | speech_commands | npz")
@@ -49,10 +57,19 @@ _QAT_LEARNING_RATE = flags.DEFINE_float("qat_learning_rate", 0.001,
                                         "Adam learning rate of the QAT fine-tuning.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of data splits, initialisation and order.")
 _OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "Run folder (default runs/<dataset>_<cell>). Without --resume an "
-    "existing folder's checkpoints are cleared and its artifacts replaced.")
+    "output_dir", None, "Run folder (default runs/<dataset>_<cell>). It must be new, "
+    "empty, or hold an earlier run of this tool and nothing else: that run is moved to "
+    "<folder>.replaced-<time> (see --overwrite); any other folder is refused.")
 _RESUME = flags.DEFINE_boolean(
     "resume", False, "Continue a killed run in --output_dir from its checkpoints.")
+_OVERWRITE = flags.DEFINE_boolean(
+    "overwrite", False, "Delete an earlier run in --output_dir instead of moving it aside.")
+_WINDOW_MODEL = flags.DEFINE_boolean(
+    "window_model", True, "Also export the unrolled whole-window model for comparison "
+    "(skipped, with a line saying why, above 512 steps per window).")
+_VERBOSE = flags.DEFINE_boolean(
+    "verbose", False, "Show TensorFlow's and the converter's own log lines on the console "
+    "(default: they go to run.log in the run folder).")
 _MAX_TEST_WINDOWS = flags.DEFINE_integer(
     "max_test_windows", None, "Evaluate int8 TFLM/LiteRT on at most this many test "
     "windows (default: all).")
@@ -72,8 +89,9 @@ def _config_from_flags():
   """Reads the flags (only here) and checks that they fit together."""
   def rank(value):
     return None if value in (None, 0) else value
-  output_dir = _OUTPUT_DIR.value or os.path.join("runs", f"{_DATASET.value}_{_CELL.value}")
-  config = stages.Config(
+  output_dir = os.path.normpath(
+      _OUTPUT_DIR.value or os.path.join("runs", f"{_DATASET.value}_{_CELL.value}"))
+  config = config_lib.Config(
       dataset=_DATASET.value, data_dir=_DATA_DIR.value, cell=_CELL.value,
       units=_UNITS.value, w_rank=rank(_W_RANK.value), u_rank=rank(_U_RANK.value),
       sparsity_w=_SPARSITY_W.value, sparsity_u=_SPARSITY_U.value, epochs=_EPOCHS.value,
@@ -82,23 +100,87 @@ def _config_from_flags():
       seed=_SEED.value, output_dir=output_dir, resume=_RESUME.value,
       max_test_windows=_MAX_TEST_WINDOWS.value, num_test_vectors=_NUM_TEST_VECTORS.value,
       arena_margin=_ARENA_MARGIN.value, numerics=_NUMERICS.value,
-      audio_frontend=_AUDIO_FRONTEND.value)
-  stages.validate_config(config)
+      window_model=_WINDOW_MODEL.value, audio_frontend=_AUDIO_FRONTEND.value,
+      overwrite=_OVERWRITE.value)
+  config_lib.validate_config(config)
   return config
+
+
+class _NativeLog:
+  """Sends file descriptor 2 (TensorFlow's C++ log, the converter's, Python warnings)
+  to a file, so the console keeps our stage lines, progress and warnings.
+
+  Until the run folder exists the lines go to a temporary file; ``to_run_folder``
+  copies them into ``<run>/run.log`` and appends there from then on.
+  """
+
+  def __init__(self):
+    sys.stderr.flush()
+    self._saved = os.dup(2)
+    self._file = tempfile.NamedTemporaryFile("ab", prefix="tf_fastgrnn-", suffix=".log",
+                                             delete=False)
+    self.path = self._file.name
+    os.dup2(self._file.fileno(), 2)
+
+  def to_run_folder(self, out):
+    sys.stderr.flush()
+    target = os.path.join(out, "run.log")
+    with open(target, "ab") as dst, open(self.path, "rb") as src:
+      shutil.copyfileobj(src, dst)
+    old, self._file = self._file, open(target, "ab")  # pylint: disable=consider-using-with
+    os.dup2(self._file.fileno(), 2)
+    old.close()
+    os.unlink(self.path)
+    self.path = target
+
+  def restore(self):
+    """Puts the console back; returns the log's path."""
+    sys.stderr.flush()
+    os.dup2(self._saved, 2)
+    os.close(self._saved)
+    self._file.close()
+    return self.path
+
+  def tail(self, lines=15):
+    with open(self.path, "rb") as f:
+      return b"".join(f.readlines()[-lines:]).decode(errors="replace")
+
+  def discard(self):
+    if os.path.basename(self.path) != "run.log":
+      os.unlink(self.path)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  try:
+  try:  # the flags and the output folder first: no TensorFlow needed to refuse them
     config = _config_from_flags()
   except ValueError as e:
     print(f"train_and_export: {e}", file=sys.stderr)
     return 2
+  log = None if _VERBOSE.value else _NativeLog()
+  message, report = None, None
   try:
-    report = stages.run(config)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"train_and_export: {e}", file=sys.stderr)
+    # Imported here, not at the top: TensorFlow's import already logs.
+    from pipelines import stages  # pylint: disable=import-outside-toplevel
+    try:
+      report = stages.run(config, on_output_ready=log.to_run_folder if log else None)
+    except (ValueError, FileNotFoundError) as e:
+      message = str(e)
+  except BaseException:
+    if log is not None:
+      path = log.restore()
+      print(f"train_and_export: failed; the last lines of TensorFlow's log ({path}):\n"
+            f"{log.tail()}", file=sys.stderr)
+      log = None
+    raise
+  finally:
+    if log is not None:
+      log.restore()
+      if message is not None:
+        log.discard()
+  if message is not None:
+    print(f"train_and_export: {message}", file=sys.stderr)
     return 1
   print(stages.summary_line(report))
   return 0

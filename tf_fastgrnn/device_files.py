@@ -23,6 +23,7 @@ import tempfile
 import numpy as np
 
 from tf_fastgrnn import export
+from tf_fastgrnn import fileio
 from tf_fastgrnn import runtime
 
 __all__ = ["DeviceSettings", "settings_from_model", "write_device_files", "c_array"]
@@ -235,6 +236,7 @@ def write_device_files(out_dir, tflite_bytes, settings, test_vectors=None):
     for name, text in files.items():
       (tmp / name).write_text(text)
     (tmp / "model.tflite").write_bytes(tflite_bytes)
+    os.chmod(tmp, fileio.permission_bits(directory=True))  # mkdtemp made it 0700
     old = None
     if out_dir.exists():
       old = out_dir.with_name(f".{out_dir.name}.old")

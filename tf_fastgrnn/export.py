@@ -39,6 +39,11 @@ _TENSOR_TYPES = {v: k for k, v in vars(schema.TensorType).items() if not k.start
 # The int8 grid of an LSTM's cell state c spans at most [-8, 8) (scale 1/16).
 CELL_STATE_LIMIT = 8.0
 
+# No tensor of a sane int8 model has a scale above this (values beyond ±1.3e8); larger
+# ones come from diverged training, and TFLM's multiplier set-up aborts the process on
+# them (seen with weights of 4e30), so the check refuses them before TFLM sees the model.
+MAX_SCALE = 1e6
+
 
 class TFLMCompatibilityError(ValueError):
   """The model cannot run in TFLM as it is; the message lists every problem."""
@@ -347,9 +352,10 @@ def check_tflm_compatible(tflite_bytes, load=True):
   """Refuses, with every reason listed, a model TFLM cannot run as an int8 model.
 
   Checks: one subgraph (no control flow), no dynamic dimension, int8 activations at every
-  input and output and every non-constant tensor (int32 only for biases/constants), no
-  custom ops, and that the ``tflite_micro`` runtime loads and allocates the model (which
-  fails on an op its resolver lacks).
+  input and output and every non-constant tensor (int32 only for biases/constants),
+  finite positive scales and finite float constants, no custom ops, and then, only if all
+  of that holds, that the ``tflite_micro`` runtime loads and allocates the model (which
+  fails on an op its resolver lacks; a model with NaN scales aborted it).
 
   Raises:
     TFLMCompatibilityError: listing the problems (op names, tensor names).
@@ -369,6 +375,15 @@ def check_tflm_compatible(tflite_bytes, load=True):
       problems.append(f"tensor {name} has a dynamic shape {list(sig)}: export with batch 1")
     if i not in const and t.type not in (schema.TensorType.INT8, schema.TensorType.INT32):
       problems.append(f"tensor {name} is {_TENSOR_TYPES.get(t.type, t.type)}, not int8")
+    scales = t.quantization.scale if t.quantization is not None else None
+    if scales is not None and not np.all(np.isfinite(scales) & (np.asarray(scales) > 0)
+                                         & (np.asarray(scales) <= MAX_SCALE)):
+      problems.append(f"tensor {name} has a scale outside (0, {MAX_SCALE:g}] (max "
+                      f"{np.max(scales):.3g}): the model's weights or ranges are not sane "
+                      "numbers (training diverged?)")
+    if i in const and t.type == schema.TensorType.FLOAT32 and not np.all(np.isfinite(
+        np.frombuffer(bytes(fb_model.buffers[t.buffer].data), np.float32))):
+      problems.append(f"constant {name} holds NaN or Inf")
   for io, kind in ((graph.inputs, "input"), (graph.outputs, "output")):
     for i in io:
       if graph.tensors[i].type != schema.TensorType.INT8:
@@ -376,7 +391,7 @@ def check_tflm_compatible(tflite_bytes, load=True):
   customs = [op for op in model_ops(tflite_bytes) if op.startswith("CUSTOM")]
   if customs:
     problems.append(f"custom ops TFLM does not provide: {customs}")
-  if load and not problems:
+  if load and not problems:  # never hand a model with a known problem to the native runtime
     error = _tflm_load_error(tflite_bytes)
     if error:
       problems.append(f"the TFLM runtime refuses the model ({error}); ops: "

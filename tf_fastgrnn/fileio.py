@@ -11,7 +11,19 @@ import os
 import pathlib
 import tempfile
 
-__all__ = ["atomic_path", "write_bytes", "write_json", "write_text"]
+__all__ = ["atomic_path", "permission_bits", "write_bytes", "write_json", "write_text"]
+
+
+def permission_bits(directory=False):
+  """The mode a new file (0666) or folder (0777) gets under the process umask.
+
+  ``tempfile`` creates 0600 files and 0700 folders whatever the umask; what we rename
+  into place gets the ordinary mode instead, so other users see results as they would
+  see any file the user wrote.
+  """
+  umask = os.umask(0)
+  os.umask(umask)
+  return (0o777 if directory else 0o666) & ~umask
 
 
 @contextlib.contextmanager
@@ -34,6 +46,8 @@ def atomic_path(path, suffix=None):
   tmp = pathlib.Path(tmp)
   try:
     yield tmp
+    if tmp.is_file():
+      os.chmod(tmp, permission_bits())
     os.replace(tmp, path)
   finally:
     if tmp.exists():

@@ -118,7 +118,7 @@ class _StepRunner:
         logits_q[i, t] = out["logits"].reshape(-1)
         state = {s: self._carry(s, out[s + "_next"]) for s in self.state_names}
       if progress and (i + 1) % report_every == 0:
-        print(f"  {type(self).__name__}: {i + 1}/{n} windows", file=sys.stderr, flush=True)
+        print(f"  {type(self).__name__}: {i + 1}/{n} windows", flush=True)
     qh, ql = self.io["h_next"], self.io["logits"]
     return {"x_q": x_q, "h_q": h_q, "logits_q": logits_q,
             "h": dequantize(h_q, qh["scale"], qh["zero_point"]),
