@@ -59,6 +59,12 @@ class Config:
   numerics: bool = True
   window_model: bool = True
   audio_frontend: str = "logmel32"
+  # Training recipe (training.fit); the defaults are the plain recipe of earlier runs.
+  lr_schedule: str = "constant"
+  clipnorm: float | None = None
+  weight_decay: float = 0.0
+  keep_best: bool = False
+  preset: str | None = None
 
 
 def validate_config(config):
@@ -77,6 +83,13 @@ def validate_config(config):
   for name in ("learning_rate", "qat_learning_rate"):
     if not getattr(config, name) > 0:
       problems.append(f"--{name} must be > 0, got {getattr(config, name)}")
+  if config.lr_schedule not in training.LR_SCHEDULES:
+    problems.append(f"--lr_schedule must be one of {training.LR_SCHEDULES}, got "
+                    f"{config.lr_schedule!r}")
+  if config.clipnorm is not None and not config.clipnorm > 0:
+    problems.append(f"--clipnorm must be > 0 (or unset), got {config.clipnorm}")
+  if not config.weight_decay >= 0:
+    problems.append(f"--weight_decay must be >= 0, got {config.weight_decay}")
   if config.arena_margin < 0:
     problems.append(f"--arena_margin must be >= 0, got {config.arena_margin}")
   if config.u_rank is not None and config.u_rank > config.units:
@@ -155,6 +168,12 @@ def _accuracy(model, x, y, batch_size):
   return float(np.mean(np.argmax(logits, -1) == y))
 
 
+def _recipe(config):
+  """The training-recipe arguments of ``training.fit`` / ``train_three_phase``."""
+  return {"lr_schedule": config.lr_schedule, "clipnorm": config.clipnorm,
+          "weight_decay": config.weight_decay, "keep_best": config.keep_best}
+
+
 def _cell_kwargs(config):
   if config.cell in ("lstm", "gru"):
     return {}
@@ -208,7 +227,7 @@ def run(config, ds=None):
       history = training.fit(
           float_model, train, val, epochs=config.epochs, batch_size=config.batch_size,
           learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
-          seed=config.seed, callbacks=[timer])
+          seed=config.seed, callbacks=[timer], **_recipe(config))
       sparse_result = {"history": history, "phase_reports": []}
     else:
       _log(f"training {config.cell} H={config.units} w_rank={config.w_rank} "
@@ -220,7 +239,7 @@ def run(config, ds=None):
                                        sparsity_u=config.sparsity_u),
           epochs=config.epochs, batch_size=config.batch_size,
           learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
-          seed=config.seed, callbacks=[timer])
+          seed=config.seed, callbacks=[timer], **_recipe(config))
       float_model = result.model
       sparse_result = {"history": result.history, "phase_reports": result.phase_reports,
                        "phase_epochs": list(result.phase_epochs)}
@@ -245,7 +264,8 @@ def run(config, ds=None):
           qat_model, train, val, epochs=config.qat_epochs, batch_size=config.batch_size,
           learning_rate=config.qat_learning_rate,
           checkpoint_dir=out / "checkpoints" / "qat",
-          tensorboard_dir=out / "tensorboard" / "qat", seed=config.seed)
+          tensorboard_dir=out / "tensorboard" / "qat", seed=config.seed,
+          **_recipe(config))
       # The weights moved: measure the grids again on the export's calibration windows.
       quantization.calibrate(qat_model, ds.x_train[:CALIBRATION_WINDOWS])
       # From here on Keras QAT computes with TFLM's integer kernels (bit-exact).
