@@ -9,7 +9,11 @@ import math
 
 from pipelines import run_folder
 
-__all__ = ["Config", "validate_config"]
+__all__ = ["Config", "LR_SCHEDULES", "validate_config"]
+
+# training.LR_SCHEDULES, repeated here to keep this module free of TensorFlow (a test
+# checks the two agree).
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +46,12 @@ class Config:
   window_model: bool = True
   audio_frontend: str = "logmel32"
   overwrite: bool = False
+  # Training recipe (training.fit); the defaults are the plain recipe of earlier runs.
+  lr_schedule: str = "constant"
+  clipnorm: float | None = None
+  weight_decay: float = 0.0
+  keep_best: bool = False
+  preset: str | None = None
 
 
 def validate_config(config):
@@ -65,6 +75,16 @@ def validate_config(config):
     value = getattr(config, name)
     if not (math.isfinite(value) and value > 0):
       problems.append(f"--{name} must be a finite number > 0, got {value}")
+  if config.lr_schedule not in LR_SCHEDULES:
+    problems.append(f"--lr_schedule must be one of {LR_SCHEDULES}, got "
+                    f"{config.lr_schedule!r}")
+  if config.clipnorm is not None and not (math.isfinite(config.clipnorm)
+                                          and config.clipnorm > 0):
+    problems.append(f"--clipnorm must be a finite number > 0 (or unset), got "
+                    f"{config.clipnorm}")
+  if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
+    problems.append(f"--weight_decay must be a finite number >= 0, got "
+                    f"{config.weight_decay}")
   if config.arena_margin < 0:
     problems.append(f"--arena_margin must be >= 0, got {config.arena_margin}")
   if config.seed < 0:

@@ -94,6 +94,12 @@ def _accuracy(model, x, y, batch_size):
   return float(np.mean(np.argmax(logits, -1) == y))
 
 
+def _recipe(config):
+  """The training-recipe arguments of ``training.fit`` / ``train_three_phase``."""
+  return {"lr_schedule": config.lr_schedule, "clipnorm": config.clipnorm,
+          "weight_decay": config.weight_decay, "keep_best": config.keep_best}
+
+
 def _cell_kwargs(config):
   if config.cell in ("lstm", "gru"):
     return {}
@@ -241,7 +247,7 @@ def _train_float(r):
     history = training.fit(
         model, train, val, epochs=config.epochs, batch_size=config.batch_size,
         learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
-        seed=config.seed, callbacks=[timer])
+        seed=config.seed, callbacks=[timer], **_recipe(config))
     result = {"history": history, "phase_reports": []}
   else:
     _log(f"training {config.cell} H={config.units} w_rank={config.w_rank} "
@@ -253,7 +259,7 @@ def _train_float(r):
                                      sparsity_u=config.sparsity_u),
         epochs=config.epochs, batch_size=config.batch_size,
         learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
-        seed=config.seed, callbacks=[timer])
+        seed=config.seed, callbacks=[timer], **_recipe(config))
     model = pruned.model
     result = {"history": pruned.history, "phase_reports": pruned.phase_reports,
               "phase_epochs": list(pruned.phase_epochs)}
@@ -278,7 +284,8 @@ def _train_qat(r):
       model, (ds.x_train, ds.y_train), (ds.x_val, ds.y_val), epochs=config.qat_epochs,
       batch_size=config.batch_size, learning_rate=config.qat_learning_rate,
       checkpoint_dir=r.out / "checkpoints" / "qat",
-      tensorboard_dir=r.out / "tensorboard" / "qat", seed=config.seed)
+      tensorboard_dir=r.out / "tensorboard" / "qat", seed=config.seed,
+      **_recipe(config))
   _check_finite_weights(model, "the QAT model")
   # The weights moved: measure the grids again on the export's calibration windows.
   quantization.calibrate(model, ds.x_train[:CALIBRATION_WINDOWS])

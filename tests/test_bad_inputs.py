@@ -299,3 +299,8 @@ def test_export_refuses_a_diverged_model_before_tflm_sees_it(rng):
                      for w in model.get_weights()])
   with pytest.raises(export.TFLMCompatibilityError, match="training diverged"):
     export.convert_step_model(model, rng.normal(size=(8, 3, 2)).astype(np.float32))
+
+
+def test_config_module_agrees_with_training():
+  from tf_fastgrnn import training  # pylint: disable=import-outside-toplevel
+  assert config_lib.LR_SCHEDULES == training.LR_SCHEDULES

@@ -131,7 +131,9 @@ def test_stripped_model_predicts_as_the_pruned_one_and_zeros_stay_zero(data, rng
   assert final["rnn/W1"].dtype == np.bool_
 
 
-def test_resume_mid_iht_equals_uninterrupted_run(data, rng, tmp_path):
+@pytest.mark.parametrize("recipe", [
+    {}, {"lr_schedule": "cosine", "clipnorm": 1.0, "keep_best": True}])
+def test_resume_mid_iht_equals_uninterrupted_run(data, rng, tmp_path, recipe):
   """Killed in the IHT phase after its only thresholding: the restored masks must hold.
 
   Epochs 1/2/1 of 2 steps: IHT covers steps 3-6 and, every 10 steps, thresholds only at
@@ -145,7 +147,7 @@ def test_resume_mid_iht_equals_uninterrupted_run(data, rng, tmp_path):
     model.set_weights(init)
     return model
 
-  full = _train(fresh(), data, config, epochs=4, checkpoint_dir=tmp_path / "a")
+  full = _train(fresh(), data, config, epochs=4, checkpoint_dir=tmp_path / "a", **recipe)
 
   class Kill(keras.callbacks.Callback):
 
@@ -155,10 +157,11 @@ def test_resume_mid_iht_equals_uninterrupted_run(data, rng, tmp_path):
 
   with pytest.raises(KeyboardInterrupt):
     _train(fresh(), data, config, epochs=4, checkpoint_dir=tmp_path / "b",
-           callbacks=[Kill()])
+           callbacks=[Kill()], **recipe)
   assert training.load_history(tmp_path / "b")["loss"].__len__() == 2
   other_init = _model("fastgrnn", rng, u_rank=2)
-  resumed = _train(other_init, data, config, epochs=4, checkpoint_dir=tmp_path / "b")
+  resumed = _train(other_init, data, config, epochs=4, checkpoint_dir=tmp_path / "b",
+                   **recipe)
 
   assert resumed.history == full.history
   for key, entry in resumed.phase_reports[-1]["matrices"].items():

@@ -108,3 +108,84 @@ def test_bad_data(data):
     training.fit(_model(), (bad, y), epochs=1, batch_size=4, learning_rate=0.1)
   with pytest.raises(ValueError, match="seed must be a non-negative int"):
     training.set_seed(-1)
+
+
+def test_phased_cosine_values():
+  schedule = training.PhasedCosine(0.1, total_steps=10, boundaries=[4], min_fraction=0.0)
+  got = [float(schedule(k)) for k in range(10)]
+  # Phase 1: steps 0-3 of 4; phase 2: steps 4-9 of 6; each starts at 0.1.
+  want = [0.1 * 0.5 * (1 + np.cos(np.pi * k / 4)) for k in range(4)]
+  want += [0.1 * 0.5 * (1 + np.cos(np.pi * k / 6)) for k in range(6)]
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+  floor = training.PhasedCosine(0.1, total_steps=4, min_fraction=0.5)
+  np.testing.assert_allclose(float(floor(4)), 0.05, rtol=1e-6)
+  with pytest.raises(ValueError, match="boundaries must increase"):
+    training.PhasedCosine(0.1, total_steps=4, boundaries=[4])
+
+
+def test_keep_best_restores_the_best_validation_epoch(data):
+  model = _model()
+  seen = []
+
+  class Snapshot(training.keras.callbacks.Callback):
+
+    def on_epoch_end(self, epoch, logs=None):
+      seen.append([w.copy() for w in self.model.get_weights()])
+
+  history = _fit(model, data, epochs=4, keep_best=True, best_from_epoch=1,
+                 lr_schedule="cosine", clipnorm=1.0, callbacks=[Snapshot()])
+  acc, loss = history["val_accuracy"], history["val_loss"]
+  best = max(range(1, 4), key=lambda e: (acc[e], -loss[e], -e))
+  assert history["best_epoch"] == [best + 1]
+  for a, b in zip(model.get_weights(), seen[best]):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_resume_with_the_recipe_equals_uninterrupted_run(data, tmp_path):
+  recipe = {"lr_schedule": "cosine", "phase_boundaries": (2,), "clipnorm": 1.0,
+            "weight_decay": 1e-3, "keep_best": True}
+  full = _model()
+  history_full = _fit(full, data, epochs=4, checkpoint_dir=tmp_path / "a", **recipe)
+
+  class Kill(training.keras.callbacks.Callback):
+
+    def on_epoch_begin(self, epoch, logs=None):
+      if epoch == 3:  # after the best-so-far and the restart at epoch 2
+        raise KeyboardInterrupt
+
+  with pytest.raises(KeyboardInterrupt):
+    _fit(_model(), data, epochs=4, checkpoint_dir=tmp_path / "b", callbacks=[Kill()],
+         **recipe)
+  assert len(training.load_history(tmp_path / "b")["loss"]) == 3
+  resumed = _model(seed=99)
+  history_resumed = _fit(resumed, data, epochs=4, checkpoint_dir=tmp_path / "b", **recipe)
+  assert history_resumed == history_full
+  for a, b in zip(full.get_weights(), resumed.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  # A finished run called again returns the same best weights from disk.
+  again = _model(seed=7)
+  assert _fit(again, data, epochs=4, checkpoint_dir=tmp_path / "b", **recipe) == history_full
+  for a, b in zip(full.get_weights(), again.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match="recipe"):
+    _fit(_model(), data, epochs=4, checkpoint_dir=tmp_path / "b",
+         **{**recipe, "clipnorm": 2.0})
+  with pytest.raises(ValueError, match="recipe"):  # the cosine spans the epochs
+    _fit(_model(), data, epochs=5, checkpoint_dir=tmp_path / "b", **recipe)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"lr_schedule": "step"}, "lr_schedule must be one of"),
+    ({"clipnorm": 0}, "clipnorm must be None or a number > 0"),
+    ({"weight_decay": -1.0}, "weight_decay must be a number >= 0"),
+    ({"best_from_epoch": 3}, r"best_from_epoch must be in \[0, epochs=3\)"),
+    ({"phase_boundaries": (3,)}, r"phase_boundaries must be epochs inside \(0, 3\)"),
+])
+def test_bad_recipe_arguments(data, kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    _fit(_model(), data, **kwargs)
+
+
+def test_keep_best_needs_validation(data):
+  with pytest.raises(ValueError, match="keep_best=True needs validation data"):
+    training.fit(_model(), data, epochs=1, batch_size=4, learning_rate=0.1, keep_best=True)

@@ -381,7 +381,9 @@ def _phase_reports(model, history, config, phase_epochs):
 
 def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
                       learning_rate, checkpoint_dir=None, seed=0, verbose=1,
-                      callbacks=(), tensorboard_dir=None):
+                      callbacks=(), tensorboard_dir=None, lr_schedule="constant",
+                      min_lr_fraction=0.05, clipnorm=None, weight_decay=0.0,
+                      keep_best=False):
   """Trains dense, then with iterative hard thresholding, then with the support fixed.
 
   One ``training.fit`` run over all ``epochs`` (one Adam state throughout, as EdgeML);
@@ -400,7 +402,12 @@ def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
     config: a ``PruningConfig`` (sparsity = fraction ZEROED).
     epochs: total epochs of the three phases.
     batch_size, learning_rate, checkpoint_dir, seed, verbose, callbacks,
-      tensorboard_dir: as ``training.fit``.
+      tensorboard_dir, min_lr_fraction, clipnorm, weight_decay: as ``training.fit``.
+    lr_schedule: ``"constant"`` or ``"cosine"``: with cosine the rate decays within each
+      phase and restarts at the next phase's first epoch.
+    keep_best: the model ends with the weights of the fixed-support phase's epoch with
+      the best validation accuracy (only that phase: its weights have the asked
+      sparsity); needs ``val``.
 
   Returns:
     A ``ThreePhaseResult``.
@@ -440,7 +447,10 @@ def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
       # UpdatePruningStep re-masks at epoch end, before _PhaseLogger counts the zeros.
       callbacks=[_sparsity_keras.UpdatePruningStep(),
                  _PhaseLogger(config, phase_epochs, verbose), *callbacks],
-      run_config={"pruning": dataclasses.asdict(config), "epochs": epochs})
+      run_config={"pruning": dataclasses.asdict(config), "epochs": epochs},
+      lr_schedule=lr_schedule, phase_boundaries=(phase_epochs[0], sum(phase_epochs[:2])),
+      min_lr_fraction=min_lr_fraction, clipnorm=clipnorm, weight_decay=weight_decay,
+      keep_best=keep_best, best_from_epoch=sum(phase_epochs[:2]))
   stripped = _sparsity_keras.strip_pruning(wrapped)
   return ThreePhaseResult(model=stripped, history=history,
                           phase_reports=_phase_reports(stripped, history, config,

@@ -25,10 +25,60 @@ import tensorflow as tf
 from tf_fastgrnn import fileio
 from tf_fastgrnn._keras import keras
 
-__all__ = ["NonFiniteLossError", "fit", "load_history", "set_seed"]
+__all__ = ["LR_SCHEDULES", "NonFiniteLossError", "PhasedCosine", "fit", "load_history",
+           "set_seed"]
 
 HISTORY_FILE = "history.json"
+BEST_WEIGHTS_FILE = "best_weights.npz"
 _RUN_FILE = "run.json"
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@keras.utils.register_keras_serializable(package="tf_fastgrnn")
+class PhasedCosine(keras.optimizers.schedules.LearningRateSchedule):
+  """Cosine decay restarted at each phase boundary (given in steps).
+
+  Within a phase of ``n`` steps starting at step ``s``, step ``k`` (0-based, Keras'
+  ``optimizer.iterations``) gets ``lr * (m + (1 - m) * (1 + cos(pi * (k - s) / n)) / 2)``
+  with ``m = min_fraction``: the phase starts at ``lr`` and ends near ``m * lr``. With no
+  boundaries it is one cosine over all ``total_steps``. A function of the step alone, so
+  a run resumed from a checkpoint (whose optimizer holds the step) continues exactly.
+
+  Args:
+    learning_rate: the rate at the start of each phase, > 0.
+    total_steps: steps of the whole run.
+    boundaries: steps where a new phase (and a new cosine) starts, increasing, inside
+      ``(0, total_steps)``.
+    min_fraction: the floor as a fraction of ``learning_rate``, in [0, 1].
+  """
+
+  def __init__(self, learning_rate, total_steps, boundaries=(), min_fraction=0.05):
+    super().__init__()
+    self.learning_rate = float(learning_rate)
+    self.total_steps = int(total_steps)
+    self.boundaries = [int(b) for b in boundaries]
+    self.min_fraction = float(min_fraction)
+    edges = [0, *self.boundaries, self.total_steps]
+    if any(b <= a for a, b in zip(edges, edges[1:])):
+      raise ValueError(f"boundaries must increase strictly inside (0, total_steps="
+                       f"{self.total_steps}), got {self.boundaries}")
+    if not 0.0 <= self.min_fraction <= 1.0:
+      raise ValueError(f"min_fraction must be in [0, 1], got {min_fraction!r}")
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    edges = [0, *self.boundaries, self.total_steps]
+    starts = tf.constant(edges[:-1], tf.float32)
+    lengths = tf.constant([b - a for a, b in zip(edges, edges[1:])], tf.float32)
+    phase = tf.maximum(tf.reduce_sum(tf.cast(step >= starts, tf.int32)) - 1, 0)
+    t = tf.clip_by_value((step - tf.gather(starts, phase)) / tf.gather(lengths, phase),
+                         0.0, 1.0)
+    m = self.min_fraction
+    return self.learning_rate * (m + (1.0 - m) * 0.5 * (1.0 + tf.cos(math.pi * t)))
+
+  def get_config(self):
+    return {"learning_rate": self.learning_rate, "total_steps": self.total_steps,
+            "boundaries": list(self.boundaries), "min_fraction": self.min_fraction}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -123,13 +173,15 @@ class _EpochCheckpoint(keras.callbacks.Callback):
   disagree after a kill; ``history.json`` beside it is a readable copy.
   """
 
-  def __init__(self, history, nan_guard, manager=None, state=None, directory=None):
+  def __init__(self, history, nan_guard, manager=None, state=None, directory=None,
+               best=None):
     super().__init__()
     self.history = history
     self._nan_guard = nan_guard
     self._manager = manager
     self._state = state
     self._dir = directory
+    self._best = best
 
   def on_epoch_end(self, epoch, logs=None):
     logs = dict(logs or {})
@@ -138,6 +190,8 @@ class _EpochCheckpoint(keras.callbacks.Callback):
       return  # never checkpoint a diverged model: a resume restarts from the last good one
     for key, value in logs.items():
       self.history.setdefault(key, []).append(float(value))
+    if self._best is not None:
+      self._best.update(self.model, self.history, epoch, self._dir)
     if self._manager is None:
       return
     self._state["epoch"].assign(epoch + 1)
@@ -145,6 +199,54 @@ class _EpochCheckpoint(keras.callbacks.Callback):
     self._manager.save(checkpoint_number=epoch + 1)
     fileio.write_json(self._dir / HISTORY_FILE,
                       {"epochs_done": epoch + 1, "history": self.history})
+
+
+def _best_epoch(history, first_epoch):
+  """0-based epoch with the highest ``val_accuracy`` (ties: lower ``val_loss``, earlier)."""
+  acc = history.get("val_accuracy", [])
+  loss = history.get("val_loss", [0.0] * len(acc))
+  candidates = range(first_epoch, len(acc))
+  if not candidates:
+    return None
+  return max(candidates, key=lambda e: (acc[e], -loss[e], -e))
+
+
+class _KeepBest:
+  """Remembers the weights of the best epoch on validation, in memory and on disk.
+
+  On disk (``best_weights.npz`` beside the checkpoints, written before the epoch's
+  checkpoint) so a resumed run still returns the best epoch of the whole run: which epoch
+  was best is recomputed from the history, and the file records its epoch.
+  """
+
+  def __init__(self, first_epoch):
+    self.first_epoch = first_epoch
+    self.weights = None
+    self.epoch = None
+
+  def update(self, model, history, epoch, directory):
+    if _best_epoch(history, self.first_epoch) != epoch:
+      return
+    self.weights, self.epoch = [w.copy() for w in model.get_weights()], epoch
+    if directory is not None:
+      with fileio.atomic_path(directory / BEST_WEIGHTS_FILE, suffix=".npz") as tmp:
+        np.savez(tmp, epoch=np.int64(epoch), *self.weights)
+
+  def load(self, directory, history):
+    """After a resume: the best epoch's weights from disk, if it was an earlier epoch."""
+    best = _best_epoch(history, self.first_epoch)
+    path = None if directory is None else directory / BEST_WEIGHTS_FILE
+    if best is None or path is None or not path.exists():
+      return
+    with np.load(path) as f:
+      if int(f["epoch"]) == best:
+        self.weights = [f[f"arr_{i}"] for i in range(len(f.files) - 1)]
+        self.epoch = best
+
+
+_DEFAULT_RECIPE = {"lr_schedule": "constant", "phase_boundaries": [],
+                   "min_lr_fraction": 0.05, "clipnorm": None, "weight_decay": 0.0,
+                   "keep_best": False, "best_from_epoch": 0}
 
 
 def _check_run(directory, run, resuming):
@@ -165,11 +267,12 @@ def _check_run(directory, run, resuming):
 
 def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
         checkpoint_dir=None, callbacks=(), seed=0, verbose=1, tensorboard_dir=None,
-        run_config=None):
+        run_config=None, lr_schedule="constant", phase_boundaries=(), min_lr_fraction=0.05,
+        clipnorm=None, weight_decay=0.0, keep_best=False, best_from_epoch=0):
   """Compiles and trains ``model``; checkpoints every epoch and resumes from the last.
 
-  The model is compiled with Adam(``learning_rate``), sparse categorical cross-entropy
-  on logits and accuracy, and trained in place. With ``checkpoint_dir``, the model's
+  The model is compiled with Adam(``learning_rate``) (AdamW with ``weight_decay``),
+  sparse categorical cross-entropy on logits and accuracy, and trained in place. With ``checkpoint_dir``, the model's
   variables (pruning masks and step included), the optimizer's, the epoch count and the
   history are saved at every epoch end (a ``tf.train.CheckpointManager``, whose index
   file is replaced atomically, so a kill leaves the previous epoch's checkpoint intact).
@@ -192,8 +295,22 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
     tensorboard_dir: if set, Keras' TensorBoard logs go there (with a warning and no
       logs where the tensorboard package is not installed).
     run_config: JSON-able settings of the caller that must match to resume (e.g. the
-      pruning targets); ``batch_size``, ``learning_rate``, ``seed`` and the training
-      set size always must.
+      pruning targets); ``batch_size``, ``learning_rate``, ``seed``, the training
+      set size and the recipe arguments below always must.
+    lr_schedule: ``"constant"`` or ``"cosine"`` (``PhasedCosine``: a cosine from
+      ``learning_rate`` down to ``min_lr_fraction * learning_rate``, restarted at each of
+      ``phase_boundaries``).
+    phase_boundaries: epochs (0-based) where a new cosine starts, e.g. the pruning
+      phases' starts.
+    min_lr_fraction: the cosine's floor as a fraction of ``learning_rate``.
+    clipnorm: if set, each gradient is clipped to this L2 norm (Keras' ``clipnorm``).
+    weight_decay: decoupled weight decay (AdamW) on weight matrices (biases and the
+      cells' scalars excluded); 0 for plain Adam.
+    keep_best: needs ``val``; at the end the model gets the weights of the epoch with the
+      best ``val_accuracy`` (ties: lower ``val_loss``) among epochs ``best_from_epoch``
+      onwards (0-based), and the history gains ``best_epoch`` ([1-based epoch]).
+    best_from_epoch: first epoch eligible for ``keep_best`` (e.g. the first epoch of the
+      fixed-support phase, so the kept weights have the asked sparsity).
 
   Returns:
     The history ``{metric: [value per epoch]}`` over all epochs (``loss``, ``accuracy``,
@@ -220,11 +337,38 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
     warnings.warn(f"tensorboard_dir={str(tensorboard_dir)!r} ignored: the tensorboard "
                   f"package is not installed (pip install tensorboard to get the logs)")
     tensorboard_dir = None
+  if lr_schedule not in LR_SCHEDULES:
+    raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+  if clipnorm is not None and not (isinstance(clipnorm, (int, float)) and clipnorm > 0):
+    raise ValueError(f"clipnorm must be None or a number > 0, got {clipnorm!r}")
+  if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
+    raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+  if keep_best and val is None:
+    raise ValueError("keep_best=True needs validation data (val) to pick the best epoch")
+  if not 0 <= best_from_epoch < epochs:
+    raise ValueError(f"best_from_epoch must be in [0, epochs={epochs}), got "
+                     f"{best_from_epoch!r}")
+  boundaries = sorted(int(b) for b in phase_boundaries)
+  if any(not 0 < b < epochs for b in boundaries):
+    raise ValueError(f"phase_boundaries must be epochs inside (0, {epochs}), got "
+                     f"{list(phase_boundaries)}")
   x, y = _check_data("train", train)
   val_data = None if val is None else _check_data("val", val)
   set_seed(seed)
 
-  optimizer = keras.optimizers.Adam(learning_rate=float(learning_rate))
+  steps = math.ceil(len(x) / batch_size)
+  rate = float(learning_rate)
+  if lr_schedule == "cosine":
+    rate = PhasedCosine(learning_rate, epochs * steps, [b * steps for b in boundaries],
+                        min_lr_fraction)
+  opt_kwargs = {"clipnorm": float(clipnorm)} if clipnorm else {}
+  if weight_decay:
+    optimizer = keras.optimizers.AdamW(learning_rate=rate, weight_decay=float(weight_decay),
+                                       **opt_kwargs)
+    optimizer.exclude_from_weight_decay(
+        var_names=["bias", "zeta", "nu", "alpha", "beta", "mask", "threshold"])
+  else:
+    optimizer = keras.optimizers.Adam(learning_rate=rate, **opt_kwargs)
   model.compile(optimizer=optimizer,
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"])
@@ -232,6 +376,14 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
   # first step.
   optimizer.build(model.trainable_variables)
 
+  cosine = lr_schedule == "cosine"
+  recipe = {"lr_schedule": lr_schedule, "phase_boundaries": boundaries if cosine else [],
+            "min_lr_fraction": float(min_lr_fraction) if cosine else 0.05,
+            "clipnorm": None if clipnorm is None else float(clipnorm),
+            "weight_decay": float(weight_decay), "keep_best": bool(keep_best),
+            "best_from_epoch": int(best_from_epoch) if keep_best else 0}
+  if cosine:  # the schedule spans the whole run: resuming with other epochs changes it
+    recipe["total_epochs"] = epochs
   history, initial_epoch = {}, 0
   nan_guard = _StopOnNonFinite()
   manager = state = directory = None
@@ -244,7 +396,8 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
     manager = tf.train.CheckpointManager(ckpt, str(directory), max_to_keep=2)
     _check_run(directory, {"batch_size": batch_size, "learning_rate": float(learning_rate),
                            "seed": int(seed), "num_train": int(len(x)), "epochs": epochs,
-                           "run_config": run_config},
+                           "run_config": run_config,
+                           **({} if recipe == _DEFAULT_RECIPE else {"recipe": recipe})},
                resuming=manager.latest_checkpoint is not None)
     if manager.latest_checkpoint:
       try:
@@ -258,16 +411,18 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
       if verbose:
         print(f"Resuming from {manager.latest_checkpoint}: {initial_epoch}/{epochs} "
               f"epochs done")
+  best = _KeepBest(int(best_from_epoch)) if keep_best else None
+  if best is not None and initial_epoch:
+    best.load(directory, history)
   if initial_epoch >= epochs:
-    return history
+    return _finish(model, history, best)
 
-  saver = _EpochCheckpoint(history, nan_guard, manager, state, directory)
+  saver = _EpochCheckpoint(history, nan_guard, manager, state, directory, best)
   all_callbacks = [nan_guard, *callbacks]
   if tensorboard_dir is not None:
     all_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
   all_callbacks.append(saver)
 
-  steps = math.ceil(len(x) / batch_size)
   model.fit(_epoch_batches(x, y, batch_size, int(seed), initial_epoch, epochs),
             epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
             validation_data=val_data, validation_batch_size=batch_size,
@@ -279,4 +434,15 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
         f"lower learning_rate (got {learning_rate}) or check the data. "
         + (f"The last good checkpoint in {checkpoint_dir} is kept."
            if checkpoint_dir is not None else ""))
-  return history
+  return _finish(model, history, best)
+
+
+def _finish(model, history, best):
+  """Gives the model the best epoch's weights (``keep_best``); returns the history."""
+  if best is None:
+    return history
+  if best.weights is None:
+    raise RuntimeError("keep_best: the best epoch's weights are missing (best_weights.npz "
+                       "deleted from the checkpoint folder?); retrain in an empty folder")
+  model.set_weights(best.weights)
+  return {**history, "best_epoch": [best.epoch + 1]}
