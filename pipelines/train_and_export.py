@@ -23,6 +23,7 @@ Usage:
   python -m pipelines.train_and_export
   python -m pipelines.train_and_export --dataset=fsdd --units=64 --epochs=30
   python -m pipelines.train_and_export --resume   # after a killed run
+  python -m pipelines.train_and_export --preset=plain   # constant rate, last epoch
 """
 
 import os
@@ -34,6 +35,7 @@ from absl import app
 from absl import flags
 
 from pipelines import config as config_lib
+from pipelines import presets
 
 _DATASET = flags.DEFINE_string(
     "dataset", "har6", "har6 | har2 | fsdd | google12 | google30 | speech_commands | npz")
@@ -83,25 +85,54 @@ _AUDIO_FRONTEND = flags.DEFINE_enum(
     "micro32 = TFLM's micro front end. The device must compute the same.")
 _ARENA_MARGIN = flags.DEFINE_integer(
     "arena_margin", 1024, "Bytes added to the measured TFLM arena in model_settings.h.")
+_PRESET = flags.DEFINE_string(
+    "preset", "auto", "Training preset (pipelines/presets.py): auto = the dataset's own "
+    "(har6, har2, fsdd) else recipe; plain = constant rate, last epoch; flags given explicitly override its values.")
+_LR_SCHEDULE = flags.DEFINE_enum(
+    "lr_schedule", "cosine", ["constant", "cosine"],
+    "Learning rate: constant, or cosine decay within each pruning phase and over QAT.")
+_CLIPNORM = flags.DEFINE_float("clipnorm", 5.0, "Clip each gradient to this L2 norm "
+                               "(0: no clipping).")
+_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 0.0,
+                                   "Decoupled weight decay (AdamW); 0 = plain Adam.")
+_KEEP_BEST = flags.DEFINE_boolean(
+    "keep_best", True, "Keep the epoch with the best validation accuracy (of the "
+    "fixed-support phase when sparsifying; of QAT) instead of the last one.")
+
+
+def _preset_values():
+  """The preset's values, overridden by every flag given on the command line."""
+  name, values = presets.resolve(_PRESET.value, _DATASET.value)
+  holders = {"epochs": _EPOCHS, "qat_epochs": _QAT_EPOCHS, "lr_schedule": _LR_SCHEDULE,
+             "clipnorm": _CLIPNORM, "weight_decay": _WEIGHT_DECAY, "keep_best": _KEEP_BEST}
+  for key, holder in holders.items():
+    if key not in values or flags.FLAGS[holder.name].present:
+      values[key] = holder.value
+  values["clipnorm"] = values["clipnorm"] or None
+  return name, values
 
 
 def _config_from_flags():
   """Reads the flags (only here) and checks that they fit together."""
   def rank(value):
     return None if value in (None, 0) else value
+  preset, values = _preset_values()
   output_dir = os.path.normpath(
       _OUTPUT_DIR.value or os.path.join("runs", f"{_DATASET.value}_{_CELL.value}"))
   config = config_lib.Config(
       dataset=_DATASET.value, data_dir=_DATA_DIR.value, cell=_CELL.value,
       units=_UNITS.value, w_rank=rank(_W_RANK.value), u_rank=rank(_U_RANK.value),
-      sparsity_w=_SPARSITY_W.value, sparsity_u=_SPARSITY_U.value, epochs=_EPOCHS.value,
-      qat=_QAT.value, qat_epochs=_QAT_EPOCHS.value, batch_size=_BATCH_SIZE.value,
+      sparsity_w=_SPARSITY_W.value, sparsity_u=_SPARSITY_U.value,
+      epochs=values["epochs"], qat=_QAT.value, qat_epochs=values["qat_epochs"],
+      batch_size=_BATCH_SIZE.value,
       learning_rate=_LEARNING_RATE.value, qat_learning_rate=_QAT_LEARNING_RATE.value,
       seed=_SEED.value, output_dir=output_dir, resume=_RESUME.value,
       max_test_windows=_MAX_TEST_WINDOWS.value, num_test_vectors=_NUM_TEST_VECTORS.value,
       arena_margin=_ARENA_MARGIN.value, numerics=_NUMERICS.value,
       window_model=_WINDOW_MODEL.value, audio_frontend=_AUDIO_FRONTEND.value,
-      overwrite=_OVERWRITE.value)
+      overwrite=_OVERWRITE.value, lr_schedule=values["lr_schedule"],
+      clipnorm=values["clipnorm"], weight_decay=values["weight_decay"],
+      keep_best=values["keep_best"], preset=preset)
   config_lib.validate_config(config)
   return config
 
@@ -155,6 +186,9 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:  # the flags and the output folder first: no TensorFlow needed to refuse them
     config = _config_from_flags()
+    print(f"[train_and_export] preset {config.preset}: epochs {config.epochs}, QAT "
+          f"{config.qat_epochs}, lr {config.lr_schedule}, clipnorm {config.clipnorm}, "
+          f"weight_decay {config.weight_decay}, keep_best {config.keep_best}", flush=True)
   except ValueError as e:
     print(f"train_and_export: {e}", file=sys.stderr)
     return 2

@@ -1,0 +1,42 @@
+"""Training presets: the recipe and lengths a dataset trains with unless flags say otherwise.
+
+``train_and_export --preset=auto`` (the default) takes the dataset's preset when there is
+one, else ``recipe`` (the same recipe, lengths from the flags); any flag given on the command line wins over the preset's value. The
+preset's name and values land in ``flags.json`` with the rest of the configuration.
+
+How the values were chosen (validation split only, never test): see
+``docs/benchmarks.md``, section "Training recipe". ``plain`` is the recipe every run used
+before (constant Adam rate, last epoch kept), kept for comparison and old run folders.
+"""
+
+__all__ = ["PRESETS", "RECIPE_KEYS", "resolve"]
+
+RECIPE_KEYS = ("lr_schedule", "clipnorm", "weight_decay", "keep_best")
+
+# Cosine decay of the rate within each pruning phase (and over QAT), the fixed-support
+# epoch with the best validation accuracy kept, gradients clipped to norm 5.
+_RECIPE = {"lr_schedule": "cosine", "clipnorm": 5.0, "weight_decay": 0.0,
+           "keep_best": True}
+
+PRESETS = {
+    "plain": {"lr_schedule": "constant", "clipnorm": None, "weight_decay": 0.0,
+              "keep_best": False},
+    "recipe": dict(_RECIPE),
+    "har6": dict(_RECIPE, epochs=45, qat_epochs=8),
+    "har2": dict(_RECIPE, epochs=45, qat_epochs=8),
+    "fsdd": dict(_RECIPE, epochs=45, qat_epochs=8),
+}
+
+
+def resolve(preset, dataset):
+  """``(name, values)`` of ``preset`` (``"auto"``: the dataset's own, else ``recipe``).
+
+  Raises:
+    ValueError: an unknown preset name.
+  """
+  if preset == "auto":
+    preset = dataset if dataset in PRESETS else "recipe"
+  if preset not in PRESETS:
+    raise ValueError(f"--preset must be 'auto' or one of {sorted(PRESETS)}, got "
+                     f"{preset!r}")
+  return preset, dict(PRESETS[preset])

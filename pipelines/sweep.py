@@ -1,0 +1,686 @@
+r"""Accuracy per byte: every model family at several sizes, several seeds, one front each.
+
+Each point is (dataset, family, size, seed). A finished point leaves one small JSON file
+in ``--results_dir`` (committed to the repository: ``benchmarks/results/<dataset>/
+<family>_<size>_seed<k>.json``), so it is never trained again, in this session or a
+later one with a fresh checkout. Its run folder (checkpoints, model, device files) goes
+under ``--runs_dir`` (``runs/``, not committed); a point killed midway resumes from its
+checkpoints when its folder is still there.
+
+Families: FastGRNN-LSQ (low rank, sparse, QAT), FastGRNN, FastRNN (QAT), GRU, LSTM,
+low-rank LSTM (post-training int8), and a small 1D CNN as the reference a TinyML
+practitioner would reach for (TFLM runs it on the whole window). Every model is int8 and
+evaluated in the TFLM runtime (``tflite_micro``) on the dataset's test split.
+
+Usage:
+  # run (or continue) the schedule, most informative points first; two workers:
+  python -m pipelines.sweep --shard=0 --num_shards=2 &
+  python -m pipelines.sweep --shard=1 --num_shards=2 &
+  # tables and fronts from the result files only (trains nothing):
+  python -m pipelines.sweep --aggregate_only
+"""
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+from absl import app
+from absl import flags
+
+_DATASETS = flags.DEFINE_list("datasets", ["har6", "har2", "fsdd"], "Datasets to sweep.")
+_FAMILIES = flags.DEFINE_list("families", None, "Only these families (default: all).")
+_MAX_TIER = flags.DEFINE_integer("max_tier", 9, "Run points of tiers up to this one.")
+_SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds per point (0 .. seeds-1).")
+_SHARD = flags.DEFINE_integer("shard", 0, "This worker's share of the schedule.")
+_NUM_SHARDS = flags.DEFINE_integer("num_shards", 1, "Workers sharing the schedule.")
+_MAX_POINTS = flags.DEFINE_integer("max_points", 0, "Stop after training this many "
+                                   "points (0: no limit).")
+_RESULTS_DIR = flags.DEFINE_string("results_dir", "benchmarks/results",
+                                   "Committed result files, one per finished point.")
+_RUNS_DIR = flags.DEFINE_string("runs_dir", "runs/sweep", "Run folders (not committed).")
+_REPORT_DIR = flags.DEFINE_string("report_dir", "benchmarks",
+                                  "Where the aggregate (sweep.md/.json, plots) goes.")
+_FSDD_DIR = flags.DEFINE_string("fsdd_dir", None, "FSDD recordings (default ../shared).")
+_THREADS = flags.DEFINE_integer("threads", 0, "TensorFlow intra-op threads (0: default).")
+_AGGREGATE_ONLY = flags.DEFINE_boolean("aggregate_only", False,
+                                       "Tabulate the result files; train nothing.")
+_LIST = flags.DEFINE_boolean("list", False, "Print the schedule with what is done; exit.")
+
+FAMILIES = ("fastgrnn_lsq", "fastgrnn", "fastrnn", "gru", "lstm", "lowrank_lstm", "cnn")
+FASTGRNN_FAMILY = ("fastgrnn_lsq", "fastgrnn", "fastrnn")
+GATED = ("gru", "lstm", "lowrank_lstm")
+LABELS = {"fastgrnn_lsq": "FastGRNN-LSQ", "fastgrnn": "FastGRNN", "fastrnn": "FastRNN",
+          "gru": "GRU", "lstm": "LSTM", "lowrank_lstm": "low-rank LSTM", "cnn": "1D CNN"}
+
+# What every point of a dataset trains with: the dataset's preset recipe
+# (pipelines/presets.py), shorter than the single-model presets so the sweep fits the
+# machine. GRU/LSTM/CNN get no QAT (post-training int8), so they train 0 QAT epochs.
+SETTINGS = {
+    "har6": dict(epochs=30, qat_epochs=4, batch_size=64, learning_rate=0.01,
+                 qat_learning_rate=0.001, lr_schedule="cosine", clipnorm=5.0,
+                 weight_decay=0.0, keep_best=True, max_test_windows=None),
+    "har2": dict(epochs=30, qat_epochs=4, batch_size=64, learning_rate=0.01,
+                 qat_learning_rate=0.001, lr_schedule="cosine", clipnorm=5.0,
+                 weight_decay=0.0, keep_best=True, max_test_windows=None),
+    "fsdd": dict(epochs=45, qat_epochs=4, batch_size=64, learning_rate=0.01,
+                 qat_learning_rate=0.001, lr_schedule="cosine", clipnorm=5.0,
+                 weight_decay=0.0, keep_best=True, max_test_windows=None),
+}
+_PLAIN = dict(lr_schedule="constant", clipnorm=None, keep_best=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+  """One model of the sweep; ``knobs`` set its size (and, for ablations, its recipe)."""
+  tier: int
+  dataset: str
+  family: str
+  size: str
+  knobs: tuple  # sorted (name, value) pairs
+
+  @property
+  def kw(self):
+    return dict(self.knobs)
+
+  def file(self, seed):
+    return f"{self.dataset}/{self.family}_{self.size}_seed{seed}.json"
+
+
+def _p(tier, dataset, family, size, **knobs):
+  return Point(tier, dataset, family, size, tuple(sorted(knobs.items())))
+
+
+def _rnn(tier, dataset, family, h, w_rank=None, u_rank=None, sparsity=0.0, **extra):
+  size = f"h{h}"
+  if w_rank or u_rank:
+    size += f"r{w_rank or 'f'}-{u_rank or 'f'}"
+  if sparsity:
+    size += f"s{round(100 * sparsity)}"
+  if extra:
+    size += "_" + "_".join(f"{k}" for k in sorted(extra))
+  return _p(tier, dataset, family, size, units=h, w_rank=w_rank, u_rank=u_rank,
+            sparsity=sparsity, **extra)
+
+
+def _cnn(tier, dataset, filters, kernel=5):
+  return _p(tier, dataset, "cnn", f"f{filters}k{kernel}", filters=filters, kernel=kernel)
+
+
+def schedule():
+  """Every point, most informative first (tier 1: the targets' budgets, FastGRNN vs GRU)."""
+  pts = []
+  # Tier 1: har6 <= 1 KB and har2 <= 512 B, FastGRNN family against GRU (dense int8
+  # weight bytes in the comments, measured by the sweep).
+  pts += [_rnn(1, "har6", "fastgrnn_lsq", 32, 4, 8, 0.5),   # 928 B (596 non-zero)
+          _rnn(1, "har6", "fastgrnn_lsq", 32, 4, 8),        # 928 B, dense factors
+          _rnn(1, "har6", "fastgrnn", 24),                  # 920 B
+          _rnn(1, "har6", "gru", 12),                       # 798 B
+          _rnn(1, "har6", "gru", 8),                        # 438 B
+          _rnn(1, "har2", "fastgrnn_lsq", 16, 3, 4),        # 262 B
+          _rnn(1, "har2", "fastgrnn_lsq", 24, 4, 6, 0.5),   # 508 B
+          _rnn(1, "har2", "fastgrnn", 16),                  # 420 B
+          _rnn(1, "har2", "gru", 8),                        # 402 B
+          _rnn(1, "har2", "gru", 6)]                        # 266 B
+  # Tier 2: the recipe ablation on validation (plain = constant rate, last epoch), the
+  # other families at the same budgets, fsdd at <= 2.5 KB.
+  pts += [_rnn(2, "har6", "fastgrnn_lsq", 32, 4, 8, 0.5, plain=True),
+          _rnn(2, "har6", "fastrnn", 24), _rnn(2, "har6", "lstm", 12),
+          _rnn(2, "har6", "fastgrnn", 16), _rnn(2, "har6", "fastgrnn_lsq", 16, 3, 4),
+          _cnn(2, "har6", 8), _rnn(2, "har6", "lowrank_lstm", 16, 3, 4),
+          _rnn(2, "har2", "fastrnn", 16), _rnn(2, "har2", "lstm", 8), _cnn(2, "har2", 8),
+          _rnn(2, "fsdd", "fastgrnn", 32), _rnn(2, "fsdd", "fastrnn", 32),
+          _rnn(2, "fsdd", "fastgrnn_lsq", 48, 8, 16), _rnn(2, "fsdd", "gru", 12),
+          _rnn(2, "fsdd", "gru", 16), _cnn(2, "fsdd", 8, 3)]
+  # Tier 3: the fronts above 1 KB and the smallest sizes.
+  for ds in ("har6", "har2"):
+    pts += [_rnn(3, ds, "fastgrnn", 8), _rnn(3, ds, "fastgrnn", 32),
+            _rnn(3, ds, "fastgrnn", 48), _rnn(3, ds, "fastgrnn_lsq", 48, 4, 12),
+            _rnn(3, ds, "fastgrnn_lsq", 64, 6, 16, 0.5), _rnn(3, ds, "gru", 16),
+            _rnn(3, ds, "gru", 24), _rnn(3, ds, "gru", 32), _rnn(3, ds, "lstm", 16),
+            _rnn(3, ds, "lstm", 24), _rnn(3, ds, "fastrnn", 32), _cnn(3, ds, 12),
+            _cnn(3, ds, 16), _rnn(3, ds, "lowrank_lstm", 32, 4, 8)]
+  pts += [_rnn(3, "fsdd", "fastgrnn", 16), _rnn(3, "fsdd", "fastgrnn", 48),
+          _rnn(3, "fsdd", "fastrnn", 16), _rnn(3, "fsdd", "fastgrnn_lsq", 32, 8, 8),
+          _rnn(3, "fsdd", "gru", 24), _rnn(3, "fsdd", "gru", 8), _rnn(3, "fsdd", "lstm", 12),
+          _rnn(3, "fsdd", "lstm", 16), _rnn(3, "fsdd", "lowrank_lstm", 32, 8, 8),
+          _cnn(3, "fsdd", 16, 3)]
+  return pts
+
+
+def _ordered(points, seeds):
+  """(point, seed) pairs: tier by tier, and within a tier seed by seed."""
+  out = []
+  for tier in sorted({p.tier for p in points}):
+    for seed in range(seeds):
+      out += [(p, seed) for p in points if p.tier == tier]
+  return out
+
+
+def settings_for(point):
+  """The training settings of a point: its dataset's, with an ablation's changes."""
+  settings = dict(SETTINGS.get(point.dataset, SETTINGS["har6"]))
+  if point.kw.get("plain"):
+    settings.update(_PLAIN)
+  if point.family not in ("fastgrnn_lsq", "fastgrnn", "fastrnn"):
+    settings["qat_epochs"] = 0
+  return settings
+
+
+def _git_commit():
+  try:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True, check=True,
+                          cwd=pathlib.Path(__file__).parent).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return None
+
+
+def _machine():
+  return {"platform": platform.platform(), "processor": platform.machine(),
+          "cpus": os.cpu_count()}
+
+
+def _test_subset(ds, max_windows, seed):
+  x, y = ds.x_test, ds.y_test
+  if max_windows and max_windows < len(x):
+    keep = np.sort(np.random.default_rng(seed).choice(len(x), max_windows, replace=False))
+    x, y = x[keep], y[keep]
+  return x, y
+
+
+def _val_accuracy(history):
+  """Validation accuracy of the epoch the run kept (best, or last)."""
+  acc = history.get("val_accuracy") or [None]
+  if history.get("best_epoch"):
+    return acc[history["best_epoch"][0] - 1]
+  return acc[-1]
+
+
+def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
+  from pipelines import stages  # pylint: disable=import-outside-toplevel
+  kw = point.kw
+  qat = settings["qat_epochs"] > 0
+  config = stages.Config(
+      dataset=point.dataset, data_dir=data_dir,
+      cell="fastgrnn" if point.family == "fastgrnn_lsq" else point.family,
+      units=kw["units"], w_rank=kw["w_rank"], u_rank=kw["u_rank"],
+      sparsity_w=kw["sparsity"], sparsity_u=kw["sparsity"], epochs=settings["epochs"],
+      qat=qat, qat_epochs=settings["qat_epochs"], batch_size=settings["batch_size"],
+      learning_rate=settings["learning_rate"],
+      qat_learning_rate=settings["qat_learning_rate"], seed=seed,
+      output_dir=str(run_dir), resume=(run_dir / "flags.json").exists(),
+      max_test_windows=settings["max_test_windows"], num_test_vectors=1, arena_margin=0,
+      numerics=False, window_model=False, lr_schedule=settings["lr_schedule"],
+      clipnorm=settings["clipnorm"], weight_decay=settings["weight_decay"],
+      keep_best=settings["keep_best"])
+  if (run_dir / "report.json").exists():
+    report = json.loads((run_dir / "report.json").read_text())
+  else:
+    try:
+      report = stages.run(config, ds=ds)
+    except ValueError as e:
+      if "--resume must use the flags" not in str(e):
+        raise
+      # The folder holds a run made with other settings (an older sweep): start over.
+      report = stages.run(dataclasses.replace(config, resume=False), ds=ds)
+  float_hist = json.loads((run_dir / "float_training.json").read_text())["history"]
+  qat_hist = (json.loads((run_dir / "qat_training.json").read_text()) if qat else {})
+  size = report["size"]
+  return {
+      "int8_tflm_accuracy": report["accuracy"]["int8_tflm"],
+      "int8_tflm_macro_f1": report["macro_f1_tflm"],
+      "float_accuracy": report["accuracy"]["float_sparse_keras"],
+      "qat_keras_accuracy": report["accuracy"]["qat_keras"],
+      "val_accuracy_float": _val_accuracy(float_hist),
+      "val_accuracy_qat": _val_accuracy(qat_hist) if qat else None,
+      "best_epoch_float": (float_hist.get("best_epoch") or [None])[0],
+      "weights_dense_int8_bytes": size["weights_dense_int8_bytes"],
+      "weights_nonzero_int8_bytes": size["weights_nonzero"],
+      "tflite_bytes": size["tflite_step_bytes"],
+      "arena_bytes": size["tflm_arena_bytes_measured"],
+      "macs": size["macs_per_step_dense"],
+      "macs_nonzero": size["macs_per_step_nonzero"],
+      "macs_unit": "per step",
+      "steps_per_window": int(ds.x_train.shape[1]),
+      "evaluated_test_windows": report["dataset"]["evaluated_test_windows"],
+      "train_seconds": report["seconds"],
+  }
+
+
+def cnn_model(input_shape, num_classes, filters, kernel):
+  """The reference 1D CNN: two strided convolutions, global average, linear classifier."""
+  from tf_fastgrnn._keras import keras  # pylint: disable=import-outside-toplevel
+  x = keras.Input(tuple(input_shape), name="x")
+  h = keras.layers.Conv1D(filters, kernel, strides=2, activation="relu", name="conv1")(x)
+  h = keras.layers.Conv1D(filters, kernel, strides=2, activation="relu", name="conv2")(h)
+  h = keras.layers.GlobalAveragePooling1D(name="pool")(h)
+  logits = keras.layers.Dense(num_classes, name="logits")(h)
+  return keras.Model(x, logits, name="cnn_classifier")
+
+
+def cnn_macs(model):
+  """Multiply-accumulates of one whole window (convolutions and classifier)."""
+  macs = 0
+  for layer in model.layers:
+    if layer.name.startswith("conv"):
+      kernel = layer.kernel.shape  # [k, in, out]
+      macs += int(layer.output_shape[1]) * int(np.prod(kernel))
+    elif layer.name == "logits":
+      macs += int(np.prod(layer.kernel.shape))
+  return macs
+
+
+def convert_cnn(model, representative_windows):
+  """Full-integer int8 ``.tflite`` of a whole-window model ``[1, T, D] -> [1, C]``."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  steps, dim = model.input_shape[1:]
+
+  @tf.function(input_signature=[tf.TensorSpec([1, steps, dim], tf.float32)])
+  def fn(x):
+    return model(x)
+
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [fn.get_concrete_function()], model)
+  converter.optimizations = [tf.lite.Optimize.DEFAULT]
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+  converter.inference_input_type = tf.int8
+  converter.inference_output_type = tf.int8
+  converter.representative_dataset = lambda: ([w[None]] for w in representative_windows)
+  return bytes(converter.convert())
+
+
+class WindowRunner:
+  """A whole-window int8 model in the TFLM runtime (one invoke per window)."""
+
+  def __init__(self, tflite_bytes, arena_size=None):
+    from tflite_micro.python.tflite_micro import runtime  # pylint: disable=import-outside-toplevel
+    self.interpreter = runtime.Interpreter.from_bytes(tflite_bytes, arena_size=arena_size)
+    inp, out = self.interpreter.get_input_details(0), self.interpreter.get_output_details(0)
+    self.in_scale, self.in_zero = inp["quantization_parameters"]["scales"][0], \
+        inp["quantization_parameters"]["zero_points"][0]
+    self.in_shape = tuple(inp["shape"])
+    self.out_quant = (out["quantization_parameters"]["scales"][0],
+                      out["quantization_parameters"]["zero_points"][0])
+
+  def logits(self, windows):
+    from tf_fastgrnn import runtime  # pylint: disable=import-outside-toplevel
+    out = []
+    for w in np.asarray(windows, np.float32):
+      self.interpreter.set_input(runtime.quantize(w[None], self.in_scale, self.in_zero), 0)
+      self.interpreter.invoke()
+      out.append(runtime.dequantize(self.interpreter.get_output(0).copy(), *self.out_quant))
+    return np.concatenate(out)
+
+
+def window_arena(tflite_bytes, granularity=16):
+  """Smallest arena (bytes) in which the whole-window model allocates and invokes."""
+  def fits(size):
+    try:
+      runner = WindowRunner(tflite_bytes, arena_size=size)
+      runner.interpreter.set_input(np.zeros(runner.in_shape, np.int8), 0)
+      runner.interpreter.invoke()
+      return True
+    except RuntimeError:
+      return False
+  low, high = 0, 4096
+  while not fits(high):
+    low, high = high, 2 * high
+    if high > 1 << 26:
+      raise RuntimeError("the TFLM runtime cannot allocate this model")
+  while high - low > granularity:
+    mid = (low + high) // 2
+    low, high = (low, mid) if fits(mid) else (mid, high)
+  return high
+
+
+def _run_cnn(point, seed, ds, run_dir, settings):
+  from pipelines import report as report_lib  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import pruning  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import training  # pylint: disable=import-outside-toplevel
+  start = time.time()
+  kw = point.kw
+  training.set_seed(seed)
+  model = cnn_model(ds.x_train.shape[1:], len(ds.labels), kw["filters"], kw["kernel"])
+  run_dir.mkdir(parents=True, exist_ok=True)
+  history = training.fit(
+      model, (ds.x_train, ds.y_train), (ds.x_val, ds.y_val), epochs=settings["epochs"],
+      batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
+      checkpoint_dir=run_dir / "checkpoints", seed=seed, verbose=0,
+      lr_schedule=settings["lr_schedule"], clipnorm=settings["clipnorm"],
+      weight_decay=settings["weight_decay"], keep_best=settings["keep_best"])
+  tflite_bytes = convert_cnn(model, ds.x_train[:256])
+  fileio.write_bytes(run_dir / "model_int8_window.tflite", tflite_bytes)
+  arena = window_arena(tflite_bytes)
+  x_test, y_test = _test_subset(ds, settings["max_test_windows"], seed)
+  pred = np.argmax(WindowRunner(tflite_bytes, arena).logits(x_test), -1)
+  float_pred = np.argmax(model.predict(x_test, batch_size=512, verbose=0), -1)
+  cm = report_lib.confusion_matrix(y_test, pred, len(ds.labels))
+  totals = pruning.sparsity_report(model)["totals"]
+  return {
+      "int8_tflm_accuracy": float(np.mean(pred == y_test)),
+      "int8_tflm_macro_f1": report_lib.macro_f1(cm),
+      "float_accuracy": float(np.mean(float_pred == y_test)),
+      "qat_keras_accuracy": None,
+      "val_accuracy_float": _val_accuracy(history),
+      "val_accuracy_qat": None,
+      "best_epoch_float": (history.get("best_epoch") or [None])[0],
+      "weights_dense_int8_bytes": totals["dense_int8_bytes"],
+      "weights_nonzero_int8_bytes": totals["nonzero_int8_bytes"],
+      "tflite_bytes": len(tflite_bytes),
+      "arena_bytes": arena,
+      "macs": cnn_macs(model),
+      "macs_nonzero": None,
+      "macs_unit": "per window",
+      "steps_per_window": int(ds.x_train.shape[1]),
+      "evaluated_test_windows": int(len(x_test)),
+      "train_seconds": time.time() - start,
+  }
+
+
+def load_results(results_dir, points=None):
+  """``{(dataset, family, size): [result, ...]}`` from the result files.
+
+  With ``points``, a file counts only if its settings are those the point runs with now
+  (results of an older schedule are left out, never deleted).
+  """
+  results_dir = pathlib.Path(results_dir)
+  wanted = {(p.dataset, p.family, p.size): p for p in points} if points else None
+  groups = {}
+  for path in sorted(results_dir.glob("*/*.json")):
+    result = json.loads(path.read_text())
+    key = (result["dataset"], result["family"], result["size"])
+    if wanted is not None and (key not in wanted or
+                               result["settings"] != _jsonable(settings_for(wanted[key]))):
+      continue
+    groups.setdefault(key, []).append(result)
+  return groups
+
+
+def _jsonable(obj):
+  return json.loads(json.dumps(obj))
+
+
+def run_point(point, seed, results_dir, runs_dir, ds, data_dir=None):
+  """Trains and evaluates one (point, seed) unless its result file exists; returns it."""
+  from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
+  path = pathlib.Path(results_dir) / point.file(seed)
+  settings = settings_for(point)
+  if path.exists():
+    result = json.loads(path.read_text())
+    if result["settings"] != _jsonable(settings):
+      raise ValueError(f"{path} was made with other settings ({result['settings']}); "
+                       "move it away to rerun the point")
+    return result
+  run_dir = pathlib.Path(runs_dir) / point.dataset / f"{point.family}_{point.size}" / \
+      f"seed{seed}"
+  if point.family == "cnn":
+    metrics = _run_cnn(point, seed, ds, run_dir, settings)
+  else:
+    metrics = _run_rnn(point, seed, ds, run_dir, settings, data_dir)
+  result = {
+      "dataset": point.dataset, "family": point.family, "size": point.size,
+      "seed": seed, "tier": point.tier, "knobs": dict(point.knobs), "settings": settings,
+      **metrics,
+      "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+      "commit": _git_commit(), "machine": _machine(),
+  }
+  fileio.write_json(path, _jsonable(result))
+  return result
+
+
+def run(points, seeds, results_dir, runs_dir, *, shard=0, num_shards=1, max_points=0,
+        data_dirs=None, load=None):
+  """Runs this worker's share of ``points`` x seeds, skipping finished ones.
+
+  Args:
+    points: ``Point`` list (``schedule()`` or a test's).
+    seeds: number of seeds per point.
+    results_dir, runs_dir: where result files and run folders go.
+    shard, num_shards: this worker takes the pairs whose position in the order (tier,
+      seed, point) is ``shard`` modulo ``num_shards``.
+    max_points: stop after training this many (0: no limit).
+    data_dirs: ``{dataset: data_dir}`` for datasets that need a path.
+    load: ``(dataset, data_dir, seed) -> Dataset`` (default ``data.load_dataset``).
+
+  Returns:
+    the number of points trained.
+  """
+  if not 0 <= shard < num_shards:
+    raise ValueError(f"shard must be in [0, num_shards={num_shards}), got {shard}")
+  if load is None:
+    import data as data_lib  # pylint: disable=import-outside-toplevel
+    load = lambda name, path, seed: data_lib.load_dataset(name, path, seed=seed)
+  data_dirs = data_dirs or {}
+  todo = [(p, s) for i, (p, s) in enumerate(_ordered(points, seeds))
+          if i % num_shards == shard]
+  cache, trained = {}, 0
+  for i, (point, seed) in enumerate(todo):
+    if (pathlib.Path(results_dir) / point.file(seed)).exists():
+      continue
+    if max_points and trained >= max_points:
+      break
+    key = (point.dataset, seed)
+    if key not in cache:
+      cache.clear()
+      cache[key] = load(point.dataset, data_dirs.get(point.dataset), seed)
+    print(f"[sweep {shard}/{num_shards}] {i + 1}/{len(todo)}: {point.dataset} "
+          f"{point.family} {point.size} seed {seed} (tier {point.tier})", flush=True)
+    start = time.time()
+    result = run_point(point, seed, results_dir, runs_dir, cache[key],
+                       data_dirs.get(point.dataset))
+    trained += 1
+    print(f"[sweep {shard}/{num_shards}] done in {time.time() - start:.0f} s: int8 TFLM "
+          f"{100 * result['int8_tflm_accuracy']:.2f} %, macro-F1 "
+          f"{result['int8_tflm_macro_f1']:.3f}, {result['weights_dense_int8_bytes']} B",
+          flush=True)
+  return trained
+
+
+# ---- aggregation -------------------------------------------------------------------
+
+METRICS = ("int8_tflm_accuracy", "int8_tflm_macro_f1", "float_accuracy",
+           "val_accuracy_float", "weights_dense_int8_bytes", "weights_nonzero_int8_bytes",
+           "tflite_bytes", "arena_bytes", "macs")
+
+# The paper's Table 3 figures on a matching task, quoted as the issue gives them
+# (Kusupati et al., NeurIPS 2018). Their HAR-2 preprocessing is not re-checked here.
+PAPER = {"har2": [("FastGRNN (paper, Table 3)", "95.59 %", "~3 KB"),
+                  ("FastGRNN-LSQ (paper, Table 3)", "95.38 %", "")]}
+
+BUDGETS = (256, 512, 1024, 2048, 4096, 8192)
+
+
+def aggregate(groups):
+  """``{(dataset, family, size): {metric: (mean, std, n)}}``, plus ``knobs`` and seeds."""
+  out = {}
+  for key, results in groups.items():
+    stats = {}
+    for metric in METRICS:
+      values = [r[metric] for r in results if r.get(metric) is not None]
+      if values:
+        stats[metric] = (float(np.mean(values)), float(np.std(values)), len(values))
+    stats["seeds"] = sorted(r["seed"] for r in results)
+    stats["knobs"] = results[0]["knobs"]
+    stats["macs_unit"] = results[0]["macs_unit"]
+    out[key] = stats
+  return out
+
+
+def _is_ablation(stats):
+  return bool(stats["knobs"].get("plain"))
+
+
+def _score(dataset):
+  return "int8_tflm_macro_f1" if dataset == "har6" else "int8_tflm_accuracy"
+
+
+def best_under(agg, dataset, families, budget, metric):
+  """The (size, stats) of ``families`` with the highest mean ``metric`` at <= budget."""
+  best = None
+  for (d, family, size), s in agg.items():
+    if d != dataset or family not in families or _is_ablation(s):
+      continue
+    if s["weights_dense_int8_bytes"][0] > budget or metric not in s:
+      continue
+    if best is None or s[metric][0] > best[2][metric][0]:
+      best = (family, size, s)
+  return best
+
+
+def _fmt(stat, scale=1.0, digits=2):
+  mean, std, n = stat
+  return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def markdown(agg):
+  lines = ["# Sweep: accuracy per byte", "",
+           "Mean ± std over the seeds listed (n); int8 in the TFLM runtime on the test "
+           "split; weights: every weight as one int8 byte (what the .tflite stores) and "
+           "the non-zero ones. MACs per time step (RNNs) or per window (CNN). Generated "
+           "by `python -m pipelines.sweep --aggregate_only`.", ""]
+  for dataset in sorted({k[0] for k in agg}):
+    metric = _score(dataset)
+    lines += [f"## {dataset}", "",
+              "| family | size | n | int8 acc % | macro-F1 | val acc % (float) | "
+              "weights B | non-zero B | .tflite B | arena B | MACs |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = sorted(((k, s) for k, s in agg.items() if k[0] == dataset),
+                  key=lambda ks: (FAMILIES.index(ks[0][1]), ks[1]["weights_dense_int8_bytes"][0]))
+    for (_, family, size), s in rows:
+      name = LABELS[family] + (" (plain recipe)" if _is_ablation(s) else "")
+      lines.append("| " + " | ".join([
+          name, size, str(len(s["seeds"])), _fmt(s["int8_tflm_accuracy"], 100),
+          _fmt(s["int8_tflm_macro_f1"], 1, 3),
+          _fmt(s["val_accuracy_float"], 100) if "val_accuracy_float" in s else "–",
+          f"{s['weights_dense_int8_bytes'][0]:.0f}",
+          f"{s['weights_nonzero_int8_bytes'][0]:.0f}", f"{s['tflite_bytes'][0]:.0f}",
+          f"{s['arena_bytes'][0]:.0f}",
+          f"{s['macs'][0]:.0f}" + (" /window" if s["macs_unit"] == "per window" else "")])
+          + " |")
+    lines += ["", f"### {dataset}: who wins at each budget ({metric.replace('int8_tflm_', '')}"
+              ", int8 TFLM, dense int8 weight bytes <= budget)", "",
+              "| budget | best FastGRNN family | best GRU/LSTM | best CNN | FastGRNN family "
+              "minus GRU/LSTM |", "|---|---|---|---|---|"]
+    scale, digits = (1, 3) if metric.endswith("f1") else (100, 2)
+    for budget in BUDGETS:
+      cells = []
+      found = [best_under(agg, dataset, fams, budget, metric)
+               for fams in (FASTGRNN_FAMILY, GATED, ("cnn",))]
+      for b in found:
+        cells.append("–" if b is None else
+                     f"{LABELS[b[0]]} {b[1]}: {_fmt(b[2][metric], scale, digits)} "
+                     f"(n={len(b[2]['seeds'])}, {b[2]['weights_dense_int8_bytes'][0]:.0f} B)")
+      fg, gated = found[0], found[1]
+      if fg is not None and gated is not None:
+        diff = scale * (fg[2][metric][0] - gated[2][metric][0])
+        cells.append(f"{diff:+.{digits}f}")
+      else:
+        cells.append("not measured")
+      lines.append(f"| {budget} B | " + " | ".join(cells) + " |")
+    for name, figure, size in PAPER.get(dataset, []):
+      lines.append(f"\nPaper: {name}: {figure}{', ' + size if size else ''} (another "
+                   "preprocessing; not re-run here).")
+    lines.append("")
+  return "\n".join(lines)
+
+
+def plot_fronts(agg, path):
+  """One panel per dataset: score vs dense int8 weight bytes (log x), ± std, per family."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
+  datasets = sorted({k[0] for k in agg})
+  fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(5.5 * max(len(datasets), 1),
+                                                              4.2), squeeze=False)
+  markers = dict(zip(FAMILIES, "os^DvPX"))
+  for ax, dataset in zip(axes[0], datasets):
+    metric = _score(dataset)
+    scale = 1 if metric.endswith("f1") else 100
+    for family in FAMILIES:
+      pts = sorted((s["weights_dense_int8_bytes"][0], scale * s[metric][0],
+                    scale * s[metric][1]) for (d, f, _), s in agg.items()
+                   if d == dataset and f == family and not _is_ablation(s))
+      if not pts:
+        continue
+      xs, ys, es = map(np.array, zip(*pts))
+      line = ax.errorbar(xs, ys, yerr=es, fmt=markers[family], capsize=3, alpha=0.5,
+                         label=LABELS[family])
+      # The front: points no smaller point of the family beats.
+      front, top = [], -math.inf
+      for x, y in zip(xs, ys):
+        if y > top:
+          front.append((x, y))
+          top = y
+      fx, fy = zip(*front)
+      ax.plot(fx, fy, "-", color=line[0].get_color())
+    ax.set_xscale("log")
+    ax.set_xlabel("weights, dense int8 bytes")
+    ax.set_ylabel(("int8 TFLM macro-F1" if scale == 1 else "int8 TFLM accuracy %"))
+    ax.set_title(dataset)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  with fileio.atomic_path(path) as tmp:
+    fig.savefig(tmp, dpi=110, format="png")
+  plt.close(fig)
+
+
+def write_aggregate(results_dir, report_dir, points=None):
+  """Writes ``sweep.md``, ``sweep.json`` and ``sweep_fronts.png``; returns the aggregate."""
+  from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
+  agg = aggregate(load_results(results_dir, points))
+  report_dir = pathlib.Path(report_dir)
+  fileio.write_text(report_dir / "sweep.md", markdown(agg))
+  fileio.write_json(report_dir / "sweep.json", [
+      {"dataset": d, "family": f, "size": z, **{k: (list(v) if isinstance(v, tuple) else v)
+                                                 for k, v in s.items()}}
+      for (d, f, z), s in sorted(agg.items())])
+  if agg:
+    plot_fronts(agg, report_dir / "sweep_fronts.png")
+  return agg
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  unknown = set(_FAMILIES.value or ()) - set(FAMILIES)
+  if unknown:
+    print(f"sweep: unknown families {sorted(unknown)}; choose from {FAMILIES}",
+          file=sys.stderr)
+    return 2
+  points = [p for p in schedule() if p.dataset in _DATASETS.value and p.tier <= _MAX_TIER.value
+            and (not _FAMILIES.value or p.family in _FAMILIES.value)]
+  if _LIST.value:
+    for i, (p, s) in enumerate(_ordered(points, _SEEDS.value)):
+      done = (pathlib.Path(_RESULTS_DIR.value) / p.file(s)).exists()
+      print(f"{i:4d} tier {p.tier} {p.file(s):50s} {'done' if done else ''}")
+    return 0
+  if not _AGGREGATE_ONLY.value:
+    if _THREADS.value:
+      import tensorflow as tf  # pylint: disable=import-outside-toplevel
+      tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+      tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
+    try:
+      run(points, _SEEDS.value, _RESULTS_DIR.value, _RUNS_DIR.value, shard=_SHARD.value,
+          num_shards=_NUM_SHARDS.value, max_points=_MAX_POINTS.value,
+          data_dirs={"fsdd": _FSDD_DIR.value})
+    except (ValueError, FileNotFoundError) as e:
+      print(f"sweep: {e}", file=sys.stderr)
+      return 1
+  agg = write_aggregate(_RESULTS_DIR.value, _REPORT_DIR.value, schedule())
+  print(f"sweep: {len(agg)} points tabulated in {_REPORT_DIR.value}/sweep.md")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
