@@ -29,6 +29,8 @@ __all__ = ["FRONTENDS", "frame_count", "load_fsdd", "load_speech_commands", "log
            "mel_filterbank", "micro_frontend", "read_wav"]
 
 NUM_MELS, WINDOW_MS, HOP_MS = 32, 25, 10
+# The rates the datasets are recorded at; a file at another rate is skipped and counted.
+FSDD_RATE, SPEECH_COMMANDS_RATE = 8000, 16000
 GOOGLE12 = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 
 
@@ -124,22 +126,51 @@ def _frontend(name):
   return FRONTENDS[name]
 
 
-def _features(paths, max_frames, frontend="logmel32"):
-  """Features of every readable file; unreadable ones are skipped and counted."""
+def _features(paths, max_frames, frontend, sample_rate):
+  """Features of every usable file, and what was skipped.
+
+  Unreadable files, empty ones (0 samples) and files at another sample rate than
+  ``sample_rate`` are skipped, not resampled: a model trained on resampled audio would
+  meet different spectra on the device, whose microphone runs at one rate.
+
+  Returns:
+    ``(feats, keep, skipped)``: feature arrays, the indices of the files they came from,
+    and ``{reason: [message, ...]}`` for the skipped ones (reasons ``unreadable``,
+    ``empty``, ``sample_rate``).
+  """
   features = _frontend(frontend)
-  feats, keep, skipped = [], [], []
+  feats, keep = [], []
+  skipped = {"unreadable": [], "empty": [], "sample_rate": []}
   for i, path in enumerate(paths):
     try:
       samples, rate = read_wav(path)
-      feats.append(features(samples, rate, max_frames))
-      keep.append(i)
     except ValueError as e:
-      skipped.append(str(e))
+      skipped["unreadable"].append(str(e))
+      continue
+    if len(samples) == 0:
+      skipped["empty"].append(f"{path}: no samples")
+    elif rate != sample_rate:
+      skipped["sample_rate"].append(f"{path}: {rate} Hz, not {sample_rate} Hz")
+    else:
+      try:
+        feats.append(features(samples, rate, max_frames))
+        keep.append(i)
+      except ValueError as e:
+        skipped["unreadable"].append(f"{path}: {e}")
     if (i + 1) % 500 == 0:
       logging.info("features: %d/%d files", i + 1, len(paths))
-  if skipped:
-    logging.warning("skipped %d unreadable audio files, first: %s", len(skipped), skipped[0])
   return feats, keep, skipped
+
+
+def _skip_summary(skipped, total, meta):
+  """Puts the skip counts into ``meta`` (and a warning line when any was skipped)."""
+  meta["skipped_files"] = sum(len(v) for v in skipped.values())
+  meta["skipped_by_reason"] = {k: len(v) for k, v in skipped.items()}
+  if meta["skipped_files"]:
+    first = next(v[0] for v in skipped.values() if v)
+    meta.setdefault("warnings", []).append(
+        f"skipped {meta['skipped_files']} of {total} audio files "
+        f"({', '.join(f'{len(v)} {k}' for k, v in skipped.items() if v)}); first: {first}")
 
 
 def _require_dir(data_dir, what):
@@ -168,16 +199,19 @@ def load_fsdd(data_dir, seed=0, max_frames=98, frontend="logmel32"):
     if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit():
       raise ValueError(f"fsdd: {p.name} is not named {{digit}}_{{speaker}}_{{index}}.wav")
     parsed.append((int(parts[0]), int(parts[2])))
-  feats, keep, skipped = _features(paths, max_frames, frontend)
+  feats, keep, skipped = _features(paths, max_frames, frontend, FSDD_RATE)
   if not feats:
-    raise ValueError(f"fsdd: none of the {len(paths)} files in {root} could be read")
+    raise ValueError(f"fsdd: none of the {len(paths)} files in {root} could be used "
+                     f"(skipped: { {k: len(v) for k, v in skipped.items()} }; the first: "
+                     f"{next((v[0] for v in skipped.values() if v), '')})")
   x = np.stack(feats)
   y = np.array([parsed[i][0] for i in keep], np.int32)
   test = np.array([parsed[i][1] <= 4 for i in keep])
   train, val = datasets._carve_val(x[~test], y[~test], 0.1, seed)  # pylint: disable=protected-access
-  meta = {"source": str(root), "frontend": frontend, "sample_rate_hz": 8000,
+  meta = {"source": str(root), "frontend": frontend, "sample_rate_hz": FSDD_RATE,
           "window_ms": WINDOW_MS, "hop_ms": HOP_MS, "num_mels": NUM_MELS,
-          "max_frames": max_frames, "skipped_files": len(skipped)}
+          "max_frames": max_frames}
+  _skip_summary(skipped, len(paths), meta)
   return datasets.normalise([train, val, (x[test], y[test])],
                             [str(d) for d in range(10)], meta)
 
@@ -215,6 +249,7 @@ def load_speech_commands(data_dir, task="google12", seed=0, max_frames=98,
               "test" if rel in lists["testing_list.txt"] else "train")
       splits[part].append((p, label))
   out = []
+  skipped_all, total = {}, 0
   for part in ("train", "val", "test"):
     items = splits[part]
     if max_per_class:
@@ -222,10 +257,15 @@ def load_speech_commands(data_dir, task="google12", seed=0, max_frames=98,
       for item in rng.permutation(len(items)):
         by.setdefault(items[item][1], []).append(items[item])
       items = [it for group in by.values() for it in group[:max_per_class]]
-    feats, keep, _ = _features([p for p, _ in items], max_frames, frontend)
+    feats, keep, skipped = _features([p for p, _ in items], max_frames, frontend,
+                                     SPEECH_COMMANDS_RATE)
+    total += len(items)
+    for reason, messages in skipped.items():
+      skipped_all.setdefault(reason, []).extend(messages)
     y = [items[i][1] for i in keep]
     if task == "google12":
-      noise = sorted((root / "_background_noise_").glob("*.wav"))
+      noise = [p for p in sorted((root / "_background_noise_").glob("*.wav"))
+               if read_wav(p)[1] == SPEECH_COMMANDS_RATE]
       count = silence_per_split or max(1, len(feats) // len(labels))
       for k in range(count if noise else 0):
         samples, rate = read_wav(noise[k % len(noise)])
@@ -235,7 +275,8 @@ def load_speech_commands(data_dir, task="google12", seed=0, max_frames=98,
     if not feats:
       raise ValueError(f"speech_commands: no readable clips in the {part} split")
     out.append((np.stack(feats), np.array(y, np.int32)))
-  meta = {"source": str(root), "frontend": frontend, "sample_rate_hz": 16000,
-          "window_ms": WINDOW_MS, "hop_ms": HOP_MS, "num_mels": NUM_MELS,
-          "max_frames": max_frames, "task": task}
+  meta = {"source": str(root), "frontend": frontend,
+          "sample_rate_hz": SPEECH_COMMANDS_RATE, "window_ms": WINDOW_MS, "hop_ms": HOP_MS,
+          "num_mels": NUM_MELS, "max_frames": max_frames, "task": task}
+  _skip_summary(skipped_all, total, meta)
   return datasets.normalise(out, labels, meta)

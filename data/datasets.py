@@ -2,6 +2,7 @@
 
 import dataclasses
 import pathlib
+import zipfile
 
 import numpy as np
 
@@ -60,6 +61,16 @@ def normalise(splits, labels, meta):
   dims = {x.shape[1:] for x, _ in splits}
   if len(dims) != 1:
     raise ValueError(f"splits disagree on [T, D]: {sorted(dims)}")
+  meta = dict(meta)
+  meta["warnings"] = list(meta.get("warnings", []))
+  trained = set(np.unique(splits[0][1]).tolist())
+  for n, (_, y) in zip(names[1:], splits[1:]):
+    unseen = sorted(set(np.unique(y).tolist()) - trained)
+    if unseen:
+      shown = [labels[int(c)] for c in unseen]
+      meta["warnings"].append(f"{n} split has classes absent from training: {shown} "
+                              f"({int(np.isin(y, unseen).sum())} of {len(y)} examples "
+                              "cannot be classified right)")
   x_train = splits[0][0].astype(np.float64)
   mean = x_train.mean(axis=(0, 1))
   std = x_train.std(axis=(0, 1))
@@ -78,12 +89,40 @@ def _carve_val(x, y, fraction, seed):
   return (x[order[n_val:]], y[order[n_val:]]), (x[order[:n_val]], y[order[:n_val]])
 
 
+def _check_npz_arrays(path, arrays):
+  """Refuses, naming the array, what would otherwise train silently wrong."""
+  for k, a in arrays.items():
+    if k == "labels":
+      continue
+    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)
+            or a.dtype == np.bool_):
+      raise ValueError(f"{path}: {k} has dtype {a.dtype}; arrays must hold real numbers "
+                       "(not complex, strings or objects)")
+  for split in ("train", "val", "test"):
+    x, y = arrays.get(f"x_{split}"), arrays.get(f"y_{split}")
+    if x is None or y is None:
+      continue
+    if x.ndim != 3:
+      raise ValueError(f"{path}: x_{split} must be [N, T, D], got shape {x.shape}")
+    if y.ndim != 1 or len(y) != len(x):
+      raise ValueError(f"{path}: y_{split} has shape {y.shape} but x_{split} has "
+                       f"{len(x)} examples: they must pair one label per example")
+    bad = ~np.isfinite(x)
+    if bad.any():
+      n, t, d = (int(i) for i in np.argwhere(bad)[0])
+      raise ValueError(f"{path}: x_{split} holds {int(bad.sum())} NaN/Inf values (first "
+                       f"at example {n}, step {t}, feature {d})")
+
+
 def _load_npz(path, seed):
   if not path:
     raise ValueError("dataset npz needs data_dir=<file.npz>")
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"npz file not found: {path}")
+  if not zipfile.is_zipfile(path):
+    raise ValueError(f"{path}: not an .npz file (no zip archive inside; write it with "
+                     "numpy.savez)")
   try:
     with np.load(path, allow_pickle=False) as z:
       missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
@@ -96,15 +135,18 @@ def _load_npz(path, seed):
     raise ValueError(f"{path}: arrays must be plain numeric arrays (variable-length "
                      f"sequences stored as objects are not accepted: pad them to one "
                      f"length T first): {e}") from e
-  except (OSError, EOFError) as e:
+  except (OSError, EOFError, zipfile.BadZipFile) as e:
     raise ValueError(f"{path}: not a readable .npz file ({e})") from e
-  for k in ("x_train", "x_test", "x_val"):
-    if k in arrays and arrays[k].ndim != 3:
-      raise ValueError(f"{path}: {k} must be [N, T, D], got shape {arrays[k].shape}")
+  _check_npz_arrays(path, arrays)
+  warnings = []
   train = (arrays["x_train"], arrays["y_train"])
   if "x_val" in arrays and "y_val" in arrays:
     val = (arrays["x_val"], arrays["y_val"])
   else:
+    for have, lacks in (("x_val", "y_val"), ("y_val", "x_val")):
+      if have in arrays:
+        warnings.append(f"{path} has {have} but no {lacks}: {have} ignored, validation "
+                        "carved from the training split instead")
     train, val = _carve_val(*train, 0.1, seed)
   test = (arrays["x_test"], arrays["y_test"])
   ys = np.concatenate([train[1], val[1], test[1]])
@@ -112,7 +154,8 @@ def _load_npz(path, seed):
     labels = [str(v) for v in arrays["labels"]]
   else:
     labels = [str(i) for i in range(int(ys.max()) + 1 if ys.size else 0)]
-  return normalise([train, val, test], labels, {"source": str(path), "frontend": "npz"})
+  return normalise([train, val, test], labels,
+                   {"source": str(path), "frontend": "npz", "warnings": warnings})
 
 
 def load_dataset(name, data_dir=None, *, seed=0, cache_dir=None, **opts):

@@ -30,6 +30,7 @@ import io
 import os
 import pathlib
 import pickle
+import zipfile
 
 import numpy as np
 
@@ -153,10 +154,15 @@ def load_recordings(pickle_path=None, cache_dir=None):
   cache = _cache_dir(cache_dir) / (
       f"hapt_v{_CACHE_VERSION}_{stat.st_size}_{int(stat.st_mtime)}.npz")
   if cache.is_file():
-    with np.load(cache, allow_pickle=False) as z:
-      count = int(z["count"])
-      return [(int(z[f"subject_{i}"]), z[f"signals_{i}"], z[f"labels_{i}"])
-              for i in range(count)]
+    try:
+      with np.load(cache, allow_pickle=False) as z:
+        count = int(z["count"])
+        return [(int(z[f"subject_{i}"]), z[f"signals_{i}"], z[f"labels_{i}"])
+                for i in range(count)]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+      # Our own cache, damaged (a full disk, a copy cut short): say so and rebuild it.
+      print(f"[data] the HAR cache {cache} is damaged ({type(e).__name__}: {e}); "
+            "rebuilding it from the HAPT package", flush=True)
   raw = pickle_path.read_bytes()
   if raw[:2] == b"\x1f\x8b":
     raw = gzip.decompress(raw)
@@ -176,9 +182,13 @@ def load_recordings(pickle_path=None, cache_dir=None):
   for i, (subject, signals, labels) in enumerate(recordings):
     arrays.update({f"subject_{i}": np.array(subject), f"signals_{i}": signals,
                    f"labels_{i}": labels})
-  with fileio.atomic_path(cache) as tmp:
-    with open(tmp, "wb") as f:
-      np.savez(f, **arrays)
+  try:
+    with fileio.atomic_path(cache) as tmp:
+      with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+  except OSError as e:
+    raise ValueError(f"cannot write the HAR cache {cache} ({e.strerror}); pass a "
+                     "writable cache_dir") from e
   return recordings
 
 

@@ -30,12 +30,20 @@ def run(run_dir, windows_npz=None, max_windows=None, output_dir=None):
   from tf_fastgrnn import parity  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import quantization  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn._keras import keras  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import export  # pylint: disable=import-outside-toplevel
   run_dir = pathlib.Path(run_dir)
+  if not run_dir.is_dir():
+    raise FileNotFoundError(f"--run_dir={run_dir} is not a folder")
   tflite_path = run_dir / "model_int8.tflite"
   for needed in (run_dir / "model_float.keras", tflite_path):
     if not needed.is_file():
       raise FileNotFoundError(f"{needed} is missing: is {run_dir} a finished "
                               "train_and_export run?")
+  tflite_bytes = export.read_tflite_file(tflite_path)
+  try:
+    export.check_tflm_compatible(tflite_bytes)
+  except export.TFLMCompatibilityError as e:
+    raise ValueError(f"{tflite_path}: {e}") from e
   if windows_npz:
     with np.load(windows_npz, allow_pickle=False) as z:
       if "x" not in z.files or "y" not in z.files:
@@ -52,7 +60,7 @@ def run(run_dir, windows_npz=None, max_windows=None, output_dir=None):
     float_model = keras.models.load_model(run_dir / "model_float.keras")
     qat_path = run_dir / "model_qat.keras"
     qat_model = keras.models.load_model(qat_path) if qat_path.is_file() else None
-  result = parity.diff_numerics(float_model, qat_model, tflite_path.read_bytes(), x, y)
+  result = parity.diff_numerics(float_model, qat_model, tflite_bytes, x, y)
   parity.write_report(result, pathlib.Path(output_dir or run_dir) / "numerics")
   return result
 

@@ -12,6 +12,8 @@ Signature (``serving_default``): inputs ``"x"``, ``"h"``; outputs ``"h_next"``,
 carries the state by a copy.
 """
 
+import pathlib
+
 import numpy as np
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
@@ -24,6 +26,7 @@ __all__ = [
     "cell_tensor_quantization",
     "range_to_int8",
     "check_tflm_compatible",
+    "read_tflite_file",
     "convert_step_model",
     "convert_window_model",
     "io_quantization",
@@ -303,6 +306,29 @@ def convert_window_model(model, representative_windows, max_windows=200):
 
 def _name(tensor):
   return tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
+
+
+def read_tflite_file(path):
+  """The bytes of the ``.tflite`` at ``path``, after checking that they parse.
+
+  Raises:
+    ValueError: naming the file, when it is not a readable TFLite flatbuffer (a
+      truncated copy, another file type), so no native runtime is handed garbage.
+  """
+  path = pathlib.Path(path)
+  data = path.read_bytes()
+  if len(data) < 8 or data[4:8] != b"TFL3":
+    raise ValueError(f"{path}: not a .tflite model (no TFL3 identifier; {len(data)} bytes)")
+  try:
+    fb_model = _read(data)
+    graph = fb_model.subgraphs[0]
+    for t in graph.tensors:
+      if not 0 <= t.buffer < len(fb_model.buffers):
+        raise IndexError(f"tensor buffer {t.buffer} out of range")
+  except Exception as e:  # pylint: disable=broad-except  # any parse failure: say which file
+    raise ValueError(f"{path}: a damaged .tflite model ({type(e).__name__}: {e}); "
+                     "export it again") from e
+  return data
 
 
 def _read(tflite_bytes):

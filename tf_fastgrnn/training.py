@@ -201,6 +201,58 @@ class _EpochCheckpoint(keras.callbacks.Callback):
                       {"epochs_done": epoch + 1, "history": self.history})
 
 
+def _checkpoint_prefixes(directory):
+  """The ``ckpt-N`` prefixes in ``directory``, newest first, found by listing the folder
+  (not from the ``checkpoint`` state file, which may be damaged)."""
+  found = []
+  for index in directory.glob("ckpt-*.index"):
+    number = index.name[len("ckpt-"):-len(".index")]
+    if number.isdigit():
+      found.append((int(number), str(directory / f"ckpt-{number}")))
+  return [prefix for _, prefix in sorted(found, reverse=True)]
+
+
+def _restore_newest_intact(ckpt, manager, directory):
+  """Restores the newest checkpoint that reads back whole; returns its prefix or None.
+
+  A damaged checkpoint (a truncated data file, a corrupt ``.index``) is named and
+  skipped for the next older one; a damaged or stale ``checkpoint`` state file is named
+  and the files themselves are used. Only a checkpoint of another model is an error.
+
+  Raises:
+    ValueError: the checkpoint is of another model, or every checkpoint is damaged.
+  """
+  prefixes = _checkpoint_prefixes(directory)
+  state_file = directory / "checkpoint"
+  if not prefixes:
+    if state_file.exists():
+      print(f"[training] {state_file} names checkpoints, but none is in {directory}: "
+            "training starts from epoch 1", flush=True)
+    return None
+  latest = manager.latest_checkpoint
+  stale = latest is None or pathlib.Path(latest).name != pathlib.Path(prefixes[0]).name
+  if stale:
+    print(f"[training] {state_file} is unreadable or stale (it names {latest}); resuming "
+          f"from the newest checkpoint files in the folder instead", flush=True)
+  damaged = []
+  for prefix in prefixes:
+    try:
+      ckpt.restore(prefix).assert_existing_objects_matched()
+      if stale or damaged:
+        print(f"[training] resumed from {prefix}", flush=True)
+      return prefix
+    except (AssertionError, ValueError) as e:
+      raise ValueError(
+          f"checkpoint {prefix} does not match this model (another architecture or "
+          f"pruning set-up?); use an empty checkpoint_dir: {e}") from e
+    except (tf.errors.OpError, IndexError, OSError) as e:
+      damaged.append(prefix)
+      print(f"[training] checkpoint {prefix} is damaged ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:120]}); trying the next older one", flush=True)
+  raise ValueError(f"every checkpoint in {directory} is damaged ({', '.join(damaged)}): "
+                   "remove them (or use an empty checkpoint_dir) to train from epoch 1")
+
+
 def _best_epoch(history, first_epoch):
   """0-based epoch with the highest ``val_accuracy`` (ties: lower ``val_loss``, earlier)."""
   acc = history.get("val_accuracy", [])
@@ -398,19 +450,13 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
                            "seed": int(seed), "num_train": int(len(x)), "epochs": epochs,
                            "run_config": run_config,
                            **({} if recipe == _DEFAULT_RECIPE else {"recipe": recipe})},
-               resuming=manager.latest_checkpoint is not None)
-    if manager.latest_checkpoint:
-      try:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-      except (AssertionError, ValueError) as e:
-        raise ValueError(
-            f"checkpoint {manager.latest_checkpoint} does not match this model (another "
-            f"architecture or pruning set-up?); use an empty checkpoint_dir: {e}") from e
+               resuming=bool(_checkpoint_prefixes(directory)))
+    restored = _restore_newest_intact(ckpt, manager, directory)
+    if restored:
       initial_epoch = int(state["epoch"].numpy())
       history = json.loads(state["history"].numpy().decode() or "{}")
       if verbose:
-        print(f"Resuming from {manager.latest_checkpoint}: {initial_epoch}/{epochs} "
-              f"epochs done")
+        print(f"Resuming from {restored}: {initial_epoch}/{epochs} epochs done")
   best = _KeepBest(int(best_from_epoch)) if keep_best else None
   if best is not None and initial_epoch:
     best.load(directory, history)
