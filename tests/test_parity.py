@@ -61,4 +61,4 @@ def test_diff_numerics_cli_on_a_run_folder(tiny, tmp_path):
   assert json.loads((run / "numerics" / "numerics.json").read_text())["windows"] == 6
   missing = subprocess.run(cmd[:3] + [f"--run_dir={tmp_path / 'nothing'}"], cwd=REPO,
                            capture_output=True, text=True, timeout=600)
-  assert missing.returncode != 0 and "is missing" in missing.stderr
+  assert missing.returncode != 0 and "is not a folder" in missing.stderr
