@@ -109,9 +109,9 @@ def test_refuses_wrong_layout():
 
 def _classifier_bias(tflite_bytes):
   """The logits FULLY_CONNECTED's int32 bias, its scales, and its input's scale."""
-  fb_model = export._read(tflite_bytes)  # pylint: disable=protected-access
+  fb_model = export.read_model(tflite_bytes)
   graph = fb_model.subgraphs[0]
-  _, outputs = export._signature_tensors(fb_model)  # pylint: disable=protected-access
+  _, outputs = export.signature_tensors(fb_model)
   op = next(op for op in graph.operators if op.outputs[0] == outputs["logits"])
   bias = graph.tensors[op.inputs[2]]
   values = np.frombuffer(bytes(fb_model.buffers[bias.buffer].data), np.int32)

@@ -61,11 +61,11 @@ def op_differences(tflite_bytes):
   """Per LOGISTIC/TANH op of the model: LiteRT vs TFLM output on all 256 int8 inputs."""
   from ai_edge_litert import interpreter as litert  # pylint: disable=import-outside-toplevel
   from tflite_micro.python.tflite_micro import runtime as tflm  # pylint: disable=import-outside-toplevel
-  fb_model = export._read(tflite_bytes)  # pylint: disable=protected-access
+  fb_model = export.read_model(tflite_bytes)
   graph = fb_model.subgraphs[0]
   results, seen = [], set()
   for op in graph.operators:
-    name = export._op_name(fb_model, op)  # pylint: disable=protected-access
+    name = export.op_name(fb_model, op)
     if name not in ("LOGISTIC", "TANH"):
       continue
     q = graph.tensors[op.inputs[0]].quantization

@@ -42,9 +42,9 @@ def step_io(tflite_bytes):
   (and ``c_next``). ``index`` is the position among the model's inputs or outputs, which
   is how TFLM (no signatures) addresses them.
   """
-  fb_model = export._read(tflite_bytes)  # pylint: disable=protected-access
+  fb_model = export.read_model(tflite_bytes)
   graph = fb_model.subgraphs[0]
-  inputs, outputs = export._signature_tensors(fb_model)  # pylint: disable=protected-access
+  inputs, outputs = export.signature_tensors(fb_model)
   result = {}
   for names, order in ((inputs, list(graph.inputs)), (outputs, list(graph.outputs))):
     for name, tensor_index in names.items():
