@@ -126,11 +126,35 @@ def _rescale_biases(fb_model, tensor_index, old_scale, new_scale):
     bias.quantization.scale = new_bias_scales.astype(np.float32).tolist()
 
 
-def _finish(tflite_bytes, share_state=True, plan=None):
+def _set_classifier_bias(fb_model, bias):
+  """Stores the float ``bias`` of the op giving ``logits`` as int32 in units of its final
+  input scale × weight scale, rounded once (half away from zero), as
+  ``int8_kernels.fully_connected`` does: rescaling the converter's integers after a
+  scale change rounds twice, 1 LSB off in a few logits."""
+  graph = fb_model.subgraphs[0]
+  _, outputs = signature_tensors(fb_model)
+  op = next((op for op in graph.operators if op.outputs[0] == outputs["logits"]
+             and op_name(fb_model, op) == "FULLY_CONNECTED"), None)
+  if op is None or len(op.inputs) < 3 or op.inputs[2] < 0:
+    return
+  bias_tensor = graph.tensors[op.inputs[2]]
+  input_scale = np.float64(np.float32(graph.tensors[op.inputs[0]].quantization.scale[0]))
+  weight_scales = np.asarray(graph.tensors[op.inputs[1]].quantization.scale,
+                             np.float32).astype(np.float64)
+  scales = input_scale * weight_scales
+  ratio = np.asarray(bias, np.float32).astype(np.float64) / scales
+  values = np.clip(np.sign(ratio) * np.floor(np.abs(ratio) + 0.5), -2**31, 2**31 - 1)
+  fb_model.buffers[bias_tensor.buffer].data = np.frombuffer(
+      values.astype(np.int32).tobytes(), np.uint8)
+  bias_tensor.quantization.scale = scales.astype(np.float32).tolist()
+
+
+def _finish(tflite_bytes, share_state=True, plan=None, classifier_bias=None):
   """Gives h and h_next one quantization; drops metadata the device does not need.
 
   With a ``plan``, every plan point gets its grid (``_impose_plan``; the state grid on h
   and h_next); otherwise the state grid covers both calibrated ranges.
+  ``classifier_bias``: the Dense's float bias, stored again on the final grids.
   """
   state_quantization = plan.state if plan is not None else None
   fb_model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
@@ -156,6 +180,8 @@ def _finish(tflite_bytes, share_state=True, plan=None):
           _rescale_biases(fb_model, index, old_scale, scale)
   if plan is not None:
     _impose_plan(fb_model, plan)
+  if classifier_bias is not None:
+    _set_classifier_bias(fb_model, classifier_bias)
   # Tensor names are not read by TFLM; the I/O tensors keep their signature names.
   io_names = {index: name for name, index in {**inputs, **outputs}.items()}
   for i, tensor in enumerate(tensors):
@@ -209,7 +235,7 @@ def convert_step_model(model, representative_windows, *, plan=None, max_pairs=20
     PlanMismatchError: a plan point missing from the int8 graph or on another grid.
     TFLMCompatibilityError: the converted model has something TFLM cannot run.
   """
-  rnn, _ = _parts(model)
+  rnn, dense = _parts(model)
   if plan is not None:
     _check_plan_fits(rnn.cell, plan)
   pairs = representative_pairs(model, representative_windows, max_pairs, seed)
@@ -223,7 +249,8 @@ def convert_step_model(model, representative_windows, *, plan=None, max_pairs=20
   # With a plan, QAT's grids, not the converter's: Keras QAT then computes on exactly
   # the int8 model's grids (the converter merges and widens some ranges).
   tflite_bytes = _finish(_convert(stepping.step_function(step), step, representative),
-                         plan=plan)
+                         plan=plan,
+                         classifier_bias=dense.bias.numpy() if dense.use_bias else None)
   if plan is not None:
     verify_plan(tflite_bytes, plan)
   check_tflm_compatible(tflite_bytes)

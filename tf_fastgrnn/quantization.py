@@ -306,7 +306,26 @@ class QuantizedFastRNNCell(_QATMixin, cells.FastRNNCell):
 @keras.utils.register_keras_serializable(package="tf_fastgrnn")
 class QuantizedDense(keras.layers.Dense):
   """``Dense`` whose kernel is fake-quantized per output channel, as exported, and whose
-  output is fake-quantized on the calibrated logits range once ``calibrate`` has run."""
+  output is fake-quantized on the calibrated logits range once ``calibrate`` has run.
+
+  Args:
+    units: as ``Dense``.
+    input_grid: ``(scale, zero_point)`` of the int8 grid the input is on, which the
+      int8 kernel path quantizes it to; ``quantize_model`` gives the state grid after
+      checking the layer reads the QAT RNN's last state.
+    **kwargs: ``Dense`` arguments.
+  """
+
+  def __init__(self, units, input_grid=None, **kwargs):
+    super().__init__(units, **kwargs)
+    if input_grid is None or len(input_grid) != 2 or not float(input_grid[0]) > 0:
+      raise ValueError("QuantizedDense needs input_grid=(scale, zero_point), the int8 "
+                       f"grid its input is on, got {input_grid!r}")
+    self.input_grid = (float(input_grid[0]), int(input_grid[1]))
+    self._input_k8_grid = k8.grid(*self.input_grid)  # eager: grid() reads its value
+
+  def get_config(self):
+    return dict(super().get_config(), input_grid=list(self.input_grid))
 
   def build(self, input_shape):
     super().build(input_shape)
@@ -330,7 +349,7 @@ class QuantizedDense(keras.layers.Dense):
         out, self.output_range[0], self.output_range[1], num_bits=8)
     g = k8.grid_from_range(self.output_range[0], self.output_range[1])
     fq = _exact_or(self, fq, lambda: k8.dequantize(k8.fully_connected(
-        k8.quantize(inputs, _STATE_GRID), _STATE_GRID, self.kernel,
+        k8.quantize(inputs, self._input_k8_grid), self._input_k8_grid, self.kernel,
         self.bias if self.use_bias else None, g), g))
     return self.activation(out + self.calibrated * (fq - out))
 
@@ -383,7 +402,10 @@ def quantize_model(float_model, calibration_windows=None):
   qcell = _QUANTIZED[type(cell)].from_config(cell.get_config())
   inputs = keras.Input(float_model.input_shape[1:], name="x")
   qrnn = keras.layers.RNN(qcell, name=rnn.name)
-  qdense = QuantizedDense.from_config(dense.get_config())
+  # The Dense reads the RNN's last state (stepping.parts checked), which the QAT cell
+  # puts on the state grid.
+  qdense = QuantizedDense.from_config(
+      dict(dense.get_config(), input_grid=[STATE_SCALE, STATE_ZERO_POINT]))
   model = keras.Model(inputs, qdense(qrnn(inputs)), name=f"{float_model.name}_qat")
   by_name = {_short(w): w.numpy() for w in cell.weights}
   for var in qcell.weights:
@@ -459,7 +481,9 @@ def float_twin(qat_model):
   base = next(b for b in type(qcell).__mro__[1:] if b in _QUANTIZED)
   cell = base.from_config(qcell.get_config())
   inputs = keras.Input(qat_model.input_shape[1:], name="x")
-  dense = keras.layers.Dense.from_config(dense_q.get_config())
+  config = dense_q.get_config()
+  config.pop("input_grid")
+  dense = keras.layers.Dense.from_config(config)
   model = keras.Model(inputs, dense(keras.layers.RNN(cell, name=qrnn.name)(inputs)),
                       name=qat_model.name.replace("_qat", "") + "_int8_source")
   masks = {_short(m)[:-len("_mask")]: m.numpy() for m in qcell.w_masks + qcell.u_masks}
