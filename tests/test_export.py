@@ -4,18 +4,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import helpers
 from tf_fastgrnn import export
-from tf_fastgrnn import models
 from tf_fastgrnn._keras import keras
 
 T, D, H, C = 5, 4, 8, 3
 
 
 def _model(rng, cell="fastgrnn", **kwargs):
-  model = models.sequence_classifier(cell, H, (T, D), C, **kwargs)
-  for var in model.weights:
-    var.assign(rng.normal(0, 0.4, var.shape))
-  return model
+  return helpers.random_classifier(rng, cell, H, (T, D), C, **kwargs)
 
 
 @pytest.mark.parametrize("cell,kwargs", [("fastgrnn", {"w_rank": 2, "u_rank": 3}),
@@ -35,9 +32,9 @@ def test_step_model_steps_the_sequence_model(rng, cell, kwargs):
 
 @pytest.fixture(scope="module")
 def fastgrnn_int8():
-  rng = np.random.default_rng(0)
-  model = _model(rng, w_rank=2, u_rank=4)
-  return model, export.convert_step_model(model, rng.normal(0, 1, (16, T, D)))
+  model, tflite_bytes, _, _ = helpers.converted_classifier("fastgrnn", H, (T, D), C,
+                                                           windows=16, w_rank=2, u_rank=4)
+  return model, tflite_bytes
 
 
 def test_export_is_int8_with_builtin_tflm_ops(fastgrnn_int8):

@@ -37,6 +37,7 @@ __all__ = [
     "signature_tensors",
     "op_name",
     "check_tflm_compatible",
+    "convert_int8",
     "convert_step_model",
     "convert_window_model",
     "io_quantization",
@@ -74,15 +75,21 @@ def _parts(model):
   return rnn, dense
 
 
-def _convert(fn, trackable, representative):
-  converter = tf.lite.TFLiteConverter.from_concrete_functions(
-      [fn.get_concrete_function()], trackable)
+def convert_int8(converter, representative):
+  """Runs ``converter`` (a ``tf.lite.TFLiteConverter``) as full-integer int8: builtin
+  int8 ops only, int8 inputs and outputs, calibrated on ``representative`` (a callable
+  yielding feeds). The one converter set-up of the project; returns the bytes."""
   converter.optimizations = [tf.lite.Optimize.DEFAULT]
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
   converter.inference_input_type = tf.int8
   converter.inference_output_type = tf.int8
   converter.representative_dataset = representative
   return bytes(converter.convert())
+
+
+def _convert(fn, trackable, representative):
+  return convert_int8(tf.lite.TFLiteConverter.from_concrete_functions(
+      [fn.get_concrete_function()], trackable), representative)
 
 
 def _union_quantization(q_a, q_b):
