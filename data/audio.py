@@ -23,7 +23,7 @@ import wave
 import numpy as np
 from absl import logging
 
-from data import datasets
+from data import splits
 
 __all__ = ["FRONTENDS", "frame_count", "load_fsdd", "load_speech_commands", "log_mel",
            "mel_filterbank", "micro_frontend", "read_wav"]
@@ -187,6 +187,10 @@ def load_fsdd(data_dir, seed=0, max_frames=98, frontend="logmel32"):
 
   ``frontend``: ``logmel32`` (numpy log-mel, the paper's) or ``micro32`` (TFLM's micro
   front end); ``meta["frontend"]`` names it and the device must compute the same.
+
+  Returns:
+    ``(splits, labels, meta)``: ``[(x, y)]`` for train, val, test (raw features, for
+    ``datasets.normalise``), the class names and the provenance.
   """
   _frontend(frontend)
   root = _require_dir(data_dir, "fsdd")
@@ -207,13 +211,12 @@ def load_fsdd(data_dir, seed=0, max_frames=98, frontend="logmel32"):
   x = np.stack(feats)
   y = np.array([parsed[i][0] for i in keep], np.int32)
   test = np.array([parsed[i][1] <= 4 for i in keep])
-  train, val = datasets._carve_val(x[~test], y[~test], 0.1, seed)  # pylint: disable=protected-access
+  train, val = splits.carve_val(x[~test], y[~test], 0.1, seed)
   meta = {"source": str(root), "frontend": frontend, "sample_rate_hz": FSDD_RATE,
           "window_ms": WINDOW_MS, "hop_ms": HOP_MS, "num_mels": NUM_MELS,
           "max_frames": max_frames}
   _skip_summary(skipped, len(paths), meta)
-  return datasets.normalise([train, val, (x[test], y[test])],
-                            [str(d) for d in range(10)], meta)
+  return [train, val, (x[test], y[test])], [str(d) for d in range(10)], meta
 
 
 def load_speech_commands(data_dir, task="google12", seed=0, max_frames=98,
@@ -223,6 +226,9 @@ def load_speech_commands(data_dir, task="google12", seed=0, max_frames=98,
   ``google12``: the ten words, ``_silence_`` (1 s clips cut from
   ``_background_noise_``) and ``_unknown_`` (every other word); ``google30``: every word.
   ``max_per_class`` caps each class per split, for quick runs.
+
+  Returns:
+    ``(splits, labels, meta)`` as ``load_fsdd``.
   """
   features = _frontend(frontend)
   root = _require_dir(data_dir, "speech_commands")
@@ -279,4 +285,4 @@ def load_speech_commands(data_dir, task="google12", seed=0, max_frames=98,
           "sample_rate_hz": SPEECH_COMMANDS_RATE, "window_ms": WINDOW_MS, "hop_ms": HOP_MS,
           "num_mels": NUM_MELS, "max_frames": max_frames, "task": task}
   _skip_summary(skipped_all, total, meta)
-  return datasets.normalise(out, labels, meta)
+  return out, labels, meta

@@ -6,6 +6,8 @@ import zipfile
 
 import numpy as np
 
+from data import splits
+
 __all__ = ["AUDIO_DATASETS", "DATASETS", "Dataset", "load_dataset", "normalise"]
 
 DATASETS = ("har6", "har2", "fsdd", "speech_commands", "google12", "google30", "npz")
@@ -82,13 +84,6 @@ def normalise(splits, labels, meta):
                  feature_std=std.astype(np.float32), meta=meta)
 
 
-def _carve_val(x, y, fraction, seed):
-  rng = np.random.default_rng(seed)
-  order = rng.permutation(len(x))
-  n_val = max(1, int(round(fraction * len(x))))
-  return (x[order[n_val:]], y[order[n_val:]]), (x[order[:n_val]], y[order[:n_val]])
-
-
 def _check_npz_arrays(path, arrays):
   """Refuses, naming the array, what would otherwise train silently wrong."""
   for k, a in arrays.items():
@@ -147,7 +142,7 @@ def _load_npz(path, seed):
       if have in arrays:
         warnings.append(f"{path} has {have} but no {lacks}: {have} ignored, validation "
                         "carved from the training split instead")
-    train, val = _carve_val(*train, 0.1, seed)
+    train, val = splits.carve_val(*train, 0.1, seed)
   test = (arrays["x_test"], arrays["y_test"])
   ys = np.concatenate([train[1], val[1], test[1]])
   if "labels" in arrays:
@@ -185,9 +180,9 @@ def load_dataset(name, data_dir=None, *, seed=0, cache_dir=None, **opts):
     return _load_npz(data_dir, seed)
   if name == "fsdd":
     from data import audio  # pylint: disable=import-outside-toplevel
-    return audio.load_fsdd(data_dir or DEFAULT_FSDD, seed=seed, **opts)
+    return normalise(*audio.load_fsdd(data_dir or DEFAULT_FSDD, seed=seed, **opts))
   if name in ("speech_commands", "google12", "google30"):
     from data import audio  # pylint: disable=import-outside-toplevel
     task = opts.pop("task", "google30" if name == "google30" else "google12")
-    return audio.load_speech_commands(data_dir, task=task, seed=seed, **opts)
+    return normalise(*audio.load_speech_commands(data_dir, task=task, seed=seed, **opts))
   raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}")

@@ -168,10 +168,8 @@ def markdown(agg, command, settings):
 
 
 def plot_pareto(agg, path):
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
+  plt = fileio.pyplot()
   datasets = list(dict.fromkeys(d for d, _ in agg))
   fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
   for ax, dataset in zip(axes[0], datasets):
@@ -186,10 +184,7 @@ def plot_pareto(agg, path):
     ax.set_ylabel("int8 TFLM accuracy %")
     ax.set_title(dataset)
     ax.grid(alpha=0.3)
-  fig.tight_layout()
-  with fileio.atomic_path(path) as tmp:
-    fig.savefig(tmp, dpi=110, format="png")
-  plt.close(fig)
+  fileio.save_figure(fig, path)
 
 
 def _check_reused(run_dir, config):

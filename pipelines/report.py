@@ -24,10 +24,7 @@ def macro_f1(cm):
 
 
 def _figure():
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  return plt
+  return fileio.pyplot()
 
 
 def plot_confusion(cm, labels, path, title):
@@ -42,10 +39,7 @@ def plot_confusion(cm, labels, path, title):
   for (i, j), v in np.ndenumerate(cm):
     ax.text(j, i, str(v), ha="center", va="center",
             color="white" if v > cm.max() / 2 else "black", fontsize=8)
-  fig.tight_layout()
-  with fileio.atomic_path(path) as tmp:
-    fig.savefig(tmp, dpi=110, format="png")
-  plt.close(fig)
+  fileio.save_figure(fig, path)
 
 
 def plot_history(histories, path, phase_epochs=()):
@@ -72,10 +66,7 @@ def plot_history(histories, path, phase_epochs=()):
   ax_acc.set_ylabel("accuracy")
   ax_loss.legend(fontsize=7)
   ax_acc.legend(fontsize=7)
-  fig.tight_layout()
-  with fileio.atomic_path(path) as tmp:
-    fig.savefig(tmp, dpi=110, format="png")
-  plt.close(fig)
+  fileio.save_figure(fig, path)
 
 
 def _table(rows, header):

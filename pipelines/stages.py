@@ -41,6 +41,7 @@ QAT_MODEL = "model_qat.keras"
 CALIBRATION_WINDOWS = 256  # training windows the int8 ranges are calibrated on
 TFLITE_MODEL = "model_int8.tflite"
 WINDOW_MODEL = "model_int8_window.tflite"
+QUANTIZATION_PLAN = "quantization_plan.json"  # next to TFLITE_MODEL (QAT models)
 
 
 def _log(message):
@@ -304,9 +305,12 @@ def _load_qat(r):
 
 def _export(r):
   _log("exporting the int8 step model")
-  tflite_bytes = export.convert_step_model(r.deploy_model,
-                                           r.ds.x_train[:CALIBRATION_WINDOWS])
+  model, plan = quantization.export_inputs(r.deploy_model)  # QAT: its float twin + plan
+  tflite_bytes = export.convert_step_model(model, r.ds.x_train[:CALIBRATION_WINDOWS],
+                                           plan=plan)
   export.check_tflm_compatible(tflite_bytes)  # before anything is written
+  if plan is not None:
+    plan.save(r.out / QUANTIZATION_PLAN)
   fileio.write_bytes(r.out / TFLITE_MODEL, tflite_bytes)
   r.tflite_bytes = tflite_bytes
 
@@ -323,7 +327,8 @@ def _export_window(r):
     return
   _log("exporting the unrolled whole-window model (for comparison)")
   try:
-    window_bytes = export.convert_window_model(r.deploy_model, r.ds.x_train[:64])
+    window_bytes = export.convert_window_model(
+        quantization.export_inputs(r.deploy_model)[0], r.ds.x_train[:64])
   except export.TFLMCompatibilityError as e:  # optional artifact: say why, go on
     _log(f"whole-window model not exported: {e}")
     return

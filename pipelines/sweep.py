@@ -287,14 +287,10 @@ def convert_cnn(model, representative_windows):
   def fn(x):
     return model(x)
 
-  converter = tf.lite.TFLiteConverter.from_concrete_functions(
-      [fn.get_concrete_function()], model)
-  converter.optimizations = [tf.lite.Optimize.DEFAULT]
-  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-  converter.inference_input_type = tf.int8
-  converter.inference_output_type = tf.int8
-  converter.representative_dataset = lambda: ([w[None]] for w in representative_windows)
-  return bytes(converter.convert())
+  from tf_fastgrnn import export  # pylint: disable=import-outside-toplevel
+  return export.convert_int8(
+      tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model),
+      lambda: ([w[None]] for w in representative_windows))
 
 
 class WindowRunner:
@@ -595,10 +591,8 @@ def markdown(agg):
 
 def plot_fronts(agg, path):
   """One panel per dataset: score vs dense int8 weight bytes (log x), ± std, per family."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
+  plt = fileio.pyplot()
   datasets = sorted({k[0] for k in agg})
   fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(5.5 * max(len(datasets), 1),
                                                               4.2), squeeze=False)
@@ -629,10 +623,7 @@ def plot_fronts(agg, path):
     ax.set_title(dataset)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-  fig.tight_layout()
-  with fileio.atomic_path(path) as tmp:
-    fig.savefig(tmp, dpi=110, format="png")
-  plt.close(fig)
+  fileio.save_figure(fig, path)
 
 
 def write_aggregate(results_dir, report_dir, points=None):

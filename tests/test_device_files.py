@@ -5,9 +5,9 @@ import re
 import numpy as np
 import pytest
 
+from tests import helpers
 from tf_fastgrnn import device_files
 from tf_fastgrnn import export
-from tf_fastgrnn import models
 from tf_fastgrnn import runtime
 
 T, D, H, C = 4, 3, 6, 3
@@ -15,12 +15,8 @@ T, D, H, C = 4, 3, 6, 3
 
 @pytest.fixture(scope="module")
 def exported():
-  rng = np.random.default_rng(0)
-  model = models.sequence_classifier("fastgrnn", H, (T, D), C, w_rank=2)
-  for var in model.weights:
-    var.assign(rng.normal(0, 0.4, var.shape))
-  windows = rng.normal(0, 1, (8, T, D)).astype(np.float32)
-  tflite_bytes = export.convert_step_model(model, windows)
+  _, tflite_bytes, windows, _ = helpers.converted_classifier("fastgrnn", H, (T, D), C,
+                                                             windows=8, w_rank=2)
   traces = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows[:2])
   settings = device_files.settings_from_model(
       tflite_bytes, labels=["a", "b", "c"], steps_per_window=T,

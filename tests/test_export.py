@@ -4,18 +4,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import helpers
 from tf_fastgrnn import export
-from tf_fastgrnn import models
 from tf_fastgrnn._keras import keras
 
 T, D, H, C = 5, 4, 8, 3
 
 
 def _model(rng, cell="fastgrnn", **kwargs):
-  model = models.sequence_classifier(cell, H, (T, D), C, **kwargs)
-  for var in model.weights:
-    var.assign(rng.normal(0, 0.4, var.shape))
-  return model
+  return helpers.random_classifier(rng, cell, H, (T, D), C, **kwargs)
 
 
 @pytest.mark.parametrize("cell,kwargs", [("fastgrnn", {"w_rank": 2, "u_rank": 3}),
@@ -35,9 +32,9 @@ def test_step_model_steps_the_sequence_model(rng, cell, kwargs):
 
 @pytest.fixture(scope="module")
 def fastgrnn_int8():
-  rng = np.random.default_rng(0)
-  model = _model(rng, w_rank=2, u_rank=4)
-  return model, export.convert_step_model(model, rng.normal(0, 1, (16, T, D)))
+  model, tflite_bytes, _, _ = helpers.converted_classifier("fastgrnn", H, (T, D), C,
+                                                           windows=16, w_rank=2, u_rank=4)
+  return model, tflite_bytes
 
 
 def test_export_is_int8_with_builtin_tflm_ops(fastgrnn_int8):
@@ -109,9 +106,9 @@ def test_refuses_wrong_layout():
 
 def _classifier_bias(tflite_bytes):
   """The logits FULLY_CONNECTED's int32 bias, its scales, and its input's scale."""
-  fb_model = export._read(tflite_bytes)  # pylint: disable=protected-access
+  fb_model = export.read_model(tflite_bytes)
   graph = fb_model.subgraphs[0]
-  _, outputs = export._signature_tensors(fb_model)  # pylint: disable=protected-access
+  _, outputs = export.signature_tensors(fb_model)
   op = next(op for op in graph.operators if op.outputs[0] == outputs["logits"])
   bias = graph.tensors[op.inputs[2]]
   values = np.frombuffer(bytes(fb_model.buffers[bias.buffer].data), np.int32)

@@ -5,8 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tf_fastgrnn import export
-from tf_fastgrnn import models
+from tests import helpers
 from tf_fastgrnn import parity
 
 T, D, H, C = 4, 3, 6, 3
@@ -14,12 +13,9 @@ T, D, H, C = 4, 3, 6, 3
 
 @pytest.fixture(scope="module")
 def tiny():
-  rng = np.random.default_rng(0)
-  model = models.sequence_classifier("fastgrnn", H, (T, D), C)
-  for var in model.weights:
-    var.assign(rng.normal(0, 0.4, var.shape))
-  x = rng.normal(0, 1, (12, T, D)).astype(np.float32)
-  return model, export.convert_step_model(model, x), x, rng.integers(0, C, 12)
+  model, tflite_bytes, x, rng = helpers.converted_classifier("fastgrnn", H, (T, D), C,
+                                                             windows=12)
+  return model, tflite_bytes, x, rng.integers(0, C, 12)
 
 
 def test_keras_traces_end_in_the_model_output(tiny):

@@ -91,7 +91,8 @@ def test_qat_export_matches_tflm_and_float_accuracy(rng):
   qat = quantization.quantize_model(model)
   training.fit(qat, (x[:300], y[:300]), epochs=3, batch_size=32, learning_rate=0.001,
                verbose=0)
-  tflite_bytes = export.convert_step_model(qat, x[:100])
+  float_model, plan = quantization.export_inputs(qat)
+  tflite_bytes = export.convert_step_model(float_model, x[:100], plan=plan)
   q = export.io_quantization(tflite_bytes)
   assert q["h"] == q["h_next"] == (quantization.STATE_SCALE, 0)
   tflm = runtime.TFLMStepRunner(tflite_bytes).run_windows(x[300:])
@@ -107,7 +108,8 @@ def _calibrated_export(rng, cell, **kwargs):
     var.assign(rng.normal(0, 0.5, var.shape))
   windows = rng.normal(0, 1.5, (32, T, D)).astype(np.float32)
   qat = quantization.quantize_model(model, windows)
-  return qat, windows, export.convert_step_model(qat, windows)
+  float_model, plan = quantization.export_inputs(qat)
+  return qat, windows, export.convert_step_model(float_model, windows, plan=plan)
 
 
 _EXPORTS = {"fastgrnn_lowrank": ("fastgrnn", {"w_rank": 2, "u_rank": 4}),
@@ -125,9 +127,11 @@ def calibrated(request):
 def test_export_carries_every_calibrated_grid(calibrated):
   qat, _, tflite_bytes = calibrated
   qcell = qat.get_layer("rnn").cell
-  grids = export.cell_tensor_quantization(tflite_bytes, qcell)
+  plan = quantization.plan(qat)
+  grids = export.plan_point_quantization(tflite_bytes, plan)
+  assert set(grids) == set(plan.points)  # every plan point found in the int8 graph
   wanted = dict(qcell.ranges, logits=qat.get_layer("logits").output_range)
-  assert set(grids) == set(wanted)  # every fake-quant point found in the int8 graph
+  assert set(wanted) < set(plan.points)  # every fake-quant point is a plan point
   for point, var in wanted.items():
     scale, zero_point = export.range_to_int8(*var.numpy())
     assert grids[point][1] == zero_point, point
@@ -176,7 +180,7 @@ def test_fake_quant_on_the_grids_is_close_and_uncalibrated_is_not(rng):
   # Without the intermediate grids (the converter's own calibration), far more differ.
   qat.get_layer("rnn").cell.calibrated.assign(0.0)
   qat.get_layer("logits").calibrated.assign(0.0)
-  uncalibrated = export.convert_step_model(qat, windows)
+  uncalibrated = export.convert_step_model(quantization.float_twin(qat), windows)
   err_before = _one_step_state_error(qat, uncalibrated, pairs)
   assert np.mean(err_before) > 2 * np.mean(err)
 
@@ -209,7 +213,8 @@ def test_qat_within_one_point_of_float_on_real_har2():
   assert float_acc > 0.9  # the task is learnt at all
   assert qat_acc >= float_acc - 0.01, (float_acc, qat_acc)
   # And the int8 model TFLM runs makes the same decisions.
-  tflite_bytes = export.convert_step_model(qat, x_tr[:128])
+  float_model, plan = quantization.export_inputs(qat)
+  tflite_bytes = export.convert_step_model(float_model, x_tr[:128], plan=plan)
   traces = runtime.TFLMStepRunner(tflite_bytes).run_windows(x_te[:100])
   np.testing.assert_array_equal(traces["logits"][:, -1].argmax(-1),
                                 qat.predict(x_te[:100], verbose=0).argmax(-1))

@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from tf_fastgrnn import export
-from tf_fastgrnn import models
+from tests import helpers
 from tf_fastgrnn import runtime
 
 T, D, H, C = 5, 4, 8, 3
@@ -12,12 +11,9 @@ T, D, H, C = 5, 4, 8, 3
 
 @pytest.fixture(scope="module")
 def step_bytes():
-  rng = np.random.default_rng(0)
-  model = models.sequence_classifier("fastgrnn", H, (T, D), C, u_rank=4)
-  for var in model.weights:
-    var.assign(rng.normal(0, 0.4, var.shape))
-  windows = rng.normal(0, 1, (16, T, D)).astype(np.float32)
-  return model, export.convert_step_model(model, windows), windows
+  model, tflite_bytes, windows, _ = helpers.converted_classifier(
+      "fastgrnn", H, (T, D), C, windows=16, u_rank=4)
+  return model, tflite_bytes, windows
 
 
 def test_step_io_names_and_shared_state_quantization(step_bytes):

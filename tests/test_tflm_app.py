@@ -1,6 +1,5 @@
 """The TFLM app template: its TFLM-free logic always; the TFLM host test where TFLM_ROOT is set."""
 
-import math
 import os
 import shutil
 import subprocess
@@ -33,38 +32,10 @@ def test_logic_test_passes(logic_binary):
   assert result.returncode == 0 and result.stdout.strip().endswith("passed, 0 failed")
 
 
-# TFLite's integer requantization (QuantizeMultiplier + MultiplyByQuantizedMultiplier),
-# ported to Python integers as the reference for the C++.
-def _quantize_multiplier(real):
-  q, shift = math.frexp(real)
-  q_fixed = round(q * (1 << 31))
-  if q_fixed == 1 << 31:
-    q_fixed //= 2
-    shift += 1
-  return q_fixed, shift
-
-
-def _srdhm(a, b):
-  if a == b == -(1 << 31):
-    return (1 << 31) - 1
-  ab = a * b
-  nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
-  return int((ab + nudge) / (1 << 31))  # C++ division truncates toward zero
-
-
-def _rdbpot(x, exponent):
-  mask = (1 << exponent) - 1
-  remainder = x & mask
-  threshold = (mask >> 1) + (1 if x < 0 else 0)
-  return (x >> exponent) + (1 if remainder > threshold else 0)
-
-
 def _requant(value, s_out, z_out, s_in, z_in):
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  mult, shift = _quantize_multiplier(float(np.float32(s_out)) / float(np.float32(s_in)))
-  left, right = max(shift, 0), max(-shift, 0)
-  out = _rdbpot(_srdhm((value - z_out) * (1 << left), mult), right) + z_in
-  return min(127, max(-128, out))
+  """TFLite's integer requantization, as the Python reference (``fixed_point``)."""
+  from tf_fastgrnn import fixed_point  # pylint: disable=import-outside-toplevel
+  return int(fixed_point.requantize([value], (s_out, z_out), (s_in, z_in))[0])
 
 
 def test_requantization_is_tflite_bit_exact(logic_binary):

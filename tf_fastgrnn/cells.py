@@ -16,7 +16,7 @@ import tensorflow_model_optimization as tfmot
 from tf_fastgrnn import activations
 from tf_fastgrnn._keras import keras
 
-__all__ = ["FastGRNNCell", "FastRNNCell", "FastGRNN", "FastRNN"]
+__all__ = ["FAST_CELLS", "FastGRNNCell", "FastRNNCell", "FastGRNN", "FastRNN"]
 
 
 def _check_rank(name, rank):
@@ -292,6 +292,9 @@ def FastRNN(units, **kwargs):  # pylint: disable=invalid-name
   """A plain ``keras.layers.RNN`` around a ``FastRNNCell``; arguments as ``FastGRNN``."""
   return _rnn(FastRNNCell, units, dict(kwargs))
 
+
+# The tf_fastgrnn cell types (their QAT versions are subclasses).
+FAST_CELLS = (FastGRNNCell, FastRNNCell)
 
 # tf_keras' legacy (.h5) loader looks nested objects such as an RNN's cell up by their
 # bare class name, not by the "tf_fastgrnn>" registered name the .keras format uses, so

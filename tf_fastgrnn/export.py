@@ -19,13 +19,27 @@ import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
 
+from tf_fastgrnn import int8_kernels
+from tf_fastgrnn import plan as plan_lib
+from tf_fastgrnn import stepping
 from tf_fastgrnn._keras import keras
 
+# The stepping helpers, long public here.
+step_model = stepping.step_model
+representative_pairs = stepping.representative_pairs
+range_to_int8 = int8_kernels.range_to_int8
+PlanMismatchError = plan_lib.PlanMismatchError
+
 __all__ = [
+    "PlanMismatchError",
     "TFLMCompatibilityError",
-    "cell_tensor_quantization",
+    "plan_point_quantization",
     "range_to_int8",
+    "read_model",
+    "signature_tensors",
+    "op_name",
     "check_tflm_compatible",
+    "convert_int8",
     "read_tflite_file",
     "convert_step_model",
     "convert_window_model",
@@ -33,6 +47,7 @@ __all__ = [
     "model_ops",
     "representative_pairs",
     "step_model",
+    "verify_plan",
 ]
 
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -53,106 +68,31 @@ class TFLMCompatibilityError(ValueError):
 
 
 def _parts(model):
-  try:
-    rnn, dense = model.get_layer("rnn"), model.get_layer("logits")
-  except ValueError as e:
-    raise ValueError("export expects the layout of tf_fastgrnn.models.sequence_classifier "
-                     "(an RNN layer named 'rnn' and a Dense named 'logits')") from e
-  if getattr(rnn, "layer", None) is not None:  # a TF-MOT pruning wrapper left on
-    raise ValueError("the model still has pruning wrappers: call "
-                     "tfmot.sparsity.keras.strip_pruning (pruning.train_three_phase "
-                     "returns a stripped model)")
+  rnn, dense = stepping.parts(model)
+  # A QAT cell (quantization's, found by its int8_exact switch: the export does not
+  # import the QAT module) is refused: its grids travel in the plan.
+  if hasattr(rnn.cell, "int8_exact"):
+    raise ValueError(
+        f"{model.name!r} is a QAT model: the export takes the float model and the "
+        "quantization plan (quantization.export_inputs(qat_model) gives both)")
   return rnn, dense
 
 
-def _state_sizes(cell):
-  sizes = cell.state_size
-  return list(sizes) if isinstance(sizes, (list, tuple)) else [sizes]
-
-
-def step_model(model, batch_size=1):
-  """One recurrent step plus the classifier, sharing ``model``'s layers (and weights).
-
-  Args:
-    model: a model laid out as ``models.sequence_classifier`` builds it (float or QAT).
-    batch_size: 1 for export; None to step many windows at once in Keras.
-
-  Returns:
-    A ``keras.Model`` with inputs ``{"x": [B, D], "h": [B, H]}`` (plus ``"c"`` for an
-    LSTM) and outputs ``{"h_next": [B, H], "logits": [B, C]}`` (plus ``"c_next"``).
-  """
-  rnn, dense = _parts(model)
-  cell = rnn.cell
-  input_dim = int(model.input_shape[-1])
-  sizes = _state_sizes(cell)
-  x = keras.Input((input_dim,), batch_size=batch_size, name="x")
-  states = [keras.Input((n,), batch_size=batch_size, name=name)
-            for n, name in zip(sizes, ("h", "c"))]
-  _, new_states = cell(x, states if len(states) > 1 else [states[0]])
-  new_states = list(new_states) if isinstance(new_states, (list, tuple)) else [new_states]
-  outputs = {"h_next": new_states[0], "logits": dense(new_states[0])}
-  if len(new_states) > 1:
-    outputs["c_next"] = new_states[1]
-  inputs = {"x": x, "h": states[0]}
-  if len(states) > 1:
-    inputs["c"] = states[1]
-  return keras.Model(inputs, outputs, name=f"{model.name}_step")
-
-
-def _step_function(step, batch_size=1):
-  specs = {name: tf.TensorSpec([batch_size] + list(t.shape[1:]), tf.float32, name=name)
-           for name, t in step.input.items()}
-  names = sorted(specs)
-
-  @tf.function(input_signature=[specs[n] for n in names], autograph=False)
-  def fn(*args):
-    return step(dict(zip(names, args)))
-  return fn
-
-
-def representative_pairs(model, windows, max_pairs=2000, seed=0):
-  """(x_t, states_{t-1}) pairs met when ``model`` runs over ``windows`` [N, T, D].
-
-  The converter calibrates the int8 ranges on these, so they must be what the device
-  will see: real frames and the states the model itself produces from a zero start.
-
-  Returns:
-    A dict of float32 arrays ``{"x": [P, D], "h": [P, H], ("c": ...)}``.
-  """
-  windows = np.asarray(windows, np.float32)
-  if windows.ndim != 3:
-    raise ValueError(f"windows must be [N, T, D], got shape {windows.shape}")
-  step = step_model(model, batch_size=None)
-  fn = _step_function(step, batch_size=None)
-  names = sorted(step.input)
-  state = {n: np.zeros((len(windows),) + tuple(step.input[n].shape[1:]), np.float32)
-           for n in names if n != "x"}
-  pairs = {n: [] for n in names}
-  for t in range(windows.shape[1]):
-    feed = dict(state, x=windows[:, t])
-    for n in names:
-      pairs[n].append(feed[n])
-    out = fn(*[feed[n] for n in names])
-    state = {"h": out["h_next"].numpy()}
-    if "c_next" in out:
-      state["c"] = out["c_next"].numpy()
-  pairs = {n: np.concatenate(v) for n, v in pairs.items()}
-  total = len(pairs["x"])
-  if total > max_pairs:
-    keep = np.random.default_rng(seed).choice(total, max_pairs, replace=False)
-    pairs = {n: v[keep] for n, v in pairs.items()}
-  return pairs
-
-
-def _convert(fn, trackable, representative):
-  converter = tf.lite.TFLiteConverter.from_concrete_functions(
-      [fn.get_concrete_function()], trackable)
+def convert_int8(converter, representative):
+  """Runs ``converter`` (a ``tf.lite.TFLiteConverter``) as full-integer int8: builtin
+  int8 ops only, int8 inputs and outputs, calibrated on ``representative`` (a callable
+  yielding feeds). The one converter set-up of the project; returns the bytes."""
   converter.optimizations = [tf.lite.Optimize.DEFAULT]
   converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
   converter.inference_input_type = tf.int8
   converter.inference_output_type = tf.int8
   converter.representative_dataset = representative
   return bytes(converter.convert())
+
+
+def _convert(fn, trackable, representative):
+  return convert_int8(tf.lite.TFLiteConverter.from_concrete_functions(
+      [fn.get_concrete_function()], trackable), representative)
 
 
 def _union_quantization(q_a, q_b):
@@ -162,7 +102,8 @@ def _union_quantization(q_a, q_b):
   return range_to_int8(lo, hi)
 
 
-def _signature_tensors(fb_model):
+def signature_tensors(fb_model):
+  """``({input name: tensor index}, {output name: tensor index})`` by the signature."""
   sig = fb_model.signatureDefs[0]
   inputs = {_name(t): t.tensorIndex for t in sig.inputs}
   outputs = {_name(t): t.tensorIndex for t in sig.outputs}
@@ -180,7 +121,7 @@ def _rescale_biases(fb_model, tensor_index, old_scale, new_scale):
     return
   graph = fb_model.subgraphs[0]
   for op in graph.operators:
-    if (_op_name(fb_model, op) != "FULLY_CONNECTED" or op.inputs[0] != tensor_index
+    if (op_name(fb_model, op) != "FULLY_CONNECTED" or op.inputs[0] != tensor_index
         or len(op.inputs) < 3 or op.inputs[2] < 0):
       continue
     bias = graph.tensors[op.inputs[2]]
@@ -195,16 +136,40 @@ def _rescale_biases(fb_model, tensor_index, old_scale, new_scale):
     bias.quantization.scale = new_bias_scales.astype(np.float32).tolist()
 
 
-def _finish(tflite_bytes, share_state=True, state_quantization=None, qat_model=None):
+def _set_classifier_bias(fb_model, bias):
+  """Stores the float ``bias`` of the op giving ``logits`` as int32 in units of its final
+  input scale × weight scale, rounded once (half away from zero), as
+  ``int8_kernels.fully_connected`` does: rescaling the converter's integers after a
+  scale change rounds twice, 1 LSB off in a few logits."""
+  graph = fb_model.subgraphs[0]
+  _, outputs = signature_tensors(fb_model)
+  op = next((op for op in graph.operators if op.outputs[0] == outputs["logits"]
+             and op_name(fb_model, op) == "FULLY_CONNECTED"), None)
+  if op is None or len(op.inputs) < 3 or op.inputs[2] < 0:
+    return
+  bias_tensor = graph.tensors[op.inputs[2]]
+  input_scale = np.float64(np.float32(graph.tensors[op.inputs[0]].quantization.scale[0]))
+  weight_scales = np.asarray(graph.tensors[op.inputs[1]].quantization.scale,
+                             np.float32).astype(np.float64)
+  scales = input_scale * weight_scales
+  ratio = np.asarray(bias, np.float32).astype(np.float64) / scales
+  values = np.clip(np.sign(ratio) * np.floor(np.abs(ratio) + 0.5), -2**31, 2**31 - 1)
+  fb_model.buffers[bias_tensor.buffer].data = np.frombuffer(
+      values.astype(np.int32).tobytes(), np.uint8)
+  bias_tensor.quantization.scale = scales.astype(np.float32).tolist()
+
+
+def _finish(tflite_bytes, share_state=True, plan=None, classifier_bias=None):
   """Gives h and h_next one quantization; drops metadata the device does not need.
 
-  ``state_quantization`` (scale, zero_point) sets that grid on h and h_next (QAT models
-  train on it); otherwise the grid covers both calibrated ranges. ``qat_model``: its
-  calibrated grids go on the tensors it fake-quantizes (``_impose_qat_grids``).
+  With a ``plan``, every plan point gets its grid (``_impose_plan``; the state grid on h
+  and h_next); otherwise the state grid covers both calibrated ranges.
+  ``classifier_bias``: the Dense's float bias, stored again on the final grids.
   """
+  state_quantization = plan.state if plan is not None else None
   fb_model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
   tensors = fb_model.subgraphs[0].tensors
-  inputs, outputs = _signature_tensors(fb_model)
+  inputs, outputs = signature_tensors(fb_model)
   if share_state:
     for state_in, state_out in (("h", "h_next"), ("c", "c_next")):
       if state_in in inputs and state_out in outputs:
@@ -223,8 +188,10 @@ def _finish(tflite_bytes, share_state=True, state_quantization=None, qat_model=N
           old_scale = float(q.scale[0])
           q.scale, q.zeroPoint = [scale], [zero_point]
           _rescale_biases(fb_model, index, old_scale, scale)
-  if qat_model is not None:
-    _impose_qat_grids(fb_model, qat_model)
+  if plan is not None:
+    _impose_plan(fb_model, plan)
+  if classifier_bias is not None:
+    _set_classifier_bias(fb_model, classifier_bias)
   # Tensor names are not read by TFLM; the I/O tensors keep their signature names.
   io_names = {index: name for name, index in {**inputs, **outputs}.items()}
   for i, tensor in enumerate(tensors):
@@ -236,15 +203,36 @@ def _finish(tflite_bytes, share_state=True, state_quantization=None, qat_model=N
   return bytes(flatbuffer_utils.convert_object_to_bytearray(fb_model))
 
 
-def convert_step_model(model, representative_windows, *, max_pairs=2000, seed=0):
+def _check_plan_fits(cell, plan):
+  """Refuses a plan made for another cell, and activations the export cannot place."""
+  wanted = {"cell_type": type(cell).__name__, "units": int(cell.units),
+            "input_dim": int(cell.input_dim), "w_rank": cell.w_rank, "u_rank": cell.u_rank,
+            "update_activation": cell.update_activation,
+            "gate_activation": getattr(cell, "gate_activation", None)}
+  differ = [f"{k}: model {v!r}, plan {getattr(plan, k)!r}" for k, v in wanted.items()
+            if getattr(plan, k) != v]
+  if differ:
+    raise ValueError("the quantization plan is not this model's: " + "; ".join(differ))
+  for argument, act in plan.activations.items():
+    if act not in plan_lib.EXPORTABLE_ACTIVATIONS:
+      raise ValueError(
+          f"{argument}={act!r} cannot be exported bit-exact with its QAT model: the int8 "
+          f"export supports {list(plan_lib.EXPORTABLE_ACTIVATIONS)} (the converter fuses "
+          f"{act!r} into other ops, whose roundings QAT does not model)")
+
+
+def convert_step_model(model, representative_windows, *, plan=None, max_pairs=2000,
+                       seed=0):
   """Converts ``model``'s step model to a fully int8 ``.tflite`` that TFLM runs.
 
   Args:
-    model: float or QAT model laid out as ``models.sequence_classifier`` builds it. For
-      a QAT model (``quantization.quantize_model``) h and h_next get the fixed state
-      grid the QAT trained on.
+    model: a float Input → RNN(cell) → Dense model (``stepping.parts``), never a QAT
+      model: for one, pass its ``float_twin`` and its ``plan``
+      (``quantization.export_inputs`` gives both).
     representative_windows: real input windows [N, T, D] (normalised as in training);
       the step model is calibrated on the (x_t, h_{t-1}) pairs the model meets on them.
+    plan: a ``plan.QuantizationPlan`` (from QAT), or None (post-training quantization).
+      Every plan point is put on its int8 tensor, then read back (``verify_plan``).
     max_pairs: calibration pairs kept (a random subset).
     seed: seed of that subset.
 
@@ -252,24 +240,29 @@ def convert_step_model(model, representative_windows, *, max_pairs=2000, seed=0)
     The ``.tflite`` bytes, checked with ``check_tflm_compatible``.
 
   Raises:
+    ValueError: a QAT model, or a plan that is not the model's or names an activation
+      the export cannot place bit-exactly (the message names it).
+    PlanMismatchError: a plan point missing from the int8 graph or on another grid.
     TFLMCompatibilityError: the converted model has something TFLM cannot run.
   """
-  from tf_fastgrnn import quantization  # pylint: disable=import-outside-toplevel
-  qat = quantization.is_qat_model(model)
-  # Calibrate on the states the deployed model itself produces (QAT's, for QAT).
+  rnn, dense = _parts(model)
+  if plan is not None:
+    _check_plan_fits(rnn.cell, plan)
   pairs = representative_pairs(model, representative_windows, max_pairs, seed)
-  step = step_model(quantization.float_twin(model) if qat else model, batch_size=1)
+  step = step_model(model, batch_size=1)
   names = sorted(step.input)
 
   def representative():
     for i in range(len(pairs["x"])):
       yield {n: pairs[n][i:i + 1] for n in names}
 
-  state_q = (quantization.STATE_SCALE, quantization.STATE_ZERO_POINT) if qat else None
-  # For QAT, the model's calibrated grids, not the converter's: Keras QAT then computes
-  # on exactly the int8 model's grids (the converter merges and widens some ranges).
-  tflite_bytes = _finish(_convert(_step_function(step), step, representative),
-                         state_quantization=state_q, qat_model=model if qat else None)
+  # With a plan, QAT's grids, not the converter's: Keras QAT then computes on exactly
+  # the int8 model's grids (the converter merges and widens some ranges).
+  tflite_bytes = _finish(_convert(stepping.step_function(step), step, representative),
+                         plan=plan,
+                         classifier_bias=dense.bias.numpy() if dense.use_bias else None)
+  if plan is not None:
+    verify_plan(tflite_bytes, plan)
   check_tflm_compatible(tflite_bytes)
   return tflite_bytes
 
@@ -278,11 +271,9 @@ def convert_window_model(model, representative_windows, max_windows=200):
   """The unrolled alternative: one invoke per window ``[1, T, D] -> logits [1, C]``.
 
   Its size grows with T (every step's ops are copied); it is reported beside the step
-  model's so the trade-off is visible.
+  model's so the trade-off is visible. ``model``: a float model, as for
+  ``convert_step_model`` (the converter calibrates every grid).
   """
-  from tf_fastgrnn import quantization  # pylint: disable=import-outside-toplevel
-  if quantization.is_qat_model(model):
-    model = quantization.float_twin(model)
   rnn, dense = _parts(model)
   windows = np.asarray(representative_windows, np.float32)[:max_windows]
   steps, input_dim = int(windows.shape[1]), int(windows.shape[2])
@@ -320,7 +311,7 @@ def read_tflite_file(path):
   if len(data) < 8 or data[4:8] != b"TFL3":
     raise ValueError(f"{path}: not a .tflite model (no TFL3 identifier; {len(data)} bytes)")
   try:
-    fb_model = _read(data)
+    fb_model = read_model(data)
     graph = fb_model.subgraphs[0]
     for t in graph.tensors:
       if not 0 <= t.buffer < len(fb_model.buffers):
@@ -331,11 +322,13 @@ def read_tflite_file(path):
   return data
 
 
-def _read(tflite_bytes):
+def read_model(tflite_bytes):
+  """The ``.tflite`` as a mutable flatbuffer object (``flatbuffer_utils``)."""
   return flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
 
 
-def _op_name(fb_model, op):
+def op_name(fb_model, op):
+  """The builtin name of ``op`` (``"FULLY_CONNECTED"``, ``"CUSTOM(name)"``, ...)."""
   code = fb_model.operatorCodes[op.opcodeIndex]
   builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
   if builtin == schema.BuiltinOperator.CUSTOM:
@@ -346,16 +339,16 @@ def _op_name(fb_model, op):
 
 def model_ops(tflite_bytes):
   """Builtin op names of the model, in first-use order, each once."""
-  fb_model = _read(tflite_bytes)
-  names = [_op_name(fb_model, op) for g in fb_model.subgraphs for op in g.operators]
+  fb_model = read_model(tflite_bytes)
+  names = [op_name(fb_model, op) for g in fb_model.subgraphs for op in g.operators]
   return list(dict.fromkeys(names))
 
 
 def io_quantization(tflite_bytes):
   """``{signature name: (scale, zero_point)}`` for every input and output."""
-  fb_model = _read(tflite_bytes)
+  fb_model = read_model(tflite_bytes)
   tensors = fb_model.subgraphs[0].tensors
-  inputs, outputs = _signature_tensors(fb_model)
+  inputs, outputs = signature_tensors(fb_model)
   result = {}
   for name, index in {**inputs, **outputs}.items():
     q = tensors[index].quantization
@@ -386,7 +379,7 @@ def check_tflm_compatible(tflite_bytes, load=True):
   Raises:
     TFLMCompatibilityError: listing the problems (op names, tensor names).
   """
-  fb_model = _read(tflite_bytes)
+  fb_model = read_model(tflite_bytes)
   problems = []
   if len(fb_model.subgraphs) != 1:
     problems.append(f"{len(fb_model.subgraphs)} subgraphs (control flow such as WHILE): "
@@ -429,11 +422,17 @@ def check_tflm_compatible(tflite_bytes, load=True):
 _ACTIVATION_OPS = {"sigmoid": "LOGISTIC", "tanh": "TANH"}
 
 
-def _cell_tensors(fb_model, cell):
-  """``{point: tensor index}``: the step model's tensors by the QAT cell's point names."""
+def _plan_tensors(fb_model, plan):
+  """``{point: tensor index}``: the step model's tensors by the plan's point names.
+
+  Follows the cell's equations through the graph from ``x`` and ``h``: the matmul
+  chains, their ADD, the two ADDs of the biases and their activations (FastGRNN's gate
+  is the one whose output feeds the SUB of ``1 − z``), the state update's products.
+  Points it cannot place are left out (the callers raise on them).
+  """
   graph = fb_model.subgraphs[0]
-  inputs, outputs = _signature_tensors(fb_model)
-  ops = [(_op_name(fb_model, op), list(op.inputs), list(op.outputs))
+  inputs, outputs = signature_tensors(fb_model)
+  ops = [(op_name(fb_model, op), list(op.inputs), list(op.outputs))
          for op in graph.operators]
 
   def consumer(tensor, kind, also=None):
@@ -442,13 +441,12 @@ def _cell_tensors(fb_model, cell):
         return outs[0]
     return None
 
-  def feeds(tensor, kind):
-    return any(name == kind and tensor in ins for name, ins, _ in ops)
+  h = inputs["h"]
+  found = {"x": inputs["x"], "h": h, "h_next": outputs["h_next"],
+           "logits": outputs["logits"]}
 
-  found = {"x": inputs["x"], "logits": outputs["logits"]}
-
-  def chain(start, prefix, count):
-    tensor = start
+  def chain(start, prefix, rank):
+    tensor, count = start, 1 if rank is None else 2
     for i in range(count):
       tensor = consumer(tensor, "FULLY_CONNECTED")
       if tensor is None:
@@ -456,74 +454,95 @@ def _cell_tensors(fb_model, cell):
       found[prefix if i == count - 1 else f"{prefix}{i + 1}"] = tensor
     return tensor
 
-  xw = chain(inputs["x"], "xw", len(cell.w_factors))
-  hu = chain(inputs["h"], "hu", len(cell.u_factors))
+  xw, hu = chain(inputs["x"], "xw", plan.w_rank), chain(h, "hu", plan.u_rank)
   pre = consumer(xw, "ADD", hu) if xw is not None and hu is not None else None
-  if pre is not None:
-    found["pre"] = pre
-    gate_op = _ACTIVATION_OPS.get(getattr(cell, "gate_activation", None))
-    update_op = _ACTIVATION_OPS.get(cell.update_activation)
-    adds = [outs[0] for name, ins, outs in ops if name == "ADD" and pre in ins]
-    act_out = {}
-    for point, op_kind in (("gate_pre", gate_op), ("update_pre", update_op)):
-      if op_kind is None or gate_op == update_op:  # not identifiable by op type
-        continue
-      for t in adds:
-        if feeds(t, op_kind):
-          found[point] = t
-          act_out[point] = consumer(t, op_kind)
-    h = inputs["h"]
-    z, h_tilde = act_out.get("gate_pre"), act_out.get("update_pre")
-    if hasattr(cell, "zeta") and z is not None and h_tilde is not None:  # FastGRNN
-      found["zh"] = consumer(z, "MUL", h)
-      found["one_minus_z"] = consumer(z, "SUB")
-      found["zeta_term"] = consumer(found["one_minus_z"], "MUL")
-      found["coef"] = consumer(found["zeta_term"], "ADD")
-      found["coef_update"] = consumer(found["coef"], "MUL", h_tilde)
-    elif hasattr(cell, "alpha") and h_tilde is not None:  # FastRNN
-      found["alpha_term"] = consumer(h_tilde, "MUL")
-      found["beta_term"] = consumer(h, "MUL")
+  if pre is None:
+    return found
+  found["pre"] = pre
+  branches = {}  # bias ADD output -> (activation op, its output)
+  for name, ins, outs in ops:
+    if name == "ADD" and pre in ins:
+      for kind in ("LOGISTIC", "TANH"):
+        out = consumer(outs[0], kind)
+        if out is not None:
+          branches[outs[0]] = (kind, out)
+  gates = [t for t, (_, out) in branches.items() if consumer(out, "SUB") is not None]
+  if plan.cell_type == "FastGRNNCell":
+    roles = {"gate": gates, "update": [t for t in branches if t not in gates]}
+  else:
+    roles = {"update": list(branches)}
+  acts = {}
+  for role, candidates in roles.items():
+    kind, out = branches[candidates[0]] if len(candidates) == 1 else (None, None)
+    if kind is not None and kind == _ACTIVATION_OPS.get(plan.activations[f"{role}_activation"]):
+      found[f"{role}_pre"], found[f"{role}_out"] = candidates[0], out
+      acts[role] = out
+  z, h_tilde = acts.get("gate"), acts.get("update")
+  if plan.cell_type == "FastGRNNCell" and z is not None and h_tilde is not None:
+    found["zh"] = consumer(z, "MUL", h)
+    found["one_minus_z"] = consumer(z, "SUB")
+    found["zeta_term"] = consumer(found["one_minus_z"], "MUL")
+    found["coef"] = consumer(found["zeta_term"], "ADD")
+    found["coef_update"] = consumer(found["coef"], "MUL", h_tilde)
+  elif plan.cell_type == "FastRNNCell" and h_tilde is not None:
+    found["alpha_term"] = consumer(h_tilde, "MUL")
+    found["beta_term"] = consumer(h, "MUL")
   return {point: index for point, index in found.items() if index is not None}
 
 
-def cell_tensor_quantization(tflite_bytes, cell):
-  """``{point: (scale, zero_point)}`` of the step model's tensors, by the QAT cell's names.
+def _tensor_grid(tensor):
+  q = tensor.quantization
+  if q is None or q.scale is None or len(q.scale) != 1:
+    return None
+  return float(np.float32(q.scale[0])), int(q.zeroPoint[0])
 
-  Finds, by the graph's structure, the tensors the QAT cell fake-quantizes (``x``, the
-  matmul outputs ``xw``/``hu`` and their low-rank halves, ``pre``, ``gate_pre``,
-  ``update_pre``, the state-update products of FastGRNN or FastRNN) and ``logits``.
-  Points it cannot place (an activation without its own int8 op, say) are left out.
-  """
-  fb_model = _read(tflite_bytes)
+
+def plan_point_quantization(tflite_bytes, plan):
+  """``{point: (scale, zero_point)}`` of the int8 tensors the plan's points name, for
+  the points found in the graph (``verify_plan`` raises on the others)."""
+  fb_model = read_model(tflite_bytes)
   tensors = fb_model.subgraphs[0].tensors
-  result = {}
-  for point, index in _cell_tensors(fb_model, cell).items():
-    q = tensors[index].quantization
-    if q is not None and q.scale is not None and len(q.scale) == 1:
-      result[point] = (float(q.scale[0]), int(q.zeroPoint[0]))
-  return result
+  grids = {point: _tensor_grid(tensors[index])
+           for point, index in _plan_tensors(fb_model, plan).items()}
+  return {point: g for point, g in grids.items() if g is not None}
 
 
-def range_to_int8(lo, hi):
-  """(scale, zero_point) of the int8 grid that TF's fake-quant puts on [lo, hi]."""
-  scale = (float(hi) - float(lo)) / 255.0
-  zero_point = int(np.clip(np.round(-128.0 - float(lo) / scale), -128, 127))
-  return scale, zero_point
+def _missing_message(plan, missing):
+  return (f"quantization plan points {missing} not found in the int8 graph of the "
+          f"{plan.cell_type} (w_rank={plan.w_rank}, u_rank={plan.u_rank}, "
+          f"{plan.activations})")
 
 
-def _impose_qat_grids(fb_model, qat_model):
-  """Gives the exported tensors the grids the QAT model trained on (``calibrate``)."""
-  cell, dense = qat_model.get_layer("rnn").cell, qat_model.get_layer("logits")
-  if float(cell.calibrated.numpy()) != 1.0:
-    return
-  ranges = {name: var.numpy() for name, var in cell.ranges.items()}
-  ranges["logits"] = dense.output_range.numpy()
+def _impose_plan(fb_model, plan):
+  """Puts every plan point's grid on its tensor (raises on a point it cannot place)."""
   tensors = fb_model.subgraphs[0].tensors
-  for point, index in _cell_tensors(fb_model, cell).items():
-    q = tensors[index].quantization
-    if point not in ranges or q is None or q.scale is None or len(q.scale) != 1:
-      continue
-    scale, zero_point = range_to_int8(*ranges[point])
+  indices = _plan_tensors(fb_model, plan)
+  missing = sorted(set(plan.points) - set(indices))
+  if missing:
+    raise PlanMismatchError(_missing_message(plan, missing))
+  for point, (scale, zero_point) in plan.points.items():
+    q = tensors[indices[point]].quantization
+    if q is None or q.scale is None or len(q.scale) != 1:
+      raise PlanMismatchError(f"quantization plan point {point!r}: its int8 tensor has "
+                              "no per-tensor quantization")
     old_scale = float(q.scale[0])
     q.scale, q.zeroPoint = [scale], [zero_point]
-    _rescale_biases(fb_model, index, old_scale, scale)
+    _rescale_biases(fb_model, indices[point], old_scale, scale)
+
+
+def verify_plan(tflite_bytes, plan):
+  """Reads every plan point back from the ``.tflite``.
+
+  Raises:
+    PlanMismatchError: naming each point that is missing or on another grid.
+  """
+  grids = plan_point_quantization(tflite_bytes, plan)
+  missing = sorted(set(plan.points) - set(grids))
+  if missing:
+    raise PlanMismatchError(_missing_message(plan, missing))
+  differ = [f"{point}: plan {want}, model {grids[point]}"
+            for point, want in plan.points.items()
+            if grids[point][1] != want[1] or grids[point][0] != float(np.float32(want[0]))]
+  if differ:
+    raise PlanMismatchError("the int8 model differs from the quantization plan at "
+                            + "; ".join(differ))

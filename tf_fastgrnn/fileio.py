@@ -78,3 +78,20 @@ def _jsonable(value):
   if isinstance(value, os.PathLike):
     return os.fspath(value)
   raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def pyplot():
+  """``matplotlib.pyplot`` on the file-only Agg backend (no display needed)."""
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  return plt
+
+
+def save_figure(fig, path):
+  """Lays out ``fig``, writes it as PNG to ``path`` atomically and closes it."""
+  fig.tight_layout()
+  with atomic_path(path) as tmp:
+    fig.savefig(tmp, dpi=110, format="png")
+  pyplot().close(fig)
+  return pathlib.Path(path)

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 __all__ = ["add", "constant_grid", "constant_range", "dequantize", "fully_connected", "grid",
            "grid_from_range", "mul", "multiply_by_quantized_multiplier", "quantize",
-           "quantize_multiplier", "sub"]
+           "quantize_multiplier", "range_to_int8", "sub"]
 
 _I64 = tf.int64
 _F64 = tf.float64
@@ -33,8 +33,17 @@ def grid(scale, zero_point):
           tf.constant(int(zero_point), _I64))
 
 
+def range_to_int8(lo, hi):
+  """(scale, zero_point) of the int8 grid that TF's fake-quant puts on [lo, hi], as
+  Python numbers (the zero point rounded half to even, as numpy does)."""
+  lo, hi = float(lo), float(hi)
+  scale = (hi - lo) / 255.0
+  zero_point = int(min(max(round(-128.0 - lo / scale), -128), 127))
+  return scale, zero_point
+
+
 def grid_from_range(lo, hi):
-  """The grid ``export.range_to_int8`` gives ``[lo, hi]`` (zero point rounded half to
+  """The grid ``range_to_int8`` gives ``[lo, hi]`` (zero point rounded half to
   even, as numpy does), with the scale rounded to float32 as the flatbuffer stores it."""
   lo, hi = tf.cast(lo, _F64), tf.cast(hi, _F64)
   scale = (hi - lo) / 255.0

@@ -1,12 +1,14 @@
 """The sequence classifier the pipelines train, export and benchmark.
 
-Layout (the export and the numerics diff rely on it): ``Input([T, D])`` → one recurrent
-layer returning its last hidden state → ``Dense(num_classes)`` giving logits. The
+Layout (QAT, the export and the numerics diff rely on it, and find the layers by type:
+``stepping.parts``): ``Input([T, D])`` → one recurrent layer returning its last hidden
+state → ``Dense(num_classes)`` giving logits; any layer names, Sequential or functional. The
 classifier is linear on the last hidden state, as in the authors' code (EdgeML).
 """
 
 from tf_fastgrnn import baselines
 from tf_fastgrnn import cells
+from tf_fastgrnn import stepping
 from tf_fastgrnn._keras import keras
 
 __all__ = ["CELL_TYPES", "sequence_classifier"]
@@ -63,19 +65,18 @@ def macs_per_step(model):
   per step as the streaming step model does.
 
   Args:
-    model: a model laid out as ``sequence_classifier`` builds it (stripped of pruning
+    model: an Input → RNN(cell) → Dense model, any layer names (stripped of pruning
       wrappers).
 
   Returns:
     ``{"dense": int, "nonzero": int}``.
   """
-  rnn = model.get_layer("rnn")
+  rnn, dense = stepping.parts(model)
   cell = getattr(rnn, "cell", None)
-  if isinstance(cell, cells._FastCellBase):  # pylint: disable=protected-access
+  if isinstance(cell, cells.FAST_CELLS):
     mats = list(cell.w_factors) + list(cell.u_factors)
   else:  # LSTM / GRU: kernel [D, gH] and recurrent kernel [H, gH].
     mats = [w for w in rnn.weights if "bias" not in w.name]
-  mats += [model.get_layer("logits").kernel]
-  dense = sum(int(w.shape.num_elements()) for w in mats)
-  nonzero = sum(int((w.numpy() != 0).sum()) for w in mats)
-  return {"dense": dense, "nonzero": nonzero}
+  mats += [dense.kernel]
+  return {"dense": sum(int(w.shape.num_elements()) for w in mats),
+          "nonzero": sum(int((w.numpy() != 0).sum()) for w in mats)}

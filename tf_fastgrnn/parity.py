@@ -14,6 +14,7 @@ import tensorflow as tf
 from tf_fastgrnn import export
 from tf_fastgrnn import fileio
 from tf_fastgrnn import runtime
+from tf_fastgrnn import stepping
 from tf_fastgrnn._keras import keras
 
 __all__ = ["diff_numerics", "keras_traces", "op_differences", "write_report"]
@@ -21,25 +22,8 @@ __all__ = ["diff_numerics", "keras_traces", "op_differences", "write_report"]
 
 def keras_traces(model, x, batch_size=512):
   """Keras hidden state and logits after every step: ``(h [N,T,H], logits [N,T,C])``."""
-  step = export.step_model(model, batch_size=None)
-  names = sorted(step.input)
-  fn = tf.function(lambda *a: step(dict(zip(names, a))), autograph=False)
-  hs, ls = [], []
-  for start in range(0, len(x), batch_size):
-    xb = np.asarray(x[start:start + batch_size], np.float32)
-    state = {n: np.zeros((len(xb), int(step.input[n].shape[-1])), np.float32)
-             for n in names if n != "x"}
-    h_steps, l_steps = [], []
-    for t in range(xb.shape[1]):
-      out = fn(*[dict(state, x=xb[:, t])[n] for n in names])
-      state = {"h": out["h_next"].numpy()}
-      if "c_next" in out:
-        state["c"] = out["c_next"].numpy()
-      h_steps.append(state["h"])
-      l_steps.append(out["logits"].numpy())
-    hs.append(np.stack(h_steps, 1))
-    ls.append(np.stack(l_steps, 1))
-  return np.concatenate(hs), np.concatenate(ls)
+  trace = stepping.run_steps(model, x, batch_size=batch_size)
+  return trace["h_next"], trace["logits"]
 
 
 def _single_op_model(op, scale, zero_point):
@@ -48,24 +32,20 @@ def _single_op_model(op, scale, zero_point):
   lo, hi = (-128 - zero_point) * scale, (127 - zero_point) * scale
   model = keras.Sequential([keras.Input((256,), batch_size=1),
                             keras.layers.Lambda(fn)])
-  converter = tf.lite.TFLiteConverter.from_keras_model(model)
-  converter.optimizations = [tf.lite.Optimize.DEFAULT]
-  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-  converter.inference_input_type = converter.inference_output_type = tf.int8
   ramp = np.linspace(lo, hi, 256, dtype=np.float32)[None]
-  converter.representative_dataset = lambda: iter([[ramp]])
-  return bytes(converter.convert())
+  return export.convert_int8(tf.lite.TFLiteConverter.from_keras_model(model),
+                             lambda: iter([[ramp]]))
 
 
 def op_differences(tflite_bytes):
   """Per LOGISTIC/TANH op of the model: LiteRT vs TFLM output on all 256 int8 inputs."""
   from ai_edge_litert import interpreter as litert  # pylint: disable=import-outside-toplevel
   from tflite_micro.python.tflite_micro import runtime as tflm  # pylint: disable=import-outside-toplevel
-  fb_model = export._read(tflite_bytes)  # pylint: disable=protected-access
+  fb_model = export.read_model(tflite_bytes)
   graph = fb_model.subgraphs[0]
   results, seen = [], set()
   for op in graph.operators:
-    name = export._op_name(fb_model, op)  # pylint: disable=protected-access
+    name = export.op_name(fb_model, op)
     if name not in ("LOGISTIC", "TANH"):
       continue
     q = graph.tensors[op.inputs[0]].quantization
@@ -174,9 +154,7 @@ def markdown(result):
 
 def write_report(result, out_dir):
   """Writes ``numerics.json``, ``numerics.md`` and ``numerics.png`` into ``out_dir``."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  plt = fileio.pyplot()
   fig, (ax_h, ax_a) = plt.subplots(1, 2, figsize=(11, 3.8))
   for name, d in result["vs_tflm"].items():
     steps = np.arange(1, len(d["state_lsb_mean_per_step"]) + 1)
@@ -190,9 +168,6 @@ def write_report(result, out_dir):
   ax_a.barh(pairs, [100 * result["agreement"][p] for p in pairs])
   ax_a.set_xlabel("top-1 agreement %")
   ax_a.set_xlim(min(90, min(100 * v for v in result["agreement"].values()) - 1), 100)
-  fig.tight_layout()
-  with fileio.atomic_path(f"{out_dir}/numerics.png") as tmp:
-    fig.savefig(tmp, dpi=110, format="png")
-  plt.close(fig)
+  fileio.save_figure(fig, f"{out_dir}/numerics.png")
   fileio.write_text(f"{out_dir}/numerics.md", markdown(result))
   fileio.write_json(f"{out_dir}/numerics.json", result)

@@ -23,7 +23,7 @@ tf_fastgrnn cells (whose ``get_prunable_weights`` are W/U or their factors);
 
 The one thing TF-MOT cannot say is *two* targets in one layer: a wrapper has one
 ``Pruning`` object with one schedule for all its weights, and a schedule is called with
-the step only, so it cannot tell W from U. ``_PerMatrixPruning`` therefore gives the
+the step only, so it cannot tell W from U. ``tfmot_compat.install_group_pruning`` therefore gives the
 wrapper two TF-MOT ``Pruning`` objects, one over the W weights with the s_W schedule and
 one over the U weights with the s_U schedule (thresholds, masks and masking stay
 TF-MOT's own code).
@@ -41,12 +41,9 @@ import math
 import numpy as np
 import tensorflow as tf
 import tensorflow_model_optimization as tfmot
-# Not in TF-MOT's public API: the wrapper class (to recognise wrapped layers, as
-# strip_pruning does) and the Pruning object (one per target, see _PerMatrixPruning).
-from tensorflow_model_optimization.python.core.sparsity.keras import pruning_impl
-from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from tf_fastgrnn import cells
+from tf_fastgrnn import tfmot_compat
 from tf_fastgrnn import training
 from tf_fastgrnn._keras import keras
 
@@ -151,29 +148,9 @@ class _FastCellsOnly(_sparsity_keras.PruningPolicy):
           f"around FastGRNNCell/FastRNNCell); LSTM/GRU baselines train with training.fit")
 
 
-class _PerMatrixPruning:
-  """A wrapper's pruning object that runs one TF-MOT ``Pruning`` per target.
-
-  ``PruneLowMagnitude`` and ``UpdatePruningStep`` use only these three methods.
-  """
-
-  def __init__(self, prunings):
-    self._prunings = prunings
-
-  def conditional_mask_update(self):
-    return tf.group([p.conditional_mask_update() for p in self._prunings])
-
-  def weight_mask_op(self):
-    return tf.group([p.weight_mask_op() for p in self._prunings])
-
-  def add_pruning_summaries(self):
-    for p in self._prunings:
-      p.add_pruning_summaries()
-
-
 def _is_fast_rnn(layer):
   return isinstance(layer, keras.layers.RNN) and isinstance(
-      layer.cell, cells._FastCellBase)  # pylint: disable=protected-access
+      layer.cell, cells.FAST_CELLS)
 
 
 def _fast_rnns(model):
@@ -182,7 +159,7 @@ def _fast_rnns(model):
   for layer in model.layers:
     if isinstance(layer, keras.Model):
       found += _fast_rnns(layer)
-    elif isinstance(layer, pruning_wrapper.PruneLowMagnitude):
+    elif tfmot_compat.is_pruning_wrapper(layer):
       if _is_fast_rnn(layer.layer):
         found.append((layer.layer, layer))
     elif _is_fast_rnn(layer):
@@ -211,7 +188,7 @@ def _model_weights(model):
   """The model's own weights: pruning wrappers' masks, thresholds and steps left out."""
   extra = set()
   for layer in model.submodules:
-    if isinstance(layer, pruning_wrapper.PruneLowMagnitude) and layer.built:
+    if tfmot_compat.is_pruning_wrapper(layer) and layer.built:
       extra.update(v.ref() for _, m, t in layer.pruning_vars for v in (m, t))
       extra.add(layer.pruning_step.ref())
   return [w for w in model.weights if w.ref() not in extra]
@@ -289,18 +266,11 @@ def _wrap(model, config, phase_epochs, steps_per_epoch):
   wrapped = _sparsity_keras.prune_low_magnitude(
       model, pruning_schedule=schedules["W"], pruning_policy=_FastCellsOnly())
   for rnn, wrapper in _fast_rnns(wrapped):
-    groups = {"W": {v.ref() for v in rnn.cell.w_factors},
-              "U": {v.ref() for v in rnn.cell.u_factors}}
-    prunings = []
-    for group, refs in groups.items():
-      pruning_vars = [pv for pv in wrapper.pruning_vars if pv[0].ref() in refs]
-      prunings.append(pruning_impl.Pruning(
-          training_step_fn=lambda w=wrapper: w.pruning_step, pruning_vars=pruning_vars,
-          pruning_schedule=schedules[group], block_size=wrapper.block_size,
-          block_pooling_type=wrapper.block_pooling_type))
     # Only the wrapper's next trace sees this; the model has not been traced for
     # training yet (building it only inferred shapes).
-    wrapper.pruning_obj = _PerMatrixPruning(prunings)
+    tfmot_compat.install_group_pruning(wrapper, [
+        ({v.ref() for v in rnn.cell.w_factors}, schedules["W"]),
+        ({v.ref() for v in rnn.cell.u_factors}, schedules["U"])])
   return wrapped
 
 
@@ -427,13 +397,13 @@ def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
     raise ValueError(f"config must be a PruningConfig, got {type(config).__name__}")
   if not isinstance(model, keras.Model):
     raise ValueError(f"model must be a keras.Model, got {type(model).__name__}")
-  if any(isinstance(l, pruning_wrapper.PruneLowMagnitude) for l in model.submodules):
+  if any(tfmot_compat.is_pruning_wrapper(l) for l in model.submodules):
     raise ValueError("model already has pruning wrappers; pass the unwrapped model "
                      "(tfmot.sparsity.keras.strip_pruning)")
   if not _fast_rnns(model):
     _FastCellsOnly().ensure_model_supports_pruning(model)
-  epochs = training._check_positive_int("epochs", epochs)  # pylint: disable=protected-access
-  batch_size = training._check_positive_int("batch_size", batch_size)  # pylint: disable=protected-access
+  epochs = training.check_positive_int("epochs", epochs)
+  batch_size = training.check_positive_int("batch_size", batch_size)
   phase_epochs = config.phase_epochs(epochs)
   if not (isinstance(train, (tuple, list)) and len(train) == 2):
     raise ValueError(f"train must be a pair (x, y) of arrays, got {type(train).__name__}")

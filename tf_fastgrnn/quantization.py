@@ -37,11 +37,13 @@ import tensorflow as tf
 
 from tf_fastgrnn import cells
 from tf_fastgrnn import int8_kernels as k8
+from tf_fastgrnn import plan as plan_lib
+from tf_fastgrnn import stepping
 from tf_fastgrnn._keras import keras
 
 __all__ = ["STATE_SCALE", "QuantizedDense", "QuantizedFastGRNNCell", "QuantizedFastRNNCell",
-           "calibrate", "float_twin", "is_qat_model", "quantize_model", "quantize_scope",
-           "use_int8_kernels"]
+           "calibrate", "export_inputs", "float_twin", "is_qat_model", "plan", "quantize_model",
+           "quantize_scope", "use_int8_kernels"]
 
 STATE_SCALE = 1.0 / 128.0
 STATE_ZERO_POINT = 0
@@ -102,7 +104,8 @@ def use_int8_kernels(qat_model, on=True):
   same grids (off: for training; they differ by single-LSB roundings)."""
   if not is_qat_model(qat_model):
     raise ValueError(f"{qat_model.name!r} is not a QAT model (quantize_model makes one)")
-  for layer in (qat_model.get_layer("rnn").cell, qat_model.get_layer("logits")):
+  rnn, dense = stepping.parts(qat_model)
+  for layer in (rnn.cell, dense):
     layer.int8_exact.assign(1.0 if on else 0.0)
   # Keras caches its traced train/test/predict functions: trace again with the new mode.
   qat_model.train_function = qat_model.test_function = qat_model.predict_function = None
@@ -303,7 +306,26 @@ class QuantizedFastRNNCell(_QATMixin, cells.FastRNNCell):
 @keras.utils.register_keras_serializable(package="tf_fastgrnn")
 class QuantizedDense(keras.layers.Dense):
   """``Dense`` whose kernel is fake-quantized per output channel, as exported, and whose
-  output is fake-quantized on the calibrated logits range once ``calibrate`` has run."""
+  output is fake-quantized on the calibrated logits range once ``calibrate`` has run.
+
+  Args:
+    units: as ``Dense``.
+    input_grid: ``(scale, zero_point)`` of the int8 grid the input is on, which the
+      int8 kernel path quantizes it to; ``quantize_model`` gives the state grid after
+      checking the layer reads the QAT RNN's last state.
+    **kwargs: ``Dense`` arguments.
+  """
+
+  def __init__(self, units, input_grid=None, **kwargs):
+    super().__init__(units, **kwargs)
+    if input_grid is None or len(input_grid) != 2 or not float(input_grid[0]) > 0:
+      raise ValueError("QuantizedDense needs input_grid=(scale, zero_point), the int8 "
+                       f"grid its input is on, got {input_grid!r}")
+    self.input_grid = (float(input_grid[0]), int(input_grid[1]))
+    self._input_k8_grid = k8.grid(*self.input_grid)  # eager: grid() reads its value
+
+  def get_config(self):
+    return dict(super().get_config(), input_grid=list(self.input_grid))
 
   def build(self, input_shape):
     super().build(input_shape)
@@ -327,7 +349,7 @@ class QuantizedDense(keras.layers.Dense):
         out, self.output_range[0], self.output_range[1], num_bits=8)
     g = k8.grid_from_range(self.output_range[0], self.output_range[1])
     fq = _exact_or(self, fq, lambda: k8.dequantize(k8.fully_connected(
-        k8.quantize(inputs, _STATE_GRID), _STATE_GRID, self.kernel,
+        k8.quantize(inputs, self._input_k8_grid), self._input_k8_grid, self.kernel,
         self.bias if self.use_bias else None, g), g))
     return self.activation(out + self.calibrated * (fq - out))
 
@@ -340,20 +362,22 @@ keras.utils.get_custom_objects().update(_CUSTOM_OBJECTS)  # the .h5 loader's bar
 
 
 def is_qat_model(model):
-  """True when ``model``'s recurrent layer has a quantized tf_fastgrnn cell."""
+  """True when ``model`` is Input → RNN(quantized tf_fastgrnn cell) → QuantizedDense."""
   try:
-    cell = getattr(model.get_layer("rnn"), "cell", None)
+    rnn, dense = stepping.parts(model)
   except ValueError:
     return False
-  return isinstance(cell, _QATMixin)
+  return isinstance(rnn.cell, _QATMixin) and isinstance(dense, QuantizedDense)
 
 
 def quantize_model(float_model, calibration_windows=None):
   """The QAT twin of a float ``sequence_classifier`` model, weights and support copied.
 
   Args:
-    float_model: ``Input → RNN(FastGRNNCell | FastRNNCell) 'rnn' → Dense 'logits'``,
-      stripped of pruning wrappers.
+    float_model: ``Input → RNN(FastGRNNCell | FastRNNCell) → Dense`` (Sequential or
+      functional, any layer names), stripped of pruning wrappers. The QAT model keeps
+      the layer names. The Dense reads the RNN's last state, so its input is on the
+      state grid (``stepping.parts`` checks the layout).
     calibration_windows: real windows [N, T, D]; when given, ``calibrate`` sets the
       intermediate ranges (otherwise only weights, activations and state are
       fake-quantized until ``calibrate`` is called).
@@ -365,19 +389,23 @@ def quantize_model(float_model, calibration_windows=None):
     ValueError: the model has no tf_fastgrnn cell, or not that layout.
   """
   try:
-    rnn, dense = float_model.get_layer("rnn"), float_model.get_layer("logits")
-  except ValueError:
-    rnn = dense = None
-  cell = getattr(rnn, "cell", None)
+    rnn, dense = stepping.parts(float_model)
+  except ValueError as e:
+    raise ValueError(f"model {float_model.name!r} has no tf_fastgrnn cell to quantize: "
+                     f"{e}") from e
+  cell = rnn.cell
   if type(cell) not in _QUANTIZED:  # pylint: disable=unidiomatic-typecheck
     raise ValueError(
         f"model {float_model.name!r} has no tf_fastgrnn cell to quantize (QAT covers "
-        "FastGRNN/FastRNN models built by tf_fastgrnn.models.sequence_classifier; "
+        "FastGRNN/FastRNN cells in Input → RNN(cell) → Dense; "
         "quantize other models post-training with export.convert_step_model)")
   qcell = _QUANTIZED[type(cell)].from_config(cell.get_config())
   inputs = keras.Input(float_model.input_shape[1:], name="x")
-  qrnn = keras.layers.RNN(qcell, name="rnn")
-  qdense = QuantizedDense.from_config(dense.get_config())
+  qrnn = keras.layers.RNN(qcell, name=rnn.name)
+  # The Dense reads the RNN's last state (stepping.parts checked), which the QAT cell
+  # puts on the state grid.
+  qdense = QuantizedDense.from_config(
+      dict(dense.get_config(), input_grid=[STATE_SCALE, STATE_ZERO_POINT]))
   model = keras.Model(inputs, qdense(qrnn(inputs)), name=f"{float_model.name}_qat")
   by_name = {_short(w): w.numpy() for w in cell.weights}
   for var in qcell.weights:
@@ -413,13 +441,13 @@ def calibrate(qat_model, windows, *, max_pairs=2000, seed=0, iterations=2):
   Returns:
     ``{point: [min, max]}``, the logits' range under ``"logits"``.
   """
-  from tf_fastgrnn import export  # pylint: disable=import-outside-toplevel
   if not is_qat_model(qat_model):
     raise ValueError(f"{qat_model.name!r} is not a QAT model (quantize_model makes one)")
-  cell, dense = qat_model.get_layer("rnn").cell, qat_model.get_layer("logits")
+  rnn, dense = stepping.parts(qat_model)
+  cell = rnn.cell
   ranges = {}
   for _ in range(max(1, iterations)):
-    pairs = export.representative_pairs(qat_model, windows, max_pairs, seed)
+    pairs = stepping.representative_pairs(qat_model, windows, max_pairs, seed)
     record = cell.intermediates(pairs["x"], pairs["h"])
     record["logits"] = dense.float_output(record["h_next"])
     targets = dict(cell.ranges, logits=dense.output_range)
@@ -430,7 +458,7 @@ def calibrate(qat_model, windows, *, max_pairs=2000, seed=0, iterations=2):
         lo, hi = max(lo, -PRE_ACTIVATION_LIMIT), min(hi, PRE_ACTIVATION_LIMIT)
       # Stored as the int8 grid's exact ends, so Keras and the export cannot round the
       # zero point differently.
-      scale, zero_point = export.range_to_int8(lo, max(hi, lo + 1e-6))
+      scale, zero_point = k8.range_to_int8(lo, max(hi, lo + 1e-6))
       ranges[name] = [(-128 - zero_point) * scale, (127 - zero_point) * scale]
       var.assign(ranges[name])
     cell.calibrated.assign(1.0)
@@ -448,13 +476,15 @@ def float_twin(qat_model):
   """
   if not is_qat_model(qat_model):
     raise ValueError(f"{qat_model.name!r} is not a QAT model (quantize_model makes one)")
-  qcell = qat_model.get_layer("rnn").cell
+  qrnn, dense_q = stepping.parts(qat_model)
+  qcell = qrnn.cell
   base = next(b for b in type(qcell).__mro__[1:] if b in _QUANTIZED)
   cell = base.from_config(qcell.get_config())
   inputs = keras.Input(qat_model.input_shape[1:], name="x")
-  dense_q = qat_model.get_layer("logits")
-  dense = keras.layers.Dense.from_config(dense_q.get_config())
-  model = keras.Model(inputs, dense(keras.layers.RNN(cell, name="rnn")(inputs)),
+  config = dense_q.get_config()
+  config.pop("input_grid")
+  dense = keras.layers.Dense.from_config(config)
+  model = keras.Model(inputs, dense(keras.layers.RNN(cell, name=qrnn.name)(inputs)),
                       name=qat_model.name.replace("_qat", "") + "_int8_source")
   masks = {_short(m)[:-len("_mask")]: m.numpy() for m in qcell.w_masks + qcell.u_masks}
   values = {_short(w): w.numpy() * masks.get(_short(w), 1.0) for w in qcell.weights
@@ -463,6 +493,60 @@ def float_twin(qat_model):
     var.assign(values[_short(var)])
   _copy_dense(dense_q, dense)
   return model
+
+
+_FIXED_GRIDS = {"sigmoid": (1.0 / 256.0, -128), "tanh": (STATE_SCALE, STATE_ZERO_POINT)}
+
+
+def _float32(scale):
+  return float(np.float32(scale))  # what the flatbuffer stores
+
+
+def plan(qat_model):
+  """The quantization plan of a calibrated QAT model: every int8 point it trained on.
+
+  Args:
+    qat_model: a QAT model (``quantize_model``), calibrated (``calibrate``).
+
+  Returns:
+    A ``plan.QuantizationPlan``: each fake-quant point's grid, the activation outputs'
+    fixed grids, the state grid on ``h``/``h_next``, the logits' grid, the activations,
+    the cell type and ranks. ``export.convert_step_model(float_twin(qat_model), windows,
+    plan=...)`` gives the int8 model exactly these grids or raises.
+
+  Raises:
+    ValueError: not a QAT model, or not calibrated.
+  """
+  if not is_qat_model(qat_model):
+    raise ValueError(f"{qat_model.name!r} is not a QAT model (quantize_model makes one)")
+  rnn, dense = stepping.parts(qat_model)
+  cell = rnn.cell
+  if float(cell.calibrated.numpy()) != 1.0 or float(dense.calibrated.numpy()) != 1.0:
+    raise ValueError(f"{qat_model.name!r} is not calibrated: call quantization.calibrate "
+                     "before taking its plan")
+  points = {}
+  for point, var in dict(cell.ranges, logits=dense.output_range).items():
+    scale, zero_point = k8.range_to_int8(*var.numpy())
+    points[point] = (_float32(scale), zero_point)
+  gate = getattr(cell, "gate_activation", None)
+  for point, act in (("gate_out", gate), ("update_out", cell.update_activation)):
+    if act in _FIXED_GRIDS:
+      points[point] = (_float32(_FIXED_GRIDS[act][0]), _FIXED_GRIDS[act][1])
+  state = (_float32(STATE_SCALE), STATE_ZERO_POINT)
+  points["h"] = points["h_next"] = state
+  return plan_lib.QuantizationPlan(
+      cell_type=next(b.__name__ for b in type(cell).__mro__[1:] if b in _QUANTIZED),
+      units=int(cell.units), input_dim=int(cell.input_dim), w_rank=cell.w_rank,
+      u_rank=cell.u_rank, gate_activation=gate, update_activation=cell.update_activation,
+      state=state, points=points)
+
+
+def export_inputs(model):
+  """What the export takes for ``model``: ``(float model, plan)`` for a QAT model (its
+  ``float_twin`` and ``plan``), ``(model, None)`` for a float one."""
+  if is_qat_model(model):
+    return float_twin(model), plan(model)
+  return model, None
 
 
 @contextlib.contextmanager

@@ -9,7 +9,8 @@ Both step the model through windows the way the device does: quantize each frame
 the ``x`` input's parameters, start from the state's zero point (h = 0), set *every*
 input before *every* invoke (the TFLM runtime reuses its input buffers), and carry
 ``h_next`` into ``h`` by a copy when both share quantization (the export guarantees it),
-else by requantization ``round(dequant(h_next) / s_h) + z_h``.
+else by fixed-point requantization as the app's ``StateCarry`` does
+(``fixed_point.requantize``).
 """
 
 import os
@@ -20,6 +21,7 @@ import tempfile
 import numpy as np
 
 from tf_fastgrnn import export
+from tf_fastgrnn import fixed_point
 
 __all__ = ["LiteRTStepRunner", "TFLMStepRunner", "measure_arena", "step_io",
            "quantize", "dequantize"]
@@ -27,7 +29,7 @@ __all__ = ["LiteRTStepRunner", "TFLMStepRunner", "measure_arena", "step_io",
 
 def quantize(values, scale, zero_point):
   """float → int8 as TFLite's QUANTIZE does (round half away from zero, saturate)."""
-  q = np.round(np.asarray(values, np.float64) / scale) + zero_point
+  q = fixed_point.round_half_away(np.asarray(values, np.float64) / scale) + zero_point
   return np.clip(q, -128, 127).astype(np.int8)
 
 
@@ -42,9 +44,9 @@ def step_io(tflite_bytes):
   (and ``c_next``). ``index`` is the position among the model's inputs or outputs, which
   is how TFLM (no signatures) addresses them.
   """
-  fb_model = export._read(tflite_bytes)  # pylint: disable=protected-access
+  fb_model = export.read_model(tflite_bytes)
   graph = fb_model.subgraphs[0]
-  inputs, outputs = export._signature_tensors(fb_model)  # pylint: disable=protected-access
+  inputs, outputs = export.signature_tensors(fb_model)
   result = {}
   for names, order in ((inputs, list(graph.inputs)), (outputs, list(graph.outputs))):
     for name, tensor_index in names.items():
@@ -69,10 +71,8 @@ class _StepRunner:
 
   def _carry(self, name, value):
     src, dst = self.io[name + "_next"], self.io[name]
-    if (src["scale"], src["zero_point"]) == (dst["scale"], dst["zero_point"]):
-      return value
-    return quantize(dequantize(value, src["scale"], src["zero_point"]), dst["scale"],
-                    dst["zero_point"])
+    return fixed_point.requantize(value, (src["scale"], src["zero_point"]),
+                                  (dst["scale"], dst["zero_point"]))
 
   def initial_state(self):
     """The zero state as ``step`` keyword arguments: ``{"h_q": ..., ("c_q": ...)}``."""

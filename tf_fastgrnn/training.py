@@ -25,8 +25,8 @@ import tensorflow as tf
 from tf_fastgrnn import fileio
 from tf_fastgrnn._keras import keras
 
-__all__ = ["LR_SCHEDULES", "NonFiniteLossError", "PhasedCosine", "fit", "load_history",
-           "set_seed"]
+__all__ = ["LR_SCHEDULES", "NonFiniteLossError", "PhasedCosine", "check_positive_int", "fit",
+           "load_history", "set_seed"]
 
 HISTORY_FILE = "history.json"
 BEST_WEIGHTS_FILE = "best_weights.npz"
@@ -112,7 +112,8 @@ def load_history(checkpoint_dir):
   return json.loads(path.read_text())["history"]
 
 
-def _check_positive_int(name, value):
+def check_positive_int(name, value):
+  """``value`` as an int, or ``ValueError`` naming ``name`` unless a positive int."""
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
     raise ValueError(f"{name} must be a positive int, got {value!r}")
   return int(value)
@@ -378,8 +379,8 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
     >>> history = fit(model, (x, y), (xv, yv), epochs=3, batch_size=8,
     ...               learning_rate=1e-2, checkpoint_dir="runs/x/ckpt")
   """
-  epochs = _check_positive_int("epochs", epochs)
-  batch_size = _check_positive_int("batch_size", batch_size)
+  epochs = check_positive_int("epochs", epochs)
+  batch_size = check_positive_int("batch_size", batch_size)
   if isinstance(learning_rate, bool) or not isinstance(
       learning_rate, (int, float, np.floating)) or not (
           math.isfinite(learning_rate) and learning_rate > 0):
