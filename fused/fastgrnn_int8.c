@@ -108,8 +108,7 @@ static int32_t check(const fastgrnn_int8_params *p) {
     return FASTGRNN_INT8_ERR_DIMS;
   }
   if (!fc_ok(&p->classifier, p->num_classes, h)) return FASTGRNN_INT8_ERR_DIMS;
-  if (!p->update_table) return FASTGRNN_INT8_ERR_NULL;
-  if (p->cell == FASTGRNN_INT8_FASTGRNN ? (!p->gate_table || !p->coef_table) : !p->state_table)
+  if (p->cell == FASTGRNN_INT8_FASTGRNN ? !p->coef_table : (!p->update_table || !p->state_table))
     return FASTGRNN_INT8_ERR_NULL;
   return 2 * h + (rw > ru ? rw : ru);
 }
@@ -146,8 +145,8 @@ int fastgrnn_int8_step(const fastgrnn_int8_params *p, const int8_t *x, const int
     const int8_t hj = h_in[j];
     if (p->cell == FASTGRNN_INT8_FASTGRNN) {
       const int8_t gp = p->gate_bias ? add8(&p->gate_add, pre, p->gate_bias[j], 0) : pre;
-      const int8_t z = LUT(p->gate_table, gp);
-      const int8_t ht = LUT(p->update_table, up);
+      const int8_t z = p->gate_table ? LUT(p->gate_table, gp) : gp;
+      const int8_t ht = p->update_table ? LUT(p->update_table, up) : up;
       const int8_t zh = mul8(&p->zh_mul, z, hj);
       const int8_t ch = mul8(&p->ch_mul, LUT(p->coef_table, z), ht);
       h_out[j] = add8(&p->out_add, ch, zh, 0);

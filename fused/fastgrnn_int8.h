@@ -64,8 +64,8 @@ typedef struct {
   const int8_t *update_bias;    /* [H] or NULL (no ADD) */
   fastgrnn_int8_binop update_add;
   /* Tables, indexed by value + 128:
-   *   FastGRNN: gate_table gate_pre -> z, update_table update_pre -> h~,
-   *             coef_table z -> zeta (1 - z) + nu.
+   *   FastGRNN: gate_table gate_pre -> z, update_table update_pre -> h~ (NULL:
+   *             identity, e.g. ReLU fused into the bias ADD), coef_table z -> zeta (1 - z) + nu.
    *   FastRNN:  update_table update_pre -> alpha h~, state_table h -> beta h. */
   const int8_t *gate_table, *update_table, *coef_table, *state_table;
   fastgrnn_int8_binop zh_mul;   /* FastGRNN: MUL(z, h) */

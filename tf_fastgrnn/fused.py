@@ -41,8 +41,7 @@ KERNEL_SOURCE = os.path.join(KERNEL_DIR, "fastgrnn_int8.c")
 
 FASTRNN, FASTGRNN = 0, 1
 _ELEMENTWISE = ("ADD", "SUB", "MUL")
-_TABLE_OPS = ("LOGISTIC", "TANH")
-_SUPPORTED = {"FULLY_CONNECTED", *_ELEMENTWISE, *_TABLE_OPS}
+_ACTIVATIONS = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
 
 
 class FusedExportError(ValueError):
@@ -67,10 +66,7 @@ class _Graph:
     self.tensors = self.graph.tensors
     self.ops = list(self.graph.operators)
     self.names = [_op_name(self.model, op) for op in self.ops]
-    unsupported = sorted(set(self.names) - _SUPPORTED)
-    if unsupported:
-      raise FusedExportError(f"ops the fused kernel does not compute: {unsupported} "
-                             f"(supported: {sorted(_SUPPORTED)}; sigmoid/tanh activations)")
+    self.used = set()  # op indices the extraction accounted for
     self.producer = {}
     self.consumers = {}
     for i, op in enumerate(self.ops):
@@ -79,12 +75,6 @@ class _Graph:
       for t in op.inputs:
         if t >= 0:
           self.consumers.setdefault(int(t), []).append(i)
-    for i, op in enumerate(self.ops):
-      options = op.builtinOptions
-      act = getattr(options, "fusedActivationFunction", 0) if options is not None else 0
-      if act != 0:
-        raise FusedExportError(f"op {i} ({self.names[i]}) has a fused activation ({act}); "
-                               "the fused kernel takes only NONE")
     sig = self.model.signatureDefs[0]
     self.io = {}
     for t in list(sig.inputs) + list(sig.outputs):
@@ -132,6 +122,28 @@ class _Graph:
     return int(np.prod(self.tensors[t].shape)) if len(self.tensors[t].shape) else 1
 
 
+def _activation_range(g, op_index, out):
+  """TFLM's CalculateActivationRangeQuantized for the op's fused activation."""
+  options = g.ops[op_index].builtinOptions
+  act = getattr(options, "fusedActivationFunction", 0) if options is not None else 0
+  if act not in _ACTIVATIONS:
+    raise FusedExportError(f"op {op_index} ({g.names[op_index]}) has fused activation "
+                           f"{act}, not one of {sorted(_ACTIVATIONS.values())}")
+  scale, zero_point = g.quant(out)
+
+  def quantize(f):
+    q = np.float32(f) / np.float32(scale)
+    return zero_point + int(np.sign(q) * np.floor(np.abs(q) + np.float32(0.5)))
+  lo, hi = -128, 127
+  if _ACTIVATIONS[act] == "RELU":
+    lo = max(lo, quantize(0.0))
+  elif _ACTIVATIONS[act] == "RELU6":
+    lo, hi = max(lo, quantize(0.0)), min(hi, quantize(6.0))
+  elif _ACTIVATIONS[act] == "RELU_N1_TO_1":
+    lo, hi = max(lo, quantize(-1.0)), min(hi, quantize(1.0))
+  return lo, hi
+
+
 def _i(v):
   return int(np.asarray(v).reshape(-1)[0])
 
@@ -160,14 +172,19 @@ def _addsub_constants(sa, sb, so, subtract):
   return [(_i(m), _i(e)) for m, e in pairs]
 
 
-def _binop(g, op_index, first, second):
+def _binop(g, op_index, first, second, use=True):
   """C binop params for op ``op_index`` with its non-commutative input order
   (first, second) — ADD and MUL are symmetric, so the caller's order is free."""
   name = g.names[op_index]
   out = int(g.ops[op_index].outputs[0])
   (s1, z1), (s2, z2), (so, zo) = g.quant(first), g.quant(second), g.quant(out)
-  p = {"in1_offset": -z1, "in2_offset": -z2, "out_offset": zo, "act_min": -128,
-       "act_max": 127, "in1_mult": 0, "in2_mult": 0, "in1_shift": 0, "in2_shift": 0}
+  if name not in _ELEMENTWISE:
+    raise FusedExportError(f"op {op_index} is {name}, expected ADD, SUB or MUL")
+  lo, hi = _activation_range(g, op_index, out)
+  if use:
+    g.used.add(op_index)
+  p = {"in1_offset": -z1, "in2_offset": -z2, "out_offset": zo, "act_min": lo,
+       "act_max": hi, "in1_mult": 0, "in2_mult": 0, "in1_shift": 0, "in2_shift": 0}
   if name == "MUL":
     m, e = _quantize_multiplier(s1 * s2 / so)
     p.update(out_mult=_i(m), out_shift=_i(e))
@@ -229,12 +246,14 @@ def _fully_connected(g, op_index, storage):
   packed_bytes = mask.size + values.size
   if storage not in ("auto", "dense", "packed"):
     raise ValueError(f"storage must be 'auto', 'dense' or 'packed', got {storage!r}")
+  lo, hi = _activation_range(g, op_index, out)
   use_packed = storage == "packed" or (storage == "auto" and packed_bytes < w.size)
+  g.used.add(op_index)
   return {"rows": rows, "cols": cols,
           "w": values if use_packed else w.reshape(-1).copy(),
           "mask": mask if use_packed else None,
           "bias": folded.astype(np.int32), "mult": mult.astype(np.int32),
-          "shift": shift.astype(np.int8), "out_offset": zo, "act_min": -128, "act_max": 127,
+          "shift": shift.astype(np.int8), "out_offset": zo, "act_min": lo, "act_max": hi,
           "input": x_t, "output": out}
 
 
@@ -260,81 +279,80 @@ def _fc_chain(g, start, storage):
     return fcs, t
 
 
-def _unary_table_op(g, op_index):
-  """LOGISTIC/TANH as run by the tflite_micro runtime on all 256 int8 inputs."""
-  from tflite_micro.python.tflite_micro import runtime as tflm  # pylint: disable=import-outside-toplevel
-  model = copy.deepcopy(g.model)
-  sub = model.subgraphs[0]
-  op = copy.deepcopy(g.ops[op_index])
-  tin = copy.deepcopy(sub.tensors[int(op.inputs[0])])
-  tout = copy.deepcopy(sub.tensors[int(op.outputs[0])])
-  for t in (tin, tout):
-    t.shape = np.array([1, 256], np.int32)
-    t.shapeSignature = None
-    t.buffer = 0
-  op.inputs, op.outputs = np.array([0], np.int32), np.array([1], np.int32)
-  sub.tensors, sub.operators = [tin, tout], [op]
-  sub.inputs, sub.outputs = np.array([0], np.int32), np.array([1], np.int32)
-  model.signatureDefs = []
-  model.buffers = [model.buffers[0]]
-  if model.buffers[0].data is not None:
-    raise FusedExportError("buffer 0 of the model is not the empty buffer")
-  interp = tflm.Interpreter.from_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
-  interp.set_input(np.arange(-128, 128, dtype=np.int8).reshape(1, 256), 0)
-  interp.invoke()
-  return interp.get_output(0).reshape(-1).astype(np.int64)
+def _chain_ops(g, src, dst):
+  """The ops of the unary chain src -> dst, first to last.
 
-
-def _grid(g, t):
-  s, z = g.quant(t)
-  return int8_kernels.grid(s, z)
-
-
-def _unary_chain(g, src, dst):
-  """The 256-entry table ``src value -> dst value`` of the unary op chain src -> dst.
-
-  Every op on the way has exactly one non-constant input (the chain) and, for ADD/SUB/
-  MUL, one constant scalar; anything else raises.
+  Every op on the way has exactly one non-constant input (the chain); its constant
+  inputs, if any, are scalars. Raises if ``dst`` is not such a function of ``src``.
   """
   chain = []
   t = dst
   while t != src:
     i = g.producer.get(t)
-    if i is None:
-      raise FusedExportError(f"tensor {dst} is not a function of tensor {src} alone")
-    ins = [int(v) for v in g.ops[i].inputs]
+    if i is None or g.names[i] == "FULLY_CONNECTED":
+      raise FusedExportError(f"tensor {dst} is not a unary function of tensor {src}")
+    ins = [int(v) for v in g.ops[i].inputs if v >= 0]
     var = [v for v in ins if not g.is_const(v)]
-    if len(var) != 1 or (g.names[i] in _ELEMENTWISE and len(ins) != 2):
+    if len(var) != 1 or any(g.size(v) != 1 for v in ins if g.is_const(v)):
       raise FusedExportError(f"op {i} ({g.names[i]}) between tensors {src} and {dst} is "
-                             "not a unary op of the chain")
+                             "not a unary op with scalar constants")
+    if len(g.ops[i].outputs) != 1 or g.size(t) != g.size(var[0]):
+      raise FusedExportError(f"op {i} ({g.names[i]}) is not elementwise")
     chain.append(i)
     t = var[0]
-  values = tf.constant(np.arange(-128, 128, dtype=np.int64))
-  for i in reversed(chain):
-    name, op = g.names[i], g.ops[i]
-    out = int(op.outputs[0])
-    if name in _TABLE_OPS:
-      table = _unary_table_op(g, i)
-      values = tf.constant(table[values.numpy() + 128])
-      continue
-    if name not in _ELEMENTWISE:
-      raise FusedExportError(f"op {i} ({name}) cannot be tabulated")
-    a, b = (int(v) for v in op.inputs)
-    const = b if g.is_const(b) else a
-    if g.size(const) != 1:
-      raise FusedExportError(f"op {i} ({name}): constant operand has {g.size(const)} "
-                             "values, a table needs a scalar")
-    c_val = tf.constant(g.const_values(const, np.int8).astype(np.int64))
-    operands = {const: (c_val, _grid(g, const))}
-    var_t = a if const == b else b
-    operands[var_t] = (values, _grid(g, var_t))
-    (va, ga), (vb, gb) = operands[a], operands[b]
-    fn = {"ADD": int8_kernels.add, "SUB": int8_kernels.sub, "MUL": int8_kernels.mul}[name]
-    values = fn(va, ga, vb, gb, _grid(g, out))
-  result = values.numpy()
-  if result.shape != (256,) or result.min() < -128 or result.max() > 127:
-    raise FusedExportError(f"table {src}->{dst} is not 256 int8 values")
-  return result.astype(np.int8)
+  return chain[::-1]
+
+
+def _run_chain_tflm(g, chain, src):
+  """The chain's ops run by the tflite_micro runtime on all 256 int8 values of src."""
+  from tflite_micro.python.tflite_micro import runtime as tflm  # pylint: disable=import-outside-toplevel
+  model = copy.deepcopy(g.model)
+  if model.buffers[0].data is not None:
+    raise FusedExportError("buffer 0 of the model is not the empty buffer")
+  sub = model.subgraphs[0]
+  tensors, index = [], {}
+
+  def new(t, vector):
+    if t not in index:
+      tensor = copy.deepcopy(sub.tensors[t])
+      tensor.shapeSignature = None
+      if vector:
+        tensor.shape = np.array([1, 256], np.int32)
+        tensor.buffer = 0
+      index[t] = len(tensors)
+      tensors.append(tensor)
+    return index[t]
+  new(src, True)
+  ops = []
+  for i in chain:
+    op = copy.deepcopy(sub.operators[i])
+    op.inputs = np.array([new(int(v), not g.is_const(int(v))) for v in op.inputs if v >= 0],
+                         np.int32)
+    op.outputs = np.array([new(int(op.outputs[0]), True)], np.int32)
+    ops.append(op)
+  sub.tensors, sub.operators = tensors, ops
+  sub.inputs = np.array([0], np.int32)
+  sub.outputs = np.array([index[int(g.ops[chain[-1]].outputs[0])]], np.int32)
+  model.signatureDefs = []
+  interp = tflm.Interpreter.from_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+  interp.set_input(np.arange(-128, 128, dtype=np.int8).reshape(1, 256), 0)
+  interp.invoke()
+  return interp.get_output(0).reshape(-1).astype(np.int8)
+
+
+def _unary_chain(g, src, dst, use=False):
+  """The 256-entry int8 table ``src value -> dst value`` (identity when src is dst).
+
+  Computed by the tflite_micro runtime itself running the chain's ops (LOGISTIC, TANH,
+  RELU, MINIMUM, ADD/SUB/MUL by a scalar, ...) on every int8 input. ``use`` marks the
+  ops as accounted for.
+  """
+  chain = _chain_ops(g, src, dst)
+  if use:
+    g.used.update(chain)
+  if not chain:
+    return np.arange(-128, 128).astype(np.int8)
+  return _run_chain_tflm(g, chain, src)
 
 
 def _bias_branch(g, pre, op_index, hidden):
@@ -347,7 +365,7 @@ def _bias_branch(g, pre, op_index, hidden):
     raise FusedExportError(f"op {op_index}: the bias operand is not a constant of 1 or "
                            f"{hidden} values")
   bias = np.broadcast_to(g.const_values(const, np.int8), (hidden,)).astype(np.int8)
-  return bias, _binop(g, op_index, pre, const), int(g.ops[op_index].outputs[0])
+  return bias, _binop(g, op_index, pre, const, use=False), int(g.ops[op_index].outputs[0])
 
 
 def extract(tflite_bytes, storage="auto"):
@@ -389,71 +407,91 @@ def extract(tflite_bytes, storage="auto"):
             "gate_bias": None, "gate_add": None, "update_bias": None, "update_add": None,
             "gate_table": None, "update_table": None, "coef_table": None,
             "state_table": None, "zh_mul": None, "ch_mul": None}
-  # Branches from pre: ADD(pre, bias) -> activation, or the activation reading pre.
-  branches = []  # (branch input tensor, bias, add params, activation op)
+  # Branch starts: pre itself, and each ADD(pre, constant bias) (the biases).
+  starts = {pre: (None, None, None)}
   for user in g.consumers.get(pre, []):
-    if g.names[user] in _TABLE_OPS:
-      branches.append((pre, None, None, user))
-    elif g.names[user] == "ADD":
+    if g.names[user] == "ADD" and any(g.is_const(int(v)) for v in g.ops[user].inputs):
       bias, add, out = _bias_branch(g, pre, user, hidden)
-      act = g.only_consumer(out)
-      if g.names[act] not in _TABLE_OPS:
-        raise FusedExportError(f"ADD(pre, bias) feeds {g.names[act]}, expected an "
-                               "activation (LOGISTIC/TANH)")
-      branches.append((out, bias, add, act))
-    else:
-      raise FusedExportError(f"pre feeds {g.names[user]}")
+      starts[out] = (bias, add, user)
+
+  def branch_of(t):
+    """(start tensor, its table to t) for the branch start t is a unary function of."""
+    found = []
+    for start in starts:
+      try:
+        found.append((len(_chain_ops(g, start, t)), start))
+      except FusedExportError:
+        pass
+    if not found:
+      raise FusedExportError(f"tensor {t} is not a unary function of pre or of a bias ADD")
+    start = min(found)[1]  # the nearest start (a scalar bias ADD is itself unary)
+    if starts[start][2] is not None:
+      g.used.add(starts[start][2])
+    return start, _unary_chain(g, start, t, use=True)
+
   out_op = g.produced_by(h_next, "ADD")
   a, b = (int(v) for v in g.ops[out_op].inputs)
-  if len(branches) == 2:  # FastGRNN: the gate z is the activation multiplied by h.
+  products = {}
+  for t in (a, b):
+    i = g.producer.get(t)
+    if i is not None and g.names[i] == "MUL":
+      products[t] = (i, [int(v) for v in g.ops[i].inputs])
+  zh = [t for t, (_, ins) in products.items()
+        if h in ins and not any(g.is_const(v) for v in ins)]
+  if len(zh) == 1 and len(products) == 2:  # FastGRNN: ADD(MUL(coef, h~), MUL(z, h))
     params["cell"] = FASTGRNN
-    acts = [int(g.ops[act].outputs[0]) for _, _, _, act in branches]
-    gate = None
-    for k, z in enumerate(acts):
-      for user in g.consumers.get(z, []):
-        if g.names[user] == "MUL" and h in [int(v) for v in g.ops[user].inputs]:
-          gate = k
-    if gate is None:
-      raise FusedExportError("FastGRNN: no activation output is multiplied by h (gate)")
-    (g_in, g_bias, g_add, g_act), (u_in, u_bias, u_add, u_act) = (
-        branches[gate], branches[1 - gate])
-    z, h_tilde = acts[gate], acts[1 - gate]
-    zh = ch = None
-    for t in (a, b):
-      i = g.produced_by(t, "MUL")
-      ins = sorted(int(v) for v in g.ops[i].inputs)
-      if ins == sorted([z, h]):
-        zh = (i, t)
-      elif h_tilde in ins:
-        ch = (i, t, ins[0] if ins[1] == h_tilde else ins[1])
-    if zh is None or ch is None:
-      raise FusedExportError("FastGRNN: h_next should be ADD(MUL(coef, h~), MUL(z, h))")
-    coef = ch[2]
-    params.update(
-        gate_bias=g_bias, gate_add=g_add, update_bias=u_bias, update_add=u_add,
-        gate_table=_unary_chain(g, g_in, z), update_table=_unary_chain(g, u_in, h_tilde),
-        coef_table=_unary_chain(g, z, coef),
-        zh_mul=_binop(g, zh[0], z, h), ch_mul=_binop(g, ch[0], coef, h_tilde),
-        out_add=_binop(g, out_op, ch[1], zh[1]))
-  elif len(branches) == 1:  # FastRNN: h_next = ADD(f(update_pre), g(h)).
-    params["cell"] = FASTRNN
-    u_in, u_bias, u_add, _ = branches[0]
-    # The operand depending on h alone is the beta term; the other the alpha term.
-    def depends_on(t, src):
+    zh_t = zh[0]
+    ch_t = b if zh_t == a else a
+    zh_op, zh_ins = products[zh_t]
+    ch_op, ch_ins = products[ch_t]
+    z = zh_ins[1] if zh_ins[0] == h else zh_ins[0]
+    coef = h_tilde = None
+    for k in range(2):  # which factor of ch is a function of z (coef), which is h~
       try:
-        _unary_chain(g, src, t)
-        return True
+        coef_table = _unary_chain(g, z, ch_ins[k], use=True)
       except FusedExportError:
-        return False
-    beta_t = a if depends_on(a, h) else b
-    alpha_t = b if beta_t == a else a
-    params.update(update_bias=u_bias, update_add=u_add,
-                  update_table=_unary_chain(g, u_in, alpha_t),
-                  state_table=_unary_chain(g, h, beta_t),
+        continue
+      coef, h_tilde = ch_ins[k], ch_ins[1 - k]
+      break
+    if coef is None:
+      raise FusedExportError("FastGRNN: no factor of MUL(coef, h~) is a function of z")
+    g_start, gate_table = branch_of(z)
+    u_start, update_table = branch_of(h_tilde)
+    if g_start == u_start and g_start != pre:
+      raise FusedExportError("FastGRNN: gate and update share one bias ADD")
+    identity = np.arange(-128, 128).astype(np.int8)
+    params.update(
+        gate_bias=starts[g_start][0], gate_add=starts[g_start][1],
+        update_bias=starts[u_start][0], update_add=starts[u_start][1],
+        gate_table=None if np.array_equal(gate_table, identity) else gate_table,
+        update_table=None if np.array_equal(update_table, identity) else update_table,
+        coef_table=coef_table,
+        zh_mul=_binop(g, zh_op, z, h), ch_mul=_binop(g, ch_op, coef, h_tilde),
+        out_add=_binop(g, out_op, ch_t, zh_t))
+  else:  # FastRNN: h_next = ADD(alpha h~, beta h), each a unary function
+    params["cell"] = FASTRNN
+    beta_t = alpha_t = None
+    for k, t in enumerate((a, b)):
+      try:
+        _chain_ops(g, h, t)
+      except FusedExportError:
+        continue
+      beta_t, alpha_t = t, (b if k == 0 else a)
+      break
+    if beta_t is None:
+      raise FusedExportError("h_next is neither FastGRNN's ADD(MUL(coef, h~), MUL(z, h)) "
+                             "nor FastRNN's ADD(f(pre), g(h))")
+    state_table = _unary_chain(g, h, beta_t, use=True)
+    u_start, update_table = branch_of(alpha_t)
+    params.update(update_bias=starts[u_start][0], update_add=starts[u_start][1],
+                  update_table=update_table, state_table=state_table,
                   out_add=_binop(g, out_op, alpha_t, beta_t))
-  else:
-    raise FusedExportError(f"pre feeds {len(branches)} activation branches; FastRNN has "
-                           "1, FastGRNN 2")
+  g.used.add(pre_op)
+  unused = sorted(set(range(len(g.ops))) - g.used)
+  if unused:
+    raise FusedExportError(
+        f"ops the fused kernel does not account for: {[(i, g.names[i]) for i in unused]} "
+        f"(graph: {g.names})")
   for k in ("w", "u"):
     for fc in params[k]:
       fc.pop("input"), fc.pop("output")
