@@ -3,13 +3,15 @@
  * (tensorflow/lite/kernels/internal/common.h, built without TFLITE_SINGLE_ROUNDING). */
 #include "fastgrnn_int8.h"
 
+#define ROM FASTGRNN_INT8_ROM
+
 /* gemmlowp SaturatingRoundingDoublingHighMul: (a b + nudge) / 2^31, truncating. */
 static int32_t srdhm(int32_t a, int32_t b) {
   int64_t ab, nudge;
   if (a == b && a == INT32_MIN) return INT32_MAX;
   ab = (int64_t)a * (int64_t)b;
-  nudge = ab >= 0 ? (int64_t)(1 << 30) : (int64_t)(1 - (1 << 30));
-  return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+  nudge = ab >= 0 ? (INT64_C(1) << 30) : (INT64_C(1) - (INT64_C(1) << 30));
+  return (int32_t)((ab + nudge) / (INT64_C(1) << 31));
 }
 
 /* gemmlowp RoundingDivideByPOT: x / 2^e rounded half away from zero, 0 <= e <= 31. */
@@ -35,8 +37,8 @@ static int8_t clamp8(int32_t v, int8_t lo, int8_t hi) {
 
 /* reference_integer_ops::AddFunc / SubElementwise (int8). */
 static int8_t add8(const fastgrnn_int8_binop *p, int32_t a, int32_t b, int subtract) {
-  const int32_t sa = mbqm((a + p->in1_offset) * (1 << 20), p->in1_mult, p->in1_shift);
-  const int32_t sb = mbqm((b + p->in2_offset) * (1 << 20), p->in2_mult, p->in2_shift);
+  const int32_t sa = mbqm((a + p->in1_offset) * (INT32_C(1) << 20), p->in1_mult, p->in1_shift);
+  const int32_t sb = mbqm((b + p->in2_offset) * (INT32_C(1) << 20), p->in2_mult, p->in2_shift);
   const int32_t raw = subtract ? sa - sb : sa + sb;
   return clamp8(mbqm(raw, p->out_mult, p->out_shift) + p->out_offset, p->act_min, p->act_max);
 }
@@ -52,8 +54,8 @@ static int8_t mul8(const fastgrnn_int8_binop *p, int32_t a, int32_t b) {
 /* FullyConnectedPerChannel (int8), dense or bitmap-packed weights. */
 static void fc8(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
   int32_t r, c;
-  const int8_t *w = f->w;
-  const uint8_t *mask = f->mask;
+  const ROM int8_t *w = f->w;
+  const ROM uint8_t *mask = f->mask;
   for (r = 0; r < f->rows; ++r) {
     int32_t acc = f->bias[r];
     if (mask == 0) {

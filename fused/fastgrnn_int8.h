@@ -22,6 +22,15 @@
 extern "C" {
 #endif
 
+/* Where the arrays the params point to live: program memory on AVR (avr-gcc's __flash,
+ * -std=gnu99), plain const memory elsewhere. The params struct itself is ordinary const
+ * data (RAM on AVR: avr-gcc 5.4 cannot test __flash pointers read from __flash). */
+#if defined(__AVR__) && defined(__FLASH)
+#define FASTGRNN_INT8_ROM __flash
+#else
+#define FASTGRNN_INT8_ROM
+#endif
+
 #define FASTGRNN_INT8_OK 0
 #define FASTGRNN_INT8_ERR_NULL (-1)    /* a required pointer is NULL */
 #define FASTGRNN_INT8_ERR_DIMS (-2)    /* inconsistent dimensions or cell kind */
@@ -34,11 +43,11 @@ extern "C" {
  * shift[r]) + out_offset). bias already holds TFLM's bias + input_offset * sum_c w[r][c]. */
 typedef struct {
   int32_t rows, cols;
-  const int8_t *w;
-  const uint8_t *mask; /* NULL: dense */
-  const int32_t *bias; /* [rows] */
-  const int32_t *mult; /* [rows] */
-  const int8_t *shift; /* [rows] */
+  const FASTGRNN_INT8_ROM int8_t *w;
+  const FASTGRNN_INT8_ROM uint8_t *mask; /* NULL: dense */
+  const FASTGRNN_INT8_ROM int32_t *bias; /* [rows] */
+  const FASTGRNN_INT8_ROM int32_t *mult; /* [rows] */
+  const FASTGRNN_INT8_ROM int8_t *shift; /* [rows] */
   int32_t out_offset;
   int8_t act_min, act_max;
 } fastgrnn_int8_fc;
@@ -59,15 +68,15 @@ typedef struct {
   fastgrnn_int8_fc w[2], u[2];  /* x -> w[0] (-> w[1]); h -> u[0] (-> u[1]) */
   fastgrnn_int8_fc classifier;  /* h_t -> logits */
   fastgrnn_int8_binop pre;      /* ADD(xW, hU) */
-  const int8_t *gate_bias;      /* [H] or NULL (no ADD); FastGRNN only */
+  const FASTGRNN_INT8_ROM int8_t *gate_bias; /* [H] or NULL (no ADD); FastGRNN only */
   fastgrnn_int8_binop gate_add; /* ADD(pre, gate_bias) */
-  const int8_t *update_bias;    /* [H] or NULL (no ADD) */
+  const FASTGRNN_INT8_ROM int8_t *update_bias; /* [H] or NULL (no ADD) */
   fastgrnn_int8_binop update_add;
   /* Tables, indexed by value + 128:
    *   FastGRNN: gate_table gate_pre -> z, update_table update_pre -> h~ (NULL:
    *             identity, e.g. ReLU fused into the bias ADD), coef_table z -> zeta (1 - z) + nu.
    *   FastRNN:  update_table update_pre -> alpha h~, state_table h -> beta h. */
-  const int8_t *gate_table, *update_table, *coef_table, *state_table;
+  const FASTGRNN_INT8_ROM int8_t *gate_table, *update_table, *coef_table, *state_table;
   fastgrnn_int8_binop zh_mul;   /* FastGRNN: MUL(z, h) */
   fastgrnn_int8_binop ch_mul;   /* FastGRNN: MUL(coef, h~) */
   fastgrnn_int8_binop out_add;  /* FastGRNN: ADD(coef h~, z h); FastRNN: ADD(alpha h~, beta h) */
