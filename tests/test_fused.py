@@ -8,6 +8,7 @@ byte at every step of every window, for every cell x rank x storage x activation
 import ctypes
 import os
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -182,7 +183,7 @@ def test_kernel_error_codes(small_export, kernel):
 
 
 @pytest.mark.slow
-def test_fused_kernel_bit_exact_on_a_model_trained_on_real_har(kernel):
+def test_fused_kernel_bit_exact_on_a_model_trained_on_real_har(kernel, tmp_path):
   """A small FastGRNN trained a few epochs on the installed HAR data (6 classes)."""
   import data  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import training  # pylint: disable=import-outside-toplevel
@@ -200,3 +201,38 @@ def test_fused_kernel_bit_exact_on_a_model_trained_on_real_har(kernel):
   np.testing.assert_array_equal(got["h_q"], want["h_q"])
   np.testing.assert_array_equal(got["logits_q"], want["logits_q"])
   assert len(np.unique(want["logits_q"][:, -1].argmax(-1))) > 1  # several classes
+  fused.write_standalone(tflite_bytes, str(tmp_path))
+  h_q, logits_q = _run_standalone(str(tmp_path), want["x_q"], x_te.shape[1], 16, 6)
+  np.testing.assert_array_equal(h_q, want["h_q"])
+  np.testing.assert_array_equal(logits_q, want["logits_q"])
+
+
+def _run_standalone(folder, windows_q, steps, hidden, classes):
+  exe = os.path.join(folder, "example_main")
+  subprocess.run([_CC, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-o", exe,
+                  *(os.path.join(folder, f) for f in ("model.c", "fastgrnn_int8.c",
+                                                      "example_main.c"))],
+                 check=True, capture_output=True)
+  out = subprocess.run([exe, str(steps)], input=windows_q.tobytes(), capture_output=True,
+                       check=True).stdout
+  out = np.frombuffer(out, np.int8).reshape(len(windows_q), steps, hidden + classes)
+  return out[..., :hidden], out[..., hidden:]
+
+
+@pytest.mark.parametrize("cell,kwargs", [("fastgrnn", {"u_rank": 4}),
+                                         ("fastrnn", {"w_rank": 2})])
+def test_standalone_c_model_is_bit_exact_with_tflm(cell, kwargs, tmp_path):
+  rng = np.random.default_rng(11)
+  model = _model(rng, cell, sparse=True, **kwargs)
+  tflite_bytes = export.convert_step_model(model, rng.normal(0, 1.5, (16, T, D)))
+  paths = fused.write_standalone(tflite_bytes, str(tmp_path))
+  assert sorted(os.path.basename(p) for p in paths) == sorted(fused.STANDALONE_FILES)
+  windows = _windows(rng)
+  want = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
+  h_q, logits_q = _run_standalone(str(tmp_path), want["x_q"], STEPS, H, C)
+  np.testing.assert_array_equal(h_q, want["h_q"])
+  np.testing.assert_array_equal(logits_q, want["logits_q"])
+  header = (tmp_path / "model.h").read_text()
+  assert f"#define MODEL_HIDDEN_DIM {H}" in header
+  with pytest.raises(FileExistsError):
+    fused.write_standalone(tflite_bytes, str(tmp_path))
