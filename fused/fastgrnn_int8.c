@@ -5,77 +5,140 @@
 
 #define ROM FASTGRNN_INT8_ROM
 
-/* gemmlowp SaturatingRoundingDoublingHighMul: (a b + nudge) / 2^31, truncating. */
-static int32_t srdhm(int32_t a, int32_t b) {
-  int64_t ab, nudge;
-  if (a == b && a == INT32_MIN) return INT32_MAX;
-  ab = (int64_t)a * (int64_t)b;
-  nudge = ab >= 0 ? (INT64_C(1) << 30) : (INT64_C(1) - (INT64_C(1) << 30));
-  return (int32_t)((ab + nudge) / (INT64_C(1) << 31));
+#if defined(__GNUC__)
+#define FG_INLINE static inline __attribute__((always_inline))
+#else
+#define FG_INLINE static inline
+#endif
+
+/* gemmlowp SaturatingRoundingDoublingHighMul(a, b) = (a b + nudge) / 2^31 truncated,
+ * nudge = 2^30 (a b >= 0) or 1 - 2^30. For a b < 0 the truncating division equals
+ * (a b + 1 - 2^30 + 2^31 - 1) >> 31, so both cases are (a b + 2^30) >> 31 (arithmetic
+ * shift, as TFLM itself assumes). Its saturating case (a = b = INT32_MIN) cannot occur:
+ * every multiplier is QuantizeMultiplier's, in [0, 2^31). */
+FG_INLINE int32_t srdhm(int32_t a, int32_t b) {
+  return (int32_t)(((int64_t)a * (int64_t)b + (INT64_C(1) << 30)) >> 31);
 }
 
-/* gemmlowp RoundingDivideByPOT: x / 2^e rounded half away from zero, 0 <= e <= 31. */
-static int32_t rdbp(int32_t x, int32_t e) {
-  const int32_t mask = (int32_t)(((uint32_t)1 << e) - 1u);
-  const int32_t remainder = x & mask;
-  const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
-  return (x >> e) + (remainder > threshold ? 1 : 0);
+/* gemmlowp RoundingDivideByPOT(y, e), e >= 1: y / 2^e rounded half away from zero,
+ * i.e. (y + 2^(e-1)) >> e for y >= 0 (computed unsigned: no overflow) and
+ * (y + 2^(e-1) - 1) >> e for y < 0 (arithmetic shift, as TFLM assumes). */
+FG_INLINE int32_t rdbp(int32_t y, int32_t e) {
+  const uint32_t half = (uint32_t)1 << (e - 1);
+  if (y >= 0) return (int32_t)(((uint32_t)y + half) >> e);
+  return (y + (int32_t)(half - 1u)) >> e;
 }
 
-/* TFLM MultiplyByQuantizedMultiplier (double rounding). */
-static int32_t mbqm(int32_t x, int32_t mult, int32_t shift) {
-  if (shift > 0) {
-    x = (int32_t)((uint32_t)x << shift);
-    shift = 0;
-  }
-  return rdbp(srdhm(x, mult), -shift);
+/* TFLM MultiplyByQuantizedMultiplier (double rounding: SaturatingRoundingDoublingHighMul
+ * then RoundingDivideByPOT), shift in [-31, 31]. */
+FG_INLINE int32_t mbqm(int32_t x, int32_t mult, int32_t shift) {
+  int32_t y;
+  if (shift > 0) return srdhm((int32_t)((uint32_t)x << shift), mult);
+  y = srdhm(x, mult);
+  return shift == 0 ? y : rdbp(y, -shift);
 }
 
-static int8_t clamp8(int32_t v, int8_t lo, int8_t hi) {
+FG_INLINE int8_t clamp8(int32_t v, int8_t lo, int8_t hi) {
   return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
-/* reference_integer_ops::AddFunc / SubElementwise (int8). */
-static int8_t add8(const fastgrnn_int8_binop *p, int32_t a, int32_t b, int subtract) {
-  const int32_t sa = mbqm((a + p->in1_offset) * (INT32_C(1) << 20), p->in1_mult, p->in1_shift);
-  const int32_t sb = mbqm((b + p->in2_offset) * (INT32_C(1) << 20), p->in2_mult, p->in2_shift);
-  const int32_t raw = subtract ? sa - sb : sa + sb;
-  return clamp8(mbqm(raw, p->out_mult, p->out_shift) + p->out_offset, p->act_min, p->act_max);
+/* reference_integer_ops::AddFunc (int8); SUB only occurs inside tables. */
+FG_INLINE int8_t add8(const fastgrnn_int8_binop *p, int32_t a, int32_t b) {
+  const int32_t sa = mbqm((a + p->in1_offset) * (INT32_C(1) << 20), p->in1_mult,
+                                p->in1_shift);
+  const int32_t sb = mbqm((b + p->in2_offset) * (INT32_C(1) << 20), p->in2_mult,
+                                p->in2_shift);
+  return clamp8(mbqm(sa + sb, p->out_mult, p->out_shift) + p->out_offset, p->act_min,
+                p->act_max);
 }
 
 /* reference_integer_ops::MulElementwise (int8). */
-static int8_t mul8(const fastgrnn_int8_binop *p, int32_t a, int32_t b) {
+FG_INLINE int8_t mul8(const fastgrnn_int8_binop *p, int32_t a, int32_t b) {
   const int32_t prod = (a + p->in1_offset) * (b + p->in2_offset);
-  return clamp8(mbqm(prod, p->out_mult, p->out_shift) + p->out_offset, p->act_min, p->act_max);
+  return clamp8(mbqm(prod, p->out_mult, p->out_shift) + p->out_offset, p->act_min,
+                p->act_max);
 }
 
 #define LUT(table, v) ((table)[(int32_t)(v) + 128])
 
+#if defined(__ARM_FEATURE_DSP) && !defined(FASTGRNN_INT8_NO_DSP)
+/* Cortex-M4/M7/M33 DSP: two 16-bit MACs per SMLAD on sign-extended byte pairs. */
+static inline uint32_t load32(const void *p) {
+  uint32_t v;
+  __builtin_memcpy(&v, p, 4);
+  return v;
+}
+static inline uint32_t sxtb16(uint32_t v) {
+  uint32_t r;
+  __asm__("sxtb16 %0, %1" : "=r"(r) : "r"(v));
+  return r;
+}
+static inline uint32_t sxtb16_ror8(uint32_t v) {
+  uint32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+  return r;
+}
+static inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) {
+  int32_t r;
+  __asm__("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
+#endif
+
+/* acc + sum_c x[c] w[c] over n dense weights. */
+static int32_t dot(const ROM int8_t *w, const int8_t *x, int32_t n, int32_t acc) {
+#if defined(__ARM_FEATURE_DSP) && !defined(FASTGRNN_INT8_NO_DSP)
+  for (; n >= 4; n -= 4, x += 4, w += 4) {
+    const uint32_t xv = load32(x), wv = load32(w);
+    acc = smlad(sxtb16(xv), sxtb16(wv), acc);
+    acc = smlad(sxtb16_ror8(xv), sxtb16_ror8(wv), acc);
+  }
+#else
+  for (; n >= 4; n -= 4, x += 4, w += 4) {
+    acc += (int32_t)x[0] * w[0] + (int32_t)x[1] * w[1] + (int32_t)x[2] * w[2] +
+           (int32_t)x[3] * w[3];
+  }
+#endif
+  for (; n > 0; --n) acc += (int32_t)*x++ * *w++;
+  return acc;
+}
+
+/* acc + sum over one bitmap-packed row: mask bytes, then its non-zeros in order. */
+static int32_t dot_packed(const ROM uint8_t *mask, const ROM int8_t **wp, const int8_t *x,
+                          int32_t cols, int32_t acc) {
+  const ROM int8_t *w = *wp;
+  int32_t c;
+  for (c = 0; c < cols; c += 8) {
+    uint32_t bits = *mask++;
+    const int8_t *xc = x + c;
+    while (bits) {
+#if defined(__GNUC__)
+      const int32_t k = __builtin_ctz(bits);
+#else
+      int32_t k = 0;
+      while (!((bits >> k) & 1u)) ++k;
+#endif
+      acc += (int32_t)xc[k] * (int32_t)*w++;
+      bits &= bits - 1u;
+    }
+  }
+  *wp = w;
+  return acc;
+}
+
 /* FullyConnectedPerChannel (int8), dense or bitmap-packed weights. */
 static void fc8(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
-  int32_t r, c;
+  const int32_t rows = f->rows, cols = f->cols, row_bytes = (cols + 7) / 8;
   const ROM int8_t *w = f->w;
   const ROM uint8_t *mask = f->mask;
-  for (r = 0; r < f->rows; ++r) {
-    int32_t acc = f->bias[r];
+  int32_t r, acc;
+  for (r = 0; r < rows; ++r) {
     if (mask == 0) {
-      for (c = 0; c < f->cols; ++c) acc += (int32_t)x[c] * (int32_t)w[c];
-      w += f->cols;
+      acc = dot(w, x, cols, f->bias[r]);
+      w += cols;
     } else {
-      for (c = 0; c < f->cols; c += 8) {
-        uint32_t bits = *mask++;
-        const int8_t *xc = x + c;
-        while (bits) {
-#if defined(__GNUC__)
-          const int32_t k = __builtin_ctz(bits);
-#else
-          int32_t k = 0;
-          while (!((bits >> k) & 1u)) ++k;
-#endif
-          acc += (int32_t)xc[k] * (int32_t)*w++;
-          bits &= bits - 1u;
-        }
-      }
+      acc = dot_packed(mask, &w, x, cols, f->bias[r]);
+      mask += row_bytes;
     }
     out[r] = clamp8(mbqm(acc, f->mult[r], f->shift[r]) + f->out_offset, f->act_min, f->act_max);
   }
@@ -142,18 +205,18 @@ int fastgrnn_int8_step(const fastgrnn_int8_params *p, const int8_t *x, const int
     fc8(&p->u[0], h_in, hu);
   }
   for (j = 0; j < h; ++j) {
-    const int8_t pre = add8(&p->pre, xw[j], hu[j], 0);
-    const int8_t up = p->update_bias ? add8(&p->update_add, pre, p->update_bias[j], 0) : pre;
+    const int8_t pre = add8(&p->pre, xw[j], hu[j]);
+    const int8_t up = p->update_bias ? add8(&p->update_add, pre, p->update_bias[j]) : pre;
     const int8_t hj = h_in[j];
     if (p->cell == FASTGRNN_INT8_FASTGRNN) {
-      const int8_t gp = p->gate_bias ? add8(&p->gate_add, pre, p->gate_bias[j], 0) : pre;
+      const int8_t gp = p->gate_bias ? add8(&p->gate_add, pre, p->gate_bias[j]) : pre;
       const int8_t z = p->gate_table ? LUT(p->gate_table, gp) : gp;
       const int8_t ht = p->update_table ? LUT(p->update_table, up) : up;
       const int8_t zh = mul8(&p->zh_mul, z, hj);
       const int8_t ch = mul8(&p->ch_mul, LUT(p->coef_table, z), ht);
-      h_out[j] = add8(&p->out_add, ch, zh, 0);
+      h_out[j] = add8(&p->out_add, ch, zh);
     } else {
-      h_out[j] = add8(&p->out_add, LUT(p->update_table, up), LUT(p->state_table, hj), 0);
+      h_out[j] = add8(&p->out_add, LUT(p->update_table, up), LUT(p->state_table, hj));
     }
   }
   if (logits) fc8(&p->classifier, h_out, logits);

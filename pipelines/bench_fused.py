@@ -39,6 +39,8 @@ from absl import flags
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "A train_and_export run folder.")
 _WINDOWS = flags.DEFINE_integer("windows", 200, "Test windows for the bit-exact check.")
 _STEPS = flags.DEFINE_integer("steps", 128, "Steps per measured run (one window).")
+_STORAGE = flags.DEFINE_enum("storage", "auto", ["auto", "dense", "packed"],
+                             "Weight storage of the standalone model (fused.extract).")
 _WORK_DIR = flags.DEFINE_string("work_dir", None, "Where builds go (default: a temp dir).")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -234,7 +236,7 @@ def avr(src, work, steps):
   return result
 
 
-def run(run_dir, windows=200, steps=128, work_dir=None):
+def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto"):
   """Measures everything; returns the result dict."""
   from tf_fastgrnn import fused  # pylint: disable=import-outside-toplevel
   run_dir = pathlib.Path(run_dir)
@@ -245,8 +247,8 @@ def run(run_dir, windows=200, steps=128, work_dir=None):
   work = pathlib.Path(work_dir or tempfile.mkdtemp(prefix="bench_fused_"))
   work.mkdir(parents=True, exist_ok=True)
   src = work / "standalone_c"
-  fused.write_standalone(tflite_bytes, str(src), overwrite=True)
-  params = fused.extract(tflite_bytes)
+  fused.write_standalone(tflite_bytes, str(src), storage=storage, overwrite=True)
+  params = fused.extract(tflite_bytes, storage)
   result = {"tflite_bytes": len(tflite_bytes), "param_bytes": fused.param_bytes(params),
             "storage": {f"{k}{i}": ("packed" if fc["mask"] is not None else "dense")
                         for k in ("w", "u") for i, fc in enumerate(params[k])},
@@ -297,7 +299,8 @@ def main(argv):
   del argv
   if not _RUN_DIR.value:
     raise app.UsageError("--run_dir is required")
-  result = run(_RUN_DIR.value, _WINDOWS.value, _STEPS.value, _WORK_DIR.value)
+  result = run(_RUN_DIR.value, _WINDOWS.value, _STEPS.value, _WORK_DIR.value,
+               _STORAGE.value)
   print(json.dumps(result, indent=2, default=str))
   print(table(result))
 
