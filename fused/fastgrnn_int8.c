@@ -5,7 +5,11 @@
 
 #define ROM FASTGRNN_INT8_ROM
 
-#if defined(__GNUC__)
+/* FASTGRNN_INT8_SMALL: one out-of-line copy of each helper (smallest code, about 1.4x
+ * the instructions); default: the elementwise helpers inlined into each pass. */
+#if defined(FASTGRNN_INT8_SMALL)
+#define FG_INLINE static
+#elif defined(__GNUC__)
 #define FG_INLINE static inline __attribute__((always_inline))
 #else
 #define FG_INLINE static inline
@@ -144,6 +148,46 @@ static void fc8(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
   }
 }
 
+/* out[j] = ADD(a[j], b[j]). */
+static void add_vec(const fastgrnn_int8_binop *p, const int8_t *a, const int8_t *b,
+                    int8_t *out, int32_t n) {
+  const fastgrnn_int8_binop q = *p;
+  int32_t j;
+  for (j = 0; j < n; ++j) out[j] = add8(&q, a[j], b[j]);
+}
+
+/* out[j] = table[ADD(a[j], bias[j])]; no bias: table[a[j]]; no table: identity. */
+static void bias_vec(const fastgrnn_int8_binop *p, const ROM int8_t *bias,
+                     const ROM int8_t *table, const int8_t *a, int8_t *out, int32_t n) {
+  const fastgrnn_int8_binop q = *p;
+  int32_t j;
+  for (j = 0; j < n; ++j) {
+    const int8_t v = bias ? add8(&q, a[j], bias[j]) : a[j];
+    out[j] = table ? LUT(table, v) : v;
+  }
+}
+
+/* FastGRNN: h_out[j] = ADD(MUL(coef(z), h~), MUL(z, h)). */
+static void grnn_out(const fastgrnn_int8_params *p, const int8_t *z, const int8_t *ht,
+                     const int8_t *h_in, int8_t *h_out, int32_t n) {
+  const fastgrnn_int8_binop zm = p->zh_mul, cm = p->ch_mul, oa = p->out_add;
+  const ROM int8_t *coef = p->coef_table;
+  int32_t j;
+  for (j = 0; j < n; ++j) {
+    const int8_t zj = z[j];
+    const int8_t zh = mul8(&zm, zj, h_in[j]);
+    h_out[j] = add8(&oa, mul8(&cm, LUT(coef, zj), ht[j]), zh);
+  }
+}
+
+/* FastRNN: h_out[j] = ADD(alpha h~ [j], beta(h[j])). */
+static void rnn_out(const fastgrnn_int8_binop *p, const ROM int8_t *state_table,
+                    const int8_t *alpha_term, const int8_t *h_in, int8_t *h_out, int32_t n) {
+  const fastgrnn_int8_binop q = *p;
+  int32_t j;
+  for (j = 0; j < n; ++j) h_out[j] = add8(&q, alpha_term[j], LUT(state_table, h_in[j]));
+}
+
 static int fc_ok(const fastgrnn_int8_fc *f, int32_t rows, int32_t cols) {
   return f->rows == rows && f->cols == cols && f->w && f->bias && f->mult && f->shift;
 }
@@ -184,7 +228,7 @@ int fastgrnn_int8_step(const fastgrnn_int8_params *p, const int8_t *x, const int
                        int8_t *h_out, int8_t *logits, fastgrnn_int8_scratch *scratch) {
   const int32_t need = check(p);
   int8_t *xw, *hu, *low;
-  int32_t j, h;
+  int32_t h;
   if (need < 0) return (int)need;
   if (!x || !h_in || !h_out) return FASTGRNN_INT8_ERR_NULL;
   if (!scratch || !scratch->buf || scratch->size < need) return FASTGRNN_INT8_ERR_SCRATCH;
@@ -204,20 +248,16 @@ int fastgrnn_int8_step(const fastgrnn_int8_params *p, const int8_t *x, const int
   } else {
     fc8(&p->u[0], h_in, hu);
   }
-  for (j = 0; j < h; ++j) {
-    const int8_t pre = add8(&p->pre, xw[j], hu[j]);
-    const int8_t up = p->update_bias ? add8(&p->update_add, pre, p->update_bias[j]) : pre;
-    const int8_t hj = h_in[j];
-    if (p->cell == FASTGRNN_INT8_FASTGRNN) {
-      const int8_t gp = p->gate_bias ? add8(&p->gate_add, pre, p->gate_bias[j]) : pre;
-      const int8_t z = p->gate_table ? LUT(p->gate_table, gp) : gp;
-      const int8_t ht = p->update_table ? LUT(p->update_table, up) : up;
-      const int8_t zh = mul8(&p->zh_mul, z, hj);
-      const int8_t ch = mul8(&p->ch_mul, LUT(p->coef_table, z), ht);
-      h_out[j] = add8(&p->out_add, ch, zh);
-    } else {
-      h_out[j] = add8(&p->out_add, LUT(p->update_table, up), LUT(p->state_table, hj));
-    }
+  /* Elementwise passes, each with its few parameters in registers (a local copy: the
+   * int8 stores could alias the params otherwise). pre -> xw; h~ (or alpha h~) -> hu;
+   * z -> xw; then h_out. */
+  add_vec(&p->pre, xw, hu, xw, h);
+  bias_vec(&p->update_add, p->update_bias, p->update_table, xw, hu, h);
+  if (p->cell == FASTGRNN_INT8_FASTGRNN) {
+    bias_vec(&p->gate_add, p->gate_bias, p->gate_table, xw, xw, h);
+    grnn_out(p, xw, hu, h_in, h_out, h);
+  } else {
+    rnn_out(&p->out_add, p->state_table, hu, h_in, h_out, h);
   }
   if (logits) fc8(&p->classifier, h_out, logits);
   return FASTGRNN_INT8_OK;

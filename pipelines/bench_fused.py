@@ -149,10 +149,11 @@ def _size(tool, path):
   return text, data, bss
 
 
-def cortex_m4(src, work, steps):
+def cortex_m4(src, work, steps, defines=()):
   if not _have("arm-none-eabi-gcc"):
     return None
-  flags_ = ["-std=c99", "-Os", *M4_ARCH, "-ffunction-sections", "-fdata-sections",
+  work.mkdir(parents=True, exist_ok=True)
+  flags_ = ["-std=c99", "-Os", *M4_ARCH, *defines, "-ffunction-sections", "-fdata-sections",
             "-fstack-usage", f"-DSTEPS={steps}", f"-I{src}"]
   objs = []
   for name in ("model.c", "fastgrnn_int8.c"):
@@ -206,10 +207,60 @@ def _qemu_count(elf, work):
   return None
 
 
-def avr(src, work, steps):
+_VERIFY_MAIN = r"""
+#include <stdio.h>
+#include "model.h"
+#include "windows.h"
+int main(void) {
+  int8_t h[MODEL_HIDDEN_DIM], logits[MODEL_NUM_CLASSES];
+  int32_t n, t, i;
+  for (n = 0; n < N_WINDOWS; ++n) {
+    model_reset(h);
+    for (t = 0; t < N_STEPS; ++t) {
+      if (model_step(windows[n][t], h, logits) != 0) return 1;
+      for (i = 0; i < MODEL_HIDDEN_DIM; ++i) printf("%d ", h[i]);
+      for (i = 0; i < MODEL_NUM_CLASSES; ++i) printf("%d ", logits[i]);
+      printf("\n");
+    }
+  }
+  return 0;
+}
+"""
+
+
+def m4_bit_exact(src, work, traces):
+  """Runs the standalone model built for the Cortex-M4F (SMLAD path) on QEMU over the
+  run's TFLM test-vector windows; returns (differing bytes, bytes compared)."""
+  if not _have("arm-none-eabi-gcc", "qemu-system-arm") or not (M4_TOOLS / "m4.ld").is_file():
+    return None
+  x_q, want = traces["x_q"], np.concatenate([traces["h_q"], traces["logits_q"]], -1)
+  n, t, d = x_q.shape
+  body = ",".join("{" + ",".join("{" + ",".join(str(int(v)) for v in x_q[i, j]) + "}"
+                                 for j in range(t)) + "}" for i in range(n))
+  (work / "windows.h").write_text(f"#define N_WINDOWS {n}\n#define N_STEPS {t}\n"
+                                  f"static const int8_t windows[{n}][{t}][{d}] = {{{body}}};\n")
+  (work / "verify_main.c").write_text(_VERIFY_MAIN)
+  elf = work / "verify_m4.elf"
+  _run(["arm-none-eabi-gcc", "-std=c99", "-Os", *M4_ARCH, "-DSEMIHOSTING", f"-I{src}",
+        f"-I{work}", "-T", str(M4_TOOLS / "m4.ld"), "-nostartfiles", "-Wl,--gc-sections",
+        "--specs=nano.specs", "--specs=rdimon.specs", "-o", str(elf),
+        str(M4_TOOLS / "startup.c"), str(work / "verify_main.c"), str(src / "model.c"),
+        str(src / "fastgrnn_int8.c")])
+  out = _run(["timeout", "600", "qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4",
+              "-nographic", "-monitor", "none", "-serial", "none", "-semihosting-config",
+              "enable=on,target=native", "-kernel", str(elf)]).stdout
+  got = np.array([[int(v) for v in line.split()] for line in out.splitlines() if line.strip()])
+  if got.shape != (n * t, want.shape[-1]):
+    return {"differing": None, "compared": int(want.size), "error": f"output {got.shape}"}
+  return {"differing": int(np.sum(got != want.reshape(n * t, -1))),
+          "compared": int(want.size)}
+
+
+def avr(src, work, steps, defines=()):
   if not _have("avr-gcc", "avr-size"):
     return None
-  flags_ = ["-std=gnu99", "-Os", "-mmcu=atmega328p", "-ffunction-sections",
+  work.mkdir(parents=True, exist_ok=True)
+  flags_ = ["-std=gnu99", "-Os", "-mmcu=atmega328p", *defines, "-ffunction-sections",
             "-fdata-sections", f"-DSTEPS={steps}", f"-I{src}"]
   objs = []
   for name in ("model.c", "fastgrnn_int8.c"):
@@ -230,7 +281,8 @@ def avr(src, work, steps):
   if _have("simavr"):
     out = subprocess.run(["timeout", "600", "simavr", "-m", "atmega328p", "-f", "16000000",
                           str(elf)], capture_output=True, text=True)
-    match = re.search(r"(\d+)", re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + out.stderr))
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + "\n" + out.stderr)
+    match = re.search(r"^(\d+)\.?$", text, re.MULTILINE)  # the UART line
     if match:
       result["cycles"] = int(match.group(1)) / steps
   return result
@@ -259,39 +311,51 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto"):
     ds = data.load_dataset(cfg["dataset"], cfg.get("data_dir"), seed=cfg.get("seed", 0))
     result["bit_exact"] = bit_exact(tflite_bytes, ds.x_test[:windows], work)
   result["host_insns"] = host_callgrind(src, work, steps)
-  result["m4"] = cortex_m4(src, work, steps)
-  result["avr"] = avr(src, work, steps)
+  result["m4"] = cortex_m4(src, work / "m4", steps)
+  result["m4_small"] = cortex_m4(src, work / "m4_small", steps, ["-DFASTGRNN_INT8_SMALL"])
+  traces_path = run_dir / "tflm_eval.npz"
+  if traces_path.is_file():
+    with np.load(traces_path) as traces:
+      result["m4_bit_exact"] = m4_bit_exact(src, work, dict(traces))
+  result["avr"] = avr(src, work / "avr", steps, ["-DFASTGRNN_INT8_SMALL"])
   return result
 
 
 def table(r):
   def f(v):
     return "n/a" if v is None else (f"{v:,.0f}" if isinstance(v, (int, float)) else str(v))
-  m4, av, q = r["m4"] or {}, r["avr"] or {}, r["builtin_quoted"]
+  m4, m4s, av, q = (r["m4"] or {}, r.get("m4_small") or {}, r["avr"] or {},
+                    r["builtin_quoted"])
   rows = [
-      "| | builtin TFLM (issue 13) | fused kernel / standalone C |",
-      "|---|---|---|",
+      "| | builtin TFLM (issue 13) | fused: default build | fused: "
+      "-DFASTGRNN_INT8_SMALL |",
+      "|---|---|---|---|",
       f"| model bytes | {f(r['tflite_bytes'])} (.tflite) | {f(r['param_bytes'])} (const "
-      "params: weights, masks, biases, multipliers, tables) |",
+      "params: weights, masks, biases, multipliers, tables) | same |",
       f"| host instructions / step (callgrind, -O2) | {f(q['host_insns'])} | "
-      f"{f(r['host_insns'])} |",
+      f"{f(r['host_insns'])} | |",
       f"| Cortex-M4F instructions / step (QEMU, -Os) | {f(q['m4_insns'])} | "
-      f"{f(m4.get('insns'))} |",
+      f"{f(m4.get('insns'))} | {f(m4s.get('insns'))} |",
       f"| Cortex-M4F flash, model + kernel (text + data) | (app {f(q['m4_flash'])}) | "
-      f"{f(m4.get('flash'))} (whole bench ELF {f(m4.get('elf_flash'))}) |",
-      f"| Cortex-M4F static RAM (data + bss) | (app {f(q['m4_ram'])}) | "
-      f"{f(m4.get('ram'))} + stack <= {f(m4.get('stack_bound'))} (whole ELF "
-      f"{f(m4.get('elf_ram'))}) |",
-      f"| ATmega328P flash, model + kernel | - | {f(av.get('flash'))} (ELF "
+      f"{f(m4.get('flash'))} (bench ELF {f(m4.get('elf_flash'))}) | "
+      f"{f(m4s.get('flash'))} (bench ELF {f(m4s.get('elf_flash'))}) |",
+      f"| Cortex-M4F static RAM (data + bss) + stack bound | (app {f(q['m4_ram'])}) | "
+      f"{f(m4.get('ram'))} + {f(m4.get('stack_bound'))} (bench ELF "
+      f"{f(m4.get('elf_ram'))}) | {f(m4s.get('ram'))} + {f(m4s.get('stack_bound'))} |",
+      f"| ATmega328P flash, model + kernel | - | | {f(av.get('flash'))} (bench ELF "
       f"{f(av.get('elf_flash'))}) |",
-      f"| ATmega328P static RAM | - | {f(av.get('ram'))} (ELF {f(av.get('elf_ram'))}) |",
-      f"| ATmega328P cycles / step (simavr) | - | {f(av.get('cycles'))} |",
+      f"| ATmega328P static RAM (bench ELF: data + bss) | - | | {f(av.get('elf_ram'))} |",
+      f"| ATmega328P cycles / step (simavr, 16 MHz) | - | | {f(av.get('cycles'))} |",
   ]
+  if r.get("m4_bit_exact"):
+    e = r["m4_bit_exact"]
+    rows.append(f"| Cortex-M4F build (QEMU) vs TFLM traces (tflm_eval.npz) | | "
+                f"{e['differing']} of {e['compared']} bytes differ | |")
   if "bit_exact" in r:
     b = r["bit_exact"]
-    rows.append(f"| bit-exact on {b['windows']} test windows x {b['steps']} steps | | h "
-                f"mismatches {b['h_mismatches']}, logits mismatches "
-                f"{b['logits_mismatches']} |")
+    rows.append(f"| host kernel vs TFLM, {b['windows']} test windows x {b['steps']} steps "
+                f"| | h mismatches {b['h_mismatches']}, logits mismatches "
+                f"{b['logits_mismatches']} | |")
   return "\n".join(rows)
 
 
