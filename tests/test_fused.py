@@ -236,3 +236,13 @@ def test_standalone_c_model_is_bit_exact_with_tflm(cell, kwargs, tmp_path):
   assert f"#define MODEL_HIDDEN_DIM {H}" in header
   with pytest.raises(FileExistsError):
     fused.write_standalone(tflite_bytes, str(tmp_path))
+
+
+def test_size_build_is_bit_exact_too(small_export, tmp_path):
+  """-DFASTGRNN_INT8_SMALL changes only inlining: same bytes."""
+  library = fused.compile_kernel(str(tmp_path), flags=("-O2", "-DFASTGRNN_INT8_SMALL"))
+  windows = _windows(np.random.default_rng(5))
+  want = runtime.TFLMStepRunner(small_export).run_windows(windows)
+  got = fused.FusedStepRunner(small_export, library).run_windows(windows)
+  np.testing.assert_array_equal(got["h_q"], want["h_q"])
+  np.testing.assert_array_equal(got["logits_q"], want["logits_q"])
