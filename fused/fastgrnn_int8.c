@@ -42,17 +42,31 @@ FG_INLINE int32_t mbqm(int32_t x, int32_t mult, int32_t shift) {
   return shift == 0 ? y : rdbp(y, -shift);
 }
 
+/* MultiplyByQuantizedMultiplier for the elementwise ops, shift <= 0 (every ADD
+ * multiplier is below one; fused.py checks it) and |x| < 2^30 (int8 differences shifted
+ * left by 20, or the sum of two such): then |y| < 2^30 and RoundingDivideByPOT is
+ * (y + 2^(e-1) - [y < 0 and e > 0]) >> e without overflow or branches. */
+#if defined(FASTGRNN_INT8_SMALL)
+#define mbqm_add mbqm /* one copy of the general form: smaller code, same results */
+#else
+FG_INLINE int32_t mbqm_add(int32_t x, int32_t mult, int32_t shift) {
+  const int32_t y = srdhm(x, mult), e = -shift;
+  const int32_t half = (int32_t)(((uint32_t)1 << e) >> 1);
+  return (y + half - (y < 0 && e > 0 ? 1 : 0)) >> e;
+}
+#endif
+
 FG_INLINE int8_t clamp8(int32_t v, int8_t lo, int8_t hi) {
   return (int8_t)(v < lo ? lo : (v > hi ? hi : v));
 }
 
 /* reference_integer_ops::AddFunc (int8); SUB only occurs inside tables. */
 FG_INLINE int8_t add8(const fastgrnn_int8_binop *p, int32_t a, int32_t b) {
-  const int32_t sa = mbqm((a + p->in1_offset) * (INT32_C(1) << 20), p->in1_mult,
-                                p->in1_shift);
-  const int32_t sb = mbqm((b + p->in2_offset) * (INT32_C(1) << 20), p->in2_mult,
-                                p->in2_shift);
-  return clamp8(mbqm(sa + sb, p->out_mult, p->out_shift) + p->out_offset, p->act_min,
+  const int32_t sa = mbqm_add((a + p->in1_offset) * (INT32_C(1) << 20), p->in1_mult,
+                              p->in1_shift);
+  const int32_t sb = mbqm_add((b + p->in2_offset) * (INT32_C(1) << 20), p->in2_mult,
+                              p->in2_shift);
+  return clamp8(mbqm_add(sa + sb, p->out_mult, p->out_shift) + p->out_offset, p->act_min,
                 p->act_max);
 }
 

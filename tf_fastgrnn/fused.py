@@ -151,7 +151,11 @@ def _i(v):
 def _quantize_multiplier(real):
   """``QuantizeMultiplier`` through ``int8_kernels`` (one value or an array)."""
   m, e = int8_kernels.quantize_multiplier(tf.constant(np.asarray(real, np.float64)))
-  return m.numpy().astype(np.int64), e.numpy().astype(np.int64)
+  m, e = m.numpy().astype(np.int64), e.numpy().astype(np.int64)
+  # The kernel relies on these ranges (no saturating SRDHM case, shifts a C int takes).
+  if np.any(m < 0) or np.any(m >= 2**31) or np.any(e < -31) or np.any(e > 30):
+    raise FusedExportError(f"a multiplier/shift outside TFLM's range: {m}, {e}")
+  return m, e
 
 
 def _addsub_constants(sa, sb, so, subtract):
