@@ -25,7 +25,6 @@ The builtin model's device figures need a TFLM tree and are quoted from issue 13
 """
 
 import json
-import os
 import pathlib
 import re
 import shutil

@@ -22,7 +22,6 @@ import copy
 import ctypes
 import os
 import subprocess
-import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -32,8 +31,9 @@ from tensorflow.lite.tools import flatbuffer_utils
 from tf_fastgrnn import int8_kernels
 from tf_fastgrnn import runtime
 
-__all__ = ["FusedExportError", "FusedStepRunner", "KERNEL_SOURCE", "compile_kernel",
-           "extract", "param_bytes"]
+__all__ = ["FASTGRNN", "FASTRNN", "FusedExportError", "FusedStepRunner", "KERNEL_SOURCE",
+           "STANDALONE_FILES", "compile_kernel", "extract", "param_bytes",
+           "standalone_sources", "write_standalone"]
 
 KERNEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "fused")
