@@ -1,0 +1,372 @@
+r"""Builtin TFLM vs fused kernel vs standalone C: bit-exactness, bytes, flash, RAM, time.
+
+  python -m pipelines.bench_fused --run_dir=runs/har6_fastgrnn [--windows=200]
+
+On a train_and_export run folder (``model_int8.tflite``, ``flags.json``):
+
+1. steps the run's test windows through the builtin model in the ``tflite_micro``
+   runtime and through the fused C kernel (host build, ctypes), and counts every h and
+   logits byte that differs (must be 0);
+2. generates the standalone C model (``fused.write_standalone``) in a work folder and
+   measures, where the tools are installed:
+   - host: instructions per step of ``model_step`` under callgrind (``gcc -O2``);
+   - Cortex-M4F: ``arm-none-eabi-gcc -Os -mcpu=cortex-m4 -mfloat-abi=hard``, linked
+     with ``../shared/tools/cortex_m4`` (m4.ld, startup.c), flash (text + data) and
+     static RAM (data + bss) of the model + kernel objects and of the whole ELF, the
+     stack of ``model_step`` (``-fstack-usage``, summed over the call chain), and
+     instructions per ``model_step`` call on ``qemu-system-arm -M mps2-an386``
+     (``run_count.sh``, QEMU TCG plugin counting guest instructions inside the call);
+   - ATmega328P: ``avr-gcc -Os -mmcu=atmega328p``, flash and RAM from ``avr-size``, and
+     cycles per step on ``simavr`` (Timer1 at clk/1, overflow-extended, printed over
+     the UART).
+
+The builtin model's device figures need a TFLM tree and are quoted from issue 13
+(measured with ``../shared/tools/cortex_m4``). Prints a Markdown table.
+"""
+
+import json
+import pathlib
+import re
+import shutil
+import subprocess
+import tempfile
+
+import numpy as np
+from absl import app
+from absl import flags
+
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "A train_and_export run folder.")
+_WINDOWS = flags.DEFINE_integer("windows", 200, "Test windows for the bit-exact check.")
+_STEPS = flags.DEFINE_integer("steps", 128, "Steps per measured run (one window).")
+_STORAGE = flags.DEFINE_enum("storage", "auto", ["auto", "dense", "packed"],
+                             "Weight storage of the standalone model (fused.extract).")
+_WORK_DIR = flags.DEFINE_string("work_dir", None, "Where builds go (default: a temp dir).")
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+M4_TOOLS = REPO.parent / "shared" / "tools" / "cortex_m4"
+M4_ARCH = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
+# Issue 13's figures for the builtin model (default HAR run, TFLM reference kernels).
+BUILTIN_QUOTED = {"host_insns": 124616, "m4_insns": 138388, "m4_flash": 74464,
+                  "m4_ram": 24300}
+
+_BENCH_MAIN = r"""
+#include "model.h"
+volatile int8_t sink;
+static int8_t x[MODEL_INPUT_DIM];
+int main(void) {
+  int8_t h[MODEL_HIDDEN_DIM], logits[MODEL_NUM_CLASSES];
+  int32_t t, i;
+  model_reset(h);
+  for (t = 0; t < STEPS; ++t) {
+    for (i = 0; i < MODEL_INPUT_DIM; ++i) x[i] = (int8_t)(t * 7 + i * 13);
+    if (model_step(x, h, logits) != 0) return 1;
+  }
+  sink = logits[0];
+  return 0;
+}
+"""
+
+_AVR_MAIN = r"""
+#include <avr/interrupt.h>
+#include <avr/io.h>
+#include <avr/sleep.h>
+#include "model.h"
+volatile int8_t sink;
+static volatile uint16_t overflows;
+ISR(TIMER1_OVF_vect) { ++overflows; }
+static void put(char c) { while (!(UCSR0A & (1 << UDRE0))) {} UDR0 = c; }
+static void put_u32(uint32_t v) {
+  char buf[11]; int n = 0;
+  do { buf[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+  while (n) put(buf[--n]);
+}
+static uint32_t now(void) {
+  uint16_t lo, hi;
+  cli(); lo = TCNT1; hi = overflows;
+  if ((TIFR1 & (1 << TOV1)) && lo < 0x8000) ++hi;
+  sei();
+  return ((uint32_t)hi << 16) | lo;
+}
+int main(void) {
+  int8_t x[MODEL_INPUT_DIM], h[MODEL_HIDDEN_DIM], logits[MODEL_NUM_CLASSES];
+  int32_t t, i;
+  uint32_t start, total;
+  UCSR0B = (1 << TXEN0);
+  TCCR1A = 0; TIMSK1 = (1 << TOIE1); TCCR1B = (1 << CS10);
+  sei();
+  model_reset(h);
+  start = now();
+  for (t = 0; t < STEPS; ++t) {
+    for (i = 0; i < MODEL_INPUT_DIM; ++i) x[i] = (int8_t)(t * 7 + i * 13);
+    model_step(x, h, logits);
+  }
+  total = now() - start;
+  sink = logits[0];
+  put_u32(total); put('\n');
+  cli(); sleep_cpu();
+  return 0;
+}
+"""
+
+
+def _run(cmd, **kwargs):
+  return subprocess.run(cmd, check=True, capture_output=True, text=True, **kwargs)
+
+
+def _have(*tools):
+  return all(shutil.which(t) for t in tools)
+
+
+def bit_exact(tflite_bytes, windows, work):
+  """Steps ``windows`` through TFLM and the fused kernel; counts differing bytes."""
+  from tf_fastgrnn import fused, runtime  # pylint: disable=import-outside-toplevel
+  library = fused.compile_kernel(str(work))
+  want = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
+  got = fused.FusedStepRunner(tflite_bytes, library).run_windows(windows)
+  return {"windows": len(windows), "steps": int(windows.shape[1]),
+          "h_mismatches": int(np.sum(got["h_q"] != want["h_q"])),
+          "logits_mismatches": int(np.sum(got["logits_q"] != want["logits_q"])),
+          "classes_predicted": int(len(np.unique(want["logits_q"][:, -1].argmax(-1))))}
+
+
+def host_callgrind(src, work, steps):
+  if not _have("gcc", "valgrind"):
+    return None
+  exe = work / "bench_host"
+  (work / "bench_main.c").write_text(_BENCH_MAIN)
+  _run(["gcc", "-std=c99", "-O2", "-g", f"-DSTEPS={steps}", f"-I{src}", "-o", str(exe),
+        str(src / "model.c"), str(src / "fastgrnn_int8.c"), str(work / "bench_main.c")])
+  out = _run(["valgrind", "--tool=callgrind", "--collect-atstart=no",
+              "--toggle-collect=model_step", f"--callgrind-out-file={work}/cg.out",
+              str(exe)]).stderr
+  total = int(re.search(r"Collected : (\d+)", out).group(1))
+  return total / steps
+
+
+def _size(tool, path):
+  text, data, bss = (int(v) for v in _run([tool, str(path)]).stdout.splitlines()[1].split()[:3])
+  return text, data, bss
+
+
+def cortex_m4(src, work, steps, defines=()):
+  if not _have("arm-none-eabi-gcc"):
+    return None
+  work.mkdir(parents=True, exist_ok=True)
+  flags_ = ["-std=c99", "-Os", *M4_ARCH, *defines, "-ffunction-sections", "-fdata-sections",
+            "-fstack-usage", f"-DSTEPS={steps}", f"-I{src}"]
+  objs = []
+  for name in ("model.c", "fastgrnn_int8.c"):
+    obj = work / f"m4_{name[:-2]}.o"
+    _run(["arm-none-eabi-gcc", *flags_, "-c", str(src / name), "-o", str(obj)], cwd=work)
+    objs.append(obj)
+  text = data = bss = 0
+  for obj in objs:
+    t, d, b = _size("arm-none-eabi-size", obj)
+    text, data, bss = text + t, data + d, bss + b
+  stack = 0
+  for su in work.glob("m4_*.su"):
+    stack += sum(int(line.split("\t")[1]) for line in su.read_text().splitlines())
+  result = {"flash": text + data, "ram": data + bss, "stack_bound": stack}
+  (work / "bench_main.c").write_text(_BENCH_MAIN)
+  if (M4_TOOLS / "m4.ld").is_file():
+    elf = work / "bench_m4.elf"
+    _run(["arm-none-eabi-gcc", *flags_, "-DSEMIHOSTING", "-T", str(M4_TOOLS / "m4.ld"),
+          "-nostartfiles", "-Wl,--gc-sections", "--specs=nano.specs", "--specs=rdimon.specs",
+          "-o", str(elf), str(M4_TOOLS / "startup.c"), str(work / "bench_main.c"),
+          *(str(o) for o in objs)])
+    t, d, b = _size("arm-none-eabi-size", elf)
+    result.update(elf_flash=t + d, elf_ram=d + b)
+    if _have("qemu-system-arm", "gcc", "arm-none-eabi-nm"):
+      insns = _qemu_count(elf, work)
+      if insns is not None and insns[0] == steps:
+        result["insns"] = insns[1] / steps
+  return result
+
+
+def _qemu_count(elf, work):
+  """(calls, instructions inside) of model_step on qemu mps2-an386 (Cortex-M4F), with
+  the insn_window TCG plugin of ../shared/tools/cortex_m4 (built into ``work``)."""
+  plugin = work / "libinsn_window.so"
+  _run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(plugin), str(M4_TOOLS / "insn_window.c")])
+  syms = {}
+  for line in _run(["arm-none-eabi-nm", "-S", str(elf)]).stdout.splitlines():
+    parts = line.split()
+    if len(parts) == 4 and parts[2] in "TtWw":
+      syms[parts[3]] = (int(parts[0], 16) & ~1, int(parts[1], 16))
+  on, (lo, size) = syms["model_step"][0], syms["main"]
+  out = work / "m4.insns"
+  _run(["timeout", "600", "qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4",
+        "-nographic", "-monitor", "none", "-serial", "none", "-semihosting-config",
+        "enable=on,target=native", "-kernel", str(elf), "-plugin",
+        f"{plugin},on={on:#x},lo={lo:#x},hi={lo + size:#x},out={out}", "-d", "plugin"])
+  for line in out.read_text().splitlines():
+    if line.startswith("# windows"):
+      f = line.split()
+      return int(f[2]), int(f[4])
+  return None
+
+
+_VERIFY_MAIN = r"""
+#include <stdio.h>
+#include "model.h"
+#include "windows.h"
+int main(void) {
+  int8_t h[MODEL_HIDDEN_DIM], logits[MODEL_NUM_CLASSES];
+  int32_t n, t, i;
+  for (n = 0; n < N_WINDOWS; ++n) {
+    model_reset(h);
+    for (t = 0; t < N_STEPS; ++t) {
+      if (model_step(windows[n][t], h, logits) != 0) return 1;
+      for (i = 0; i < MODEL_HIDDEN_DIM; ++i) printf("%d ", h[i]);
+      for (i = 0; i < MODEL_NUM_CLASSES; ++i) printf("%d ", logits[i]);
+      printf("\n");
+    }
+  }
+  return 0;
+}
+"""
+
+
+def m4_bit_exact(src, work, traces):
+  """Runs the standalone model built for the Cortex-M4F (SMLAD path) on QEMU over the
+  run's TFLM test-vector windows; returns (differing bytes, bytes compared)."""
+  if not _have("arm-none-eabi-gcc", "qemu-system-arm") or not (M4_TOOLS / "m4.ld").is_file():
+    return None
+  x_q, want = traces["x_q"], np.concatenate([traces["h_q"], traces["logits_q"]], -1)
+  n, t, d = x_q.shape
+  body = ",".join("{" + ",".join("{" + ",".join(str(int(v)) for v in x_q[i, j]) + "}"
+                                 for j in range(t)) + "}" for i in range(n))
+  (work / "windows.h").write_text(f"#define N_WINDOWS {n}\n#define N_STEPS {t}\n"
+                                  f"static const int8_t windows[{n}][{t}][{d}] = {{{body}}};\n")
+  (work / "verify_main.c").write_text(_VERIFY_MAIN)
+  elf = work / "verify_m4.elf"
+  _run(["arm-none-eabi-gcc", "-std=c99", "-Os", *M4_ARCH, "-DSEMIHOSTING", f"-I{src}",
+        f"-I{work}", "-T", str(M4_TOOLS / "m4.ld"), "-nostartfiles", "-Wl,--gc-sections",
+        "--specs=nano.specs", "--specs=rdimon.specs", "-o", str(elf),
+        str(M4_TOOLS / "startup.c"), str(work / "verify_main.c"), str(src / "model.c"),
+        str(src / "fastgrnn_int8.c")])
+  out = _run(["timeout", "600", "qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4",
+              "-nographic", "-monitor", "none", "-serial", "none", "-semihosting-config",
+              "enable=on,target=native", "-kernel", str(elf)]).stdout
+  got = np.array([[int(v) for v in line.split()] for line in out.splitlines() if line.strip()])
+  if got.shape != (n * t, want.shape[-1]):
+    return {"differing": None, "compared": int(want.size), "error": f"output {got.shape}"}
+  return {"differing": int(np.sum(got != want.reshape(n * t, -1))),
+          "compared": int(want.size)}
+
+
+def avr(src, work, steps, defines=()):
+  if not _have("avr-gcc", "avr-size"):
+    return None
+  work.mkdir(parents=True, exist_ok=True)
+  flags_ = ["-std=gnu99", "-Os", "-mmcu=atmega328p", *defines, "-ffunction-sections",
+            "-fdata-sections", f"-DSTEPS={steps}", f"-I{src}"]
+  objs = []
+  for name in ("model.c", "fastgrnn_int8.c"):
+    obj = work / f"avr_{name[:-2]}.o"
+    _run(["avr-gcc", *flags_, "-c", str(src / name), "-o", str(obj)])
+    objs.append(obj)
+  text = data = bss = 0
+  for obj in objs:
+    t, d, b = _size("avr-size", obj)
+    text, data, bss = text + t, data + d, bss + b
+  result = {"flash": text + data, "ram": data + bss}
+  (work / "avr_main.c").write_text(_AVR_MAIN)
+  elf = work / "bench_avr.elf"
+  _run(["avr-gcc", *flags_, "-Wl,--gc-sections", "-o", str(elf), str(work / "avr_main.c"),
+        *(str(o) for o in objs)])
+  t, d, b = _size("avr-size", elf)
+  result.update(elf_flash=t + d, elf_ram=d + b)
+  if _have("simavr"):
+    out = subprocess.run(["timeout", "600", "simavr", "-m", "atmega328p", "-f", "16000000",
+                          str(elf)], capture_output=True, text=True)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + "\n" + out.stderr)
+    match = re.search(r"^(\d+)\.?$", text, re.MULTILINE)  # the UART line
+    if match:
+      result["cycles"] = int(match.group(1)) / steps
+  return result
+
+
+def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto"):
+  """Measures everything; returns the result dict."""
+  from tf_fastgrnn import fused  # pylint: disable=import-outside-toplevel
+  run_dir = pathlib.Path(run_dir)
+  tflite_path = run_dir / "model_int8.tflite"
+  if not tflite_path.is_file():
+    raise FileNotFoundError(f"{tflite_path} is missing: is {run_dir} a train_and_export run?")
+  tflite_bytes = tflite_path.read_bytes()
+  work = pathlib.Path(work_dir or tempfile.mkdtemp(prefix="bench_fused_"))
+  work.mkdir(parents=True, exist_ok=True)
+  src = work / "standalone_c"
+  fused.write_standalone(tflite_bytes, str(src), storage=storage, overwrite=True)
+  params = fused.extract(tflite_bytes, storage)
+  result = {"tflite_bytes": len(tflite_bytes), "param_bytes": fused.param_bytes(params),
+            "storage": {f"{k}{i}": ("packed" if fc["mask"] is not None else "dense")
+                        for k in ("w", "u") for i, fc in enumerate(params[k])},
+            "builtin_quoted": BUILTIN_QUOTED}
+  if windows:
+    import data  # pylint: disable=import-outside-toplevel
+    cfg = json.loads((run_dir / "flags.json").read_text())
+    ds = data.load_dataset(cfg["dataset"], cfg.get("data_dir"), seed=cfg.get("seed", 0))
+    result["bit_exact"] = bit_exact(tflite_bytes, ds.x_test[:windows], work)
+  result["host_insns"] = host_callgrind(src, work, steps)
+  result["m4"] = cortex_m4(src, work / "m4", steps)
+  result["m4_small"] = cortex_m4(src, work / "m4_small", steps, ["-DFASTGRNN_INT8_SMALL"])
+  traces_path = run_dir / "tflm_eval.npz"
+  if traces_path.is_file():
+    with np.load(traces_path) as traces:
+      result["m4_bit_exact"] = m4_bit_exact(src, work, dict(traces))
+  result["avr"] = avr(src, work / "avr", steps, ["-DFASTGRNN_INT8_SMALL"])
+  return result
+
+
+def table(r):
+  def f(v):
+    return "n/a" if v is None else (f"{v:,.0f}" if isinstance(v, (int, float)) else str(v))
+  m4, m4s, av, q = (r["m4"] or {}, r.get("m4_small") or {}, r["avr"] or {},
+                    r["builtin_quoted"])
+  rows = [
+      "| | builtin TFLM (issue 13) | fused: default build | fused: "
+      "-DFASTGRNN_INT8_SMALL |",
+      "|---|---|---|---|",
+      f"| model bytes | {f(r['tflite_bytes'])} (.tflite) | {f(r['param_bytes'])} (const "
+      "params: weights, masks, biases, multipliers, tables) | same |",
+      f"| host instructions / step (callgrind, -O2) | {f(q['host_insns'])} | "
+      f"{f(r['host_insns'])} | |",
+      f"| Cortex-M4F instructions / step (QEMU, -Os) | {f(q['m4_insns'])} | "
+      f"{f(m4.get('insns'))} | {f(m4s.get('insns'))} |",
+      f"| Cortex-M4F flash, model + kernel (text + data) | (app {f(q['m4_flash'])}) | "
+      f"{f(m4.get('flash'))} (bench ELF {f(m4.get('elf_flash'))}) | "
+      f"{f(m4s.get('flash'))} (bench ELF {f(m4s.get('elf_flash'))}) |",
+      f"| Cortex-M4F static RAM (data + bss) + stack bound | (app {f(q['m4_ram'])}) | "
+      f"{f(m4.get('ram'))} + {f(m4.get('stack_bound'))} (bench ELF "
+      f"{f(m4.get('elf_ram'))}) | {f(m4s.get('ram'))} + {f(m4s.get('stack_bound'))} |",
+      f"| ATmega328P flash, model + kernel | - | | {f(av.get('flash'))} (bench ELF "
+      f"{f(av.get('elf_flash'))}) |",
+      f"| ATmega328P static RAM (bench ELF: data + bss) | - | | {f(av.get('elf_ram'))} |",
+      f"| ATmega328P cycles / step (simavr, 16 MHz) | - | | {f(av.get('cycles'))} |",
+  ]
+  if r.get("m4_bit_exact"):
+    e = r["m4_bit_exact"]
+    rows.append(f"| Cortex-M4F build (QEMU) vs TFLM traces (tflm_eval.npz) | | "
+                f"{e['differing']} of {e['compared']} bytes differ | |")
+  if "bit_exact" in r:
+    b = r["bit_exact"]
+    rows.append(f"| host kernel vs TFLM, {b['windows']} test windows x {b['steps']} steps "
+                f"| | h mismatches {b['h_mismatches']}, logits mismatches "
+                f"{b['logits_mismatches']} | |")
+  return "\n".join(rows)
+
+
+def main(argv):
+  del argv
+  if not _RUN_DIR.value:
+    raise app.UsageError("--run_dir is required")
+  result = run(_RUN_DIR.value, _WINDOWS.value, _STEPS.value, _WORK_DIR.value,
+               _STORAGE.value)
+  print(json.dumps(result, indent=2, default=str))
+  print(table(result))
+
+
+if __name__ == "__main__":
+  app.run(main)

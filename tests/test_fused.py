@@ -1,0 +1,248 @@
+"""The fused int8 FastGRNN/FastRNN kernel (fused/fastgrnn_int8.c) against TFLM.
+
+The C kernel is compiled with the system compiler and driven through ctypes; its h and
+logits must equal the builtin int8 step model's in the ``tflite_micro`` runtime byte for
+byte at every step of every window, for every cell x rank x storage x activation.
+"""
+
+import ctypes
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from tf_fastgrnn import export
+from tf_fastgrnn import fused
+from tf_fastgrnn import models
+from tf_fastgrnn import quantization
+from tf_fastgrnn import runtime
+
+T, D, H, C = 5, 4, 8, 3
+STEPS, WINDOWS = 12, 5
+
+_CC = os.environ.get("CC", "cc")
+pytestmark = pytest.mark.skipif(shutil.which(_CC) is None,
+                                reason=f"no C compiler ({_CC}) to build the fused kernel")
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+  return fused.compile_kernel(str(tmp_path_factory.mktemp("fused")))
+
+
+def _model(rng, cell, sparse=False, **kwargs):
+  model = models.sequence_classifier(cell, H, (T, D), C, **kwargs)
+  for var in model.weights:
+    value = rng.normal(0, 0.5, var.shape)
+    if sparse and any(k in var.name for k in ("/W", "/U")):
+      value[rng.random(var.shape) < 0.6] = 0.0  # a pruned matrix
+    var.assign(value)
+  return model
+
+
+# cell, cell kwargs, pruned. Every activation the cells accept, both cells, full and
+# low-rank W/U.
+_FLOAT_VARIANTS = {
+    "fastgrnn_lowrank_sparse": ("fastgrnn", {"w_rank": 2, "u_rank": 4}, True),
+    "fastgrnn_full": ("fastgrnn", {}, False),
+    "fastgrnn_full_sparse": ("fastgrnn", {}, True),
+    "fastgrnn_urank": ("fastgrnn", {"u_rank": 3}, False),
+    "fastgrnn_sigmoid_sigmoid": ("fastgrnn", {"update_activation": "sigmoid"}, False),
+    "fastgrnn_tanh_gate": ("fastgrnn", {"gate_activation": "tanh", "u_rank": 4}, False),
+    "fastgrnn_relu": ("fastgrnn", {"update_activation": "relu", "w_rank": 2}, False),
+    "fastgrnn_quantized": ("fastgrnn", {"gate_activation": "quantized_sigmoid",
+                                        "update_activation": "quantized_tanh"}, True),
+    "fastrnn_full": ("fastrnn", {}, False),
+    "fastrnn_lowrank_sparse": ("fastrnn", {"w_rank": 2, "u_rank": 3}, True),
+    "fastrnn_relu": ("fastrnn", {"update_activation": "relu"}, False),
+    "fastrnn_quantized_tanh": ("fastrnn", {"update_activation": "quantized_tanh"}, False),
+    "fastrnn_sigmoid": ("fastrnn", {"update_activation": "sigmoid", "u_rank": 4}, False),
+}
+
+
+def _windows(rng):
+  return rng.normal(0, 1.5, (WINDOWS, STEPS, D)).astype(np.float32)
+
+
+def _assert_bit_exact(tflite_bytes, library, windows):
+  want = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
+  # The comparison means something only if the state moves.
+  assert len(np.unique(want["h_q"])) > 10
+  for storage in ("auto", "dense", "packed"):
+    got = fused.FusedStepRunner(tflite_bytes, library, storage).run_windows(windows)
+    for key in ("h_q", "logits_q"):
+      mismatch = np.argwhere(got[key] != want[key])
+      assert not len(mismatch), (
+          f"{storage}: {key} differs at (window, step, unit) {mismatch[:5].tolist()} of "
+          f"{len(mismatch)}")
+
+
+@pytest.mark.parametrize("variant", sorted(_FLOAT_VARIANTS))
+def test_fused_kernel_is_bit_exact_with_tflm(variant, kernel):
+  rng = np.random.default_rng(sorted(_FLOAT_VARIANTS).index(variant))
+  cell, kwargs, sparse = _FLOAT_VARIANTS[variant]
+  model = _model(rng, cell, sparse, **kwargs)
+  tflite_bytes = export.convert_step_model(model, rng.normal(0, 1.5, (16, T, D)))
+  _assert_bit_exact(tflite_bytes, kernel, _windows(rng))
+
+
+@pytest.mark.parametrize("cell,kwargs", [("fastgrnn", {"w_rank": 2, "u_rank": 4}),
+                                         ("fastrnn", {"u_rank": 3})])
+def test_fused_kernel_is_bit_exact_with_tflm_on_qat_exports(cell, kwargs, kernel):
+  rng = np.random.default_rng(7)
+  model = _model(rng, cell, sparse=True, **kwargs)
+  windows = rng.normal(0, 1.5, (32, T, D)).astype(np.float32)
+  qat = quantization.quantize_model(model, windows)
+  tflite_bytes = export.convert_step_model(qat, windows)
+  _assert_bit_exact(tflite_bytes, kernel, _windows(rng))
+
+
+@pytest.fixture(scope="module")
+def small_export():
+  rng = np.random.default_rng(3)
+  model = _model(rng, "fastgrnn", sparse=True, u_rank=4)
+  return export.convert_step_model(model, rng.normal(0, 1.5, (16, T, D)))
+
+
+def test_params_from_the_graph(small_export):
+  params = fused.extract(small_export)
+  assert params["cell"] == fused.FASTGRNN
+  assert (params["input_dim"], params["hidden_dim"], params["num_classes"]) == (D, H, C)
+  assert [fc["rows"] for fc in params["u"]] == [4, H] and len(params["w"]) == 1
+  for table in ("gate_table", "update_table", "coef_table"):
+    assert params[table].shape == (256,) and params[table].dtype == np.int8
+  # The sigmoid table is monotone and spans most of int8 (the TFLM LOGISTIC output grid
+  # is 1/256 with zero point -128).
+  gate = params["gate_table"].astype(int)
+  assert np.all(np.diff(gate) >= 0) and gate[0] < -100 and gate[-1] > 100
+  # Storage: each matrix packed only where smaller than dense, and the packed form holds
+  # exactly the non-zeros.
+  fcs = params["w"] + params["u"] + [params["classifier"]]
+  assert any(fc["mask"] is not None for fc in fcs)  # W [8, 4] at 60 % zeros packs
+  for fc in fcs:
+    dense = fc["rows"] * fc["cols"]
+    if fc["mask"] is None:
+      assert fc["w"].size == dense
+    else:
+      assert fc["mask"].size + fc["w"].size < dense
+      assert np.all(fc["w"] != 0)
+  for storage in ("dense", "packed"):
+    forced = fused.extract(small_export, storage)
+    for a, b in zip(forced["u"], params["u"]):
+      np.testing.assert_array_equal(a["bias"], b["bias"])
+
+
+def test_packed_weights_round_trip():
+  w = np.array([[0, 3, 0, 0, 0, 0, 0, 0, -5], [1, 0, 0, 0, 0, 0, 0, 0, 0]], np.int8)
+  mask, values = fused._pack(w)  # pylint: disable=protected-access
+  assert mask.tolist() == [0b10, 0b1, 0b1, 0]
+  assert values.tolist() == [3, -5, 1]
+
+
+def test_refuses_models_it_cannot_compute_exactly(rng):
+  lstm = models.sequence_classifier("lstm", H, (T, D), C)
+  tflite_bytes = export.convert_step_model(lstm, rng.normal(0, 1, (8, T, D)))
+  with pytest.raises(fused.FusedExportError, match="signature"):
+    fused.extract(tflite_bytes)
+  gru = models.sequence_classifier("gru", H, (T, D), C)
+  tflite_bytes = export.convert_step_model(gru, rng.normal(0, 1, (8, T, D)))
+  with pytest.raises(fused.FusedExportError):
+    fused.extract(tflite_bytes)
+  with pytest.raises(ValueError, match="storage"):
+    fused.extract(export.convert_step_model(_model(rng, "fastrnn"), rng.normal(
+        0, 1, (8, T, D))), storage="sparse")
+
+
+def test_kernel_error_codes(small_export, kernel):
+  runner = fused.FusedStepRunner(small_export, kernel)
+  lib = ctypes.CDLL(kernel)
+  need = lib.fastgrnn_int8_scratch_bytes(ctypes.byref(runner._c))  # pylint: disable=protected-access
+  assert need == 2 * H + 4
+  buf = np.zeros(need, np.int8)
+  i8 = lambda a: a.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
+  x, h = np.zeros(D, np.int8), np.zeros(H, np.int8)
+  small = fused._Scratch(i8(buf), need - 1)  # pylint: disable=protected-access
+  assert lib.fastgrnn_int8_step(ctypes.byref(runner._c), i8(x), i8(h), i8(h), None,  # pylint: disable=protected-access
+                                ctypes.byref(small)) == -3
+  enough = fused._Scratch(i8(buf), need)  # pylint: disable=protected-access
+  assert lib.fastgrnn_int8_step(ctypes.byref(runner._c), None, i8(h), i8(h), None,  # pylint: disable=protected-access
+                                ctypes.byref(enough)) == -1
+  assert lib.fastgrnn_int8_step(None, i8(x), i8(h), i8(h), None, ctypes.byref(enough)) == -1
+  bad = fused._Params.from_buffer_copy(runner._c)  # pylint: disable=protected-access
+  bad.u_factors = 3
+  assert lib.fastgrnn_int8_step(ctypes.byref(bad), i8(x), i8(h), i8(h), None,
+                                ctypes.byref(enough)) == -2
+  # In place (h_out == h_in) and without logits gives the same state.
+  h_in = np.full(H, 5, np.int8)
+  h_ref, _ = runner.step(x, h_in.copy())
+  assert lib.fastgrnn_int8_step(ctypes.byref(runner._c), i8(x), i8(h_in), i8(h_in), None,  # pylint: disable=protected-access
+                                ctypes.byref(enough)) == 0
+  np.testing.assert_array_equal(h_in, h_ref.reshape(-1))
+
+
+@pytest.mark.slow
+def test_fused_kernel_bit_exact_on_a_model_trained_on_real_har(kernel, tmp_path):
+  """A small FastGRNN trained a few epochs on the installed HAR data (6 classes)."""
+  import data  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import training  # pylint: disable=import-outside-toplevel
+  ds = data.load_dataset("har6", seed=0)
+  pick = np.random.default_rng(0)
+  train = pick.choice(len(ds.x_train), 1200, replace=False)
+  x_tr, y_tr = ds.x_train[train, ::4], ds.y_train[train]
+  x_te = ds.x_test[pick.choice(len(ds.x_test), 24, replace=False), ::4]
+  training.set_seed(0)
+  model = models.sequence_classifier("fastgrnn", 16, x_tr.shape[1:], 6, u_rank=4)
+  training.fit(model, (x_tr, y_tr), epochs=3, batch_size=32, learning_rate=0.01, verbose=0)
+  tflite_bytes = export.convert_step_model(model, x_tr[:128])
+  want = runtime.TFLMStepRunner(tflite_bytes).run_windows(x_te)
+  got = fused.FusedStepRunner(tflite_bytes, kernel).run_windows(x_te)
+  np.testing.assert_array_equal(got["h_q"], want["h_q"])
+  np.testing.assert_array_equal(got["logits_q"], want["logits_q"])
+  assert len(np.unique(want["logits_q"][:, -1].argmax(-1))) > 1  # several classes
+  fused.write_standalone(tflite_bytes, str(tmp_path))
+  h_q, logits_q = _run_standalone(str(tmp_path), want["x_q"], x_te.shape[1], 16, 6)
+  np.testing.assert_array_equal(h_q, want["h_q"])
+  np.testing.assert_array_equal(logits_q, want["logits_q"])
+
+
+def _run_standalone(folder, windows_q, steps, hidden, classes):
+  exe = os.path.join(folder, "example_main")
+  subprocess.run([_CC, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-o", exe,
+                  *(os.path.join(folder, f) for f in ("model.c", "fastgrnn_int8.c",
+                                                      "example_main.c"))],
+                 check=True, capture_output=True)
+  out = subprocess.run([exe, str(steps)], input=windows_q.tobytes(), capture_output=True,
+                       check=True).stdout
+  out = np.frombuffer(out, np.int8).reshape(len(windows_q), steps, hidden + classes)
+  return out[..., :hidden], out[..., hidden:]
+
+
+@pytest.mark.parametrize("cell,kwargs", [("fastgrnn", {"u_rank": 4}),
+                                         ("fastrnn", {"w_rank": 2})])
+def test_standalone_c_model_is_bit_exact_with_tflm(cell, kwargs, tmp_path):
+  rng = np.random.default_rng(11)
+  model = _model(rng, cell, sparse=True, **kwargs)
+  tflite_bytes = export.convert_step_model(model, rng.normal(0, 1.5, (16, T, D)))
+  paths = fused.write_standalone(tflite_bytes, str(tmp_path))
+  assert sorted(os.path.basename(p) for p in paths) == sorted(fused.STANDALONE_FILES)
+  windows = _windows(rng)
+  want = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
+  h_q, logits_q = _run_standalone(str(tmp_path), want["x_q"], STEPS, H, C)
+  np.testing.assert_array_equal(h_q, want["h_q"])
+  np.testing.assert_array_equal(logits_q, want["logits_q"])
+  header = (tmp_path / "model.h").read_text()
+  assert f"#define MODEL_HIDDEN_DIM {H}" in header
+  with pytest.raises(FileExistsError):
+    fused.write_standalone(tflite_bytes, str(tmp_path))
+
+
+def test_size_build_is_bit_exact_too(small_export, tmp_path):
+  """-DFASTGRNN_INT8_SMALL changes only inlining: same bytes."""
+  library = fused.compile_kernel(str(tmp_path), flags=("-O2", "-DFASTGRNN_INT8_SMALL"))
+  windows = _windows(np.random.default_rng(5))
+  want = runtime.TFLMStepRunner(small_export).run_windows(windows)
+  got = fused.FusedStepRunner(small_export, library).run_windows(windows)
+  np.testing.assert_array_equal(got["h_q"], want["h_q"])
+  np.testing.assert_array_equal(got["logits_q"], want["logits_q"])
