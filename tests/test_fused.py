@@ -95,7 +95,8 @@ def test_fused_kernel_is_bit_exact_with_tflm_on_qat_exports(cell, kwargs, kernel
   model = _model(rng, cell, sparse=True, **kwargs)
   windows = rng.normal(0, 1.5, (32, T, D)).astype(np.float32)
   qat = quantization.quantize_model(model, windows)
-  tflite_bytes = export.convert_step_model(qat, windows)
+  twin, plan = quantization.export_inputs(qat)
+  tflite_bytes = export.convert_step_model(twin, windows, plan=plan)
   _assert_bit_exact(tflite_bytes, kernel, _windows(rng))
 
 

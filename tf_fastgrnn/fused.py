@@ -562,7 +562,7 @@ def compile_kernel(out_dir, compiler=None, flags=("-O2",)):
   return path
 
 
-class FusedStepRunner(runtime._StepRunner):  # pylint: disable=protected-access
+class FusedStepRunner(runtime.StepRunner):
   """Steps the fused C kernel (a shared library from ``compile_kernel``) through windows
   exactly as ``runtime.TFLMStepRunner`` steps the builtin model."""
 

@@ -23,7 +23,7 @@ import numpy as np
 from tf_fastgrnn import export
 from tf_fastgrnn import fixed_point
 
-__all__ = ["LiteRTStepRunner", "TFLMStepRunner", "measure_arena", "step_io",
+__all__ = ["LiteRTStepRunner", "StepRunner", "TFLMStepRunner", "measure_arena", "step_io",
            "quantize", "dequantize"]
 
 
@@ -62,7 +62,7 @@ def step_io(tflite_bytes):
   return result
 
 
-class _StepRunner:
+class StepRunner:
   """Shared stepping logic; subclasses provide ``_invoke(feeds) -> outputs``."""
 
   def __init__(self, tflite_bytes):
@@ -125,7 +125,7 @@ class _StepRunner:
             "logits": dequantize(logits_q, ql["scale"], ql["zero_point"])}
 
 
-class TFLMStepRunner(_StepRunner):
+class TFLMStepRunner(StepRunner):
   """The step model in the TFLM interpreter (``tflite_micro`` PyPI runtime)."""
 
   def __init__(self, tflite_bytes, arena_size=None):
@@ -154,7 +154,7 @@ class TFLMStepRunner(_StepRunner):
     return {name: self.interpreter.get_output(index).copy() for name, index in self._outputs}
 
 
-class LiteRTStepRunner(_StepRunner):
+class LiteRTStepRunner(StepRunner):
   """The step model in LiteRT with the reference int8 kernels (no XNNPACK)."""
 
   def __init__(self, tflite_bytes):
