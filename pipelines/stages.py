@@ -26,6 +26,7 @@ from pipelines.config import validate_config
 from tf_fastgrnn import device_files
 from tf_fastgrnn import export
 from tf_fastgrnn import fileio
+from tf_fastgrnn import fused
 from tf_fastgrnn import models
 from tf_fastgrnn import parity
 from tf_fastgrnn import pruning
@@ -340,6 +341,20 @@ def _load_window(r):
   r.window_bytes = (r.out / WINDOW_MODEL).read_bytes()
 
 
+STANDALONE_DIR = "standalone"
+
+
+def _standalone_c(r):
+  """The fused kernel's standalone C model (no TFLM), for the cells it covers."""
+  if r.config.cell not in ("fastgrnn", "fastrnn"):
+    _log(f"standalone C model not written: the fused kernel covers FastGRNN and "
+         f"FastRNN, not {r.config.cell}")
+    return
+  _log("writing the standalone C model (fused int8 kernel, no TFLM)")
+  # A killed earlier attempt may have left some of its files: they are this run's own.
+  fused.write_standalone(r.tflite_bytes, r.out / STANDALONE_DIR, overwrite=True)
+
+
 def _evaluate_tflm(r):
   config = r.config
   arena = runtime.measure_arena(r.tflite_bytes)
@@ -431,6 +446,7 @@ def _report(r):
           "weights_nonzero": sparsity["totals"]["nonzero"],
           "tflite_step_bytes": len(r.tflite_bytes),
           "tflite_window_bytes": len(r.window_bytes) if r.window_bytes else None,
+          "fused_params_bytes": _fused_param_bytes(r),
           "tflm_arena_bytes_measured": arena,
           "tflm_arena_bytes_configured": arena + config.arena_margin,
           "macs_per_step_dense": macs["dense"],
@@ -443,6 +459,13 @@ def _report(r):
   }
   report_lib.write(report, out)
   r.report = report
+
+
+def _fused_param_bytes(r):
+  """Constant bytes of the fused kernel's parameters (None for cells it does not cover)."""
+  if not (r.out / STANDALONE_DIR).is_dir():
+    return None
+  return fused.param_bytes(fused.extract(r.tflite_bytes))
 
 
 def _load_report(r):
@@ -467,6 +490,8 @@ STAGES = (
     Stage("int8 export", TFLITE_MODEL, _export, _load_export),
     Stage("whole-window model", WINDOW_MODEL, _export_window, _load_window,
           lambda c: c.window_model),
+    Stage("standalone C model", f"{STANDALONE_DIR}/{fused.STANDALONE_FILES[-1]}",
+          _standalone_c, _noop),
     Stage("TFLM evaluation", TFLM_EVAL, _evaluate_tflm, _load_tflm),
     Stage("device files", "device", _device_files, _noop),
     Stage("numerics diff", "numerics/numerics.json", _numerics, _load_numerics,

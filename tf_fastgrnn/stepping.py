@@ -40,7 +40,7 @@ def parts(model):
   if len(model.inputs) != 1 or len(model.outputs) != 1:
     raise ValueError(f"expected {LAYOUT} with one input and one output, got "
                      f"{len(model.inputs)} inputs and {len(model.outputs)} outputs")
-  if dense.input is not rnn.output or model.outputs[0] is not dense.output:
+  if not _dense_reads_rnn_and_is_output(model, rnn, dense):
     raise ValueError(f"expected {LAYOUT}: the Dense must read the RNN's output and "
                      "give the model's output")
   flags = [f for f in ("return_sequences", "return_state", "go_backwards", "stateful")
@@ -53,6 +53,33 @@ def parts(model):
                      f"activation {getattr(dense.activation, '__name__', dense.activation)!r}"
                      " (drop it: the logits are what is exported)")
   return rnn, dense
+
+
+def _inbound_names(nodes):
+  """Layer names in a functional config's ``inbound_nodes`` (nested lists or dicts)."""
+  if isinstance(nodes, dict):
+    return [a["config"]["keras_history"][0] for a in nodes.get("args", [])
+            if isinstance(a, dict) and "keras_history" in a.get("config", {})]
+  if isinstance(nodes, (list, tuple)):
+    if nodes and isinstance(nodes[0], str):
+      return [nodes[0]]
+    return [n for node in nodes for n in _inbound_names(node)]
+  return []
+
+
+def _dense_reads_rnn_and_is_output(model, rnn, dense):
+  """Checked on the model's own graph (its config), not on the layers' first call:
+  a layer shared with another model (TF-MOT's strip_pruning clones around them) keeps
+  the tensors of the first model it was called in."""
+  if isinstance(model, keras.Sequential):
+    return True  # two layers in order: the Dense reads the RNN and is the output
+  config = model.get_config()
+  by_name = {layer["name"]: layer for layer in config.get("layers", [])}
+  if dense.name not in by_name:
+    return False
+  outputs = _inbound_names(config.get("output_layers", []))
+  return (_inbound_names(by_name[dense.name].get("inbound_nodes", [])) == [rnn.name]
+          and outputs == [dense.name])
 
 
 def _state_sizes(cell):
