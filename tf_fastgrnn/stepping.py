@@ -40,9 +40,10 @@ def parts(model):
   if len(model.inputs) != 1 or len(model.outputs) != 1:
     raise ValueError(f"expected {LAYOUT} with one input and one output, got "
                      f"{len(model.inputs)} inputs and {len(model.outputs)} outputs")
-  if dense.input is not rnn.output or model.outputs[0] is not dense.output:
-    raise ValueError(f"expected {LAYOUT}: the Dense must read the RNN's output and "
-                     "give the model's output")
+  # model.layers is in graph order and holds only layers on the path to the one output,
+  # so [RNN, Dense] means Input → RNN → Dense → output. (Not ``dense.input is
+  # rnn.output``: a layer shared with another graph, as after strip_pruning's clone,
+  # answers for its first graph.)
   flags = [f for f in ("return_sequences", "return_state", "go_backwards", "stateful")
            if getattr(rnn, f, False)]
   if flags:
