@@ -68,3 +68,24 @@ def test_other_layouts_are_refused_naming_the_problem(model, match):
 def test_quantized_dense_needs_its_input_grid():
   with pytest.raises(ValueError, match="needs input_grid"):
     quantization.QuantizedDense(3)
+
+
+def test_readme_first_example_uses_the_public_keras(tmp_path):
+  import tf_keras  # pylint: disable=import-outside-toplevel
+  assert tf_fastgrnn.keras is tf_keras
+  model = _sequential()
+  model.save(tmp_path / "m.keras")
+  loaded = tf_fastgrnn.keras.models.load_model(tmp_path / "m.keras")
+  assert isinstance(stepping.parts(loaded)[0].cell, tf_fastgrnn.FastGRNNCell)
+
+
+def test_a_stripped_pruned_model_is_found_by_type(rng):
+  import tensorflow_model_optimization as tfmot  # pylint: disable=import-outside-toplevel
+  model = _functional()
+  wrapped = tfmot.sparsity.keras.prune_low_magnitude(model)
+  with pytest.raises(ValueError, match="pruning wrappers"):
+    stepping.parts(wrapped)
+  stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
+  rnn, dense = stepping.parts(stripped)
+  assert (rnn.name, dense.name) == ("encoder", "head")
+  assert quantization.is_qat_model(quantization.quantize_model(stripped))

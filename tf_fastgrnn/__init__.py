@@ -1,10 +1,16 @@
 """tf_fastgrnn: FastGRNN and FastRNN from tf_keras training to TensorFlow Lite Micro.
 
+``tf_fastgrnn.keras`` is the Keras the package works with (``tf_keras``, Keras 2: TF-MOT
+needs it). Importing ``tf_fastgrnn`` registers the cells, so saved models load.
+
 Modules: ``cells`` (the cells and layers), ``models`` (the classifier layout),
-``pruning`` and ``training`` (three-phase sparse training), ``quantization`` (QAT),
-``int8_kernels`` (TFLM's integer arithmetic as TF ops, for bit-exact QAT),
-``export`` (int8 step model), ``runtime`` (TFLM/LiteRT on the host), ``device_files``
-(C arrays and headers), ``parity`` (numerics diff), ``baselines`` (low-rank LSTM).
+``stepping`` (the Input → RNN → Dense layout found by type, the step model),
+``pruning`` and ``training`` (three-phase sparse training), ``quantization`` (QAT and its
+``plan``), ``plan`` (the quantization plan record), ``int8_kernels`` and ``fixed_point``
+(TFLM's integer arithmetic as TF ops and in NumPy), ``export`` (int8 step model from a
+float model and a plan), ``runtime`` (TFLM/LiteRT on the host), ``device_files`` (C arrays
+and headers), ``parity`` (numerics diff), ``baselines`` (low-rank LSTM), ``tfmot_compat``
+(the TF-MOT internals pruning needs).
 """
 
 from tf_fastgrnn import activations
@@ -13,6 +19,7 @@ from tf_fastgrnn import models
 from tf_fastgrnn import pruning
 from tf_fastgrnn import quantization
 from tf_fastgrnn import training
+from tf_fastgrnn._keras import keras
 from tf_fastgrnn.cells import FastGRNN
 from tf_fastgrnn.cells import FastGRNNCell
 from tf_fastgrnn.cells import FastRNN
@@ -23,6 +30,7 @@ __all__ = [
     "FastGRNNCell",
     "FastRNN",
     "FastRNNCell",
+    "keras",
     "activations",
     "baselines",
     "models",

@@ -20,13 +20,14 @@ grids it uses:
   int8 constants (biases, ζ, ν, α, β, the 1 of ``1 − z``) are fake-quantized as the
   converter quantizes them: asymmetric int8 over the min/max that ``calibrate`` measures
   on the converter's own calibration data (the float twin's values on the same
-  ``(x_t, h_{t-1})`` pairs), zero included, pre-activations capped at ±8. The export
-  then forces these grids onto the int8 tensors (the converter alone merges and widens
-  some ranges). Until ``calibrate`` has run these points pass values through unchanged.
+  ``(x_t, h_{t-1})`` pairs), zero included, pre-activations capped at ±8. ``plan``
+  writes every grid down (a ``plan.QuantizationPlan``); the export puts them on the int8
+  tensors (the converter alone merges and widens some ranges) and reads them back.
+  Until ``calibrate`` has run these points pass values through unchanged.
 
-What is left between Keras QAT and TFLM is integer arithmetic itself: fixed-point
-multipliers and their rounding, and LOGISTIC/TANH's integer approximations; the numerics
-diff reports it.
+With the int8 kernels switched on (``use_int8_kernels``) Keras QAT computes TFLM's
+integers; the tests check it byte for byte for every exportable activation (sigmoid,
+tanh: ``plan.EXPORTABLE_ACTIVATIONS``).
 """
 
 import contextlib
@@ -429,13 +430,12 @@ def _copy_dense(src, dst):
 def calibrate(qat_model, windows, *, max_pairs=2000, seed=0, iterations=2):
   """Sets the QAT model's intermediate ranges to what the int8 converter will use.
 
-  The converter calibrates the float twin on the ``(x_t, h_{t-1})`` pairs that
-  ``export.representative_pairs`` draws from the QAT model; this measures the same
-  tensors on the same pairs (same ``windows``, ``max_pairs`` and ``seed`` as
-  ``export.convert_step_model``) and turns the fake-quant points on. The pairs depend on
-  the ranges, so it repeats ``iterations`` times. Pre-activation ranges are capped at
-  ±``PRE_ACTIVATION_LIMIT``. ``export.convert_step_model`` then gives the int8 tensors
-  exactly these grids. Call it before QAT training (``quantize_model`` does when given
+  Measures the float twin's intermediate tensors on the ``(x_t, h_{t-1})`` pairs that
+  ``stepping.representative_pairs`` draws from the QAT model (the states the deployed
+  model produces) and turns the fake-quant points on. The pairs depend on the ranges, so
+  it repeats ``iterations`` times. Pre-activation ranges are capped at
+  ±``PRE_ACTIVATION_LIMIT``. ``plan`` then records these grids and
+  ``export.convert_step_model`` gives the int8 tensors exactly these grids. Call it before QAT training (``quantize_model`` does when given
   windows) and again after, before saving and exporting (the pipeline does).
 
   Returns:
