@@ -259,8 +259,10 @@ def cnn_model(input_shape, num_classes, filters, kernel):
   """The reference 1D CNN: two strided convolutions, global average, linear classifier."""
   from tf_fastgrnn._keras import keras  # pylint: disable=import-outside-toplevel
   x = keras.Input(tuple(input_shape), name="x")
-  h = keras.layers.Conv1D(filters, kernel, strides=2, activation="relu", name="conv1")(x)
-  h = keras.layers.Conv1D(filters, kernel, strides=2, activation="relu", name="conv2")(h)
+  h = keras.layers.Conv1D(filters, kernel, strides=2, padding="same", activation="relu",
+                          name="conv1")(x)
+  h = keras.layers.Conv1D(filters, kernel, strides=2, padding="same", activation="relu",
+                          name="conv2")(h)
   h = keras.layers.GlobalAveragePooling1D(name="pool")(h)
   logits = keras.layers.Dense(num_classes, name="logits")(h)
   return keras.Model(x, logits, name="cnn_classifier")
@@ -464,7 +466,11 @@ def run(points, seeds, results_dir, runs_dir, *, shard=0, num_shards=1, max_poin
           if i % num_shards == shard]
   cache, trained = {}, 0
   for i, (point, seed) in enumerate(todo):
-    if (pathlib.Path(results_dir) / point.file(seed)).exists():
+    path = pathlib.Path(results_dir) / point.file(seed)
+    if path.exists():
+      if json.loads(path.read_text())["settings"] != _jsonable(settings_for(point)):
+        raise ValueError(f"{path} was made with other settings; move it away to rerun "
+                         "the point, or restore the settings it was made with")
       continue
     if max_points and trained >= max_points:
       break
