@@ -38,6 +38,9 @@ from absl import flags
 _DATASETS = flags.DEFINE_list("datasets", ["har6", "har2", "fsdd"], "Datasets to sweep.")
 _FAMILIES = flags.DEFINE_list("families", None, "Only these families (default: all).")
 _MAX_TIER = flags.DEFINE_integer("max_tier", 9, "Run points of tiers up to this one.")
+_MIN_TIER = flags.DEFINE_integer("min_tier", 1, "Run points of tiers from this one.")
+_SIZES = flags.DEFINE_list("sizes", None, "Only points of these size names (default: "
+                           "all), e.g. h32r4-8s50_plain.")
 _SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds per point (0 .. seeds-1).")
 _SHARD = flags.DEFINE_integer("shard", 0, "This worker's share of the schedule.")
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", 1, "Workers sharing the schedule.")
@@ -664,8 +667,10 @@ def main(argv):
     print(f"sweep: unknown families {sorted(unknown)}; choose from {FAMILIES}",
           file=sys.stderr)
     return 2
-  points = [p for p in schedule() if p.dataset in _DATASETS.value and p.tier <= _MAX_TIER.value
-            and (not _FAMILIES.value or p.family in _FAMILIES.value)]
+  points = [p for p in schedule() if p.dataset in _DATASETS.value
+            and _MIN_TIER.value <= p.tier <= _MAX_TIER.value
+            and (not _FAMILIES.value or p.family in _FAMILIES.value)
+            and (not _SIZES.value or p.size in _SIZES.value)]
   if _LIST.value:
     for i, (p, s) in enumerate(_ordered(points, _SEEDS.value)):
       done = (pathlib.Path(_RESULTS_DIR.value) / p.file(s)).exists()
