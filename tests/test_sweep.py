@@ -44,9 +44,11 @@ def test_sweep_writes_reuses_resumes_and_aggregates(tiny):
   assert lsq["seed"] == 1 and lsq["settings"]["epochs"] == 3
   assert lsq["weights_nonzero_int8_bytes"] < lsq["weights_dense_int8_bytes"]
   assert lsq["macs_unit"] == "per step" and lsq["evaluated_test_windows"] == 8
+  assert 0.0 <= lsq["int8_tflm_val_accuracy"] <= 1.0
   cnn = json.loads((results / points[2].file(0)).read_text())
   assert cnn["macs_unit"] == "per window" and cnn["settings"]["qat_epochs"] == 0
   assert cnn["tflite_bytes"] > 0 and cnn["arena_bytes"] > 0
+  assert 0.0 <= cnn["int8_tflm_val_accuracy"] <= 1.0
   gru = json.loads((results / points[1].file(0)).read_text())
   assert gru["settings"]["qat_epochs"] == 0 and 0.0 <= gru["int8_tflm_accuracy"] <= 1.0
 
