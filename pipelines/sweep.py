@@ -53,6 +53,9 @@ _REPORT_DIR = flags.DEFINE_string("report_dir", "benchmarks",
                                   "Where the aggregate (sweep.md/.json, plots) goes.")
 _FSDD_DIR = flags.DEFINE_string("fsdd_dir", None, "FSDD recordings (default ../shared).")
 _THREADS = flags.DEFINE_integer("threads", 0, "TensorFlow intra-op threads (0: default).")
+_DOC = flags.DEFINE_string(
+    "doc", "docs/benchmarks.md", "A document whose block between the lines "
+    "'<!-- sweep:begin -->' and '<!-- sweep:end -->' gets the tables ('' for none).")
 _AGGREGATE_ONLY = flags.DEFINE_boolean("aggregate_only", False,
                                        "Tabulate the result files; train nothing.")
 _LIST = flags.DEFINE_boolean("list", False, "Print the schedule with what is done; exit.")
@@ -662,12 +665,37 @@ def plot_fronts(agg, path):
   plt.close(fig)
 
 
-def write_aggregate(results_dir, report_dir, points=None):
-  """Writes ``sweep.md``, ``sweep.json`` and ``sweep_fronts.png``; returns the aggregate."""
+BEGIN, END = "<!-- sweep:begin -->", "<!-- sweep:end -->"
+
+
+def fill_doc(doc_path, text):
+  """Replaces the block between ``BEGIN`` and ``END`` in ``doc_path`` with ``text``.
+
+  Raises:
+    ValueError: the document lacks the two marker lines (nothing is written).
+  """
+  from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
+  doc = pathlib.Path(doc_path).read_text()
+  if doc.count(BEGIN) != 1 or doc.count(END) != 1 or doc.index(BEGIN) > doc.index(END):
+    raise ValueError(f"{doc_path} needs one line {BEGIN!r} before one line {END!r}")
+  head, rest = doc.split(BEGIN)
+  _, tail = rest.split(END)
+  fileio.write_text(doc_path, f"{head}{BEGIN}\n{text.strip()}\n{END}{tail}")
+
+
+def write_aggregate(results_dir, report_dir, points=None, doc=None):
+  """Writes ``sweep.md``, ``sweep.json`` and ``sweep_fronts.png``; returns the aggregate.
+
+  With ``doc``, the tables also replace the marked block of that document.
+  """
   from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
   agg = aggregate(load_results(results_dir, points))
   report_dir = pathlib.Path(report_dir)
-  fileio.write_text(report_dir / "sweep.md", markdown(agg))
+  text = markdown(agg)
+  fileio.write_text(report_dir / "sweep.md", text)
+  if doc:
+    # The document has its own title: the tables start at the first dataset.
+    fill_doc(doc, text[text.index("## "):] if "## " in text else "(no results yet)")
   fileio.write_json(report_dir / "sweep.json", [
       {"dataset": d, "family": f, "size": z, **{k: (list(v) if isinstance(v, tuple) else v)
                                                  for k, v in s.items()}}
@@ -706,7 +734,12 @@ def main(argv):
     except (ValueError, FileNotFoundError) as e:
       print(f"sweep: {e}", file=sys.stderr)
       return 1
-  agg = write_aggregate(_RESULTS_DIR.value, _REPORT_DIR.value, schedule())
+  try:
+    agg = write_aggregate(_RESULTS_DIR.value, _REPORT_DIR.value, schedule(),
+                          doc=_DOC.value or None)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"sweep: {e}", file=sys.stderr)
+    return 1
   print(f"sweep: {len(agg)} points tabulated in {_REPORT_DIR.value}/sweep.md")
   return 0
 

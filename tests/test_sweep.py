@@ -112,3 +112,16 @@ def test_schedule_names_are_unique_and_ordered_by_tier():
 def test_bad_shard_is_refused(tmp_path):
   with pytest.raises(ValueError, match=r"shard must be in \[0, num_shards=2\)"):
     sweep.run([], 1, tmp_path, tmp_path, shard=2, num_shards=2)
+
+
+def test_fill_doc_replaces_only_the_marked_block(tmp_path):
+  doc = tmp_path / "doc.md"
+  doc.write_text(f"# Title\nintro\n{sweep.BEGIN}\nold table\n{sweep.END}\nafter\n")
+  sweep.fill_doc(doc, "## har2\nnew table\n")
+  assert doc.read_text() == (f"# Title\nintro\n{sweep.BEGIN}\n## har2\nnew table\n"
+                             f"{sweep.END}\nafter\n")
+  bad = tmp_path / "bad.md"
+  bad.write_text("no markers\n")
+  with pytest.raises(ValueError, match="needs one line"):
+    sweep.fill_doc(bad, "x")
+  assert bad.read_text() == "no markers\n"
