@@ -12,12 +12,15 @@ low-rank LSTM (post-training int8), and a small 1D CNN as the reference a TinyML
 practitioner would reach for (TFLM runs it on the whole window). Every model is int8 and
 evaluated in the TFLM runtime (``tflite_micro``) on the dataset's test split.
 
+Its flags' names differ from ``pipelines.benchmark``'s (one flag registry per
+process).
+
 Usage:
   # run (or continue) the schedule, most informative points first; two workers:
   python -m pipelines.sweep --shard=0 --num_shards=2 &
   python -m pipelines.sweep --shard=1 --num_shards=2 &
   # tables and fronts from the result files only (trains nothing):
-  python -m pipelines.sweep --aggregate_only
+  python -m pipelines.sweep --tabulate_only
 """
 
 import dataclasses
@@ -35,13 +38,14 @@ import numpy as np
 from absl import app
 from absl import flags
 
-_DATASETS = flags.DEFINE_list("datasets", ["har6", "har2", "fsdd"], "Datasets to sweep.")
+_DATASETS = flags.DEFINE_list("only_datasets", ["har6", "har2", "fsdd"],
+                              "Datasets to sweep.")
 _FAMILIES = flags.DEFINE_list("families", None, "Only these families (default: all).")
 _MAX_TIER = flags.DEFINE_integer("max_tier", 9, "Run points of tiers up to this one.")
 _MIN_TIER = flags.DEFINE_integer("min_tier", 1, "Run points of tiers from this one.")
 _SIZES = flags.DEFINE_list("sizes", None, "Only points of these size names (default: "
                            "all), e.g. h32r4-8s50_plain.")
-_SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds per point (0 .. seeds-1).")
+_SEEDS = flags.DEFINE_integer("num_seeds", 5, "Seeds per point (0 .. num_seeds-1).")
 _SHARD = flags.DEFINE_integer("shard", 0, "This worker's share of the schedule.")
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", 1, "Workers sharing the schedule.")
 _MAX_POINTS = flags.DEFINE_integer("max_points", 0, "Stop after training this many "
@@ -51,12 +55,13 @@ _RESULTS_DIR = flags.DEFINE_string("results_dir", "benchmarks/results",
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "runs/sweep", "Run folders (not committed).")
 _REPORT_DIR = flags.DEFINE_string("report_dir", "benchmarks",
                                   "Where the aggregate (sweep.md/.json, plots) goes.")
-_FSDD_DIR = flags.DEFINE_string("fsdd_dir", None, "FSDD recordings (default ../shared).")
+_FSDD_DIR = flags.DEFINE_string("fsdd_recordings", None,
+                              "FSDD recordings folder (default ../shared).")
 _THREADS = flags.DEFINE_integer("threads", 0, "TensorFlow intra-op threads (0: default).")
 _DOC = flags.DEFINE_string(
     "doc", "docs/benchmarks.md", "A document whose block between the lines "
     "'<!-- sweep:begin -->' and '<!-- sweep:end -->' gets the tables ('' for none).")
-_AGGREGATE_ONLY = flags.DEFINE_boolean("aggregate_only", False,
+_TABULATE_ONLY = flags.DEFINE_boolean("tabulate_only", False,
                                        "Tabulate the result files; train nothing.")
 _LIST = flags.DEFINE_boolean("list", False, "Print the schedule with what is done; exit.")
 
@@ -571,7 +576,7 @@ def markdown(agg):
            "Mean ± std over the seeds listed (n); int8 in the TFLM runtime on the test "
            "split; weights: every weight as one int8 byte (what the .tflite stores) and "
            "the non-zero ones. MACs per time step (RNNs) or per window (CNN). Generated "
-           "by `python -m pipelines.sweep --aggregate_only`.", ""]
+           "by `python -m pipelines.sweep --tabulate_only`.", ""]
   for dataset in sorted({k[0] for k in agg}):
     metric = _score(dataset)
     lines += [f"## {dataset}", "",
@@ -722,7 +727,7 @@ def main(argv):
       done = (pathlib.Path(_RESULTS_DIR.value) / p.file(s)).exists()
       print(f"{i:4d} tier {p.tier} {p.file(s):50s} {'done' if done else ''}")
     return 0
-  if not _AGGREGATE_ONLY.value:
+  if not _TABULATE_ONLY.value:
     if _THREADS.value:
       import tensorflow as tf  # pylint: disable=import-outside-toplevel
       tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
