@@ -9,7 +9,7 @@ How the values were chosen (validation split only, never test): see
 before (constant Adam rate, last epoch kept), kept for comparison and old run folders.
 """
 
-__all__ = ["PRESETS", "RECIPE_KEYS", "resolve"]
+__all__ = ["PRESETS", "RECIPE_KEYS", "apply", "resolve"]
 
 RECIPE_KEYS = ("lr_schedule", "clipnorm", "weight_decay", "keep_best")
 
@@ -40,3 +40,25 @@ def resolve(preset, dataset):
     raise ValueError(f"--preset must be 'auto' or one of {sorted(PRESETS)}, got "
                      f"{preset!r}")
   return preset, dict(PRESETS[preset])
+
+
+def apply(preset, dataset, flag_values, given):
+  """The settings a run uses: the preset's, overridden by the flags given explicitly.
+
+  Args:
+    preset: ``"auto"`` or a name in ``PRESETS``.
+    dataset: the dataset name (``auto`` picks its preset).
+    flag_values: ``{key: flag value}`` for every key a preset may set (the flags'
+      defaults fill what the preset leaves out).
+    given: keys whose flags were given on the command line.
+
+  Returns:
+    ``(preset name, {key: value})``; a ``clipnorm`` of 0 becomes None (no clipping).
+  """
+  name, values = resolve(preset, dataset)
+  for key, value in flag_values.items():
+    if key not in values or key in given:
+      values[key] = value
+  if "clipnorm" in values:
+    values["clipnorm"] = values["clipnorm"] or None
+  return name, values

@@ -12,12 +12,15 @@ low-rank LSTM (post-training int8), and a small 1D CNN as the reference a TinyML
 practitioner would reach for (TFLM runs it on the whole window). Every model is int8 and
 evaluated in the TFLM runtime (``tflite_micro``) on the dataset's test split.
 
+Its flags' names differ from ``pipelines.benchmark``'s (one flag registry per
+process).
+
 Usage:
   # run (or continue) the schedule, most informative points first; two workers:
   python -m pipelines.sweep --shard=0 --num_shards=2 &
   python -m pipelines.sweep --shard=1 --num_shards=2 &
   # tables and fronts from the result files only (trains nothing):
-  python -m pipelines.sweep --aggregate_only
+  python -m pipelines.sweep --tabulate_only
 """
 
 import dataclasses
@@ -35,10 +38,14 @@ import numpy as np
 from absl import app
 from absl import flags
 
-_DATASETS = flags.DEFINE_list("datasets", ["har6", "har2", "fsdd"], "Datasets to sweep.")
+_DATASETS = flags.DEFINE_list("only_datasets", ["har6", "har2", "fsdd"],
+                              "Datasets to sweep.")
 _FAMILIES = flags.DEFINE_list("families", None, "Only these families (default: all).")
 _MAX_TIER = flags.DEFINE_integer("max_tier", 9, "Run points of tiers up to this one.")
-_SEEDS = flags.DEFINE_integer("seeds", 5, "Seeds per point (0 .. seeds-1).")
+_MIN_TIER = flags.DEFINE_integer("min_tier", 1, "Run points of tiers from this one.")
+_SIZES = flags.DEFINE_list("sizes", None, "Only points of these size names (default: "
+                           "all), e.g. h32r4-8s50_plain.")
+_SEEDS = flags.DEFINE_integer("num_seeds", 5, "Seeds per point (0 .. num_seeds-1).")
 _SHARD = flags.DEFINE_integer("shard", 0, "This worker's share of the schedule.")
 _NUM_SHARDS = flags.DEFINE_integer("num_shards", 1, "Workers sharing the schedule.")
 _MAX_POINTS = flags.DEFINE_integer("max_points", 0, "Stop after training this many "
@@ -48,9 +55,13 @@ _RESULTS_DIR = flags.DEFINE_string("results_dir", "benchmarks/results",
 _RUNS_DIR = flags.DEFINE_string("runs_dir", "runs/sweep", "Run folders (not committed).")
 _REPORT_DIR = flags.DEFINE_string("report_dir", "benchmarks",
                                   "Where the aggregate (sweep.md/.json, plots) goes.")
-_FSDD_DIR = flags.DEFINE_string("fsdd_dir", None, "FSDD recordings (default ../shared).")
+_FSDD_DIR = flags.DEFINE_string("fsdd_recordings", None,
+                              "FSDD recordings folder (default ../shared).")
 _THREADS = flags.DEFINE_integer("threads", 0, "TensorFlow intra-op threads (0: default).")
-_AGGREGATE_ONLY = flags.DEFINE_boolean("aggregate_only", False,
+_DOC = flags.DEFINE_string(
+    "doc", "docs/benchmarks.md", "A document whose block between the lines "
+    "'<!-- sweep:begin -->' and '<!-- sweep:end -->' gets the tables ('' for none).")
+_TABULATE_ONLY = flags.DEFINE_boolean("tabulate_only", False,
                                        "Tabulate the result files; train nothing.")
 _LIST = flags.DEFINE_boolean("list", False, "Print the schedule with what is done; exit.")
 
@@ -132,6 +143,7 @@ def schedule():
   # Tier 2: the recipe ablation on validation (plain = constant rate, last epoch), the
   # other families at the same budgets, fsdd at <= 2.5 KB.
   pts += [_rnn(2, "har6", "fastgrnn_lsq", 32, 4, 8, 0.5, plain=True),
+          _rnn(2, "har6", "fastgrnn", 24, noqat=True),
           _rnn(2, "har6", "fastrnn", 24), _rnn(2, "har6", "lstm", 12),
           _rnn(2, "har6", "fastgrnn", 16), _rnn(2, "har6", "fastgrnn_lsq", 16, 3, 4),
           _cnn(2, "har6", 8), _rnn(2, "har6", "lowrank_lstm", 16, 3, 4),
@@ -169,7 +181,7 @@ def settings_for(point):
   settings = dict(SETTINGS.get(point.dataset, SETTINGS["har6"]))
   if point.kw.get("plain"):
     settings.update(_PLAIN)
-  if point.family not in ("fastgrnn_lsq", "fastgrnn", "fastrnn"):
+  if point.family not in ("fastgrnn_lsq", "fastgrnn", "fastrnn") or point.kw.get("noqat"):
     settings["qat_epochs"] = 0
   return settings
 
@@ -231,6 +243,11 @@ def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
         raise
       # The folder holds a run made with other settings (an older sweep): start over.
       report = stages.run(dataclasses.replace(config, resume=False), ds=ds)
+  # int8 accuracy on the validation split too: what recipes and models may be chosen on.
+  from tf_fastgrnn import runtime  # pylint: disable=import-outside-toplevel
+  val_traces = runtime.TFLMStepRunner(
+      (run_dir / stages.TFLITE_MODEL).read_bytes()).run_windows(ds.x_val)
+  val_int8 = float(np.mean(np.argmax(val_traces["logits"][:, -1], -1) == ds.y_val))
   float_hist = json.loads((run_dir / "float_training.json").read_text())["history"]
   qat_hist = (json.loads((run_dir / "qat_training.json").read_text()) if qat else {})
   size = report["size"]
@@ -241,6 +258,7 @@ def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
       "qat_keras_accuracy": report["accuracy"]["qat_keras"],
       "val_accuracy_float": _val_accuracy(float_hist),
       "val_accuracy_qat": _val_accuracy(qat_hist) if qat else None,
+      "int8_tflm_val_accuracy": val_int8,
       "best_epoch_float": (float_hist.get("best_epoch") or [None])[0],
       "weights_dense_int8_bytes": size["weights_dense_int8_bytes"],
       "weights_nonzero_int8_bytes": size["weights_nonzero"],
@@ -259,8 +277,10 @@ def cnn_model(input_shape, num_classes, filters, kernel):
   """The reference 1D CNN: two strided convolutions, global average, linear classifier."""
   from tf_fastgrnn._keras import keras  # pylint: disable=import-outside-toplevel
   x = keras.Input(tuple(input_shape), name="x")
-  h = keras.layers.Conv1D(filters, kernel, strides=2, activation="relu", name="conv1")(x)
-  h = keras.layers.Conv1D(filters, kernel, strides=2, activation="relu", name="conv2")(h)
+  h = keras.layers.Conv1D(filters, kernel, strides=2, padding="same", activation="relu",
+                          name="conv1")(x)
+  h = keras.layers.Conv1D(filters, kernel, strides=2, padding="same", activation="relu",
+                          name="conv2")(h)
   h = keras.layers.GlobalAveragePooling1D(name="pool")(h)
   logits = keras.layers.Dense(num_classes, name="logits")(h)
   return keras.Model(x, logits, name="cnn_classifier")
@@ -357,7 +377,9 @@ def _run_cnn(point, seed, ds, run_dir, settings):
   fileio.write_bytes(run_dir / "model_int8_window.tflite", tflite_bytes)
   arena = window_arena(tflite_bytes)
   x_test, y_test = _test_subset(ds, settings["max_test_windows"], seed)
-  pred = np.argmax(WindowRunner(tflite_bytes, arena).logits(x_test), -1)
+  runner = WindowRunner(tflite_bytes, arena)
+  pred = np.argmax(runner.logits(x_test), -1)
+  val_int8 = float(np.mean(np.argmax(runner.logits(ds.x_val), -1) == ds.y_val))
   float_pred = np.argmax(model.predict(x_test, batch_size=512, verbose=0), -1)
   cm = report_lib.confusion_matrix(y_test, pred, len(ds.labels))
   totals = pruning.sparsity_report(model)["totals"]
@@ -368,6 +390,7 @@ def _run_cnn(point, seed, ds, run_dir, settings):
       "qat_keras_accuracy": None,
       "val_accuracy_float": _val_accuracy(history),
       "val_accuracy_qat": None,
+      "int8_tflm_val_accuracy": val_int8,
       "best_epoch_float": (history.get("best_epoch") or [None])[0],
       "weights_dense_int8_bytes": totals["dense_int8_bytes"],
       "weights_nonzero_int8_bytes": totals["nonzero_int8_bytes"],
@@ -460,7 +483,11 @@ def run(points, seeds, results_dir, runs_dir, *, shard=0, num_shards=1, max_poin
           if i % num_shards == shard]
   cache, trained = {}, 0
   for i, (point, seed) in enumerate(todo):
-    if (pathlib.Path(results_dir) / point.file(seed)).exists():
+    path = pathlib.Path(results_dir) / point.file(seed)
+    if path.exists():
+      if json.loads(path.read_text())["settings"] != _jsonable(settings_for(point)):
+        raise ValueError(f"{path} was made with other settings; move it away to rerun "
+                         "the point, or restore the settings it was made with")
       continue
     if max_points and trained >= max_points:
       break
@@ -484,13 +511,13 @@ def run(points, seeds, results_dir, runs_dir, *, shard=0, num_shards=1, max_poin
 # ---- aggregation -------------------------------------------------------------------
 
 METRICS = ("int8_tflm_accuracy", "int8_tflm_macro_f1", "float_accuracy",
-           "val_accuracy_float", "weights_dense_int8_bytes", "weights_nonzero_int8_bytes",
+           "val_accuracy_float", "int8_tflm_val_accuracy", "weights_dense_int8_bytes", "weights_nonzero_int8_bytes",
            "tflite_bytes", "arena_bytes", "macs")
 
 # The paper's Table 3 figures on a matching task, quoted as the issue gives them
 # (Kusupati et al., NeurIPS 2018). Their HAR-2 preprocessing is not re-checked here.
-PAPER = {"har2": [("FastGRNN (paper, Table 3)", "95.59 %", "~3 KB"),
-                  ("FastGRNN-LSQ (paper, Table 3)", "95.38 %", "")]}
+PAPER = {"har2": [("Table 3, as quoted in issue 15", "95.59 % at ~3 KB; FastGRNN-LSQ "
+                   "95.38 %", "")]}
 
 BUDGETS = (256, 512, 1024, 2048, 4096, 8192)
 
@@ -511,8 +538,11 @@ def aggregate(groups):
   return out
 
 
+ABLATIONS = {"plain": "plain recipe", "noqat": "no QAT"}
+
+
 def _is_ablation(stats):
-  return bool(stats["knobs"].get("plain"))
+  return any(stats["knobs"].get(k) for k in ABLATIONS)
 
 
 def _score(dataset):
@@ -542,21 +572,26 @@ def markdown(agg):
            "Mean ± std over the seeds listed (n); int8 in the TFLM runtime on the test "
            "split; weights: every weight as one int8 byte (what the .tflite stores) and "
            "the non-zero ones. MACs per time step (RNNs) or per window (CNN). Generated "
-           "by `python -m pipelines.sweep --aggregate_only`.", ""]
+           "by `python -m pipelines.sweep --tabulate_only`.", ""]
   for dataset in sorted({k[0] for k in agg}):
     metric = _score(dataset)
     lines += [f"## {dataset}", "",
               "| family | size | n | int8 acc % | macro-F1 | val acc % (float) | "
-              "weights B | non-zero B | .tflite B | arena B | MACs |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "val acc % (int8) | weights B | non-zero B | .tflite B | arena B | MACs |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = sorted(((k, s) for k, s in agg.items() if k[0] == dataset),
                   key=lambda ks: (FAMILIES.index(ks[0][1]), ks[1]["weights_dense_int8_bytes"][0]))
     for (_, family, size), s in rows:
-      name = LABELS[family] + (" (plain recipe)" if _is_ablation(s) else "")
+      name = LABELS[family] + "".join(f" ({v})" for k, v in ABLATIONS.items()
+                                      if s["knobs"].get(k))
       lines.append("| " + " | ".join([
           name, size, str(len(s["seeds"])), _fmt(s["int8_tflm_accuracy"], 100),
           _fmt(s["int8_tflm_macro_f1"], 1, 3),
           _fmt(s["val_accuracy_float"], 100) if "val_accuracy_float" in s else "–",
+          (_fmt(s["int8_tflm_val_accuracy"], 100) +
+           (f" (n={s['int8_tflm_val_accuracy'][2]})"
+            if s["int8_tflm_val_accuracy"][2] != len(s["seeds"]) else "")
+           if "int8_tflm_val_accuracy" in s else "–"),
           f"{s['weights_dense_int8_bytes'][0]:.0f}",
           f"{s['weights_nonzero_int8_bytes'][0]:.0f}", f"{s['tflite_bytes'][0]:.0f}",
           f"{s['arena_bytes'][0]:.0f}",
@@ -626,12 +661,37 @@ def plot_fronts(agg, path):
   fileio.save_figure(fig, path)
 
 
-def write_aggregate(results_dir, report_dir, points=None):
-  """Writes ``sweep.md``, ``sweep.json`` and ``sweep_fronts.png``; returns the aggregate."""
+BEGIN, END = "<!-- sweep:begin -->", "<!-- sweep:end -->"
+
+
+def fill_doc(doc_path, text):
+  """Replaces the block between ``BEGIN`` and ``END`` in ``doc_path`` with ``text``.
+
+  Raises:
+    ValueError: the document lacks the two marker lines (nothing is written).
+  """
+  from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
+  doc = pathlib.Path(doc_path).read_text()
+  if doc.count(BEGIN) != 1 or doc.count(END) != 1 or doc.index(BEGIN) > doc.index(END):
+    raise ValueError(f"{doc_path} needs one line {BEGIN!r} before one line {END!r}")
+  head, rest = doc.split(BEGIN)
+  _, tail = rest.split(END)
+  fileio.write_text(doc_path, f"{head}{BEGIN}\n{text.strip()}\n{END}{tail}")
+
+
+def write_aggregate(results_dir, report_dir, points=None, doc=None):
+  """Writes ``sweep.md``, ``sweep.json`` and ``sweep_fronts.png``; returns the aggregate.
+
+  With ``doc``, the tables also replace the marked block of that document.
+  """
   from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
   agg = aggregate(load_results(results_dir, points))
   report_dir = pathlib.Path(report_dir)
-  fileio.write_text(report_dir / "sweep.md", markdown(agg))
+  text = markdown(agg)
+  fileio.write_text(report_dir / "sweep.md", text)
+  if doc:
+    # The document has its own title: the tables start at the first dataset.
+    fill_doc(doc, text[text.index("## "):] if "## " in text else "(no results yet)")
   fileio.write_json(report_dir / "sweep.json", [
       {"dataset": d, "family": f, "size": z, **{k: (list(v) if isinstance(v, tuple) else v)
                                                  for k, v in s.items()}}
@@ -649,14 +709,16 @@ def main(argv):
     print(f"sweep: unknown families {sorted(unknown)}; choose from {FAMILIES}",
           file=sys.stderr)
     return 2
-  points = [p for p in schedule() if p.dataset in _DATASETS.value and p.tier <= _MAX_TIER.value
-            and (not _FAMILIES.value or p.family in _FAMILIES.value)]
+  points = [p for p in schedule() if p.dataset in _DATASETS.value
+            and _MIN_TIER.value <= p.tier <= _MAX_TIER.value
+            and (not _FAMILIES.value or p.family in _FAMILIES.value)
+            and (not _SIZES.value or p.size in _SIZES.value)]
   if _LIST.value:
     for i, (p, s) in enumerate(_ordered(points, _SEEDS.value)):
       done = (pathlib.Path(_RESULTS_DIR.value) / p.file(s)).exists()
       print(f"{i:4d} tier {p.tier} {p.file(s):50s} {'done' if done else ''}")
     return 0
-  if not _AGGREGATE_ONLY.value:
+  if not _TABULATE_ONLY.value:
     if _THREADS.value:
       import tensorflow as tf  # pylint: disable=import-outside-toplevel
       tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
@@ -668,7 +730,12 @@ def main(argv):
     except (ValueError, FileNotFoundError) as e:
       print(f"sweep: {e}", file=sys.stderr)
       return 1
-  agg = write_aggregate(_RESULTS_DIR.value, _REPORT_DIR.value, schedule())
+  try:
+    agg = write_aggregate(_RESULTS_DIR.value, _REPORT_DIR.value, schedule(),
+                          doc=_DOC.value or None)
+  except (ValueError, FileNotFoundError) as e:
+    print(f"sweep: {e}", file=sys.stderr)
+    return 1
   print(f"sweep: {len(agg)} points tabulated in {_REPORT_DIR.value}/sweep.md")
   return 0
 

@@ -102,14 +102,11 @@ _KEEP_BEST = flags.DEFINE_boolean(
 
 def _preset_values():
   """The preset's values, overridden by every flag given on the command line."""
-  name, values = presets.resolve(_PRESET.value, _DATASET.value)
   holders = {"epochs": _EPOCHS, "qat_epochs": _QAT_EPOCHS, "lr_schedule": _LR_SCHEDULE,
              "clipnorm": _CLIPNORM, "weight_decay": _WEIGHT_DECAY, "keep_best": _KEEP_BEST}
-  for key, holder in holders.items():
-    if key not in values or flags.FLAGS[holder.name].present:
-      values[key] = holder.value
-  values["clipnorm"] = values["clipnorm"] or None
-  return name, values
+  return presets.apply(
+      _PRESET.value, _DATASET.value, {k: h.value for k, h in holders.items()},
+      {k for k, h in holders.items() if flags.FLAGS[h.name].present})
 
 
 def _config_from_flags():

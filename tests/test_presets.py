@@ -1,0 +1,51 @@
+"""Presets: the dataset's recipe by default, explicit flags win, the run prints it."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pipelines import presets
+from tests.conftest import REPO
+
+FLAGS = {"epochs": 45, "qat_epochs": 8, "lr_schedule": "cosine", "clipnorm": 5.0,
+         "weight_decay": 0.0, "keep_best": True}
+
+
+def test_dataset_preset_is_the_default_and_given_flags_override_it():
+  name, values = presets.apply("auto", "har2", dict(FLAGS, epochs=3, keep_best=False), set())
+  assert name == "har2" and values == presets.PRESETS["har2"]
+  name, values = presets.apply("auto", "har2", dict(FLAGS, epochs=3, keep_best=False,
+                                                   clipnorm=0.0),
+                               {"epochs", "keep_best", "clipnorm"})
+  assert (values["epochs"], values["keep_best"], values["clipnorm"]) == (3, False, None)
+  assert values["lr_schedule"] == "cosine"  # not given: the preset's
+
+
+def test_plain_preset_is_the_earlier_recipe_with_the_flags_lengths():
+  name, values = presets.apply("plain", "har6", dict(FLAGS, epochs=7), set())
+  assert name == "plain" and values["epochs"] == 7
+  assert (values["lr_schedule"], values["keep_best"], values["clipnorm"]) == (
+      "constant", False, None)
+
+
+def test_unknown_dataset_gets_the_recipe_and_unknown_preset_is_refused():
+  name, values = presets.apply("auto", "npz", dict(FLAGS, epochs=6), set())
+  assert name == "recipe" and values["keep_best"] and values["epochs"] == 6
+  with pytest.raises(ValueError, match="--preset must be 'auto' or one of"):
+    presets.resolve("fast", "har6")
+
+
+def test_train_and_export_reads_the_preset_and_the_given_flags(tmp_path):
+  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+  # A missing data folder stops the run after the configuration is resolved and printed.
+  result = subprocess.run(
+      [sys.executable, "-m", "pipelines.train_and_export", "--dataset=fsdd",
+       f"--data_dir={tmp_path / 'absent'}", "--qat_epochs=2",
+       f"--output_dir={tmp_path / 'run'}"],
+      cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+  assert result.returncode != 0
+  assert ("preset fsdd: epochs 45, QAT 2, lr cosine, clipnorm 5.0, weight_decay 0.0, "
+          "keep_best True") in result.stdout
+  assert not (tmp_path / "run").exists()

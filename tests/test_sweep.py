@@ -1,0 +1,127 @@
+"""pipelines.sweep on a tiny npz task: result files, reuse, resume, aggregation."""
+
+import json
+
+import numpy as np
+import pytest
+
+import data as data_lib
+from pipelines import sweep
+from tests.test_pipeline import _npz
+
+TINY = dict(epochs=3, qat_epochs=1, batch_size=16, learning_rate=0.01,
+            qat_learning_rate=0.001, lr_schedule="cosine", clipnorm=5.0,
+            weight_decay=0.0, keep_best=True, max_test_windows=8)
+
+
+@pytest.fixture
+def tiny(tmp_path, rng, monkeypatch):
+  monkeypatch.setitem(sweep.SETTINGS, "npz", dict(TINY))
+  path = _npz(tmp_path / "tiny.npz", rng, d=3)
+  loads = []
+
+  def load(name, data_dir, seed):
+    loads.append((name, seed))
+    return data_lib.load_dataset("npz", str(path), seed=seed)
+
+  points = [sweep._rnn(1, "npz", "fastgrnn_lsq", 6, 2, 3, 0.5),  # pylint: disable=protected-access
+            sweep._rnn(1, "npz", "gru", 4),  # pylint: disable=protected-access
+            sweep._cnn(2, "npz", 4, 3)]  # pylint: disable=protected-access
+  return points, load, loads, tmp_path
+
+
+@pytest.mark.slow
+def test_sweep_writes_reuses_resumes_and_aggregates(tiny):
+  points, load, loads, tmp = tiny
+  results, runs = tmp / "results", tmp / "runs"
+  # Two workers share the schedule; together they run every (point, seed) once.
+  trained = [sweep.run(points, 2, results, runs, shard=s, num_shards=2, load=load)
+             for s in (0, 1)]
+  assert sum(trained) == 6
+  files = sorted(p.relative_to(results).as_posix() for p in results.rglob("*.json"))
+  assert files == sorted(p.file(s) for p in points for s in (0, 1))
+  lsq = json.loads((results / points[0].file(1)).read_text())
+  assert lsq["seed"] == 1 and lsq["settings"]["epochs"] == 3
+  assert lsq["weights_nonzero_int8_bytes"] < lsq["weights_dense_int8_bytes"]
+  assert lsq["macs_unit"] == "per step" and lsq["evaluated_test_windows"] == 8
+  assert 0.0 <= lsq["int8_tflm_val_accuracy"] <= 1.0
+  cnn = json.loads((results / points[2].file(0)).read_text())
+  assert cnn["macs_unit"] == "per window" and cnn["settings"]["qat_epochs"] == 0
+  assert cnn["tflite_bytes"] > 0 and cnn["arena_bytes"] > 0
+  assert 0.0 <= cnn["int8_tflm_val_accuracy"] <= 1.0
+  gru = json.loads((results / points[1].file(0)).read_text())
+  assert gru["settings"]["qat_epochs"] == 0 and 0.0 <= gru["int8_tflm_accuracy"] <= 1.0
+
+  # Reuse: a finished point is never trained again (no dataset even loaded).
+  loads.clear()
+  assert sweep.run(points, 2, results, runs, load=load) == 0 and loads == []
+
+  # Resume: a fresh checkout has the result files but not runs/; a point whose run
+  # folder finished but whose result file was lost is rebuilt from the folder.
+  report = runs / "npz" / f"gru_{points[1].size}" / "seed0" / "report.json"
+  stamp = report.stat().st_mtime_ns
+  (results / points[1].file(0)).unlink()
+  assert sweep.run(points, 2, results, runs, load=load) == 1
+  assert report.stat().st_mtime_ns == stamp  # not retrained
+  assert json.loads((results / points[1].file(0)).read_text())["int8_tflm_accuracy"] == \
+      gru["int8_tflm_accuracy"]
+
+  # Aggregation: mean and std over the seeds' files.
+  agg = sweep.write_aggregate(results, tmp / "report", points)
+  stats = agg[("npz", "fastgrnn_lsq", points[0].size)]
+  accs = [json.loads((results / points[0].file(s)).read_text())["int8_tflm_accuracy"]
+          for s in (0, 1)]
+  assert stats["int8_tflm_accuracy"][0] == pytest.approx(np.mean(accs))
+  assert stats["int8_tflm_accuracy"][1] == pytest.approx(np.std(accs))
+  assert stats["int8_tflm_accuracy"][2] == 2 and stats["seeds"] == [0, 1]
+  text = (tmp / "report" / "sweep.md").read_text()
+  assert "FastGRNN-LSQ" in text and "1D CNN" in text and "who wins" in text
+  assert (tmp / "report" / "sweep_fronts.png").stat().st_size > 0
+
+  # Results made with other settings are left out of the aggregate, and refused.
+  sweep.SETTINGS["npz"]["epochs"] = 4
+  assert sweep.aggregate(sweep.load_results(results, points)) == {}
+  with pytest.raises(ValueError, match="made with other settings"):
+    sweep.run(points, 1, results, runs, load=load)
+
+
+def test_best_under_picks_the_best_within_the_budget():
+  def stats(acc, size, plain=False):
+    return {"int8_tflm_accuracy": (acc, 0.0, 5), "weights_dense_int8_bytes": (size, 0, 5),
+            "seeds": list(range(5)), "knobs": {"plain": plain}}
+  agg = {("har2", "gru", "h8"): stats(0.95, 400), ("har2", "gru", "h16"): stats(0.99, 1200),
+         ("har2", "fastgrnn", "h16"): stats(0.97, 420),
+         ("har2", "fastgrnn", "h8p"): stats(0.999, 200, plain=True)}
+  best = sweep.best_under(agg, "har2", sweep.GATED, 512, "int8_tflm_accuracy")
+  assert best[:2] == ("gru", "h8")
+  best = sweep.best_under(agg, "har2", sweep.FASTGRNN_FAMILY, 512, "int8_tflm_accuracy")
+  assert best[:2] == ("fastgrnn", "h16")  # the recipe ablation never enters a front
+  assert sweep.best_under(agg, "har2", sweep.GATED, 256, "int8_tflm_accuracy") is None
+
+
+def test_schedule_names_are_unique_and_ordered_by_tier():
+  points = sweep.schedule()
+  names = [p.file(0) for p in points]
+  assert len(names) == len(set(names))
+  order = sweep._ordered(points, 2)  # pylint: disable=protected-access
+  tiers = [p.tier for p, _ in order]
+  assert tiers == sorted(tiers)
+  assert order[0][1] == 0 and order[len([p for p in points if p.tier == 1])][1] == 1
+
+
+def test_bad_shard_is_refused(tmp_path):
+  with pytest.raises(ValueError, match=r"shard must be in \[0, num_shards=2\)"):
+    sweep.run([], 1, tmp_path, tmp_path, shard=2, num_shards=2)
+
+
+def test_fill_doc_replaces_only_the_marked_block(tmp_path):
+  doc = tmp_path / "doc.md"
+  doc.write_text(f"# Title\nintro\n{sweep.BEGIN}\nold table\n{sweep.END}\nafter\n")
+  sweep.fill_doc(doc, "## har2\nnew table\n")
+  assert doc.read_text() == (f"# Title\nintro\n{sweep.BEGIN}\n## har2\nnew table\n"
+                             f"{sweep.END}\nafter\n")
+  bad = tmp_path / "bad.md"
+  bad.write_text("no markers\n")
+  with pytest.raises(ValueError, match="needs one line"):
+    sweep.fill_doc(bad, "x")
+  assert bad.read_text() == "no markers\n"
