@@ -47,6 +47,7 @@ from tensorflow_model_optimization.python.core.sparsity.keras import pruning_imp
 from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
 
 from tf_fastgrnn import cells
+from tf_fastgrnn import distribute as distribute_lib
 from tf_fastgrnn import training
 from tf_fastgrnn._keras import keras
 
@@ -381,7 +382,7 @@ def _phase_reports(model, history, config, phase_epochs):
 
 def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
                       learning_rate, checkpoint_dir=None, seed=0, verbose=1,
-                      callbacks=(), tensorboard_dir=None):
+                      callbacks=(), tensorboard_dir=None, distribute="none"):
   """Trains dense, then with iterative hard thresholding, then with the support fixed.
 
   One ``training.fit`` run over all ``epochs`` (one Adam state throughout, as EdgeML);
@@ -400,7 +401,8 @@ def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
     config: a ``PruningConfig`` (sparsity = fraction ZEROED).
     epochs: total epochs of the three phases.
     batch_size, learning_rate, checkpoint_dir, seed, verbose, callbacks,
-      tensorboard_dir: as ``training.fit``.
+      tensorboard_dir, distribute: as ``training.fit`` (under a strategy the wrappers,
+      masks and pruning step live in its scope; the weights end in ``model``).
 
   Returns:
     A ``ThreePhaseResult``.
@@ -432,16 +434,26 @@ def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
     raise ValueError(f"train must be a pair (x, y) of arrays, got {type(train).__name__}")
   steps_per_epoch = math.ceil(len(train[0]) / batch_size)
 
-  wrapped = _wrap(model, config, phase_epochs, steps_per_epoch)
+  # --- distribution (issue 14): wrap a replica inside the strategy's scope.
+  strategy = distribute_lib.get_strategy(distribute)
+  work = (model if distribute_lib.is_default(strategy)
+          else distribute_lib.replicate(model, strategy))
+  with strategy.scope():
+    wrapped = _wrap(work, config, phase_epochs, steps_per_epoch)
+  # --- end distribution
   history = training.fit(
-      wrapped, train, val, epochs=epochs, batch_size=batch_size,
+      wrapped, train, val, distribute=strategy, epochs=epochs, batch_size=batch_size,
       learning_rate=learning_rate, checkpoint_dir=checkpoint_dir, seed=seed,
       verbose=verbose, tensorboard_dir=tensorboard_dir,
       # UpdatePruningStep re-masks at epoch end, before _PhaseLogger counts the zeros.
       callbacks=[_sparsity_keras.UpdatePruningStep(),
                  _PhaseLogger(config, phase_epochs, verbose), *callbacks],
       run_config={"pruning": dataclasses.asdict(config), "epochs": epochs})
-  stripped = _sparsity_keras.strip_pruning(wrapped)
+  with strategy.scope():
+    stripped = _sparsity_keras.strip_pruning(wrapped)
+  if work is not model:  # distribution: hand back an ordinary one-device model
+    distribute_lib.copy_back(stripped, model)
+    stripped = model
   return ThreePhaseResult(model=stripped, history=history,
                           phase_reports=_phase_reports(stripped, history, config,
                                                        phase_epochs),

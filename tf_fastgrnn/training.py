@@ -22,7 +22,9 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from tf_fastgrnn import distribute as distribute_lib
 from tf_fastgrnn import fileio
+from tf_fastgrnn import input_pipeline
 from tf_fastgrnn._keras import keras
 
 __all__ = ["NonFiniteLossError", "fit", "load_history", "set_seed"]
@@ -86,16 +88,7 @@ def _check_data(name, data, batch_size=None):
 
 def _epoch_batches(x, y, batch_size, seed, first_epoch, last_epoch):
   """Batches of epochs ``first_epoch .. last_epoch - 1``, each epoch's order from (seed, e)."""
-  n = len(x)
-  perms = np.stack([np.random.default_rng([seed, e]).permutation(n)
-                    for e in range(first_epoch, last_epoch)]).astype(np.int64)
-  x_t, y_t = tf.constant(x), tf.constant(y)
-  ds = tf.data.Dataset.from_tensor_slices(perms)
-  # Batch inside each epoch, so every epoch ends on its own (maybe short) batch and the
-  # epochs stay aligned with Keras' steps_per_epoch.
-  ds = ds.flat_map(lambda p: tf.data.Dataset.from_tensor_slices(p).batch(batch_size))
-  ds = ds.map(lambda i: (tf.gather(x_t, i), tf.gather(y_t, i)))
-  return ds.prefetch(2)
+  return input_pipeline.train_dataset(x, y, batch_size, seed, first_epoch, last_epoch)
 
 
 class _StopOnNonFinite(keras.callbacks.TerminateOnNaN):
@@ -165,7 +158,7 @@ def _check_run(directory, run, resuming):
 
 def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
         checkpoint_dir=None, callbacks=(), seed=0, verbose=1, tensorboard_dir=None,
-        run_config=None):
+        run_config=None, distribute="none"):
   """Compiles and trains ``model``; checkpoints every epoch and resumes from the last.
 
   The model is compiled with Adam(``learning_rate``), sparse categorical cross-entropy
@@ -194,6 +187,10 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
     run_config: JSON-able settings of the caller that must match to resume (e.g. the
       pruning targets); ``batch_size``, ``learning_rate``, ``seed`` and the training
       set size always must.
+    distribute: ``"none"``, ``"mirrored"``, ``"multi_worker"`` or a
+      ``tf.distribute.Strategy`` (see ``tf_fastgrnn.distribute``). A model built outside
+      the strategy's scope is trained as a copy inside it and its weights written back
+      into ``model`` at the end; ``batch_size`` is the global batch.
 
   Returns:
     The history ``{metric: [value per epoch]}`` over all epochs (``loss``, ``accuracy``,
@@ -222,7 +219,28 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
     tensorboard_dir = None
   x, y = _check_data("train", train)
   val_data = None if val is None else _check_data("val", val)
+  # --- distribution (issue 14): train a replica under the strategy, copy weights back.
+  strategy = distribute_lib.get_strategy(distribute)
   set_seed(seed)
+  if not distribute_lib.is_default(strategy) and model.distribute_strategy is not strategy:
+    replica = distribute_lib.replicate(model, strategy)
+    history = fit(replica, train, val, epochs=epochs, batch_size=batch_size,
+                  learning_rate=learning_rate, checkpoint_dir=checkpoint_dir,
+                  callbacks=callbacks, seed=seed, verbose=verbose,
+                  tensorboard_dir=tensorboard_dir, run_config=run_config,
+                  distribute=strategy)
+    distribute_lib.copy_back(replica, model)
+    return history
+  with strategy.scope():
+    return _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
+                         checkpoint_dir, callbacks, seed, verbose, tensorboard_dir,
+                         run_config)
+  # --- end distribution
+
+
+def _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
+                  checkpoint_dir, callbacks, seed, verbose, tensorboard_dir, run_config):
+  """``fit`` after its checks, inside the model's strategy scope."""
 
   optimizer = keras.optimizers.Adam(learning_rate=float(learning_rate))
   model.compile(optimizer=optimizer,
@@ -270,7 +288,8 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
   steps = math.ceil(len(x) / batch_size)
   model.fit(_epoch_batches(x, y, batch_size, int(seed), initial_epoch, epochs),
             epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-            validation_data=val_data, validation_batch_size=batch_size,
+            validation_data=(None if val_data is None else
+                             input_pipeline.eval_dataset(*val_data, batch_size)),
             callbacks=all_callbacks, verbose=verbose)
   if nan_guard.where is not None:
     epoch, batch, loss = nan_guard.where
