@@ -1,0 +1,88 @@
+"""One training run for tests/test_distribute.py, in its own process.
+
+``python -m tests.distribute_worker MODE OUT [--interrupt_at=E]``: MODE is ``none``,
+``mirrored`` (2 logical CPU devices) or ``multi_worker`` (``TF_CONFIG`` set by the
+test). Trains a tiny FastGRNN through the three pruning phases and QAT, exports the int8
+step model, and writes ``OUT/result.npz`` (float and QAT weights), ``OUT/sparsity.json``
+and ``OUT/model_int8.tflite``. With ``--interrupt_at=E`` the run stops at the start of
+epoch E (1-based) of the three phases, as a kill would; a second call resumes.
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+
+
+class Interrupted(Exception):
+  pass
+
+
+def data():
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(7)
+  x = rng.normal(size=(44, 5, 4)).astype(np.float32)
+  y = ((x[:, -1, 0] + x[:, -2, 1]) > 0).astype(np.int32)
+  return x, y
+
+
+EPOCHS, QAT_EPOCHS, BATCH = 6, 2, 8
+
+
+def main(argv):
+  parser = argparse.ArgumentParser()
+  parser.add_argument("mode")
+  parser.add_argument("out")
+  parser.add_argument("--interrupt_at", type=int, default=None)
+  args = parser.parse_args(argv)
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  if args.mode == "mirrored":  # before anything initialises TensorFlow's devices
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+  from tf_fastgrnn import distribute  # pylint: disable=import-outside-toplevel
+  strategy = distribute.get_strategy(args.mode)  # first: multi_worker needs it early
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import export, models, pruning, quantization, training  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn._keras import keras  # pylint: disable=import-outside-toplevel
+
+  out = pathlib.Path(args.out)
+  x, y = data()
+  callbacks = []
+  if args.interrupt_at:
+    class Stop(keras.callbacks.Callback):
+      def on_epoch_begin(self, epoch, logs=None):
+        if epoch + 1 == args.interrupt_at:
+          raise Interrupted()
+    callbacks.append(Stop())
+  training.set_seed(0)
+  model = models.sequence_classifier("fastgrnn", 6, (5, 4), 2, u_rank=3)
+  try:
+    result = pruning.train_three_phase(
+        model, (x, y), (x[:8], y[:8]),
+        config=pruning.PruningConfig(sparsity_w=0.5, sparsity_u=0.75), epochs=EPOCHS,
+        batch_size=BATCH, learning_rate=1e-2, checkpoint_dir=out / "ckpt_float", seed=0,
+        verbose=0, callbacks=callbacks, distribute=strategy)
+  except Interrupted:
+    print("interrupted")
+    return 3
+  float_weights = [w.copy() for w in result.model.get_weights()]
+  qat = quantization.quantize_model(result.model, x[:16])
+  training.fit(qat, (x, y), (x[:8], y[:8]), epochs=QAT_EPOCHS, batch_size=BATCH,
+               learning_rate=1e-3, checkpoint_dir=out / "ckpt_qat", seed=0, verbose=0,
+               distribute=strategy)
+  # Export and evaluation on one process, from the ordinary model written back.
+  if distribute.is_chief(strategy):
+    quantization.calibrate(qat, x[:16])
+    tflite = export.convert_step_model(qat, x[:16])
+    export.check_tflm_compatible(tflite)
+    (out / "model_int8.tflite").write_bytes(tflite)
+    np.savez(out / "result.npz", *float_weights,
+             *[np.asarray(w) for w in qat.get_weights()],
+             n_float=len(float_weights))
+    (out / "sparsity.json").write_text(json.dumps(result.phase_reports[-1]["matrices"]))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main(sys.argv[1:]))
