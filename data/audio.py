@@ -24,6 +24,7 @@ import numpy as np
 from absl import logging
 
 from data import datasets
+from data import feature_cache
 
 __all__ = ["FRONTENDS", "frame_count", "load_fsdd", "load_speech_commands", "log_mel",
            "mel_filterbank", "micro_frontend", "read_wav"]
@@ -124,8 +125,23 @@ def _frontend(name):
   return FRONTENDS[name]
 
 
-def _features(paths, max_frames, frontend="logmel32"):
-  """Features of every readable file; unreadable ones are skipped and counted."""
+def _features(paths, max_frames, frontend="logmel32", cache=None, dataset=None,
+              split=None):
+  """Features of every readable file; unreadable ones are skipped and counted.
+
+  ``cache``: a ``feature_cache.FeatureCache`` (or folder / ``"default"``): computed in
+  parallel once, then read from its shards.
+  """
+  # --- feature cache (issue 14)
+  cache = feature_cache.resolve(cache)
+  if cache is not None:
+    x, keep, skipped = cache.features(paths, frontend, max_frames, dataset=dataset,
+                                      split=split)
+    if skipped:
+      logging.warning("skipped %d unreadable audio files, first: %s", len(skipped),
+                      skipped[0])
+    return list(x), keep, skipped
+  # --- end feature cache
   features = _frontend(frontend)
   feats, keep, skipped = [], [], []
   for i, path in enumerate(paths):
@@ -151,11 +167,13 @@ def _require_dir(data_dir, what):
   return path
 
 
-def load_fsdd(data_dir, seed=0, max_frames=98, frontend="logmel32"):
+def load_fsdd(data_dir, seed=0, max_frames=98, frontend="logmel32", feature_cache=None):
   """Free Spoken Digit Dataset: ``{digit}_{speaker}_{index}.wav``; index 0–4 is test.
 
   ``frontend``: ``logmel32`` (numpy log-mel, the paper's) or ``micro32`` (TFLM's micro
   front end); ``meta["frontend"]`` names it and the device must compute the same.
+  ``feature_cache``: None (compute in this process), ``"default"``, a folder or a
+  ``data.feature_cache.FeatureCache``.
   """
   _frontend(frontend)
   root = _require_dir(data_dir, "fsdd")
@@ -168,7 +186,8 @@ def load_fsdd(data_dir, seed=0, max_frames=98, frontend="logmel32"):
     if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit():
       raise ValueError(f"fsdd: {p.name} is not named {{digit}}_{{speaker}}_{{index}}.wav")
     parsed.append((int(parts[0]), int(parts[2])))
-  feats, keep, skipped = _features(paths, max_frames, frontend)
+  feats, keep, skipped = _features(paths, max_frames, frontend, feature_cache, "fsdd",
+                                   "all")
   if not feats:
     raise ValueError(f"fsdd: none of the {len(paths)} files in {root} could be read")
   x = np.stack(feats)
@@ -183,12 +202,14 @@ def load_fsdd(data_dir, seed=0, max_frames=98, frontend="logmel32"):
 
 
 def load_speech_commands(data_dir, task="google12", seed=0, max_frames=98,
-                         max_per_class=None, silence_per_split=None, frontend="logmel32"):
+                         max_per_class=None, silence_per_split=None, frontend="logmel32",
+                         feature_cache=None):
   """Google Speech Commands (v1/v2 layout) with its validation/testing lists.
 
   ``google12``: the ten words, ``_silence_`` (1 s clips cut from
   ``_background_noise_``) and ``_unknown_`` (every other word); ``google30``: every word.
-  ``max_per_class`` caps each class per split, for quick runs.
+  ``max_per_class`` caps each class per split, for quick runs. ``feature_cache``: as
+  ``load_fsdd`` (the clips' features; the silence clips are cut per seed and computed).
   """
   features = _frontend(frontend)
   root = _require_dir(data_dir, "speech_commands")
@@ -222,7 +243,8 @@ def load_speech_commands(data_dir, task="google12", seed=0, max_frames=98,
       for item in rng.permutation(len(items)):
         by.setdefault(items[item][1], []).append(items[item])
       items = [it for group in by.values() for it in group[:max_per_class]]
-    feats, keep, _ = _features([p for p, _ in items], max_frames, frontend)
+    feats, keep, _ = _features([p for p, _ in items], max_frames, frontend,
+                               feature_cache, f"speech_commands_{task}", part)
     y = [items[i][1] for i in keep]
     if task == "google12":
       noise = sorted((root / "_background_noise_").glob("*.wav"))

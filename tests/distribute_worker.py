@@ -40,8 +40,12 @@ def main(argv):
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+  early = (tf.distribute.MultiWorkerMirroredStrategy() if args.mode == "multi_worker"
+           else None)  # collectives are configured before TensorFlow initialises
   from tf_fastgrnn import distribute  # pylint: disable=import-outside-toplevel
-  strategy = distribute.get_strategy(args.mode)  # first: multi_worker needs it early
+  if early is not None:
+    distribute.register(early)
+  strategy = distribute.get_strategy(args.mode)
   import numpy as np  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import export, models, pruning, quantization, training  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn._keras import keras  # pylint: disable=import-outside-toplevel

@@ -24,7 +24,8 @@ import tensorflow as tf
 
 from tf_fastgrnn._keras import keras
 
-__all__ = ["CHOICES", "get_strategy", "is_chief", "replicate", "copy_back"]
+__all__ = ["CHOICES", "check_tf_config", "copy_back", "get_strategy", "is_chief",
+           "register", "replicate"]
 
 CHOICES = ("none", "mirrored", "multi_worker")
 _CACHE = {}
@@ -49,6 +50,11 @@ def get_strategy(distribute="none"):
   if distribute == "multi_worker":
     check_tf_config(os.environ.get("TF_CONFIG"))
   if distribute not in _CACHE:
+    if distribute == "multi_worker" and _context_initialized():
+      raise ValueError(
+          "--distribute=multi_worker: TensorFlow was initialised before the strategy was "
+          "created; create tf.distribute.MultiWorkerMirroredStrategy() first thing in the "
+          "process (before importing tf_fastgrnn) and pass it to distribute.register")
     _CACHE[distribute] = {
         "none": tf.distribute.get_strategy,
         "mirrored": tf.distribute.MirroredStrategy,
@@ -57,6 +63,26 @@ def get_strategy(distribute="none"):
         "multi_worker": tf.distribute.MultiWorkerMirroredStrategy,
     }[distribute]()
   return _CACHE[distribute]
+
+
+def register(strategy):
+  """Makes ``strategy`` the one ``get_strategy`` returns for its kind.
+
+  A ``MultiWorkerMirroredStrategy`` must exist before TensorFlow initialises (importing
+  ``tf_fastgrnn`` does): create it first thing, then register it here.
+  """
+  kind = ("multi_worker" if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+          else "mirrored" if isinstance(strategy, tf.distribute.MirroredStrategy) else None)
+  if kind is None:
+    raise ValueError(f"can only register a (MultiWorker)MirroredStrategy, got "
+                     f"{type(strategy).__name__}")
+  _CACHE[kind] = strategy
+  return strategy
+
+
+def _context_initialized():
+  from tensorflow.python.eager import context  # pylint: disable=import-outside-toplevel
+  return context.context()._context_handle is not None  # pylint: disable=protected-access
 
 
 def check_tf_config(text):

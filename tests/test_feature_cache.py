@@ -1,0 +1,96 @@
+"""data.feature_cache: same features as computed directly, keys, damage, parallel build."""
+
+import wave
+
+import numpy as np
+import pytest
+
+from data import audio
+from data import feature_cache
+
+
+def _wav(path, samples, rate=8000):
+  with wave.open(str(path), "wb") as w:
+    w.setnchannels(1)
+    w.setsampwidth(2)
+    w.setframerate(rate)
+    w.writeframes((np.clip(samples, -1, 0.999) * 32768).astype("<i2").tobytes())
+  return path
+
+
+@pytest.fixture
+def clips(tmp_path, rng):
+  folder = tmp_path / "wav"
+  folder.mkdir()
+  paths = [_wav(folder / f"{i}_a_{i}.wav", 0.3 * rng.normal(size=1200 + 100 * i))
+           for i in range(5)]
+  (folder / "bad.wav").write_bytes(b"not a wav")
+  return paths[:3] + [folder / "bad.wav"] + paths[3:]
+
+
+def test_cached_features_equal_direct_ones_and_are_reused(clips, tmp_path):
+  direct, keep_d, skipped_d = audio._features(clips, 12)  # pylint: disable=protected-access
+  cache = feature_cache.FeatureCache(tmp_path / "cache", workers=1, shard_size=2)
+  x, keep, skipped = cache.features(clips, "logmel32", 12, dataset="t", split="train")
+  assert keep == keep_d == [0, 1, 2, 4, 5] and len(skipped) == len(skipped_d) == 1
+  np.testing.assert_array_equal(x, np.stack(direct))
+  assert cache.last_stats["computed_shards"] == 3
+  x2, keep2, _ = cache.features(clips, "logmel32", 12, dataset="t", split="train")
+  assert cache.last_stats["computed_shards"] == 0 and keep2 == keep
+  np.testing.assert_array_equal(x2, x)
+
+
+def test_a_changed_setting_or_file_list_makes_a_new_key(clips, tmp_path):
+  cache = feature_cache.FeatureCache(tmp_path / "cache", workers=1)
+  base = cache.entry(clips, "logmel32", 12, dataset="t", split="train")[0]
+  assert cache.entry(clips, "logmel32", 13, dataset="t", split="train")[0] != base
+  assert cache.entry(clips, "micro32", 12, dataset="t", split="train")[0] != base
+  assert cache.entry(clips, "logmel32", 12, dataset="t", split="val")[0] != base
+  assert cache.entry(clips[:-1], "logmel32", 12, dataset="t", split="train")[0] != base
+  _wav(clips[0], np.zeros(1500))  # same name, new content (size/mtime)
+  assert cache.entry(clips, "logmel32", 12, dataset="t", split="train")[0] != base
+
+
+def test_a_damaged_shard_is_detected_and_rebuilt(clips, tmp_path):
+  cache = feature_cache.FeatureCache(tmp_path / "cache", workers=1, shard_size=2)
+  x, _, _ = cache.features(clips, "logmel32", 12, dataset="t", split="train")
+  folder = cache.last_stats["folder"]
+  shard = sorted((tmp_path / "cache").glob("*/shard-00001.npz"))[0]
+  data = bytearray(shard.read_bytes())
+  data[len(data) // 2] ^= 0xFF
+  shard.write_bytes(bytes(data))
+  (shard.parent / "mine.txt").write_text("a user's file")
+  x2, _, _ = cache.features(clips, "logmel32", 12, dataset="t", split="train")
+  assert cache.last_stats["computed_shards"] == 1 and cache.last_stats["folder"] == folder
+  np.testing.assert_array_equal(x2, x)
+  assert (shard.parent / "mine.txt").read_text() == "a user's file"
+
+
+def test_parallel_build_equals_one_process(clips, tmp_path):
+  one = feature_cache.FeatureCache(tmp_path / "a", workers=1, shard_size=2)
+  two = feature_cache.FeatureCache(tmp_path / "b", workers=2, shard_size=2)
+  x1, k1, _ = one.features(clips, "logmel32", 12, dataset="t", split="train")
+  x2, k2, _ = two.features(clips, "logmel32", 12, dataset="t", split="train")
+  assert k1 == k2
+  np.testing.assert_array_equal(x1, x2)
+
+
+def test_fsdd_loader_through_the_cache(tmp_path, rng):
+  folder = tmp_path / "fsdd"
+  folder.mkdir()
+  for digit in (0, 1):
+    for index in (0, 5, 6, 7, 8, 9, 10, 11):
+      _wav(folder / f"{digit}_a_{index}.wav", 0.3 * rng.normal(size=1000 + 50 * index))
+  plain = audio.load_fsdd(folder, max_frames=12)
+  cached = audio.load_fsdd(folder, max_frames=12, feature_cache=tmp_path / "cache")
+  np.testing.assert_array_equal(plain.x_train, cached.x_train)
+  np.testing.assert_array_equal(plain.x_test, cached.x_test)
+
+
+def test_bad_arguments(tmp_path):
+  (tmp_path / "file").write_text("x")
+  with pytest.raises(ValueError, match="exists and is not a folder"):
+    feature_cache.FeatureCache(tmp_path / "file")
+  with pytest.raises(ValueError, match="workers must be a positive int"):
+    feature_cache.FeatureCache(tmp_path / "c", workers=0)
+  assert feature_cache.resolve("none") is None
