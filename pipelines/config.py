@@ -5,7 +5,9 @@ folder at once, before TensorFlow is even imported.
 """
 
 import dataclasses
+import json
 import math
+import os
 
 from pipelines import run_folder
 
@@ -42,6 +44,8 @@ class Config:
   window_model: bool = True
   audio_frontend: str = "logmel32"
   overwrite: bool = False
+  distribute: str = "none"  # tf.distribute strategy of the training stages (issue 14)
+  feature_cache: str | None = "default"  # audio feature cache folder, "default", "none"
 
 
 def validate_config(config):
@@ -86,6 +90,16 @@ def validate_config(config):
   if config.resume and config.overwrite:
     problems.append("--resume continues the run in --output_dir, --overwrite replaces "
                     "it: pass one of them")
+  if config.distribute not in ("none", "mirrored", "multi_worker"):
+    problems.append(f"--distribute must be none, mirrored or multi_worker, got "
+                    f"{config.distribute!r}")
+  if config.distribute == "multi_worker":
+    try:
+      tf_config = json.loads(os.environ.get("TF_CONFIG") or "null")
+      tf_config["cluster"]["worker"], tf_config["task"]["index"]  # pylint: disable=pointless-statement
+    except (ValueError, KeyError, TypeError):
+      problems.append("--distribute=multi_worker needs TF_CONFIG (JSON with "
+                      "cluster.worker and task.type/index; see README 'Several machines')")
   if not problems:
     try:
       run_folder.check(config.output_dir, resume=config.resume)

@@ -241,7 +241,7 @@ def _train_float(r):
     history = training.fit(
         model, train, val, epochs=config.epochs, batch_size=config.batch_size,
         learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
-        seed=config.seed, callbacks=[timer])
+        seed=config.seed, callbacks=[timer], distribute=config.distribute)
     result = {"history": history, "phase_reports": []}
   else:
     _log(f"training {config.cell} H={config.units} w_rank={config.w_rank} "
@@ -253,7 +253,7 @@ def _train_float(r):
                                      sparsity_u=config.sparsity_u),
         epochs=config.epochs, batch_size=config.batch_size,
         learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
-        seed=config.seed, callbacks=[timer])
+        seed=config.seed, callbacks=[timer], distribute=config.distribute)
     model = pruned.model
     result = {"history": pruned.history, "phase_reports": pruned.phase_reports,
               "phase_epochs": list(pruned.phase_epochs)}
@@ -278,7 +278,8 @@ def _train_qat(r):
       model, (ds.x_train, ds.y_train), (ds.x_val, ds.y_val), epochs=config.qat_epochs,
       batch_size=config.batch_size, learning_rate=config.qat_learning_rate,
       checkpoint_dir=r.out / "checkpoints" / "qat",
-      tensorboard_dir=r.out / "tensorboard" / "qat", seed=config.seed)
+      tensorboard_dir=r.out / "tensorboard" / "qat", seed=config.seed,
+      distribute=config.distribute)
   _check_finite_weights(model, "the QAT model")
   # The weights moved: measure the grids again on the export's calibration windows.
   quantization.calibrate(model, ds.x_train[:CALIBRATION_WINDOWS])
@@ -479,8 +480,8 @@ def run(config, ds=None, on_output_ready=None):
   validate_config(config)
   if ds is None:
     _log(f"loading {config.dataset}")
-    opts = ({"frontend": config.audio_frontend} if config.dataset in datasets.AUDIO_DATASETS
-            else {})
+    opts = ({"frontend": config.audio_frontend, "feature_cache": config.feature_cache}
+            if config.dataset in datasets.AUDIO_DATASETS else {})
     ds = datasets.load_dataset(config.dataset, config.data_dir, seed=config.seed, **opts)
   folder_state = run_folder.check(config.output_dir, resume=config.resume)
   preflight(config, ds)

@@ -81,6 +81,18 @@ _AUDIO_FRONTEND = flags.DEFINE_enum(
     "audio_frontend", "logmel32", ["logmel32", "micro32"],
     "Audio features (fsdd, speech_commands): logmel32 = numpy log-mel as in the paper; "
     "micro32 = TFLM's micro front end. The device must compute the same.")
+# --- training at scale (issue 14)
+_DISTRIBUTE = flags.DEFINE_enum(
+    "distribute", "none", ["none", "mirrored", "multi_worker"],
+    "tf.distribute strategy for float, pruning and QAT training: none (one device), "
+    "mirrored (all local GPUs), multi_worker (MultiWorkerMirroredStrategy from TF_CONFIG; "
+    "run the same command on every worker, each with its own --output_dir). "
+    "--batch_size is the global batch. Export and evaluation run on one process.")
+_FEATURE_CACHE = flags.DEFINE_string(
+    "feature_cache", "default",
+    "Audio feature cache folder (computed once on all cores, reused): 'default' = "
+    "$TF_FASTGRNN_FEATURE_CACHE or ~/.cache/tf_fastgrnn/features; 'none' = no cache.")
+# --- end training at scale
 _ARENA_MARGIN = flags.DEFINE_integer(
     "arena_margin", 1024, "Bytes added to the measured TFLM arena in model_settings.h.")
 
@@ -101,7 +113,8 @@ def _config_from_flags():
       max_test_windows=_MAX_TEST_WINDOWS.value, num_test_vectors=_NUM_TEST_VECTORS.value,
       arena_margin=_ARENA_MARGIN.value, numerics=_NUMERICS.value,
       window_model=_WINDOW_MODEL.value, audio_frontend=_AUDIO_FRONTEND.value,
-      overwrite=_OVERWRITE.value)
+      overwrite=_OVERWRITE.value, distribute=_DISTRIBUTE.value,
+      feature_cache=_FEATURE_CACHE.value)
   config_lib.validate_config(config)
   return config
 
@@ -158,6 +171,13 @@ def main(argv):
   except ValueError as e:
     print(f"train_and_export: {e}", file=sys.stderr)
     return 2
+  if config.distribute == "multi_worker":
+    # Collectives are configured before anything initialises TensorFlow (importing
+    # tf_fastgrnn does); validate_config has checked TF_CONFIG.
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    from tf_fastgrnn import distribute  # pylint: disable=import-outside-toplevel
+    distribute.register(strategy)
   log = None if _VERBOSE.value else _NativeLog()
   message, report = None, None
   try:

@@ -231,15 +231,21 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
                   distribute=strategy)
     distribute_lib.copy_back(replica, model)
     return history
+  # Epoch count and history: ordinary variables, outside the strategy (a multi-worker
+  # strategy cannot broadcast a string variable's initial value).
+  state = ({"epoch": tf.Variable(0, dtype=tf.int64, trainable=False),
+            "history": tf.Variable("", dtype=tf.string, trainable=False)}
+           if checkpoint_dir is not None else None)
   with strategy.scope():
     return _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
                          checkpoint_dir, callbacks, seed, verbose, tensorboard_dir,
-                         run_config)
+                         run_config, state)
   # --- end distribution
 
 
 def _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
-                  checkpoint_dir, callbacks, seed, verbose, tensorboard_dir, run_config):
+                  checkpoint_dir, callbacks, seed, verbose, tensorboard_dir, run_config,
+                  state):
   """``fit`` after its checks, inside the model's strategy scope."""
 
   optimizer = keras.optimizers.Adam(learning_rate=float(learning_rate))
@@ -252,12 +258,10 @@ def _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
 
   history, initial_epoch = {}, 0
   nan_guard = _StopOnNonFinite()
-  manager = state = directory = None
+  manager = directory = None
   if checkpoint_dir is not None:
     directory = pathlib.Path(checkpoint_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    state = {"epoch": tf.Variable(0, dtype=tf.int64, trainable=False),
-             "history": tf.Variable("", dtype=tf.string, trainable=False)}
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, **state)
     manager = tf.train.CheckpointManager(ckpt, str(directory), max_to_keep=2)
     _check_run(directory, {"batch_size": batch_size, "learning_rate": float(learning_rate),
