@@ -33,7 +33,6 @@ import time
 import numpy as np
 from absl import logging
 
-from tf_fastgrnn import fileio
 
 __all__ = ["FeatureCache", "VERSION", "default_dir", "resolve"]
 
@@ -137,6 +136,9 @@ class FeatureCache:
                       len(damaged), folder)
     start = time.time()
     if todo:
+      # Here, not at the top: the worker processes import this module and must not pay
+      # for TensorFlow (tf_fastgrnn's package import) unless the front end needs it.
+      from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
       folder.mkdir(parents=True, exist_ok=True)
       fileio.write_json(folder / "key.json", {**settings, "files": len(paths)})
       logging.info("feature cache: computing %d of %d shard(s) (%d files) of %s/%s %s "
