@@ -29,6 +29,7 @@ _WORKERS = flags.DEFINE_integer("workers", None, "Processes for the cache (defau
 _DEVICES = flags.DEFINE_integer("devices", 2, "Logical CPU devices for the mirrored run.")
 _TRAIN_WINDOWS = flags.DEFINE_integer("train_windows", 1024, "Windows per training epoch.")
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "Epochs timed (the first, with tracing, not).")
+_TRAIN = flags.DEFINE_boolean("train", True, "Also measure training windows/s.")
 _JSON = flags.DEFINE_string("json", None, "Write the figures here too.")
 _TRAIN_ONLY = flags.DEFINE_string("train_only", None, "Internal: none|mirrored.")
 
@@ -85,7 +86,7 @@ def main(argv):
     cache.features(paths, _FRONTEND.value, 98, dataset="fsdd", split="all")
     fig[name] = len(paths) / (time.perf_counter() - t)
     fig[name.replace("clips_per_s", "computed_shards")] = cache.last_stats["computed_shards"]
-  for mode in ("none", "mirrored"):
+  for mode in ("none", "mirrored") if _TRAIN.value else ():
     out = subprocess.run(
         [sys.executable, "-m", "pipelines.benchmark_scale", f"--train_only={mode}",
          f"--devices={_DEVICES.value}", f"--train_windows={_TRAIN_WINDOWS.value}",
@@ -94,11 +95,14 @@ def main(argv):
         "windows_per_s"]
   fig["devices"] = _DEVICES.value
   print(json.dumps(fig, indent=2))
-  print(f"features: one process {fig['one_process_clips_per_s']:.0f} clips/s; cache build "
-        f"({fig['workers']} processes) {fig['cache_build_clips_per_s']:.0f} clips/s; from "
-        f"the cache {fig['cache_hit_clips_per_s']:.0f} clips/s | training: one device "
-        f"{fig['train_none_windows_per_s']:.0f} windows/s, mirrored over "
-        f"{fig['devices']} CPU devices {fig['train_mirrored_windows_per_s']:.0f} windows/s")
+  line = (f"features: one process {fig['one_process_clips_per_s']:.0f} clips/s; cache "
+          f"build ({fig['workers']} processes) {fig['cache_build_clips_per_s']:.0f} clips/s; "
+          f"from the cache {fig['cache_hit_clips_per_s']:.0f} clips/s")
+  if _TRAIN.value:
+    line += (f" | training: one device {fig['train_none_windows_per_s']:.0f} windows/s, "
+             f"mirrored over {fig['devices']} CPU devices "
+             f"{fig['train_mirrored_windows_per_s']:.0f} windows/s")
+  print(line)
   if _JSON.value:
     from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
     fileio.write_json(_JSON.value, fig)
