@@ -70,6 +70,9 @@ def main(argv):
     print(json.dumps({"windows_per_s": rate}))
     return
   from data import audio, datasets, feature_cache  # pylint: disable=import-outside-toplevel
+  # The cache writes with tf_fastgrnn.fileio (whose package imports TensorFlow); a run
+  # has TensorFlow loaded already, so its import time is not the cache's.
+  from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel,unused-import
   root = pathlib.Path(_DATA_DIR.value or datasets.DEFAULT_FSDD)
   paths = sorted(root.glob("*.wav"))
   if not paths:
