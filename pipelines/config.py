@@ -54,10 +54,11 @@ class Config:
   preset: str | None = None
 
 
-def validate_config(config):
+def validate_config(config, data_given=False):
   """Raises ValueError naming the flags that contradict each other or are out of range.
 
-  Also checks that ``--output_dir`` can be used (``run_folder.check``), so a bad flag
+  ``data_given``: the caller hands the loaded data over (the sweep, the benchmark), so
+  no ``--data_dir`` is needed. Also checks that ``--output_dir`` can be used (``run_folder.check``), so a bad flag
   stops the run before any data is loaded or anything is written.
   """
   problems = []
@@ -101,7 +102,7 @@ def validate_config(config):
     problems.append(f"--u_rank={config.u_rank} exceeds --units={config.units}")
   if config.w_rank is not None and config.w_rank > config.units:
     problems.append(f"--w_rank={config.w_rank} exceeds --units={config.units}")
-  if config.dataset == "npz" and not config.data_dir:
+  if config.dataset == "npz" and not config.data_dir and not data_given:
     problems.append("--dataset=npz needs --data_dir=<file.npz>")
   if config.resume and config.overwrite:
     problems.append("--resume continues the run in --output_dir, --overwrite replaces "

@@ -513,7 +513,7 @@ def run(config, ds=None, on_output_ready=None):
       there).
   """
   start = time.time()
-  validate_config(config)
+  validate_config(config, data_given=ds is not None)
   if ds is None:
     _log(f"loading {config.dataset}")
     opts = ({"frontend": config.audio_frontend} if config.dataset in datasets.AUDIO_DATASETS

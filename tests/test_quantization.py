@@ -91,6 +91,7 @@ def test_qat_export_matches_tflm_and_float_accuracy(rng):
   qat = quantization.quantize_model(model)
   training.fit(qat, (x[:300], y[:300]), epochs=3, batch_size=32, learning_rate=0.001,
                verbose=0)
+  quantization.calibrate(qat, x[:100])  # as the pipeline does after QAT training
   float_model, plan = quantization.export_inputs(qat)
   tflite_bytes = export.convert_step_model(float_model, x[:100], plan=plan)
   q = export.io_quantization(tflite_bytes)
