@@ -267,15 +267,25 @@ def _train_float(r):
               "phase_epochs": list(pruned.phase_epochs)}
   _check_finite_weights(model, "the float model")
   result["epoch_seconds"] = timer.seconds
-  fileio.write_json(r.out / "float_training.json", result)
-  _save_model(model, r.out / FLOAT_MODEL)
+  _save_trained(r.out, model, FLOAT_MODEL, result, "float_training.json")
   r.float_model, r.float_result = model, result
 
 
+def _save_trained(out, model, model_name, record, record_name):
+  """The training record first, the model last: the model's file marks the stage done."""
+  fileio.write_json(out / record_name, record)
+  _save_model(model, out / model_name)
+
+
+def _load_trained(out, model_name, record_name):
+  """``(model, record)`` of a finished training stage, its weights checked again."""
+  model = _load_model(out / model_name)
+  _check_finite_weights(model, f"{out / model_name}")
+  return model, json.loads((out / record_name).read_text())
+
+
 def _load_float(r):
-  r.float_model = _load_model(r.out / FLOAT_MODEL)
-  _check_finite_weights(r.float_model, f"{r.out / FLOAT_MODEL}")
-  r.float_result = json.loads((r.out / "float_training.json").read_text())
+  r.float_model, r.float_result = _load_trained(r.out, FLOAT_MODEL, "float_training.json")
 
 
 def _train_qat(r):
@@ -293,15 +303,12 @@ def _train_qat(r):
   quantization.calibrate(model, ds.x_train[:CALIBRATION_WINDOWS])
   # From here on Keras QAT computes with TFLM's integer kernels (bit-exact).
   quantization.use_int8_kernels(model, True)
-  fileio.write_json(r.out / "qat_training.json", history)
-  _save_model(model, r.out / QAT_MODEL)
+  _save_trained(r.out, model, QAT_MODEL, history, "qat_training.json")
   r.qat_model, r.qat_history = model, history
 
 
 def _load_qat(r):
-  r.qat_model = _load_model(r.out / QAT_MODEL)
-  _check_finite_weights(r.qat_model, f"{r.out / QAT_MODEL}")
-  r.qat_history = json.loads((r.out / "qat_training.json").read_text())
+  r.qat_model, r.qat_history = _load_trained(r.out, QAT_MODEL, "qat_training.json")
 
 
 def _export(r):
