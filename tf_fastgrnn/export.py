@@ -213,12 +213,7 @@ def _check_plan_fits(cell, plan):
             if getattr(plan, k) != v]
   if differ:
     raise ValueError("the quantization plan is not this model's: " + "; ".join(differ))
-  for argument, act in plan.activations.items():
-    if act not in plan_lib.EXPORTABLE_ACTIVATIONS:
-      raise ValueError(
-          f"{argument}={act!r} cannot be exported bit-exact with its QAT model: the int8 "
-          f"export supports {list(plan_lib.EXPORTABLE_ACTIVATIONS)} (the converter fuses "
-          f"{act!r} into other ops, whose roundings QAT does not model)")
+  plan_lib.check_exportable(plan.activations)
 
 
 def convert_step_model(model, representative_windows, *, plan=None, max_pairs=2000,

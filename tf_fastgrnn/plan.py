@@ -21,7 +21,8 @@ from typing import Dict, Optional, Tuple
 
 from tf_fastgrnn import fileio
 
-__all__ = ["EXPORTABLE_ACTIVATIONS", "PLAN_FILE", "PlanMismatchError", "QuantizationPlan"]
+__all__ = ["EXPORTABLE_ACTIVATIONS", "PLAN_FILE", "PlanMismatchError", "QuantizationPlan",
+           "check_exportable"]
 
 PLAN_FILE = "quantization_plan.json"
 CELL_TYPES = ("FastGRNNCell", "FastRNNCell")
@@ -30,6 +31,22 @@ CELL_TYPES = ("FastGRNNCell", "FastRNNCell")
 # MINIMUM/MAXIMUM chains) that QAT does not model: the export refuses them.
 EXPORTABLE_ACTIVATIONS = ("sigmoid", "tanh")
 _VERSION = 1
+
+
+def check_exportable(activations):
+  """Raises ``ValueError`` naming the first activation the int8 export cannot place
+  bit-exactly with its QAT model.
+
+  Args:
+    activations: ``{argument: activation name}``, e.g. ``{"gate_activation": "relu"}``.
+  """
+  for argument, act in sorted(activations.items()):
+    if act is not None and act not in EXPORTABLE_ACTIVATIONS:
+      raise ValueError(
+          f"{argument}={act!r} cannot be exported bit-exact with its QAT model: the int8 "
+          f"export supports {list(EXPORTABLE_ACTIVATIONS)} (the converter fuses {act!r} "
+          "into other ops, whose roundings QAT does not model); train this cell without "
+          "QAT and export it post-training (export.convert_step_model without a plan)")
 
 
 class PlanMismatchError(ValueError):

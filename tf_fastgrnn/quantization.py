@@ -387,7 +387,8 @@ def quantize_model(float_model, calibration_windows=None):
     A new model with the same inputs and outputs; train it with ``training.fit``.
 
   Raises:
-    ValueError: the model has no tf_fastgrnn cell, or not that layout.
+    ValueError: the model has no tf_fastgrnn cell, or not that layout, or an activation
+      the int8 export cannot place bit-exactly (``plan.check_exportable``).
   """
   try:
     rnn, dense = stepping.parts(float_model)
@@ -400,6 +401,9 @@ def quantize_model(float_model, calibration_windows=None):
         f"model {float_model.name!r} has no tf_fastgrnn cell to quantize (QAT covers "
         "FastGRNN/FastRNN cells in Input → RNN(cell) → Dense; "
         "quantize other models post-training with export.convert_step_model)")
+  # Refused here, before any QAT epoch, as the export would refuse it after them.
+  plan_lib.check_exportable({"update_activation": cell.update_activation,
+                             "gate_activation": getattr(cell, "gate_activation", None)})
   qcell = _QUANTIZED[type(cell)].from_config(cell.get_config())
   inputs = keras.Input(float_model.input_shape[1:], name="x")
   qrnn = keras.layers.RNN(qcell, name=rnn.name)
