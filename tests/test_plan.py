@@ -9,6 +9,8 @@ from tf_fastgrnn import export
 from tf_fastgrnn import models
 from tf_fastgrnn import plan as plan_lib
 from tf_fastgrnn import quantization
+from tf_fastgrnn import runtime
+from tf_fastgrnn import stepping
 
 T, D, H, C = 4, 3, 6, 3
 
@@ -43,6 +45,37 @@ def test_every_plan_point_is_read_back_from_the_tflite(exported):
   *_, plan, _, tflite_bytes = exported
   export.verify_plan(tflite_bytes, plan)  # raises on any difference
   assert export.plan_point_quantization(tflite_bytes, plan) == plan.points
+
+
+def test_from_plan_rebuilds_the_qat_model_bit_exact_with_tflm(exported):
+  # The export's inputs alone (float model + plan, no QAT model) give the Keras QAT
+  # numerics: the same plan back, and h and logits equal to TFLM's at every step.
+  qat, float_model, plan, windows, tflite_bytes = exported
+  rebuilt = quantization.from_plan(float_model, plan)
+  assert quantization.plan(rebuilt) == plan
+  x = np.concatenate([windows, np.random.default_rng(4).normal(0, 2, (8, T, D))])
+  x = x.astype(np.float32)
+  quantization.use_int8_kernels(qat, True)
+  try:
+    want = stepping.run_steps(qat, x)
+  finally:
+    quantization.use_int8_kernels(qat, False)
+  got = stepping.run_steps(rebuilt, x)
+  for name in ("h_next", "logits"):
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+  tflm = runtime.TFLMStepRunner(tflite_bytes).run_windows(x)
+  io = runtime.step_io(tflite_bytes)
+  np.testing.assert_array_equal(
+      runtime.quantize(got["logits"], io["logits"]["scale"], io["logits"]["zero_point"]),
+      tflm["logits_q"])
+
+
+def test_from_plan_refuses_a_plan_lacking_a_point(exported):
+  _, float_model, plan, _, _ = exported
+  points = dict(plan.points)
+  del points["zeta_term"]
+  with pytest.raises(plan_lib.PlanMismatchError, match="no grid for \\['zeta_term'\\]"):
+    quantization.from_plan(float_model, dataclasses.replace(plan, points=points))
 
 
 def test_a_plan_point_missing_from_the_graph_raises(exported):

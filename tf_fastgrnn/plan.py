@@ -101,6 +101,19 @@ class QuantizationPlan:
       acts["gate_activation"] = self.gate_activation
     return acts
 
+  def check_cell(self, cell):
+    """Raises ``ValueError`` unless this plan was made for ``cell`` (type, shape, ranks,
+    activations) and every activation is one the export places bit-exactly."""
+    wanted = {"cell_type": type(cell).__name__, "units": int(cell.units),
+              "input_dim": int(cell.input_dim), "w_rank": cell.w_rank,
+              "u_rank": cell.u_rank, "update_activation": cell.update_activation,
+              "gate_activation": getattr(cell, "gate_activation", None)}
+    differ = [f"{k}: model {v!r}, plan {getattr(self, k)!r}" for k, v in wanted.items()
+              if getattr(self, k) != v]
+    if differ:
+      raise ValueError("the quantization plan is not this model's: " + "; ".join(differ))
+    check_exportable(self.activations)
+
   def to_dict(self):
     d = dataclasses.asdict(self)
     d["state"] = list(self.state)

@@ -43,8 +43,8 @@ from tf_fastgrnn import stepping
 from tf_fastgrnn._keras import keras
 
 __all__ = ["STATE_SCALE", "QuantizedDense", "QuantizedFastGRNNCell", "QuantizedFastRNNCell",
-           "calibrate", "export_inputs", "float_twin", "is_qat_model", "plan", "quantize_model",
-           "quantize_scope", "use_int8_kernels"]
+           "calibrate", "export_inputs", "float_twin", "from_plan", "is_qat_model", "plan",
+           "quantize_model", "quantize_scope", "use_int8_kernels"]
 
 STATE_SCALE = 1.0 / 128.0
 STATE_ZERO_POINT = 0
@@ -543,6 +543,39 @@ def plan(qat_model):
       units=int(cell.units), input_dim=int(cell.input_dim), w_rank=cell.w_rank,
       u_rank=cell.u_rank, gate_activation=gate, update_activation=cell.update_activation,
       state=state, points=points)
+
+
+def from_plan(float_model, quantization_plan):
+  """The QAT model of a plan: what Keras QAT computed, rebuilt without the QAT model.
+
+  Args:
+    float_model: the float model the export converts (a QAT model's ``float_twin``; the
+      pipeline saves it as ``model_int8_source.keras``).
+    quantization_plan: its ``plan.QuantizationPlan`` (``quantization_plan.json``).
+
+  Returns:
+    A calibrated QAT model with the plan's grids and TFLM's integer kernels on: its h and
+    logits equal the int8 model's byte for byte, and ``plan(model) == quantization_plan``.
+
+  Raises:
+    ValueError: the plan is not this model's, or lacks a point the model needs
+      (``plan.PlanMismatchError``).
+  """
+  rnn, _ = stepping.parts(float_model)
+  quantization_plan.check_cell(rnn.cell)
+  model = quantize_model(float_model)
+  qrnn, dense = stepping.parts(model)
+  targets = dict(qrnn.cell.ranges, logits=dense.output_range)
+  missing = sorted(set(targets) - set(quantization_plan.points))
+  if missing:
+    raise plan_lib.PlanMismatchError(f"the quantization plan has no grid for {missing}")
+  for name, var in targets.items():
+    scale, zero_point = quantization_plan.points[name]
+    var.assign([(-128 - zero_point) * scale, (127 - zero_point) * scale])
+  qrnn.cell.calibrated.assign(1.0)
+  dense.calibrated.assign(1.0)
+  use_int8_kernels(model, True)
+  return model
 
 
 def export_inputs(model):
