@@ -34,7 +34,7 @@ def test_plan_names_every_point_and_round_trips_through_json(exported, tmp_path)
   assert set(plan.points) == set(cell.ranges) | {"logits", "gate_out", "update_out", "h",
                                                  "h_next"}
   assert plan.points["gate_out"] == (1 / 256, -128)  # LOGISTIC's fixed output grid
-  assert plan.points["h"] == plan.state == (1 / 128, 0)
+  assert plan.points["h"] == plan.points["h_next"] == plan.state
   assert (plan.cell_type, plan.units, plan.input_dim, plan.w_rank, plan.u_rank) == (
       "FastGRNNCell", H, D, None, 3)
   path = plan.save(tmp_path / plan_lib.PLAN_FILE)
