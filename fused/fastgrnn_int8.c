@@ -15,6 +15,12 @@
 #define FG_INLINE static inline
 #endif
 
+/* The fast paths (SIMD FC rows, exact SMMULR forms of the elementwise ops): not in the
+ * size build, nor on AVR (8-bit: 64-bit products are slow there anyway). */
+#if !defined(FASTGRNN_INT8_SMALL) && !defined(__AVR__)
+#define FG_FASTPATH 1
+#endif
+
 /* gemmlowp SaturatingRoundingDoublingHighMul(a, b) = (a b + nudge) / 2^31 truncated,
  * nudge = 2^30 (a b >= 0) or 1 - 2^30. For a b < 0 the truncating division equals
  * (a b + 1 - 2^30 + 2^31 - 1) >> 31, so both cases are (a b + 2^30) >> 31 (arithmetic
@@ -119,6 +125,12 @@ static inline int32_t smmulr(int32_t a, int32_t b) {
   __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
   return r;
 }
+/* acc + ((a b + 2^31) >> 32) (exact: acc 2^32 adds to the high word only). */
+static inline int32_t smmlar(int32_t a, int32_t b, int32_t acc) {
+  int32_t r;
+  __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
 /* Saturate to int8. */
 static inline int32_t ssat8(int32_t v) {
   int32_t r;
@@ -139,6 +151,7 @@ static inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) {
 static inline int32_t smmulr(int32_t a, int32_t b) {
   return (int32_t)(((int64_t)a * b + (INT64_C(1) << 31)) >> 32);
 }
+static inline int32_t smmlar(int32_t a, int32_t b, int32_t acc) { return acc + smmulr(a, b); }
 static inline int32_t ssat8(int32_t v) { return v < -128 ? -128 : (v > 127 ? 127 : v); }
 #endif
 
@@ -178,7 +191,7 @@ static int32_t dot(const ROM int8_t *w, const int8_t *x, int32_t n, int32_t acc)
   return acc;
 }
 
-#if defined(FG_SIMD) && !defined(FASTGRNN_INT8_SMALL)
+#if defined(FG_SIMD) && defined(FG_FASTPATH)
 /* Two dense rows at once (w0, w1 = w0 + n): each x word is loaded and sign-extended once
  * for both rows. Sums are exact integers, so the order does not matter. */
 static void dot2(const int8_t *w0, const int8_t *x, int32_t n, int32_t *acc0,
@@ -233,9 +246,119 @@ static void dot2(const int8_t *w0, const int8_t *x, int32_t n, int32_t *acc0,
 }
 #endif
 
+#if defined(FG_SIMD) && defined(FG_FASTPATH)
+/* Four dense rows at once (row k at w + k n): acc[k] += sum_c x[c] w[k n + c]. */
+static void dot4(const int8_t *w, const int8_t *x, int32_t n, int32_t *acc) {
+  const int8_t *w2 = w + 2 * n;
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], c;
+#if defined(FG_DSP)
+  if (n >= 4) {
+    /* In registers: 25 instructions per 16 MACs. */
+    uint32_t k = (uint32_t)n >> 2, xe, xo, v, t;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[xo], [%[x]], #4\n\t"
+        "sxtb16 %[xe], %[xo]\n\t"
+        "sxtb16 %[xo], %[xo], ror #8\n\t"
+        "ldr %[v], [%[w], %[n]]\n\t"
+        "sxtb16 %[t], %[v]\n\t"
+        "smlad %[a1], %[xe], %[t], %[a1]\n\t"
+        "sxtb16 %[t], %[v], ror #8\n\t"
+        "smlad %[a1], %[xo], %[t], %[a1]\n\t"
+        "ldr %[v], [%[w]], #4\n\t"
+        "sxtb16 %[t], %[v]\n\t"
+        "smlad %[a0], %[xe], %[t], %[a0]\n\t"
+        "sxtb16 %[t], %[v], ror #8\n\t"
+        "smlad %[a0], %[xo], %[t], %[a0]\n\t"
+        "ldr %[v], [%[w2], %[n]]\n\t"
+        "sxtb16 %[t], %[v]\n\t"
+        "smlad %[a3], %[xe], %[t], %[a3]\n\t"
+        "sxtb16 %[t], %[v], ror #8\n\t"
+        "smlad %[a3], %[xo], %[t], %[a3]\n\t"
+        "ldr %[v], [%[w2]], #4\n\t"
+        "sxtb16 %[t], %[v]\n\t"
+        "smlad %[a2], %[xe], %[t], %[a2]\n\t"
+        "sxtb16 %[t], %[v], ror #8\n\t"
+        "smlad %[a2], %[xo], %[t], %[a2]\n\t"
+        "subs %[k], %[k], #1\n\t"
+        "bne 1b"
+        : [xe] "=&r"(xe), [xo] "=&r"(xo), [v] "=&r"(v), [t] "=&r"(t), [a0] "+r"(a0),
+          [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [w] "+r"(w),
+          [w2] "+r"(w2), [k] "+r"(k)
+        : [n] "r"(n)
+        : "cc", "memory");
+  }
+  c = n & ~3;
+  x -= c;
+  w -= c;
+  w2 -= c;
+#else
+  for (c = 0; c + 4 <= n; c += 4) {
+    const uint32_t xv = load32(x + c), xe = sxtb16(xv), xo = sxtb16_ror8(xv);
+    const uint32_t v0 = load32(w + c), v1 = load32(w + n + c), v2 = load32(w2 + c),
+                   v3 = load32(w2 + n + c);
+    a0 = smlad(xo, sxtb16_ror8(v0), smlad(xe, sxtb16(v0), a0));
+    a1 = smlad(xo, sxtb16_ror8(v1), smlad(xe, sxtb16(v1), a1));
+    a2 = smlad(xo, sxtb16_ror8(v2), smlad(xe, sxtb16(v2), a2));
+    a3 = smlad(xo, sxtb16_ror8(v3), smlad(xe, sxtb16(v3), a3));
+  }
+#endif
+  for (; c < n; ++c) {
+    const int32_t xc = x[c];
+    a0 += xc * w[c];
+    a1 += xc * w[n + c];
+    a2 += xc * w2[c];
+    a3 += xc * w2[n + c];
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+#endif
+
 FG_INLINE int8_t fc_out(const fastgrnn_int8_fc *f, int32_t r, int32_t acc) {
   return clamp8(mbqm(acc, f->mult[r], f->shift[r]) + f->out_offset, f->act_min, f->act_max);
 }
+
+#if defined(FG_FASTPATH)
+/* fc_out for a layer without fused activation (clamp [-128, 127] = SSAT #8). For shift
+ * s <= -1, RoundingDivideByPOT(y, -s) = (y + 2^(-s-1) - [y < 0]) >> -s, and -s-1 = ~s. */
+FG_INLINE int32_t fc_out_full(const ROM int32_t *mult, const ROM int8_t *shift, int32_t zo,
+                              int32_t r, int32_t acc) {
+  const int32_t s = shift[r], m = mult[r];
+  int32_t y;
+  if (s >= 0) return ssat8(mbqm(acc, m, s) + zo);
+  y = srdhm(acc, m);
+  return ssat8(((y + (INT32_C(1) << ~s) - (int32_t)((uint32_t)y >> 31)) >> -s) + zo);
+}
+
+/* Dense rows, no fused activation: rows in pairs on SIMD targets. */
+static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
+  const int32_t rows = f->rows, cols = f->cols, zo = f->out_offset;
+  const ROM int8_t *w = f->w;
+  const ROM int32_t *bias = f->bias, *mult = f->mult;
+  const ROM int8_t *shift = f->shift;
+  int32_t r = 0;
+#if defined(FG_SIMD)
+  for (; r + 3 < rows; r += 4, w += 4 * cols) {
+    int32_t acc[4];
+    int32_t k;
+    for (k = 0; k < 4; ++k) acc[k] = bias[r + k];
+    dot4(w, x, cols, acc);
+    for (k = 0; k < 4; ++k) out[r + k] = (int8_t)fc_out_full(mult, shift, zo, r + k, acc[k]);
+  }
+  for (; r + 1 < rows; r += 2, w += 2 * cols) {
+    int32_t acc = bias[r], acc1 = bias[r + 1];
+    dot2(w, x, cols, &acc, &acc1);
+    out[r] = (int8_t)fc_out_full(mult, shift, zo, r, acc);
+    out[r + 1] = (int8_t)fc_out_full(mult, shift, zo, r + 1, acc1);
+  }
+#endif
+  for (; r < rows; ++r, w += cols)
+    out[r] = (int8_t)fc_out_full(mult, shift, zo, r, dot(w, x, cols, bias[r]));
+}
+#endif
 
 /* FullyConnectedPerChannel (int8), dense or bitmap-packed weights. */
 static void fc8(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
@@ -248,12 +371,10 @@ static void fc8(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
       out[r] = fc_out(f, r, dot_packed(mask, &w, x, cols, f->bias[r]));
     return;
   }
-#if defined(FG_SIMD) && !defined(FASTGRNN_INT8_SMALL)
-  for (; r + 1 < rows; r += 2, w += 2 * cols) {
-    int32_t acc = f->bias[r], acc1 = f->bias[r + 1];
-    dot2(w, x, cols, &acc, &acc1);
-    out[r] = fc_out(f, r, acc);
-    out[r + 1] = fc_out(f, r + 1, acc1);
+#if defined(FG_FASTPATH)
+  if (f->act_min == -128 && f->act_max == 127) {
+    fc8_dense_full(f, x, out);
+    return;
   }
 #endif
   for (; r < rows; ++r, w += cols) out[r] = fc_out(f, r, dot(w, x, cols, f->bias[r]));
@@ -299,29 +420,32 @@ static void rnn_out(const fastgrnn_int8_binop *p, const ROM int8_t *state_table,
   for (j = 0; j < n; ++j) h_out[j] = add8(&q, alpha_term[j], LUT(state_table, h_in[j]));
 }
 
-#if !defined(FASTGRNN_INT8_SMALL)
+#if defined(FG_FASTPATH)
 /* Fast elementwise passes: the same results as add8 / mul8 under conditions checked once
  * per step (otherwise the passes above run).
  *  - SaturatingRoundingDoublingHighMul(x, m) = (x m + 2^30) >> 31 = (2x m + 2^31) >> 32,
  *    the rounded high word of 2x m (SMMULR), whenever 2x fits in 32 bits.
  *  - RoundingDivideByPOT(y, e), e >= 1: (y + 2^(e-1) - [y < 0]) >> e.
- *  - ADD operand v: x = (v + offset) 2^20 with |v + offset| <= 255, so |2x| < 2^29 and,
- *    as the multiplier m > 2^10, y = srdhm(x, m) < 0 exactly when v + offset < 0. Shift
- *    0 occurs only for the multiplier 1/2 (m = 2^30, the operand with the larger scale):
- *    then y = (v + offset) 2^19 = (smmulr((v + offset) 2^22, 2^30) + 1 - [v + offset < 0])
- *    >> 1, the same form with l = 22, e = 1.
- *  - ADD output: |x| = |sum of two operands| < 2^28; MUL: |x| = |product| < 2^16; both
- *    need shift <= -1 (e >= 1) and the full clamp [-128, 127] (= SSAT #8). */
+ *  - ADD: the operand with the larger scale has the multiplier 1/2 exactly
+ *    (QuantizeMultiplier(0.5) = (2^30, shift 0)), so its term is srdhm((v + offset) 2^20,
+ *    2^30) = (v + offset) 2^19: one shifted add ("h" side; ADD is symmetric, so a pass
+ *    swaps the operands when the h side is the second). The other ("g") operand: x =
+ *    (v + offset) 2^20 with |v + offset| <= 255, |2x| < 2^29, and as its multiplier
+ *    m > 2^10, y = srdhm(x, m) < 0 exactly when v + offset < 0; its shift is <= -1 unless
+ *    both scales are equal, when it is an h side too: then y = (smmulr((v + offset) 2^22,
+ *    2^30) + 1 - [v + offset < 0]) >> 1, the general form with l = 22, e = 1.
+ *  - ADD output: |x| = |sum of the two terms| < 2^28; MUL: |x| = |product| < 2^16; both
+ *    need shift in [-23, -1] (e >= 1) and the full clamp [-128, 127] (= SSAT #8). */
 typedef struct {
   int32_t l, off, m, half, e; /* x = v 2^l + off (= (v + offset) 2^l) */
 } fg_in;
 typedef struct {
-  int32_t m, half, e, off, in1x2, in2; /* in1x2, in2: the MUL input offsets (2 o1, o2) */
+  int32_t m, e, round; /* round = 2^(e-1) + output offset 2^e */
+  int32_t in1x2, in2;  /* MUL input offsets (2 o1, o2) */
 } fg_out;
 
 static int fast_in(fg_in *r, int32_t offset, int32_t mult, int32_t shift) {
-  if (mult <= (INT32_C(1) << 10) || shift > 0 || shift < -31 || offset < -255 || offset > 255)
-    return 0;
+  if (mult <= (INT32_C(1) << 10) || shift > 0 || shift < -31) return 0;
   if (shift == 0) {
     if (mult != (INT32_C(1) << 30)) return 0;
     r->l = 22;
@@ -337,40 +461,48 @@ static int fast_in(fg_in *r, int32_t offset, int32_t mult, int32_t shift) {
 }
 
 static int fast_out(fg_out *r, const fastgrnn_int8_binop *p) {
-  if (p->out_shift >= 0 || p->out_shift < -31 || p->act_min != -128 || p->act_max != 127 ||
-      p->in1_offset < -255 || p->in1_offset > 255 || p->in2_offset < -255 || p->in2_offset > 255)
+  if (p->out_shift >= 0 || p->out_shift < -23 || p->act_min != -128 || p->act_max != 127 ||
+      p->in1_offset < -255 || p->in1_offset > 255 || p->in2_offset < -255 ||
+      p->in2_offset > 255 || p->out_offset < -128 || p->out_offset > 128)
     return 0;
   r->m = p->out_mult;
   r->e = -p->out_shift;
-  r->half = INT32_C(1) << (r->e - 1);
-  r->off = p->out_offset;
+  r->round = (INT32_C(1) << (r->e - 1)) + p->out_offset * (INT32_C(1) << r->e);
   r->in1x2 = 2 * p->in1_offset;
   r->in2 = p->in2_offset;
   return 1;
 }
 
-/* Both operands and the output of an ADD. */
-static int fast_add(fg_in *a, fg_in *b, fg_out *o, const fastgrnn_int8_binop *p) {
-  return fast_in(a, p->in1_offset, p->in1_mult, p->in1_shift) &&
-         fast_in(b, p->in2_offset, p->in2_mult, p->in2_shift) && fast_out(o, p);
+/* An ADD: the h side's offset times 2^20, the g side, the output; *swap: the h side is
+ * the second operand. */
+static int fast_add(int32_t *hoff2, fg_in *g, fg_out *o, const fastgrnn_int8_binop *p,
+                    int *swap) {
+  const int32_t half = INT32_C(1) << 30;
+  if (!fast_out(o, p)) return 0;
+  *swap = !(p->in1_mult == half && p->in1_shift == 0);
+  if (*swap && !(p->in2_mult == half && p->in2_shift == 0)) return 0;
+  *hoff2 = (*swap ? p->in2_offset : p->in1_offset) * (INT32_C(1) << 20);
+  return *swap ? fast_in(g, p->in1_offset, p->in1_mult, p->in1_shift)
+               : fast_in(g, p->in2_offset, p->in2_mult, p->in2_shift);
 }
 
-/* An ADD operand scaled: mbqm_add((v + offset) 2^20, m, shift). */
+/* A g operand scaled: mbqm_add((v + offset) 2^20, m, shift). */
 FG_INLINE int32_t in_scaled(const fg_in *r, int32_t v) {
   const int32_t x = (int32_t)((uint32_t)v << r->l) + r->off;
-  return (smmulr(x, r->m) + r->half - (int32_t)((uint32_t)x >> 31)) >> r->e;
+  return (smmlar(x, r->m, r->half) - (int32_t)((uint32_t)x >> 31)) >> r->e;
 }
 
-/* clamp8(mbqm(x, m, shift) + offset) from x2 = 2x. */
+/* clamp8(mbqm(x, m, shift) + offset) from x2 = 2x: the offset goes in before the shift
+ * as offset 2^e (|y| < 2^28, e <= 23, |offset| <= 128: no overflow). */
 FG_INLINE int32_t out8(const fg_out *r, int32_t x2) {
   const int32_t y = smmulr(x2, r->m);
-  return ssat8(((y + r->half - (int32_t)((uint32_t)y >> 31)) >> r->e) + r->off);
+  return ssat8((y + r->round - (int32_t)((uint32_t)y >> 31)) >> r->e);
 }
 
-/* ADD(a, b) from two int8 values. */
-FG_INLINE int32_t add_fast(const fg_in *ia, const fg_in *ib, const fg_out *o, int32_t a,
-                           int32_t b) {
-  return out8(o, (in_scaled(ia, a) + in_scaled(ib, b)) * 2);
+/* ADD(hv, gv): 2 (h term + g term) = hv 2^20 + hoff2 + 2 g term. */
+FG_INLINE int32_t add_hg(int32_t hoff2, const fg_in *g, const fg_out *o, int32_t hv,
+                         int32_t gv) {
+  return out8(o, (int32_t)((uint32_t)hv << 20) + hoff2 + 2 * in_scaled(g, gv));
 }
 
 /* MUL(a, b). */
@@ -380,54 +512,117 @@ FG_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
 
 static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int8_t *b,
                         int8_t *out, int32_t n) {
-  fg_in ia, ib;
+  fg_in g;
   fg_out o;
-  int32_t j;
-  if (!fast_add(&ia, &ib, &o, p)) return 0;
-  for (j = 0; j < n; ++j) out[j] = (int8_t)add_fast(&ia, &ib, &o, a[j], b[j]);
+  int32_t hoff2, j;
+  int swap;
+  if (!fast_add(&hoff2, &g, &o, p, &swap)) return 0;
+  if (swap) {
+    const int8_t *t = a;
+    a = b;
+    b = t;
+  }
+  for (j = 0; j < n; ++j) out[j] = (int8_t)add_hg(hoff2, &g, &o, a[j], b[j]);
   return 1;
 }
 
-static int bias_vec_fast(const fastgrnn_int8_binop *p, const ROM int8_t *bias,
-                         const ROM int8_t *table, const int8_t *a, int8_t *out, int32_t n) {
-  fg_in ia, ib;
-  fg_out o;
+static void bias_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const int8_t *table,
+                      const int8_t *hs, const int8_t *gs, int8_t *out, int32_t n) {
   int32_t j;
-  if (!bias || !fast_add(&ia, &ib, &o, p)) return 0;
-  if (table) {
-    for (j = 0; j < n; ++j) out[j] = LUT(table, add_fast(&ia, &ib, &o, a[j], bias[j]));
-  } else {
-    for (j = 0; j < n; ++j) out[j] = (int8_t)add_fast(&ia, &ib, &o, a[j], bias[j]);
+  for (j = 0; j < n; ++j) out[j] = LUT(table, add_hg(hoff2, g, o, hs[j], gs[j]));
+}
+
+/* table[ADD(pre[j], bias operand j)] with the bias operand's term given (2 term = its
+ * share of 2x); pre_h: pre is the h side. */
+FG_INLINE void term_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const int8_t *table,
+                         const int8_t *pre, const int32_t *term, int8_t *out, int32_t n,
+                         const int pre_h) {
+  int32_t j;
+  for (j = 0; j < n; ++j) {
+    const int32_t v = pre[j];
+    const int32_t x2 = (pre_h ? (int32_t)((uint32_t)v << 20) + hoff2 : 2 * in_scaled(g, v)) +
+                       2 * term[j];
+    out[j] = LUT(table, out8(o, x2));
   }
+}
+
+/* table[ADD(a[j], bias[j])]; other cases (no bias, no table) take the generic pass. */
+static int bias_vec_fast(const fastgrnn_int8_binop *p, const int8_t *bias,
+                         const int32_t *term, const int8_t *table, const int8_t *a,
+                         int8_t *out, int32_t n) {
+  fg_in g;
+  fg_out o;
+  int32_t hoff2;
+  int swap;
+  if (!bias || !table) return 0;
+  if (term) {
+    if (!fast_out(&o, p)) return 0;
+    if (p->in1_mult == (INT32_C(1) << 30) && p->in1_shift == 0) {
+      term_loop(p->in1_offset * (INT32_C(1) << 20), &g, &o, table, a, term, out, n, 1);
+    } else {
+      if (!fast_in(&g, p->in1_offset, p->in1_mult, p->in1_shift)) return 0;
+      term_loop(0, &g, &o, table, a, term, out, n, 0);
+    }
+    return 1;
+  }
+  if (!fast_add(&hoff2, &g, &o, p, &swap)) return 0;
+  bias_loop(hoff2, &g, &o, table, swap ? bias : a, swap ? a : bias, out, n);
   return 1;
+}
+
+/* h_out[j] = ADD(MUL(coef(z), h~), MUL(z, h)); swap: MUL(z, h) is the h side. */
+FG_INLINE void grnn_loop(const fg_out *zm, const fg_out *cm, int32_t hoff2, const fg_in *g,
+                         const fg_out *o, const int8_t *coef, const int8_t *z,
+                         const int8_t *ht, const int8_t *h_in, int8_t *h_out, int32_t n,
+                         const int swap) {
+  int32_t j;
+  for (j = 0; j < n; ++j) {
+    const int32_t zj = z[j];
+    const int32_t zh = mul_fast(zm, zj, h_in[j]);
+    const int32_t ch = mul_fast(cm, LUT(coef, zj), ht[j]);
+    h_out[j] = (int8_t)(swap ? add_hg(hoff2, g, o, zh, ch) : add_hg(hoff2, g, o, ch, zh));
+  }
 }
 
 static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, const int8_t *ht,
                          const int8_t *h_in, int8_t *h_out, int32_t n) {
-  fg_in ia, ib;
+  fg_in g;
   fg_out zm, cm, o;
-  const ROM int8_t *coef = p->coef_table;
-  int32_t j;
+  int32_t hoff2;
+  int swap;
   if (!fast_out(&zm, &p->zh_mul) || !fast_out(&cm, &p->ch_mul) ||
-      !fast_add(&ia, &ib, &o, &p->out_add))
+      !fast_add(&hoff2, &g, &o, &p->out_add, &swap))
     return 0;
-  for (j = 0; j < n; ++j) {
-    const int32_t zj = z[j];
-    const int32_t zh = mul_fast(&zm, zj, h_in[j]);
-    h_out[j] = (int8_t)add_fast(&ia, &ib, &o, mul_fast(&cm, LUT(coef, zj), ht[j]), zh);
-  }
+  if (swap)
+    grnn_loop(&zm, &cm, hoff2, &g, &o, p->coef_table, z, ht, h_in, h_out, n, 1);
+  else
+    grnn_loop(&zm, &cm, hoff2, &g, &o, p->coef_table, z, ht, h_in, h_out, n, 0);
   return 1;
 }
 
-static int rnn_out_fast(const fastgrnn_int8_binop *p, const ROM int8_t *state_table,
+/* h_out[j] = ADD(alpha h~ [j], beta(h[j])). */
+FG_INLINE void rnn_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const int8_t *state,
+                        const int8_t *alpha_term, const int8_t *h_in, int8_t *h_out,
+                        int32_t n, const int swap) {
+  int32_t j;
+  for (j = 0; j < n; ++j) {
+    const int32_t a = alpha_term[j], b = LUT(state, h_in[j]);
+    h_out[j] = (int8_t)(swap ? add_hg(hoff2, g, o, b, a) : add_hg(hoff2, g, o, a, b));
+  }
+}
+
+static int rnn_out_fast(const fastgrnn_int8_binop *p, const int8_t *state_table,
                         const int8_t *alpha_term, const int8_t *h_in, int8_t *h_out,
                         int32_t n) {
-  fg_in ia, ib;
+  fg_in g;
   fg_out o;
-  int32_t j;
-  if (!fast_add(&ia, &ib, &o, p)) return 0;
-  for (j = 0; j < n; ++j)
-    h_out[j] = (int8_t)add_fast(&ia, &ib, &o, alpha_term[j], LUT(state_table, h_in[j]));
+  int32_t hoff2;
+  int swap;
+  if (!fast_add(&hoff2, &g, &o, p, &swap)) return 0;
+  if (swap)
+    rnn_loop(hoff2, &g, &o, state_table, alpha_term, h_in, h_out, n, 1);
+  else
+    rnn_loop(hoff2, &g, &o, state_table, alpha_term, h_in, h_out, n, 0);
   return 1;
 }
 #define FG_FAST(call) (call)
@@ -499,10 +694,12 @@ int fastgrnn_int8_step(const fastgrnn_int8_params *p, const int8_t *x, const int
    * int8 stores could alias the params otherwise). pre -> xw; h~ (or alpha h~) -> hu;
    * z -> xw; then h_out. */
   if (!FG_FAST(add_vec_fast(&p->pre, xw, hu, xw, h))) add_vec(&p->pre, xw, hu, xw, h);
-  if (!FG_FAST(bias_vec_fast(&p->update_add, p->update_bias, p->update_table, xw, hu, h)))
+  if (!FG_FAST(bias_vec_fast(&p->update_add, p->update_bias, p->update_bias_term,
+                             p->update_table, xw, hu, h)))
     bias_vec(&p->update_add, p->update_bias, p->update_table, xw, hu, h);
   if (p->cell == FASTGRNN_INT8_FASTGRNN) {
-    if (!FG_FAST(bias_vec_fast(&p->gate_add, p->gate_bias, p->gate_table, xw, xw, h)))
+    if (!FG_FAST(bias_vec_fast(&p->gate_add, p->gate_bias, p->gate_bias_term, p->gate_table,
+                               xw, xw, h)))
       bias_vec(&p->gate_add, p->gate_bias, p->gate_table, xw, xw, h);
     if (!FG_FAST(grnn_out_fast(p, xw, hu, h_in, h_out, h))) grnn_out(p, xw, hu, h_in, h_out, h);
   } else if (!FG_FAST(rnn_out_fast(&p->out_add, p->state_table, hu, h_in, h_out, h))) {

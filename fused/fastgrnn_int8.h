@@ -80,6 +80,11 @@ typedef struct {
   fastgrnn_int8_binop zh_mul;   /* FastGRNN: MUL(z, h) */
   fastgrnn_int8_binop ch_mul;   /* FastGRNN: MUL(coef, h~) */
   fastgrnn_int8_binop out_add;  /* FastGRNN: ADD(coef h~, z h); FastRNN: ADD(alpha h~, beta h) */
+  /* Optional, for speed (NULL: computed from gate_bias / update_bias each step; the size
+   * build never reads them): the bias operand of gate_add / update_add as TFLM's ADD scales
+   * it, [H] int32: MultiplyByQuantizedMultiplierSmallerThanOneExp((bias[j] + in2_offset)
+   * * 2^20, in2_mult, in2_shift). */
+  const FASTGRNN_INT8_ROM int32_t *gate_bias_term, *update_bias_term;
 } fastgrnn_int8_params;
 
 typedef struct {

@@ -247,3 +247,57 @@ def test_size_build_is_bit_exact_too(small_export, tmp_path):
   got = fused.FusedStepRunner(small_export, library).run_windows(windows)
   np.testing.assert_array_equal(got["h_q"], want["h_q"])
   np.testing.assert_array_equal(got["logits_q"], want["logits_q"])
+
+
+# The kernel's builds: the default one (fast elementwise passes, rows in pairs/fours on
+# SIMD targets), the SIMD code paths on portable C (what an Armv7E-M build runs, minus the
+# inline assembly), and the size build (generic passes only).
+_BUILDS = {"simd_emulate": ("-O2", "-DFASTGRNN_INT8_SIMD_EMULATE"),
+           "small": ("-O2", "-DFASTGRNN_INT8_SMALL")}
+
+
+@pytest.fixture(scope="module", params=sorted(_BUILDS))
+def build(request, tmp_path_factory):
+  return fused.compile_kernel(str(tmp_path_factory.mktemp(request.param)),
+                              flags=_BUILDS[request.param])
+
+
+@pytest.mark.parametrize("variant", ["fastgrnn_lowrank_sparse", "fastgrnn_relu",
+                                     "fastrnn_lowrank_sparse", "fastgrnn_urank"])
+def test_every_build_is_bit_exact(variant, build):
+  rng = np.random.default_rng(sorted(_FLOAT_VARIANTS).index(variant))
+  cell, kwargs, sparse = _FLOAT_VARIANTS[variant]
+  model = _model(rng, cell, sparse, **kwargs)
+  tflite_bytes = export.convert_step_model(model, rng.normal(0, 1.5, (16, T, D)))
+  _assert_bit_exact(tflite_bytes, build, _windows(rng))
+
+
+@pytest.mark.parametrize("cell,hidden,dim,kwargs", [("fastgrnn", 7, 5, {"u_rank": 3}),
+                                                    ("fastrnn", 11, 3, {"w_rank": 2}),
+                                                    ("fastgrnn", 13, 6, {})])
+def test_odd_sizes_are_bit_exact(cell, hidden, dim, kwargs, kernel, build):
+  """Row counts that are not multiples of 4 or 2, columns that are not multiples of 4."""
+  rng = np.random.default_rng(hidden)
+  model = models.sequence_classifier(cell, hidden, (T, dim), C, **kwargs)
+  for var in model.weights:
+    var.assign(rng.normal(0, 0.5, var.shape))
+  tflite_bytes = export.convert_step_model(model, rng.normal(0, 1.5, (16, T, dim)))
+  windows = rng.normal(0, 1.5, (WINDOWS, STEPS, dim)).astype(np.float32)
+  for library in (kernel, build):
+    _assert_bit_exact(tflite_bytes, library, windows)
+
+
+def test_bias_terms_are_optional(small_export, kernel):
+  """gate_bias_term / update_bias_term are what the kernel computes without them."""
+  params = fused.extract(small_export)
+  for k in ("gate_bias_term", "update_bias_term"):
+    assert params[k].dtype == np.int32 and params[k].shape == (H,)
+  windows = _windows(np.random.default_rng(9))
+  want = runtime.TFLMStepRunner(small_export).run_windows(windows)
+  runner = fused.FusedStepRunner(small_export, kernel)
+  null = ctypes.POINTER(ctypes.c_int32)()
+  runner._c.gate_bias_term = runner._c.update_bias_term = null  # pylint: disable=protected-access
+  got = runner.run_windows(windows)
+  np.testing.assert_array_equal(got["h_q"], want["h_q"])
+  np.testing.assert_array_equal(got["logits_q"], want["logits_q"])
+  assert fused.param_bytes(params) == fused.param_bytes(params, with_terms=False) + 8 * H

@@ -372,6 +372,18 @@ def _bias_branch(g, pre, op_index, hidden):
   return bias, _binop(g, op_index, pre, const, use=False), int(g.ops[op_index].outputs[0])
 
 
+def _bias_term(bias, add):
+  """The bias operand of ADD(pre, bias) as TFLM's ADD scales it, int32 [H]:
+  ``MultiplyByQuantizedMultiplier((bias + in2_offset) * 2^20, in2_mult, in2_shift)`` (the
+  kernel adds it instead of rescaling the constant every step)."""
+  if bias is None:
+    return None
+  x = (tf.constant(bias.astype(np.int64)) + add["in2_offset"]) * (1 << 20)
+  term = int8_kernels.multiply_by_quantized_multiplier(
+      x, tf.constant(add["in2_mult"], tf.int64), tf.constant(add["in2_shift"], tf.int64))
+  return term.numpy().astype(np.int32)
+
+
 def extract(tflite_bytes, storage="auto"):
   """The fused kernel's parameters from the builtin int8 step model.
 
@@ -382,7 +394,8 @@ def extract(tflite_bytes, storage="auto"):
       "packed" (forced, for tests).
 
   Returns:
-    A dict mirroring ``fastgrnn_int8_params`` (numpy arrays for the pointers).
+    A dict mirroring ``fastgrnn_int8_params`` (numpy arrays for the pointers), including
+    ``gate_bias_term`` / ``update_bias_term`` (int32 [H], or None without that bias).
 
   Raises:
     FusedExportError: the graph is not one the kernel computes exactly.
@@ -491,6 +504,8 @@ def extract(tflite_bytes, storage="auto"):
                   update_table=update_table, state_table=state_table,
                   out_add=_binop(g, out_op, alpha_t, beta_t))
   g.used.add(pre_op)
+  for k in ("gate", "update"):
+    params[f"{k}_bias_term"] = _bias_term(params[f"{k}_bias"], params[f"{k}_add"])
   unused = sorted(set(range(len(g.ops))) - g.used)
   if unused:
     raise FusedExportError(
@@ -503,8 +518,10 @@ def extract(tflite_bytes, storage="auto"):
   return params
 
 
-def param_bytes(params):
-  """Bytes of constant data the parameters take (weights, masks, tables, structs)."""
+def param_bytes(params, with_terms=True):
+  """Bytes of constant data the parameters take (weights, masks, biases, multipliers,
+  tables); ``with_terms=False``: without the optional int32 bias terms (the size build
+  leaves them out)."""
   total = 0
   for fc in params["w"] + params["u"] + [params["classifier"]]:
     total += fc["w"].size + (fc["mask"].size if fc["mask"] is not None else 0)
@@ -513,6 +530,10 @@ def param_bytes(params):
             "state_table"):
     if params[k] is not None:
       total += params[k].size
+  if with_terms:
+    for k in ("gate_bias_term", "update_bias_term"):
+      if params.get(k) is not None:
+        total += 4 * params[k].size
   return total
 
 
@@ -546,7 +567,9 @@ class _Params(ctypes.Structure):
               ("gate_bias", _I8P), ("gate_add", _Binop), ("update_bias", _I8P),
               ("update_add", _Binop), ("gate_table", _I8P), ("update_table", _I8P),
               ("coef_table", _I8P), ("state_table", _I8P), ("zh_mul", _Binop),
-              ("ch_mul", _Binop), ("out_add", _Binop)]
+              ("ch_mul", _Binop), ("out_add", _Binop),
+              ("gate_bias_term", ctypes.POINTER(ctypes.c_int32)),
+              ("update_bias_term", ctypes.POINTER(ctypes.c_int32))]
 
 
 class _Scratch(ctypes.Structure):
@@ -613,6 +636,8 @@ class FusedStepRunner(runtime.StepRunner):
     for k in ("gate_bias", "update_bias", "gate_table", "update_table", "coef_table",
               "state_table"):
       setattr(c, k, self._ptr(p[k], ctypes.c_int8))
+    for k in ("gate_bias_term", "update_bias_term"):
+      setattr(c, k, self._ptr(p.get(k), ctypes.c_int32))
     return c
 
   def _invoke(self, feeds):
@@ -690,6 +715,13 @@ def standalone_sources(tflite_bytes, storage="auto"):
       pointers[key] = key
     else:
       pointers[key] = "0"
+  terms = []  # int32 bias terms: default build only (the size build never reads them)
+  for key in ("gate_bias_term", "update_bias_term"):
+    if params[key] is not None:
+      terms.append(_c_array("int32_t", key, params[key], 8))
+      pointers[key] = f"MODEL_TERM({key})"
+    else:
+      pointers[key] = "0"
   w_init = ", ".join(fc_init[f"w{k}"] for k in range(len(params["w"])))
   u_init = ", ".join(fc_init[f"u{k}"] for k in range(len(params["u"])))
   hidden = params["hidden_dim"]
@@ -703,6 +735,12 @@ def standalone_sources(tflite_bytes, storage="auto"):
 #include "fastgrnn_int8.h"
 
 {"".join(arrays)}
+#if defined(FASTGRNN_INT8_SMALL)
+#define MODEL_TERM(name) 0
+#else
+#define MODEL_TERM(name) name
+{"".join(terms)}#endif
+
 static const fastgrnn_int8_params model_params = {{
   .cell = {cell}, .input_dim = {params['input_dim']}, .hidden_dim = {hidden},
   .num_classes = {params['num_classes']}, .w_factors = {len(params['w'])},
@@ -718,6 +756,8 @@ static const fastgrnn_int8_params model_params = {{
   .zh_mul = {_c_binop(params['zh_mul'])},
   .ch_mul = {_c_binop(params['ch_mul'])},
   .out_add = {_c_binop(params['out_add'])},
+  .gate_bias_term = {pointers['gate_bias_term']},
+  .update_bias_term = {pointers['update_bias_term']},
 }};
 
 void model_reset(int8_t *h) {{
