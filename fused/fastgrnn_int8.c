@@ -15,6 +15,12 @@
 #define FG_INLINE static inline
 #endif
 
+#if defined(__GNUC__)
+#define FG_UNLIKELY(c) __builtin_expect(!!(c), 0)
+#else
+#define FG_UNLIKELY(c) (c)
+#endif
+
 /* The fast paths (SIMD FC rows, exact SMMULR forms of the elementwise ops): not in the
  * size build, nor on AVR (8-bit: 64-bit products are slow there anyway). */
 #if !defined(FASTGRNN_INT8_SMALL) && !defined(__AVR__)
@@ -248,9 +254,10 @@ static void dot2(const int8_t *w0, const int8_t *x, int32_t n, int32_t *acc0,
 
 #if defined(FG_SIMD) && defined(FG_FASTPATH)
 /* Four dense rows at once (row k at w + k n): acc[k] += sum_c x[c] w[k n + c]. */
-static void dot4(const int8_t *w, const int8_t *x, int32_t n, int32_t *acc) {
+FG_INLINE void dot4(const int8_t *w, const int8_t *x, int32_t n, int32_t *acc0,
+                    int32_t *acc1, int32_t *acc2, int32_t *acc3) {
   const int8_t *w2 = w + 2 * n;
-  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3], c;
+  int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3, c;
 #if defined(FG_DSP)
   if (n >= 4) {
     /* In registers: 25 instructions per 16 MACs. */
@@ -310,16 +317,12 @@ static void dot4(const int8_t *w, const int8_t *x, int32_t n, int32_t *acc) {
     a2 += xc * w2[c];
     a3 += xc * w2[n + c];
   }
-  acc[0] = a0;
-  acc[1] = a1;
-  acc[2] = a2;
-  acc[3] = a3;
+  *acc0 = a0;
+  *acc1 = a1;
+  *acc2 = a2;
+  *acc3 = a3;
 }
 #endif
-
-FG_INLINE int8_t fc_out(const fastgrnn_int8_fc *f, int32_t r, int32_t acc) {
-  return clamp8(mbqm(acc, f->mult[r], f->shift[r]) + f->out_offset, f->act_min, f->act_max);
-}
 
 #if defined(FG_FASTPATH)
 /* fc_out for a layer without fused activation (clamp [-128, 127] = SSAT #8). For shift
@@ -328,7 +331,7 @@ FG_INLINE int32_t fc_out_full(const ROM int32_t *mult, const ROM int8_t *shift, 
                               int32_t r, int32_t acc) {
   const int32_t s = shift[r], m = mult[r];
   int32_t y;
-  if (s >= 0) return ssat8(mbqm(acc, m, s) + zo);
+  if (FG_UNLIKELY(s >= 0)) return ssat8(mbqm(acc, m, s) + zo);
   y = srdhm(acc, m);
   return ssat8(((y + (INT32_C(1) << ~s) - (int32_t)((uint32_t)y >> 31)) >> -s) + zo);
 }
@@ -342,11 +345,12 @@ static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *o
   int32_t r = 0;
 #if defined(FG_SIMD)
   for (; r + 3 < rows; r += 4, w += 4 * cols) {
-    int32_t acc[4];
-    int32_t k;
-    for (k = 0; k < 4; ++k) acc[k] = bias[r + k];
-    dot4(w, x, cols, acc);
-    for (k = 0; k < 4; ++k) out[r + k] = (int8_t)fc_out_full(mult, shift, zo, r + k, acc[k]);
+    int32_t a0 = bias[r], a1 = bias[r + 1], a2 = bias[r + 2], a3 = bias[r + 3];
+    dot4(w, x, cols, &a0, &a1, &a2, &a3);
+    out[r] = (int8_t)fc_out_full(mult, shift, zo, r, a0);
+    out[r + 1] = (int8_t)fc_out_full(mult, shift, zo, r + 1, a1);
+    out[r + 2] = (int8_t)fc_out_full(mult, shift, zo, r + 2, a2);
+    out[r + 3] = (int8_t)fc_out_full(mult, shift, zo, r + 3, a3);
   }
   for (; r + 1 < rows; r += 2, w += 2 * cols) {
     int32_t acc = bias[r], acc1 = bias[r + 1];
@@ -365,36 +369,50 @@ static void fc8(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
   const int32_t rows = f->rows, cols = f->cols, row_bytes = (cols + 7) / 8;
   const ROM int8_t *w = f->w;
   const ROM uint8_t *mask = f->mask;
-  int32_t r = 0;
-  if (mask) {
-    for (; r < rows; ++r, mask += row_bytes)
-      out[r] = fc_out(f, r, dot_packed(mask, &w, x, cols, f->bias[r]));
-    return;
-  }
+  int32_t r, acc;
 #if defined(FG_FASTPATH)
-  if (f->act_min == -128 && f->act_max == 127) {
+  if (!mask && f->act_min == -128 && f->act_max == 127) {
     fc8_dense_full(f, x, out);
     return;
   }
 #endif
-  for (; r < rows; ++r, w += cols) out[r] = fc_out(f, r, dot(w, x, cols, f->bias[r]));
+  for (r = 0; r < rows; ++r) {
+    if (mask == 0) {
+      acc = dot(w, x, cols, f->bias[r]);
+      w += cols;
+    } else {
+      acc = dot_packed(mask, &w, x, cols, f->bias[r]);
+      mask += row_bytes;
+    }
+    out[r] = clamp8(mbqm(acc, f->mult[r], f->shift[r]) + f->out_offset, f->act_min, f->act_max);
+  }
 }
+
+/* The generic passes read their few parameters from a local copy in the default build
+ * (kept in registers: the int8 stores could alias the params otherwise), in place in the
+ * size build (less code). */
+#if defined(FASTGRNN_INT8_SMALL)
+#define FG_PARAMS(name, src) const fastgrnn_int8_binop *const name = (src)
+#else
+#define FG_PARAMS(name, src) \
+  const fastgrnn_int8_binop name##_copy = *(src), *const name = &name##_copy
+#endif
 
 /* out[j] = ADD(a[j], b[j]). */
 static void add_vec(const fastgrnn_int8_binop *p, const int8_t *a, const int8_t *b,
                     int8_t *out, int32_t n) {
-  const fastgrnn_int8_binop q = *p;
+  FG_PARAMS(q, p);
   int32_t j;
-  for (j = 0; j < n; ++j) out[j] = add8(&q, a[j], b[j]);
+  for (j = 0; j < n; ++j) out[j] = add8(q, a[j], b[j]);
 }
 
 /* out[j] = table[ADD(a[j], bias[j])]; no bias: table[a[j]]; no table: identity. */
 static void bias_vec(const fastgrnn_int8_binop *p, const ROM int8_t *bias,
                      const ROM int8_t *table, const int8_t *a, int8_t *out, int32_t n) {
-  const fastgrnn_int8_binop q = *p;
+  FG_PARAMS(q, p);
   int32_t j;
   for (j = 0; j < n; ++j) {
-    const int8_t v = bias ? add8(&q, a[j], bias[j]) : a[j];
+    const int8_t v = bias ? add8(q, a[j], bias[j]) : a[j];
     out[j] = table ? LUT(table, v) : v;
   }
 }
@@ -402,22 +420,24 @@ static void bias_vec(const fastgrnn_int8_binop *p, const ROM int8_t *bias,
 /* FastGRNN: h_out[j] = ADD(MUL(coef(z), h~), MUL(z, h)). */
 static void grnn_out(const fastgrnn_int8_params *p, const int8_t *z, const int8_t *ht,
                      const int8_t *h_in, int8_t *h_out, int32_t n) {
-  const fastgrnn_int8_binop zm = p->zh_mul, cm = p->ch_mul, oa = p->out_add;
+  FG_PARAMS(zm, &p->zh_mul);
+  FG_PARAMS(cm, &p->ch_mul);
+  FG_PARAMS(oa, &p->out_add);
   const ROM int8_t *coef = p->coef_table;
   int32_t j;
   for (j = 0; j < n; ++j) {
     const int8_t zj = z[j];
-    const int8_t zh = mul8(&zm, zj, h_in[j]);
-    h_out[j] = add8(&oa, mul8(&cm, LUT(coef, zj), ht[j]), zh);
+    const int8_t zh = mul8(zm, zj, h_in[j]);
+    h_out[j] = add8(oa, mul8(cm, LUT(coef, zj), ht[j]), zh);
   }
 }
 
 /* FastRNN: h_out[j] = ADD(alpha h~ [j], beta(h[j])). */
 static void rnn_out(const fastgrnn_int8_binop *p, const ROM int8_t *state_table,
                     const int8_t *alpha_term, const int8_t *h_in, int8_t *h_out, int32_t n) {
-  const fastgrnn_int8_binop q = *p;
+  FG_PARAMS(q, p);
   int32_t j;
-  for (j = 0; j < n; ++j) h_out[j] = add8(&q, alpha_term[j], LUT(state_table, h_in[j]));
+  for (j = 0; j < n; ++j) h_out[j] = add8(q, alpha_term[j], LUT(state_table, h_in[j]));
 }
 
 #if defined(FG_FASTPATH)

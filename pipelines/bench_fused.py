@@ -299,10 +299,17 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto"):
   work.mkdir(parents=True, exist_ok=True)
   src = work / "standalone_c"
   fused.write_standalone(tflite_bytes, str(src), storage=storage, overwrite=True)
-  params = fused.extract(tflite_bytes, storage)
-  result = {"tflite_bytes": len(tflite_bytes), "param_bytes": fused.param_bytes(params),
-            "storage": {f"{k}{i}": ("packed" if fc["mask"] is not None else "dense")
-                        for k in ("w", "u") for i, fc in enumerate(params[k])},
+  # What each build of the standalone model holds (fused.standalone_sources): the default
+  # build dense weights (for "auto") and the int32 bias terms, the size build neither.
+  fast = fused.extract(tflite_bytes, "dense" if storage == "auto" else storage)
+  small = fused.extract(tflite_bytes, storage)
+
+  def kinds(params):
+    return {f"{k}{i}": ("packed" if fc["mask"] is not None else "dense")
+            for k in ("w", "u") for i, fc in enumerate(params[k])}
+  result = {"tflite_bytes": len(tflite_bytes), "param_bytes": fused.param_bytes(fast),
+            "param_bytes_small": fused.param_bytes(small, with_terms=False),
+            "storage": kinds(fast), "storage_small": kinds(small),
             "builtin_quoted": BUILTIN_QUOTED}
   if windows:
     import data  # pylint: disable=import-outside-toplevel
@@ -329,8 +336,11 @@ def table(r):
       "| | builtin TFLM (issue 13) | fused: default build | fused: "
       "-DFASTGRNN_INT8_SMALL |",
       "|---|---|---|---|",
-      f"| model bytes | {f(r['tflite_bytes'])} (.tflite) | {f(r['param_bytes'])} (const "
-      "params: weights, masks, biases, multipliers, tables) | same |",
+      f"| model bytes (const params: weights, masks, biases, multipliers, tables) | "
+      f"{f(r['tflite_bytes'])} (.tflite) | {f(r['param_bytes'])} "
+      f"({', '.join(sorted(set(r['storage'].values())))} W/U, bias terms) | "
+      f"{f(r['param_bytes_small'])} ({', '.join(sorted(set(r['storage_small'].values())))} "
+      "W/U) |",
       f"| host instructions / step (callgrind, -O2) | {f(q['host_insns'])} | "
       f"{f(r['host_insns'])} | |",
       f"| Cortex-M4F instructions / step (QEMU, -Os) | {f(q['m4_insns'])} | "

@@ -684,26 +684,48 @@ def standalone_sources(tflite_bytes, storage="auto"):
   API; the kernel files are copied beside them; ``example_main.c`` steps int8 frames
   read from stdin and writes each step's h and logits to stdout (the test harness).
 
+  Args:
+    tflite_bytes: the builtin int8 step model.
+    storage: "auto": each build gets its own weight storage: the default build dense
+      weights (its SIMD dot products beat decoding a packed row: about 1.6 instructions
+      per weight on a Cortex-M4F against about 9 per packed non-zero) and the int32 bias
+      terms, the size build (``-DFASTGRNN_INT8_SMALL``) bitmap-packed weights where that
+      is smaller than dense and no bias terms; "dense" / "packed": that storage in both.
+
   Returns:
     ``{file name: text}`` for ``STANDALONE_FILES``.
   """
-  params = extract(tflite_bytes, storage)
+  params = extract(tflite_bytes, "dense" if storage == "auto" else storage)
+  small = extract(tflite_bytes, storage)
   io = runtime.step_io(tflite_bytes)
-  arrays, fcs = [], {}
+  arrays, fcs, fcs_small = [], {}, {}
   for group in ("w", "u"):
     for k, fc in enumerate(params[group]):
       fcs[f"{group}{k}"] = fc
+      fcs_small[f"{group}{k}"] = small[group][k]
   fcs["cls"] = params["classifier"]
+  fcs_small["cls"] = small["classifier"]
   fc_init = {}
   for key, fc in fcs.items():
-    arrays.append(_c_array("int8_t", f"{key}_w", fc["w"]))
-    if fc["mask"] is not None:
-      arrays.append(_c_array("uint8_t", f"{key}_mask", fc["mask"]))
+    packed = fcs_small[key]
+    if fc["mask"] is None and packed["mask"] is not None:  # per build
+      arrays.append("#if defined(FASTGRNN_INT8_SMALL)\n" +
+                    _c_array("int8_t", f"{key}_w", packed["w"]) +
+                    _c_array("uint8_t", f"{key}_mask", packed["mask"]) +
+                    f"#define {key.upper()}_MASK {key}_mask\n#else\n" +
+                    _c_array("int8_t", f"{key}_w", fc["w"]) +
+                    f"#define {key.upper()}_MASK 0\n#endif\n")
+      mask = f"{key.upper()}_MASK"
+    else:
+      arrays.append(_c_array("int8_t", f"{key}_w", fc["w"]))
+      if fc["mask"] is not None:
+        arrays.append(_c_array("uint8_t", f"{key}_mask", fc["mask"]))
+      mask = f"{key}_mask" if fc["mask"] is not None else "0"
     arrays.append(_c_array("int32_t", f"{key}_bias", fc["bias"], 8))
     arrays.append(_c_array("int32_t", f"{key}_mult", fc["mult"], 8))
     arrays.append(_c_array("int8_t", f"{key}_shift", fc["shift"]))
     fc_init[key] = (f"{{.rows = {fc['rows']}, .cols = {fc['cols']}, .w = {key}_w, "
-                    f".mask = {key + '_mask' if fc['mask'] is not None else 0}, "
+                    f".mask = {mask}, "
                     f".bias = {key}_bias, .mult = {key}_mult, .shift = {key}_shift, "
                     f".out_offset = {fc['out_offset']}, .act_min = {fc['act_min']}, "
                     f".act_max = {fc['act_max']}}}")
