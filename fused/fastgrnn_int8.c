@@ -534,7 +534,8 @@ static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int
                         int8_t *out, int32_t n) {
   fg_in g;
   fg_out o;
-  int32_t hoff2, j;
+  int32_t hoff2;
+  int8_t *end;
   int swap;
   if (!fast_add(&hoff2, &g, &o, p, &swap)) return 0;
   if (swap) {
@@ -542,14 +543,14 @@ static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int
     a = b;
     b = t;
   }
-  for (j = 0; j < n; ++j) out[j] = (int8_t)add_hg(hoff2, &g, &o, a[j], b[j]);
+  for (end = out + n; out != end;) *out++ = (int8_t)add_hg(hoff2, &g, &o, *a++, *b++);
   return 1;
 }
 
 static void bias_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const int8_t *table,
                       const int8_t *hs, const int8_t *gs, int8_t *out, int32_t n) {
-  int32_t j;
-  for (j = 0; j < n; ++j) out[j] = LUT(table, add_hg(hoff2, g, o, hs[j], gs[j]));
+  const int8_t *const end = hs + n;
+  while (hs != end) *out++ = LUT(table, add_hg(hoff2, g, o, *hs++, *gs++));
 }
 
 /* table[ADD(pre[j], bias operand j)] with the bias operand's term given (2 term = its
@@ -557,12 +558,13 @@ static void bias_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const int8
 FG_INLINE void term_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const int8_t *table,
                          const int8_t *pre, const int32_t *term, int8_t *out, int32_t n,
                          const int pre_h) {
-  int32_t j;
-  for (j = 0; j < n; ++j) {
-    const int32_t v = pre[j];
+  const fg_out oc = *o;
+  const int8_t *const end = pre + n;
+  while (pre != end) {
+    const int32_t v = *pre++;
     const int32_t x2 = (pre_h ? (int32_t)((uint32_t)v << 20) + hoff2 : 2 * in_scaled(g, v)) +
-                       2 * term[j];
-    out[j] = LUT(table, out8(o, x2));
+                       2 * *term++;
+    *out++ = LUT(table, out8(&oc, x2));
   }
 }
 
@@ -595,12 +597,12 @@ FG_INLINE void grnn_loop(const fg_out *zm, const fg_out *cm, int32_t hoff2, cons
                          const fg_out *o, const int8_t *coef, const int8_t *z,
                          const int8_t *ht, const int8_t *h_in, int8_t *h_out, int32_t n,
                          const int swap) {
-  int32_t j;
-  for (j = 0; j < n; ++j) {
-    const int32_t zj = z[j];
-    const int32_t zh = mul_fast(zm, zj, h_in[j]);
-    const int32_t ch = mul_fast(cm, LUT(coef, zj), ht[j]);
-    h_out[j] = (int8_t)(swap ? add_hg(hoff2, g, o, zh, ch) : add_hg(hoff2, g, o, ch, zh));
+  const int8_t *const end = z + n;
+  while (z != end) {
+    const int32_t zj = *z++;
+    const int32_t zh = mul_fast(zm, zj, *h_in++);
+    const int32_t ch = mul_fast(cm, LUT(coef, zj), *ht++);
+    *h_out++ = (int8_t)(swap ? add_hg(hoff2, g, o, zh, ch) : add_hg(hoff2, g, o, ch, zh));
   }
 }
 
@@ -624,10 +626,10 @@ static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, const i
 FG_INLINE void rnn_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const int8_t *state,
                         const int8_t *alpha_term, const int8_t *h_in, int8_t *h_out,
                         int32_t n, const int swap) {
-  int32_t j;
-  for (j = 0; j < n; ++j) {
-    const int32_t a = alpha_term[j], b = LUT(state, h_in[j]);
-    h_out[j] = (int8_t)(swap ? add_hg(hoff2, g, o, b, a) : add_hg(hoff2, g, o, a, b));
+  const int8_t *const end = h_in + n;
+  while (h_in != end) {
+    const int32_t a = *alpha_term++, b = LUT(state, *h_in++);
+    *h_out++ = (int8_t)(swap ? add_hg(hoff2, g, o, b, a) : add_hg(hoff2, g, o, a, b));
   }
 }
 
