@@ -301,3 +301,74 @@ def test_bias_terms_are_optional(small_export, kernel):
   np.testing.assert_array_equal(got["h_q"], want["h_q"])
   np.testing.assert_array_equal(got["logits_q"], want["logits_q"])
   assert fused.param_bytes(params) == fused.param_bytes(params, with_terms=False) + 8 * H
+
+
+@pytest.fixture(scope="module")
+def equiv(tmp_path_factory):
+  """tests/fastgrnn_int8_equiv.c: the fast passes against the generic ones, exhaustively."""
+  path = str(tmp_path_factory.mktemp("equiv") / "libequiv.so")
+  source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastgrnn_int8_equiv.c")
+  subprocess.run([_CC, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-shared", "-fPIC",
+                  f"-I{fused.KERNEL_DIR}", source, "-o", path], check=True, capture_output=True)
+  lib = ctypes.CDLL(path)
+  for name in ("equiv_add", "equiv_bias", "equiv_grnn", "equiv_rnn", "equiv_terms",
+               "equiv_mul"):
+    getattr(lib, name).restype = ctypes.c_int32
+  return lib
+
+
+def _scales(rng, n):
+  return [float(np.float32(v)) for v in np.exp(rng.uniform(np.log(1e-3), 0.0, n))]
+
+
+def _random_add(rng, equal_scales=False):
+  """ADD params as fused.extract derives them, for random scales and zero points."""
+  sa, sb, so = _scales(rng, 3)
+  if equal_scales:
+    sb = sa
+  z1, z2, zo = (int(v) for v in rng.integers(-128, 128, 3))
+  (m1, e1), (m2, e2), (mo, eo) = fused._addsub_constants(sa, sb, so, False)  # pylint: disable=protected-access
+  return {"in1_offset": -z1, "in2_offset": -z2, "out_offset": zo, "act_min": -128,
+          "act_max": 127, "in1_mult": m1, "in1_shift": e1, "in2_mult": m2, "in2_shift": e2,
+          "out_mult": mo, "out_shift": eo}, sb > sa
+
+
+def _random_mul(rng):
+  s1, s2 = _scales(rng, 2)
+  so = s1 * s2 * 2.0 ** rng.uniform(0, 10)
+  z1, z2, zo = (int(v) for v in rng.integers(-128, 128, 3))
+  m, e = fused._quantize_multiplier(s1 * s2 / so)  # pylint: disable=protected-access
+  return {"in1_offset": -z1, "in2_offset": -z2, "out_offset": zo, "act_min": -128,
+          "act_max": 127, "in1_mult": 0, "in1_shift": 0, "in2_mult": 0, "in2_shift": 0,
+          "out_mult": int(m.reshape(-1)[0]), "out_shift": int(e.reshape(-1)[0])}
+
+
+def test_fast_passes_equal_the_generic_ones(equiv):
+  """Every int8 operand pair, both operand orders (which ADD operand has the larger
+  scale), equal scales, bias terms given or not, both cells' output ops."""
+  rng = np.random.default_rng(13)
+  table = rng.integers(-128, 128, 256).astype(np.int8)
+  other = rng.integers(-128, 128, 256).astype(np.int8)
+  i8 = lambda a: a.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
+  orders, grnn_cases = set(), 0
+  for case in range(12):
+    add, second_larger = _random_add(rng, equal_scales=case % 4 == 0)
+    orders.add(second_larger)
+    binop = fused._Binop(**add)  # pylint: disable=protected-access
+    assert equiv.equiv_add(ctypes.byref(binop)) == 0, add
+    assert equiv.equiv_terms(ctypes.byref(binop)) == 0, add
+    term = fused._bias_term(np.arange(-128, 128).astype(np.int8), add)  # pylint: disable=protected-access
+    assert equiv.equiv_bias(ctypes.byref(binop), term.ctypes.data_as(
+        ctypes.POINTER(ctypes.c_int32)), i8(table)) == 0, add
+    assert equiv.equiv_bias(ctypes.byref(binop), None, i8(table)) == 0, add
+    assert equiv.equiv_rnn(ctypes.byref(binop), i8(table)) == 0, add
+    params = fused._Params()  # pylint: disable=protected-access
+    params.zh_mul = fused._Binop(**_random_mul(rng))  # pylint: disable=protected-access
+    params.ch_mul = fused._Binop(**_random_mul(rng))  # pylint: disable=protected-access
+    for mul in (params.zh_mul, params.ch_mul):
+      assert equiv.equiv_mul(ctypes.byref(mul)) in (0, -1)
+    params.out_add, params.coef_table = binop, i8(table)
+    got = equiv.equiv_grnn(ctypes.byref(params), i8(other))
+    assert got in (0, -1), add  # -1: a MUL with multiplier >= 1/2 takes the generic pass
+    grnn_cases += got == 0
+  assert orders == {False, True} and grnn_cases >= 8
