@@ -326,14 +326,17 @@ FG_INLINE void dot4(const int8_t *w, const int8_t *x, int32_t n, int32_t *acc0,
 
 #if defined(FG_FASTPATH)
 /* fc_out for a layer without fused activation (clamp [-128, 127] = SSAT #8). For shift
- * s <= -1, RoundingDivideByPOT(y, -s) = (y + 2^(-s-1) - [y < 0]) >> -s, and -s-1 = ~s. */
+ * s <= -1, e = -s: RoundingDivideByPOT(y, e) = floor((y + 2^(e-1) - [y < 0]) / 2^e)
+ * = floor((floor((y - [y < 0]) / 2^(e-1)) + 1) / 2) (nested floors), e - 1 = ~s; the
+ * output offset joins the last halving as 2 offset. */
 FG_INLINE int32_t fc_out_full(const ROM int32_t *mult, const ROM int8_t *shift, int32_t zo,
                               int32_t r, int32_t acc) {
   const int32_t s = shift[r], m = mult[r];
-  int32_t y;
+  int32_t t;
   if (FG_UNLIKELY(s >= 0)) return ssat8(mbqm(acc, m, s) + zo);
-  y = srdhm(acc, m);
-  return ssat8(((y + (INT32_C(1) << ~s) - (int32_t)((uint32_t)y >> 31)) >> -s) + zo);
+  t = srdhm(acc, m);
+  t = (t - (int32_t)((uint32_t)t >> 31)) >> ~s;
+  return ssat8((t + 1 + 2 * zo) >> 1);
 }
 
 /* Dense rows, no fused activation: rows in pairs on SIMD targets. */

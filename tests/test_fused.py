@@ -312,7 +312,7 @@ def equiv(tmp_path_factory):
                   f"-I{fused.KERNEL_DIR}", source, "-o", path], check=True, capture_output=True)
   lib = ctypes.CDLL(path)
   for name in ("equiv_add", "equiv_bias", "equiv_grnn", "equiv_rnn", "equiv_terms",
-               "equiv_mul"):
+               "equiv_mul", "equiv_fc"):
     getattr(lib, name).restype = ctypes.c_int32
   return lib
 
@@ -372,3 +372,17 @@ def test_fast_passes_equal_the_generic_ones(equiv):
     assert got in (0, -1), add  # -1: a MUL with multiplier >= 1/2 takes the generic pass
     grnn_cases += got == 0
   assert orders == {False, True} and grnn_cases >= 8
+
+
+def test_fast_fc_requantisation_equals_the_generic_one(equiv):
+  """Every accumulator in [-2^21, 2^21] (all residues of the shifts, ties included) and
+  random ones over the whole int32 range, for random per-channel multipliers and shifts
+  (positive shifts take the generic form inside the fast path)."""
+  rng = np.random.default_rng(17)
+  acc = np.concatenate([np.arange(-2**21, 2**21 + 1),
+                        rng.integers(-2**31, 2**31, 100000)]).astype(np.int32)
+  ptr = acc.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+  for _ in range(8):
+    m, e = fused._quantize_multiplier(2.0 ** rng.uniform(-24, 0.5))  # pylint: disable=protected-access
+    zo = int(rng.integers(-128, 128))
+    assert equiv.equiv_fc(ptr, len(acc), int(m.reshape(-1)[0]), int(e.reshape(-1)[0]), zo) == 0
