@@ -11,7 +11,10 @@
  *   dense:  w = rows * cols int8, row-major;                       mask = NULL
  *   packed: mask = rows * ceil(cols / 8) bytes, bit (c % 8) of byte c / 8 of row r set
  *           iff w[r][c] != 0; w = the non-zeros, row-major.   1 byte per non-zero plus
- *           cols / 8 bytes per row (used only where smaller than dense).
+ *           cols / 8 bytes per row (fused.extract packs only where smaller than dense).
+ * Either storage works in every build; dense rows are the fast ones (SIMD dot products on
+ * Armv7E-M), so the standalone model stores dense weights in the default build and packed
+ * ones in the size build (-DFASTGRNN_INT8_SMALL).
  */
 #ifndef FASTGRNN_INT8_H_
 #define FASTGRNN_INT8_H_

@@ -370,8 +370,9 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto"):
   def kinds(params):
     return {f"{k}{i}": ("packed" if fc["mask"] is not None else "dense")
             for k in ("w", "u") for i, fc in enumerate(params[k])}
-  result = {"tflite_bytes": len(tflite_bytes), "param_bytes": fused.param_bytes(fast),
-            "param_bytes_small": fused.param_bytes(small, with_terms=False),
+  result = {"tflite_bytes": len(tflite_bytes),
+            "param_bytes": fused.param_bytes(fast, with_terms=True),
+            "param_bytes_small": fused.param_bytes(small),
             "storage": kinds(fast), "storage_small": kinds(small),
             "builtin_quoted": BUILTIN_QUOTED}
   if windows:

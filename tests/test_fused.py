@@ -208,9 +208,9 @@ def test_fused_kernel_bit_exact_on_a_model_trained_on_real_har(kernel, tmp_path)
   np.testing.assert_array_equal(logits_q, want["logits_q"])
 
 
-def _run_standalone(folder, windows_q, steps, hidden, classes):
+def _run_standalone(folder, windows_q, steps, hidden, classes, flags=()):
   exe = os.path.join(folder, "example_main")
-  subprocess.run([_CC, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-o", exe,
+  subprocess.run([_CC, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", *flags, "-o", exe,
                   *(os.path.join(folder, f) for f in ("model.c", "fastgrnn_int8.c",
                                                       "example_main.c"))],
                  check=True, capture_output=True)
@@ -230,9 +230,11 @@ def test_standalone_c_model_is_bit_exact_with_tflm(cell, kwargs, tmp_path):
   assert sorted(os.path.basename(p) for p in paths) == sorted(fused.STANDALONE_FILES)
   windows = _windows(rng)
   want = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
-  h_q, logits_q = _run_standalone(str(tmp_path), want["x_q"], STEPS, H, C)
-  np.testing.assert_array_equal(h_q, want["h_q"])
-  np.testing.assert_array_equal(logits_q, want["logits_q"])
+  # Each build with its own storage: dense + bias terms, and the size build's packed.
+  for flags in ((), ("-DFASTGRNN_INT8_SMALL",), ("-DFASTGRNN_INT8_SIMD_EMULATE",)):
+    h_q, logits_q = _run_standalone(str(tmp_path), want["x_q"], STEPS, H, C, flags)
+    np.testing.assert_array_equal(h_q, want["h_q"])
+    np.testing.assert_array_equal(logits_q, want["logits_q"])
   header = (tmp_path / "model.h").read_text()
   assert f"#define MODEL_HIDDEN_DIM {H}" in header
   with pytest.raises(FileExistsError):
@@ -300,7 +302,7 @@ def test_bias_terms_are_optional(small_export, kernel):
   got = runner.run_windows(windows)
   np.testing.assert_array_equal(got["h_q"], want["h_q"])
   np.testing.assert_array_equal(got["logits_q"], want["logits_q"])
-  assert fused.param_bytes(params) == fused.param_bytes(params, with_terms=False) + 8 * H
+  assert fused.param_bytes(params, with_terms=True) == fused.param_bytes(params) + 8 * H
 
 
 @pytest.fixture(scope="module")

@@ -518,10 +518,10 @@ def extract(tflite_bytes, storage="auto"):
   return params
 
 
-def param_bytes(params, with_terms=True):
+def param_bytes(params, with_terms=False):
   """Bytes of constant data the parameters take (weights, masks, biases, multipliers,
-  tables); ``with_terms=False``: without the optional int32 bias terms (the size build
-  leaves them out)."""
+  tables); ``with_terms=True``: with the optional int32 bias terms too (the default build
+  of the standalone model stores them, the size build does not)."""
   total = 0
   for fc in params["w"] + params["u"] + [params["classifier"]]:
     total += fc["w"].size + (fc["mask"].size if fc["mask"] is not None else 0)
