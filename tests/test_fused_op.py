@@ -1,0 +1,146 @@
+"""model_int8_fused.tflite: the builtin step model as one FASTGRNN_INT8 custom op.
+
+The Python ``tflite_micro`` runtime cannot run a custom op it was not built with, so CI
+checks the two halves the TFLM op is made of: the export's custom options parsed by the
+C parser (fused/fastgrnn_int8_options.c, no TFLM headers) and stepped by the C kernel must
+give the builtin model's h and logits in the ``tflite_micro`` runtime byte for byte;
+``tflm_app``'s ``make test FUSED=1`` runs the .tflite itself through TFLM.
+"""
+
+import ctypes
+import os
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+from tf_fastgrnn import export
+from tf_fastgrnn import fused
+from tf_fastgrnn import models
+from tf_fastgrnn import runtime
+from tests.test_fused import _FLOAT_VARIANTS
+from tests.test_fused import _model
+from tests.test_fused import _windows
+from tests.test_fused import C, D, H, T
+
+_CC = os.environ.get("CC", "cc")
+pytestmark = pytest.mark.skipif(shutil.which(_CC) is None,
+                                reason=f"no C compiler ({_CC}) to build the fused kernel")
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+  return fused.compile_kernel(str(tmp_path_factory.mktemp("fused_op")))
+
+
+def _assert_same(got, want, what):
+  for key in ("h_q", "logits_q"):
+    mismatch = np.argwhere(got[key] != want[key])
+    assert not len(mismatch), (f"{what}: {key} differs at (window, step, unit) "
+                               f"{mismatch[:5].tolist()} of {len(mismatch)}")
+
+
+@pytest.mark.parametrize("variant", sorted(_FLOAT_VARIANTS))
+def test_fused_tflite_is_bit_exact_with_the_builtin_model(variant, kernel):
+  rng = np.random.default_rng(100 + sorted(_FLOAT_VARIANTS).index(variant))
+  cell, kwargs, sparse = _FLOAT_VARIANTS[variant]
+  builtin = export.convert_step_model(_model(rng, cell, sparse, **kwargs),
+                                      rng.normal(0, 1.5, (16, T, D)))
+  fused_bytes = fused.convert_fused(builtin)
+  # Same interface: signature, shapes, I/O order and quantization; one custom op.
+  assert runtime.step_io(fused_bytes) == runtime.step_io(builtin)
+  assert export.model_ops(fused_bytes) == [f"CUSTOM({fused.CUSTOM_CODE})"]
+  assert len(fused_bytes) < len(builtin)
+  windows = _windows(rng)
+  want = runtime.TFLMStepRunner(builtin).run_windows(windows)
+  assert len(np.unique(want["h_q"])) > 10  # the state moves
+  _assert_same(fused.FusedOpRunner(fused_bytes, kernel).run_windows(windows), want, variant)
+
+
+@pytest.mark.parametrize("storage", ["dense", "packed"])
+def test_forced_storage_round_trips_through_the_options(storage, kernel):
+  rng = np.random.default_rng(21)
+  builtin = export.convert_step_model(_model(rng, "fastgrnn", True, w_rank=2, u_rank=4),
+                                      rng.normal(0, 1.5, (16, T, D)))
+  fused_bytes = fused.convert_fused(builtin, storage=storage)
+  windows = _windows(rng)
+  want = runtime.TFLMStepRunner(builtin).run_windows(windows)
+  _assert_same(fused.FusedOpRunner(fused_bytes, kernel).run_windows(windows), want, storage)
+
+
+def _blob_and_params(seed=3, cell="fastgrnn", **kwargs):
+  rng = np.random.default_rng(seed)
+  builtin = export.convert_step_model(_model(rng, cell, True, **kwargs),
+                                      rng.normal(0, 1.5, (16, T, D)))
+  params = fused.extract(builtin)
+  return fused.custom_options(fused.convert_fused(builtin)), params
+
+
+def test_options_hold_the_parameters_and_little_else():
+  blob, params = _blob_and_params(u_rank=4)
+  assert blob == fused.options_blob(params)
+  magic, version = struct.unpack_from("<II", blob)
+  assert (magic, version) == (fused.OPTIONS_MAGIC, fused.OPTIONS_VERSION)
+  n_fc = len(params["w"]) + len(params["u"]) + 1
+  n_binops = sum(params[k] is not None for k in ("pre", "gate_add", "update_add",
+                                                 "zh_mul", "ch_mul", "out_add"))
+  # Header 9 int32; per FC 4 int32 + 2 int8; per binop 6 int32 + 5 int8; the rest is
+  # exactly what param_bytes counts (weights, masks, bias/mult/shift, vectors, tables).
+  framing = 9 * 4 + n_fc * (4 * 4 + 2) + n_binops * (6 * 4 + 5)
+  assert len(blob) == framing + fused.param_bytes(params)
+
+
+def _parse(kernel, blob, misalign=False):
+  if not misalign:
+    return fused.parse_options(kernel, blob)[0]
+  lib = ctypes.CDLL(kernel)
+  buf = np.zeros(len(blob) + 8, np.uint8)
+  buf[1:1 + len(blob)] = np.frombuffer(blob, np.uint8)
+  return lib.fastgrnn_int8_parse_options(
+      ctypes.c_void_p(buf.ctypes.data + 1), ctypes.c_uint32(len(blob)),
+      ctypes.byref(fused._Params()))  # pylint: disable=protected-access
+
+
+def test_parser_refuses_malformed_options(kernel):
+  blob, params = _blob_and_params(w_rank=2, u_rank=4)
+  assert _parse(kernel, blob) == 0
+  err_dims, err_format, err_size, err_align, err_value = -2, -4, -5, -6, -7
+  for cut in (0, 3, 4, 40, len(blob) // 2, len(blob) - 1):
+    assert _parse(kernel, blob[:cut]) == err_size, cut
+  assert _parse(kernel, blob + b"\0") == err_size
+  assert _parse(kernel, b"XGRN" + blob[4:]) == err_format
+  assert _parse(kernel, blob[:4] + struct.pack("<i", 2) + blob[8:]) == err_format
+  assert _parse(kernel, blob, misalign=True) == err_align
+  hidden = bytearray(blob)
+  struct.pack_into("<i", hidden, 16, H + 1)  # hidden_dim no longer matches the FCs
+  assert _parse(kernel, bytes(hidden)) == err_dims
+  flags = bytearray(blob)
+  struct.pack_into("<i", flags, 32, struct.unpack_from("<i", blob, 32)[0] & ~(1 << 12))
+  assert _parse(kernel, bytes(flags)) in (err_value, err_size)  # a binop less: all shifts
+  # The first FC (W factor 1, packed at this sparsity) starts at 36: rows, cols,
+  # out_offset, nnz. One non-zero more than the mask holds must be refused, not read.
+  fc = params["w"][0]
+  assert fc["mask"] is not None
+  nnz = bytearray(blob)
+  struct.pack_into("<i", nnz, 48, fc["w"].size - 1)
+  assert _parse(kernel, bytes(nnz)) in (err_value, err_size)
+  # A shift out of range: the first FC's first shift, after the int32 section's end.
+  int32_end = len(blob) - len(np.concatenate(
+      [np.zeros(2 + f["rows"] + (0 if f["mask"] is None else f["mask"].size) + f["w"].size)
+       for f in params["w"] + params["u"] + [params["classifier"]]]
+      + [np.zeros(5 * 6)] + [np.zeros(params[k].size) for k in fused._ARRAYS  # pylint: disable=protected-access
+                             if params[k] is not None]))
+  bad_shift = bytearray(blob)
+  bad_shift[int32_end + 2] = 40
+  assert _parse(kernel, bytes(bad_shift)) == err_value
+
+
+def test_fused_export_refuses_models_the_kernel_cannot_express(rng):
+  for cell in ("lstm", "gru"):
+    builtin = export.convert_step_model(models.sequence_classifier(cell, H, (T, D), C),
+                                        rng.normal(0, 1, (8, T, D)))
+    with pytest.raises(fused.FusedExportError):
+      fused.convert_fused(builtin)
+  with pytest.raises(fused.FusedExportError, match="one FASTGRNN_INT8"):
+    fused.custom_options(builtin)
