@@ -144,3 +144,28 @@ def test_fused_export_refuses_models_the_kernel_cannot_express(rng):
       fused.convert_fused(builtin)
   with pytest.raises(fused.FusedExportError, match="one FASTGRNN_INT8"):
     fused.custom_options(builtin)
+
+
+def test_pipeline_stage_writes_the_fused_model_or_says_why_not(tmp_path, rng, capsys):
+  import types  # pylint: disable=import-outside-toplevel
+  from pipelines import stages  # pylint: disable=import-outside-toplevel
+  lstm = export.convert_step_model(models.sequence_classifier("lstm", H, (T, D), C),
+                                   rng.normal(0, 1, (8, T, D)))
+  r = types.SimpleNamespace(tflite_bytes=lstm, out=tmp_path, fused_bytes=None,
+                            config=types.SimpleNamespace(cell="lstm"))
+  stages._fused_tflite(r)  # pylint: disable=protected-access
+  assert not (tmp_path / stages.FUSED_MODEL).exists() and r.fused_bytes is None
+  assert "not written (model_int8.tflite is)" in capsys.readouterr().out
+  r.tflite_bytes = export.convert_step_model(_model(rng, "fastrnn", u_rank=3),
+                                             rng.normal(0, 1, (8, T, D)))
+  r.config.cell = "fastrnn"
+  stages._fused_tflite(r)  # pylint: disable=protected-access
+  assert (tmp_path / stages.FUSED_MODEL).read_bytes() == fused.convert_fused(r.tflite_bytes)
+
+
+def test_test_vectors_take_the_classes_in_turn():
+  from pipelines import stages  # pylint: disable=import-outside-toplevel
+  labels = np.array([3, 3, 3, 0, 3, 1, 0])
+  assert stages.vector_windows(labels, 4).tolist() == [3, 5, 0, 6]
+  assert sorted(stages.vector_windows(labels, 10).tolist()) == list(range(7))
+  assert stages.vector_windows(np.array([2, 2]), 1).tolist() == [0]
