@@ -20,6 +20,14 @@ On a train_and_export run folder (``model_int8.tflite``, ``flags.json``):
      cycles per step on ``simavr`` (Timer1 at clk/1, overflow-extended, printed over
      the UART).
 
+3. writes ``model_int8_fused.tflite`` (``fused.convert_fused``: one FASTGRNN_INT8 custom
+   op) and counts its bytes; its custom options go through the C parser and kernel on
+   the same windows (must differ in 0 bytes too);
+4. with ``--tflm_root`` (and the include flags of ``tflm_app/README.md``): builds
+   ``tflm_app``'s host test for both models (``make test`` and ``make test FUSED=1``,
+   each bit-exact on the run's test vectors) and counts the host instructions per
+   ``MicroInterpreter::Invoke`` under callgrind for each.
+
 The builtin model's device figures need a TFLM tree and are quoted from issue 13
 (measured with ``../shared/tools/cortex_m4``). Prints a Markdown table.
 """
@@ -41,6 +49,13 @@ _STEPS = flags.DEFINE_integer("steps", 128, "Steps per measured run (one window)
 _STORAGE = flags.DEFINE_enum("storage", "auto", ["auto", "dense", "packed"],
                              "Weight storage of the standalone model (fused.extract).")
 _WORK_DIR = flags.DEFINE_string("work_dir", None, "Where builds go (default: a temp dir).")
+_TFLM_ROOT = flags.DEFINE_string("tflm_root", None, "A tflite-micro tree: also build and "
+                                 "time tflm_app's host test for the builtin and fused models.")
+_TFLM_BUILD = flags.DEFINE_string("tflm_build", None, "tflm_app BUILD folder to reuse (its "
+                                  "libtflm.a takes long to build); default: in --work_dir.")
+_FLATBUFFERS = flags.DEFINE_string("flatbuffers_include", None, "flatbuffers 25.9.23 include/")
+_GEMMLOWP = flags.DEFINE_string("gemmlowp_include", "/usr/include/gemmlowp", "gemmlowp headers")
+_RUY = flags.DEFINE_string("ruy_include", None, "a google/ruy checkout")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 M4_TOOLS = REPO.parent / "shared" / "tools" / "cortex_m4"
@@ -117,16 +132,57 @@ def _have(*tools):
   return all(shutil.which(t) for t in tools)
 
 
-def bit_exact(tflite_bytes, windows, work):
-  """Steps ``windows`` through TFLM and the fused kernel; counts differing bytes."""
+def bit_exact(tflite_bytes, windows, work, fused_bytes=None):
+  """Steps ``windows`` through TFLM and the fused kernel (and the fused .tflite's
+  options through the C parser); counts differing bytes."""
   from tf_fastgrnn import fused, runtime  # pylint: disable=import-outside-toplevel
   library = fused.compile_kernel(str(work))
   want = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
   got = fused.FusedStepRunner(tflite_bytes, library).run_windows(windows)
-  return {"windows": len(windows), "steps": int(windows.shape[1]),
-          "h_mismatches": int(np.sum(got["h_q"] != want["h_q"])),
-          "logits_mismatches": int(np.sum(got["logits_q"] != want["logits_q"])),
-          "classes_predicted": int(len(np.unique(want["logits_q"][:, -1].argmax(-1))))}
+  result = {"windows": len(windows), "steps": int(windows.shape[1]),
+            "h_mismatches": int(np.sum(got["h_q"] != want["h_q"])),
+            "logits_mismatches": int(np.sum(got["logits_q"] != want["logits_q"])),
+            "classes_predicted": int(len(np.unique(want["logits_q"][:, -1].argmax(-1))))}
+  if fused_bytes is not None:
+    op = fused.FusedOpRunner(fused_bytes, library).run_windows(windows)
+    result["fused_tflite_mismatches"] = int(np.sum(op["h_q"] != want["h_q"]) +
+                                            np.sum(op["logits_q"] != want["logits_q"]))
+  return result
+
+
+def tflm_app_invoke(run_dir, fused_bytes, work, tflm_root, tflm_build, includes):
+  """``make test`` of tflm_app for the builtin and the fused model on the run's device
+  files (the fused model data written beside a copy of them); per model: the host
+  test's verdict and callgrind's instructions per ``MicroInterpreter::Invoke``."""
+  from tf_fastgrnn import device_files  # pylint: disable=import-outside-toplevel
+  device = work / "device"
+  shutil.rmtree(device, ignore_errors=True)
+  shutil.copytree(run_dir / "device", device)
+  (device / "model_data_fused.cc").write_text(
+      device_files._model_data(fused_bytes, "model_int8_fused.tflite")[1])  # pylint: disable=protected-access
+  settings = (device / "model_settings.h").read_text()
+  steps = int(re.search(r"kStepsPerWindow = (\d+)", settings).group(1))
+  build = pathlib.Path(tflm_build or work / "tflm_build")
+  make = ["make", "-C", str(REPO / "tflm_app"), f"BUILD={build}", f"MODEL_DIR={device}",
+          f"TFLM_ROOT={tflm_root}", *(f"{k}={v}" for k, v in includes.items() if v)]
+  result = {}
+  for name, extra, exe in (("builtin", [], "host_test"), ("fused", ["FUSED=1"],
+                                                          "host_test_fused")):
+    (build / exe).unlink(missing_ok=True)  # another model's binary must not be reused
+    out = subprocess.run([*make, *extra, "test"], capture_output=True, text=True)
+    verdict = re.search(r"(\d+) passed, (\d+) failed", out.stdout)
+    entry = {"passed": int(verdict.group(1)) if verdict else None,
+             "failed": int(verdict.group(2)) if verdict else None,
+             "log": out.stdout.strip().splitlines()[-6:] if out.returncode else None}
+    windows = len(re.findall(r"^window \d+", out.stdout, re.MULTILINE))
+    if out.returncode == 0 and _have("valgrind") and windows:
+      cg = _run(["valgrind", "--tool=callgrind", "--collect-atstart=no",
+                 "--toggle-collect=tflite::MicroInterpreter::Invoke()",
+                 f"--callgrind-out-file={work}/cg_{name}.out", str(build / exe)]).stderr
+      entry["host_insns_per_invoke"] = int(
+          re.search(r"Collected : (\d+)", cg).group(1)) / (windows * steps)
+    result[name] = entry
+  return result
 
 
 def host_callgrind(src, work, steps):
@@ -287,7 +343,8 @@ def avr(src, work, steps, defines=()):
   return result
 
 
-def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto"):
+def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto", tflm_root=None,
+        tflm_build=None, includes=None):
   """Measures everything; returns the result dict."""
   from tf_fastgrnn import fused  # pylint: disable=import-outside-toplevel
   run_dir = pathlib.Path(run_dir)
@@ -300,7 +357,11 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto"):
   src = work / "standalone_c"
   fused.write_standalone(tflite_bytes, str(src), storage=storage, overwrite=True)
   params = fused.extract(tflite_bytes, storage)
+  fused_bytes = fused.convert_fused(tflite_bytes, storage)
+  (work / "model_int8_fused.tflite").write_bytes(fused_bytes)
   result = {"tflite_bytes": len(tflite_bytes), "param_bytes": fused.param_bytes(params),
+            "fused_tflite_bytes": len(fused_bytes),
+            "fused_options_bytes": len(fused.custom_options(fused_bytes)),
             "storage": {f"{k}{i}": ("packed" if fc["mask"] is not None else "dense")
                         for k in ("w", "u") for i, fc in enumerate(params[k])},
             "builtin_quoted": BUILTIN_QUOTED}
@@ -308,7 +369,10 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto"):
     import data  # pylint: disable=import-outside-toplevel
     cfg = json.loads((run_dir / "flags.json").read_text())
     ds = data.load_dataset(cfg["dataset"], cfg.get("data_dir"), seed=cfg.get("seed", 0))
-    result["bit_exact"] = bit_exact(tflite_bytes, ds.x_test[:windows], work)
+    result["bit_exact"] = bit_exact(tflite_bytes, ds.x_test[:windows], work, fused_bytes)
+  if tflm_root:
+    result["tflm_app"] = tflm_app_invoke(run_dir, fused_bytes, work, tflm_root, tflm_build,
+                                         includes or {})
   result["host_insns"] = host_callgrind(src, work, steps)
   result["m4"] = cortex_m4(src, work / "m4", steps)
   result["m4_small"] = cortex_m4(src, work / "m4_small", steps, ["-DFASTGRNN_INT8_SMALL"])
@@ -331,6 +395,8 @@ def table(r):
       "|---|---|---|---|",
       f"| model bytes | {f(r['tflite_bytes'])} (.tflite) | {f(r['param_bytes'])} (const "
       "params: weights, masks, biases, multipliers, tables) | same |",
+      f"| fused .tflite bytes (one FASTGRNN_INT8 op; its options) | | "
+      f"{f(r.get('fused_tflite_bytes'))} ({f(r.get('fused_options_bytes'))}) | |",
       f"| host instructions / step (callgrind, -O2) | {f(q['host_insns'])} | "
       f"{f(r['host_insns'])} | |",
       f"| Cortex-M4F instructions / step (QEMU, -Os) | {f(q['m4_insns'])} | "
@@ -354,7 +420,15 @@ def table(r):
     b = r["bit_exact"]
     rows.append(f"| host kernel vs TFLM, {b['windows']} test windows x {b['steps']} steps "
                 f"| | h mismatches {b['h_mismatches']}, logits mismatches "
-                f"{b['logits_mismatches']} | |")
+                f"{b['logits_mismatches']}; fused .tflite options (C parser) "
+                f"{f(b.get('fused_tflite_mismatches'))} bytes differ | |")
+  if r.get("tflm_app"):
+    a, b = r["tflm_app"]["builtin"], r["tflm_app"]["fused"]
+    rows.append(f"| tflm_app host test (make test / FUSED=1): windows passed, failed | "
+                f"{a['passed']}, {a['failed']} | {b['passed']}, {b['failed']} | |")
+    rows.append(f"| host instructions / Invoke, TFLM (callgrind, app -O2) | "
+                f"{f(a.get('host_insns_per_invoke'))} | "
+                f"{f(b.get('host_insns_per_invoke'))} (FASTGRNN_INT8 op) | |")
   return "\n".join(rows)
 
 
@@ -362,8 +436,10 @@ def main(argv):
   del argv
   if not _RUN_DIR.value:
     raise app.UsageError("--run_dir is required")
+  includes = {"FLATBUFFERS_INCLUDE": _FLATBUFFERS.value,
+              "GEMMLOWP_INCLUDE": _GEMMLOWP.value, "RUY_INCLUDE": _RUY.value}
   result = run(_RUN_DIR.value, _WINDOWS.value, _STEPS.value, _WORK_DIR.value,
-               _STORAGE.value)
+               _STORAGE.value, _TFLM_ROOT.value, _TFLM_BUILD.value, includes)
   print(json.dumps(result, indent=2, default=str))
   print(table(result))
 
