@@ -159,7 +159,7 @@ def tflm_app_invoke(run_dir, fused_bytes, work, tflm_root, tflm_build, includes)
   shutil.rmtree(device, ignore_errors=True)
   shutil.copytree(run_dir / "device", device)
   (device / "model_data_fused.cc").write_text(
-      device_files._model_data(fused_bytes, "model_int8_fused.tflite")[1])  # pylint: disable=protected-access
+      device_files.model_data_source(fused_bytes, "model_int8_fused.tflite"))
   settings = (device / "model_settings.h").read_text()
   steps = int(re.search(r"kStepsPerWindow = (\d+)", settings).group(1))
   build = pathlib.Path(tflm_build or work / "tflm_build")

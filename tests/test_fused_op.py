@@ -169,3 +169,25 @@ def test_test_vectors_take_the_classes_in_turn():
   assert stages.vector_windows(labels, 4).tolist() == [3, 5, 0, 6]
   assert sorted(stages.vector_windows(labels, 10).tolist()) == list(range(7))
   assert stages.vector_windows(np.array([2, 2]), 1).tolist() == [0]
+
+
+def test_device_files_carry_the_fused_model(tmp_path, rng):
+  import re  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import device_files  # pylint: disable=import-outside-toplevel
+  builtin = export.convert_step_model(_model(rng, "fastgrnn", u_rank=4),
+                                      rng.normal(0, 1.5, (16, T, D)))
+  settings = device_files.settings_from_model(
+      builtin, labels=["a", "b", "c"], steps_per_window=T, feature_mean=np.zeros(D),
+      feature_std=np.ones(D), arena_used=1000)
+  fused_bytes = fused.convert_fused(builtin)
+  device_files.write_device_files(tmp_path / "dev", builtin, settings,
+                                  fused_tflite_bytes=fused_bytes)
+  text = (tmp_path / "dev" / "model_data_fused.cc").read_text()
+  body = text[text.index("{") + 1:text.index("};")]
+  assert bytes(int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", body)) == fused_bytes
+  assert "alignas(16)" in text  # the parser needs the options 4-byte aligned
+  other = fused.convert_fused(export.convert_step_model(
+      _model(rng, "fastrnn"), rng.normal(0, 1.5, (16, T, D))))
+  with pytest.raises(ValueError, match="differ"):
+    device_files.write_device_files(tmp_path / "dev2", builtin, settings,
+                                    fused_tflite_bytes=other)

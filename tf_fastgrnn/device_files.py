@@ -29,7 +29,8 @@ from tf_fastgrnn import export
 from tf_fastgrnn import fileio
 from tf_fastgrnn import runtime
 
-__all__ = ["DeviceSettings", "settings_from_model", "write_device_files", "c_array"]
+__all__ = ["DeviceSettings", "settings_from_model", "write_device_files", "c_array",
+           "model_data_source"]
 
 # TFLM resolver method per builtin op name (MicroMutableOpResolver::AddXxx).
 _RESOLVER = {
@@ -131,6 +132,12 @@ def _model_data(tflite_bytes, what="the exported .tflite"):
             c_array(np.frombuffer(tflite_bytes, np.uint8), fmt="0x{:02x}") + "};\n"
             f"const unsigned int g_model_data_len = {len(tflite_bytes)};\n")
   return header, source
+
+
+def model_data_source(tflite_bytes, what):
+  """The text of a ``model_data.cc`` holding ``tflite_bytes`` (``what``: its origin, for
+  the header comment), e.g. ``model_data_fused.cc``."""
+  return _model_data(tflite_bytes, what)[1]
 
 
 def _settings_header(s):
@@ -236,8 +243,8 @@ def write_device_files(out_dir, tflite_bytes, settings, test_vectors=None,
   if fused_tflite_bytes is not None:
     if runtime.step_io(fused_tflite_bytes) != runtime.step_io(tflite_bytes):
       raise ValueError("the fused model's inputs/outputs differ from the builtin model's")
-    files["model_data_fused.cc"] = _model_data(fused_tflite_bytes,
-                                               "model_int8_fused.tflite")[1]
+    files["model_data_fused.cc"] = model_data_source(fused_tflite_bytes,
+                                                     "model_int8_fused.tflite")
   if test_vectors is not None:
     files["test_vectors.h"], files["test_vectors.cc"] = _test_vectors(settings, test_vectors)
   out_dir = pathlib.Path(out_dir)
