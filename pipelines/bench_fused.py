@@ -26,7 +26,11 @@ On a train_and_export run folder (``model_int8.tflite``, ``flags.json``):
 4. with ``--tflm_root`` (and the include flags of ``tflm_app/README.md``): builds
    ``tflm_app``'s host test for both models (``make test`` and ``make test FUSED=1``,
    each bit-exact on the run's test vectors) and counts the host instructions per
-   ``MicroInterpreter::Invoke`` under callgrind for each.
+   ``MicroInterpreter::Invoke`` under callgrind for each; with ``--m4_tflm_lib`` (a
+   Cortex-M4F ``libtflm.a`` built with ``../shared/tools/cortex_m4``'s flags) and
+   ``--m4_deps`` also cross-builds that host test for both models with the same tools,
+   runs it on QEMU (bit-exact verdict, arena used) and counts the instructions per
+   ``Invoke`` (``run_count.sh``).
 
 The builtin model's device figures need a TFLM tree and are quoted from issue 13
 (measured with ``../shared/tools/cortex_m4``). Prints a Markdown table.
@@ -56,6 +60,10 @@ _TFLM_BUILD = flags.DEFINE_string("tflm_build", None, "tflm_app BUILD folder to 
 _FLATBUFFERS = flags.DEFINE_string("flatbuffers_include", None, "flatbuffers 25.9.23 include/")
 _GEMMLOWP = flags.DEFINE_string("gemmlowp_include", "/usr/include/gemmlowp", "gemmlowp headers")
 _RUY = flags.DEFINE_string("ruy_include", None, "a google/ruy checkout")
+_M4_LIB = flags.DEFINE_string("m4_tflm_lib", None, "A Cortex-M4F libtflm.a built with "
+                              "../shared/tools/cortex_m4 (-Os, reference kernels).")
+_M4_DEPS = flags.DEFINE_string("m4_deps", None, "DEPS of ../shared/tools/cortex_m4 (holds "
+                               "flatbuffers-25.9.23/ and ruy/).")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 M4_TOOLS = REPO.parent / "shared" / "tools" / "cortex_m4"
@@ -165,7 +173,7 @@ def tflm_app_invoke(run_dir, fused_bytes, work, tflm_root, tflm_build, includes)
   build = pathlib.Path(tflm_build or work / "tflm_build")
   make = ["make", "-C", str(REPO / "tflm_app"), f"BUILD={build}", f"MODEL_DIR={device}",
           f"TFLM_ROOT={tflm_root}", *(f"{k}={v}" for k, v in includes.items() if v)]
-  result = {}
+  result = {"device": device}
   for name, extra, exe in (("builtin", [], "host_test"), ("fused", ["FUSED=1"],
                                                           "host_test_fused")):
     (build / exe).unlink(missing_ok=True)  # another model's binary must not be reused
@@ -343,8 +351,54 @@ def avr(src, work, steps, defines=()):
   return result
 
 
+def tflm_app_m4(device, work, tflm_root, deps, lib):
+  """tflm_app's host test cross-built for the Cortex-M4F with ``../shared/tools/
+  cortex_m4`` (its flags and object rules; the kernel's C files with arm-none-eabi-gcc
+  -std=c99 -Os) for both models, linked with ``lib``, run on QEMU under ``run_count.sh``:
+  per model the verdict, the arena used, the ELF's text + data and the instructions per
+  ``MicroInterpreter::Invoke``."""
+  if not _have("arm-none-eabi-gcc", "qemu-system-arm") or not (M4_TOOLS / "Makefile").is_file():
+    return None
+  result = {}
+  for name, is_fused in (("builtin", False), ("fused", True)):
+    build = work / f"m4_app_{name}"
+    shutil.rmtree(build, ignore_errors=True)  # objects of another model must not be reused
+    data = "model_data_fused" if is_fused else "model_data"
+    objs = [build / "app/host_test.o", build / "app/step_model.o",
+            build / "app/streaming_logic.o", build / f"model/{data}.o",
+            build / "model/test_vectors.o", build / "startup_sh.o"]
+    objs += [build / "app/fused_op.o"] if is_fused else []
+    extra = f"-DTF_FASTGRNN_FUSED_OP -I{REPO / 'fused'}" if is_fused else ""
+    _run(["make", "-C", str(M4_TOOLS), f"APP_DIR={REPO / 'tflm_app'}", f"MODEL_DIR={device}",
+          f"TFLM_ROOT={tflm_root}", f"DEPS={deps}", f"BUILD={build}", f"EXTRA={extra}",
+          *(str(o) for o in objs)])
+    if is_fused:
+      for c_file in ("fastgrnn_int8", "fastgrnn_int8_options"):
+        obj = build / f"{c_file}.o"
+        _run(["arm-none-eabi-gcc", "-std=c99", "-Os", *M4_ARCH, "-ffunction-sections",
+              "-fdata-sections", "-c", str(REPO / "fused" / f"{c_file}.c"), "-o", str(obj)])
+        objs.append(obj)
+    elf = build / "host_test.elf"
+    _run(["arm-none-eabi-g++", *M4_ARCH, "-T", str(M4_TOOLS / "m4.ld"), "-nostartfiles",
+          "-Wl,--gc-sections", "--specs=nano.specs", "--specs=rdimon.specs", "-o", str(elf),
+          *(str(o) for o in objs), str(lib)])
+    text, data_bytes, _ = _size("arm-none-eabi-size", elf)
+    out = subprocess.run([str(M4_TOOLS / "run_count.sh"), str(elf), str(build / "insns")],
+                         capture_output=True, text=True).stdout
+    verdict = re.search(r"(\d+) passed, (\d+) failed", out)
+    count = re.search(r"(\d+) calls, (\d+) instructions inside", out)
+    arena = re.search(r"arena used (\d+)", out)
+    result[name] = {"passed": int(verdict.group(1)) if verdict else None,
+                    "failed": int(verdict.group(2)) if verdict else None,
+                    "arena_used": int(arena.group(1)) if arena else None,
+                    "elf_flash": text + data_bytes,
+                    "insns_per_invoke": (int(count.group(2)) / int(count.group(1))
+                                         if count else None)}
+  return result
+
+
 def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto", tflm_root=None,
-        tflm_build=None, includes=None):
+        tflm_build=None, includes=None, m4_lib=None, m4_deps=None):
   """Measures everything; returns the result dict."""
   from tf_fastgrnn import fused  # pylint: disable=import-outside-toplevel
   run_dir = pathlib.Path(run_dir)
@@ -373,6 +427,10 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto", tflm_roo
   if tflm_root:
     result["tflm_app"] = tflm_app_invoke(run_dir, fused_bytes, work, tflm_root, tflm_build,
                                          includes or {})
+    if m4_lib and m4_deps:
+      result["tflm_app_m4"] = tflm_app_m4(result["tflm_app"].pop("device"), work, tflm_root,
+                                          m4_deps, m4_lib)
+    result["tflm_app"].pop("device", None)
   result["host_insns"] = host_callgrind(src, work, steps)
   result["m4"] = cortex_m4(src, work / "m4", steps)
   result["m4_small"] = cortex_m4(src, work / "m4_small", steps, ["-DFASTGRNN_INT8_SMALL"])
@@ -429,6 +487,14 @@ def table(r):
     rows.append(f"| host instructions / Invoke, TFLM (callgrind, app -O2) | "
                 f"{f(a.get('host_insns_per_invoke'))} | "
                 f"{f(b.get('host_insns_per_invoke'))} (FASTGRNN_INT8 op) | |")
+  if r.get("tflm_app_m4"):
+    a, b = r["tflm_app_m4"]["builtin"], r["tflm_app_m4"]["fused"]
+    rows.append(f"| Cortex-M4F tflm_app host test on QEMU: windows passed, failed; arena used "
+                f"| {a['passed']}, {a['failed']}; {f(a['arena_used'])} | {b['passed']}, "
+                f"{b['failed']}; {f(b['arena_used'])} | |")
+    rows.append(f"| Cortex-M4F instructions / Invoke (QEMU, -Os); host-test ELF text + data | "
+                f"{f(a['insns_per_invoke'])}; {f(a['elf_flash'])} | "
+                f"{f(b['insns_per_invoke'])}; {f(b['elf_flash'])} | |")
   return "\n".join(rows)
 
 
@@ -439,7 +505,8 @@ def main(argv):
   includes = {"FLATBUFFERS_INCLUDE": _FLATBUFFERS.value,
               "GEMMLOWP_INCLUDE": _GEMMLOWP.value, "RUY_INCLUDE": _RUY.value}
   result = run(_RUN_DIR.value, _WINDOWS.value, _STEPS.value, _WORK_DIR.value,
-               _STORAGE.value, _TFLM_ROOT.value, _TFLM_BUILD.value, includes)
+               _STORAGE.value, _TFLM_ROOT.value, _TFLM_BUILD.value, includes,
+               _M4_LIB.value, _M4_DEPS.value)
   print(json.dumps(result, indent=2, default=str))
   print(table(result))
 
