@@ -52,6 +52,8 @@ def test_fused_tflite_is_bit_exact_with_the_builtin_model(variant, kernel):
   assert runtime.step_io(fused_bytes) == runtime.step_io(builtin)
   assert export.model_ops(fused_bytes) == [f"CUSTOM({fused.CUSTOM_CODE})"]
   assert len(fused_bytes) < len(builtin)
+  # The parser points int32 arrays into the options: they must start 4-byte aligned.
+  assert fused_bytes.find(fused.custom_options(fused_bytes)) % 4 == 0
   windows = _windows(rng)
   want = runtime.TFLMStepRunner(builtin).run_windows(windows)
   assert len(np.unique(want["h_q"])) > 10  # the state moves
