@@ -99,7 +99,9 @@ int fastgrnn_int8_parse_options(const uint8_t *data, uint32_t size, fastgrnn_int
       p->input_dim > 4096 || p->hidden_dim > 4096 || p->num_classes > 4096 ||
       p->w_factors < 1 || p->w_factors > 2 || p->u_factors < 1 || p->u_factors > 2)
     return FASTGRNN_INT8_ERR_DIMS;
-  if (flags & ~0x3F3F) return FASTGRNN_INT8_ERR_VALUE;
+  if (flags & ~0x3FFF) return FASTGRNN_INT8_ERR_VALUE;
+  /* A bias term (bits 6, 7) only with its bias vector (bits 0, 1). */
+  if (((flags >> 6) & 3) & ~(flags & 3)) return FASTGRNN_INT8_ERR_VALUE;
 
   n_fc = 0;
   for (k = 0; k < p->w_factors; ++k) fcs[n_fc++] = &p->w[k];
@@ -153,6 +155,11 @@ int fastgrnn_int8_parse_options(const uint8_t *data, uint32_t size, fastgrnn_int
         b->in1_mult < 0 || b->in2_mult < 0 || b->out_mult < 0)
       return FASTGRNN_INT8_ERR_VALUE;
   }
+
+  /* Optional int32 bias terms [H] (the kernel's fast path; NULL: computed per step). */
+  if (flags & (1 << 6)) p->gate_bias_term = (const int32_t *)take(&r, p->hidden_dim, 4);
+  if (flags & (1 << 7)) p->update_bias_term = (const int32_t *)take(&r, p->hidden_dim, 4);
+  if (r.error) return r.error;
 
   /* int8 section. */
   for (k = 0; k < n_fc; ++k) {

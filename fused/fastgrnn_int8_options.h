@@ -16,11 +16,14 @@
  *     w_factors, u_factors, flags
  *       flags bit k (k = 0..5): array present, in the order gate_bias, update_bias,
  *       gate_table, update_table, coef_table, state_table;
+ *       flags bit 6 / 7: gate_bias_term / update_bias_term present (optional int32 [H]
+ *       arrays of the kernel's fast path; only with their bias vector);
  *       flags bit 8 + k (k = 0..5): binop present, in the order pre, gate_add,
  *       update_add, zh_mul, ch_mul, out_add
  *     per FC layer (w[0] (, w[1]), u[0] (, u[1]), classifier):
  *       rows, cols, out_offset, nnz (-1: dense), bias[rows], mult[rows]
  *     per present binop: in1_offset, in2_offset, in1_mult, in2_mult, out_mult, out_offset
+ *     gate_bias_term[H], update_bias_term[H] where present
  *   int8 section
  *     per FC layer: act_min, act_max, shift[rows], then packed: mask[rows * ceil(cols/8)],
  *       w[nnz]; dense: w[rows * cols]

@@ -71,6 +71,31 @@ def test_forced_storage_round_trips_through_the_options(storage, kernel):
   _assert_same(fused.FusedOpRunner(fused_bytes, kernel).run_windows(windows), want, storage)
 
 
+@pytest.mark.parametrize("cell,kwargs", [("fastgrnn", {"u_rank": 4}),
+                                         ("fastrnn", {"w_rank": 2})])
+def test_fastest_form_with_bias_terms_is_bit_exact_too(cell, kwargs, kernel):
+  rng = np.random.default_rng(31)
+  builtin = export.convert_step_model(_model(rng, cell, True, **kwargs),
+                                      rng.normal(0, 1.5, (16, T, D)))
+  params = fused.extract(builtin, "dense")
+  assert params["update_bias_term"] is not None  # the float models have biases
+  fused_bytes = fused.convert_fused(builtin, storage="dense", bias_terms=True)
+  blob = fused.custom_options(fused_bytes)
+  assert len(blob) == len(fused.options_blob(params)) + 4 * sum(
+      params[k].size for k in ("gate_bias_term", "update_bias_term") if params[k] is not None)
+  runner = fused.FusedOpRunner(fused_bytes, kernel)
+  assert bool(runner._c.update_bias_term)  # pylint: disable=protected-access
+  windows = _windows(rng)
+  want = runtime.TFLMStepRunner(builtin).run_windows(windows)
+  _assert_same(runner.run_windows(windows), want, f"{cell} dense + bias terms")
+  # A term without its bias vector is refused.
+  flags = struct.unpack_from("<i", blob, 32)[0]
+  if not flags & 1:
+    bad = bytearray(blob)
+    struct.pack_into("<i", bad, 32, flags | (1 << 6))
+    assert _parse(kernel, bytes(bad)) == -7
+
+
 def _blob_and_params(seed=3, cell="fastgrnn", **kwargs):
   rng = np.random.default_rng(seed)
   builtin = export.convert_step_model(_model(rng, cell, True, **kwargs),

@@ -551,8 +551,11 @@ _BINOP_I32 = ("in1_offset", "in2_offset", "in1_mult", "in2_mult", "out_mult", "o
 _BINOP_I8 = ("in1_shift", "in2_shift", "out_shift", "act_min", "act_max")
 
 
-def options_blob(params):
+def options_blob(params, bias_terms=False):
   """The custom options of the FASTGRNN_INT8 op: ``params`` (``extract``) as bytes.
+
+  ``bias_terms`` also stores the kernel's optional int32 bias terms (4 H bytes per bias
+  vector: faster steps, a larger blob).
 
   The layout (``fused/fastgrnn_int8_options.h``): an int32 section (header, per FC layer
   dims, bias and multipliers, the binops' offsets and multipliers), then an int8 section
@@ -567,6 +570,10 @@ def options_blob(params):
   for k, name in enumerate(_BINOPS):
     if params.get(name) is not None:
       flags |= 1 << (8 + k)
+  terms = [params.get(f"{k}_bias_term") if bias_terms else None for k in ("gate", "update")]
+  for k, term in enumerate(terms):
+    if term is not None:
+      flags |= 1 << (6 + k)
   fcs = params["w"] + params["u"] + [params["classifier"]]
   i32 = [OPTIONS_MAGIC, OPTIONS_VERSION, params["cell"], params["input_dim"],
          params["hidden_dim"], params["num_classes"], len(params["w"]), len(params["u"]),
@@ -585,6 +592,9 @@ def options_blob(params):
     if params.get(name) is not None:
       i32 += [params[name][f] for f in _BINOP_I32]
       i8.append(np.array([params[name][f] for f in _BINOP_I8], np.int8))
+  for term in terms:
+    if term is not None:
+      i32 += np.asarray(term, np.int64).tolist()
   for name in _ARRAYS:
     if params[name] is not None:
       i8.append(np.asarray(params[name], np.int8))
@@ -595,7 +605,7 @@ def options_blob(params):
   return head + np.concatenate(i8).tobytes()
 
 
-def convert_fused(tflite_bytes, storage="auto"):
+def convert_fused(tflite_bytes, storage="auto", bias_terms=False):
   """``model_int8_fused.tflite``: the builtin int8 step model as ONE custom op.
 
   Inputs and outputs (x, h -> h_next, logits) keep the builtin model's order, shapes,
@@ -603,13 +613,14 @@ def convert_fused(tflite_bytes, storage="auto"):
   unchanged; the op (custom code ``FASTGRNN_INT8``) reads x and h and writes h_next and
   logits, and its custom options are ``options_blob(extract(tflite_bytes, storage))``:
   every number is derived from the builtin model, which stays the reference.
+  ``storage="dense", bias_terms=True`` gives the kernel's fastest form (a larger file).
 
   Raises:
     FusedExportError: the builtin model is not one the kernel computes exactly (e.g. an
       LSTM or GRU step model).
   """
   params = extract(tflite_bytes, storage)
-  blob = options_blob(params)
+  blob = options_blob(params, bias_terms)
   src = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
   graph = src.subgraphs[0]
   sig = src.signatureDefs[0]
