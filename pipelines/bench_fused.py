@@ -22,6 +22,18 @@ On a train_and_export run folder (``model_int8.tflite``, ``flags.json``):
      cycles per step on ``simavr`` (Timer1 at clk/1, overflow-extended, printed over
      the UART).
 
+3. writes ``model_int8_fused.tflite`` (``fused.convert_fused``: one FASTGRNN_INT8 custom
+   op) and counts its bytes; its custom options go through the C parser and kernel on
+   the same windows (must differ in 0 bytes too);
+4. with ``--tflm_root`` (and the include flags of ``tflm_app/README.md``): builds
+   ``tflm_app``'s host test for both models (``make test`` and ``make test FUSED=1``,
+   each bit-exact on the run's test vectors) and counts the host instructions per
+   ``MicroInterpreter::Invoke`` under callgrind for each; with ``--m4_tflm_lib`` (a
+   Cortex-M4F ``libtflm.a`` built with ``../shared/tools/cortex_m4``'s flags) and
+   ``--m4_deps`` also cross-builds that host test for both models with the same tools,
+   runs it on QEMU (bit-exact verdict, arena used) and counts the instructions per
+   ``Invoke`` (``run_count.sh``).
+
 The builtin model's device figures need a TFLM tree and are quoted from issue 13
 (measured with ``../shared/tools/cortex_m4``). Prints a Markdown table.
 """
@@ -44,6 +56,17 @@ _STEPS = flags.DEFINE_integer("steps", 128, "Steps per measured run (one window)
 _STORAGE = flags.DEFINE_enum("storage", "auto", ["auto", "dense", "packed"],
                              "Weight storage of the standalone model (fused.extract).")
 _WORK_DIR = flags.DEFINE_string("work_dir", None, "Where builds go (default: a temp dir).")
+_TFLM_ROOT = flags.DEFINE_string("tflm_root", None, "A tflite-micro tree: also build and "
+                                 "time tflm_app's host test for the builtin and fused models.")
+_TFLM_BUILD = flags.DEFINE_string("tflm_build", None, "tflm_app BUILD folder to reuse (its "
+                                  "libtflm.a takes long to build); default: in --work_dir.")
+_FLATBUFFERS = flags.DEFINE_string("flatbuffers_include", None, "flatbuffers 25.9.23 include/")
+_GEMMLOWP = flags.DEFINE_string("gemmlowp_include", "/usr/include/gemmlowp", "gemmlowp headers")
+_RUY = flags.DEFINE_string("ruy_include", None, "a google/ruy checkout")
+_M4_LIB = flags.DEFINE_string("m4_tflm_lib", None, "A Cortex-M4F libtflm.a built with "
+                              "../shared/tools/cortex_m4 (-Os, reference kernels).")
+_M4_DEPS = flags.DEFINE_string("m4_deps", None, "DEPS of ../shared/tools/cortex_m4 (holds "
+                               "flatbuffers-25.9.23/ and ruy/).")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 M4_TOOLS = REPO.parent / "shared" / "tools" / "cortex_m4"
@@ -120,16 +143,57 @@ def _have(*tools):
   return all(shutil.which(t) for t in tools)
 
 
-def bit_exact(tflite_bytes, windows, work):
-  """Steps ``windows`` through TFLM and the fused kernel; counts differing bytes."""
+def bit_exact(tflite_bytes, windows, work, fused_bytes=None):
+  """Steps ``windows`` through TFLM and the fused kernel (and the fused .tflite's
+  options through the C parser); counts differing bytes."""
   from tf_fastgrnn import fused, runtime  # pylint: disable=import-outside-toplevel
   library = fused.compile_kernel(str(work))
   want = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
   got = fused.FusedStepRunner(tflite_bytes, library).run_windows(windows)
-  return {"windows": len(windows), "steps": int(windows.shape[1]),
-          "h_mismatches": int(np.sum(got["h_q"] != want["h_q"])),
-          "logits_mismatches": int(np.sum(got["logits_q"] != want["logits_q"])),
-          "classes_predicted": int(len(np.unique(want["logits_q"][:, -1].argmax(-1))))}
+  result = {"windows": len(windows), "steps": int(windows.shape[1]),
+            "h_mismatches": int(np.sum(got["h_q"] != want["h_q"])),
+            "logits_mismatches": int(np.sum(got["logits_q"] != want["logits_q"])),
+            "classes_predicted": int(len(np.unique(want["logits_q"][:, -1].argmax(-1))))}
+  if fused_bytes is not None:
+    op = fused.FusedOpRunner(fused_bytes, library).run_windows(windows)
+    result["fused_tflite_mismatches"] = int(np.sum(op["h_q"] != want["h_q"]) +
+                                            np.sum(op["logits_q"] != want["logits_q"]))
+  return result
+
+
+def tflm_app_invoke(run_dir, fused_bytes, work, tflm_root, tflm_build, includes):
+  """``make test`` of tflm_app for the builtin and the fused model on the run's device
+  files (the fused model data written beside a copy of them); per model: the host
+  test's verdict and callgrind's instructions per ``MicroInterpreter::Invoke``."""
+  from tf_fastgrnn import device_files  # pylint: disable=import-outside-toplevel
+  device = work / "device"
+  shutil.rmtree(device, ignore_errors=True)
+  shutil.copytree(run_dir / "device", device)
+  (device / "model_data_fused.cc").write_text(
+      device_files.model_data_source(fused_bytes, "model_int8_fused.tflite"))
+  settings = (device / "model_settings.h").read_text()
+  steps = int(re.search(r"kStepsPerWindow = (\d+)", settings).group(1))
+  build = pathlib.Path(tflm_build or work / "tflm_build")
+  make = ["make", "-C", str(REPO / "tflm_app"), f"BUILD={build}", f"MODEL_DIR={device}",
+          f"TFLM_ROOT={tflm_root}", *(f"{k}={v}" for k, v in includes.items() if v)]
+  result = {"device": device}
+  for name, extra, exe in (("builtin", [], "host_test"), ("fused", ["FUSED=1"],
+                                                          "host_test_fused")):
+    (build / exe).unlink(missing_ok=True)  # another model's binary must not be reused
+    out = subprocess.run([*make, *extra, "test"], capture_output=True, text=True)
+    verdict = re.search(r"(\d+) passed, (\d+) failed", out.stdout)
+    entry = {"passed": int(verdict.group(1)) if verdict else None,
+             "failed": int(verdict.group(2)) if verdict else None,
+             "log": out.stdout.strip().splitlines()[-6:] if out.returncode else None}
+    windows = len(re.findall(r"^window \d+", out.stdout, re.MULTILINE))
+    if out.returncode == 0 and _have("valgrind") and windows:
+      cg = _run(["valgrind", "--tool=callgrind", "--collect-atstart=no",
+                 "--toggle-collect=tflite::MicroInterpreter::Invoke()",
+                 f"--callgrind-out-file={work}/cg_{name}.out", str(build / exe)]).stderr
+      entry["host_insns_per_invoke"] = int(
+          re.search(r"Collected : (\d+)", cg).group(1)) / (windows * steps)
+    result[name] = entry
+  return result
 
 
 def host_callgrind(src, work, steps):
@@ -350,7 +414,54 @@ def avr(src, work, steps, defines=()):
   return result
 
 
-def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto"):
+def tflm_app_m4(device, work, tflm_root, deps, lib):
+  """tflm_app's host test cross-built for the Cortex-M4F with ``../shared/tools/
+  cortex_m4`` (its flags and object rules; the kernel's C files with arm-none-eabi-gcc
+  -std=c99 -Os) for both models, linked with ``lib``, run on QEMU under ``run_count.sh``:
+  per model the verdict, the arena used, the ELF's text + data and the instructions per
+  ``MicroInterpreter::Invoke``."""
+  if not _have("arm-none-eabi-gcc", "qemu-system-arm") or not (M4_TOOLS / "Makefile").is_file():
+    return None
+  result = {}
+  for name, is_fused in (("builtin", False), ("fused", True)):
+    build = work / f"m4_app_{name}"
+    shutil.rmtree(build, ignore_errors=True)  # objects of another model must not be reused
+    data = "model_data_fused" if is_fused else "model_data"
+    objs = [build / "app/host_test.o", build / "app/step_model.o",
+            build / "app/streaming_logic.o", build / f"model/{data}.o",
+            build / "model/test_vectors.o", build / "startup_sh.o"]
+    objs += [build / "app/fused_op.o"] if is_fused else []
+    extra = f"-DTF_FASTGRNN_FUSED_OP -I{REPO / 'fused'}" if is_fused else ""
+    _run(["make", "-C", str(M4_TOOLS), f"APP_DIR={REPO / 'tflm_app'}", f"MODEL_DIR={device}",
+          f"TFLM_ROOT={tflm_root}", f"DEPS={deps}", f"BUILD={build}", f"EXTRA={extra}",
+          *(str(o) for o in objs)])
+    if is_fused:
+      for c_file in ("fastgrnn_int8", "fastgrnn_int8_options"):
+        obj = build / f"{c_file}.o"
+        _run(["arm-none-eabi-gcc", "-std=c99", "-Os", *M4_ARCH, "-ffunction-sections",
+              "-fdata-sections", "-c", str(REPO / "fused" / f"{c_file}.c"), "-o", str(obj)])
+        objs.append(obj)
+    elf = build / "host_test.elf"
+    _run(["arm-none-eabi-g++", *M4_ARCH, "-T", str(M4_TOOLS / "m4.ld"), "-nostartfiles",
+          "-Wl,--gc-sections", "--specs=nano.specs", "--specs=rdimon.specs", "-o", str(elf),
+          *(str(o) for o in objs), str(lib)])
+    text, data_bytes, _ = _size("arm-none-eabi-size", elf)
+    out = subprocess.run([str(M4_TOOLS / "run_count.sh"), str(elf), str(build / "insns")],
+                         capture_output=True, text=True).stdout
+    verdict = re.search(r"(\d+) passed, (\d+) failed", out)
+    count = re.search(r"(\d+) calls, (\d+) instructions inside", out)
+    arena = re.search(r"arena used (\d+)", out)
+    result[name] = {"passed": int(verdict.group(1)) if verdict else None,
+                    "failed": int(verdict.group(2)) if verdict else None,
+                    "arena_used": int(arena.group(1)) if arena else None,
+                    "elf_flash": text + data_bytes,
+                    "insns_per_invoke": (int(count.group(2)) / int(count.group(1))
+                                         if count else None)}
+  return result
+
+
+def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto", tflm_root=None,
+        tflm_build=None, includes=None, m4_lib=None, m4_deps=None):
   """Measures everything; returns the result dict."""
   from tf_fastgrnn import fused  # pylint: disable=import-outside-toplevel
   run_dir = pathlib.Path(run_dir)
@@ -366,6 +477,8 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto"):
   # build dense weights (for "auto") and the int32 bias terms, the size build neither.
   fast = fused.extract(tflite_bytes, "dense" if storage == "auto" else storage)
   small = fused.extract(tflite_bytes, storage)
+  fused_bytes = fused.convert_fused(tflite_bytes, storage)
+  (work / "model_int8_fused.tflite").write_bytes(fused_bytes)
 
   def kinds(params):
     return {f"{k}{i}": ("packed" if fc["mask"] is not None else "dense")
@@ -374,12 +487,21 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto"):
             "param_bytes": fused.param_bytes(fast, with_terms=True),
             "param_bytes_small": fused.param_bytes(small),
             "storage": kinds(fast), "storage_small": kinds(small),
+            "fused_tflite_bytes": len(fused_bytes),
+            "fused_options_bytes": len(fused.custom_options(fused_bytes)),
             "builtin_quoted": BUILTIN_QUOTED}
   if windows:
     import data  # pylint: disable=import-outside-toplevel
     cfg = json.loads((run_dir / "flags.json").read_text())
     ds = data.load_dataset(cfg["dataset"], cfg.get("data_dir"), seed=cfg.get("seed", 0))
-    result["bit_exact"] = bit_exact(tflite_bytes, ds.x_test[:windows], work)
+    result["bit_exact"] = bit_exact(tflite_bytes, ds.x_test[:windows], work, fused_bytes)
+  if tflm_root:
+    result["tflm_app"] = tflm_app_invoke(run_dir, fused_bytes, work, tflm_root, tflm_build,
+                                         includes or {})
+    if m4_lib and m4_deps:
+      result["tflm_app_m4"] = tflm_app_m4(result["tflm_app"].pop("device"), work, tflm_root,
+                                          m4_deps, m4_lib)
+    result["tflm_app"].pop("device", None)
   result["host_insns"] = host_callgrind(src, work, steps)
   result["m4"] = cortex_m4(src, work / "m4", steps)
   result["m4_small"] = cortex_m4(src, work / "m4_small", steps, ["-DFASTGRNN_INT8_SMALL"])
@@ -405,6 +527,8 @@ def table(r):
       f"({', '.join(sorted(set(r['storage'].values())))} W/U, bias terms) | "
       f"{f(r['param_bytes_small'])} ({', '.join(sorted(set(r['storage_small'].values())))} "
       "W/U) |",
+      f"| fused .tflite bytes (one FASTGRNN_INT8 op; its options) | | "
+      f"{f(r.get('fused_tflite_bytes'))} ({f(r.get('fused_options_bytes'))}) | |",
       f"| host instructions / step (callgrind, -O2) | {f(q['host_insns'])} | "
       f"{f(r['host_insns'])} | |",
       f"| Cortex-M4F instructions / step (QEMU, -Os) | {f(q['m4_insns'])} | "
@@ -428,7 +552,23 @@ def table(r):
     b = r["bit_exact"]
     rows.append(f"| host kernel vs TFLM, {b['windows']} test windows x {b['steps']} steps "
                 f"| | h mismatches {b['h_mismatches']}, logits mismatches "
-                f"{b['logits_mismatches']} | |")
+                f"{b['logits_mismatches']}; fused .tflite options (C parser) "
+                f"{f(b.get('fused_tflite_mismatches'))} bytes differ | |")
+  if r.get("tflm_app"):
+    a, b = r["tflm_app"]["builtin"], r["tflm_app"]["fused"]
+    rows.append(f"| tflm_app host test (make test / FUSED=1): windows passed, failed | "
+                f"{a['passed']}, {a['failed']} | {b['passed']}, {b['failed']} | |")
+    rows.append(f"| host instructions / Invoke, TFLM (callgrind, app -O2) | "
+                f"{f(a.get('host_insns_per_invoke'))} | "
+                f"{f(b.get('host_insns_per_invoke'))} (FASTGRNN_INT8 op) | |")
+  if r.get("tflm_app_m4"):
+    a, b = r["tflm_app_m4"]["builtin"], r["tflm_app_m4"]["fused"]
+    rows.append(f"| Cortex-M4F tflm_app host test on QEMU: windows passed, failed; arena used "
+                f"| {a['passed']}, {a['failed']}; {f(a['arena_used'])} | {b['passed']}, "
+                f"{b['failed']}; {f(b['arena_used'])} | |")
+    rows.append(f"| Cortex-M4F instructions / Invoke (QEMU, -Os); host-test ELF text + data | "
+                f"{f(a['insns_per_invoke'])}; {f(a['elf_flash'])} | "
+                f"{f(b['insns_per_invoke'])}; {f(b['elf_flash'])} | |")
   for key, build in (("m4", "default build"), ("m4_small", "-DFASTGRNN_INT8_SMALL")):
     parts = (r.get(key) or {}).get("breakdown")
     if parts:
@@ -442,8 +582,11 @@ def main(argv):
   del argv
   if not _RUN_DIR.value:
     raise app.UsageError("--run_dir is required")
+  includes = {"FLATBUFFERS_INCLUDE": _FLATBUFFERS.value,
+              "GEMMLOWP_INCLUDE": _GEMMLOWP.value, "RUY_INCLUDE": _RUY.value}
   result = run(_RUN_DIR.value, _WINDOWS.value, _STEPS.value, _WORK_DIR.value,
-               _STORAGE.value)
+               _STORAGE.value, _TFLM_ROOT.value, _TFLM_BUILD.value, includes,
+               _M4_LIB.value, _M4_DEPS.value)
   print(json.dumps(result, indent=2, default=str))
   print(table(result))
 

@@ -12,7 +12,10 @@ import dataclasses
 import datetime
 import json
 import pathlib
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import typing
 
@@ -36,13 +39,14 @@ from tf_fastgrnn import runtime
 from tf_fastgrnn import training
 from tf_fastgrnn._keras import keras
 
-__all__ = ["Config", "run", "summary_line", "validate_config"]
+__all__ = ["Config", "run", "summary_line", "validate_config", "vector_windows"]
 
 FLOAT_MODEL = "model_float.keras"
 QAT_MODEL = "model_qat.keras"
 CALIBRATION_WINDOWS = 256  # training windows the int8 ranges are calibrated on
 TFLITE_MODEL = "model_int8.tflite"
 WINDOW_MODEL = "model_int8_window.tflite"
+FUSED_MODEL = "model_int8_fused.tflite"  # one FASTGRNN_INT8 custom op (fused.convert_fused)
 QUANTIZATION_PLAN = "quantization_plan.json"  # next to TFLITE_MODEL (QAT models)
 # The float model the export converted with the plan (the QAT model's float twin): with
 # the plan, all the export needs, and what the numerics rebuild Keras QAT from.
@@ -231,6 +235,7 @@ class _Run:
   source_model: object = None  # what the export converted, with ``plan`` (QAT runs)
   plan: object = None
   window_bytes: bytes = None
+  fused_bytes: bytes = None  # model_int8_fused.tflite, None where the kernel cannot
   evaluation: dict = None   # arena, x/y test subset, TFLM predictions, test vectors
   traces: dict = None       # full TFLM traces, only when evaluated in this process
   numerics: dict = None
@@ -375,6 +380,38 @@ def _standalone_c(r):
   fused.write_standalone(r.tflite_bytes, r.out / STANDALONE_DIR, overwrite=True)
 
 
+def _fused_tflite(r):
+  """model_int8_fused.tflite: the builtin model as one FASTGRNN_INT8 custom op, every
+  parameter derived from the builtin model (which stays written, and the reference)."""
+  try:
+    fused_bytes = fused.convert_fused(r.tflite_bytes)
+  except fused.FusedExportError as e:
+    _log(f"{FUSED_MODEL} not written ({TFLITE_MODEL} is): the fused FASTGRNN_INT8 op "
+         f"cannot express this {r.config.cell} model: {e}")
+    return
+  _log(f"writing {FUSED_MODEL} ({len(fused_bytes)} B, builtin {len(r.tflite_bytes)} B)")
+  fileio.write_bytes(r.out / FUSED_MODEL, fused_bytes)
+  r.fused_bytes = fused_bytes
+
+
+def _load_fused(r):
+  r.fused_bytes = (r.out / FUSED_MODEL).read_bytes()
+
+
+def vector_windows(labels, n):
+  """Indices of ``n`` test windows for the test vectors, classes taken in turn (the
+  first window of each class, then the second, ...), so the device test sees several
+  classes; in the subset's order within a class."""
+  labels = np.asarray(labels)
+  queues = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+  picked = []
+  while len(picked) < min(n, len(labels)):
+    for queue in queues:
+      if queue and len(picked) < n:
+        picked.append(queue.pop(0))
+  return np.asarray(picked, np.int64)
+
+
 def _evaluate_tflm(r):
   config = r.config
   arena = runtime.measure_arena(r.tflite_bytes)
@@ -382,11 +419,11 @@ def _evaluate_tflm(r):
   _log(f"running the int8 model in TFLM over {len(x_test)} test windows")
   tflm = runtime.TFLMStepRunner(r.tflite_bytes, arena_size=arena + config.arena_margin)
   traces = tflm.run_windows(x_test, progress=True)
-  n = config.num_test_vectors
+  pick = vector_windows(y_test, config.num_test_vectors)
   evaluation = {"arena": np.int64(arena), "y_test": y_test,
                 "pred": np.argmax(traces["logits"][:, -1], -1),
-                "labels": y_test[:n]}
-  evaluation.update({k: traces[k][:n] for k in ("x_q", "h_q", "logits_q")})
+                "labels": y_test[pick]}
+  evaluation.update({k: traces[k][pick] for k in ("x_q", "h_q", "logits_q")})
   with fileio.atomic_path(r.out / TFLM_EVAL) as tmp:
     with open(tmp, "wb") as f:
       np.savez(f, **evaluation)
@@ -406,7 +443,8 @@ def _device_files(r):
       arena_used=int(ev["arena"]), arena_margin=config.arena_margin,
       frontend=ds.meta.get("frontend", "raw"))
   vectors = {k: ev[k] for k in ("x_q", "h_q", "logits_q", "labels")}
-  device_files.write_device_files(r.out / "device", r.tflite_bytes, settings, vectors)
+  device_files.write_device_files(r.out / "device", r.tflite_bytes, settings, vectors,
+                                  fused_tflite_bytes=r.fused_bytes)
 
 
 def _numerics(r):
@@ -468,6 +506,8 @@ def _report(r):
           "tflite_step_bytes": len(r.tflite_bytes),
           "tflite_window_bytes": len(r.window_bytes) if r.window_bytes else None,
           "fused_params_bytes": _fused_param_bytes(r),
+          "fused_tflite_bytes": len(r.fused_bytes) if r.fused_bytes else None,
+          **_standalone_flash(r),
           "tflm_arena_bytes_measured": arena,
           "tflm_arena_bytes_configured": arena + config.arena_margin,
           "macs_per_step_dense": macs["dense"],
@@ -487,6 +527,34 @@ def _fused_param_bytes(r):
   if not (r.out / STANDALONE_DIR).is_dir():
     return None
   return fused.param_bytes(fused.extract(r.tflite_bytes))
+
+
+def _standalone_flash(r):
+  """The standalone C model's flash: text + data of model.c and the kernel built for a
+  Cortex-M4F (``arm-none-eabi-gcc -Os -DFASTGRNN_INT8_SMALL``) where that compiler is
+  installed; else only its constant parameters (the kernel's code not counted)."""
+  folder = r.out / STANDALONE_DIR
+  if not folder.is_dir():
+    return {"standalone_c_flash_bytes": None, "standalone_c_flash_how": None}
+  cc, size = shutil.which("arm-none-eabi-gcc"), shutil.which("arm-none-eabi-size")
+  if cc and size:
+    with tempfile.TemporaryDirectory() as tmp:
+      total = 0
+      for name in ("model.c", "fastgrnn_int8.c"):
+        obj = pathlib.Path(tmp) / (name + ".o")
+        subprocess.run([cc, "-std=c99", "-Os", "-mcpu=cortex-m4", "-mthumb",
+                        "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-DFASTGRNN_INT8_SMALL",
+                        "-ffunction-sections", "-fdata-sections", "-c", str(folder / name),
+                        "-o", str(obj)], check=True, capture_output=True)
+        text, data_bytes = subprocess.run([size, str(obj)], check=True, capture_output=True,
+                                          text=True).stdout.splitlines()[1].split()[:2]
+        total += int(text) + int(data_bytes)
+    return {"standalone_c_flash_bytes": total,
+            "standalone_c_flash_how": "Cortex-M4F model.c + kernel objects, text + data "
+                                      "(arm-none-eabi-gcc -Os -DFASTGRNN_INT8_SMALL)"}
+  return {"standalone_c_flash_bytes": fused.param_bytes(fused.extract(r.tflite_bytes)),
+          "standalone_c_flash_how": "constant parameters only: arm-none-eabi-gcc not "
+                                    "installed, the kernel's code is not counted"}
 
 
 def _load_report(r):
@@ -513,6 +581,7 @@ STAGES = (
           lambda c: c.window_model),
     Stage("standalone C model", f"{STANDALONE_DIR}/{fused.STANDALONE_FILES[-1]}",
           _standalone_c, _noop),
+    Stage("fused .tflite", FUSED_MODEL, _fused_tflite, _load_fused),
     Stage("TFLM evaluation", TFLM_EVAL, _evaluate_tflm, _load_tflm),
     Stage("device files", "device", _device_files, _noop),
     Stage("numerics diff", "numerics/numerics.json", _numerics, _load_numerics,
@@ -568,6 +637,9 @@ def summary_line(report):
   return (f"int8 TFLM test accuracy {100 * acc['int8_tflm']:.2f}% "
           f"(float {100 * acc['float_sparse_keras']:.2f}%"
           + (f", QAT {100 * acc['qat_keras']:.2f}%" if acc["qat_keras"] is not None else "")
-          + f"); .tflite {size['tflite_step_bytes']} B; arena "
+          + f"); .tflite {size['tflite_step_bytes']} B"
+          + (f" (fused {size['fused_tflite_bytes']} B)" if size.get("fused_tflite_bytes")
+             else "")
+          + "; arena "
           f"{size['tflm_arena_bytes_measured']} B; report: "
           f"{report['config']['output_dir']}/report.md")

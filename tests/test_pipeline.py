@@ -45,14 +45,18 @@ def test_end_to_end_tiny(tmp_path, rng):
                "report.md", "report.json", "training.png", "confusion_tflm.png",
                "device/model_data.cc", "device/model_settings.h", "device/test_vectors.cc",
                "numerics/numerics.json", "quantization_plan.json", "model_int8_source.keras",
-               "standalone/model.c",
-               "standalone/example_main.c", "run.log"):
+               "standalone/model.c", "standalone/example_main.c", "run.log",
+               "model_int8_fused.tflite", "device/model_data_fused.cc"):
     assert (out / name).is_file(), name
   report = json.loads((out / "report.json").read_text())
   assert 0.0 <= report["accuracy"]["int8_tflm"] <= 1.0
   assert report["size"]["tflite_step_bytes"] == (out / "model_int8.tflite").stat().st_size
   assert report["size"]["tflm_arena_bytes_measured"] > 0
   assert 0 < report["size"]["fused_params_bytes"] < report["size"]["tflite_step_bytes"]
+  assert report["size"]["fused_tflite_bytes"] == (
+      out / "model_int8_fused.tflite").stat().st_size
+  assert report["size"]["fused_params_bytes"] < report["size"]["fused_tflite_bytes"]
+  assert report["size"]["standalone_c_flash_bytes"] >= report["size"]["fused_params_bytes"]
   flags = json.loads((out / "flags.json").read_text())
   assert flags["units"] == 6 and flags["sparsity_u"] == 0.5
   # Keras QAT, rebuilt from the export's source model and plan, is TFLM byte for byte.

@@ -59,14 +59,16 @@ def test_build_without_tflm_root_says_what_it_needs():
 
 
 @pytest.mark.slow
-def test_tflm_host_test_bit_exact(tmp_path):
-  """Builds against a real TFLM tree and replays MODEL_DIR's (or the example's) vectors."""
+@pytest.mark.parametrize("model", ["builtin", "fused"])
+def test_tflm_host_test_bit_exact(tmp_path, model):
+  """Builds against a real TFLM tree and replays MODEL_DIR's (or the example's) vectors,
+  with the builtin model or (FUSED=1) model_int8_fused.tflite's FASTGRNN_INT8 op."""
   root = os.environ.get("TFLM_ROOT")
   if not root:
     pytest.skip("set TFLM_ROOT (and FLATBUFFERS_INCLUDE, GEMMLOWP_INCLUDE, RUY_INCLUDE) to a "
                 "tflite-micro tree to run the TFLM host test; see tflm_app/README.md")
   args = ["test", f"TFLM_ROOT={root}", f"BUILD={os.environ.get('TFLM_APP_BUILD', tmp_path)}",
-          "-j2"]
+          "-j2"] + (["FUSED=1"] if model == "fused" else [])
   for var in ("MODEL_DIR", "FLATBUFFERS_INCLUDE", "GEMMLOWP_INCLUDE", "RUY_INCLUDE"):
     if os.environ.get(var):
       args.append(f"{var}={os.environ[var]}")

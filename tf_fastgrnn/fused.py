@@ -31,13 +31,15 @@ from tensorflow.lite.tools import flatbuffer_utils
 from tf_fastgrnn import int8_kernels
 from tf_fastgrnn import runtime
 
-__all__ = ["FASTGRNN", "FASTRNN", "FusedExportError", "FusedStepRunner", "KERNEL_SOURCE",
-           "STANDALONE_FILES", "compile_kernel", "extract", "param_bytes",
-           "standalone_sources", "write_standalone"]
+__all__ = ["CUSTOM_CODE", "FASTGRNN", "FASTRNN", "FusedExportError", "FusedOpRunner",
+           "FusedStepRunner", "KERNEL_SOURCE", "OPTIONS_SOURCE", "STANDALONE_FILES",
+           "compile_kernel", "convert_fused", "custom_options", "extract", "options_blob",
+           "param_bytes", "parse_options", "standalone_sources", "write_standalone"]
 
 KERNEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "fused")
 KERNEL_SOURCE = os.path.join(KERNEL_DIR, "fastgrnn_int8.c")
+OPTIONS_SOURCE = os.path.join(KERNEL_DIR, "fastgrnn_int8_options.c")
 
 FASTRNN, FASTGRNN = 0, 1
 _ELEMENTWISE = ("ADD", "SUB", "MUL")
@@ -537,6 +539,166 @@ def param_bytes(params, with_terms=False):
   return total
 
 
+# ------------------------------------------------- fused .tflite: one FASTGRNN_INT8 op
+
+CUSTOM_CODE = "FASTGRNN_INT8"
+OPTIONS_MAGIC = 0x4E524746  # "FGRN" little-endian, fused/fastgrnn_int8_options.h
+OPTIONS_VERSION = 1
+_BINOPS = ("pre", "gate_add", "update_add", "zh_mul", "ch_mul", "out_add")
+_ARRAYS = ("gate_bias", "update_bias", "gate_table", "update_table", "coef_table",
+           "state_table")
+_BINOP_I32 = ("in1_offset", "in2_offset", "in1_mult", "in2_mult", "out_mult", "out_offset")
+_BINOP_I8 = ("in1_shift", "in2_shift", "out_shift", "act_min", "act_max")
+
+
+def options_blob(params, bias_terms=False):
+  """The custom options of the FASTGRNN_INT8 op: ``params`` (``extract``) as bytes.
+
+  ``bias_terms`` also stores the kernel's optional int32 bias terms (4 H bytes per bias
+  vector: faster steps, a larger blob).
+
+  The layout (``fused/fastgrnn_int8_options.h``): an int32 section (header, per FC layer
+  dims, bias and multipliers, the binops' offsets and multipliers), then an int8 section
+  (shifts, clamps, masks, weights, bias vectors, tables), little-endian. With the int32
+  section first every int32 array starts at a multiple of 4, so the C parser points into
+  the blob (in flash) instead of copying it.
+  """
+  flags = 0
+  for k, name in enumerate(_ARRAYS):
+    if params[name] is not None:
+      flags |= 1 << k
+  for k, name in enumerate(_BINOPS):
+    if params.get(name) is not None:
+      flags |= 1 << (8 + k)
+  terms = [params.get(f"{k}_bias_term") if bias_terms else None for k in ("gate", "update")]
+  for k, term in enumerate(terms):
+    if term is not None:
+      flags |= 1 << (6 + k)
+  fcs = params["w"] + params["u"] + [params["classifier"]]
+  i32 = [OPTIONS_MAGIC, OPTIONS_VERSION, params["cell"], params["input_dim"],
+         params["hidden_dim"], params["num_classes"], len(params["w"]), len(params["u"]),
+         flags]
+  i8 = []
+  for fc in fcs:
+    nnz = -1 if fc["mask"] is None else int(fc["w"].size)
+    i32 += [fc["rows"], fc["cols"], fc["out_offset"], nnz, *fc["bias"].tolist(),
+            *fc["mult"].tolist()]
+    i8.append(np.array([fc["act_min"], fc["act_max"]], np.int8))
+    i8.append(fc["shift"].astype(np.int8))
+    if fc["mask"] is not None:
+      i8.append(fc["mask"].astype(np.uint8).view(np.int8))
+    i8.append(fc["w"].astype(np.int8))
+  for name in _BINOPS:
+    if params.get(name) is not None:
+      i32 += [params[name][f] for f in _BINOP_I32]
+      i8.append(np.array([params[name][f] for f in _BINOP_I8], np.int8))
+  for term in terms:
+    if term is not None:
+      i32 += np.asarray(term, np.int64).tolist()
+  for name in _ARRAYS:
+    if params[name] is not None:
+      i8.append(np.asarray(params[name], np.int8))
+  head = np.asarray(i32, np.int64)
+  if np.any(head < -2**31) or np.any(head >= 2**32):
+    raise FusedExportError("a value of the int32 section does not fit 32 bits")
+  head = (head & 0xFFFFFFFF).astype("<u4").tobytes()
+  return head + np.concatenate(i8).tobytes()
+
+
+def convert_fused(tflite_bytes, storage="auto", bias_terms=False):
+  """``model_int8_fused.tflite``: the builtin int8 step model as ONE custom op.
+
+  Inputs and outputs (x, h -> h_next, logits) keep the builtin model's order, shapes,
+  quantization and signature, so the app and every step runner use either model
+  unchanged; the op (custom code ``FASTGRNN_INT8``) reads x and h and writes h_next and
+  logits, and its custom options are ``options_blob(extract(tflite_bytes, storage))``:
+  every number is derived from the builtin model, which stays the reference.
+  ``storage="dense", bias_terms=True`` gives the kernel's fastest form (a larger file).
+
+  Raises:
+    FusedExportError: the builtin model is not one the kernel computes exactly (e.g. an
+      LSTM or GRU step model).
+  """
+  params = extract(tflite_bytes, storage)
+  blob = options_blob(params, bias_terms)
+  src = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
+  graph = src.subgraphs[0]
+  sig = src.signatureDefs[0]
+  by_name = {(t.name.decode() if isinstance(t.name, bytes) else t.name): int(t.tensorIndex)
+             for t in list(sig.inputs) + list(sig.outputs)}
+  order = ("x", "h", "h_next", "logits")
+  index = {by_name[n]: k for k, n in enumerate(order)}
+  tensors = []
+  for name in order:
+    old = graph.tensors[by_name[name]]
+    t = schema.TensorT()
+    t.shape = np.asarray(old.shape, np.int32)
+    t.type = old.type
+    t.buffer = 0
+    t.name = name
+    q = schema.QuantizationParametersT()
+    q.scale = np.asarray(old.quantization.scale, np.float32)
+    q.zeroPoint = np.asarray(old.quantization.zeroPoint, np.int64)
+    q.quantizedDimension = 0
+    t.quantization = q
+    tensors.append(t)
+  op = schema.OperatorT()
+  op.opcodeIndex = 0
+  op.inputs = np.array([0, 1], np.int32)
+  op.outputs = np.array([2, 3], np.int32)
+  op.customOptions = np.frombuffer(blob, np.uint8)
+  op.customOptionsFormat = schema.CustomOptionsFormat.FLEXBUFFERS  # the schema's only value
+  sub = schema.SubGraphT()
+  sub.tensors = tensors
+  sub.inputs = np.array([index[int(t)] for t in graph.inputs], np.int32)
+  sub.outputs = np.array([index[int(t)] for t in graph.outputs], np.int32)
+  sub.operators = [op]
+  sub.name = "fused"
+  code = schema.OperatorCodeT()
+  code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+  code.customCode = CUSTOM_CODE
+  code.version = 1
+  signature = schema.SignatureDefT()
+  signature.signatureKey = sig.signatureKey
+  signature.subgraphIndex = 0
+
+  def sig_tensor(name):
+    t = schema.TensorMapT()
+    t.name = name
+    t.tensorIndex = order.index(name)
+    return t
+  signature.inputs = [sig_tensor(n) for n in ("x", "h")]
+  signature.outputs = [sig_tensor(n) for n in ("h_next", "logits")]
+  model = schema.ModelT()
+  model.version = src.version
+  model.operatorCodes = [code]
+  model.subgraphs = [sub]
+  model.buffers = [schema.BufferT()]
+  model.signatureDefs = [signature]
+  out = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+  # The parser points int32 arrays into the blob: it must sit at a multiple of 4 in the
+  # file (the model data itself is aligned by the app).
+  fb = schema.Model.GetRootAs(out, 0)
+  table = fb.Subgraphs(0).Operators(0)._tab  # pylint: disable=protected-access
+  slot = table.Offset(14)  # Operator.custom_options (schema_py_generated's CustomOptions)
+  start = table.Vector(slot) if slot else None
+  if start is None or start % 4 or out[start:start + len(blob)] != blob:
+    raise FusedExportError(f"custom options at byte {start} of the fused model are not "
+                           "4-byte aligned")
+  return out
+
+
+def custom_options(fused_tflite_bytes):
+  """The FASTGRNN_INT8 op's custom options from a fused ``.tflite`` (bytes)."""
+  fb_model = flatbuffer_utils.read_model_from_bytearray(bytearray(fused_tflite_bytes))
+  ops = [op for g in fb_model.subgraphs for op in g.operators]
+  codes = fb_model.operatorCodes
+  if len(ops) != 1 or codes[ops[0].opcodeIndex].customCode not in (
+      CUSTOM_CODE, CUSTOM_CODE.encode()):
+    raise FusedExportError(f"not a fused model: expected one {CUSTOM_CODE} op")
+  return bytes(np.asarray(ops[0].customOptions, np.uint8).tobytes())
+
+
 # ---------------------------------------------------------------------------- ctypes
 
 
@@ -577,11 +739,13 @@ class _Scratch(ctypes.Structure):
 
 
 def compile_kernel(out_dir, compiler=None, flags=("-O2",)):
-  """Builds the kernel as a shared library in ``out_dir``; returns its path."""
+  """Builds the kernel and its options parser as a shared library in ``out_dir``;
+  returns its path."""
   cc = compiler or os.environ.get("CC", "cc")
   path = os.path.join(out_dir, "libfastgrnn_int8.so")
   subprocess.run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", *flags, "-shared",
-                  "-fPIC", KERNEL_SOURCE, "-o", path], check=True, capture_output=True)
+                  "-fPIC", KERNEL_SOURCE, OPTIONS_SOURCE, "-o", path], check=True,
+                 capture_output=True)
   return path
 
 
@@ -645,6 +809,54 @@ class FusedStepRunner(runtime.StepRunner):
     h = np.ascontiguousarray(feeds["h"].reshape(-1), np.int8)
     h_out = np.zeros(self.params["hidden_dim"], np.int8)
     logits = np.zeros(self.params["num_classes"], np.int8)
+    i8 = lambda a: a.ctypes.data_as(_I8P)
+    rc = self._lib.fastgrnn_int8_step(ctypes.byref(self._c), i8(x), i8(h), i8(h_out),
+                                      i8(logits), ctypes.byref(self._scratch))
+    if rc != 0:
+      raise RuntimeError(f"fastgrnn_int8_step returned {rc}")
+    return {"h_next": h_out.reshape(self.io["h_next"]["shape"]),
+            "logits": logits.reshape(self.io["logits"]["shape"])}
+
+
+def parse_options(library_path, blob):
+  """Runs the C parser (``fastgrnn_int8_parse_options``) on ``blob``.
+
+  Returns:
+    ``(code, params struct, keep)``: the return code, the ``fastgrnn_int8_params`` it
+    filled, and the 4-byte aligned copy of the blob its pointers point into (keep it
+    alive while the struct is used).
+  """
+  lib = ctypes.CDLL(library_path)
+  lib.fastgrnn_int8_parse_options.restype = ctypes.c_int
+  keep = np.zeros(len(blob) // 4 + 1, np.int32).view(np.uint8)[:len(blob)]  # aligned
+  keep[:] = np.frombuffer(blob, np.uint8)
+  params = _Params()
+  code = lib.fastgrnn_int8_parse_options(keep.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
+                                         ctypes.c_uint32(len(blob)), ctypes.byref(params))
+  return code, params, keep
+
+
+class FusedOpRunner(runtime.StepRunner):
+  """Steps a fused ``.tflite`` (``convert_fused``) as the TFLM custom op does: its custom
+  options through the C parser, then the C kernel (``compile_kernel``'s library)."""
+
+  def __init__(self, fused_tflite_bytes, library_path):
+    super().__init__(fused_tflite_bytes)
+    code, self._c, self._blob = parse_options(library_path, custom_options(fused_tflite_bytes))
+    if code != 0:
+      raise RuntimeError(f"fastgrnn_int8_parse_options returned {code}")
+    self._lib = ctypes.CDLL(library_path)
+    self._lib.fastgrnn_int8_step.restype = ctypes.c_int
+    need = self._lib.fastgrnn_int8_scratch_bytes(ctypes.byref(self._c))
+    self._buf = np.zeros(need, np.int8)
+    self._scratch = _Scratch(self._buf.ctypes.data_as(_I8P), need)
+    self.hidden_dim, self.num_classes = self._c.hidden_dim, self._c.num_classes
+
+  def _invoke(self, feeds):
+    x = np.ascontiguousarray(feeds["x"].reshape(-1), np.int8)
+    h = np.ascontiguousarray(feeds["h"].reshape(-1), np.int8)
+    h_out = np.zeros(self.hidden_dim, np.int8)
+    logits = np.zeros(self.num_classes, np.int8)
     i8 = lambda a: a.ctypes.data_as(_I8P)
     rc = self._lib.fastgrnn_int8_step(ctypes.byref(self._c), i8(x), i8(h), i8(h_out),
                                       i8(logits), ctypes.byref(self._scratch))

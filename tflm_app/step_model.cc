@@ -4,6 +4,9 @@
 #include <new>
 
 #include "model_settings.h"
+#ifdef TF_FASTGRNN_FUSED_OP
+#include "fused_op.h"
+#endif
 #include "tensorflow/lite/micro/micro_log.h"
 #include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
 #include "tensorflow/lite/schema/schema_generated.h"
@@ -11,7 +14,12 @@
 namespace tf_fastgrnn {
 namespace {
 
+#ifdef TF_FASTGRNN_FUSED_OP
+// model_int8_fused.tflite: one FASTGRNN_INT8 custom op (fused_op.h).
+using OpResolver = tflite::MicroMutableOpResolver<1>;
+#else
 using OpResolver = tflite::MicroMutableOpResolver<kNumModelOps>;
+#endif
 
 // Static storage: no heap on the device.
 alignas(OpResolver) uint8_t g_resolver_buffer[sizeof(OpResolver)];
@@ -58,6 +66,12 @@ bool StepModel::Init(const unsigned char* model_data, uint8_t* arena, int arena_
     return false;
   }
   OpResolver* resolver = new (g_resolver_buffer) OpResolver();
+#ifdef TF_FASTGRNN_FUSED_OP
+  if (resolver->AddCustom(kFusedOpName, Register_FASTGRNN_INT8()) != kTfLiteOk) {
+    MicroPrintf("could not register op %s", kFusedOpName);
+    return false;
+  }
+#else
 #define TF_FASTGRNN_ADD_OP(name)                      \
   if (resolver->Add##name() != kTfLiteOk) {           \
     MicroPrintf("could not register op " #name);     \
@@ -65,6 +79,7 @@ bool StepModel::Init(const unsigned char* model_data, uint8_t* arena, int arena_
   }
   TF_FASTGRNN_MODEL_OPS(TF_FASTGRNN_ADD_OP)
 #undef TF_FASTGRNN_ADD_OP
+#endif
   interpreter_ = new (g_interpreter_buffer)
       tflite::MicroInterpreter(model, *resolver, arena, arena_size);
   if (interpreter_->AllocateTensors() != kTfLiteOk) {

@@ -1,0 +1,220 @@
+"""model_int8_fused.tflite: the builtin step model as one FASTGRNN_INT8 custom op.
+
+The Python ``tflite_micro`` runtime cannot run a custom op it was not built with, so CI
+checks the two halves the TFLM op is made of: the export's custom options parsed by the
+C parser (fused/fastgrnn_int8_options.c, no TFLM headers) and stepped by the C kernel must
+give the builtin model's h and logits in the ``tflite_micro`` runtime byte for byte;
+``tflm_app``'s ``make test FUSED=1`` runs the .tflite itself through TFLM.
+"""
+
+import ctypes
+import os
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+from tf_fastgrnn import export
+from tf_fastgrnn import fused
+from tf_fastgrnn import models
+from tf_fastgrnn import runtime
+from tests.test_fused import _FLOAT_VARIANTS
+from tests.test_fused import _model
+from tests.test_fused import _windows
+from tests.test_fused import C, D, H, T
+
+_CC = os.environ.get("CC", "cc")
+pytestmark = pytest.mark.skipif(shutil.which(_CC) is None,
+                                reason=f"no C compiler ({_CC}) to build the fused kernel")
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+  return fused.compile_kernel(str(tmp_path_factory.mktemp("fused_op")))
+
+
+def _assert_same(got, want, what):
+  for key in ("h_q", "logits_q"):
+    mismatch = np.argwhere(got[key] != want[key])
+    assert not len(mismatch), (f"{what}: {key} differs at (window, step, unit) "
+                               f"{mismatch[:5].tolist()} of {len(mismatch)}")
+
+
+@pytest.mark.parametrize("variant", sorted(_FLOAT_VARIANTS))
+def test_fused_tflite_is_bit_exact_with_the_builtin_model(variant, kernel):
+  rng = np.random.default_rng(100 + sorted(_FLOAT_VARIANTS).index(variant))
+  cell, kwargs, sparse = _FLOAT_VARIANTS[variant]
+  builtin = export.convert_step_model(_model(rng, cell, sparse, **kwargs),
+                                      rng.normal(0, 1.5, (16, T, D)))
+  fused_bytes = fused.convert_fused(builtin)
+  # Same interface: signature, shapes, I/O order and quantization; one custom op.
+  assert runtime.step_io(fused_bytes) == runtime.step_io(builtin)
+  assert export.model_ops(fused_bytes) == [f"CUSTOM({fused.CUSTOM_CODE})"]
+  assert len(fused_bytes) < len(builtin)
+  # The parser points int32 arrays into the options: they must start 4-byte aligned.
+  assert fused_bytes.find(fused.custom_options(fused_bytes)) % 4 == 0
+  windows = _windows(rng)
+  want = runtime.TFLMStepRunner(builtin).run_windows(windows)
+  assert len(np.unique(want["h_q"])) > 10  # the state moves
+  _assert_same(fused.FusedOpRunner(fused_bytes, kernel).run_windows(windows), want, variant)
+
+
+@pytest.mark.parametrize("storage", ["dense", "packed"])
+def test_forced_storage_round_trips_through_the_options(storage, kernel):
+  rng = np.random.default_rng(21)
+  builtin = export.convert_step_model(_model(rng, "fastgrnn", True, w_rank=2, u_rank=4),
+                                      rng.normal(0, 1.5, (16, T, D)))
+  fused_bytes = fused.convert_fused(builtin, storage=storage)
+  windows = _windows(rng)
+  want = runtime.TFLMStepRunner(builtin).run_windows(windows)
+  _assert_same(fused.FusedOpRunner(fused_bytes, kernel).run_windows(windows), want, storage)
+
+
+@pytest.mark.parametrize("cell,kwargs", [("fastgrnn", {"u_rank": 4}),
+                                         ("fastrnn", {"w_rank": 2})])
+def test_fastest_form_with_bias_terms_is_bit_exact_too(cell, kwargs, kernel):
+  rng = np.random.default_rng(31)
+  builtin = export.convert_step_model(_model(rng, cell, True, **kwargs),
+                                      rng.normal(0, 1.5, (16, T, D)))
+  params = fused.extract(builtin, "dense")
+  assert params["update_bias_term"] is not None  # the float models have biases
+  fused_bytes = fused.convert_fused(builtin, storage="dense", bias_terms=True)
+  blob = fused.custom_options(fused_bytes)
+  assert len(blob) == len(fused.options_blob(params)) + 4 * sum(
+      params[k].size for k in ("gate_bias_term", "update_bias_term") if params[k] is not None)
+  runner = fused.FusedOpRunner(fused_bytes, kernel)
+  assert bool(runner._c.update_bias_term)  # pylint: disable=protected-access
+  windows = _windows(rng)
+  want = runtime.TFLMStepRunner(builtin).run_windows(windows)
+  _assert_same(runner.run_windows(windows), want, f"{cell} dense + bias terms")
+  # A term without its bias vector is refused.
+  flags = struct.unpack_from("<i", blob, 32)[0]
+  if not flags & 1:
+    bad = bytearray(blob)
+    struct.pack_into("<i", bad, 32, flags | (1 << 6))
+    assert _parse(kernel, bytes(bad)) == -7
+
+
+def _blob_and_params(seed=3, cell="fastgrnn", **kwargs):
+  rng = np.random.default_rng(seed)
+  builtin = export.convert_step_model(_model(rng, cell, True, **kwargs),
+                                      rng.normal(0, 1.5, (16, T, D)))
+  params = fused.extract(builtin)
+  return fused.custom_options(fused.convert_fused(builtin)), params
+
+
+def test_options_hold_the_parameters_and_little_else():
+  blob, params = _blob_and_params(u_rank=4)
+  assert blob == fused.options_blob(params)
+  magic, version = struct.unpack_from("<II", blob)
+  assert (magic, version) == (fused.OPTIONS_MAGIC, fused.OPTIONS_VERSION)
+  n_fc = len(params["w"]) + len(params["u"]) + 1
+  n_binops = sum(params[k] is not None for k in ("pre", "gate_add", "update_add",
+                                                 "zh_mul", "ch_mul", "out_add"))
+  # Header 9 int32; per FC 4 int32 + 2 int8; per binop 6 int32 + 5 int8; the rest is
+  # exactly what param_bytes counts (weights, masks, bias/mult/shift, vectors, tables).
+  framing = 9 * 4 + n_fc * (4 * 4 + 2) + n_binops * (6 * 4 + 5)
+  assert len(blob) == framing + fused.param_bytes(params)
+
+
+def _parse(kernel, blob, misalign=False):
+  if not misalign:
+    return fused.parse_options(kernel, blob)[0]
+  lib = ctypes.CDLL(kernel)
+  buf = np.zeros(len(blob) + 8, np.uint8)
+  buf[1:1 + len(blob)] = np.frombuffer(blob, np.uint8)
+  return lib.fastgrnn_int8_parse_options(
+      ctypes.c_void_p(buf.ctypes.data + 1), ctypes.c_uint32(len(blob)),
+      ctypes.byref(fused._Params()))  # pylint: disable=protected-access
+
+
+def test_parser_refuses_malformed_options(kernel):
+  blob, params = _blob_and_params(w_rank=2, u_rank=4)
+  assert _parse(kernel, blob) == 0
+  err_dims, err_format, err_size, err_align, err_value = -2, -4, -5, -6, -7
+  for cut in (0, 3, 4, 40, len(blob) // 2, len(blob) - 1):
+    assert _parse(kernel, blob[:cut]) == err_size, cut
+  assert _parse(kernel, blob + b"\0") == err_size
+  assert _parse(kernel, b"XGRN" + blob[4:]) == err_format
+  assert _parse(kernel, blob[:4] + struct.pack("<i", 2) + blob[8:]) == err_format
+  assert _parse(kernel, blob, misalign=True) == err_align
+  hidden = bytearray(blob)
+  struct.pack_into("<i", hidden, 16, H + 1)  # hidden_dim no longer matches the FCs
+  assert _parse(kernel, bytes(hidden)) == err_dims
+  flags = bytearray(blob)
+  struct.pack_into("<i", flags, 32, struct.unpack_from("<i", blob, 32)[0] & ~(1 << 12))
+  assert _parse(kernel, bytes(flags)) in (err_value, err_size)  # a binop less: all shifts
+  # The first FC (W factor 1, packed at this sparsity) starts at 36: rows, cols,
+  # out_offset, nnz. One non-zero more than the mask holds must be refused, not read.
+  fc = params["w"][0]
+  assert fc["mask"] is not None
+  nnz = bytearray(blob)
+  struct.pack_into("<i", nnz, 48, fc["w"].size - 1)
+  assert _parse(kernel, bytes(nnz)) in (err_value, err_size)
+  # A shift out of range: the first FC's first shift, after the int32 section's end.
+  int32_end = len(blob) - len(np.concatenate(
+      [np.zeros(2 + f["rows"] + (0 if f["mask"] is None else f["mask"].size) + f["w"].size)
+       for f in params["w"] + params["u"] + [params["classifier"]]]
+      + [np.zeros(5 * 6)] + [np.zeros(params[k].size) for k in fused._ARRAYS  # pylint: disable=protected-access
+                             if params[k] is not None]))
+  bad_shift = bytearray(blob)
+  bad_shift[int32_end + 2] = 40
+  assert _parse(kernel, bytes(bad_shift)) == err_value
+
+
+def test_fused_export_refuses_models_the_kernel_cannot_express(rng):
+  for cell in ("lstm", "gru"):
+    builtin = export.convert_step_model(models.sequence_classifier(cell, H, (T, D), C),
+                                        rng.normal(0, 1, (8, T, D)))
+    with pytest.raises(fused.FusedExportError):
+      fused.convert_fused(builtin)
+  with pytest.raises(fused.FusedExportError, match="one FASTGRNN_INT8"):
+    fused.custom_options(builtin)
+
+
+def test_pipeline_stage_writes_the_fused_model_or_says_why_not(tmp_path, rng, capsys):
+  import types  # pylint: disable=import-outside-toplevel
+  from pipelines import stages  # pylint: disable=import-outside-toplevel
+  lstm = export.convert_step_model(models.sequence_classifier("lstm", H, (T, D), C),
+                                   rng.normal(0, 1, (8, T, D)))
+  r = types.SimpleNamespace(tflite_bytes=lstm, out=tmp_path, fused_bytes=None,
+                            config=types.SimpleNamespace(cell="lstm"))
+  stages._fused_tflite(r)  # pylint: disable=protected-access
+  assert not (tmp_path / stages.FUSED_MODEL).exists() and r.fused_bytes is None
+  assert "not written (model_int8.tflite is)" in capsys.readouterr().out
+  r.tflite_bytes = export.convert_step_model(_model(rng, "fastrnn", u_rank=3),
+                                             rng.normal(0, 1, (8, T, D)))
+  r.config.cell = "fastrnn"
+  stages._fused_tflite(r)  # pylint: disable=protected-access
+  assert (tmp_path / stages.FUSED_MODEL).read_bytes() == fused.convert_fused(r.tflite_bytes)
+
+
+def test_test_vectors_take_the_classes_in_turn():
+  from pipelines import stages  # pylint: disable=import-outside-toplevel
+  labels = np.array([3, 3, 3, 0, 3, 1, 0])
+  assert stages.vector_windows(labels, 4).tolist() == [3, 5, 0, 6]
+  assert sorted(stages.vector_windows(labels, 10).tolist()) == list(range(7))
+  assert stages.vector_windows(np.array([2, 2]), 1).tolist() == [0]
+
+
+def test_device_files_carry_the_fused_model(tmp_path, rng):
+  import re  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import device_files  # pylint: disable=import-outside-toplevel
+  builtin = export.convert_step_model(_model(rng, "fastgrnn", u_rank=4),
+                                      rng.normal(0, 1.5, (16, T, D)))
+  settings = device_files.settings_from_model(
+      builtin, labels=["a", "b", "c"], steps_per_window=T, feature_mean=np.zeros(D),
+      feature_std=np.ones(D), arena_used=1000)
+  fused_bytes = fused.convert_fused(builtin)
+  device_files.write_device_files(tmp_path / "dev", builtin, settings,
+                                  fused_tflite_bytes=fused_bytes)
+  text = (tmp_path / "dev" / "model_data_fused.cc").read_text()
+  body = text[text.index("{") + 1:text.index("};")]
+  assert bytes(int(v, 16) for v in re.findall(r"0x([0-9a-f]{2})", body)) == fused_bytes
+  assert "alignas(16)" in text  # the parser needs the options 4-byte aligned
+  other = fused.convert_fused(export.convert_step_model(
+      _model(rng, "fastrnn"), rng.normal(0, 1.5, (16, T, D))))
+  with pytest.raises(ValueError, match="differ"):
+    device_files.write_device_files(tmp_path / "dev2", builtin, settings,
+                                    fused_tflite_bytes=other)
