@@ -73,3 +73,46 @@ def test_tflm_host_test_bit_exact(tmp_path):
   result = _make(*args, timeout=3000)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   assert " 0 failed" in result.stdout
+
+
+def test_user_cxxflags_keep_the_mandatory_flags(tmp_path):
+  if not shutil.which("make"):
+    pytest.skip("needs make")
+  result = _make("-n", "test-logic", f"BUILD={tmp_path}", "CXXFLAGS=-O1 -g")
+  assert result.returncode == 0, result.stderr
+  compile_line = next(l for l in result.stdout.splitlines() if "logic_test.cc" in l)
+  for flag in ("-O1", "-g", "-std=c++17", "-fno-exceptions", "-fno-rtti"):
+    assert flag in compile_line.split(), (flag, compile_line)
+
+
+def _fake_tflm_tree(root):
+  """Just enough of a tflite-micro tree for make -n: the files the Makefile looks for."""
+  for rel in ("tensorflow/lite/micro/micro_interpreter.cc", "tensorflow/lite/micro/debug_log.cc",
+              "tensorflow/lite/kernels/kernel_util.cc", "fb/flatbuffers/flatbuffers.h",
+              "gl/fixedpoint/fixedpoint.h", "ruy/ruy/profiler/instrumentation.h"):
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).write_text("")
+  return [f"TFLM_ROOT={root}", f"FLATBUFFERS_INCLUDE={root}/fb",
+          f"GEMMLOWP_INCLUDE={root}/gl", f"RUY_INCLUDE={root}/ruy"]
+
+
+def test_tflm_objects_are_keyed_by_flags_and_tree(tmp_path):
+  if not shutil.which("make"):
+    pytest.skip("needs make")
+  tree = _fake_tflm_tree(tmp_path / "tflm")
+  other = _fake_tflm_tree(tmp_path / "tflm2")
+
+  def objects(*args):
+    result = _make("-n", "test", f"BUILD={tmp_path / 'build'}", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [l for l in result.stdout.splitlines() if " -c " in l and "micro_interpreter" in l]
+    assert len(lines) == 1, result.stdout
+    # the app's debug_log.cc replaces TFLM's, which is not compiled
+    assert "micro/debug_log.cc" not in result.stdout
+    return lines[0].split(" -o ")[-1].strip()
+
+  base = objects(*tree)
+  assert "/tflm-" in base
+  assert objects(*tree) == base
+  assert objects(*tree, "CXXFLAGS=-Os") != base
+  assert objects(*other) != base
