@@ -42,15 +42,28 @@ void PutText(Sink* sink, const Spec& spec, const char* text, int length) {
   if (spec.left) sink->Pad(' ', pad);
 }
 
+// *value / base, returning the remainder, in 16-bit steps: 32-bit divisions only, so a
+// 32-bit MCU links no 64-bit division routine (base <= 16).
+unsigned DivideInPlace(uint64_t* value, unsigned base) {
+  uint32_t remainder = 0;
+  uint64_t quotient = 0;
+  for (int shift = 48; shift >= 0; shift -= 16) {
+    const uint32_t part = (remainder << 16) | static_cast<uint32_t>((*value >> shift) & 0xffffu);
+    quotient |= static_cast<uint64_t>(part / base) << shift;
+    remainder = part % base;
+  }
+  *value = quotient;
+  return remainder;
+}
+
 void PutNumber(Sink* sink, const Spec& spec, uint64_t magnitude, bool negative,
                unsigned base, bool upper) {
   const bool prefix = spec.alternate && base == 16 && magnitude != 0;
   char digits[24];
   int n = 0;
   do {
-    const unsigned d = static_cast<unsigned>(magnitude % base);
+    const unsigned d = DivideInPlace(&magnitude, base);
     digits[n++] = static_cast<char>(d < 10 ? '0' + d : (upper ? 'A' : 'a') + d - 10);
-    magnitude /= base;
   } while (magnitude != 0);
   const int length = n + (negative ? 1 : 0) + (prefix ? 2 : 0);
   const int pad = spec.width > length ? spec.width - length : 0;

@@ -69,7 +69,7 @@ int32_t MultiplyByQuantizedMultiplier(int32_t x, int32_t multiplier, int shift) 
 
 StateCarry::StateCarry(float out_scale, int out_zero_point, float in_scale,
                        int in_zero_point)
-    : is_copy_(out_scale == in_scale && out_zero_point == in_zero_point),
+    : requantize_(out_scale != in_scale || out_zero_point != in_zero_point),
       out_zero_point_(out_zero_point),
       in_zero_point_(in_zero_point),
       multiplier_(0),
@@ -85,7 +85,7 @@ int8_t StateCarry::Requantize(int8_t value) const {
 }
 
 void StateCarry::Carry(const int8_t* h_out, int size, int8_t* h_in) const {
-  if (is_copy_) {
+  if (!requantize_) {
     std::memcpy(h_in, h_out, static_cast<size_t>(size));
     return;
   }

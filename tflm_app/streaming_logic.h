@@ -23,15 +23,15 @@ int32_t MultiplyByQuantizedMultiplier(int32_t x, int32_t multiplier, int shift);
 // otherwise an exact integer requantization (as TFLite's QUANTIZE int8 -> int8).
 class StateCarry {
  public:
-  // The identity (a copy), until assigned.
+  // The identity (a copy), until assigned. All-zero, so a static holder lands in .bss.
   StateCarry() = default;
   StateCarry(float out_scale, int out_zero_point, float in_scale, int in_zero_point);
-  bool is_copy() const { return is_copy_; }
+  bool is_copy() const { return !requantize_; }
   void Carry(const int8_t* h_out, int size, int8_t* h_in) const;
   int8_t Requantize(int8_t value) const;
 
  private:
-  bool is_copy_ = true;
+  bool requantize_ = false;
   int out_zero_point_ = 0;
   int in_zero_point_ = 0;
   int32_t multiplier_ = 0;
