@@ -58,21 +58,51 @@ def test_build_without_tflm_root_says_what_it_needs():
   assert "TFLM_ROOT is not set" in result.stdout + result.stderr
 
 
-@pytest.mark.slow
-def test_tflm_host_test_bit_exact(tmp_path):
-  """Builds against a real TFLM tree and replays MODEL_DIR's (or the example's) vectors."""
+def _tflm_test_args(tmp_path, model_dir=None):
   root = os.environ.get("TFLM_ROOT")
   if not root:
     pytest.skip("set TFLM_ROOT (and FLATBUFFERS_INCLUDE, GEMMLOWP_INCLUDE, RUY_INCLUDE) to a "
                 "tflite-micro tree to run the TFLM host test; see tflm_app/README.md")
   args = ["test", f"TFLM_ROOT={root}", f"BUILD={os.environ.get('TFLM_APP_BUILD', tmp_path)}",
           "-j2"]
-  for var in ("MODEL_DIR", "FLATBUFFERS_INCLUDE", "GEMMLOWP_INCLUDE", "RUY_INCLUDE"):
+  for var in ("FLATBUFFERS_INCLUDE", "GEMMLOWP_INCLUDE", "RUY_INCLUDE"):
     if os.environ.get(var):
       args.append(f"{var}={os.environ[var]}")
-  result = _make(*args, timeout=3000)
+  model_dir = model_dir or os.environ.get("MODEL_DIR")
+  if model_dir:
+    args.append(f"MODEL_DIR={model_dir}")
+  return args
+
+
+@pytest.mark.slow
+def test_tflm_host_test_bit_exact(tmp_path):
+  """Builds against a real TFLM tree and replays MODEL_DIR's (or the example's) vectors."""
+  result = _make(*_tflm_test_args(tmp_path), timeout=3000)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   assert " 0 failed" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_tflm_host_test_runs_the_baselines(tmp_path, cell):
+  """The app carries an LSTM's c as well as h (it used to leave c unfed), and a GRU's h."""
+  args = _tflm_test_args(tmp_path, model_dir=tmp_path / "device")
+  from tests import helpers  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import device_files, runtime  # pylint: disable=import-outside-toplevel
+  steps, dim, classes = 6, 3, 3
+  _, tflite_bytes, windows, _ = helpers.converted_classifier(cell, 5, (steps, dim), classes,
+                                                             windows=4)
+  arena = runtime.measure_arena(tflite_bytes)
+  traces = runtime.TFLMStepRunner(tflite_bytes, arena_size=arena).run_windows(windows[:3])
+  settings = device_files.settings_from_model(
+      tflite_bytes, labels=["a", "b", "c"], steps_per_window=steps, feature_mean=[0.0] * dim,
+      feature_std=[1.0] * dim, arena_used=arena, arena_margin=256)
+  assert settings.states == (("h", "c") if cell == "lstm" else ("h",))
+  vectors = dict({k: traces[k] for k in ("x_q", "h_q", "logits_q")}, labels=[0, 1, 2])
+  device_files.write_device_files(tmp_path / "device", tflite_bytes, settings, vectors)
+  result = _make(*args, timeout=3000)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert "3 passed, 0 failed" in result.stdout
 
 
 def test_user_cxxflags_keep_the_mandatory_flags(tmp_path):
