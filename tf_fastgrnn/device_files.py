@@ -217,8 +217,10 @@ def _settings_header(s):
            f"// TFLM arena: {s.arena_used} bytes measured on the 64-bit host (tflite_micro\n"
            "// runtime: RecordingMicroAllocator start, then the smallest arena that\n"
            f"// allocates and invokes) + {s.arena_margin} bytes margin. A 32-bit MCU needs\n"
-           "// less (pointers and TFLM's per-tensor structs are narrower); setup() prints\n"
-           "// the bytes used. -DTF_FASTGRNN_TENSOR_ARENA_SIZE=<bytes> overrides it.\n",
+           "// less: pointers and TFLM's per-tensor structs are narrower (default HAR model:\n"
+           "// 5886 B here, 4176 B on a Cortex-M4F). -DTF_FASTGRNN_TENSOR_ARENA_SIZE=<bytes>\n"
+           "// sets the smallest that allocates on the target (setup()'s \"arena used\"\n"
+           "// leaves out the memory planner's scratch).\n",
            "#ifdef TF_FASTGRNN_TENSOR_ARENA_SIZE\n"
            "constexpr int kTensorArenaSize = TF_FASTGRNN_TENSOR_ARENA_SIZE;\n#else\n",
            f"constexpr int kTensorArenaSize = {s.arena_used + s.arena_margin};\n#endif\n\n",
