@@ -146,3 +146,33 @@ def test_tflm_objects_are_keyed_by_flags_and_tree(tmp_path):
   assert objects(*tree) == base
   assert objects(*tree, "CXXFLAGS=-Os") != base
   assert objects(*other) != base
+
+
+@pytest.mark.slow
+def test_smoother_is_linked_only_for_keyword_spotting(tmp_path):
+  """A window-classification app has no posterior smoother (it cost HAR 16 KB of RAM)."""
+  from tests import helpers  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import device_files, runtime  # pylint: disable=import-outside-toplevel
+  if not shutil.which("nm"):
+    pytest.skip("needs nm")
+  _, tflite_bytes, windows, _ = helpers.converted_classifier("fastgrnn", 4, (5, 3), 3,
+                                                             windows=2)
+  traces = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
+  vectors = dict({k: traces[k] for k in ("x_q", "h_q", "logits_q")}, labels=[0, 1])
+  symbols = {}
+  for kws in (False, True):
+    device = tmp_path / f"device_kws{kws}"
+    settings = device_files.settings_from_model(
+        tflite_bytes, labels=["a", "b", "c"], steps_per_window=5, feature_mean=[0.0] * 3,
+        feature_std=[1.0] * 3, arena_used=8000, keyword_spotting=kws)
+    device_files.write_device_files(device, tflite_bytes, settings, vectors)
+    args = _tflm_test_args(tmp_path, model_dir=device)
+    build = next(a for a in args if a.startswith("BUILD=")).split("=", 1)[1]
+    result = _make(*[a if a != "test" else f"{build}/app" for a in args], timeout=3000)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    symbols[kws] = subprocess.run(["nm", "-C", f"{build}/app"], capture_output=True,
+                                  text=True, check=True).stdout
+  # The smoother object and its history (static RAM); its code may stay in a host build
+  # without --gc-sections.
+  assert "g_smoother" not in symbols[False] and "g_history" not in symbols[False]
+  assert "g_smoother" in symbols[True] and "g_history" in symbols[True]
