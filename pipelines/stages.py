@@ -441,7 +441,8 @@ def _device_files(r):
       r.tflite_bytes, labels=ds.labels, steps_per_window=ds.x_train.shape[1],
       feature_mean=ds.feature_mean, feature_std=ds.feature_std,
       arena_used=int(ev["arena"]), arena_margin=config.arena_margin,
-      frontend=ds.meta.get("frontend", "raw"))
+      frontend=ds.meta.get("frontend", "raw"),
+      keyword_spotting=config.dataset in datasets.AUDIO_DATASETS)
   vectors = {k: ev[k] for k in ("x_q", "h_q", "logits_q", "labels")}
   device_files.write_device_files(r.out / "device", r.tflite_bytes, settings, vectors,
                                   fused_tflite_bytes=r.fused_bytes)

@@ -82,3 +82,92 @@ def test_rewrite_replaces_the_whole_folder(exported, tmp_path):
   device_files.write_device_files(out, tflite_bytes, settings)  # no vectors this time
   assert not (out / "test_vectors.cc").exists()
   assert sorted(p.name for p in tmp_path.iterdir()) == ["dev"]
+
+
+def _header(tflite_bytes, tmp_path, **kwargs):
+  io = runtime.step_io(tflite_bytes)
+  dim, classes = io["x"]["shape"][-1], io["logits"]["shape"][-1]
+  args = dict(labels=[f"k{i}" for i in range(classes)], steps_per_window=T,
+              feature_mean=[0.0] * dim, feature_std=[1.0] * dim, arena_used=1000)
+  args.update(kwargs)
+  settings = device_files.settings_from_model(tflite_bytes, **args)
+  device_files.write_device_files(tmp_path / "dev", tflite_bytes, settings)
+  return settings, (tmp_path / "dev" / "model_settings.h").read_text()
+
+
+def test_float_literals_are_valid_cpp(exported, tmp_path):
+  tflite_bytes, _, _, _ = exported
+  _, header = _header(tflite_bytes, tmp_path, feature_mean=[0, 1, -2], feature_std=[1, 2, 3])
+  assert "kFeatureMean[kInputDim] = {0.0f, 1.0f, -2.0f};" in header
+  assert "kFeatureStd[kInputDim] = {1.0f, 2.0f, 3.0f};" in header
+  assert not re.search(r"[^\w.]-?\d+f\b", header)  # "1f" is not a C++ literal
+
+
+def test_window_task_header_has_no_smoother(exported, tmp_path):
+  tflite_bytes, _, _, _ = exported
+  settings, header = _header(tflite_bytes, tmp_path)
+  assert settings.smoothing_steps == 0
+  assert "#define TF_FASTGRNN_KEYWORD_SPOTTING" not in header
+  assert "kSmoothingSteps" not in header and "kDetectionThreshold" not in header
+
+
+@pytest.mark.parametrize("steps, smoothing", [(4, 4), (50, 10)])
+def test_keyword_spotting_header_sizes_the_smoother(exported, tmp_path, steps, smoothing):
+  tflite_bytes, _, _, _ = exported
+  settings, header = _header(tflite_bytes, tmp_path, steps_per_window=steps,
+                             keyword_spotting=True)
+  assert settings.smoothing_steps == smoothing  # at most one window of steps
+  assert "#define TF_FASTGRNN_KEYWORD_SPOTTING 1" in header
+  assert f"constexpr int kSmoothingSteps = {smoothing};" in header
+
+
+def test_single_state_model_lists_h_only(exported, tmp_path):
+  tflite_bytes, _, _, _ = exported
+  settings, header = _header(tflite_bytes, tmp_path)
+  io = runtime.step_io(tflite_bytes)
+  assert settings.states == ("h",)
+  for line in ("kNumStates = 1;", "kNumModelInputs = 2;", "kNumModelOutputs = 2;",
+               "kStateSizes[kNumStates] = {kHiddenDim};",
+               "kStateInIndices[kNumStates] = {kStateInIndex};",
+               "kStateBytes = kHiddenDim;", f"kStateOutIndex = {io['h_next']['index']};"):
+    assert line in header, line
+  assert "kCell" not in header
+
+
+@pytest.fixture(scope="module")
+def lstm_model():
+  _, tflite_bytes, _, _ = helpers.converted_classifier("lstm", 5, (T, D), 2, windows=4)
+  return tflite_bytes
+
+
+def test_lstm_header_lists_h_and_c(lstm_model, tmp_path):
+  settings, header = _header(lstm_model, tmp_path)
+  io = runtime.step_io(lstm_model)
+  assert settings.states == ("h", "c") and settings.cell_dim == 5
+  for line in ("kNumStates = 2;", "kNumModelInputs = 3;", "kNumModelOutputs = 3;",
+               "kCellDim = 5;", f"kCellInIndex = {io['c']['index']};",
+               f"kCellOutIndex = {io['c_next']['index']};",
+               f"kCellInZeroPoint = {io['c']['zero_point']};",
+               "kStateSizes[kNumStates] = {kHiddenDim, kCellDim};",
+               "kStateInIndices[kNumStates] = {kStateInIndex, kCellInIndex};",
+               "kStateOutZeroPoints[kNumStates] = {kStateOutZeroPoint, kCellOutZeroPoint};",
+               'kStateNames[kNumStates] = {"h", "c"};', "kStateBytes = kHiddenDim + kCellDim;"):
+    assert line in header, line
+  # x, h and c are three distinct input positions: the app must feed all three.
+  assert sorted(io[n]["index"] for n in ("x", "h", "c")) == [0, 1, 2]
+
+
+def test_model_the_app_cannot_run_is_refused(exported, lstm_model):
+  tflite_bytes, _, _, _ = exported
+  io = runtime.step_io(tflite_bytes)
+  extra = dict(io, z=dict(io["h"]))
+  with pytest.raises(ValueError, match="tflm_app runs step models"):
+    device_files._check_app_can_run(tflite_bytes, extra)
+  no_c_out = {k: v for k, v in runtime.step_io(lstm_model).items() if k != "c_next"}
+  with pytest.raises(ValueError, match="tflm_app runs step models"):
+    device_files._check_app_can_run(lstm_model, no_c_out)
+  lstm_io = runtime.step_io(lstm_model)
+  wider = dict(lstm_io, c_next=dict(lstm_io["c_next"], shape=(1, 6)))
+  with pytest.raises(ValueError, match="state c is"):
+    device_files._check_app_can_run(lstm_model, wider)
+  device_files._check_app_can_run(lstm_model, lstm_io)  # the real LSTM passes

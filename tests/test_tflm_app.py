@@ -58,20 +58,123 @@ def test_build_without_tflm_root_says_what_it_needs():
   assert "TFLM_ROOT is not set" in result.stdout + result.stderr
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("model", ["builtin", "fused"])
-def test_tflm_host_test_bit_exact(tmp_path, model):
-  """Builds against a real TFLM tree and replays MODEL_DIR's (or the example's) vectors,
-  with the builtin model or (FUSED=1) model_int8_fused.tflite's FASTGRNN_INT8 op."""
+def _tflm_test_args(tmp_path, model_dir=None, fused=False):
   root = os.environ.get("TFLM_ROOT")
   if not root:
     pytest.skip("set TFLM_ROOT (and FLATBUFFERS_INCLUDE, GEMMLOWP_INCLUDE, RUY_INCLUDE) to a "
                 "tflite-micro tree to run the TFLM host test; see tflm_app/README.md")
   args = ["test", f"TFLM_ROOT={root}", f"BUILD={os.environ.get('TFLM_APP_BUILD', tmp_path)}",
-          "-j2"] + (["FUSED=1"] if model == "fused" else [])
-  for var in ("MODEL_DIR", "FLATBUFFERS_INCLUDE", "GEMMLOWP_INCLUDE", "RUY_INCLUDE"):
+          "-j2"] + (["FUSED=1"] if fused else [])
+  for var in ("FLATBUFFERS_INCLUDE", "GEMMLOWP_INCLUDE", "RUY_INCLUDE"):
     if os.environ.get(var):
       args.append(f"{var}={os.environ[var]}")
-  result = _make(*args, timeout=3000)
+  model_dir = model_dir or os.environ.get("MODEL_DIR")
+  if model_dir:
+    args.append(f"MODEL_DIR={model_dir}")
+  return args
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["builtin", "fused"])
+def test_tflm_host_test_bit_exact(tmp_path, model):
+  """Builds against a real TFLM tree and replays MODEL_DIR's (or the example's) vectors,
+  with the builtin model or (FUSED=1) model_int8_fused.tflite's FASTGRNN_INT8 op."""
+  result = _make(*_tflm_test_args(tmp_path, fused=model == "fused"), timeout=3000)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   assert " 0 failed" in result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_tflm_host_test_runs_the_baselines(tmp_path, cell):
+  """The app carries an LSTM's c as well as h (it used to leave c unfed), and a GRU's h."""
+  args = _tflm_test_args(tmp_path, model_dir=tmp_path / "device")
+  from tests import helpers  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import device_files, runtime  # pylint: disable=import-outside-toplevel
+  steps, dim, classes = 6, 3, 3
+  _, tflite_bytes, windows, _ = helpers.converted_classifier(cell, 5, (steps, dim), classes,
+                                                             windows=4)
+  arena = runtime.measure_arena(tflite_bytes)
+  traces = runtime.TFLMStepRunner(tflite_bytes, arena_size=arena).run_windows(windows[:3])
+  settings = device_files.settings_from_model(
+      tflite_bytes, labels=["a", "b", "c"], steps_per_window=steps, feature_mean=[0.0] * dim,
+      feature_std=[1.0] * dim, arena_used=arena, arena_margin=256)
+  assert settings.states == (("h", "c") if cell == "lstm" else ("h",))
+  vectors = dict({k: traces[k] for k in ("x_q", "h_q", "logits_q")}, labels=[0, 1, 2])
+  device_files.write_device_files(tmp_path / "device", tflite_bytes, settings, vectors)
+  result = _make(*args, timeout=3000)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert "3 passed, 0 failed" in result.stdout
+
+
+def test_user_cxxflags_keep_the_mandatory_flags(tmp_path):
+  if not shutil.which("make"):
+    pytest.skip("needs make")
+  result = _make("-n", "test-logic", f"BUILD={tmp_path}", "CXXFLAGS=-O1 -g")
+  assert result.returncode == 0, result.stderr
+  compile_line = next(l for l in result.stdout.splitlines() if "logic_test.cc" in l)
+  for flag in ("-O1", "-g", "-std=c++17", "-fno-exceptions", "-fno-rtti"):
+    assert flag in compile_line.split(), (flag, compile_line)
+
+
+def _fake_tflm_tree(root):
+  """Just enough of a tflite-micro tree for make -n: the files the Makefile looks for."""
+  for rel in ("tensorflow/lite/micro/micro_interpreter.cc", "tensorflow/lite/micro/debug_log.cc",
+              "tensorflow/lite/kernels/kernel_util.cc", "fb/flatbuffers/flatbuffers.h",
+              "gl/fixedpoint/fixedpoint.h", "ruy/ruy/profiler/instrumentation.h"):
+    (root / rel).parent.mkdir(parents=True, exist_ok=True)
+    (root / rel).write_text("")
+  return [f"TFLM_ROOT={root}", f"FLATBUFFERS_INCLUDE={root}/fb",
+          f"GEMMLOWP_INCLUDE={root}/gl", f"RUY_INCLUDE={root}/ruy"]
+
+
+def test_tflm_objects_are_keyed_by_flags_and_tree(tmp_path):
+  if not shutil.which("make"):
+    pytest.skip("needs make")
+  tree = _fake_tflm_tree(tmp_path / "tflm")
+  other = _fake_tflm_tree(tmp_path / "tflm2")
+
+  def objects(*args):
+    result = _make("-n", "test", f"BUILD={tmp_path / 'build'}", *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = [l for l in result.stdout.splitlines() if " -c " in l and "micro_interpreter" in l]
+    assert len(lines) == 1, result.stdout
+    # the app's debug_log.cc replaces TFLM's, which is not compiled
+    assert "micro/debug_log.cc" not in result.stdout
+    return lines[0].split(" -o ")[-1].strip()
+
+  base = objects(*tree)
+  assert "/tflm-" in base
+  assert objects(*tree) == base
+  assert objects(*tree, "CXXFLAGS=-Os") != base
+  assert objects(*other) != base
+
+
+@pytest.mark.slow
+def test_smoother_is_linked_only_for_keyword_spotting(tmp_path):
+  """A window-classification app has no posterior smoother (it cost HAR 16 KB of RAM)."""
+  from tests import helpers  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import device_files, runtime  # pylint: disable=import-outside-toplevel
+  if not shutil.which("nm"):
+    pytest.skip("needs nm")
+  _, tflite_bytes, windows, _ = helpers.converted_classifier("fastgrnn", 4, (5, 3), 3,
+                                                             windows=2)
+  traces = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
+  vectors = dict({k: traces[k] for k in ("x_q", "h_q", "logits_q")}, labels=[0, 1])
+  symbols = {}
+  for kws in (False, True):
+    device = tmp_path / f"device_kws{kws}"
+    settings = device_files.settings_from_model(
+        tflite_bytes, labels=["a", "b", "c"], steps_per_window=5, feature_mean=[0.0] * 3,
+        feature_std=[1.0] * 3, arena_used=8000, keyword_spotting=kws)
+    device_files.write_device_files(device, tflite_bytes, settings, vectors)
+    args = _tflm_test_args(tmp_path, model_dir=device)
+    build = next(a for a in args if a.startswith("BUILD=")).split("=", 1)[1]
+    result = _make(*[a if a != "test" else f"{build}/app" for a in args], timeout=3000)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    symbols[kws] = subprocess.run(["nm", "-C", f"{build}/app"], capture_output=True,
+                                  text=True, check=True).stdout
+  # The smoother object and its history (static RAM); its code may stay in a host build
+  # without --gc-sections.
+  assert "g_smoother" not in symbols[False] and "g_history" not in symbols[False]
+  assert "g_smoother" in symbols[True] and "g_history" in symbols[True]

@@ -5,8 +5,9 @@
 - ``model_data.h`` / ``model_data.cc``: ``alignas(16) const unsigned char
   g_model_data[]`` and ``g_model_data_len`` (the form of TFLM's examples);
 - ``model_settings.h``: dims, labels, feature normalisation, every I/O tensor's position,
-  scale and zero point, the measured arena (+ margin), the op list as an X-macro for
-  ``MicroMutableOpResolver``, and keyword-spotting detection defaults;
+  scale and zero point, the recurrent states the app carries (h; an LSTM also c), the
+  measured arena (+ margin), the op list as an X-macro for ``MicroMutableOpResolver``,
+  and, for keyword spotting only, the posterior smoother's settings;
 - ``test_vectors.h`` / ``test_vectors.cc`` (optional): int8 inputs of a few real windows
   and, for every step, the ``h`` and logits the TFLM runtime produced;
 - ``model_data_fused.cc`` (optional): the same ``g_model_data`` holding
@@ -62,6 +63,10 @@ class DeviceSettings:
     arena_margin: bytes added on top for ``kTensorArenaSize``.
     frontend: the feature front end the device must run (e.g. ``raw_imu``, ``logmel32``).
     model_bytes: size of the ``.tflite``.
+    smoothing_steps: 0 for window classification (no smoother in the app); for keyword
+      spotting, the steps whose posteriors the app averages (its history is
+      ``smoothing_steps × num_classes`` floats).
+    cell_dim: size of an LSTM's cell state c (0: no c).
   """
   input_dim: int
   hidden_dim: int
@@ -76,13 +81,52 @@ class DeviceSettings:
   arena_margin: int
   frontend: str
   model_bytes: int
+  smoothing_steps: int = 0
+  cell_dim: int = 0
+
+  @property
+  def states(self):
+    """The recurrent states the app carries, in order: ``("h",)`` or ``("h", "c")``."""
+    return tuple(n for n in _STATES if n in self.io)
+
+
+# The recurrent states a step model may have, in the order the app stores them, and the
+# names model_settings.h gives their tensors.
+_STATES = ("h", "c")
+_STATE_CONSTANTS = {"h": ("StateIn", "StateOut", "kHiddenDim"),
+                    "c": ("CellIn", "CellOut", "kCellDim")}
+# Keyword spotting: posteriors averaged over this many steps (at most a window).
+_SMOOTHING_STEPS = 10
+
+
+def _check_app_can_run(tflite_bytes, io):
+  """Refuses a step model whose inputs/outputs are not x + states → states + logits."""
+  graph = export.read_model(tflite_bytes).subgraphs[0]
+  inputs = {n for n in io if not n.endswith("_next") and n != "logits"}
+  outputs = set(io) - inputs
+  states = [n for n in _STATES if n in inputs]
+  if (inputs != {"x", *states} or outputs != {"logits", *(f"{n}_next" for n in states)}
+      or len(graph.inputs) != len(inputs) or len(graph.outputs) != len(outputs)):
+    raise ValueError(
+        "tflm_app runs step models (x, h[, c]) -> (h_next, logits[, c_next]); this one has "
+        f"{len(graph.inputs)} inputs, {len(graph.outputs)} outputs, signature {sorted(io)}")
+  for n in states:
+    if io[n]["shape"] != io[f"{n}_next"]["shape"]:
+      raise ValueError(f"state {n} is {io[n]['shape']} in but {io[n + '_next']['shape']} "
+                       "out: the app carries a state by position")
 
 
 def settings_from_model(tflite_bytes, *, labels, steps_per_window, feature_mean,
-                        feature_std, arena_used, arena_margin=1024, frontend="raw"):
+                        feature_std, arena_used, arena_margin=1024, frontend="raw",
+                        keyword_spotting=False):
   """Reads dims, I/O quantization and ops from the ``.tflite``; checks them against
-  ``labels`` and the normalisation statistics."""
+  ``labels`` and the normalisation statistics, and that the app can run the model.
+
+  ``keyword_spotting`` (audio tasks) configures the app's posterior smoother, sized from
+  the model: ``min(10, steps_per_window)`` steps × the classes.
+  """
   io = runtime.step_io(tflite_bytes)
+  _check_app_can_run(tflite_bytes, io)
   input_dim, hidden = io["x"]["shape"][-1], io["h"]["shape"][-1]
   classes = io["logits"]["shape"][-1]
   if len(labels) != classes:
@@ -103,7 +147,10 @@ def settings_from_model(tflite_bytes, *, labels, steps_per_window, feature_mean,
       feature_mean=tuple(float(v) for v in mean), feature_std=tuple(float(v) for v in std),
       io={n: (d["index"], d["scale"], d["zero_point"]) for n, d in io.items()},
       ops=ops, arena_used=int(arena_used), arena_margin=int(arena_margin),
-      frontend=str(frontend), model_bytes=len(tflite_bytes))
+      frontend=str(frontend), model_bytes=len(tflite_bytes),
+      smoothing_steps=min(_SMOOTHING_STEPS, int(steps_per_window)) if keyword_spotting
+      else 0,
+      cell_dim=io["c"]["shape"][-1] if "c" in io else 0)
 
 
 def c_array(values, per_line=12, fmt="{}"):
@@ -114,7 +161,15 @@ def c_array(values, per_line=12, fmt="{}"):
 
 
 def _float(value):
-  return f"{float(value):.9g}f"
+  """A C float literal: ``1.0f``, not ``1f`` (which C++ does not accept)."""
+  text = f"{float(value):.9g}"
+  if not any(ch in text for ch in ".en"):
+    text += ".0"
+  return text + "f"
+
+
+def _float_array(values):
+  return ", ".join(_float(v) for v in values)
 
 
 _HEADER = "// Generated by tf_fastgrnn.device_files from {model}. Do not edit.\n"
@@ -160,29 +215,64 @@ def _settings_header(s):
           f'constexpr const char* kFrontend = "{s.frontend}";\n',
           "// A raw frame is normalised as (raw - kFeatureMean) / kFeatureStd, then\n"
           "// quantized with kInputScale/kInputZeroPoint.\n",
-          f"constexpr float kFeatureMean[kInputDim] = {{{c_array(s.feature_mean, fmt='{:.9g}f')}}};\n",
-          f"constexpr float kFeatureStd[kInputDim] = {{{c_array(s.feature_std, fmt='{:.9g}f')}}};\n\n",
+          f"constexpr float kFeatureMean[kInputDim] = {{{_float_array(s.feature_mean)}}};\n",
+          f"constexpr float kFeatureStd[kInputDim] = {{{_float_array(s.feature_std)}}};\n\n",
           "// Tensor positions among the model's inputs/outputs, and their quantization.\n",
           io_lines("x", "Input"), io_lines("h", "StateIn"), io_lines("h_next", "StateOut"),
           io_lines("logits", "Logits")]
   if "c" in s.io:
-    text += [io_lines("c", "CellIn"), io_lines("c_next", "CellOut")]
-  text += ["\n",
-           f"// TFLM arena: {s.arena_used} bytes measured on the host (RecordingMicroAllocator\n"
-           f"// start, then the smallest arena that allocates and invokes) + {s.arena_margin} "
-           "bytes margin.\n",
-           f"constexpr int kTensorArenaSize = {s.arena_used + s.arena_margin};\n\n",
+    text += [io_lines("c", "CellIn"), io_lines("c_next", "CellOut"),
+             f"constexpr int kCellDim = {s.cell_dim};\n"]
+  text += ["\n", _states_block(s), "\n",
+           f"// TFLM arena: {s.arena_used} bytes measured on the 64-bit host (tflite_micro\n"
+           "// runtime: RecordingMicroAllocator start, then the smallest arena that\n"
+           f"// allocates and invokes) + {s.arena_margin} bytes margin. A 32-bit MCU needs\n"
+           "// less: pointers and TFLM's per-tensor structs are narrower (default HAR model:\n"
+           "// 5886 B here, 4176 B on a Cortex-M4F). -DTF_FASTGRNN_TENSOR_ARENA_SIZE=<bytes>\n"
+           "// sets the smallest that allocates on the target (setup()'s \"arena used\"\n"
+           "// leaves out the memory planner's scratch).\n",
+           "#ifdef TF_FASTGRNN_TENSOR_ARENA_SIZE\n"
+           "constexpr int kTensorArenaSize = TF_FASTGRNN_TENSOR_ARENA_SIZE;\n#else\n",
+           f"constexpr int kTensorArenaSize = {s.arena_used + s.arena_margin};\n#endif\n\n",
            "// The model's builtin ops, for MicroMutableOpResolver<kNumModelOps>:\n",
            "//   #define ADD_OP(name) resolver.Add##name();\n",
            f"#define TF_FASTGRNN_MODEL_OPS(OP) {ops}\n",
-           f"constexpr int kNumModelOps = {len(s.ops)};\n\n",
-           "// Keyword spotting defaults (continuous mode): average the class posteriors\n"
-           "// over this many steps, report a class above the threshold, then stay quiet.\n",
-           "constexpr int kSmoothingSteps = 10;\n",
-           "constexpr float kDetectionThreshold = 0.8f;\n",
-           "constexpr int kSuppressionSteps = 25;\n\n",
-           "#endif  // TF_FASTGRNN_MODEL_SETTINGS_H_\n"]
+           f"constexpr int kNumModelOps = {len(s.ops)};\n\n"]
+  if s.smoothing_steps:
+    text += ["// Keyword spotting (continuous mode): average the class posteriors over\n"
+             "// kSmoothingSteps steps (a history of kSmoothingSteps x kNumClasses floats),\n"
+             "// report a class above the threshold, then stay quiet.\n",
+             "#define TF_FASTGRNN_KEYWORD_SPOTTING 1\n",
+             f"constexpr int kSmoothingSteps = {s.smoothing_steps};\n",
+             "constexpr float kDetectionThreshold = 0.8f;\n",
+             "constexpr int kSuppressionSteps = 25;\n\n"]
+  else:
+    text += ["// Window classification: the app reports each window's top class; no\n"
+             "// keyword-spotting smoother (TF_FASTGRNN_KEYWORD_SPOTTING is not defined).\n\n"]
+  text += ["#endif  // TF_FASTGRNN_MODEL_SETTINGS_H_\n"]
   return "".join(text)
+
+
+def _states_block(s):
+  """The states as arrays the app loops over; values refer to the constants above."""
+  def field(const, what):
+    return ", ".join(f"k{_STATE_CONSTANTS[n][const]}{what}" for n in s.states)
+  n = len(s.states)
+  return ("// The recurrent states the app carries from each output to its input between\n"
+          f"// invokes ({', '.join(s.states)}), and the model's input/output count it checks.\n"
+          f"constexpr int kNumStates = {n};\n"
+          f"constexpr int kNumModelInputs = {1 + n};  // x + states\n"
+          f"constexpr int kNumModelOutputs = {1 + n};  // logits + states\n"
+          f"constexpr int kStateSizes[kNumStates] = {{{', '.join(_STATE_CONSTANTS[n][2] for n in s.states)}}};\n"
+          f"constexpr int kStateInIndices[kNumStates] = {{{field(0, 'Index')}}};\n"
+          f"constexpr float kStateInScales[kNumStates] = {{{field(0, 'Scale')}}};\n"
+          f"constexpr int kStateInZeroPoints[kNumStates] = {{{field(0, 'ZeroPoint')}}};\n"
+          f"constexpr int kStateOutIndices[kNumStates] = {{{field(1, 'Index')}}};\n"
+          f"constexpr float kStateOutScales[kNumStates] = {{{field(1, 'Scale')}}};\n"
+          f"constexpr int kStateOutZeroPoints[kNumStates] = {{{field(1, 'ZeroPoint')}}};\n"
+          f"constexpr const char* kStateNames[kNumStates] = "
+          f"{{{', '.join(chr(34) + n + chr(34) for n in s.states)}}};\n"
+          f"constexpr int kStateBytes = {' + '.join(_STATE_CONSTANTS[n][2] for n in s.states)};\n")
 
 
 def _test_vectors(s, vectors):

@@ -1,10 +1,12 @@
 // Host test of the TFLM-free logic. With --dump-requant it prints, for the cases the
 // pytest compares against a NumPy port of TFLite's arithmetic, "in out" per line.
 #include <cmath>
+#include <cstdarg>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 
+#include "log_format.h"
 #include "streaming_logic.h"
 
 namespace {
@@ -50,7 +52,8 @@ void TestRequantCloseToReal() {
 }
 
 void TestSmoother() {
-  tf_fastgrnn::PosteriorSmoother smoother(3, 3, 0.8f, 4);
+  float history[tf_fastgrnn::PosteriorSmoother::HistorySize(3, 3)];
+  tf_fastgrnn::PosteriorSmoother smoother(3, 3, 0.8f, 4, history);
   const int8_t quiet[3] = {0, 0, 0};
   const int8_t word[3] = {0, 100, 0};
   float score = 0;
@@ -69,6 +72,107 @@ void TestSmoother() {
   Check(first == 4 && detections == 2, "smoothing delays, suppression spaces detections");
   smoother.Reset();
   Check(smoother.Update(word, 0.1f, 0, &score) == -1, "no detection before a full window");
+}
+
+void TestSmootherStaysInItsHistory() {
+  // 5 classes, a 4-step window: 20 floats; the canaries around them must survive.
+  constexpr int kSize = tf_fastgrnn::PosteriorSmoother::HistorySize(5, 4);
+  Check(kSize == 20, "smoother history is classes x window floats");
+  float buffer[kSize + 2];
+  buffer[0] = 123.0f;
+  buffer[kSize + 1] = 456.0f;
+  tf_fastgrnn::PosteriorSmoother smoother(5, 4, 0.5f, 0, buffer + 1);
+  int8_t logits[5] = {0, 0, 0, 0, 0};
+  float score = 0;
+  int detected = -1;
+  for (int step = 0; step < 9; ++step) {
+    logits[step % 5] = 50;  // a different class each step: the averages move
+    detected = smoother.Update(logits, 0.1f, 0, &score);
+    logits[step % 5] = 0;
+  }
+  Check(buffer[0] == 123.0f && buffer[kSize + 1] == 456.0f,
+        "smoother writes only its classes x window history");
+  // The last 4 steps put classes 0..3 (steps 5..8) on top once each: no class above 0.5.
+  Check(detected == -1 && score < 0.5f && score > 0.2f, "smoother averages the last window");
+}
+
+void TestRecurrentStates() {
+  // h (3 bytes, shared grid: copy) and c (2 bytes, other grids: requantized).
+  const tf_fastgrnn::StateSpec specs[2] = {{3, 0.01f, -1, 0.01f, -1},
+                                           {2, 0.02f, 8, 0.01f, 4}};
+  constexpr int kBytes = tf_fastgrnn::RecurrentStates::BufferBytes(specs, 2);
+  Check(kBytes == 5, "state buffer is the sum of the state sizes");
+  int8_t buffer[kBytes + 1];
+  buffer[kBytes] = 77;
+  tf_fastgrnn::RecurrentStates states;
+  Check(!states.Init(specs, 2, buffer, kBytes - 1), "a buffer too small is refused");
+  Check(!states.Init(specs, 0, buffer, kBytes), "no states is refused");
+  Check(states.Init(specs, 2, buffer, kBytes) && states.num_states() == 2, "init");
+  const int8_t zero_h[3] = {-1, -1, -1};
+  const int8_t zero_c[2] = {8, 8};
+  Check(std::memcmp(states.state(0), zero_h, 3) == 0 &&
+            std::memcmp(states.state(1), zero_c, 2) == 0,
+        "reset puts each state at its own input zero point");
+  const int8_t h_out[3] = {5, -7, 127};
+  const int8_t c_out[2] = {14, -6};  // (v - 4) * 0.01 / 0.02 + 8 -> 13, 3
+  states.Carry(0, h_out);
+  states.Carry(1, c_out);
+  const int8_t want_c[2] = {13, 3};
+  Check(std::memcmp(states.state(0), h_out, 3) == 0, "h carried by copy");
+  Check(std::memcmp(states.state(1), want_c, 2) == 0, "c carried by requantization");
+  Check(buffer[kBytes] == 77 && states.state(1) == buffer + 3, "states laid out in order");
+  states.Reset();
+  Check(std::memcmp(states.state(1), zero_c, 2) == 0, "reset after a step");
+}
+
+// FormatLog and the C library's vsnprintf on the same arguments.
+bool SameAsSnprintf(size_t size, const char* format, ...) {
+  char got[64];
+  char want[64];
+  std::memset(got, 'X', sizeof(got));
+  std::memset(want, 'X', sizeof(want));
+  va_list args;
+  va_start(args, format);
+  va_list copy;
+  va_copy(copy, args);
+  const int got_length = tf_fastgrnn::FormatLog(got, size, format, args);
+  const int want_length = std::vsnprintf(want, size, format, copy);
+  va_end(copy);
+  va_end(args);
+  const bool ok = got_length == want_length && std::memcmp(got, want, sizeof(got)) == 0;
+  if (!ok) std::printf("FormatLog(\"%s\"): \"%.*s\" (%d), vsnprintf \"%.*s\" (%d)\n", format,
+                       static_cast<int>(size), got, got_length, static_cast<int>(size), want,
+                       want_length);
+  return ok;
+}
+
+bool FormatsAs(const char* want, const char* format, ...) {
+  char got[64];
+  va_list args;
+  va_start(args, format);
+  tf_fastgrnn::FormatLog(got, sizeof(got), format, args);
+  va_end(args);
+  return std::strcmp(got, want) == 0;
+}
+
+void TestFormatLog() {
+  Check(SameAsSnprintf(64, "%s: type %d, expected int8", "h in", 9), "%s %d");
+  Check(SameAsSnprintf(64, "%d %d %i %u", 0, -2147483647 - 1, 2147483647, 4294967295u),
+        "int extremes");
+  Check(SameAsSnprintf(64, "%ld %lld %llu %zu", -5L, -1234567890123LL,
+                       18446744073709551615ULL, static_cast<size_t>(77)),
+        "length modifiers");
+  Check(SameAsSnprintf(64, "[%5d|%-5d|%05d|%-05d|%05d]", 42, 42, 42, 42, -42), "widths");
+  Check(SameAsSnprintf(64, "[%x %X %o %#x %#X %#x %08x %#8x]", 0xbeefu, 0xbeefu, 8u, 255u,
+                       255u, 0u, 255u, 255u), "hex");
+  Check(SameAsSnprintf(64, "[%c|%3c|%-3c|%%|%s|%6s|%-6s|%.2s|%*d]", 'a', 'b', 'c', "str",
+                       "ab", "ab", "abcdef", 4, 7),
+        "chars, strings, percent");
+  Check(SameAsSnprintf(8, "window %d: %s", 12, "walking"), "cut to the buffer, full length");
+  Check(SameAsSnprintf(1, "abc%d", 5), "size 1: only the NUL");
+  Check(SameAsSnprintf(0, "abc%d", 5), "size 0: nothing written, full length");
+  Check(FormatsAs("scale  ? then 3 ?", "scale %2.2f then %d %g", 0.5, 3, 1e300),
+        "floating point prints ? and keeps the arguments in step");
 }
 
 void DumpRequant() {
@@ -94,6 +198,9 @@ int main(int argc, char** argv) {
   TestCopyCarry();
   TestRequantCloseToReal();
   TestSmoother();
+  TestSmootherStaysInItsHistory();
+  TestRecurrentStates();
+  TestFormatLog();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;
 }

@@ -25,27 +25,31 @@ using OpResolver = tflite::MicroMutableOpResolver<kNumModelOps>;
 alignas(OpResolver) uint8_t g_resolver_buffer[sizeof(OpResolver)];
 alignas(tflite::MicroInterpreter) uint8_t g_interpreter_buffer[sizeof(tflite::MicroInterpreter)];
 
-StateCarry MakeCarry() {
-  return StateCarry(kStateOutScale, kStateOutZeroPoint, kStateInScale, kStateInZeroPoint);
+constexpr StateSpec MakeSpec(int i) {
+  return {kStateSizes[i], kStateInScales[i], kStateInZeroPoints[i], kStateOutScales[i],
+          kStateOutZeroPoints[i]};
 }
+static_assert(kNumStates >= 1 && kNumStates <= RecurrentStates::kMaxStates,
+              "model_settings.h lists more states than the app carries");
 
-bool CheckTensor(const TfLiteTensor* t, const char* name, int dim, float scale,
-                 int zero_point) {
+// `name` and `role` ("x", "" or "h", " in") say which tensor a message is about.
+bool CheckTensor(const TfLiteTensor* t, const char* name, const char* role, int dim,
+                 float scale, int zero_point) {
   if (t == nullptr) {
-    MicroPrintf("%s: tensor missing", name);
+    MicroPrintf("%s%s: tensor missing", name, role);
     return false;
   }
   bool ok = true;
   if (t->type != kTfLiteInt8) {
-    MicroPrintf("%s: type %d, expected int8", name, t->type);
+    MicroPrintf("%s%s: type %d, expected int8", name, role, t->type);
     ok = false;
   }
   if (t->dims->size != 2 || t->dims->data[0] != 1 || t->dims->data[1] != dim) {
-    MicroPrintf("%s: dims do not match [1, %d] from model_settings.h", name, dim);
+    MicroPrintf("%s%s: dims do not match [1, %d] from model_settings.h", name, role, dim);
     ok = false;
   }
   if (t->params.scale != scale || t->params.zero_point != zero_point) {
-    MicroPrintf("%s: quantization differs from model_settings.h", name);
+    MicroPrintf("%s%s: quantization differs from model_settings.h", name, role);
     ok = false;
   }
   return ok;
@@ -60,9 +64,10 @@ bool StepModel::Init(const unsigned char* model_data, uint8_t* arena, int arena_
                 static_cast<int>(model->version()), TFLITE_SCHEMA_VERSION);
     return false;
   }
-  if (kHiddenDim > static_cast<int>(sizeof(state_)) ||
-      kNumClasses > static_cast<int>(sizeof(logits_))) {
-    MicroPrintf("model too wide for the app buffers (H=%d, C=%d)", kHiddenDim, kNumClasses);
+  StateSpec specs[kNumStates];
+  for (int i = 0; i < kNumStates; ++i) specs[i] = MakeSpec(i);
+  if (!states_.Init(specs, kNumStates, state_buffer_, kStateBytes)) {
+    MicroPrintf("model_settings.h: bad state sizes (kStateBytes=%d)", kStateBytes);
     return false;
   }
   OpResolver* resolver = new (g_resolver_buffer) OpResolver();
@@ -86,33 +91,49 @@ bool StepModel::Init(const unsigned char* model_data, uint8_t* arena, int arena_
     MicroPrintf("AllocateTensors failed: kTensorArenaSize=%d may be too small", arena_size);
     return false;
   }
+  // An input the app does not feed (an LSTM's c, say) would run with whatever the arena
+  // holds: the counts must be exactly x + states in, logits + states out.
+  if (static_cast<int>(interpreter_->inputs_size()) != kNumModelInputs ||
+      static_cast<int>(interpreter_->outputs_size()) != kNumModelOutputs) {
+    MicroPrintf("model has %d inputs and %d outputs; model_settings.h says %d and %d "
+                "(x/logits + %d states): regenerate the device files from this model",
+                static_cast<int>(interpreter_->inputs_size()),
+                static_cast<int>(interpreter_->outputs_size()), kNumModelInputs,
+                kNumModelOutputs, kNumStates);
+    return false;
+  }
   x_ = interpreter_->input(kInputIndex);
-  h_in_ = interpreter_->input(kStateInIndex);
-  h_out_ = interpreter_->output(kStateOutIndex);
   logits_tensor_ = interpreter_->output(kLogitsIndex);
-  bool ok = CheckTensor(x_, "x", kInputDim, kInputScale, kInputZeroPoint);
-  ok &= CheckTensor(h_in_, "h", kHiddenDim, kStateInScale, kStateInZeroPoint);
-  ok &= CheckTensor(h_out_, "h_next", kHiddenDim, kStateOutScale, kStateOutZeroPoint);
-  ok &= CheckTensor(logits_tensor_, "logits", kNumClasses, kLogitsScale, kLogitsZeroPoint);
+  bool ok = CheckTensor(x_, "x", "", kInputDim, kInputScale, kInputZeroPoint);
+  ok &= CheckTensor(logits_tensor_, "logits", "", kNumClasses, kLogitsScale, kLogitsZeroPoint);
+  for (int i = 0; i < kNumStates; ++i) {
+    state_in_[i] = interpreter_->input(kStateInIndices[i]);
+    state_out_[i] = interpreter_->output(kStateOutIndices[i]);
+    ok &= CheckTensor(state_in_[i], kStateNames[i], " in", kStateSizes[i], kStateInScales[i],
+                      kStateInZeroPoints[i]);
+    ok &= CheckTensor(state_out_[i], kStateNames[i], " out", kStateSizes[i], kStateOutScales[i],
+                      kStateOutZeroPoints[i]);
+  }
   Reset();
   return ok;
 }
 
 void StepModel::Reset() {
-  std::memset(state_, kStateInZeroPoint, sizeof(state_));
+  states_.Reset();
   std::memset(logits_, kLogitsZeroPoint, sizeof(logits_));
 }
 
 bool StepModel::Step(const int8_t* frame) {
-  static const StateCarry carry = MakeCarry();
   // Every input before every invoke: TFLM may reuse input buffers for intermediates.
   std::memcpy(x_->data.int8, frame, kInputDim);
-  std::memcpy(h_in_->data.int8, state_, kHiddenDim);
+  for (int i = 0; i < kNumStates; ++i) {
+    std::memcpy(state_in_[i]->data.int8, states_.state(i), kStateSizes[i]);
+  }
   if (interpreter_->Invoke() != kTfLiteOk) {
     MicroPrintf("Invoke failed");
     return false;
   }
-  carry.Carry(h_out_->data.int8, kHiddenDim, state_);
+  for (int i = 0; i < kNumStates; ++i) states_.Carry(i, state_out_[i]->data.int8);
   std::memcpy(logits_, logits_tensor_->data.int8, kNumClasses);
   return true;
 }

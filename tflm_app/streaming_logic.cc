@@ -69,7 +69,7 @@ int32_t MultiplyByQuantizedMultiplier(int32_t x, int32_t multiplier, int shift) 
 
 StateCarry::StateCarry(float out_scale, int out_zero_point, float in_scale,
                        int in_zero_point)
-    : is_copy_(out_scale == in_scale && out_zero_point == in_zero_point),
+    : requantize_(out_scale != in_scale || out_zero_point != in_zero_point),
       out_zero_point_(out_zero_point),
       in_zero_point_(in_zero_point),
       multiplier_(0),
@@ -85,19 +85,52 @@ int8_t StateCarry::Requantize(int8_t value) const {
 }
 
 void StateCarry::Carry(const int8_t* h_out, int size, int8_t* h_in) const {
-  if (is_copy_) {
+  if (!requantize_) {
     std::memcpy(h_in, h_out, static_cast<size_t>(size));
     return;
   }
   for (int i = 0; i < size; ++i) h_in[i] = Requantize(h_out[i]);
 }
 
+bool RecurrentStates::Init(const StateSpec* specs, int num_states, int8_t* buffer,
+                           int buffer_bytes) {
+  num_states_ = 0;
+  buffer_ = nullptr;
+  if (num_states < 1 || num_states > kMaxStates || buffer == nullptr) return false;
+  int offset = 0;
+  for (int i = 0; i < num_states; ++i) {
+    if (specs[i].size < 1) return false;
+    sizes_[i] = specs[i].size;
+    offsets_[i] = offset;
+    zero_points_[i] = specs[i].in_zero_point;
+    carries_[i] = StateCarry(specs[i].out_scale, specs[i].out_zero_point, specs[i].in_scale,
+                             specs[i].in_zero_point);
+    offset += specs[i].size;
+  }
+  if (offset > buffer_bytes) return false;
+  num_states_ = num_states;
+  buffer_ = buffer;
+  Reset();
+  return true;
+}
+
+void RecurrentStates::Reset() {
+  for (int i = 0; i < num_states_; ++i) {
+    std::memset(buffer_ + offsets_[i], zero_points_[i], static_cast<size_t>(sizes_[i]));
+  }
+}
+
+void RecurrentStates::Carry(int i, const int8_t* state_out) {
+  carries_[i].Carry(state_out, sizes_[i], buffer_ + offsets_[i]);
+}
+
 PosteriorSmoother::PosteriorSmoother(int num_classes, int window, float threshold,
-                                     int suppression)
-    : num_classes_(num_classes < kMaxClasses ? num_classes : kMaxClasses),
-      window_(window < 1 ? 1 : (window > kMaxWindow ? kMaxWindow : window)),
+                                     int suppression, float* history)
+    : num_classes_(num_classes),
+      window_(window < 1 ? 1 : window),
       threshold_(threshold),
-      suppression_(suppression) {}
+      suppression_(suppression),
+      history_(history) {}
 
 void PosteriorSmoother::Reset() {
   count_ = 0;
@@ -113,7 +146,7 @@ int PosteriorSmoother::Update(const int8_t* logits, float scale, int zero_point,
     if (v > max_logit) max_logit = v;
   }
   float sum = 0.0f;
-  float* row = history_[next_];
+  float* row = history_ + next_ * num_classes_;
   for (int c = 0; c < num_classes_; ++c) {
     row[c] = std::exp((logits[c] - zero_point) * scale - max_logit);
     sum += row[c];
@@ -126,7 +159,7 @@ int PosteriorSmoother::Update(const int8_t* logits, float scale, int zero_point,
   float best_score = 0.0f;
   for (int c = 0; c < num_classes_; ++c) {
     float mean = 0.0f;
-    for (int k = 0; k < count_; ++k) mean += history_[k][c];
+    for (int k = 0; k < count_; ++k) mean += history_[k * num_classes_ + c];
     mean /= static_cast<float>(count_);
     if (mean > best_score) {
       best_score = mean;

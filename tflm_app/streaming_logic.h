@@ -1,5 +1,5 @@
-// TFLM-free parts of the streaming app: frame quantization, state carry between invokes,
-// and keyword-spotting posterior smoothing. They compile with any C++17 compiler and are
+// TFLM-free parts of the streaming app: frame quantization, the recurrent states and
+// their carry between invokes, and keyword-spotting posterior smoothing. They compile with any C++17 compiler and are
 // tested on the host by logic_test.cc without TensorFlow Lite Micro.
 #ifndef TF_FASTGRNN_TFLM_APP_STREAMING_LOGIC_H_
 #define TF_FASTGRNN_TFLM_APP_STREAMING_LOGIC_H_
@@ -23,28 +23,76 @@ int32_t MultiplyByQuantizedMultiplier(int32_t x, int32_t multiplier, int shift);
 // otherwise an exact integer requantization (as TFLite's QUANTIZE int8 -> int8).
 class StateCarry {
  public:
+  // The identity (a copy), until assigned. All-zero, so a static holder lands in .bss.
+  StateCarry() = default;
   StateCarry(float out_scale, int out_zero_point, float in_scale, int in_zero_point);
-  bool is_copy() const { return is_copy_; }
+  bool is_copy() const { return !requantize_; }
   void Carry(const int8_t* h_out, int size, int8_t* h_in) const;
   int8_t Requantize(int8_t value) const;
 
  private:
-  bool is_copy_;
-  int out_zero_point_;
-  int in_zero_point_;
-  int32_t multiplier_;
-  int shift_;
+  bool requantize_ = false;
+  int out_zero_point_ = 0;
+  int in_zero_point_ = 0;
+  int32_t multiplier_ = 0;
+  int shift_ = 0;
+};
+
+// The recurrent states of a step model (h; an LSTM also c), as model_settings.h lists
+// them: each state's size and the quantization of its input and output tensors.
+struct StateSpec {
+  int size;
+  float in_scale;
+  int in_zero_point;
+  float out_scale;
+  int out_zero_point;
+};
+
+// Holds every recurrent state in one caller-provided buffer (the states one after the
+// other, in the order of the specs) and carries each state output into its input.
+class RecurrentStates {
+ public:
+  static constexpr int kMaxStates = 4;
+  // Bytes the buffer must hold for `num_states` specs.
+  static constexpr int BufferBytes(const StateSpec* specs, int num_states) {
+    int bytes = 0;
+    for (int i = 0; i < num_states; ++i) bytes += specs[i].size;
+    return bytes;
+  }
+  // Returns false (and holds no state) when num_states is outside [1, kMaxStates], a size
+  // is not positive, or the buffer is smaller than BufferBytes.
+  bool Init(const StateSpec* specs, int num_states, int8_t* buffer, int buffer_bytes);
+  int num_states() const { return num_states_; }
+  int size(int i) const { return sizes_[i]; }
+  const int8_t* state(int i) const { return buffer_ + offsets_[i]; }
+  // Every state to its input zero point (the zero state): the start of a window.
+  void Reset();
+  // State i's next value from the model's output tensor (copy or exact requantization).
+  void Carry(int i, const int8_t* state_out);
+
+ private:
+  int num_states_ = 0;
+  int8_t* buffer_ = nullptr;
+  int sizes_[kMaxStates] = {};
+  int offsets_[kMaxStates] = {};
+  int zero_points_[kMaxStates] = {};
+  StateCarry carries_[kMaxStates];
 };
 
 // Continuous keyword spotting: averages the class posteriors (softmax of the dequantized
 // logits) over the last `window` steps; reports a class when its average exceeds
 // `threshold`, then stays quiet for `suppression` steps (like micro_speech's
-// RecognizeCommands). Returns the detected class or -1.
+// RecognizeCommands). The history of window x num_classes floats is the caller's, sized
+// from the model (HistorySize); the app creates it only for audio tasks.
 class PosteriorSmoother {
  public:
-  static constexpr int kMaxClasses = 64;
-  static constexpr int kMaxWindow = 64;
-  PosteriorSmoother(int num_classes, int window, float threshold, int suppression);
+  static constexpr int HistorySize(int num_classes, int window) {
+    return num_classes * window;
+  }
+  // `history` holds HistorySize(num_classes, window) floats; window >= 1.
+  PosteriorSmoother(int num_classes, int window, float threshold, int suppression,
+                    float* history);
+  // Returns the detected class or -1; *score is the best average posterior.
   int Update(const int8_t* logits, float scale, int zero_point, float* score);
   void Reset();
 
@@ -53,10 +101,10 @@ class PosteriorSmoother {
   int window_;
   float threshold_;
   int suppression_;
+  float* history_;
   int count_ = 0;
   int next_ = 0;
   int quiet_ = 0;
-  float history_[kMaxWindow][kMaxClasses] = {};
 };
 
 int ArgMax(const int8_t* values, int size);

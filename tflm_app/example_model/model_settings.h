@@ -31,19 +31,40 @@ constexpr int kLogitsIndex = 0;
 constexpr float kLogitsScale = 0.112365156f;
 constexpr int kLogitsZeroPoint = -4;
 
-// TFLM arena: 5886 bytes measured on the host (RecordingMicroAllocator
-// start, then the smallest arena that allocates and invokes) + 1024 bytes margin.
+// The recurrent states the app carries from each output to its input between
+// invokes (h), and the model's input/output count it checks.
+constexpr int kNumStates = 1;
+constexpr int kNumModelInputs = 2;  // x + states
+constexpr int kNumModelOutputs = 2;  // logits + states
+constexpr int kStateSizes[kNumStates] = {kHiddenDim};
+constexpr int kStateInIndices[kNumStates] = {kStateInIndex};
+constexpr float kStateInScales[kNumStates] = {kStateInScale};
+constexpr int kStateInZeroPoints[kNumStates] = {kStateInZeroPoint};
+constexpr int kStateOutIndices[kNumStates] = {kStateOutIndex};
+constexpr float kStateOutScales[kNumStates] = {kStateOutScale};
+constexpr int kStateOutZeroPoints[kNumStates] = {kStateOutZeroPoint};
+constexpr const char* kStateNames[kNumStates] = {"h"};
+constexpr int kStateBytes = kHiddenDim;
+
+// TFLM arena: 5886 bytes measured on the 64-bit host (tflite_micro
+// runtime: RecordingMicroAllocator start, then the smallest arena that
+// allocates and invokes) + 1024 bytes margin. A 32-bit MCU needs
+// less: pointers and TFLM's per-tensor structs are narrower (default HAR model:
+// 5886 B here, 4176 B on a Cortex-M4F). -DTF_FASTGRNN_TENSOR_ARENA_SIZE=<bytes>
+// sets the smallest that allocates on the target (setup()'s "arena used"
+// leaves out the memory planner's scratch).
+#ifdef TF_FASTGRNN_TENSOR_ARENA_SIZE
+constexpr int kTensorArenaSize = TF_FASTGRNN_TENSOR_ARENA_SIZE;
+#else
 constexpr int kTensorArenaSize = 6910;
+#endif
 
 // The model's builtin ops, for MicroMutableOpResolver<kNumModelOps>:
 //   #define ADD_OP(name) resolver.Add##name();
 #define TF_FASTGRNN_MODEL_OPS(OP) OP(FullyConnected) OP(Add) OP(Logistic) OP(Mul) OP(Sub) OP(Tanh)
 constexpr int kNumModelOps = 6;
 
-// Keyword spotting defaults (continuous mode): average the class posteriors
-// over this many steps, report a class above the threshold, then stay quiet.
-constexpr int kSmoothingSteps = 10;
-constexpr float kDetectionThreshold = 0.8f;
-constexpr int kSuppressionSteps = 25;
+// Window classification: the app reports each window's top class; no
+// keyword-spotting smoother (TF_FASTGRNN_KEYWORD_SPOTTING is not defined).
 
 #endif  // TF_FASTGRNN_MODEL_SETTINGS_H_
