@@ -5,8 +5,8 @@ r"""Figures for training at scale: feature extraction and training throughput.
 
 Prints and writes (``--json``) three feature-extraction figures on the FSDD clips: one
 process without the cache, the parallel cache build (into ``--cache_dir``; a fresh
-temporary folder by default, so the build is measured, not a hit) and a second load
-served from that cache; then training windows/s of the same FastGRNN on one device and
+temporary folder by default, removed at the end, so the build is measured, not a hit)
+and a second load served from that cache; then training windows/s of the same FastGRNN on one device and
 under ``MirroredStrategy`` over ``--devices`` logical CPU devices (each in its own
 process: logical devices are fixed at TensorFlow's start).
 """
@@ -14,6 +14,7 @@ process: logical devices are fixed at TensorFlow's start).
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,16 +80,21 @@ def main(argv):
     raise app.UsageError(f"no .wav files in {root}")
   fig = {"clips": len(paths), "frontend": _FRONTEND.value, "cores": os.cpu_count()}
   t = time.perf_counter()
-  audio._features(paths, 98, _FRONTEND.value)  # pylint: disable=protected-access
+  _, keep, _ = audio.features(paths, 98, _FRONTEND.value, audio.FSDD_RATE)
   fig["one_process_clips_per_s"] = len(paths) / (time.perf_counter() - t)
+  fig["usable_clips"] = len(keep)
   cache_dir = _CACHE_DIR.value or tempfile.mkdtemp(prefix="feature_cache_bench_")
   cache = feature_cache.FeatureCache(cache_dir, workers=_WORKERS.value)
   fig["cache_dir"], fig["workers"] = cache_dir, cache.workers
   for name in ("cache_build_clips_per_s", "cache_hit_clips_per_s"):
     t = time.perf_counter()
-    cache.features(paths, _FRONTEND.value, 98, dataset="fsdd", split="all")
+    cache.features(paths, _FRONTEND.value, 98, audio.FSDD_RATE, dataset="fsdd",
+                   split="all")
     fig[name] = len(paths) / (time.perf_counter() - t)
     fig[name.replace("clips_per_s", "computed_shards")] = cache.last_stats["computed_shards"]
+  if not _CACHE_DIR.value:  # our own temporary folder
+    shutil.rmtree(cache_dir)
+    fig["cache_dir"] = None
   for mode in ("none", "mirrored") if _TRAIN.value else ():
     out = subprocess.run(
         [sys.executable, "-m", "pipelines.benchmark_scale", f"--train_only={mode}",

@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 
+from pipelines import config as config_lib
 from tf_fastgrnn import distribute
 from tf_fastgrnn import input_pipeline
 
@@ -119,6 +120,38 @@ def test_multi_worker_two_processes_resumes_and_equals_one_device(one_device, tm
   assert len(temp_dirs) == 2 and not any(os.path.exists(d) for d in temp_dirs)
 
 
+@pytest.mark.slow
+def test_pipeline_multi_worker_only_the_chief_writes_the_run(tmp_path):
+  """train_and_export with 2 workers on localhost: the same command and --output_dir;
+  worker 0 writes the whole run, the other trains in step and writes nothing."""
+  rng = np.random.default_rng(0)
+  data = tmp_path / "data.npz"
+  np.savez(data, x_train=rng.normal(size=(48, 5, 3)).astype(np.float32),
+           y_train=np.arange(48) % 3, x_test=rng.normal(size=(12, 5, 3)).astype(np.float32),
+           y_test=np.arange(12) % 3)
+  out = tmp_path / "run"
+  args = ["--dataset=npz", f"--data_dir={data}", f"--output_dir={out}", "--units=6",
+          "--u_rank=3", "--epochs=3", "--qat_epochs=1", "--batch_size=16",
+          "--num_test_vectors=2", "--nonumerics", "--nowindow_model",
+          "--distribute=multi_worker"]
+  workers = [f"localhost:{p}" for p in _free_ports(2)]
+  procs = []
+  for i in range(2):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    env.update(PYTHONPATH=str(REPO), TF_CONFIG=json.dumps(
+        {"cluster": {"worker": workers}, "task": {"type": "worker", "index": i}}))
+    procs.append(subprocess.Popen(
+        [sys.executable, "-m", "pipelines.train_and_export", *args], cwd=REPO, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+  chief_log, other_log = (_finish(p) for p in procs)
+  assert "int8 TFLM test accuracy" in chief_log
+  assert "the chief writes" in other_log and "int8 TFLM" not in other_log
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["data.npz", "run"]
+  report = json.loads((out / "report.json").read_text())
+  assert report["config"]["distribute"] == "multi_worker"
+  assert len(report["phase_reports"]) == 3
+
+
 def test_epoch_order_is_a_function_of_seed_and_epoch():
   x = np.arange(10, dtype=np.float32).reshape(10, 1, 1)
   y = np.arange(10, dtype=np.int32)
@@ -140,6 +173,13 @@ def test_eval_dataset_from_a_memmap_keeps_order(tmp_path):
   np.testing.assert_array_equal(got, np.asarray(x))
 
 
+def _tf_config(index, kind="worker", workers=2, chief=0):
+  cluster = {"worker": [f"h{i}:1" for i in range(workers)]}
+  if chief:
+    cluster["chief"] = ["c:1"]
+  return json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})
+
+
 def test_bad_strategy_names_and_tf_config():
   with pytest.raises(ValueError, match="distribute must be one of"):
     distribute.get_strategy("tpu")
@@ -147,4 +187,24 @@ def test_bad_strategy_names_and_tf_config():
     distribute.check_tf_config("")
   with pytest.raises(ValueError, match="TF_CONFIG must be JSON"):
     distribute.check_tf_config('{"cluster": {}}')
+  with pytest.raises(ValueError, match="task worker 2 is not in the cluster"):
+    distribute.check_tf_config(_tf_config(2))
   assert distribute.is_chief(distribute.get_strategy("none"))
+  assert distribute.CHOICES == config_lib.DISTRIBUTE
+
+
+@pytest.mark.parametrize("text,chief", [
+    (_tf_config(0), True), (_tf_config(1), False), (_tf_config(0, chief=1), False),
+    (_tf_config(0, "chief", chief=1), True), (_tf_config(2), None), ("", None),
+    ("not json", None), (_tf_config(0, "ps"), None)])
+def test_pipeline_and_library_read_tf_config_alike(text, chief):
+  """pipelines.config reads TF_CONFIG without TensorFlow; it must agree with the
+  library (which the strategy's own cluster resolver then follows)."""
+  if chief is None:
+    with pytest.raises(ValueError):
+      config_lib.multi_worker_task(text)
+    with pytest.raises(ValueError):
+      distribute.check_tf_config(text)
+  else:
+    assert config_lib.multi_worker_task(text)[1] is chief
+    distribute.check_tf_config(text)

@@ -86,21 +86,25 @@ def _context_initialized():
 
 
 def check_tf_config(text):
-  """Raises ValueError unless ``text`` is a TF_CONFIG naming workers and this task."""
+  """The parsed ``TF_CONFIG`` ``text``, or ValueError unless it names workers and this
+  task among them (``pipelines.config.multi_worker_task`` reads it the same way)."""
   if not text:
     raise ValueError("--distribute=multi_worker needs the TF_CONFIG environment variable "
-                     "(see README: 'Several machines')")
+                     "(JSON: cluster.worker addresses and this task; see README "
+                     "'Several machines')")
   try:
     conf = json.loads(text)
-    workers = conf["cluster"]["worker"]
-    task = conf["task"]
-    index = int(task["index"])
+    cluster, task = conf["cluster"], conf["task"]
+    workers = cluster["worker"]
+    kind, index = task["type"], int(task["index"])
   except (ValueError, KeyError, TypeError) as e:
-    raise ValueError(f"TF_CONFIG must be JSON with cluster.worker and task.type/index, "
-                     f"got {text!r} ({e})") from e
-  if task.get("type") not in ("worker", "chief") or not (
-      isinstance(workers, list) and workers and 0 <= index < len(workers) + 1):
-    raise ValueError(f"TF_CONFIG: task {task!r} is not one of the {len(workers)} workers")
+    raise ValueError(f"TF_CONFIG must be JSON with cluster.worker (a list of host:port) "
+                     f"and task.type/task.index, got {text!r}") from e
+  size = {"worker": len(workers) if isinstance(workers, list) else 0,
+          "chief": len(cluster.get("chief", []))}
+  if kind not in size or not 0 <= index < size[kind]:
+    raise ValueError(f"TF_CONFIG: task {kind} {index} is not in the cluster "
+                     f"({size['worker']} workers, {size['chief']} chief)")
   return conf
 
 
@@ -116,6 +120,7 @@ def is_chief(strategy=None):
 
 
 def is_default(strategy):
+  """True for the default (one-device) strategy outside any strategy's scope."""
   return not tf.distribute.has_strategy() and strategy is tf.distribute.get_strategy()
 
 
