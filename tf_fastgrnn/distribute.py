@@ -25,7 +25,7 @@ import tensorflow as tf
 from tf_fastgrnn._keras import keras
 
 __all__ = ["CHOICES", "check_tf_config", "copy_back", "get_strategy", "is_chief",
-           "register", "replicate"]
+           "is_default", "register", "replicate"]
 
 CHOICES = ("none", "mirrored", "multi_worker")
 _CACHE = {}
@@ -128,7 +128,8 @@ def replicate(model, strategy):
   """A copy of ``model`` whose variables live under ``strategy`` (same weights)."""
   with strategy.scope():
     clone = keras.models.clone_model(model)
-    clone.build(model.input_shape) if not clone.built else None
+    if not clone.built:
+      clone.build(model.input_shape)
     clone.set_weights(model.get_weights())
   return clone
 
