@@ -17,7 +17,7 @@ deleted. The folder holds:
 A shard is used only when its bytes match its checksum; a damaged or missing one is
 computed again (atomically written, ``tf_fastgrnn.fileio``), so a killed build resumes
 where it stopped. Shards are computed by a pool of processes (all cores by default)
-and progress is logged.
+and progress is printed.
 
 The cache writes only its own entry folders, and inside them only the files above. An
 existing folder of an entry's name that is not one of ours (no ``key.json``, or one for
@@ -36,7 +36,6 @@ import pathlib
 import time
 
 import numpy as np
-from absl import logging
 
 
 __all__ = ["FeatureCache", "VERSION", "default_dir", "resolve"]
@@ -58,6 +57,11 @@ def resolve(cache):
   if str(cache) == "none":
     return None
   return FeatureCache(default_dir() if str(cache) == "default" else cache)
+
+
+def _progress(message):
+  # On the console, like the pipeline's own stage lines (absl's log goes to run.log).
+  print(f"[feature_cache] {message}", flush=True)
 
 
 def _compute(args):
@@ -158,8 +162,7 @@ class FeatureCache:
     todo = [i for i, s in enumerate(shards) if not self._valid(s)]
     damaged = [i for i in todo if shards[i].exists()]
     if damaged:
-      logging.warning("feature cache: %d damaged shard(s) in %s, computing them again",
-                      len(damaged), folder)
+      _progress(f"{len(damaged)} damaged shard(s) in {folder}, computing them again")
     start = time.time()
     if todo:
       # Here, not at the top: the worker processes import this module and must not pay
@@ -169,9 +172,9 @@ class FeatureCache:
       if not (folder / "key.json").exists():
         fileio.write_json(folder / "key.json", settings)
       total = sum(len(chunks[i]) for i in todo)
-      logging.info("feature cache: computing %d of %d shard(s) (%d files) of %s/%s %s "
-                   "with %d process(es) into %s", len(todo), len(shards), total, dataset,
-                   split, frontend, min(self.workers, len(todo)), folder)
+      _progress(f"computing {len(todo)} of {len(shards)} shard(s) ({total} files) of "
+                f"{dataset}/{split} {frontend} with {min(self.workers, len(todo))} "
+                f"process(es) into {folder}")
       jobs = [(i, [str(p) for p in chunks[i]], frontend, max_frames, sample_rate)
               for i in todo]
       done_files = 0
@@ -185,7 +188,7 @@ class FeatureCache:
                           hashlib.sha256(data).hexdigest() + "\n")
         done_files += len(reasons)
         rate = done_files / max(time.time() - start, 1e-9)
-        logging.info("feature cache: %d/%d files, %.0f files/s", done_files, total, rate)
+        _progress(f"{done_files}/{total} files, {rate:.0f} files/s")
     xs, keep = [], []
     skipped = {reason: [] for reason in audio.SKIP_REASONS}
     for i, shard in enumerate(shards):

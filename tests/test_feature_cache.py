@@ -30,7 +30,7 @@ def clips(tmp_path, rng):
   return paths[:3] + [folder / "bad.wav"] + paths[3:]
 
 
-def test_cached_features_equal_direct_ones_and_are_reused(clips, tmp_path):
+def test_cached_features_equal_direct_ones_and_are_reused(clips, tmp_path, capsys):
   direct, keep_d, skipped_d = audio.features(clips, 12, "logmel32", 8000)
   cache = feature_cache.FeatureCache(tmp_path / "cache", workers=1, shard_size=2)
   x, keep, skipped = cache.features(clips, "logmel32", 12, 8000, dataset="t",
@@ -42,6 +42,9 @@ def test_cached_features_equal_direct_ones_and_are_reused(clips, tmp_path):
                                                      "sample_rate": 1}
   np.testing.assert_array_equal(x, np.stack(direct))
   assert cache.last_stats["computed_shards"] == 3
+  printed = capsys.readouterr().out
+  assert "[feature_cache] computing 3 of 3 shard(s) (6 files)" in printed
+  assert "[feature_cache] 6/6 files" in printed
   x2, keep2, skipped2 = cache.features(clips, "logmel32", 12, 8000, dataset="t",
                                        split="train")
   assert cache.last_stats["computed_shards"] == 0 and keep2 == keep and skipped2 == skipped
@@ -65,7 +68,7 @@ def test_a_changed_setting_or_file_list_makes_a_new_key(clips, tmp_path):
   assert entry() != base
 
 
-def test_a_damaged_shard_is_detected_and_rebuilt(clips, tmp_path):
+def test_a_damaged_shard_is_detected_and_rebuilt(clips, tmp_path, capsys):
   cache = feature_cache.FeatureCache(tmp_path / "cache", workers=1, shard_size=2)
   x, _, _ = cache.features(clips, "logmel32", 12, 8000, dataset="t", split="train")
   folder = cache.last_stats["folder"]
@@ -76,6 +79,7 @@ def test_a_damaged_shard_is_detected_and_rebuilt(clips, tmp_path):
   (shard.parent / "mine.txt").write_text("a user's file")
   x2, _, _ = cache.features(clips, "logmel32", 12, 8000, dataset="t", split="train")
   assert cache.last_stats["computed_shards"] == 1 and cache.last_stats["folder"] == folder
+  assert "1 damaged shard(s)" in capsys.readouterr().out
   np.testing.assert_array_equal(x2, x)
   assert (shard.parent / "mine.txt").read_text() == "a user's file"
 
