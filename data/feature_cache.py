@@ -33,6 +33,7 @@ import json
 import multiprocessing
 import os
 import pathlib
+import re
 import time
 
 import numpy as np
@@ -42,6 +43,8 @@ __all__ = ["FeatureCache", "VERSION", "default_dir", "resolve"]
 
 VERSION = 2  # bump when the feature code changes what it computes or stores
 SHARD_SIZE = 256
+# tf_fastgrnn.fileio's temporary name for key.json while it is written.
+_KEY_BEING_WRITTEN = re.compile(r"\.key\.json\..+")
 
 
 def default_dir():
@@ -128,18 +131,26 @@ class FeatureCache:
 
   @staticmethod
   def _check_ours(folder, settings):
-    """Refuses an existing folder of the entry's name that this cache did not make."""
+    """Refuses an existing folder of the entry's name that this cache did not make.
+
+    Ours: its ``key.json`` holds these settings, or it holds nothing but the temporary
+    file of a ``key.json`` being written (another process building the same entry at
+    this moment: ``key.json`` is the first file an entry gets).
+    """
     if not folder.exists():
       return
     key_file = folder / "key.json"
     try:
-      ours = json.loads(key_file.read_text()) == settings
+      if json.loads(key_file.read_text()) == settings:
+        return
     except (OSError, ValueError):
-      ours = False
-    if not ours and (folder.is_file() or any(folder.iterdir())):
-      raise ValueError(f"feature cache: {folder} exists and is not a cache entry of these "
-                       f"settings ({key_file.name} missing or different); it is left "
-                       f"untouched: choose another --feature_cache folder")
+      pass
+    if folder.is_dir() and not key_file.exists() and all(
+        _KEY_BEING_WRITTEN.fullmatch(p.name) for p in folder.iterdir()):
+      return
+    raise ValueError(f"feature cache: {folder} exists and is not a cache entry of these "
+                     f"settings ({key_file.name} missing or different); it is left "
+                     f"untouched: choose another --feature_cache folder")
 
   def features(self, paths, frontend, max_frames, sample_rate, *, dataset, split):
     """Features of ``paths`` as ``data.audio.features`` computes them.

@@ -124,6 +124,15 @@ def test_a_folder_not_made_by_the_cache_is_refused_untouched(clips, tmp_path):
   assert sorted(p.name for p in folder.iterdir()) == ["shard-00000.npz"]
 
 
+def test_an_entry_another_process_is_starting_is_not_refused(clips, tmp_path):
+  cache = feature_cache.FeatureCache(tmp_path / "cache", workers=1)
+  folder, _ = cache.entry(clips, "logmel32", 12, 8000, dataset="t", split="train")
+  folder.mkdir(parents=True)
+  (folder / ".key.json.k3j2x.json").write_text("{")  # its key.json, half written
+  x, _, _ = cache.features(clips, "logmel32", 12, 8000, dataset="t", split="train")
+  assert len(x) == 4 and (folder / "key.json").is_file()
+
+
 def test_bad_arguments(tmp_path):
   (tmp_path / "file").write_text("x")
   with pytest.raises(ValueError, match="exists and is not a folder"):
