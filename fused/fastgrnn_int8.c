@@ -15,6 +15,18 @@
 #define FG_INLINE static inline
 #endif
 
+#if defined(__GNUC__)
+#define FG_UNLIKELY(c) __builtin_expect(!!(c), 0)
+#else
+#define FG_UNLIKELY(c) (c)
+#endif
+
+/* The fast paths (SIMD FC rows, exact SMMULR forms of the elementwise ops): not in the
+ * size build, nor on AVR (8-bit: 64-bit products are slow there anyway). */
+#if !defined(FASTGRNN_INT8_SMALL) && !defined(__AVR__)
+#define FG_FASTPATH 1
+#endif
+
 /* gemmlowp SaturatingRoundingDoublingHighMul(a, b) = (a b + nudge) / 2^31 truncated,
  * nudge = 2^30 (a b >= 0) or 1 - 2^30. For a b < 0 the truncating division equals
  * (a b + 1 - 2^30 + 2^31 - 1) >> 31, so both cases are (a b + 2^30) >> 31 (arithmetic
@@ -79,13 +91,25 @@ FG_INLINE int8_t mul8(const fastgrnn_int8_binop *p, int32_t a, int32_t b) {
 
 #define LUT(table, v) ((table)[(int32_t)(v) + 128])
 
+/* 32-bit SIMD helpers. On Armv7E-M (__ARM_FEATURE_DSP) single instructions; with
+ * -DFASTGRNN_INT8_SIMD_EMULATE the same code paths run anywhere on portable C versions
+ * (how the host tests cover the Arm code paths). */
 #if defined(__ARM_FEATURE_DSP) && !defined(FASTGRNN_INT8_NO_DSP)
-/* Cortex-M4/M7/M33 DSP: two 16-bit MACs per SMLAD on sign-extended byte pairs. */
+#define FG_DSP 1
+#define FG_SIMD 1
+#elif defined(FASTGRNN_INT8_SIMD_EMULATE)
+#define FG_SIMD 1
+#endif
+
+#if defined(FG_SIMD)
 static inline uint32_t load32(const void *p) {
   uint32_t v;
   __builtin_memcpy(&v, p, 4);
   return v;
 }
+#endif
+
+#if defined(FG_DSP)
 static inline uint32_t sxtb16(uint32_t v) {
   uint32_t r;
   __asm__("sxtb16 %0, %1" : "=r"(r) : "r"(v));
@@ -101,25 +125,41 @@ static inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) {
   __asm__("smlad %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
   return r;
 }
-#endif
-
-/* acc + sum_c x[c] w[c] over n dense weights. */
-static int32_t dot(const ROM int8_t *w, const int8_t *x, int32_t n, int32_t acc) {
-#if defined(__ARM_FEATURE_DSP) && !defined(FASTGRNN_INT8_NO_DSP)
-  for (; n >= 4; n -= 4, x += 4, w += 4) {
-    const uint32_t xv = load32(x), wv = load32(w);
-    acc = smlad(sxtb16(xv), sxtb16(wv), acc);
-    acc = smlad(sxtb16_ror8(xv), sxtb16_ror8(wv), acc);
-  }
-#else
-  for (; n >= 4; n -= 4, x += 4, w += 4) {
-    acc += (int32_t)x[0] * w[0] + (int32_t)x[1] * w[1] + (int32_t)x[2] * w[2] +
-           (int32_t)x[3] * w[3];
-  }
-#endif
-  for (; n > 0; --n) acc += (int32_t)*x++ * *w++;
-  return acc;
+/* (a b + 2^31) >> 32, the rounded high word. */
+static inline int32_t smmulr(int32_t a, int32_t b) {
+  int32_t r;
+  __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+  return r;
 }
+/* acc + ((a b + 2^31) >> 32) (exact: acc 2^32 adds to the high word only). */
+static inline int32_t smmlar(int32_t a, int32_t b, int32_t acc) {
+  int32_t r;
+  __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+  return r;
+}
+/* Saturate to int8. */
+static inline int32_t ssat8(int32_t v) {
+  int32_t r;
+  __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(v));
+  return r;
+}
+#else
+/* Portable equivalents (bytes 0 and 2, or 1 and 3, sign-extended to two int16 halves). */
+static inline uint32_t sxtb16(uint32_t v) {
+  return ((uint32_t)(uint16_t)(int16_t)(int8_t)(v & 0xffu)) |
+         ((uint32_t)(uint16_t)(int16_t)(int8_t)((v >> 16) & 0xffu) << 16);
+}
+static inline uint32_t sxtb16_ror8(uint32_t v) { return sxtb16((v >> 8) | (v << 24)); }
+static inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) {
+  return acc + (int32_t)(int16_t)(a & 0xffffu) * (int16_t)(b & 0xffffu) +
+         (int32_t)(int16_t)(a >> 16) * (int16_t)(b >> 16);
+}
+static inline int32_t smmulr(int32_t a, int32_t b) {
+  return (int32_t)(((int64_t)a * b + (INT64_C(1) << 31)) >> 32);
+}
+static inline int32_t smmlar(int32_t a, int32_t b, int32_t acc) { return acc + smmulr(a, b); }
+static inline int32_t ssat8(int32_t v) { return v < -128 ? -128 : (v > 127 ? 127 : v); }
+#endif
 
 /* acc + sum over one bitmap-packed row: mask bytes, then its non-zeros in order. */
 static int32_t dot_packed(const ROM uint8_t *mask, const ROM int8_t **wp, const int8_t *x,
@@ -144,12 +184,201 @@ static int32_t dot_packed(const ROM uint8_t *mask, const ROM int8_t **wp, const 
   return acc;
 }
 
+/* acc + sum_c x[c] w[c] over n dense weights. */
+static int32_t dot(const ROM int8_t *w, const int8_t *x, int32_t n, int32_t acc) {
+#if defined(FG_SIMD)
+  for (; n >= 4; n -= 4, x += 4, w += 4) {
+    const uint32_t xv = load32(x), wv = load32((const void *)w);
+    acc = smlad(sxtb16(xv), sxtb16(wv), acc);
+    acc = smlad(sxtb16_ror8(xv), sxtb16_ror8(wv), acc);
+  }
+#endif
+  for (; n > 0; --n) acc += (int32_t)*x++ * *w++;
+  return acc;
+}
+
+#if defined(FG_SIMD) && defined(FG_FASTPATH)
+/* Two dense rows at once (w0, w1 = w0 + n): each x word is loaded and sign-extended once
+ * for both rows. Sums are exact integers, so the order does not matter. */
+static void dot2(const int8_t *w0, const int8_t *x, int32_t n, int32_t *acc0,
+                 int32_t *acc1) {
+  const int8_t *w1 = w0 + n;
+  int32_t a0 = *acc0, a1 = *acc1;
+#if defined(FG_DSP)
+  if (n >= 4) {
+    /* The same loop as below, in registers (gcc -Os spills the C version). */
+    uint32_t k = (uint32_t)n >> 2, xv, xo, v0, v1, t;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[xv], [%[x]], #4\n\t"
+        "ldr %[v0], [%[w0]], #4\n\t"
+        "ldr %[v1], [%[w1]], #4\n\t"
+        "sxtb16 %[xo], %[xv], ror #8\n\t"
+        "sxtb16 %[xv], %[xv]\n\t"
+        "sxtb16 %[t], %[v0]\n\t"
+        "smlad %[a0], %[xv], %[t], %[a0]\n\t"
+        "sxtb16 %[t], %[v0], ror #8\n\t"
+        "smlad %[a0], %[xo], %[t], %[a0]\n\t"
+        "sxtb16 %[t], %[v1]\n\t"
+        "smlad %[a1], %[xv], %[t], %[a1]\n\t"
+        "sxtb16 %[t], %[v1], ror #8\n\t"
+        "smlad %[a1], %[xo], %[t], %[a1]\n\t"
+        "subs %[k], %[k], #1\n\t"
+        "bne 1b"
+        : [xv] "=&r"(xv), [xo] "=&r"(xo), [v0] "=&r"(v0), [v1] "=&r"(v1), [t] "=&r"(t),
+          [a0] "+r"(a0), [a1] "+r"(a1), [x] "+r"(x), [w0] "+r"(w0), [w1] "+r"(w1),
+          [k] "+r"(k)
+        :
+        : "cc", "memory");
+    n &= 3;
+  }
+#else
+  for (; n >= 4; n -= 4, x += 4, w0 += 4, w1 += 4) {
+    const uint32_t xv = load32(x), xe = sxtb16(xv), xo = sxtb16_ror8(xv);
+    const uint32_t v0 = load32(w0), v1 = load32(w1);
+    a0 = smlad(xe, sxtb16(v0), a0);
+    a0 = smlad(xo, sxtb16_ror8(v0), a0);
+    a1 = smlad(xe, sxtb16(v1), a1);
+    a1 = smlad(xo, sxtb16_ror8(v1), a1);
+  }
+#endif
+  for (; n > 0; --n) {
+    const int32_t xc = *x++;
+    a0 += xc * *w0++;
+    a1 += xc * *w1++;
+  }
+  *acc0 = a0;
+  *acc1 = a1;
+}
+#endif
+
+#if defined(FG_SIMD) && defined(FG_FASTPATH)
+/* Four dense rows at once (row k at w + k n): acc[k] += sum_c x[c] w[k n + c]. */
+FG_INLINE void dot4(const int8_t *w, const int8_t *x, int32_t n, int32_t *acc0,
+                    int32_t *acc1, int32_t *acc2, int32_t *acc3) {
+  const int8_t *w2 = w + 2 * n;
+  int32_t a0 = *acc0, a1 = *acc1, a2 = *acc2, a3 = *acc3, c;
+#if defined(FG_DSP)
+  if (n >= 4) {
+    /* In registers: 25 instructions per 16 MACs. */
+    uint32_t k = (uint32_t)n >> 2, xe, xo, v, t;
+    __asm__ volatile(
+        "1:\n\t"
+        "ldr %[xo], [%[x]], #4\n\t"
+        "sxtb16 %[xe], %[xo]\n\t"
+        "sxtb16 %[xo], %[xo], ror #8\n\t"
+        "ldr %[v], [%[w], %[n]]\n\t"
+        "sxtb16 %[t], %[v]\n\t"
+        "smlad %[a1], %[xe], %[t], %[a1]\n\t"
+        "sxtb16 %[t], %[v], ror #8\n\t"
+        "smlad %[a1], %[xo], %[t], %[a1]\n\t"
+        "ldr %[v], [%[w]], #4\n\t"
+        "sxtb16 %[t], %[v]\n\t"
+        "smlad %[a0], %[xe], %[t], %[a0]\n\t"
+        "sxtb16 %[t], %[v], ror #8\n\t"
+        "smlad %[a0], %[xo], %[t], %[a0]\n\t"
+        "ldr %[v], [%[w2], %[n]]\n\t"
+        "sxtb16 %[t], %[v]\n\t"
+        "smlad %[a3], %[xe], %[t], %[a3]\n\t"
+        "sxtb16 %[t], %[v], ror #8\n\t"
+        "smlad %[a3], %[xo], %[t], %[a3]\n\t"
+        "ldr %[v], [%[w2]], #4\n\t"
+        "sxtb16 %[t], %[v]\n\t"
+        "smlad %[a2], %[xe], %[t], %[a2]\n\t"
+        "sxtb16 %[t], %[v], ror #8\n\t"
+        "smlad %[a2], %[xo], %[t], %[a2]\n\t"
+        "subs %[k], %[k], #1\n\t"
+        "bne 1b"
+        : [xe] "=&r"(xe), [xo] "=&r"(xo), [v] "=&r"(v), [t] "=&r"(t), [a0] "+r"(a0),
+          [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [x] "+r"(x), [w] "+r"(w),
+          [w2] "+r"(w2), [k] "+r"(k)
+        : [n] "r"(n)
+        : "cc", "memory");
+  }
+  c = n & ~3;
+  x -= c;
+  w -= c;
+  w2 -= c;
+#else
+  for (c = 0; c + 4 <= n; c += 4) {
+    const uint32_t xv = load32(x + c), xe = sxtb16(xv), xo = sxtb16_ror8(xv);
+    const uint32_t v0 = load32(w + c), v1 = load32(w + n + c), v2 = load32(w2 + c),
+                   v3 = load32(w2 + n + c);
+    a0 = smlad(xo, sxtb16_ror8(v0), smlad(xe, sxtb16(v0), a0));
+    a1 = smlad(xo, sxtb16_ror8(v1), smlad(xe, sxtb16(v1), a1));
+    a2 = smlad(xo, sxtb16_ror8(v2), smlad(xe, sxtb16(v2), a2));
+    a3 = smlad(xo, sxtb16_ror8(v3), smlad(xe, sxtb16(v3), a3));
+  }
+#endif
+  for (; c < n; ++c) {
+    const int32_t xc = x[c];
+    a0 += xc * w[c];
+    a1 += xc * w[n + c];
+    a2 += xc * w2[c];
+    a3 += xc * w2[n + c];
+  }
+  *acc0 = a0;
+  *acc1 = a1;
+  *acc2 = a2;
+  *acc3 = a3;
+}
+#endif
+
+#if defined(FG_FASTPATH)
+/* fc_out for a layer without fused activation (clamp [-128, 127] = SSAT #8). For shift
+ * s <= -1, e = -s: RoundingDivideByPOT(y, e) = floor((y + 2^(e-1) - [y < 0]) / 2^e)
+ * = floor((floor((y - [y < 0]) / 2^(e-1)) + 1) / 2) (nested floors), e - 1 = ~s; the
+ * output offset joins the last halving as 2 offset. */
+FG_INLINE int32_t fc_out_full(const ROM int32_t *mult, const ROM int8_t *shift, int32_t zo,
+                              int32_t r, int32_t acc) {
+  const int32_t s = shift[r], m = mult[r];
+  int32_t t;
+  if (FG_UNLIKELY(s >= 0)) return ssat8(mbqm(acc, m, s) + zo);
+  t = srdhm(acc, m);
+  t = (t - (int32_t)((uint32_t)t >> 31)) >> ~s;
+  return ssat8((t + 1 + 2 * zo) >> 1);
+}
+
+/* Dense rows, no fused activation: rows in pairs on SIMD targets. */
+static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
+  const int32_t rows = f->rows, cols = f->cols, zo = f->out_offset;
+  const ROM int8_t *w = f->w;
+  const ROM int32_t *bias = f->bias, *mult = f->mult;
+  const ROM int8_t *shift = f->shift;
+  int32_t r = 0;
+#if defined(FG_SIMD)
+  for (; r + 3 < rows; r += 4, w += 4 * cols) {
+    int32_t a0 = bias[r], a1 = bias[r + 1], a2 = bias[r + 2], a3 = bias[r + 3];
+    dot4(w, x, cols, &a0, &a1, &a2, &a3);
+    out[r] = (int8_t)fc_out_full(mult, shift, zo, r, a0);
+    out[r + 1] = (int8_t)fc_out_full(mult, shift, zo, r + 1, a1);
+    out[r + 2] = (int8_t)fc_out_full(mult, shift, zo, r + 2, a2);
+    out[r + 3] = (int8_t)fc_out_full(mult, shift, zo, r + 3, a3);
+  }
+  for (; r + 1 < rows; r += 2, w += 2 * cols) {
+    int32_t acc = bias[r], acc1 = bias[r + 1];
+    dot2(w, x, cols, &acc, &acc1);
+    out[r] = (int8_t)fc_out_full(mult, shift, zo, r, acc);
+    out[r + 1] = (int8_t)fc_out_full(mult, shift, zo, r + 1, acc1);
+  }
+#endif
+  for (; r < rows; ++r, w += cols)
+    out[r] = (int8_t)fc_out_full(mult, shift, zo, r, dot(w, x, cols, bias[r]));
+}
+#endif
+
 /* FullyConnectedPerChannel (int8), dense or bitmap-packed weights. */
 static void fc8(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
   const int32_t rows = f->rows, cols = f->cols, row_bytes = (cols + 7) / 8;
   const ROM int8_t *w = f->w;
   const ROM uint8_t *mask = f->mask;
   int32_t r, acc;
+#if defined(FG_FASTPATH)
+  if (!mask && f->act_min == -128 && f->act_max == 127) {
+    fc8_dense_full(f, x, out);
+    return;
+  }
+#endif
   for (r = 0; r < rows; ++r) {
     if (mask == 0) {
       acc = dot(w, x, cols, f->bias[r]);
@@ -162,21 +391,31 @@ static void fc8(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
   }
 }
 
+/* The generic passes read their few parameters from a local copy in the default build
+ * (kept in registers: the int8 stores could alias the params otherwise), in place in the
+ * size build (less code). */
+#if defined(FASTGRNN_INT8_SMALL)
+#define FG_PARAMS(name, src) const fastgrnn_int8_binop *const name = (src)
+#else
+#define FG_PARAMS(name, src) \
+  const fastgrnn_int8_binop name##_copy = *(src), *const name = &name##_copy
+#endif
+
 /* out[j] = ADD(a[j], b[j]). */
 static void add_vec(const fastgrnn_int8_binop *p, const int8_t *a, const int8_t *b,
                     int8_t *out, int32_t n) {
-  const fastgrnn_int8_binop q = *p;
+  FG_PARAMS(q, p);
   int32_t j;
-  for (j = 0; j < n; ++j) out[j] = add8(&q, a[j], b[j]);
+  for (j = 0; j < n; ++j) out[j] = add8(q, a[j], b[j]);
 }
 
 /* out[j] = table[ADD(a[j], bias[j])]; no bias: table[a[j]]; no table: identity. */
 static void bias_vec(const fastgrnn_int8_binop *p, const ROM int8_t *bias,
                      const ROM int8_t *table, const int8_t *a, int8_t *out, int32_t n) {
-  const fastgrnn_int8_binop q = *p;
+  FG_PARAMS(q, p);
   int32_t j;
   for (j = 0; j < n; ++j) {
-    const int8_t v = bias ? add8(&q, a[j], bias[j]) : a[j];
+    const int8_t v = bias ? add8(q, a[j], bias[j]) : a[j];
     out[j] = table ? LUT(table, v) : v;
   }
 }
@@ -184,23 +423,237 @@ static void bias_vec(const fastgrnn_int8_binop *p, const ROM int8_t *bias,
 /* FastGRNN: h_out[j] = ADD(MUL(coef(z), h~), MUL(z, h)). */
 static void grnn_out(const fastgrnn_int8_params *p, const int8_t *z, const int8_t *ht,
                      const int8_t *h_in, int8_t *h_out, int32_t n) {
-  const fastgrnn_int8_binop zm = p->zh_mul, cm = p->ch_mul, oa = p->out_add;
+  FG_PARAMS(zm, &p->zh_mul);
+  FG_PARAMS(cm, &p->ch_mul);
+  FG_PARAMS(oa, &p->out_add);
   const ROM int8_t *coef = p->coef_table;
   int32_t j;
   for (j = 0; j < n; ++j) {
     const int8_t zj = z[j];
-    const int8_t zh = mul8(&zm, zj, h_in[j]);
-    h_out[j] = add8(&oa, mul8(&cm, LUT(coef, zj), ht[j]), zh);
+    const int8_t zh = mul8(zm, zj, h_in[j]);
+    h_out[j] = add8(oa, mul8(cm, LUT(coef, zj), ht[j]), zh);
   }
 }
 
 /* FastRNN: h_out[j] = ADD(alpha h~ [j], beta(h[j])). */
 static void rnn_out(const fastgrnn_int8_binop *p, const ROM int8_t *state_table,
                     const int8_t *alpha_term, const int8_t *h_in, int8_t *h_out, int32_t n) {
-  const fastgrnn_int8_binop q = *p;
+  FG_PARAMS(q, p);
   int32_t j;
-  for (j = 0; j < n; ++j) h_out[j] = add8(&q, alpha_term[j], LUT(state_table, h_in[j]));
+  for (j = 0; j < n; ++j) h_out[j] = add8(q, alpha_term[j], LUT(state_table, h_in[j]));
 }
+
+#if defined(FG_FASTPATH)
+/* Fast elementwise passes: the same results as add8 / mul8 under conditions checked once
+ * per step (otherwise the passes above run).
+ *  - SaturatingRoundingDoublingHighMul(x, m) = (x m + 2^30) >> 31 = (2x m + 2^31) >> 32,
+ *    the rounded high word of 2x m (SMMULR), whenever 2x fits in 32 bits.
+ *  - RoundingDivideByPOT(y, e), e >= 1: (y + 2^(e-1) - [y < 0]) >> e.
+ *  - ADD: the operand with the larger scale has the multiplier 1/2 exactly
+ *    (QuantizeMultiplier(0.5) = (2^30, shift 0)), so its term is srdhm((v + offset) 2^20,
+ *    2^30) = (v + offset) 2^19: one shifted add ("h" side; ADD is symmetric, so a pass
+ *    swaps the operands when the h side is the second). The other ("g") operand: x =
+ *    (v + offset) 2^20 with |v + offset| <= 255, |2x| < 2^29, and as its multiplier
+ *    m > 2^10, y = srdhm(x, m) < 0 exactly when v + offset < 0; its shift is <= -1 unless
+ *    both scales are equal, when it is an h side too: then y = (smmulr((v + offset) 2^22,
+ *    2^30) + 1 - [v + offset < 0]) >> 1, the general form with l = 22, e = 1.
+ *  - ADD output: |x| = |sum of the two terms| < 2^28; MUL: |x| = |product| < 2^16; both
+ *    need shift in [-23, -1] (e >= 1) and the full clamp [-128, 127] (= SSAT #8). */
+typedef struct {
+  int32_t l, off, m, half, e; /* x = v 2^l + off (= (v + offset) 2^l) */
+} fg_in;
+typedef struct {
+  int32_t m, e, round; /* round = 2^(e-1) + output offset 2^e */
+  int32_t in1x2, in2;  /* MUL input offsets (2 o1, o2) */
+} fg_out;
+
+static int fast_in(fg_in *r, int32_t offset, int32_t mult, int32_t shift) {
+  if (mult <= (INT32_C(1) << 10) || shift > 0 || shift < -31) return 0;
+  if (shift == 0) {
+    if (mult != (INT32_C(1) << 30)) return 0;
+    r->l = 22;
+    r->e = 1;
+  } else {
+    r->l = 21;
+    r->e = -shift;
+  }
+  r->off = offset * (INT32_C(1) << r->l);
+  r->m = mult;
+  r->half = INT32_C(1) << (r->e - 1);
+  return 1;
+}
+
+static int fast_out(fg_out *r, const fastgrnn_int8_binop *p) {
+  if (p->out_shift >= 0 || p->out_shift < -23 || p->act_min != -128 || p->act_max != 127 ||
+      p->in1_offset < -255 || p->in1_offset > 255 || p->in2_offset < -255 ||
+      p->in2_offset > 255 || p->out_offset < -128 || p->out_offset > 128)
+    return 0;
+  r->m = p->out_mult;
+  r->e = -p->out_shift;
+  r->round = (INT32_C(1) << (r->e - 1)) + p->out_offset * (INT32_C(1) << r->e);
+  r->in1x2 = 2 * p->in1_offset;
+  r->in2 = p->in2_offset;
+  return 1;
+}
+
+/* An ADD: the h side's offset times 2^20, the g side, the output; *swap: the h side is
+ * the second operand. */
+static int fast_add(int32_t *hoff2, fg_in *g, fg_out *o, const fastgrnn_int8_binop *p,
+                    int *swap) {
+  const int32_t half = INT32_C(1) << 30;
+  if (!fast_out(o, p)) return 0;
+  *swap = !(p->in1_mult == half && p->in1_shift == 0);
+  if (*swap && !(p->in2_mult == half && p->in2_shift == 0)) return 0;
+  *hoff2 = (*swap ? p->in2_offset : p->in1_offset) * (INT32_C(1) << 20);
+  return *swap ? fast_in(g, p->in1_offset, p->in1_mult, p->in1_shift)
+               : fast_in(g, p->in2_offset, p->in2_mult, p->in2_shift);
+}
+
+/* A g operand scaled: mbqm_add((v + offset) 2^20, m, shift). */
+FG_INLINE int32_t in_scaled(const fg_in *r, int32_t v) {
+  const int32_t x = (int32_t)((uint32_t)v << r->l) + r->off;
+  return (smmlar(x, r->m, r->half) - (int32_t)((uint32_t)x >> 31)) >> r->e;
+}
+
+/* clamp8(mbqm(x, m, shift) + offset) from x2 = 2x: the offset goes in before the shift
+ * as offset 2^e (|y| < 2^28, e <= 23, |offset| <= 128: no overflow). */
+FG_INLINE int32_t out8(const fg_out *r, int32_t x2) {
+  const int32_t y = smmulr(x2, r->m);
+  return ssat8((y + r->round - (int32_t)((uint32_t)y >> 31)) >> r->e);
+}
+
+/* ADD(hv, gv): 2 (h term + g term) = hv 2^20 + hoff2 + 2 g term. */
+FG_INLINE int32_t add_hg(int32_t hoff2, const fg_in *g, const fg_out *o, int32_t hv,
+                         int32_t gv) {
+  return out8(o, (int32_t)((uint32_t)hv << 20) + hoff2 + 2 * in_scaled(g, gv));
+}
+
+/* MUL(a, b). */
+FG_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
+  return out8(o, (2 * a + o->in1x2) * (b + o->in2));
+}
+
+static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int8_t *b,
+                        int8_t *out, int32_t n) {
+  fg_in g;
+  fg_out o;
+  int32_t hoff2;
+  int8_t *end;
+  int swap;
+  if (!fast_add(&hoff2, &g, &o, p, &swap)) return 0;
+  if (swap) {
+    const int8_t *t = a;
+    a = b;
+    b = t;
+  }
+  for (end = out + n; out != end;) *out++ = (int8_t)add_hg(hoff2, &g, &o, *a++, *b++);
+  return 1;
+}
+
+static void bias_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const int8_t *table,
+                      const int8_t *hs, const int8_t *gs, int8_t *out, int32_t n) {
+  const int8_t *const end = hs + n;
+  while (hs != end) *out++ = LUT(table, add_hg(hoff2, g, o, *hs++, *gs++));
+}
+
+/* table[ADD(pre[j], bias operand j)] with the bias operand's term given (2 term = its
+ * share of 2x); pre_h: pre is the h side. */
+FG_INLINE void term_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const int8_t *table,
+                         const int8_t *pre, const int32_t *term, int8_t *out, int32_t n,
+                         const int pre_h) {
+  const fg_out oc = *o;
+  const int8_t *const end = pre + n;
+  while (pre != end) {
+    const int32_t v = *pre++;
+    const int32_t x2 = (pre_h ? (int32_t)((uint32_t)v << 20) + hoff2 : 2 * in_scaled(g, v)) +
+                       2 * *term++;
+    *out++ = LUT(table, out8(&oc, x2));
+  }
+}
+
+/* table[ADD(a[j], bias[j])]; other cases (no bias, no table) take the generic pass. */
+static int bias_vec_fast(const fastgrnn_int8_binop *p, const int8_t *bias,
+                         const int32_t *term, const int8_t *table, const int8_t *a,
+                         int8_t *out, int32_t n) {
+  fg_in g;
+  fg_out o;
+  int32_t hoff2;
+  int swap;
+  if (!bias || !table) return 0;
+  if (term) {
+    if (!fast_out(&o, p)) return 0;
+    if (p->in1_mult == (INT32_C(1) << 30) && p->in1_shift == 0) {
+      term_loop(p->in1_offset * (INT32_C(1) << 20), &g, &o, table, a, term, out, n, 1);
+    } else {
+      if (!fast_in(&g, p->in1_offset, p->in1_mult, p->in1_shift)) return 0;
+      term_loop(0, &g, &o, table, a, term, out, n, 0);
+    }
+    return 1;
+  }
+  if (!fast_add(&hoff2, &g, &o, p, &swap)) return 0;
+  bias_loop(hoff2, &g, &o, table, swap ? bias : a, swap ? a : bias, out, n);
+  return 1;
+}
+
+/* h_out[j] = ADD(MUL(coef(z), h~), MUL(z, h)); swap: MUL(z, h) is the h side. */
+FG_INLINE void grnn_loop(const fg_out *zm, const fg_out *cm, int32_t hoff2, const fg_in *g,
+                         const fg_out *o, const int8_t *coef, const int8_t *z,
+                         const int8_t *ht, const int8_t *h_in, int8_t *h_out, int32_t n,
+                         const int swap) {
+  const int8_t *const end = z + n;
+  while (z != end) {
+    const int32_t zj = *z++;
+    const int32_t zh = mul_fast(zm, zj, *h_in++);
+    const int32_t ch = mul_fast(cm, LUT(coef, zj), *ht++);
+    *h_out++ = (int8_t)(swap ? add_hg(hoff2, g, o, zh, ch) : add_hg(hoff2, g, o, ch, zh));
+  }
+}
+
+static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, const int8_t *ht,
+                         const int8_t *h_in, int8_t *h_out, int32_t n) {
+  fg_in g;
+  fg_out zm, cm, o;
+  int32_t hoff2;
+  int swap;
+  if (!fast_out(&zm, &p->zh_mul) || !fast_out(&cm, &p->ch_mul) ||
+      !fast_add(&hoff2, &g, &o, &p->out_add, &swap))
+    return 0;
+  if (swap)
+    grnn_loop(&zm, &cm, hoff2, &g, &o, p->coef_table, z, ht, h_in, h_out, n, 1);
+  else
+    grnn_loop(&zm, &cm, hoff2, &g, &o, p->coef_table, z, ht, h_in, h_out, n, 0);
+  return 1;
+}
+
+/* h_out[j] = ADD(alpha h~ [j], beta(h[j])). */
+FG_INLINE void rnn_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const int8_t *state,
+                        const int8_t *alpha_term, const int8_t *h_in, int8_t *h_out,
+                        int32_t n, const int swap) {
+  const int8_t *const end = h_in + n;
+  while (h_in != end) {
+    const int32_t a = *alpha_term++, b = LUT(state, *h_in++);
+    *h_out++ = (int8_t)(swap ? add_hg(hoff2, g, o, b, a) : add_hg(hoff2, g, o, a, b));
+  }
+}
+
+static int rnn_out_fast(const fastgrnn_int8_binop *p, const int8_t *state_table,
+                        const int8_t *alpha_term, const int8_t *h_in, int8_t *h_out,
+                        int32_t n) {
+  fg_in g;
+  fg_out o;
+  int32_t hoff2;
+  int swap;
+  if (!fast_add(&hoff2, &g, &o, p, &swap)) return 0;
+  if (swap)
+    rnn_loop(hoff2, &g, &o, state_table, alpha_term, h_in, h_out, n, 1);
+  else
+    rnn_loop(hoff2, &g, &o, state_table, alpha_term, h_in, h_out, n, 0);
+  return 1;
+}
+#define FG_FAST(call) (call)
+#else
+#define FG_FAST(call) 0
+#endif
 
 static int fc_ok(const fastgrnn_int8_fc *f, int32_t rows, int32_t cols) {
   return f->rows == rows && f->cols == cols && f->w && f->bias && f->mult && f->shift;
@@ -265,12 +718,16 @@ int fastgrnn_int8_step(const fastgrnn_int8_params *p, const int8_t *x, const int
   /* Elementwise passes, each with its few parameters in registers (a local copy: the
    * int8 stores could alias the params otherwise). pre -> xw; h~ (or alpha h~) -> hu;
    * z -> xw; then h_out. */
-  add_vec(&p->pre, xw, hu, xw, h);
-  bias_vec(&p->update_add, p->update_bias, p->update_table, xw, hu, h);
+  if (!FG_FAST(add_vec_fast(&p->pre, xw, hu, xw, h))) add_vec(&p->pre, xw, hu, xw, h);
+  if (!FG_FAST(bias_vec_fast(&p->update_add, p->update_bias, p->update_bias_term,
+                             p->update_table, xw, hu, h)))
+    bias_vec(&p->update_add, p->update_bias, p->update_table, xw, hu, h);
   if (p->cell == FASTGRNN_INT8_FASTGRNN) {
-    bias_vec(&p->gate_add, p->gate_bias, p->gate_table, xw, xw, h);
-    grnn_out(p, xw, hu, h_in, h_out, h);
-  } else {
+    if (!FG_FAST(bias_vec_fast(&p->gate_add, p->gate_bias, p->gate_bias_term, p->gate_table,
+                               xw, xw, h)))
+      bias_vec(&p->gate_add, p->gate_bias, p->gate_table, xw, xw, h);
+    if (!FG_FAST(grnn_out_fast(p, xw, hu, h_in, h_out, h))) grnn_out(p, xw, hu, h_in, h_out, h);
+  } else if (!FG_FAST(rnn_out_fast(&p->out_add, p->state_table, hu, h_in, h_out, h))) {
     rnn_out(&p->out_add, p->state_table, hu, h_in, h_out, h);
   }
   if (logits) fc8(&p->classifier, h_out, logits);

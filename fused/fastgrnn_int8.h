@@ -11,7 +11,10 @@
  *   dense:  w = rows * cols int8, row-major;                       mask = NULL
  *   packed: mask = rows * ceil(cols / 8) bytes, bit (c % 8) of byte c / 8 of row r set
  *           iff w[r][c] != 0; w = the non-zeros, row-major.   1 byte per non-zero plus
- *           cols / 8 bytes per row (used only where smaller than dense).
+ *           cols / 8 bytes per row (fused.extract packs only where smaller than dense).
+ * Either storage works in every build; dense rows are the fast ones (SIMD dot products on
+ * Armv7E-M), so the standalone model stores dense weights in the default build and packed
+ * ones in the size build (-DFASTGRNN_INT8_SMALL).
  */
 #ifndef FASTGRNN_INT8_H_
 #define FASTGRNN_INT8_H_
@@ -80,6 +83,11 @@ typedef struct {
   fastgrnn_int8_binop zh_mul;   /* FastGRNN: MUL(z, h) */
   fastgrnn_int8_binop ch_mul;   /* FastGRNN: MUL(coef, h~) */
   fastgrnn_int8_binop out_add;  /* FastGRNN: ADD(coef h~, z h); FastRNN: ADD(alpha h~, beta h) */
+  /* Optional, for speed (NULL: computed from gate_bias / update_bias each step; the size
+   * build never reads them): the bias operand of gate_add / update_add as TFLM's ADD scales
+   * it, [H] int32: MultiplyByQuantizedMultiplierSmallerThanOneExp((bias[j] + in2_offset)
+   * * 2^20, in2_mult, in2_shift). */
+  const FASTGRNN_INT8_ROM int32_t *gate_bias_term, *update_bias_term;
 } fastgrnn_int8_params;
 
 typedef struct {

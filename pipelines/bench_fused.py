@@ -15,7 +15,9 @@ On a train_and_export run folder (``model_int8.tflite``, ``flags.json``):
      static RAM (data + bss) of the model + kernel objects and of the whole ELF, the
      stack of ``model_step`` (``-fstack-usage``, summed over the call chain), and
      instructions per ``model_step`` call on ``qemu-system-arm -M mps2-an386``
-     (``run_count.sh``, QEMU TCG plugin counting guest instructions inside the call);
+     (``run_count.sh``, QEMU TCG plugin counting guest instructions inside the call),
+     and those instructions by part of the step (FC dot products, requantisation, the
+     elementwise passes: each address's inline chain through ``addr2line -i``);
    - ATmega328P: ``avr-gcc -Os -mmcu=atmega328p``, flash and RAM from ``avr-size``, and
      cycles per step on ``simavr`` (Timer1 at clk/1, overflow-extended, printed over
      the UART).
@@ -24,6 +26,7 @@ The builtin model's device figures need a TFLM tree and are quoted from issue 13
 (measured with ``../shared/tools/cortex_m4``). Prints a Markdown table.
 """
 
+import bisect
 import json
 import pathlib
 import re
@@ -152,8 +155,8 @@ def cortex_m4(src, work, steps, defines=()):
   if not _have("arm-none-eabi-gcc"):
     return None
   work.mkdir(parents=True, exist_ok=True)
-  flags_ = ["-std=c99", "-Os", *M4_ARCH, *defines, "-ffunction-sections", "-fdata-sections",
-            "-fstack-usage", f"-DSTEPS={steps}", f"-I{src}"]
+  flags_ = ["-std=c99", "-Os", "-g", *M4_ARCH, *defines, "-ffunction-sections",
+            "-fdata-sections", "-fstack-usage", f"-DSTEPS={steps}", f"-I{src}"]
   objs = []
   for name in ("model.c", "fastgrnn_int8.c"):
     obj = work / f"m4_{name[:-2]}.o"
@@ -180,7 +183,67 @@ def cortex_m4(src, work, steps, defines=()):
       insns = _qemu_count(elf, work)
       if insns is not None and insns[0] == steps:
         result["insns"] = insns[1] / steps
+        if _have("arm-none-eabi-addr2line", "arm-none-eabi-objdump"):
+          result["breakdown"] = _m4_breakdown(elf, work / "m4.insns", steps)
   return result
+
+
+# Kernel source functions -> the part of the step they compute (for the M4 breakdown).
+_PARTS = {
+    "dot4": "FC: dot products", "dot2": "FC: dot products", "dot": "FC: dot products",
+    "dot_packed": "FC: dot products",
+    "fc_out_full": "FC: requantisation", "fc8_dense_full": "FC: row loops",
+    "fc8": "FC: row loops",
+    "add_vec_fast": "pre = ADD(xW, hU)", "add_vec": "pre = ADD(xW, hU)",
+    "term_loop": "gate/update ADD(pre, bias) + table",
+    "bias_loop": "gate/update ADD(pre, bias) + table",
+    "bias_vec_fast": "gate/update ADD(pre, bias) + table",
+    "bias_vec": "gate/update ADD(pre, bias) + table",
+    "grnn_loop": "h_t: MULs + ADD", "grnn_out_fast": "h_t: MULs + ADD",
+    "grnn_out": "h_t: MULs + ADD", "rnn_loop": "h_t: MULs + ADD",
+    "rnn_out_fast": "h_t: MULs + ADD", "rnn_out": "h_t: MULs + ADD",
+    "fast_add": "per-step setup", "fast_in": "per-step setup", "fast_out": "per-step setup",
+    "check": "checks", "fc_ok": "checks",
+}
+# Out of line in the size build, where their callers are not known statically.
+_HELPERS = ("add8", "mul8", "mbqm", "srdhm", "rdbp", "clamp8")
+
+
+def _m4_breakdown(elf, counts, steps):
+  """Instructions per step by part of the step: each executed instruction's inline chain
+  (``addr2line -i``, the ELF built with -g) is charged to the innermost kernel function
+  named in ``_PARTS``; out-of-line helpers to their own line; the rest (call, step entry)
+  to "other"."""
+  dis = _run(["arm-none-eabi-objdump", "-d", str(elf)]).stdout
+  addrs = sorted(int(m, 16) for m in re.findall(r"^\s+([0-9a-f]+):\s", dis, re.M))
+  executed = {}
+  for line in counts.read_text().splitlines():
+    if line.startswith("#"):
+      continue
+    vaddr, n, execs_in, _ = (int(v, 16) if i == 0 else int(v)
+                             for i, v in enumerate(line.split()))
+    if execs_in:
+      first = bisect.bisect_left(addrs, vaddr)
+      for a in addrs[first:first + n]:
+        executed[a] = executed.get(a, 0) + execs_in
+  out = _run(["arm-none-eabi-addr2line", "-a", "-i", "-f", "-e", str(elf),
+              *(hex(a) for a in sorted(executed))]).stdout.splitlines()
+  parts, addr, k = {}, None, 0
+  while k < len(out):
+    if out[k].startswith("0x"):
+      addr, k = int(out[k], 16), k + 1
+      chain = []
+      while k < len(out) and not out[k].startswith("0x"):
+        chain.append(out[k])
+        k += 2
+      part = next((_PARTS[f] for f in chain if f in _PARTS), None)
+      if part is None:
+        part = ("rescaling helpers (out of line)" if chain and chain[-1] in _HELPERS
+                else "other")
+      parts[part] = parts.get(part, 0) + executed[addr] / steps
+    else:
+      k += 1
+  return dict(sorted(parts.items(), key=lambda kv: -kv[1]))
 
 
 def _qemu_count(elf, work):
@@ -299,10 +362,18 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto"):
   work.mkdir(parents=True, exist_ok=True)
   src = work / "standalone_c"
   fused.write_standalone(tflite_bytes, str(src), storage=storage, overwrite=True)
-  params = fused.extract(tflite_bytes, storage)
-  result = {"tflite_bytes": len(tflite_bytes), "param_bytes": fused.param_bytes(params),
-            "storage": {f"{k}{i}": ("packed" if fc["mask"] is not None else "dense")
-                        for k in ("w", "u") for i, fc in enumerate(params[k])},
+  # What each build of the standalone model holds (fused.standalone_sources): the default
+  # build dense weights (for "auto") and the int32 bias terms, the size build neither.
+  fast = fused.extract(tflite_bytes, "dense" if storage == "auto" else storage)
+  small = fused.extract(tflite_bytes, storage)
+
+  def kinds(params):
+    return {f"{k}{i}": ("packed" if fc["mask"] is not None else "dense")
+            for k in ("w", "u") for i, fc in enumerate(params[k])}
+  result = {"tflite_bytes": len(tflite_bytes),
+            "param_bytes": fused.param_bytes(fast, with_terms=True),
+            "param_bytes_small": fused.param_bytes(small),
+            "storage": kinds(fast), "storage_small": kinds(small),
             "builtin_quoted": BUILTIN_QUOTED}
   if windows:
     import data  # pylint: disable=import-outside-toplevel
@@ -329,8 +400,11 @@ def table(r):
       "| | builtin TFLM (issue 13) | fused: default build | fused: "
       "-DFASTGRNN_INT8_SMALL |",
       "|---|---|---|---|",
-      f"| model bytes | {f(r['tflite_bytes'])} (.tflite) | {f(r['param_bytes'])} (const "
-      "params: weights, masks, biases, multipliers, tables) | same |",
+      f"| model bytes (const params: weights, masks, biases, multipliers, tables) | "
+      f"{f(r['tflite_bytes'])} (.tflite) | {f(r['param_bytes'])} "
+      f"({', '.join(sorted(set(r['storage'].values())))} W/U, bias terms) | "
+      f"{f(r['param_bytes_small'])} ({', '.join(sorted(set(r['storage_small'].values())))} "
+      "W/U) |",
       f"| host instructions / step (callgrind, -O2) | {f(q['host_insns'])} | "
       f"{f(r['host_insns'])} | |",
       f"| Cortex-M4F instructions / step (QEMU, -Os) | {f(q['m4_insns'])} | "
@@ -355,6 +429,12 @@ def table(r):
     rows.append(f"| host kernel vs TFLM, {b['windows']} test windows x {b['steps']} steps "
                 f"| | h mismatches {b['h_mismatches']}, logits mismatches "
                 f"{b['logits_mismatches']} | |")
+  for key, build in (("m4", "default build"), ("m4_small", "-DFASTGRNN_INT8_SMALL")):
+    parts = (r.get(key) or {}).get("breakdown")
+    if parts:
+      rows += ["", f"Cortex-M4F instructions per step by part ({build}):", "",
+               "| part | instructions |", "|---|---|"]
+      rows += [f"| {name} | {f(v)} |" for name, v in parts.items()]
   return "\n".join(rows)
 
 

@@ -3,8 +3,10 @@ r"""The numerics diff Keras float / QAT ↔ LiteRT ↔ TFLM on an existing run f
   python -m pipelines.diff_numerics --run_dir=runs/har6_fastgrnn
   python -m pipelines.diff_numerics --run_dir=... --windows_npz=my_windows.npz
 
-Reads ``model_float.keras``, ``model_qat.keras`` (if present) and ``model_int8.tflite``
-from the run folder, the test windows of the run's dataset (``flags.json``) or of
+Reads ``model_float.keras`` and ``model_int8.tflite`` from the run folder and, for a QAT
+run, what the export converted: ``model_int8_source.keras`` and ``quantization_plan.json``
+(the Keras QAT column is rebuilt from them; run folders older than that file fall back to
+``model_qat.keras``), the test windows of the run's dataset (``flags.json``) or of
 ``--windows_npz`` (arrays ``x`` [N, T, D] normalised as in training, ``y`` [N]), and
 writes ``numerics/`` (json, md, png) into ``--output_dir`` (default: the run folder).
 """
@@ -28,6 +30,7 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where numerics/ goes (def
 def run(run_dir, windows_npz=None, max_windows=None, output_dir=None):
   """Runs the diff; returns the result dict (see ``tf_fastgrnn.parity``)."""
   from tf_fastgrnn import parity  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import plan as plan_lib  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import quantization  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn._keras import keras  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import export  # pylint: disable=import-outside-toplevel
@@ -56,11 +59,18 @@ def run(run_dir, windows_npz=None, max_windows=None, output_dir=None):
     x, y = ds.x_test, ds.y_test
   if max_windows:
     x, y = x[:max_windows], y[:max_windows]
+  source_model, plan = None, None
   with quantization.quantize_scope():
     float_model = keras.models.load_model(run_dir / "model_float.keras")
-    qat_path = run_dir / "model_qat.keras"
-    qat_model = keras.models.load_model(qat_path) if qat_path.is_file() else None
-  result = parity.diff_numerics(float_model, qat_model, tflite_bytes, x, y)
+    if (run_dir / "quantization_plan.json").is_file():
+      plan = plan_lib.QuantizationPlan.load(run_dir / "quantization_plan.json")
+      if (run_dir / "model_int8_source.keras").is_file():
+        source_model = keras.models.load_model(run_dir / "model_int8_source.keras")
+      elif (run_dir / "model_qat.keras").is_file():
+        source_model = quantization.float_twin(
+            keras.models.load_model(run_dir / "model_qat.keras"))
+  result = parity.diff_numerics(float_model, tflite_bytes, x, y, source_model=source_model,
+                                plan=plan)
   parity.write_report(result, pathlib.Path(output_dir or run_dir) / "numerics")
   return result
 

@@ -20,6 +20,7 @@ __all__ = ["ARTIFACTS", "RunFolderError", "check", "is_earlier_run", "replace"]
 ARTIFACTS = frozenset({
     "flags.json", "run.log", "model_float.keras", "float_training.json", "model_qat.keras",
     "qat_training.json", "model_int8.tflite", "quantization_plan.json",
+    "model_int8_source.keras",
     "model_int8_window.tflite", "model_int8_fused.tflite", "tflm_eval.npz", "report.md",
     "report.json", "training.png", "confusion_tflm.png", "checkpoints", "tensorboard",
     "device", "numerics", "standalone",

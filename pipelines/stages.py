@@ -38,6 +38,7 @@ from tf_fastgrnn import fileio
 from tf_fastgrnn import fused
 from tf_fastgrnn import models
 from tf_fastgrnn import parity
+from tf_fastgrnn import plan as plan_lib
 from tf_fastgrnn import pruning
 from tf_fastgrnn import quantization
 from tf_fastgrnn import runtime
@@ -52,6 +53,9 @@ CALIBRATION_WINDOWS = 256  # training windows the int8 ranges are calibrated on
 TFLITE_MODEL = "model_int8.tflite"
 WINDOW_MODEL = "model_int8_window.tflite"
 QUANTIZATION_PLAN = "quantization_plan.json"  # next to TFLITE_MODEL (QAT models)
+# The float model the export converted with the plan (the QAT model's float twin): with
+# the plan, all the export needs, and what the numerics rebuild Keras QAT from.
+EXPORT_SOURCE = "model_int8_source.keras"
 
 
 def _log(message):
@@ -236,6 +240,8 @@ class _Run:
   qat_model: object = None
   qat_history: dict = None
   tflite_bytes: bytes = None
+  source_model: object = None  # what the export converted, with ``plan`` (QAT runs)
+  plan: object = None
   window_bytes: bytes = None
   evaluation: dict = None   # arena, x/y test subset, TFLM predictions, test vectors
   traces: dict = None       # full TFLM traces, only when evaluated in this process
@@ -337,13 +343,20 @@ def _export(r):
   export.check_tflm_compatible(tflite_bytes)  # before anything is written
   if plan is not None:
     plan.save(r.out / QUANTIZATION_PLAN)
+    _save_model(model, r.out / EXPORT_SOURCE)
   fileio.write_bytes(r.out / TFLITE_MODEL, tflite_bytes)
-  r.tflite_bytes = tflite_bytes
+  r.tflite_bytes, r.source_model, r.plan = tflite_bytes, model, plan
 
 
 def _load_export(r):
   r.tflite_bytes = (r.out / TFLITE_MODEL).read_bytes()
   export.check_tflm_compatible(r.tflite_bytes)
+  if (r.out / QUANTIZATION_PLAN).is_file():
+    r.plan = plan_lib.QuantizationPlan.load(r.out / QUANTIZATION_PLAN)
+    if (r.out / EXPORT_SOURCE).is_file():
+      r.source_model = _load_model(r.out / EXPORT_SOURCE)
+    elif r.qat_model is not None:  # a run folder from before the source was saved
+      r.source_model = quantization.float_twin(r.qat_model)
 
 
 def _export_window(r):
@@ -417,8 +430,9 @@ def _device_files(r):
 def _numerics(r):
   _log("numerics diff Keras ↔ LiteRT ↔ TFLM")
   x_test, y_test = _test_subset(r.config, r.ds)
-  r.numerics = parity.diff_numerics(r.float_model, r.qat_model, r.tflite_bytes, x_test,
-                                    y_test, tflm_traces=r.traces)
+  r.numerics = parity.diff_numerics(r.float_model, r.tflite_bytes, x_test, y_test,
+                                    source_model=r.source_model, plan=r.plan,
+                                    tflm_traces=r.traces)
   parity.write_report(r.numerics, r.out / "numerics")
 
 

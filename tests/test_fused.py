@@ -208,9 +208,9 @@ def test_fused_kernel_bit_exact_on_a_model_trained_on_real_har(kernel, tmp_path)
   np.testing.assert_array_equal(logits_q, want["logits_q"])
 
 
-def _run_standalone(folder, windows_q, steps, hidden, classes):
+def _run_standalone(folder, windows_q, steps, hidden, classes, flags=()):
   exe = os.path.join(folder, "example_main")
-  subprocess.run([_CC, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-o", exe,
+  subprocess.run([_CC, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", *flags, "-o", exe,
                   *(os.path.join(folder, f) for f in ("model.c", "fastgrnn_int8.c",
                                                       "example_main.c"))],
                  check=True, capture_output=True)
@@ -230,9 +230,11 @@ def test_standalone_c_model_is_bit_exact_with_tflm(cell, kwargs, tmp_path):
   assert sorted(os.path.basename(p) for p in paths) == sorted(fused.STANDALONE_FILES)
   windows = _windows(rng)
   want = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
-  h_q, logits_q = _run_standalone(str(tmp_path), want["x_q"], STEPS, H, C)
-  np.testing.assert_array_equal(h_q, want["h_q"])
-  np.testing.assert_array_equal(logits_q, want["logits_q"])
+  # Each build with its own storage: dense + bias terms, and the size build's packed.
+  for flags in ((), ("-DFASTGRNN_INT8_SMALL",), ("-DFASTGRNN_INT8_SIMD_EMULATE",)):
+    h_q, logits_q = _run_standalone(str(tmp_path), want["x_q"], STEPS, H, C, flags)
+    np.testing.assert_array_equal(h_q, want["h_q"])
+    np.testing.assert_array_equal(logits_q, want["logits_q"])
   header = (tmp_path / "model.h").read_text()
   assert f"#define MODEL_HIDDEN_DIM {H}" in header
   with pytest.raises(FileExistsError):
@@ -247,3 +249,142 @@ def test_size_build_is_bit_exact_too(small_export, tmp_path):
   got = fused.FusedStepRunner(small_export, library).run_windows(windows)
   np.testing.assert_array_equal(got["h_q"], want["h_q"])
   np.testing.assert_array_equal(got["logits_q"], want["logits_q"])
+
+
+# The kernel's builds: the default one (fast elementwise passes, rows in pairs/fours on
+# SIMD targets), the SIMD code paths on portable C (what an Armv7E-M build runs, minus the
+# inline assembly), and the size build (generic passes only).
+_BUILDS = {"simd_emulate": ("-O2", "-DFASTGRNN_INT8_SIMD_EMULATE"),
+           "small": ("-O2", "-DFASTGRNN_INT8_SMALL")}
+
+
+@pytest.fixture(scope="module", params=sorted(_BUILDS))
+def build(request, tmp_path_factory):
+  return fused.compile_kernel(str(tmp_path_factory.mktemp(request.param)),
+                              flags=_BUILDS[request.param])
+
+
+@pytest.mark.parametrize("variant", ["fastgrnn_lowrank_sparse", "fastgrnn_relu",
+                                     "fastrnn_lowrank_sparse", "fastgrnn_urank"])
+def test_every_build_is_bit_exact(variant, build):
+  rng = np.random.default_rng(sorted(_FLOAT_VARIANTS).index(variant))
+  cell, kwargs, sparse = _FLOAT_VARIANTS[variant]
+  model = _model(rng, cell, sparse, **kwargs)
+  tflite_bytes = export.convert_step_model(model, rng.normal(0, 1.5, (16, T, D)))
+  _assert_bit_exact(tflite_bytes, build, _windows(rng))
+
+
+@pytest.mark.parametrize("cell,hidden,dim,kwargs", [("fastgrnn", 7, 5, {"u_rank": 3}),
+                                                    ("fastrnn", 11, 3, {"w_rank": 2}),
+                                                    ("fastgrnn", 13, 6, {})])
+def test_odd_sizes_are_bit_exact(cell, hidden, dim, kwargs, kernel, build):
+  """Row counts that are not multiples of 4 or 2, columns that are not multiples of 4."""
+  rng = np.random.default_rng(hidden)
+  model = models.sequence_classifier(cell, hidden, (T, dim), C, **kwargs)
+  for var in model.weights:
+    var.assign(rng.normal(0, 0.5, var.shape))
+  tflite_bytes = export.convert_step_model(model, rng.normal(0, 1.5, (16, T, dim)))
+  windows = rng.normal(0, 1.5, (WINDOWS, STEPS, dim)).astype(np.float32)
+  for library in (kernel, build):
+    _assert_bit_exact(tflite_bytes, library, windows)
+
+
+def test_bias_terms_are_optional(small_export, kernel):
+  """gate_bias_term / update_bias_term are what the kernel computes without them."""
+  params = fused.extract(small_export)
+  for k in ("gate_bias_term", "update_bias_term"):
+    assert params[k].dtype == np.int32 and params[k].shape == (H,)
+  windows = _windows(np.random.default_rng(9))
+  want = runtime.TFLMStepRunner(small_export).run_windows(windows)
+  runner = fused.FusedStepRunner(small_export, kernel)
+  null = ctypes.POINTER(ctypes.c_int32)()
+  runner._c.gate_bias_term = runner._c.update_bias_term = null  # pylint: disable=protected-access
+  got = runner.run_windows(windows)
+  np.testing.assert_array_equal(got["h_q"], want["h_q"])
+  np.testing.assert_array_equal(got["logits_q"], want["logits_q"])
+  assert fused.param_bytes(params, with_terms=True) == fused.param_bytes(params) + 8 * H
+
+
+@pytest.fixture(scope="module")
+def equiv(tmp_path_factory):
+  """tests/fastgrnn_int8_equiv.c: the fast passes against the generic ones, exhaustively."""
+  path = str(tmp_path_factory.mktemp("equiv") / "libequiv.so")
+  source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fastgrnn_int8_equiv.c")
+  subprocess.run([_CC, "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2", "-shared", "-fPIC",
+                  f"-I{fused.KERNEL_DIR}", source, "-o", path], check=True, capture_output=True)
+  lib = ctypes.CDLL(path)
+  for name in ("equiv_add", "equiv_bias", "equiv_grnn", "equiv_rnn", "equiv_terms",
+               "equiv_mul", "equiv_fc"):
+    getattr(lib, name).restype = ctypes.c_int32
+  return lib
+
+
+def _scales(rng, n):
+  return [float(np.float32(v)) for v in np.exp(rng.uniform(np.log(1e-3), 0.0, n))]
+
+
+def _random_add(rng, equal_scales=False):
+  """ADD params as fused.extract derives them, for random scales and zero points."""
+  sa, sb, so = _scales(rng, 3)
+  if equal_scales:
+    sb = sa
+  z1, z2, zo = (int(v) for v in rng.integers(-128, 128, 3))
+  (m1, e1), (m2, e2), (mo, eo) = fused._addsub_constants(sa, sb, so, False)  # pylint: disable=protected-access
+  return {"in1_offset": -z1, "in2_offset": -z2, "out_offset": zo, "act_min": -128,
+          "act_max": 127, "in1_mult": m1, "in1_shift": e1, "in2_mult": m2, "in2_shift": e2,
+          "out_mult": mo, "out_shift": eo}, sb > sa
+
+
+def _random_mul(rng):
+  s1, s2 = _scales(rng, 2)
+  so = s1 * s2 * 2.0 ** rng.uniform(0, 10)
+  z1, z2, zo = (int(v) for v in rng.integers(-128, 128, 3))
+  m, e = fused._quantize_multiplier(s1 * s2 / so)  # pylint: disable=protected-access
+  return {"in1_offset": -z1, "in2_offset": -z2, "out_offset": zo, "act_min": -128,
+          "act_max": 127, "in1_mult": 0, "in1_shift": 0, "in2_mult": 0, "in2_shift": 0,
+          "out_mult": int(m.reshape(-1)[0]), "out_shift": int(e.reshape(-1)[0])}
+
+
+def test_fast_passes_equal_the_generic_ones(equiv):
+  """Every int8 operand pair, both operand orders (which ADD operand has the larger
+  scale), equal scales, bias terms given or not, both cells' output ops."""
+  rng = np.random.default_rng(13)
+  table = rng.integers(-128, 128, 256).astype(np.int8)
+  other = rng.integers(-128, 128, 256).astype(np.int8)
+  i8 = lambda a: a.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
+  orders, grnn_cases = set(), 0
+  for case in range(12):
+    add, second_larger = _random_add(rng, equal_scales=case % 4 == 0)
+    orders.add(second_larger)
+    binop = fused._Binop(**add)  # pylint: disable=protected-access
+    assert equiv.equiv_add(ctypes.byref(binop)) == 0, add
+    assert equiv.equiv_terms(ctypes.byref(binop)) == 0, add
+    term = fused._bias_term(np.arange(-128, 128).astype(np.int8), add)  # pylint: disable=protected-access
+    assert equiv.equiv_bias(ctypes.byref(binop), term.ctypes.data_as(
+        ctypes.POINTER(ctypes.c_int32)), i8(table)) == 0, add
+    assert equiv.equiv_bias(ctypes.byref(binop), None, i8(table)) == 0, add
+    assert equiv.equiv_rnn(ctypes.byref(binop), i8(table)) == 0, add
+    params = fused._Params()  # pylint: disable=protected-access
+    params.zh_mul = fused._Binop(**_random_mul(rng))  # pylint: disable=protected-access
+    params.ch_mul = fused._Binop(**_random_mul(rng))  # pylint: disable=protected-access
+    for mul in (params.zh_mul, params.ch_mul):
+      assert equiv.equiv_mul(ctypes.byref(mul)) in (0, -1)
+    params.out_add, params.coef_table = binop, i8(table)
+    got = equiv.equiv_grnn(ctypes.byref(params), i8(other))
+    assert got in (0, -1), add  # -1: a MUL with multiplier >= 1/2 takes the generic pass
+    grnn_cases += got == 0
+  assert orders == {False, True} and grnn_cases >= 8
+
+
+def test_fast_fc_requantisation_equals_the_generic_one(equiv):
+  """Every accumulator in [-2^21, 2^21] (all residues of the shifts, ties included) and
+  random ones over the whole int32 range, for random per-channel multipliers and shifts
+  (positive shifts take the generic form inside the fast path)."""
+  rng = np.random.default_rng(17)
+  acc = np.concatenate([np.arange(-2**21, 2**21 + 1),
+                        rng.integers(-2**31, 2**31, 100000)]).astype(np.int32)
+  ptr = acc.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+  for _ in range(8):
+    m, e = fused._quantize_multiplier(2.0 ** rng.uniform(-24, 0.5))  # pylint: disable=protected-access
+    zo = int(rng.integers(-128, 128))
+    assert equiv.equiv_fc(ptr, len(acc), int(m.reshape(-1)[0]), int(e.reshape(-1)[0]), zo) == 0

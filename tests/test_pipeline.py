@@ -44,7 +44,8 @@ def test_end_to_end_tiny(tmp_path, rng):
   for name in ("flags.json", "model_float.keras", "model_qat.keras", "model_int8.tflite",
                "report.md", "report.json", "training.png", "confusion_tflm.png",
                "device/model_data.cc", "device/model_settings.h", "device/test_vectors.cc",
-               "numerics/numerics.json", "quantization_plan.json", "standalone/model.c",
+               "numerics/numerics.json", "quantization_plan.json", "model_int8_source.keras",
+               "standalone/model.c",
                "standalone/example_main.c", "run.log"):
     assert (out / name).is_file(), name
   report = json.loads((out / "report.json").read_text())
@@ -54,6 +55,10 @@ def test_end_to_end_tiny(tmp_path, rng):
   assert 0 < report["size"]["fused_params_bytes"] < report["size"]["tflite_step_bytes"]
   flags = json.loads((out / "flags.json").read_text())
   assert flags["units"] == 6 and flags["sparsity_u"] == 0.5
+  # Keras QAT, rebuilt from the export's source model and plan, is TFLM byte for byte.
+  numerics = json.loads((out / "numerics" / "numerics.json").read_text())
+  assert numerics["summary"]["qat_vs_tflm_top1"] == 1.0
+  assert numerics["vs_tflm"]["keras_qat"]["logits_lsb_max"] == 0.0
 
 
 @pytest.mark.parametrize("args,message", [

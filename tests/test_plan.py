@@ -9,6 +9,8 @@ from tf_fastgrnn import export
 from tf_fastgrnn import models
 from tf_fastgrnn import plan as plan_lib
 from tf_fastgrnn import quantization
+from tf_fastgrnn import runtime
+from tf_fastgrnn import stepping
 
 T, D, H, C = 4, 3, 6, 3
 
@@ -32,7 +34,7 @@ def test_plan_names_every_point_and_round_trips_through_json(exported, tmp_path)
   assert set(plan.points) == set(cell.ranges) | {"logits", "gate_out", "update_out", "h",
                                                  "h_next"}
   assert plan.points["gate_out"] == (1 / 256, -128)  # LOGISTIC's fixed output grid
-  assert plan.points["h"] == plan.state == (1 / 128, 0)
+  assert plan.points["h"] == plan.points["h_next"] == plan.state
   assert (plan.cell_type, plan.units, plan.input_dim, plan.w_rank, plan.u_rank) == (
       "FastGRNNCell", H, D, None, 3)
   path = plan.save(tmp_path / plan_lib.PLAN_FILE)
@@ -43,6 +45,37 @@ def test_every_plan_point_is_read_back_from_the_tflite(exported):
   *_, plan, _, tflite_bytes = exported
   export.verify_plan(tflite_bytes, plan)  # raises on any difference
   assert export.plan_point_quantization(tflite_bytes, plan) == plan.points
+
+
+def test_from_plan_rebuilds_the_qat_model_bit_exact_with_tflm(exported):
+  # The export's inputs alone (float model + plan, no QAT model) give the Keras QAT
+  # numerics: the same plan back, and h and logits equal to TFLM's at every step.
+  qat, float_model, plan, windows, tflite_bytes = exported
+  rebuilt = quantization.from_plan(float_model, plan)
+  assert quantization.plan(rebuilt) == plan
+  x = np.concatenate([windows, np.random.default_rng(4).normal(0, 2, (8, T, D))])
+  x = x.astype(np.float32)
+  quantization.use_int8_kernels(qat, True)
+  try:
+    want = stepping.run_steps(qat, x)
+  finally:
+    quantization.use_int8_kernels(qat, False)
+  got = stepping.run_steps(rebuilt, x)
+  for name in ("h_next", "logits"):
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+  tflm = runtime.TFLMStepRunner(tflite_bytes).run_windows(x)
+  io = runtime.step_io(tflite_bytes)
+  np.testing.assert_array_equal(
+      runtime.quantize(got["logits"], io["logits"]["scale"], io["logits"]["zero_point"]),
+      tflm["logits_q"])
+
+
+def test_from_plan_refuses_a_plan_lacking_a_point(exported):
+  _, float_model, plan, _, _ = exported
+  points = dict(plan.points)
+  del points["zeta_term"]
+  with pytest.raises(plan_lib.PlanMismatchError, match="no grid for \\['zeta_term'\\]"):
+    quantization.from_plan(float_model, dataclasses.replace(plan, points=points))
 
 
 def test_a_plan_point_missing_from_the_graph_raises(exported):

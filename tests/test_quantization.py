@@ -8,6 +8,7 @@ from tf_fastgrnn import export
 from tf_fastgrnn import models
 from tf_fastgrnn import quantization
 from tf_fastgrnn import runtime
+from tf_fastgrnn import stepping
 from tf_fastgrnn import training
 from tf_fastgrnn._keras import keras
 
@@ -95,7 +96,7 @@ def test_qat_export_matches_tflm_and_float_accuracy(rng):
   float_model, plan = quantization.export_inputs(qat)
   tflite_bytes = export.convert_step_model(float_model, x[:100], plan=plan)
   q = export.io_quantization(tflite_bytes)
-  assert q["h"] == q["h_next"] == (quantization.STATE_SCALE, 0)
+  assert q["h"] == q["h_next"] == plan.state  # the calibrated state grid, shared
   tflm = runtime.TFLMStepRunner(tflite_bytes).run_windows(x[300:])
   pred_tflm = tflm["logits"][:, -1].argmax(-1)
   pred_qat = qat.predict(x[300:], verbose=0).argmax(-1)
@@ -147,11 +148,12 @@ def _one_step_state_error(qat, tflite_bytes, pairs):
   runner = runtime.TFLMStepRunner(tflite_bytes)
   qx = runner.io["x"]
   x_q = runtime.quantize(pairs["x"], qx["scale"], qx["zero_point"])
-  h_q = runtime.quantize(pairs["h"], quantization.STATE_SCALE, 0)
+  qh = runner.io["h"]
+  h_q = runtime.quantize(pairs["h"], qh["scale"], qh["zero_point"])
   errors = []
   for i in range(len(x_q)):
     tflm_h = runner.step(x_q[i:i + 1], h_q=h_q[i:i + 1])[0].astype(np.int32)
-    keras_q = runtime.quantize(keras_h[i:i + 1], quantization.STATE_SCALE, 0)
+    keras_q = runtime.quantize(keras_h[i:i + 1], qh["scale"], qh["zero_point"])
     errors.append(np.abs(tflm_h.reshape(-1) - keras_q.astype(np.int32).reshape(-1)))
   return np.concatenate(errors)
 
@@ -219,3 +221,35 @@ def test_qat_within_one_point_of_float_on_real_har2():
   traces = runtime.TFLMStepRunner(tflite_bytes).run_windows(x_te[:100])
   np.testing.assert_array_equal(traces["logits"][:, -1].argmax(-1),
                                 qat.predict(x_te[:100], verbose=0).argmax(-1))
+
+
+def test_state_grid_is_calibrated_when_h_leaves_minus_one_one(rng):
+  # zeta, nu and the biases set so that h grows to several units: h* = (ζ(1−z)+ν) h̃ /
+  # (1−z) ≈ 7 with z ≈ 0.88, ν ≈ 0.95, h̃ ≈ 0.96. A fixed [-1, 1) grid would clip it; the
+  # calibrated grid covers it, and Keras QAT (int8 kernels) and TFLM agree byte for byte.
+  t = 24
+  model = models.sequence_classifier("fastgrnn", H, (t, D), C)
+  for var in model.weights:
+    var.assign(rng.normal(0, 0.1, var.shape))
+  cell = model.get_layer("rnn").cell
+  for var, value in ((cell.zeta, -3.0), (cell.nu, 3.0), (cell.bias_gate, 2.0),
+                     (cell.bias_update, 2.0)):
+    var.assign(value + rng.normal(0, 0.1, var.shape))
+  x = rng.normal(0, 1.0, (16, t, D)).astype(np.float32)
+  float_h = stepping.run_steps(model, x)["h_next"]
+  assert float_h.max() > 5.0  # the set-up does leave [-1, 1]
+  qat = quantization.quantize_model(model, x)
+  plan = quantization.plan(qat)
+  scale, zero_point = plan.state
+  top = (127 - zero_point) * scale
+  assert top >= 0.9 * float_h.max()  # calibrated on the deployed (rounded) trajectories
+  quantization.use_int8_kernels(qat, True)
+  qat_h = stepping.run_steps(qat, x)["h_next"]
+  # Rounding that the recurrence carries (≈ 1.4 of 21 here), not clipping (≈ 20 on a
+  # [-1, 1) grid).
+  assert np.abs(qat_h - float_h).max() < 0.1 * float_h.max()
+  source, _ = quantization.export_inputs(qat)
+  tflite_bytes = export.convert_step_model(source, x, plan=plan)
+  assert export.io_quantization(tflite_bytes)["h"] == plan.state
+  tflm = runtime.TFLMStepRunner(tflite_bytes).run_windows(x)
+  np.testing.assert_array_equal(runtime.quantize(qat_h, scale, zero_point), tflm["h_q"])

@@ -203,24 +203,6 @@ def _finish(tflite_bytes, share_state=True, plan=None, classifier_bias=None):
   return bytes(flatbuffer_utils.convert_object_to_bytearray(fb_model))
 
 
-def _check_plan_fits(cell, plan):
-  """Refuses a plan made for another cell, and activations the export cannot place."""
-  wanted = {"cell_type": type(cell).__name__, "units": int(cell.units),
-            "input_dim": int(cell.input_dim), "w_rank": cell.w_rank, "u_rank": cell.u_rank,
-            "update_activation": cell.update_activation,
-            "gate_activation": getattr(cell, "gate_activation", None)}
-  differ = [f"{k}: model {v!r}, plan {getattr(plan, k)!r}" for k, v in wanted.items()
-            if getattr(plan, k) != v]
-  if differ:
-    raise ValueError("the quantization plan is not this model's: " + "; ".join(differ))
-  for argument, act in plan.activations.items():
-    if act not in plan_lib.EXPORTABLE_ACTIVATIONS:
-      raise ValueError(
-          f"{argument}={act!r} cannot be exported bit-exact with its QAT model: the int8 "
-          f"export supports {list(plan_lib.EXPORTABLE_ACTIVATIONS)} (the converter fuses "
-          f"{act!r} into other ops, whose roundings QAT does not model)")
-
-
 def convert_step_model(model, representative_windows, *, plan=None, max_pairs=2000,
                        seed=0):
   """Converts ``model``'s step model to a fully int8 ``.tflite`` that TFLM runs.
@@ -247,7 +229,7 @@ def convert_step_model(model, representative_windows, *, plan=None, max_pairs=20
   """
   rnn, dense = _parts(model)
   if plan is not None:
-    _check_plan_fits(rnn.cell, plan)
+    plan.check_cell(rnn.cell)
   pairs = representative_pairs(model, representative_windows, max_pairs, seed)
   step = step_model(model, batch_size=1)
   names = sorted(step.input)

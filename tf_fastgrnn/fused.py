@@ -372,6 +372,18 @@ def _bias_branch(g, pre, op_index, hidden):
   return bias, _binop(g, op_index, pre, const, use=False), int(g.ops[op_index].outputs[0])
 
 
+def _bias_term(bias, add):
+  """The bias operand of ADD(pre, bias) as TFLM's ADD scales it, int32 [H]:
+  ``MultiplyByQuantizedMultiplier((bias + in2_offset) * 2^20, in2_mult, in2_shift)`` (the
+  kernel adds it instead of rescaling the constant every step)."""
+  if bias is None:
+    return None
+  x = (tf.constant(bias.astype(np.int64)) + add["in2_offset"]) * (1 << 20)
+  term = int8_kernels.multiply_by_quantized_multiplier(
+      x, tf.constant(add["in2_mult"], tf.int64), tf.constant(add["in2_shift"], tf.int64))
+  return term.numpy().astype(np.int32)
+
+
 def extract(tflite_bytes, storage="auto"):
   """The fused kernel's parameters from the builtin int8 step model.
 
@@ -382,7 +394,8 @@ def extract(tflite_bytes, storage="auto"):
       "packed" (forced, for tests).
 
   Returns:
-    A dict mirroring ``fastgrnn_int8_params`` (numpy arrays for the pointers).
+    A dict mirroring ``fastgrnn_int8_params`` (numpy arrays for the pointers), including
+    ``gate_bias_term`` / ``update_bias_term`` (int32 [H], or None without that bias).
 
   Raises:
     FusedExportError: the graph is not one the kernel computes exactly.
@@ -491,6 +504,8 @@ def extract(tflite_bytes, storage="auto"):
                   update_table=update_table, state_table=state_table,
                   out_add=_binop(g, out_op, alpha_t, beta_t))
   g.used.add(pre_op)
+  for k in ("gate", "update"):
+    params[f"{k}_bias_term"] = _bias_term(params[f"{k}_bias"], params[f"{k}_add"])
   unused = sorted(set(range(len(g.ops))) - g.used)
   if unused:
     raise FusedExportError(
@@ -503,8 +518,10 @@ def extract(tflite_bytes, storage="auto"):
   return params
 
 
-def param_bytes(params):
-  """Bytes of constant data the parameters take (weights, masks, tables, structs)."""
+def param_bytes(params, with_terms=False):
+  """Bytes of constant data the parameters take (weights, masks, biases, multipliers,
+  tables); ``with_terms=True``: with the optional int32 bias terms too (the default build
+  of the standalone model stores them, the size build does not)."""
   total = 0
   for fc in params["w"] + params["u"] + [params["classifier"]]:
     total += fc["w"].size + (fc["mask"].size if fc["mask"] is not None else 0)
@@ -513,6 +530,10 @@ def param_bytes(params):
             "state_table"):
     if params[k] is not None:
       total += params[k].size
+  if with_terms:
+    for k in ("gate_bias_term", "update_bias_term"):
+      if params.get(k) is not None:
+        total += 4 * params[k].size
   return total
 
 
@@ -546,7 +567,9 @@ class _Params(ctypes.Structure):
               ("gate_bias", _I8P), ("gate_add", _Binop), ("update_bias", _I8P),
               ("update_add", _Binop), ("gate_table", _I8P), ("update_table", _I8P),
               ("coef_table", _I8P), ("state_table", _I8P), ("zh_mul", _Binop),
-              ("ch_mul", _Binop), ("out_add", _Binop)]
+              ("ch_mul", _Binop), ("out_add", _Binop),
+              ("gate_bias_term", ctypes.POINTER(ctypes.c_int32)),
+              ("update_bias_term", ctypes.POINTER(ctypes.c_int32))]
 
 
 class _Scratch(ctypes.Structure):
@@ -613,6 +636,8 @@ class FusedStepRunner(runtime.StepRunner):
     for k in ("gate_bias", "update_bias", "gate_table", "update_table", "coef_table",
               "state_table"):
       setattr(c, k, self._ptr(p[k], ctypes.c_int8))
+    for k in ("gate_bias_term", "update_bias_term"):
+      setattr(c, k, self._ptr(p.get(k), ctypes.c_int32))
     return c
 
   def _invoke(self, feeds):
@@ -659,26 +684,48 @@ def standalone_sources(tflite_bytes, storage="auto"):
   API; the kernel files are copied beside them; ``example_main.c`` steps int8 frames
   read from stdin and writes each step's h and logits to stdout (the test harness).
 
+  Args:
+    tflite_bytes: the builtin int8 step model.
+    storage: "auto": each build gets its own weight storage: the default build dense
+      weights (its SIMD dot products beat decoding a packed row: about 1.6 instructions
+      per weight on a Cortex-M4F against about 9 per packed non-zero) and the int32 bias
+      terms, the size build (``-DFASTGRNN_INT8_SMALL``) bitmap-packed weights where that
+      is smaller than dense and no bias terms; "dense" / "packed": that storage in both.
+
   Returns:
     ``{file name: text}`` for ``STANDALONE_FILES``.
   """
-  params = extract(tflite_bytes, storage)
+  params = extract(tflite_bytes, "dense" if storage == "auto" else storage)
+  small = extract(tflite_bytes, storage)
   io = runtime.step_io(tflite_bytes)
-  arrays, fcs = [], {}
+  arrays, fcs, fcs_small = [], {}, {}
   for group in ("w", "u"):
     for k, fc in enumerate(params[group]):
       fcs[f"{group}{k}"] = fc
+      fcs_small[f"{group}{k}"] = small[group][k]
   fcs["cls"] = params["classifier"]
+  fcs_small["cls"] = small["classifier"]
   fc_init = {}
   for key, fc in fcs.items():
-    arrays.append(_c_array("int8_t", f"{key}_w", fc["w"]))
-    if fc["mask"] is not None:
-      arrays.append(_c_array("uint8_t", f"{key}_mask", fc["mask"]))
+    packed = fcs_small[key]
+    if fc["mask"] is None and packed["mask"] is not None:  # per build
+      arrays.append("#if defined(FASTGRNN_INT8_SMALL)\n" +
+                    _c_array("int8_t", f"{key}_w", packed["w"]) +
+                    _c_array("uint8_t", f"{key}_mask", packed["mask"]) +
+                    f"#define {key.upper()}_MASK {key}_mask\n#else\n" +
+                    _c_array("int8_t", f"{key}_w", fc["w"]) +
+                    f"#define {key.upper()}_MASK 0\n#endif\n")
+      mask = f"{key.upper()}_MASK"
+    else:
+      arrays.append(_c_array("int8_t", f"{key}_w", fc["w"]))
+      if fc["mask"] is not None:
+        arrays.append(_c_array("uint8_t", f"{key}_mask", fc["mask"]))
+      mask = f"{key}_mask" if fc["mask"] is not None else "0"
     arrays.append(_c_array("int32_t", f"{key}_bias", fc["bias"], 8))
     arrays.append(_c_array("int32_t", f"{key}_mult", fc["mult"], 8))
     arrays.append(_c_array("int8_t", f"{key}_shift", fc["shift"]))
     fc_init[key] = (f"{{.rows = {fc['rows']}, .cols = {fc['cols']}, .w = {key}_w, "
-                    f".mask = {key + '_mask' if fc['mask'] is not None else 0}, "
+                    f".mask = {mask}, "
                     f".bias = {key}_bias, .mult = {key}_mult, .shift = {key}_shift, "
                     f".out_offset = {fc['out_offset']}, .act_min = {fc['act_min']}, "
                     f".act_max = {fc['act_max']}}}")
@@ -688,6 +735,13 @@ def standalone_sources(tflite_bytes, storage="auto"):
     if params[key] is not None:
       arrays.append(_c_array("int8_t", key, params[key]))
       pointers[key] = key
+    else:
+      pointers[key] = "0"
+  terms = []  # int32 bias terms: default build only (the size build never reads them)
+  for key in ("gate_bias_term", "update_bias_term"):
+    if params[key] is not None:
+      terms.append(_c_array("int32_t", key, params[key], 8))
+      pointers[key] = f"MODEL_TERM({key})"
     else:
       pointers[key] = "0"
   w_init = ", ".join(fc_init[f"w{k}"] for k in range(len(params["w"])))
@@ -703,6 +757,12 @@ def standalone_sources(tflite_bytes, storage="auto"):
 #include "fastgrnn_int8.h"
 
 {"".join(arrays)}
+#if defined(FASTGRNN_INT8_SMALL)
+#define MODEL_TERM(name) 0
+#else
+#define MODEL_TERM(name) name
+{"".join(terms)}#endif
+
 static const fastgrnn_int8_params model_params = {{
   .cell = {cell}, .input_dim = {params['input_dim']}, .hidden_dim = {hidden},
   .num_classes = {params['num_classes']}, .w_factors = {len(params['w'])},
@@ -718,6 +778,8 @@ static const fastgrnn_int8_params model_params = {{
   .zh_mul = {_c_binop(params['zh_mul'])},
   .ch_mul = {_c_binop(params['ch_mul'])},
   .out_add = {_c_binop(params['out_add'])},
+  .gate_bias_term = {pointers['gate_bias_term']},
+  .update_bias_term = {pointers['update_bias_term']},
 }};
 
 void model_reset(int8_t *h) {{

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tf_fastgrnn import export
 from tf_fastgrnn import fileio
+from tf_fastgrnn import quantization
 from tf_fastgrnn import runtime
 from tf_fastgrnn import stepping
 from tf_fastgrnn._keras import keras
@@ -76,16 +77,22 @@ def _agreement(a, b):
   return float(np.mean(a == b))
 
 
-def diff_numerics(float_model, qat_model, tflite_bytes, x, y, tflm_traces=None):
+def diff_numerics(float_model, tflite_bytes, x, y, *, source_model=None, plan=None,
+                  tflm_traces=None):
   """Runs ``x [N,T,D]`` through every available form; returns the comparison.
 
   Args:
-    float_model, qat_model: Keras models (either may be None).
+    float_model: the trained float model (None: no Keras float column).
     tflite_bytes: the int8 step model.
     x, y: windows and labels.
+    source_model, plan: what the export converted: the float model it took (after QAT,
+      the QAT model's float twin) and its quantization plan. With both, the Keras QAT
+      column is computed from them (``quantization.from_plan``), never from a QAT model.
     tflm_traces: a ``TFLMStepRunner.run_windows(x)`` result to reuse.
   """
   x, y = np.asarray(x, np.float32), np.asarray(y)
+  qat_model = (quantization.from_plan(source_model, plan)
+               if source_model is not None and plan is not None else None)
   io = runtime.step_io(tflite_bytes)
   s_h, s_l = io["h_next"]["scale"], io["logits"]["scale"]
   tflm = tflm_traces or runtime.TFLMStepRunner(tflite_bytes).run_windows(x)

@@ -21,7 +21,8 @@ from typing import Dict, Optional, Tuple
 
 from tf_fastgrnn import fileio
 
-__all__ = ["EXPORTABLE_ACTIVATIONS", "PLAN_FILE", "PlanMismatchError", "QuantizationPlan"]
+__all__ = ["EXPORTABLE_ACTIVATIONS", "PLAN_FILE", "PlanMismatchError", "QuantizationPlan",
+           "check_exportable"]
 
 PLAN_FILE = "quantization_plan.json"
 CELL_TYPES = ("FastGRNNCell", "FastRNNCell")
@@ -30,6 +31,22 @@ CELL_TYPES = ("FastGRNNCell", "FastRNNCell")
 # MINIMUM/MAXIMUM chains) that QAT does not model: the export refuses them.
 EXPORTABLE_ACTIVATIONS = ("sigmoid", "tanh")
 _VERSION = 1
+
+
+def check_exportable(activations):
+  """Raises ``ValueError`` naming the first activation the int8 export cannot place
+  bit-exactly with its QAT model.
+
+  Args:
+    activations: ``{argument: activation name}``, e.g. ``{"gate_activation": "relu"}``.
+  """
+  for argument, act in sorted(activations.items()):
+    if act is not None and act not in EXPORTABLE_ACTIVATIONS:
+      raise ValueError(
+          f"{argument}={act!r} cannot be exported bit-exact with its QAT model: the int8 "
+          f"export supports {list(EXPORTABLE_ACTIVATIONS)} (the converter fuses {act!r} "
+          "into other ops, whose roundings QAT does not model); train this cell without "
+          "QAT and export it post-training (export.convert_step_model without a plan)")
 
 
 class PlanMismatchError(ValueError):
@@ -83,6 +100,19 @@ class QuantizationPlan:
     if self.cell_type == "FastGRNNCell":
       acts["gate_activation"] = self.gate_activation
     return acts
+
+  def check_cell(self, cell):
+    """Raises ``ValueError`` unless this plan was made for ``cell`` (type, shape, ranks,
+    activations) and every activation is one the export places bit-exactly."""
+    wanted = {"cell_type": type(cell).__name__, "units": int(cell.units),
+              "input_dim": int(cell.input_dim), "w_rank": cell.w_rank,
+              "u_rank": cell.u_rank, "update_activation": cell.update_activation,
+              "gate_activation": getattr(cell, "gate_activation", None)}
+    differ = [f"{k}: model {v!r}, plan {getattr(self, k)!r}" for k, v in wanted.items()
+              if getattr(self, k) != v]
+    if differ:
+      raise ValueError("the quantization plan is not this model's: " + "; ".join(differ))
+    check_exportable(self.activations)
 
   def to_dict(self):
     d = dataclasses.asdict(self)

@@ -9,10 +9,13 @@ grids it uses:
   weights (checked on the exported model: per-channel scales, zero points 0).
 - Gate output with ``sigmoid``: TFLite's LOGISTIC output grid (scale 1/256, zero point
   -128); update output with ``tanh``: TANH's grid (scale 1/128, zero point 0).
-- The state h: one fixed grid, ``STATE_SCALE = 1/128`` with zero point 0 (range
-  ``[-1, 127/128]``), used on h_t in Keras and forced on both ``h`` and ``h_next`` of the
-  exported step model, so the device carries the state by a copy and Keras QAT sees the
-  same state values as TFLM.
+- The state h: one grid, calibrated like the converter's (the range of the states the
+  deployed model produces, zero included; FastGRNN's ``ν`` and FastRNN's ``β`` let h
+  leave ``[-1, 1]``, and a fixed ``[-1, 127/128]`` grid clipped it: 0.75 instead of 0.97
+  on FSDD before QAT training). ``STATE_SCALE = 1/128`` (zero point 0) is only the grid
+  before calibration. Used on h_t in Keras, on the classifier's input, and forced on both
+  ``h`` and ``h_next`` of the exported step model, so the device carries the state by a
+  copy and Keras QAT sees the same state values as TFLM.
 - Pruned zeros stay zero: each matrix keeps the float model's support as a fixed mask.
 
 - The input x_t and every other tensor the int8 kernels produce in the cell (``x W`` and ``h U`` and
@@ -43,8 +46,8 @@ from tf_fastgrnn import stepping
 from tf_fastgrnn._keras import keras
 
 __all__ = ["STATE_SCALE", "QuantizedDense", "QuantizedFastGRNNCell", "QuantizedFastRNNCell",
-           "calibrate", "export_inputs", "float_twin", "is_qat_model", "plan", "quantize_model",
-           "quantize_scope", "use_int8_kernels"]
+           "calibrate", "export_inputs", "float_twin", "from_plan", "is_qat_model", "plan",
+           "quantize_model", "quantize_scope", "use_int8_kernels"]
 
 STATE_SCALE = 1.0 / 128.0
 STATE_ZERO_POINT = 0
@@ -64,7 +67,13 @@ def fake_quant_weight(w):
 
 
 def fake_quant_state(h):
+  """TANH's fixed output grid (scale 1/128, zero point 0), the uncalibrated state grid."""
   return tf.quantization.fake_quant_with_min_max_args(h, -1.0, 127.0 / 128.0, num_bits=8)
+
+
+def _grid_ends(scale, zero_point):
+  """``[min, max]`` of the int8 grid ``(scale, zero_point)``."""
+  return [(-128 - zero_point) * scale, (127 - zero_point) * scale]
 
 
 def fake_quant_constant(c):
@@ -74,8 +83,8 @@ def fake_quant_constant(c):
 
 
 _FIXED_GRID_ACTIVATIONS = ("sigmoid", "tanh")  # LOGISTIC / TANH: fixed output grids
-_STATE_GRID = k8.grid(STATE_SCALE, STATE_ZERO_POINT)
-_ACTIVATION_GRIDS = {"sigmoid": k8.grid(1.0 / 256.0, -128), "tanh": _STATE_GRID}
+_TANH_GRID = k8.grid(STATE_SCALE, STATE_ZERO_POINT)  # TANH's fixed output grid
+_ACTIVATION_GRIDS = {"sigmoid": k8.grid(1.0 / 256.0, -128), "tanh": _TANH_GRID}
 _FLOAT_OPS = {k8.add: tf.add, k8.sub: tf.subtract, k8.mul: tf.multiply}
 
 
@@ -135,6 +144,10 @@ class _QATMixin:
         point: self.add_weight(name=f"{point}_range", shape=(2,), trainable=False,
                                initializer=keras.initializers.Constant([-1.0, 1.0]))
         for point in self._points()}
+    # The state grid (h and h_next): [-1, 127/128] until ``calibrate`` measures it.
+    self.state_range = self.add_weight(
+        name="state_range", shape=(2,), trainable=False,
+        initializer=keras.initializers.Constant(_grid_ends(STATE_SCALE, STATE_ZERO_POINT)))
     self.calibrated = self.add_weight(name="calibrated", shape=(), trainable=False,
                                       initializer="zeros")
     self.int8_exact = self.add_weight(name="int8_exact", shape=(), trainable=False,
@@ -146,6 +159,9 @@ class _QATMixin:
 
   def _grid(self, point):
     return k8.grid_from_range(self.ranges[point][0], self.ranges[point][1])
+
+  def _state_grid(self):
+    return k8.grid_from_range(self.state_range[0], self.state_range[1])
 
   def _out(self, name, value, exact, quantize, record):
     """``value`` (float op on quantized inputs) as the int8 kernel computes it, and the
@@ -173,17 +189,19 @@ class _QATMixin:
         k8.quantize(va, ga), ga, k8.quantize(vb, gb), gb, g), quantize, record)
 
   def _new_state(self, a, b, quantize, record):
-    """The final ADD of the state update (operands ``(value, grid)``), on the fixed
-    state grid."""
+    """The final ADD of the state update (operands ``(value, grid)``), on the state
+    grid."""
     (va, ga), (vb, gb) = a, b
     new_h = va + vb
     if record is not None:
       record["h_next"] = new_h
     if not quantize:
       return new_h
-    fq = fake_quant_state(new_h)
+    fq = tf.quantization.fake_quant_with_min_max_vars(
+        new_h, self.state_range[0], self.state_range[1], num_bits=8)
+    g = self._state_grid()
     q = _exact_or(self, fq, lambda: k8.dequantize(k8.add(
-        k8.quantize(va, ga), ga, k8.quantize(vb, gb), gb, _STATE_GRID), _STATE_GRID))
+        k8.quantize(va, ga), ga, k8.quantize(vb, gb), gb, g), g))
     return fq + self.calibrated * (q - fq)
 
   def _constant(self, value, quantize):
@@ -206,7 +224,7 @@ class _QATMixin:
   def _pre(self, x, h, quantize, record):
     """The pre-activation ``(value, grid)`` and the grid of h."""
     x, gx = self._out("x", x, None, quantize, record)  # the int8 input x_t
-    gh = _STATE_GRID if quantize else None
+    gh = self._state_grid() if quantize else None
     xw = self._matmuls(x, gx, self.w_factors, self.w_masks, "xw", quantize, record)
     hu = self._matmuls(h, gh, self.u_factors, self.u_masks, "hu", quantize, record)
     return self._op("pre", k8.add, xw, hu, quantize, record), gh
@@ -311,9 +329,10 @@ class QuantizedDense(keras.layers.Dense):
 
   Args:
     units: as ``Dense``.
-    input_grid: ``(scale, zero_point)`` of the int8 grid the input is on, which the
-      int8 kernel path quantizes it to; ``quantize_model`` gives the state grid after
-      checking the layer reads the QAT RNN's last state.
+    input_grid: ``(scale, zero_point)`` of the int8 grid the input is on until
+      ``calibrate`` sets it to the measured state grid (``input_range``), which the int8
+      kernel path quantizes it to; ``quantize_model`` gives the uncalibrated state grid
+      after checking the layer reads the QAT RNN's last state.
     **kwargs: ``Dense`` arguments.
   """
 
@@ -323,7 +342,6 @@ class QuantizedDense(keras.layers.Dense):
       raise ValueError("QuantizedDense needs input_grid=(scale, zero_point), the int8 "
                        f"grid its input is on, got {input_grid!r}")
     self.input_grid = (float(input_grid[0]), int(input_grid[1]))
-    self._input_k8_grid = k8.grid(*self.input_grid)  # eager: grid() reads its value
 
   def get_config(self):
     return dict(super().get_config(), input_grid=list(self.input_grid))
@@ -333,6 +351,9 @@ class QuantizedDense(keras.layers.Dense):
     self.output_range = self.add_weight(
         name="output_range", shape=(2,), trainable=False,
         initializer=keras.initializers.Constant([-1.0, 1.0]))
+    self.input_range = self.add_weight(
+        name="input_range", shape=(2,), trainable=False,
+        initializer=keras.initializers.Constant(_grid_ends(*self.input_grid)))
     self.calibrated = self.add_weight(name="calibrated", shape=(), trainable=False,
                                       initializer="zeros")
     self.int8_exact = self.add_weight(name="int8_exact", shape=(), trainable=False,
@@ -349,8 +370,9 @@ class QuantizedDense(keras.layers.Dense):
     fq = tf.quantization.fake_quant_with_min_max_vars(
         out, self.output_range[0], self.output_range[1], num_bits=8)
     g = k8.grid_from_range(self.output_range[0], self.output_range[1])
+    gi = k8.grid_from_range(self.input_range[0], self.input_range[1])
     fq = _exact_or(self, fq, lambda: k8.dequantize(k8.fully_connected(
-        k8.quantize(inputs, self._input_k8_grid), self._input_k8_grid, self.kernel,
+        k8.quantize(inputs, gi), gi, self.kernel,
         self.bias if self.use_bias else None, g), g))
     return self.activation(out + self.calibrated * (fq - out))
 
@@ -387,7 +409,8 @@ def quantize_model(float_model, calibration_windows=None):
     A new model with the same inputs and outputs; train it with ``training.fit``.
 
   Raises:
-    ValueError: the model has no tf_fastgrnn cell, or not that layout.
+    ValueError: the model has no tf_fastgrnn cell, or not that layout, or an activation
+      the int8 export cannot place bit-exactly (``plan.check_exportable``).
   """
   try:
     rnn, dense = stepping.parts(float_model)
@@ -400,6 +423,9 @@ def quantize_model(float_model, calibration_windows=None):
         f"model {float_model.name!r} has no tf_fastgrnn cell to quantize (QAT covers "
         "FastGRNN/FastRNN cells in Input → RNN(cell) → Dense; "
         "quantize other models post-training with export.convert_step_model)")
+  # Refused here, before any QAT epoch, as the export would refuse it after them.
+  plan_lib.check_exportable({"update_activation": cell.update_activation,
+                             "gate_activation": getattr(cell, "gate_activation", None)})
   qcell = _QUANTIZED[type(cell)].from_config(cell.get_config())
   inputs = keras.Input(float_model.input_shape[1:], name="x")
   qrnn = keras.layers.RNN(qcell, name=rnn.name)
@@ -439,17 +465,33 @@ def calibrate(qat_model, windows, *, max_pairs=2000, seed=0, iterations=2):
   windows) and again after, before saving and exporting (the pipeline does).
 
   Returns:
-    ``{point: [min, max]}``, the logits' range under ``"logits"``.
+    ``{point: [min, max]}``, the logits' range under ``"logits"``, the state grid's
+    under ``"state"``.
   """
   if not is_qat_model(qat_model):
     raise ValueError(f"{qat_model.name!r} is not a QAT model (quantize_model makes one)")
   rnn, dense = stepping.parts(qat_model)
   cell = rnn.cell
   ranges = {}
+
+  def set_state_grid(pairs, record):
+    # h and h_next on one grid, as the export's shared state grid.
+    states = np.concatenate([np.ravel(pairs["h"]), np.ravel(record["h_next"].numpy())])
+    scale, zero_point = k8.range_to_int8(min(float(states.min()), 0.0),
+                                         max(float(states.max()), 1e-6))
+    ranges["state"] = _grid_ends(scale, zero_point)
+    cell.state_range.assign(ranges["state"])
+    dense.input_range.assign(ranges["state"])
+
+  # The state grid first from the float model's own trajectories: the QAT model's, on a
+  # narrower grid, would be clipped, and each iteration would widen it by one step only.
+  pairs = stepping.representative_pairs(float_twin(qat_model), windows, max_pairs, seed)
+  set_state_grid(pairs, cell.intermediates(pairs["x"], pairs["h"]))
   for _ in range(max(1, iterations)):
     pairs = stepping.representative_pairs(qat_model, windows, max_pairs, seed)
     record = cell.intermediates(pairs["x"], pairs["h"])
     record["logits"] = dense.float_output(record["h_next"])
+    set_state_grid(pairs, record)
     targets = dict(cell.ranges, logits=dense.output_range)
     for name, var in targets.items():
       values = record[name].numpy()
@@ -532,13 +574,48 @@ def plan(qat_model):
   for point, act in (("gate_out", gate), ("update_out", cell.update_activation)):
     if act in _FIXED_GRIDS:
       points[point] = (_float32(_FIXED_GRIDS[act][0]), _FIXED_GRIDS[act][1])
-  state = (_float32(STATE_SCALE), STATE_ZERO_POINT)
+  scale, zero_point = k8.range_to_int8(*cell.state_range.numpy())
+  state = (_float32(scale), zero_point)
   points["h"] = points["h_next"] = state
   return plan_lib.QuantizationPlan(
       cell_type=next(b.__name__ for b in type(cell).__mro__[1:] if b in _QUANTIZED),
       units=int(cell.units), input_dim=int(cell.input_dim), w_rank=cell.w_rank,
       u_rank=cell.u_rank, gate_activation=gate, update_activation=cell.update_activation,
       state=state, points=points)
+
+
+def from_plan(float_model, quantization_plan):
+  """The QAT model of a plan: what Keras QAT computed, rebuilt without the QAT model.
+
+  Args:
+    float_model: the float model the export converts (a QAT model's ``float_twin``; the
+      pipeline saves it as ``model_int8_source.keras``).
+    quantization_plan: its ``plan.QuantizationPlan`` (``quantization_plan.json``).
+
+  Returns:
+    A calibrated QAT model with the plan's grids and TFLM's integer kernels on: its h and
+    logits equal the int8 model's byte for byte, and ``plan(model) == quantization_plan``.
+
+  Raises:
+    ValueError: the plan is not this model's, or lacks a point the model needs
+      (``plan.PlanMismatchError``).
+  """
+  rnn, _ = stepping.parts(float_model)
+  quantization_plan.check_cell(rnn.cell)
+  model = quantize_model(float_model)
+  qrnn, dense = stepping.parts(model)
+  targets = dict(qrnn.cell.ranges, logits=dense.output_range)
+  missing = sorted(set(targets) - set(quantization_plan.points))
+  if missing:
+    raise plan_lib.PlanMismatchError(f"the quantization plan has no grid for {missing}")
+  for name, var in targets.items():
+    var.assign(_grid_ends(*quantization_plan.points[name]))
+  qrnn.cell.state_range.assign(_grid_ends(*quantization_plan.state))
+  dense.input_range.assign(_grid_ends(*quantization_plan.state))
+  qrnn.cell.calibrated.assign(1.0)
+  dense.calibrated.assign(1.0)
+  use_int8_kernels(model, True)
+  return model
 
 
 def export_inputs(model):
