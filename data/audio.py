@@ -25,8 +25,9 @@ from absl import logging
 
 from data import splits
 
-__all__ = ["FRONTENDS", "frame_count", "load_fsdd", "load_speech_commands", "log_mel",
-           "mel_filterbank", "micro_frontend", "read_wav"]
+__all__ = ["FRONTENDS", "SKIP_REASONS", "features", "file_features", "frame_count",
+           "load_fsdd", "load_speech_commands", "log_mel", "mel_filterbank",
+           "micro_frontend", "read_wav"]
 
 NUM_MELS, WINDOW_MS, HOP_MS = 32, 25, 10
 # The rates the datasets are recorded at; a file at another rate is skipped and counted.
@@ -126,37 +127,63 @@ def _frontend(name):
   return FRONTENDS[name]
 
 
-def _features(paths, max_frames, frontend, sample_rate):
-  """Features of every usable file, and what was skipped.
+SKIP_REASONS = ("unreadable", "empty", "sample_rate")
+
+
+def file_features(path, frontend, max_frames, sample_rate):
+  """One file's features, or why it is skipped.
 
   Unreadable files, empty ones (0 samples) and files at another sample rate than
   ``sample_rate`` are skipped, not resampled: a model trained on resampled audio would
   meet different spectra on the device, whose microphone runs at one rate.
 
   Returns:
-    ``(feats, keep, skipped)``: feature arrays, the indices of the files they came from,
-    and ``{reason: [message, ...]}`` for the skipped ones (reasons ``unreadable``,
-    ``empty``, ``sample_rate``).
+    ``(features [frames, 32], None, "")`` or ``(None, reason, message)`` with ``reason``
+    one of ``SKIP_REASONS``.
   """
-  features = _frontend(frontend)
+  compute = _frontend(frontend)
+  try:
+    samples, rate = read_wav(path)
+  except ValueError as e:
+    return None, "unreadable", str(e)
+  if len(samples) == 0:
+    return None, "empty", f"{path}: no samples"
+  if rate != sample_rate:
+    return None, "sample_rate", f"{path}: {rate} Hz, not {sample_rate} Hz"
+  try:
+    return compute(samples, rate, max_frames), None, ""
+  except ValueError as e:
+    return None, "unreadable", f"{path}: {e}"
+
+
+def features(paths, max_frames, frontend, sample_rate, *, cache=None, dataset=None,
+             split=None):
+  """Features of every usable file (``file_features``), and what was skipped.
+
+  Args:
+    paths: the audio files.
+    max_frames, frontend, sample_rate: as ``file_features``.
+    cache: a ``data.feature_cache.FeatureCache``: the features are computed in parallel
+      once, then read from its shards (``dataset`` and ``split`` name its entry).
+
+  Returns:
+    ``(feats, keep, skipped)``: feature arrays, the indices of the files they came from,
+    and ``{reason: [message, ...]}`` for the skipped ones (``SKIP_REASONS``).
+  """
+  _frontend(frontend)
+  if cache is not None:
+    x, keep, skipped = cache.features(paths, frontend, max_frames, sample_rate,
+                                      dataset=dataset, split=split)
+    return list(x), keep, skipped
   feats, keep = [], []
-  skipped = {"unreadable": [], "empty": [], "sample_rate": []}
+  skipped = {reason: [] for reason in SKIP_REASONS}
   for i, path in enumerate(paths):
-    try:
-      samples, rate = read_wav(path)
-    except ValueError as e:
-      skipped["unreadable"].append(str(e))
-      continue
-    if len(samples) == 0:
-      skipped["empty"].append(f"{path}: no samples")
-    elif rate != sample_rate:
-      skipped["sample_rate"].append(f"{path}: {rate} Hz, not {sample_rate} Hz")
+    feat, reason, message = file_features(path, frontend, max_frames, sample_rate)
+    if reason is None:
+      feats.append(feat)
+      keep.append(i)
     else:
-      try:
-        feats.append(features(samples, rate, max_frames))
-        keep.append(i)
-      except ValueError as e:
-        skipped["unreadable"].append(f"{path}: {e}")
+      skipped[reason].append(message)
     if (i + 1) % 500 == 0:
       logging.info("features: %d/%d files", i + 1, len(paths))
   return feats, keep, skipped
@@ -182,11 +209,13 @@ def _require_dir(data_dir, what):
   return path
 
 
-def load_fsdd(data_dir, seed=0, max_frames=98, frontend="logmel32"):
+def load_fsdd(data_dir, seed=0, max_frames=98, frontend="logmel32", feature_cache=None):
   """Free Spoken Digit Dataset: ``{digit}_{speaker}_{index}.wav``; index 0–4 is test.
 
   ``frontend``: ``logmel32`` (numpy log-mel, the paper's) or ``micro32`` (TFLM's micro
   front end); ``meta["frontend"]`` names it and the device must compute the same.
+  ``feature_cache``: None (computed here, one file after another) or a
+  ``data.feature_cache.FeatureCache`` (computed once on all cores, then read back).
 
   Returns:
     ``(splits, labels, meta)``: ``[(x, y)]`` for train, val, test (raw features, for
@@ -203,7 +232,8 @@ def load_fsdd(data_dir, seed=0, max_frames=98, frontend="logmel32"):
     if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit():
       raise ValueError(f"fsdd: {p.name} is not named {{digit}}_{{speaker}}_{{index}}.wav")
     parsed.append((int(parts[0]), int(parts[2])))
-  feats, keep, skipped = _features(paths, max_frames, frontend, FSDD_RATE)
+  feats, keep, skipped = features(paths, max_frames, frontend, FSDD_RATE,
+                                  cache=feature_cache, dataset="fsdd", split="all")
   if not feats:
     raise ValueError(f"fsdd: none of the {len(paths)} files in {root} could be used "
                      f"(skipped: { {k: len(v) for k, v in skipped.items()} }; the first: "
@@ -220,17 +250,20 @@ def load_fsdd(data_dir, seed=0, max_frames=98, frontend="logmel32"):
 
 
 def load_speech_commands(data_dir, task="google12", seed=0, max_frames=98,
-                         max_per_class=None, silence_per_split=None, frontend="logmel32"):
+                         max_per_class=None, silence_per_split=None, frontend="logmel32",
+                         feature_cache=None):
   """Google Speech Commands (v1/v2 layout) with its validation/testing lists.
 
   ``google12``: the ten words, ``_silence_`` (1 s clips cut from
   ``_background_noise_``) and ``_unknown_`` (every other word); ``google30``: every word.
-  ``max_per_class`` caps each class per split, for quick runs.
+  ``max_per_class`` caps each class per split, for quick runs. ``feature_cache``: as
+  ``load_fsdd`` (the clips; the ``_silence_`` clips, cut from the noise per seed, are
+  computed here).
 
   Returns:
     ``(splits, labels, meta)`` as ``load_fsdd``.
   """
-  features = _frontend(frontend)
+  frontend_fn = _frontend(frontend)
   root = _require_dir(data_dir, "speech_commands")
   if task not in ("google12", "google30"):
     raise ValueError(f"speech_commands task must be google12 or google30, got {task!r}")
@@ -263,8 +296,9 @@ def load_speech_commands(data_dir, task="google12", seed=0, max_frames=98,
       for item in rng.permutation(len(items)):
         by.setdefault(items[item][1], []).append(items[item])
       items = [it for group in by.values() for it in group[:max_per_class]]
-    feats, keep, skipped = _features([p for p, _ in items], max_frames, frontend,
-                                     SPEECH_COMMANDS_RATE)
+    feats, keep, skipped = features([p for p, _ in items], max_frames, frontend,
+                                    SPEECH_COMMANDS_RATE, cache=feature_cache,
+                                    dataset=f"speech_commands_{task}", split=part)
     total += len(items)
     for reason, messages in skipped.items():
       skipped_all.setdefault(reason, []).extend(messages)
@@ -276,7 +310,7 @@ def load_speech_commands(data_dir, task="google12", seed=0, max_frames=98,
       for k in range(count if noise else 0):
         samples, rate = read_wav(noise[k % len(noise)])
         start = int(rng.integers(0, max(1, len(samples) - rate)))
-        feats.append(features(samples[start:start + rate], rate, max_frames))
+        feats.append(frontend_fn(samples[start:start + rate], rate, max_frames))
         y.append(labels.index("_silence_"))
     if not feats:
       raise ValueError(f"speech_commands: no readable clips in the {part} split")

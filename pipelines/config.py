@@ -5,15 +5,24 @@ folder at once, before TensorFlow is even imported.
 """
 
 import dataclasses
+import json
 import math
+import os
+import pathlib
 
 from pipelines import run_folder
 
-__all__ = ["Config", "LR_SCHEDULES", "validate_config"]
+__all__ = ["Config", "DISTRIBUTE", "LR_SCHEDULES", "NOT_COMPARED_ON_RESUME",
+           "multi_worker_task", "validate_config"]
 
-# training.LR_SCHEDULES, repeated here to keep this module free of TensorFlow (a test
-# checks the two agree).
+# training.LR_SCHEDULES and distribute.CHOICES, repeated here to keep this module free of
+# TensorFlow (a test checks they agree).
 LR_SCHEDULES = ("constant", "cosine")
+DISTRIBUTE = ("none", "mirrored", "multi_worker")
+# Flags a resumed run may change: how it runs, not what it computes (a checkpoint
+# restores under any strategy; the cache holds the same features wherever it is).
+NOT_COMPARED_ON_RESUME = ("resume", "overwrite", "output_dir", "distribute",
+                          "feature_cache")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +61,40 @@ class Config:
   weight_decay: float = 0.0
   keep_best: bool = False
   preset: str | None = None
+  # Training at scale (issue 14): tf.distribute strategy of the training stages, and the
+  # audio feature cache ("default", "none" or a folder).
+  distribute: str = "none"
+  feature_cache: str = "none"
+
+
+def multi_worker_task(tf_config_text):
+  """``(index, is_chief)`` of this process in ``TF_CONFIG``, read without TensorFlow.
+
+  The chief is the ``chief`` task if the cluster has one, else worker 0 (TensorFlow's
+  rule); it alone writes the run folder.
+
+  Raises:
+    ValueError: TF_CONFIG is missing or does not name this task among the workers.
+  """
+  if not tf_config_text:
+    raise ValueError("--distribute=multi_worker needs the TF_CONFIG environment variable "
+                     "(JSON: cluster.worker addresses and this task; see README "
+                     "'Several machines')")
+  try:
+    conf = json.loads(tf_config_text)
+    cluster, task = conf["cluster"], conf["task"]
+    workers = cluster["worker"]
+    kind, index = task["type"], int(task["index"])
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"TF_CONFIG must be JSON with cluster.worker (a list of host:port) "
+                     f"and task.type/task.index, got {tf_config_text!r}") from e
+  size = {"worker": len(workers) if isinstance(workers, list) else 0,
+          "chief": len(cluster.get("chief", []))}
+  if kind not in size or not 0 <= index < size[kind]:
+    raise ValueError(f"TF_CONFIG: task {kind} {index} is not in the cluster "
+                     f"({size['worker']} workers, {size['chief']} chief)")
+  chief = kind == "chief" or (index == 0 and not size["chief"])
+  return index, chief
 
 
 def validate_config(config, data_given=False):
@@ -107,7 +150,28 @@ def validate_config(config, data_given=False):
   if config.resume and config.overwrite:
     problems.append("--resume continues the run in --output_dir, --overwrite replaces "
                     "it: pass one of them")
-  if not problems:
+  chief = True
+  if config.distribute not in DISTRIBUTE:
+    problems.append(f"--distribute must be one of {', '.join(DISTRIBUTE)}, got "
+                    f"{config.distribute!r}")
+  elif config.distribute == "multi_worker":
+    try:
+      _, chief = multi_worker_task(os.environ.get("TF_CONFIG"))
+    except ValueError as e:
+      problems.append(str(e))
+  if config.feature_cache not in ("none", "default"):
+    cache = pathlib.Path(config.feature_cache).expanduser()
+    if cache.exists() and not cache.is_dir():
+      problems.append(f"--feature_cache must be none, default or a folder, got "
+                      f"{config.feature_cache!r} (a file)")
+  if not problems and not chief:
+    # Another worker only trains, in step with the chief, and writes nothing there; to
+    # resume it reads the chief's run folder, which must be visible at the same path.
+    if config.resume and not (pathlib.Path(config.output_dir) / "flags.json").is_file():
+      problems.append(f"--resume with --distribute=multi_worker: this worker reads the "
+                      f"chief's run folder {config.output_dir}, which it cannot see; put "
+                      f"--output_dir on a file system every worker mounts at that path")
+  elif not problems:
     try:
       run_folder.check(config.output_dir, resume=config.resume)
     except run_folder.RunFolderError as e:

@@ -6,6 +6,13 @@ training stage killed midway continues from its checkpoints (``checkpoints/float
 ``checkpoints/qat``). ``report.json`` is written last: a run folder without it is
 unfinished. Before anything is written, ``validate_config`` checks the flags,
 ``run_folder.check`` the output folder and ``preflight`` the data against the flags.
+
+With ``--distribute`` the training stages (float with its three phases, QAT) run under
+a ``tf.distribute`` strategy (``tf_fastgrnn.distribute``); the others run on one process.
+Under ``multi_worker`` every worker runs the training stages in step, but only the chief
+writes the run folder and goes on to export and evaluate; another worker stops after the
+last training stage, having written nothing there (its checkpoints go to temporary
+folders that ``training.fit`` removes).
 """
 
 import dataclasses
@@ -22,11 +29,13 @@ import typing
 import numpy as np
 
 import data as datasets
+from pipelines import config as config_lib
 from pipelines import report as report_lib
 from pipelines import run_folder
 from pipelines.config import Config
 from pipelines.config import validate_config
 from tf_fastgrnn import device_files
+from tf_fastgrnn import distribute
 from tf_fastgrnn import export
 from tf_fastgrnn import fileio
 from tf_fastgrnn import fused
@@ -61,12 +70,13 @@ def _check_resume(config, out):
   """A resumed run must use the flags it started with.
 
   Not compared: --resume, --overwrite, and --output_dir (the folder's own flags.json is
-  the run's whatever path, relative or absolute, with or without a slash, names it).
+  the run's whatever path, relative or absolute, with or without a slash, names it);
+  --distribute and --feature_cache (how it runs, not what it computes).
   """
   old = json.loads((out / "flags.json").read_text())
   new = dataclasses.asdict(config)
   changed = {k: (old.get(k), v) for k, v in new.items()
-             if k not in ("resume", "overwrite", "output_dir") and old.get(k) != v}
+             if k not in config_lib.NOT_COMPARED_ON_RESUME and old.get(k) != v}
   if changed:
     raise ValueError("--resume must use the flags of the run it continues; these differ "
                      f"(was, now): {changed}")
@@ -107,7 +117,8 @@ def _accuracy(model, x, y, batch_size):
 def _recipe(config):
   """The training-recipe arguments of ``training.fit`` / ``train_three_phase``."""
   return {"lr_schedule": config.lr_schedule, "clipnorm": config.clipnorm,
-          "weight_decay": config.weight_decay, "keep_best": config.keep_best}
+          "weight_decay": config.weight_decay, "keep_best": config.keep_best,
+          "distribute": config.distribute}
 
 
 def _cell_kwargs(config):
@@ -227,6 +238,7 @@ class _Run:
   ds: object
   out: pathlib.Path
   start: float
+  chief: bool = True        # writes the run folder (False: another multi-worker worker)
   float_model: object = None
   float_result: dict = None
   qat_model: object = None
@@ -260,7 +272,8 @@ def _train_float(r):
     history = training.fit(
         model, train, val, epochs=config.epochs, batch_size=config.batch_size,
         learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
-        seed=config.seed, callbacks=[timer], **_recipe(config))
+        seed=config.seed, callbacks=[timer], verbose=1 if r.chief else 0,
+        **_recipe(config))
     result = {"history": history, "phase_reports": []}
   else:
     _log(f"training {config.cell} H={config.units} w_rank={config.w_rank} "
@@ -272,13 +285,15 @@ def _train_float(r):
                                      sparsity_u=config.sparsity_u),
         epochs=config.epochs, batch_size=config.batch_size,
         learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
-        seed=config.seed, callbacks=[timer], **_recipe(config))
+        seed=config.seed, callbacks=[timer], verbose=1 if r.chief else 0,
+        **_recipe(config))
     model = pruned.model
     result = {"history": pruned.history, "phase_reports": pruned.phase_reports,
               "phase_epochs": list(pruned.phase_epochs)}
   _check_finite_weights(model, "the float model")
   result["epoch_seconds"] = timer.seconds
-  _save_trained(r.out, model, FLOAT_MODEL, result, "float_training.json")
+  if r.chief:
+    _save_trained(r.out, model, FLOAT_MODEL, result, "float_training.json")
   r.float_model, r.float_result = model, result
 
 
@@ -308,8 +323,11 @@ def _train_qat(r):
       batch_size=config.batch_size, learning_rate=config.qat_learning_rate,
       checkpoint_dir=r.out / "checkpoints" / "qat",
       tensorboard_dir=r.out / "tensorboard" / "qat", seed=config.seed,
-      **_recipe(config))
+      verbose=1 if r.chief else 0, **_recipe(config))
   _check_finite_weights(model, "the QAT model")
+  if not r.chief:  # calibration, export and evaluation happen on the chief alone
+    r.qat_model, r.qat_history = model, history
+    return
   # The weights moved: measure the grids again on the export's calibration windows.
   quantization.calibrate(model, ds.x_train[:CALIBRATION_WINDOWS])
   # From here on Keras QAT computes with TFLM's integer kernels (bit-exact).
@@ -572,11 +590,12 @@ class Stage:
   run: typing.Callable
   load: typing.Callable
   wanted: typing.Callable = lambda config: True
+  distributed: bool = False  # runs under --distribute, on every worker
 
 
 STAGES = (
-    Stage("float training", FLOAT_MODEL, _train_float, _load_float),
-    Stage("QAT", QAT_MODEL, _train_qat, _load_qat, lambda c: c.qat),
+    Stage("float training", FLOAT_MODEL, _train_float, _load_float, distributed=True),
+    Stage("QAT", QAT_MODEL, _train_qat, _load_qat, lambda c: c.qat, distributed=True),
     Stage("int8 export", TFLITE_MODEL, _export, _load_export),
     Stage("whole-window model", WINDOW_MODEL, _export_window, _load_window,
           lambda c: c.window_model),
@@ -592,7 +611,8 @@ STAGES = (
 
 
 def run(config, ds=None, on_output_ready=None):
-  """Runs every stage of ``config`` (a ``Config``); returns the report.
+  """Runs every stage of ``config`` (a ``Config``); returns the report (None on a
+  multi-worker worker that is not the chief: it runs the training stages only).
 
   Nothing is written before the flags, the data, the model and the output folder have
   all been checked.
@@ -607,9 +627,18 @@ def run(config, ds=None, on_output_ready=None):
   validate_config(config, data_given=ds is not None)
   if ds is None:
     _log(f"loading {config.dataset}")
-    opts = ({"frontend": config.audio_frontend} if config.dataset in datasets.AUDIO_DATASETS
-            else {})
+    opts = ({"frontend": config.audio_frontend, "feature_cache": config.feature_cache}
+            if config.dataset in datasets.AUDIO_DATASETS else {})
     ds = datasets.load_dataset(config.dataset, config.data_dir, seed=config.seed, **opts)
+  chief = distribute.is_chief(distribute.get_strategy(config.distribute))
+  if not chief:
+    # Another worker of a multi-worker run: it trains in step with the chief and writes
+    # nothing into the run folder (on --resume it reads the chief's).
+    preflight(config, ds)
+    out = pathlib.Path(config.output_dir)
+    if config.resume:
+      _check_resume(config, out)
+    return _run_training_only(config, ds, out, start)
   folder_state = run_folder.check(config.output_dir, resume=config.resume)
   preflight(config, ds)
   # Flags, data, model and folder are valid: only now is anything written.
@@ -631,6 +660,26 @@ def run(config, ds=None, on_output_ready=None):
     else:
       stage.run(r)
   return r.report
+
+
+def _run_training_only(config, ds, out, start):
+  """The distributed stages on a worker that is not the chief; returns None."""
+  training.set_seed(config.seed)
+  r = _Run(config, ds, out, start, chief=False)
+  for stage in STAGES:
+    if not stage.distributed:
+      break
+    if not stage.wanted(config):
+      continue
+    if config.resume and (out / stage.artifact).exists():
+      _log(f"resume: the chief's {stage.artifact} exists, {stage.name} skipped")
+      stage.load(r)
+    else:
+      stage.run(r)
+  _log("training done on this worker; the chief writes the run folder, exports and "
+       "evaluates")
+  return None
+
 
 def summary_line(report):
   acc = report["accuracy"]

@@ -24,6 +24,11 @@ Usage:
   python -m pipelines.train_and_export --dataset=fsdd --units=64 --epochs=30
   python -m pipelines.train_and_export --resume   # after a killed run
   python -m pipelines.train_and_export --preset=plain   # constant rate, last epoch
+  python -m pipelines.train_and_export --dataset=google12 --data_dir=... \
+      --distribute=mirrored   # every local GPU; README: "Training at scale"
+  TF_CONFIG='{"cluster": {"worker": ["a:12345", "b:12345"]}, "task": {"type": "worker",
+      "index": 0}}' python -m pipelines.train_and_export --distribute=multi_worker ...
+      # the same command on every machine, its own index; worker 0 writes the run
 """
 
 import os
@@ -83,6 +88,18 @@ _AUDIO_FRONTEND = flags.DEFINE_enum(
     "audio_frontend", "logmel32", ["logmel32", "micro32"],
     "Audio features (fsdd, speech_commands): logmel32 = numpy log-mel as in the paper; "
     "micro32 = TFLM's micro front end. The device must compute the same.")
+_DISTRIBUTE = flags.DEFINE_string(
+    "distribute", "none",
+    "Training stages (float, the three pruning phases, QAT) under tf.distribute: none "
+    "(one device), mirrored (MirroredStrategy: every local GPU), multi_worker "
+    "(MultiWorkerMirroredStrategy from TF_CONFIG; the same command on every worker, "
+    "worker 0 writes the run folder). --batch_size is the global batch. Export and "
+    "evaluation run on one process.")
+_FEATURE_CACHE = flags.DEFINE_string(
+    "feature_cache", "default",
+    "Audio features (fsdd, speech_commands) computed once on all cores and kept: "
+    "default = $TF_FASTGRNN_FEATURE_CACHE or ~/.cache/tf_fastgrnn/features; a folder; "
+    "none = computed in this process on every run.")
 _ARENA_MARGIN = flags.DEFINE_integer(
     "arena_margin", 1024, "Bytes added to the measured TFLM arena in model_settings.h.")
 _PRESET = flags.DEFINE_string(
@@ -129,7 +146,8 @@ def _config_from_flags():
       window_model=_WINDOW_MODEL.value, audio_frontend=_AUDIO_FRONTEND.value,
       overwrite=_OVERWRITE.value, lr_schedule=values["lr_schedule"],
       clipnorm=values["clipnorm"], weight_decay=values["weight_decay"],
-      keep_best=values["keep_best"], preset=preset)
+      keep_best=values["keep_best"], preset=preset, distribute=_DISTRIBUTE.value,
+      feature_cache=_FEATURE_CACHE.value)
   config_lib.validate_config(config)
   return config
 
@@ -189,6 +207,13 @@ def main(argv):
   except ValueError as e:
     print(f"train_and_export: {e}", file=sys.stderr)
     return 2
+  if config.distribute == "multi_worker":
+    # The strategy's collectives must be configured before anything initialises
+    # TensorFlow (importing tf_fastgrnn does); validate_config has checked TF_CONFIG.
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    from tf_fastgrnn import distribute  # pylint: disable=import-outside-toplevel
+    distribute.register(strategy)
   log = None if _VERBOSE.value else _NativeLog()
   message, report = None, None
   try:
@@ -213,6 +238,12 @@ def main(argv):
   if message is not None:
     print(f"train_and_export: {message}", file=sys.stderr)
     return 1
+  if report is None:  # a multi-worker worker other than the chief
+    if log is not None:
+      log.discard()  # its temporary log; it wrote nothing else
+    print("[train_and_export] this worker's part (training) is done; the chief writes "
+          f"{config.output_dir}")
+    return 0
   print(stages.summary_line(report))
   return 0
 

@@ -77,7 +77,8 @@ def _earlier_run(root):
 def _main(args, umask=None):
   """Runs ``python -m pipelines.train_and_export ARGS``; returns (status, stdout, stderr)."""
   env = dict(os.environ, PYTHONPATH=str(REPO))
-  env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the CLI itself must keep TF's lines away
+  env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+  env.pop("TF_CONFIG", None)  # the CLI itself must keep TF's lines away
   result = subprocess.run(
       [sys.executable, "-m", "pipelines.train_and_export", *args], env=env, cwd=REPO,
       capture_output=True, text=True, timeout=900,
@@ -122,6 +123,11 @@ BAD_INPUTS = [
     ("resume and overwrite", ["--resume", "--overwrite"], None, 2,
      ["--resume", "--overwrite"]),
     ("u_rank above units", ["--u_rank=9"], None, 2, ["--u_rank=9", "--units=6"]),
+    ("unknown strategy", ["--distribute=tpu"], None, 2, ["--distribute", "'tpu'"]),
+    ("multi_worker without TF_CONFIG", ["--distribute=multi_worker"], None, 2,
+     ["--distribute=multi_worker", "TF_CONFIG"]),
+    ("feature cache is a file", ["--feature_cache=__DATA__"], None, 2,
+     ["--feature_cache", "a file"]),
 ]
 
 
@@ -133,6 +139,7 @@ def test_bad_input_leaves_earlier_run_untouched(tmp_path, case, extra, overrides
   data = _npz(tmp_path / "data.npz", **(overrides or {}))
   out = _earlier_run(tmp_path / "run")
   before = _snapshot(tmp_path)
+  extra = [e.replace("__DATA__", str(data)) for e in extra]
   _assert_refused(_main(TINY + extra + [f"--data_dir={data}", f"--output_dir={out}"]),
                   status, words)
   assert _snapshot(tmp_path) == before  # nothing trained, written, moved or deleted
@@ -299,6 +306,23 @@ def test_export_refuses_a_diverged_model_before_tflm_sees_it(rng):
                      for w in model.get_weights()])
   with pytest.raises(export.TFLMCompatibilityError, match="training diverged"):
     export.convert_step_model(model, rng.normal(size=(8, 3, 2)).astype(np.float32))
+
+
+def test_multi_worker_resume_needs_the_chiefs_folder(tmp_path, monkeypatch):
+  """Another worker resumes from the chief's run folder: not visible, refused at once."""
+  monkeypatch.setenv("TF_CONFIG", json.dumps(
+      {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}))
+  config = config_lib.Config(
+      dataset="npz", data_dir="x.npz", cell="fastgrnn", units=6, w_rank=None, u_rank=3,
+      sparsity_w=0.5, sparsity_u=0.5, epochs=3, qat=True, qat_epochs=1, batch_size=8,
+      learning_rate=0.01, qat_learning_rate=0.001, seed=0,
+      output_dir=str(tmp_path / "run"), resume=True, max_test_windows=None,
+      num_test_vectors=2, arena_margin=0, distribute="multi_worker")
+  with pytest.raises(ValueError, match="cannot see; put --output_dir on a file system"):
+    config_lib.validate_config(config)
+  # Not resuming, the other worker never looks at the folder (the chief makes it).
+  config_lib.validate_config(dataclasses.replace(config, resume=False))
+  assert not (tmp_path / "run").exists()
 
 
 def test_config_module_agrees_with_training():

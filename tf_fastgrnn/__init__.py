@@ -10,7 +10,8 @@ Modules: ``cells`` (the cells and layers), ``models`` (the classifier layout),
 (TFLM's integer arithmetic as TF ops and in NumPy), ``export`` (int8 step model from a
 float model and a plan), ``runtime`` (TFLM/LiteRT on the host), ``device_files`` (C arrays
 and headers), ``parity`` (numerics diff), ``baselines`` (low-rank LSTM), ``tfmot_compat``
-(the TF-MOT internals pruning needs).
+(the TF-MOT internals pruning needs), ``distribute`` and ``input_pipeline`` (training
+under ``tf.distribute``, tf.data input ordered by (seed, epoch)).
 """
 
 from tf_fastgrnn import activations

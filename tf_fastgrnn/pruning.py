@@ -43,6 +43,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 from tf_fastgrnn import cells
+from tf_fastgrnn import distribute as distribute_lib
 from tf_fastgrnn import tfmot_compat
 from tf_fastgrnn import training
 from tf_fastgrnn._keras import keras
@@ -353,7 +354,7 @@ def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
                       learning_rate, checkpoint_dir=None, seed=0, verbose=1,
                       callbacks=(), tensorboard_dir=None, lr_schedule="constant",
                       min_lr_fraction=0.05, clipnorm=None, weight_decay=0.0,
-                      keep_best=False):
+                      keep_best=False, distribute="none"):
   """Trains dense, then with iterative hard thresholding, then with the support fixed.
 
   One ``training.fit`` run over all ``epochs`` (one Adam state throughout, as EdgeML);
@@ -378,6 +379,9 @@ def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
     keep_best: the model ends with the weights of the fixed-support phase's epoch with
       the best validation accuracy (only that phase: its weights have the asked
       sparsity); needs ``val``.
+    distribute: as ``training.fit``: the wrappers, masks and pruning step of a copy of
+      ``model`` live under the strategy; the trained, stripped weights end in ``model``
+      (the returned model is then ``model`` itself).
 
   Returns:
     A ``ThreePhaseResult``.
@@ -409,9 +413,13 @@ def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
     raise ValueError(f"train must be a pair (x, y) of arrays, got {type(train).__name__}")
   steps_per_epoch = math.ceil(len(train[0]) / batch_size)
 
-  wrapped = _wrap(model, config, phase_epochs, steps_per_epoch)
+  strategy = distribute_lib.get_strategy(distribute)
+  work = (model if distribute_lib.is_default(strategy)
+          else distribute_lib.replicate(model, strategy))
+  with strategy.scope():
+    wrapped = _wrap(work, config, phase_epochs, steps_per_epoch)
   history = training.fit(
-      wrapped, train, val, epochs=epochs, batch_size=batch_size,
+      wrapped, train, val, distribute=strategy, epochs=epochs, batch_size=batch_size,
       learning_rate=learning_rate, checkpoint_dir=checkpoint_dir, seed=seed,
       verbose=verbose, tensorboard_dir=tensorboard_dir,
       # UpdatePruningStep re-masks at epoch end, before _PhaseLogger counts the zeros.
@@ -421,7 +429,11 @@ def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
       lr_schedule=lr_schedule, phase_boundaries=(phase_epochs[0], sum(phase_epochs[:2])),
       min_lr_fraction=min_lr_fraction, clipnorm=clipnorm, weight_decay=weight_decay,
       keep_best=keep_best, best_from_epoch=sum(phase_epochs[:2]))
-  stripped = _sparsity_keras.strip_pruning(wrapped)
+  with strategy.scope():
+    stripped = _sparsity_keras.strip_pruning(wrapped)
+  if work is not model:  # hand back the caller's one-device model, trained
+    distribute_lib.copy_back(stripped, model)
+    stripped = model
   return ThreePhaseResult(model=stripped, history=history,
                           phase_reports=_phase_reports(stripped, history, config,
                                                        phase_epochs),

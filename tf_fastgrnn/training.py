@@ -6,10 +6,18 @@ they share the loss, the optimizer, the data order, the checkpoints and the hist
 format.
 
 Determinism: the order of the training windows in epoch ``e`` is a permutation drawn from
-``(seed, e)`` alone, not from a random stream that runs across epochs. A run resumed at
-epoch ``e`` from its checkpoint (weights, optimizer slots, pruning masks and step) thus
-sees exactly the batches the uninterrupted run saw, and with ``set_seed`` (op
-determinism) ends with the same weights.
+``(seed, e)`` alone (``input_pipeline.epoch_order``), not from a random stream that runs
+across epochs. A run resumed at epoch ``e`` from its checkpoint (weights, optimizer
+slots, pruning masks and step) thus sees exactly the batches the uninterrupted run saw,
+and with ``set_seed`` (op determinism) ends with the same weights.
+
+Several devices or machines (``distribute``, see ``tf_fastgrnn.distribute``): the model
+is trained as a copy made under the ``tf.distribute`` strategy and its weights are
+written back; ``batch_size`` stays the global batch, so the run follows the one-device
+run up to float rounding. Under ``MultiWorkerMirroredStrategy`` every worker saves
+checkpoints (saving is collective), but only the chief into ``checkpoint_dir``; the
+others write into a temporary folder removed at the end, and resume by reading the
+chief's ``checkpoint_dir`` (a folder every worker sees).
 """
 
 import importlib.util
@@ -17,12 +25,16 @@ import json
 import math
 import os
 import pathlib
+import shutil
+import tempfile
 import warnings
 
 import numpy as np
 import tensorflow as tf
 
+from tf_fastgrnn import distribute as distribute_lib
 from tf_fastgrnn import fileio
+from tf_fastgrnn import input_pipeline
 from tf_fastgrnn._keras import keras
 
 __all__ = ["LR_SCHEDULES", "NonFiniteLossError", "PhasedCosine", "check_positive_int", "fit",
@@ -135,20 +147,6 @@ def _check_data(name, data, batch_size=None):
   return x.astype(np.float32, copy=False), y.astype(np.int32, copy=False)
 
 
-def _epoch_batches(x, y, batch_size, seed, first_epoch, last_epoch):
-  """Batches of epochs ``first_epoch .. last_epoch - 1``, each epoch's order from (seed, e)."""
-  n = len(x)
-  perms = np.stack([np.random.default_rng([seed, e]).permutation(n)
-                    for e in range(first_epoch, last_epoch)]).astype(np.int64)
-  x_t, y_t = tf.constant(x), tf.constant(y)
-  ds = tf.data.Dataset.from_tensor_slices(perms)
-  # Batch inside each epoch, so every epoch ends on its own (maybe short) batch and the
-  # epochs stay aligned with Keras' steps_per_epoch.
-  ds = ds.flat_map(lambda p: tf.data.Dataset.from_tensor_slices(p).batch(batch_size))
-  ds = ds.map(lambda i: (tf.gather(x_t, i), tf.gather(y_t, i)))
-  return ds.prefetch(2)
-
-
 class _StopOnNonFinite(keras.callbacks.TerminateOnNaN):
   """Keras' TerminateOnNaN that remembers where the loss went bad."""
 
@@ -176,6 +174,8 @@ class _EpochCheckpoint(keras.callbacks.Callback):
 
   def __init__(self, history, nan_guard, manager=None, state=None, directory=None,
                best=None):
+    # ``directory``: where this process writes (a temporary folder on a non-chief
+    # worker of a multi-worker run).
     super().__init__()
     self.history = history
     self._nan_guard = nan_guard
@@ -302,8 +302,9 @@ _DEFAULT_RECIPE = {"lr_schedule": "constant", "phase_boundaries": [],
                    "keep_best": False, "best_from_epoch": 0}
 
 
-def _check_run(directory, run, resuming):
-  """Refuses to resume a checkpoint made with other settings; records them otherwise."""
+def _check_run(directory, run, resuming, write=True):
+  """Refuses to resume a checkpoint made with other settings; records them otherwise
+  (unless ``write`` is False: a non-chief worker only reads)."""
   path = directory / _RUN_FILE
   run = json.loads(json.dumps(run))  # compare as stored: tuples become lists
   if resuming and path.exists():
@@ -315,13 +316,15 @@ def _check_run(directory, run, resuming):
       raise ValueError(
           f"checkpoint_dir {directory} holds a run with other settings ({details}); "
           f"pass the same settings to resume it, or use an empty checkpoint_dir")
-  fileio.write_json(path, run)
+  if write:
+    fileio.write_json(path, run)
 
 
 def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
         checkpoint_dir=None, callbacks=(), seed=0, verbose=1, tensorboard_dir=None,
         run_config=None, lr_schedule="constant", phase_boundaries=(), min_lr_fraction=0.05,
-        clipnorm=None, weight_decay=0.0, keep_best=False, best_from_epoch=0):
+        clipnorm=None, weight_decay=0.0, keep_best=False, best_from_epoch=0,
+        distribute="none"):
   """Compiles and trains ``model``; checkpoints every epoch and resumes from the last.
 
   The model is compiled with Adam(``learning_rate``) (AdamW with ``weight_decay``),
@@ -364,6 +367,10 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
       onwards (0-based), and the history gains ``best_epoch`` ([1-based epoch]).
     best_from_epoch: first epoch eligible for ``keep_best`` (e.g. the first epoch of the
       fixed-support phase, so the kept weights have the asked sparsity).
+    distribute: ``"none"``, ``"mirrored"``, ``"multi_worker"`` or a
+      ``tf.distribute.Strategy`` (``tf_fastgrnn.distribute``). A model built outside the
+      strategy's scope is trained as a copy inside it and the trained weights are written
+      back into ``model``; ``batch_size`` is the global batch.
 
   Returns:
     The history ``{metric: [value per epoch]}`` over all epochs (``loss``, ``accuracy``,
@@ -407,8 +414,51 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
                      f"{list(phase_boundaries)}")
   x, y = _check_data("train", train)
   val_data = None if val is None else _check_data("val", val)
+  strategy = distribute_lib.get_strategy(distribute)
   set_seed(seed)
+  recipe_args = {"lr_schedule": lr_schedule, "phase_boundaries": boundaries,
+                 "min_lr_fraction": min_lr_fraction, "clipnorm": clipnorm,
+                 "weight_decay": weight_decay, "keep_best": keep_best,
+                 "best_from_epoch": best_from_epoch}
+  if not distribute_lib.is_default(strategy) and model.distribute_strategy is not strategy:
+    replica = distribute_lib.replicate(model, strategy)
+    history = fit(replica, (x, y), val_data, epochs=epochs, batch_size=batch_size,
+                  learning_rate=learning_rate, checkpoint_dir=checkpoint_dir,
+                  callbacks=callbacks, seed=seed, verbose=verbose,
+                  tensorboard_dir=tensorboard_dir, run_config=run_config,
+                  distribute=strategy, **recipe_args)
+    distribute_lib.copy_back(replica, model)
+    return history
+  # The epoch count and the history are ordinary variables made outside the strategy (a
+  # multi-worker strategy cannot broadcast a string variable's initial value).
+  state = ({"epoch": tf.Variable(0, dtype=tf.int64, trainable=False),
+            "history": tf.Variable("", dtype=tf.string, trainable=False)}
+           if checkpoint_dir is not None else None)
+  chief = distribute_lib.is_chief(strategy)
+  write_dir = None
+  if checkpoint_dir is not None and not chief:
+    write_dir = pathlib.Path(tempfile.mkdtemp(prefix="tf_fastgrnn-worker-ckpt-"))
+  try:
+    with strategy.scope():
+      return _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
+                           checkpoint_dir, write_dir, callbacks, seed, verbose,
+                           tensorboard_dir if chief else None, run_config, state,
+                           **recipe_args)
+  finally:
+    if write_dir is not None:
+      shutil.rmtree(write_dir, ignore_errors=True)
 
+
+def _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
+                  checkpoint_dir, write_dir, callbacks, seed, verbose, tensorboard_dir,
+                  run_config, state, *, lr_schedule, phase_boundaries, min_lr_fraction,
+                  clipnorm, weight_decay, keep_best, best_from_epoch):
+  """``fit`` after its checks, inside the model's strategy scope.
+
+  ``write_dir``: where a non-chief worker writes its checkpoints (None: into
+  ``checkpoint_dir``, which is always where a resume reads from).
+  """
+  boundaries = phase_boundaries
   steps = math.ceil(len(x) / batch_size)
   rate = float(learning_rate)
   if lr_schedule == "cosine":
@@ -439,20 +489,24 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
     recipe["total_epochs"] = epochs
   history, initial_epoch = {}, 0
   nan_guard = _StopOnNonFinite()
-  manager = state = directory = None
+  manager = directory = out_dir = None
   if checkpoint_dir is not None:
     directory = pathlib.Path(checkpoint_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    state = {"epoch": tf.Variable(0, dtype=tf.int64, trainable=False),
-             "history": tf.Variable("", dtype=tf.string, trainable=False)}
+    out_dir = directory if write_dir is None else pathlib.Path(write_dir)
+    if write_dir is None:
+      directory.mkdir(parents=True, exist_ok=True)
     ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, **state)
-    manager = tf.train.CheckpointManager(ckpt, str(directory), max_to_keep=2)
+    manager = tf.train.CheckpointManager(ckpt, str(out_dir), max_to_keep=2)
+    reader = (manager if write_dir is None else
+              tf.train.CheckpointManager(ckpt, str(directory), max_to_keep=2))
+    resuming = directory.is_dir() and bool(_checkpoint_prefixes(directory))
     _check_run(directory, {"batch_size": batch_size, "learning_rate": float(learning_rate),
                            "seed": int(seed), "num_train": int(len(x)), "epochs": epochs,
                            "run_config": run_config,
                            **({} if recipe == _DEFAULT_RECIPE else {"recipe": recipe})},
-               resuming=bool(_checkpoint_prefixes(directory)))
-    restored = _restore_newest_intact(ckpt, manager, directory)
+               resuming=resuming, write=write_dir is None)
+    restored = (_restore_newest_intact(ckpt, reader, directory) if directory.is_dir()
+                else None)
     if restored:
       initial_epoch = int(state["epoch"].numpy())
       history = json.loads(state["history"].numpy().decode() or "{}")
@@ -464,15 +518,17 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
   if initial_epoch >= epochs:
     return _finish(model, history, best)
 
-  saver = _EpochCheckpoint(history, nan_guard, manager, state, directory, best)
+  saver = _EpochCheckpoint(history, nan_guard, manager, state, out_dir, best)
   all_callbacks = [nan_guard, *callbacks]
   if tensorboard_dir is not None:
     all_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
   all_callbacks.append(saver)
 
-  model.fit(_epoch_batches(x, y, batch_size, int(seed), initial_epoch, epochs),
+  model.fit(input_pipeline.train_dataset(x, y, batch_size, int(seed), initial_epoch,
+                                         epochs),
             epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
-            validation_data=val_data, validation_batch_size=batch_size,
+            validation_data=(None if val_data is None else
+                             input_pipeline.eval_dataset(*val_data, batch_size)),
             callbacks=all_callbacks, verbose=verbose)
   if nan_guard.where is not None:
     epoch, batch, loss = nan_guard.where
