@@ -749,6 +749,23 @@ def compile_kernel(out_dir, compiler=None, flags=("-O2",)):
   return path
 
 
+def _kernel_step(runner, feeds):
+  """One ``fastgrnn_int8_step`` of a runner holding ``_lib``, ``_c`` (the params struct),
+  ``_scratch`` and ``io``: ``{"h_next", "logits"}`` as int8."""
+  x = np.ascontiguousarray(feeds["x"].reshape(-1), np.int8)
+  h = np.ascontiguousarray(feeds["h"].reshape(-1), np.int8)
+  h_out = np.zeros(runner._c.hidden_dim, np.int8)  # pylint: disable=protected-access
+  logits = np.zeros(runner._c.num_classes, np.int8)  # pylint: disable=protected-access
+  i8 = lambda a: a.ctypes.data_as(_I8P)
+  rc = runner._lib.fastgrnn_int8_step(  # pylint: disable=protected-access
+      ctypes.byref(runner._c), i8(x), i8(h), i8(h_out), i8(logits),  # pylint: disable=protected-access
+      ctypes.byref(runner._scratch))  # pylint: disable=protected-access
+  if rc != 0:
+    raise RuntimeError(f"fastgrnn_int8_step returned {rc}")
+  return {"h_next": h_out.reshape(runner.io["h_next"]["shape"]),
+          "logits": logits.reshape(runner.io["logits"]["shape"])}
+
+
 class FusedStepRunner(runtime.StepRunner):
   """Steps the fused C kernel (a shared library from ``compile_kernel``) through windows
   exactly as ``runtime.TFLMStepRunner`` steps the builtin model."""
@@ -805,17 +822,7 @@ class FusedStepRunner(runtime.StepRunner):
     return c
 
   def _invoke(self, feeds):
-    x = np.ascontiguousarray(feeds["x"].reshape(-1), np.int8)
-    h = np.ascontiguousarray(feeds["h"].reshape(-1), np.int8)
-    h_out = np.zeros(self.params["hidden_dim"], np.int8)
-    logits = np.zeros(self.params["num_classes"], np.int8)
-    i8 = lambda a: a.ctypes.data_as(_I8P)
-    rc = self._lib.fastgrnn_int8_step(ctypes.byref(self._c), i8(x), i8(h), i8(h_out),
-                                      i8(logits), ctypes.byref(self._scratch))
-    if rc != 0:
-      raise RuntimeError(f"fastgrnn_int8_step returned {rc}")
-    return {"h_next": h_out.reshape(self.io["h_next"]["shape"]),
-            "logits": logits.reshape(self.io["logits"]["shape"])}
+    return _kernel_step(self, feeds)
 
 
 def parse_options(library_path, blob):
@@ -853,17 +860,7 @@ class FusedOpRunner(runtime.StepRunner):
     self.hidden_dim, self.num_classes = self._c.hidden_dim, self._c.num_classes
 
   def _invoke(self, feeds):
-    x = np.ascontiguousarray(feeds["x"].reshape(-1), np.int8)
-    h = np.ascontiguousarray(feeds["h"].reshape(-1), np.int8)
-    h_out = np.zeros(self.hidden_dim, np.int8)
-    logits = np.zeros(self.num_classes, np.int8)
-    i8 = lambda a: a.ctypes.data_as(_I8P)
-    rc = self._lib.fastgrnn_int8_step(ctypes.byref(self._c), i8(x), i8(h), i8(h_out),
-                                      i8(logits), ctypes.byref(self._scratch))
-    if rc != 0:
-      raise RuntimeError(f"fastgrnn_int8_step returned {rc}")
-    return {"h_next": h_out.reshape(self.io["h_next"]["shape"]),
-            "logits": logits.reshape(self.io["logits"]["shape"])}
+    return _kernel_step(self, feeds)
 
 
 # ------------------------------------------------------------------ standalone C model

@@ -22,14 +22,14 @@ constexpr int kInputIndex = 0;
 constexpr float kInputScale = 0.0518281087f;
 constexpr int kInputZeroPoint = 25;
 constexpr int kStateInIndex = 1;
-constexpr float kStateInScale = 0.0078125f;
-constexpr int kStateInZeroPoint = 0;
+constexpr float kStateInScale = 0.0111763878f;
+constexpr int kStateInZeroPoint = -57;
 constexpr int kStateOutIndex = 1;
-constexpr float kStateOutScale = 0.0078125f;
-constexpr int kStateOutZeroPoint = 0;
+constexpr float kStateOutScale = 0.0111763878f;
+constexpr int kStateOutZeroPoint = -57;
 constexpr int kLogitsIndex = 0;
-constexpr float kLogitsScale = 0.112365156f;
-constexpr int kLogitsZeroPoint = -4;
+constexpr float kLogitsScale = 0.124633975f;
+constexpr int kLogitsZeroPoint = -10;
 
 // The recurrent states the app carries from each output to its input between
 // invokes (h), and the model's input/output count it checks.
