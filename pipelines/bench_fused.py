@@ -166,8 +166,8 @@ def tflm_app_invoke(run_dir, fused_bytes, work, tflm_root, tflm_build, includes)
   files (the fused model data written beside a copy of them); per model: the host
   test's verdict and callgrind's instructions per ``MicroInterpreter::Invoke``."""
   from tf_fastgrnn import device_files  # pylint: disable=import-outside-toplevel
-  device = work / "device"
-  shutil.rmtree(device, ignore_errors=True)
+  # A fresh folder of our own: --work_dir may hold the user's files.
+  device = pathlib.Path(tempfile.mkdtemp(prefix="device_", dir=work)) / "device"
   shutil.copytree(run_dir / "device", device)
   (device / "model_data_fused.cc").write_text(
       device_files.model_data_source(fused_bytes, "model_int8_fused.tflite"))

@@ -84,6 +84,19 @@ def test_rewrite_replaces_the_whole_folder(exported, tmp_path):
   assert sorted(p.name for p in tmp_path.iterdir()) == ["dev"]
 
 
+def test_a_folder_with_other_files_is_refused_and_left_alone(exported, tmp_path):
+  tflite_bytes, settings, vectors, _ = exported
+  out = tmp_path / "mine"
+  out.mkdir()
+  (out / "notes.txt").write_text("mine")
+  (out / "model_settings.h").write_text("// mine too")
+  with pytest.raises(ValueError, match=r"holds files this tool did not write \(notes.txt\)"):
+    device_files.write_device_files(out, tflite_bytes, settings, vectors)
+  assert sorted(p.name for p in out.iterdir()) == ["model_settings.h", "notes.txt"]
+  assert (out / "model_settings.h").read_text() == "// mine too"
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
+
+
 def _header(tflite_bytes, tmp_path, **kwargs):
   io = runtime.step_io(tflite_bytes)
   dim, classes = io["x"]["shape"][-1], io["logits"]["shape"][-1]

@@ -30,7 +30,7 @@ from tf_fastgrnn import export
 from tf_fastgrnn import fileio
 from tf_fastgrnn import runtime
 
-__all__ = ["DeviceSettings", "settings_from_model", "write_device_files", "c_array",
+__all__ = ["DEVICE_FILES", "DeviceSettings", "settings_from_model", "write_device_files", "c_array",
            "model_data_source"]
 
 # TFLM resolver method per builtin op name (MicroMutableOpResolver::AddXxx).
@@ -308,6 +308,13 @@ def _test_vectors(s, vectors):
   return header, source
 
 
+# Everything write_device_files puts in its folder (it replaces only a folder holding
+# nothing else).
+DEVICE_FILES = frozenset({"model_data.h", "model_data.cc", "model_data_fused.cc",
+                          "model_settings.h", "test_vectors.h", "test_vectors.cc",
+                          "model.tflite"})
+
+
 def write_device_files(out_dir, tflite_bytes, settings, test_vectors=None,
                        fused_tflite_bytes=None):
   """Writes the device folder as a whole (temporary sibling, then renamed).
@@ -338,6 +345,13 @@ def write_device_files(out_dir, tflite_bytes, settings, test_vectors=None,
   if test_vectors is not None:
     files["test_vectors.h"], files["test_vectors.cc"] = _test_vectors(settings, test_vectors)
   out_dir = pathlib.Path(out_dir)
+  if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+    raise ValueError(f"{out_dir} is not a folder: choose a folder for the device files")
+  if out_dir.exists():
+    foreign = sorted(e.name for e in out_dir.iterdir() if e.name not in DEVICE_FILES)
+    if foreign:  # replacing the folder would delete them
+      raise ValueError(f"{out_dir} holds files this tool did not write ({', '.join(foreign)}): "
+                       "choose a new or empty folder for the device files")
   out_dir.parent.mkdir(parents=True, exist_ok=True)
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
   try:
@@ -346,10 +360,9 @@ def write_device_files(out_dir, tflite_bytes, settings, test_vectors=None,
     (tmp / "model.tflite").write_bytes(tflite_bytes)
     os.chmod(tmp, fileio.permission_bits(directory=True))  # mkdtemp made it 0700
     old = None
-    if out_dir.exists():
-      old = out_dir.with_name(f".{out_dir.name}.old")
-      shutil.rmtree(old, ignore_errors=True)
-      os.replace(out_dir, old)
+    if out_dir.exists():  # only our files (checked above): moved aside, then removed
+      old = pathlib.Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+      os.replace(out_dir, old / out_dir.name)
     os.replace(tmp, out_dir)
     if old is not None:
       shutil.rmtree(old, ignore_errors=True)
