@@ -17,6 +17,7 @@ folders that ``training.fit`` removes).
 
 import dataclasses
 import datetime
+import itertools
 import json
 import pathlib
 import shutil
@@ -651,31 +652,29 @@ def run(config, ds=None, on_output_ready=None):
   for warning in ds.meta.get("warnings", []):
     _log(f"warning: {warning}")
   r = _Run(config, ds, out, start)
-  for stage in STAGES:
-    if not stage.wanted(config):
+  _run_stages(r, STAGES, "")
+  return r.report
+
+
+def _run_stages(r, stages, whose):
+  """Runs each wanted stage of ``stages``, or on ``--resume`` loads it where its artifact
+  exists (``whose``: how the log names that artifact's writer, e.g. "the chief's ")."""
+  for stage in stages:
+    if not stage.wanted(r.config):
       continue
-    if config.resume and (out / stage.artifact).exists():
-      _log(f"resume: {stage.artifact} exists, {stage.name} skipped")
+    if r.config.resume and (r.out / stage.artifact).exists():
+      _log(f"resume: {whose}{stage.artifact} exists, {stage.name} skipped")
       stage.load(r)
     else:
       stage.run(r)
-  return r.report
 
 
 def _run_training_only(config, ds, out, start):
   """The distributed stages on a worker that is not the chief; returns None."""
   training.set_seed(config.seed)
   r = _Run(config, ds, out, start, chief=False)
-  for stage in STAGES:
-    if not stage.distributed:
-      break
-    if not stage.wanted(config):
-      continue
-    if config.resume and (out / stage.artifact).exists():
-      _log(f"resume: the chief's {stage.artifact} exists, {stage.name} skipped")
-      stage.load(r)
-    else:
-      stage.run(r)
+  _run_stages(r, itertools.takewhile(lambda stage: stage.distributed, STAGES),
+              "the chief's ")
   _log("training done on this worker; the chief writes the run folder, exports and "
        "evaluates")
   return None
