@@ -681,6 +681,38 @@ def options_blob(params, bias_terms=False, compact=True, expand=False):
   return head + np.concatenate(i8).tobytes()
 
 
+def options_sizes(params, bias_terms=False, compact=True):
+  """Where the bytes of ``options_blob(params, bias_terms, compact)`` go: ``{"weights"
+  (W/U/classifier values and bitmap masks), "per_row" (multipliers, shifts, biases or
+  their compact streams), "tables", "bias_vectors", "bias_terms", "framing" (header,
+  dims, offsets, the binops), "total"}``."""
+  fcs = params["w"] + params["u"] + [params["classifier"]]
+  sizes = {"weights": 0, "per_row": 0, "tables": 0, "bias_vectors": 0, "bias_terms": 0}
+  for fc in fcs:
+    sizes["weights"] += fc["w"].size + (0 if fc["mask"] is None else fc["mask"].size)
+    if compact:
+      shift = fc["shift"].astype(np.int64)
+      sbits = _bits_for(int(shift.max()) - int(shift.min()))
+      sizes["per_row"] += (4 * fc["rows"] + (fc["rows"] * sbits + 7) // 8 +
+                           _signed_stream(fc["raw_bias"])[1].size)
+    else:
+      sizes["per_row"] += 9 * fc["rows"]
+  for k, name in enumerate(_ARRAYS):
+    if params[name] is not None:
+      if k < 2:
+        sizes["bias_vectors"] += params[name].size
+      else:
+        sizes["tables"] += encode_table(params[name]).size if compact else 256
+  if bias_terms:
+    sizes["bias_terms"] = sum(4 * params[k].size for k in ("gate_bias_term",
+                                                           "update_bias_term")
+                              if params.get(k) is not None)
+  total = len(options_blob(params, bias_terms, compact))
+  sizes["framing"] = total - sum(sizes.values())
+  sizes["total"] = total
+  return sizes
+
+
 def convert_fused(tflite_bytes, storage="auto", bias_terms=False, compact=True,
                   expand=True):
   """``model_int8_fused.tflite``: the builtin int8 step model as ONE custom op.
