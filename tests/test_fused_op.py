@@ -95,6 +95,7 @@ def test_fused_tflite_is_bit_exact_with_the_builtin_model(variant, kernel):
   assert len(np.unique(want["h_q"])) > 10  # the state moves
   runner = fused.FusedOpRunner(fused_bytes, kernel)
   _assert_decoded(runner, fused.extract(builtin), expand=True)
+  assert runner.ram_bytes == fused.decoded_ram_bytes(fused.extract(builtin))
   _assert_same(runner.run_windows(windows), want, variant)
 
 
@@ -110,6 +111,8 @@ def test_every_encoding_round_trips_through_the_options(storage, compact, expand
   want = runtime.TFLMStepRunner(builtin).run_windows(windows)
   runner = fused.FusedOpRunner(fused_bytes, kernel)
   assert (runner.ram_bytes == 0) == (not compact and not expand)  # plain: zero-copy
+  assert runner.ram_bytes == fused.decoded_ram_bytes(fused.extract(builtin, storage),
+                                                     compact=compact, expand=expand)
   _assert_decoded(runner, fused.extract(builtin, storage), expand)
   _assert_same(runner.run_windows(windows), want, f"{storage} {compact} {expand}")
 

@@ -681,6 +681,28 @@ def options_blob(params, bias_terms=False, compact=True, expand=False):
   return head + np.concatenate(i8).tobytes()
 
 
+def decoded_ram_bytes(params, bias_terms=False, compact=True, expand=True):
+  """Bytes the C parser decodes ``options_blob(params, bias_terms, compact, expand)``
+  into (``fastgrnn_int8_options_ram_bytes``; the TFLM op's persistent arena buffer): per
+  FC shifts and int32 biases (COMPACT), dense rows of every bitmap-packed matrix and the
+  int32 bias terms the blob lacks (EXPAND), the tables (COMPACT); each rounded up to 4."""
+  up = lambda n: (n + 3) // 4 * 4
+  total = 0
+  for fc in params["w"] + params["u"] + [params["classifier"]]:
+    if compact:
+      total += up(fc["rows"]) + 4 * fc["rows"]
+    if expand and fc["mask"] is not None:
+      total += up(fc["rows"] * fc["cols"])
+  if compact:
+    total += 256 * sum(params[k] is not None for k in _ARRAYS[2:])
+  if expand:
+    for k in ("gate", "update"):
+      if params[f"{k}_bias"] is not None and not (bias_terms and
+                                                  params.get(f"{k}_bias_term") is not None):
+        total += 4 * params["hidden_dim"]
+  return total
+
+
 def options_sizes(params, bias_terms=False, compact=True):
   """Where the bytes of ``options_blob(params, bias_terms, compact)`` go: ``{"weights"
   (W/U/classifier values and bitmap masks), "per_row" (multipliers, shifts, biases or
