@@ -87,6 +87,7 @@ def test_fused_tflite_is_bit_exact_with_the_builtin_model(variant, kernel):
   # Same interface: tensor names, shapes, I/O order and quantization; one custom op.
   assert runtime.step_io(fused_bytes) == runtime.step_io(builtin)
   assert export.model_ops(fused_bytes) == [f"CUSTOM({fused.CUSTOM_CODE})"]
+  assert not export.read_model(fused_bytes).signatureDefs  # 176+ B TFLM never reads
   assert len(fused_bytes) < len(builtin)
   # The parser points int32 arrays into the options: they must start 4-byte aligned.
   assert fused_bytes.find(fused.custom_options(fused_bytes)) % 4 == 0
