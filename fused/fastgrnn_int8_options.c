@@ -10,7 +10,8 @@ typedef struct {
   uint32_t size;
   uint32_t pos; /* int32 section cursor, then int8 section cursor */
   int error;
-  uint8_t *ram;    /* decode target (NULL: only count and check) */
+  int decode;      /* 0: only count and check; 1: decode into ram */
+  uint8_t *ram;
   uint32_t ram_size, ram_used;
 } reader;
 
@@ -54,11 +55,11 @@ static void *alloc(reader *r, uint32_t n) {
   void *at;
   n = (n + 3u) & ~3u;
   if (r->error) return 0;
-  if (!r->ram) {
+  if (!r->decode) {
     r->ram_used += n;
     return 0;
   }
-  if (n > r->ram_size - r->ram_used) {
+  if (!r->ram || n > r->ram_size - r->ram_used) {
     r->error = FASTGRNN_INT8_ERR_SCRATCH;
     return 0;
   }
@@ -403,6 +404,7 @@ int32_t fastgrnn_int8_options_ram_bytes(const uint8_t *data, uint32_t size) {
   reader r;
   int rc = check_pointers(data, &p);
   if (rc) return rc;
+  r.decode = 0;
   r.ram = 0;
   r.ram_size = 0;
   r.ram_used = 0;
@@ -412,13 +414,13 @@ int32_t fastgrnn_int8_options_ram_bytes(const uint8_t *data, uint32_t size) {
 
 int fastgrnn_int8_parse_options(const uint8_t *data, uint32_t size, void *ram,
                                 uint32_t ram_size, fastgrnn_int8_params *p) {
-  static uint8_t none[4];
   reader r;
   int32_t k;
   int rc = check_pointers(data, p);
   if (rc) return rc;
   if (((uintptr_t)ram & 3u) != 0) return FASTGRNN_INT8_ERR_ALIGN;
-  r.ram = ram ? (uint8_t *)ram : none; /* decode mode: running out is an error */
+  r.decode = 1; /* running out of ram is an error */
+  r.ram = (uint8_t *)ram;
   r.ram_size = ram ? ram_size : 0;
   r.ram_used = 0;
   rc = parse(data, size, &r, p);

@@ -51,8 +51,10 @@ def step_io(tflite_bytes):
   if fb_model.signatureDefs:
     inputs, outputs = export.signature_tensors(fb_model)
   else:  # no signature (the fused model): the subgraph's inputs/outputs by tensor name
-    by_name = lambda indices: {export._name(graph.tensors[int(i)]): int(i)  # pylint: disable=protected-access
-                               for i in indices}
+    def by_name(indices):
+      names = [graph.tensors[int(i)].name for i in indices]
+      return {(n.decode() if isinstance(n, bytes) else n): int(i)
+              for n, i in zip(names, indices)}
     inputs, outputs = by_name(graph.inputs), by_name(graph.outputs)
   result = {}
   for names, order in ((inputs, list(graph.inputs)), (outputs, list(graph.outputs))):
