@@ -408,7 +408,9 @@ def _fused_tflite(r):
     _log(f"{FUSED_MODEL} not written ({TFLITE_MODEL} is): the fused FASTGRNN_INT8 op "
          f"cannot express this {r.config.cell} model: {e}")
     return
-  _log(f"writing {FUSED_MODEL} ({len(fused_bytes)} B, builtin {len(r.tflite_bytes)} B)")
+  _log(f"writing {FUSED_MODEL} ({len(fused_bytes)} B, builtin {len(r.tflite_bytes)} B; "
+       f"its op decodes {fused.decoded_ram_bytes(fused.extract(r.tflite_bytes))} B of "
+       "parameters into the TFLM arena)")
   fileio.write_bytes(r.out / FUSED_MODEL, fused_bytes)
   r.fused_bytes = fused_bytes
 
