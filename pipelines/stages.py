@@ -464,6 +464,9 @@ def _device_files(r):
       arena_used=int(ev["arena"]), arena_margin=config.arena_margin,
       frontend=ds.meta.get("frontend", "raw"),
       keyword_spotting=config.dataset in datasets.AUDIO_DATASETS)
+  if r.fused_bytes is not None:
+    settings = dataclasses.replace(settings, fused_decoded_bytes=fused.decoded_ram_bytes(
+        fused.extract(r.tflite_bytes)))
   vectors = {k: ev[k] for k in ("x_q", "h_q", "logits_q", "labels")}
   device_files.write_device_files(r.out / "device", r.tflite_bytes, settings, vectors,
                                   fused_tflite_bytes=r.fused_bytes)
