@@ -18,6 +18,9 @@ __all__ = ["Config", "DISTRIBUTE", "LR_SCHEDULES", "NOT_COMPARED_ON_RESUME",
 # training.LR_SCHEDULES and distribute.CHOICES, repeated here to keep this module free of
 # TensorFlow (a test checks they agree).
 LR_SCHEDULES = ("constant", "cosine")
+# tf_fastgrnn.augment: the augmentations a run may record (resolved: "auto" and "none" are
+# the flag's; a Config holds what runs, None for none).
+AUGMENT = (None, "imu", "audio")
 DISTRIBUTE = ("none", "mirrored", "multi_worker")
 # Flags a resumed run may change: how it runs, not what it computes (a checkpoint
 # restores under any strategy; the cache holds the same features wherever it is).
@@ -60,6 +63,9 @@ class Config:
   clipnorm: float | None = None
   weight_decay: float = 0.0
   keep_best: bool = False
+  # Input augmentation of the training batches (tf_fastgrnn.augment), resolved from
+  # --augment: None, "imu" or "audio". None also reads run folders made before it.
+  augment: str | None = None
   preset: str | None = None
   # Training at scale (issue 14): tf.distribute strategy of the training stages, and the
   # audio feature cache ("default", "none" or a folder).
@@ -129,6 +135,13 @@ def validate_config(config, data_given=False):
   if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
     problems.append(f"--weight_decay must be a finite number >= 0, got "
                     f"{config.weight_decay}")
+  if config.augment not in AUGMENT:
+    problems.append(f"--augment must be one of none, auto, imu, audio (a Config holds "
+                    f"None, imu or audio), got {config.augment!r}")
+  elif config.augment and (config.sparsity_w or config.sparsity_u):
+    problems.append(f"--augment={config.augment} trains dense models only for now "
+                    "(pruning.train_three_phase does not pass it on): use --augment=none "
+                    "or --sparsity_w=0 --sparsity_u=0")
   if config.arena_margin < 0:
     problems.append(f"--arena_margin must be >= 0, got {config.arena_margin}")
   if config.seed < 0:

@@ -86,6 +86,10 @@ SETTINGS = {
                  weight_decay=0.0, keep_best=True, max_test_windows=None),
 }
 _PLAIN = dict(lr_schedule="constant", clipnorm=None, keep_best=False)
+# Tier 4 (knob ``aug``): the dataset's settings plus input augmentation fitting its
+# sensor (tf_fastgrnn.augment, "auto"). Points without the knob carry no "augment" key,
+# so the result files of tiers 1-3 keep matching their settings.
+_AUG = dict(augment="auto")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +168,10 @@ def schedule():
           _rnn(3, "fsdd", "gru", 24), _rnn(3, "fsdd", "gru", 8), _rnn(3, "fsdd", "lstm", 12),
           _rnn(3, "fsdd", "lstm", 16), _rnn(3, "fsdd", "lowrank_lstm", 32, 8, 8),
           _cnn(3, "fsdd", 16, 3)]
+  # Tier 4: input augmentation (chosen on validation against the same points of tiers
+  # 1-2 without it): the near-misses of the targets, FastGRNN and the GRU beside it.
+  pts += [_rnn(4, "fsdd", "fastgrnn", 32, aug=True), _rnn(4, "fsdd", "gru", 16, aug=True),
+          _rnn(4, "har6", "fastgrnn", 24, aug=True), _rnn(4, "har6", "gru", 12, aug=True)]
   return pts
 
 
@@ -181,6 +189,8 @@ def settings_for(point):
   settings = dict(SETTINGS.get(point.dataset, SETTINGS["har6"]))
   if point.kw.get("plain"):
     settings.update(_PLAIN)
+  if point.kw.get("aug"):
+    settings.update(_AUG)
   if point.family not in ("fastgrnn_lsq", "fastgrnn", "fastrnn") or point.kw.get("noqat"):
     settings["qat_epochs"] = 0
   return settings
@@ -218,6 +228,7 @@ def _val_accuracy(history):
 
 def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
   from pipelines import stages  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import augment  # pylint: disable=import-outside-toplevel
   kw = point.kw
   qat = settings["qat_epochs"] > 0
   config = stages.Config(
@@ -232,7 +243,8 @@ def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
       max_test_windows=settings["max_test_windows"], num_test_vectors=1, arena_margin=0,
       numerics=False, window_model=False, lr_schedule=settings["lr_schedule"],
       clipnorm=settings["clipnorm"], weight_decay=settings["weight_decay"],
-      keep_best=settings["keep_best"])
+      keep_best=settings["keep_best"],
+      augment=augment.resolve(settings.get("augment", "none"), point.dataset))
   if (run_dir / "report.json").exists():
     report = json.loads((run_dir / "report.json").read_text())
   else:
@@ -361,6 +373,7 @@ def _run_cnn(point, seed, ds, run_dir, settings):
   from pipelines import report as report_lib  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import pruning  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import augment  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import training  # pylint: disable=import-outside-toplevel
   start = time.time()
   kw = point.kw
@@ -372,7 +385,9 @@ def _run_cnn(point, seed, ds, run_dir, settings):
       batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
       checkpoint_dir=run_dir / "checkpoints", seed=seed, verbose=0,
       lr_schedule=settings["lr_schedule"], clipnorm=settings["clipnorm"],
-      weight_decay=settings["weight_decay"], keep_best=settings["keep_best"])
+      weight_decay=settings["weight_decay"], keep_best=settings["keep_best"],
+      augment=augment.make(settings.get("augment", "none"), point.dataset,
+                           ds.feature_mean, ds.feature_std))
   tflite_bytes = convert_cnn(model, ds.x_train[:256])
   fileio.write_bytes(run_dir / "model_int8_window.tflite", tflite_bytes)
   arena = window_arena(tflite_bytes)
@@ -538,7 +553,7 @@ def aggregate(groups):
   return out
 
 
-ABLATIONS = {"plain": "plain recipe", "noqat": "no QAT"}
+ABLATIONS = {"plain": "plain recipe", "noqat": "no QAT", "aug": "augmented"}
 
 
 def _is_ablation(stats):
