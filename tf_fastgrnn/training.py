@@ -309,8 +309,9 @@ def _check_run(directory, run, resuming, write=True):
   run = json.loads(json.dumps(run))  # compare as stored: tuples become lists
   if resuming and path.exists():
     old = json.loads(path.read_text())
-    fixed = {k: v for k, v in run.items() if k != "epochs"}
-    diff = {k: (old.get(k), v) for k, v in fixed.items() if old.get(k) != v}
+    # Both ways: a checkpoint with a recipe (or augmentation) resumed without one differs.
+    keys = (set(run) | set(old)) - {"epochs"}
+    diff = {k: (old.get(k), run.get(k)) for k in sorted(keys) if old.get(k) != run.get(k)}
     if diff:
       details = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
       raise ValueError(
