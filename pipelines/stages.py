@@ -77,8 +77,11 @@ def _check_resume(config, out):
   """
   old = json.loads((out / "flags.json").read_text())
   new = dataclasses.asdict(config)
-  changed = {k: (old.get(k), v) for k, v in new.items()
-             if k not in config_lib.NOT_COMPARED_ON_RESUME and old.get(k) != v}
+  # A flag newer than the run's flags.json counts as its default there.
+  defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+  changed = {k: (old.get(k, defaults.get(k)), v) for k, v in new.items()
+             if k not in config_lib.NOT_COMPARED_ON_RESUME
+             and old.get(k, defaults.get(k)) != v}
   if changed:
     raise ValueError("--resume must use the flags of the run it continues; these differ "
                      f"(was, now): {changed}")
@@ -130,7 +133,7 @@ def _recipe(config, ds=None):
 def _augmenter(config, ds):
   """The training batches' augmentation (``config.augment``), or None."""
   return augment_lib.make(config.augment or "none", config.dataset, ds.feature_mean,
-                          ds.feature_std)
+                          ds.feature_std, strength=config.augment_strength)
 
 
 def _cell_kwargs(config):

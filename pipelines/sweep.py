@@ -90,6 +90,7 @@ _PLAIN = dict(lr_schedule="constant", clipnorm=None, keep_best=False)
 # sensor (tf_fastgrnn.augment, "auto"). Points without the knob carry no "augment" key,
 # so the result files of tiers 1-3 keep matching their settings.
 _AUG = dict(augment="auto")
+_AUG_LIGHT = dict(augment="auto", augment_strength=0.5)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,7 +172,10 @@ def schedule():
   # Tier 4: input augmentation (chosen on validation against the same points of tiers
   # 1-2 without it): the near-misses of the targets, FastGRNN and the GRU beside it.
   pts += [_rnn(4, "fsdd", "fastgrnn", 32, aug=True), _rnn(4, "fsdd", "gru", 16, aug=True),
-          _rnn(4, "har6", "fastgrnn", 24, aug=True), _rnn(4, "har6", "gru", 12, aug=True)]
+          _rnn(4, "har6", "fastgrnn", 24, aug=True), _rnn(4, "har6", "gru", 12, aug=True),
+          # the same at half the magnitudes (full strength lost on fsdd validation)
+          _rnn(4, "fsdd", "fastgrnn", 32, aug_light=True),
+          _rnn(4, "fsdd", "gru", 16, aug_light=True)]
   return pts
 
 
@@ -191,6 +195,8 @@ def settings_for(point):
     settings.update(_PLAIN)
   if point.kw.get("aug"):
     settings.update(_AUG)
+  if point.kw.get("aug_light"):
+    settings.update(_AUG_LIGHT)
   if point.family not in ("fastgrnn_lsq", "fastgrnn", "fastrnn") or point.kw.get("noqat"):
     settings["qat_epochs"] = 0
   return settings
@@ -244,7 +250,8 @@ def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
       numerics=False, window_model=False, lr_schedule=settings["lr_schedule"],
       clipnorm=settings["clipnorm"], weight_decay=settings["weight_decay"],
       keep_best=settings["keep_best"],
-      augment=augment.resolve(settings.get("augment", "none"), point.dataset))
+      augment=augment.resolve(settings.get("augment", "none"), point.dataset),
+      augment_strength=settings.get("augment_strength", 1.0))
   if (run_dir / "report.json").exists():
     report = json.loads((run_dir / "report.json").read_text())
   else:
@@ -387,7 +394,8 @@ def _run_cnn(point, seed, ds, run_dir, settings):
       lr_schedule=settings["lr_schedule"], clipnorm=settings["clipnorm"],
       weight_decay=settings["weight_decay"], keep_best=settings["keep_best"],
       augment=augment.make(settings.get("augment", "none"), point.dataset,
-                           ds.feature_mean, ds.feature_std))
+                           ds.feature_mean, ds.feature_std,
+                           strength=settings.get("augment_strength")))
   tflite_bytes = convert_cnn(model, ds.x_train[:256])
   fileio.write_bytes(run_dir / "model_int8_window.tflite", tflite_bytes)
   arena = window_arena(tflite_bytes)
@@ -553,7 +561,8 @@ def aggregate(groups):
   return out
 
 
-ABLATIONS = {"plain": "plain recipe", "noqat": "no QAT", "aug": "augmented"}
+ABLATIONS = {"plain": "plain recipe", "noqat": "no QAT", "aug": "augmented",
+             "aug_light": "augmented, half strength"}
 
 
 def _is_ablation(stats):

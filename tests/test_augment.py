@@ -35,6 +35,16 @@ def test_auto_picks_the_sensor_of_the_dataset_and_bad_choices_are_refused():
     _audio(noise=-0.1)
 
 
+def test_the_flag_resolves_as_the_module_does_without_tensorflow():
+  assert config_lib.AUGMENT_CHOICES == augment.CHOICES
+  for dataset in ("har6", "har2", "fsdd", "google12", "google30", "speech_commands",
+                  "npz"):
+    for choice in augment.CHOICES:
+      assert config_lib.resolve_augment(choice, dataset) == augment.resolve(choice, dataset)
+  with pytest.raises(ValueError, match="--augment must be one of none, auto, imu, audio"):
+    config_lib.resolve_augment("yes", "har6")
+
+
 def test_rotation_matrices_are_rotations_about_the_axis():
   rot = augment.rotation_matrices([[0, 0, 2.0]], [math.pi / 2])[0]
   np.testing.assert_allclose(rot @ [1.0, 0, 0], [0, 1.0, 0], atol=1e-12)
@@ -200,3 +210,19 @@ def test_config_accepts_resolved_choices_and_refuses_sparse_or_unknown(tmp_path)
   with pytest.raises(ValueError, match="--augment=imu trains dense models only"):
     config_lib.validate_config(base.__class__(**{**base.__dict__, "augment": "imu",
                                                  "sparsity_w": 0.5}))
+
+
+def test_strength_scales_every_magnitude_and_keeps_the_counts():
+  full, half = _audio(), _audio(strength=0.5)
+  f, h = dict(full.params), dict(half.params)
+  assert (h["max_shift"], h["max_freq_width"], h["max_time_width"]) == (
+      round(f["max_shift"] / 2), round(f["max_freq_width"] / 2),
+      round(f["max_time_width"] / 2))
+  assert h["noise"] == pytest.approx(f["noise"] / 2)
+  assert (h["freq_masks"], h["time_masks"]) == (f["freq_masks"], f["time_masks"])
+  assert dict(_imu(strength=2.0).params)["max_angle_deg"] == pytest.approx(
+      2 * dict(_imu().params)["max_angle_deg"])
+  with pytest.raises(ValueError, match="strength must be a number > 0"):
+    _imu(strength=0.0)
+  with pytest.raises(ValueError, match="gain must be < 1"):
+    _imu(strength=20.0)

@@ -113,12 +113,19 @@ _AUDIO_DEFAULTS = {"max_shift": 4, "freq_masks": 1, "max_freq_width": 4, "time_m
                    "max_time_width": 8, "noise": 0.05}
 
 
-def make(choice, dataset, feature_mean, feature_std, **params):
+# Settings that set a magnitude (scaled by ``strength``); the rest are counts.
+_MAGNITUDES = ("max_angle_deg", "gain", "jitter", "max_shift", "max_freq_width",
+               "max_time_width", "noise")
+
+
+def make(choice, dataset, feature_mean, feature_std, strength=None, **params):
   """The ``Augmenter`` of ``choice`` for a dataset, or None (no augmentation).
 
   Args:
     choice: one of ``CHOICES`` (``auto``: by ``dataset``, see ``resolve``) or None.
     dataset: the dataset's name.
+    strength: None or 1 for the defaults; otherwise every magnitude (angle, gain,
+      jitter, shift, mask widths, noise; the widths and shift rounded) times this, > 0.
     feature_mean, feature_std: the normalisation of the windows ``[D]``.
     **params: the kind's settings, replacing the defaults (imu: ``max_angle_deg``,
       ``gain`` (each sensor's gain uniform in ``1 ± gain``), ``jitter``; audio:
@@ -140,7 +147,15 @@ def make(choice, dataset, feature_mean, feature_std, **params):
   if kind == "imu" and len(mean) % 3:
     raise ValueError(f"--augment=imu needs tri-axial sensors (D a multiple of 3), the "
                      f"data has D={len(mean)} features; use --augment=none")
-  defaults = _IMU_DEFAULTS if kind == "imu" else _AUDIO_DEFAULTS
+  defaults = dict(_IMU_DEFAULTS if kind == "imu" else _AUDIO_DEFAULTS)
+  if strength is not None:
+    if not (isinstance(strength, (int, float)) and math.isfinite(strength) and
+            strength > 0):
+      raise ValueError(f"augment strength must be a number > 0, got {strength!r}")
+    for name in _MAGNITUDES:
+      if name in defaults:
+        value = defaults[name] * strength
+        defaults[name] = round(value) if isinstance(defaults[name], int) else value
   unknown = set(params) - set(defaults)
   if unknown:
     raise ValueError(f"augment {kind}: unknown settings {sorted(unknown)}; known: "
