@@ -1,6 +1,7 @@
 """Input augmentation: what each sensor's augmentation does to explicit tiny windows, and
 that training applies it to the training batches alone, the same on every run."""
 
+import json
 import math
 
 import numpy as np
@@ -226,3 +227,41 @@ def test_strength_scales_every_magnitude_and_keeps_the_counts():
     _imu(strength=0.0)
   with pytest.raises(ValueError, match="gain must be < 1"):
     _imu(strength=20.0)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--augment=spec"], "--augment must be one of none, auto, imu, audio, got 'spec'"),
+    (["--augment=auto"], "--augment=imu trains dense models only"),  # har6: sparse default
+    (["--augment=imu", "--sparsity_w=0", "--sparsity_u=0", "--augment_strength=-1"],
+     "--augment_strength must be a finite number > 0"),
+])
+def test_bad_augment_flags_are_refused_in_one_line_before_any_write(tmp_path, args,
+                                                                    message):
+  from tests.test_pipeline import _run  # pylint: disable=import-outside-toplevel
+  out = tmp_path / "run"
+  result = _run(args + [f"--output_dir={out}"], tmp_path)
+  assert result.returncode != 0
+  assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+  assert not out.exists()
+
+
+@pytest.mark.slow
+def test_dense_run_with_imu_augmentation_records_it_and_resumes(tmp_path, rng):
+  from tests.test_pipeline import _npz, _run  # pylint: disable=import-outside-toplevel
+  data = _npz(tmp_path / "tiny.npz", rng)  # D = 3: one tri-axial sensor
+  out = tmp_path / "run"
+  args = ["--dataset=npz", f"--data_dir={data}", f"--output_dir={out}", "--units=4",
+          "--u_rank=0", "--sparsity_w=0", "--sparsity_u=0", "--epochs=2", "--noqat",
+          "--batch_size=16", "--num_test_vectors=1", "--nonumerics", "--nowindow_model",
+          "--augment=imu", "--augment_strength=2"]
+  result = _run(args, tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "augment imu" in result.stdout
+  flags = json.loads((out / "flags.json").read_text())
+  assert (flags["augment"], flags["augment_strength"]) == ("imu", 2.0)
+  run = json.loads((out / "checkpoints" / "float" / "run.json").read_text())
+  assert run["recipe"]["augment"]["kind"] == "imu"
+  assert run["recipe"]["augment"]["max_angle_deg"] == 20.0
+  # A resume with another augmentation is refused, naming the flag.
+  result = _run(args[:-1] + ["--augment_strength=1", "--resume"], tmp_path)
+  assert result.returncode != 0 and "augment_strength" in result.stderr
