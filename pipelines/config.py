@@ -87,6 +87,9 @@ class Config:
   # --augment: None, "imu" or "audio". None also reads run folders made before it.
   augment: str | None = None
   augment_strength: float = 1.0  # every magnitude of the augmentation times this
+  # Settings of the augmentation replacing its defaults (augment.make's ``params``, e.g.
+  # {"max_angle_deg": 0}); None: the defaults. Python API and sweep only, no flag.
+  augment_params: dict | None = None
   preset: str | None = None
   # Training at scale (issue 14): tf.distribute strategy of the training stages, and the
   # audio feature cache ("default", "none" or a folder).
@@ -163,6 +166,9 @@ def validate_config(config, data_given=False):
     problems.append(f"--augment={config.augment} trains dense models only for now "
                     "(pruning.train_three_phase does not pass it on): use --augment=none "
                     "or --sparsity_w=0 --sparsity_u=0")
+  if config.augment_params is not None and not isinstance(config.augment_params, dict):
+    problems.append(f"augment_params must be None or a dict of augment settings, got "
+                    f"{config.augment_params!r}")
   if not (math.isfinite(config.augment_strength) and config.augment_strength > 0):
     problems.append(f"--augment_strength must be a finite number > 0, got "
                     f"{config.augment_strength}")

@@ -133,7 +133,8 @@ def _recipe(config, ds=None):
 def _augmenter(config, ds):
   """The training batches' augmentation (``config.augment``), or None."""
   return augment_lib.make(config.augment or "none", config.dataset, ds.feature_mean,
-                          ds.feature_std, strength=config.augment_strength)
+                          ds.feature_std, strength=config.augment_strength,
+                          **(config.augment_params or {}))
 
 
 def _cell_kwargs(config):

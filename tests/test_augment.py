@@ -208,6 +208,9 @@ def test_config_accepts_resolved_choices_and_refuses_sparse_or_unknown(tmp_path)
   config_lib.validate_config(base.__class__(**{**base.__dict__, "augment": "imu"}))
   with pytest.raises(ValueError, match="--augment must be one of none, auto, imu, audio"):
     config_lib.validate_config(base.__class__(**{**base.__dict__, "augment": "auto"}))
+  with pytest.raises(ValueError, match="augment_params must be None or a dict"):
+    config_lib.validate_config(base.__class__(**{**base.__dict__, "augment": "imu",
+                                                 "augment_params": [("gain", 0.1)]}))
   with pytest.raises(ValueError, match="--augment=imu trains dense models only"):
     config_lib.validate_config(base.__class__(**{**base.__dict__, "augment": "imu",
                                                  "sparsity_w": 0.5}))

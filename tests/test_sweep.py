@@ -137,6 +137,8 @@ def test_augmented_points_come_last_and_leave_the_other_tiers_settings_alone():
   assert "augment_strength" not in aug["fsdd/fastgrnn_h32_aug_seed0.json"]
   assert aug["fsdd/gru_h16_aug_light_seed0.json"]["augment_strength"] == 0.5
   assert aug["fsdd/gru_h16_aug_light_seed0.json"]["qat_epochs"] == 0
+  assert aug["har6/fastgrnn_h24_aug_norot_seed0.json"]["augment_params"] == {
+      "max_angle_deg": 0.0}
   # Labelled in the tables, kept out of the fronts (another recipe).
   stats = {"int8_tflm_accuracy": (0.99, 0.0, 3), "weights_dense_int8_bytes": (400, 0, 3),
            "seeds": [0, 1, 2], "knobs": {"aug": True}}
