@@ -169,7 +169,9 @@ def schedule():
           _rnn(3, "fsdd", "fastrnn", 16), _rnn(3, "fsdd", "fastgrnn_lsq", 32, 8, 8),
           _rnn(3, "fsdd", "gru", 24), _rnn(3, "fsdd", "gru", 8), _rnn(3, "fsdd", "lstm", 12),
           _rnn(3, "fsdd", "lstm", 16), _rnn(3, "fsdd", "lowrank_lstm", 32, 8, 8),
-          _cnn(3, "fsdd", 16, 3)]
+          _cnn(3, "fsdd", 16, 3),
+          # FastGRNN-LSQ at the fsdd target budget (<= 2.5 KB), below GRU h16 (2570 B).
+          _rnn(3, "fsdd", "fastgrnn_lsq", 48, 8, 12)]
   # Tier 4: input augmentation (chosen on validation against the same points of tiers
   # 1-2 without it): the near-misses of the targets, FastGRNN and the GRU beside it.
   pts += [_rnn(4, "fsdd", "fastgrnn", 32, aug=True), _rnn(4, "fsdd", "gru", 16, aug=True),
@@ -552,6 +554,32 @@ PAPER = {"har2": [("Table 3, as quoted in issue 15", "95.59 % at ~3 KB; FastGRNN
                    "95.38 %", "")]}
 
 BUDGETS = (256, 512, 1024, 2048, 4096, 8192)
+# Issue 15's target budgets (dense int8 weight bytes), added to each dataset's table.
+TARGET_BUDGETS = {"har6": 1024, "har2": 512, "fsdd": 2560}
+
+
+def budgets_for(dataset):
+  """The budgets a dataset's table has: the powers of two and its target's budget."""
+  return tuple(sorted(set(BUDGETS) | {TARGET_BUDGETS.get(dataset, BUDGETS[0])}))
+
+
+def against_gated(agg, dataset, metric):
+  """For each GRU/LSTM point, the best FastGRNN-family point of equal or smaller size.
+
+  Returns:
+    ``[(gated (family, size, stats), best FastGRNN family (family, size, stats) or
+    None)]``, smallest gated point first: the issue's rule, "the best FastGRNN-family
+    point at least as accurate as the best GRU/LSTM point of equal or larger size",
+    checked point by point.
+  """
+  rows = []
+  for (d, family, size), s in agg.items():
+    if d != dataset or family not in GATED or _is_ablation(s) or metric not in s:
+      continue
+    budget = s["weights_dense_int8_bytes"][0]
+    rows.append(((family, size, s),
+                 best_under(agg, dataset, FASTGRNN_FAMILY, budget, metric)))
+  return sorted(rows, key=lambda r: r[0][2]["weights_dense_int8_bytes"][0])
 
 
 def aggregate(groups):
@@ -636,7 +664,7 @@ def markdown(agg):
               "| budget | best FastGRNN family | best GRU/LSTM | best CNN | FastGRNN family "
               "minus GRU/LSTM |", "|---|---|---|---|---|"]
     scale, digits = (1, 3) if metric.endswith("f1") else (100, 2)
-    for budget in BUDGETS:
+    for budget in budgets_for(dataset):
       cells = []
       found = [best_under(agg, dataset, fams, budget, metric)
                for fams in (FASTGRNN_FAMILY, GATED, ("cnn",))]
@@ -651,6 +679,21 @@ def markdown(agg):
       else:
         cells.append("not measured")
       lines.append(f"| {budget} B | " + " | ".join(cells) + " |")
+    rows = against_gated(agg, dataset, metric)
+    if rows:
+      lines += ["", f"### {dataset}: each GRU/LSTM point against the best FastGRNN-family "
+                "point of equal or smaller size", "",
+                "| GRU/LSTM point | best FastGRNN family at <= its bytes | FastGRNN family "
+                "minus GRU/LSTM |", "|---|---|---|"]
+      for gated, fg in rows:
+        cells = []
+        for b in (gated, fg):
+          cells.append("none measured" if b is None else
+                       f"{LABELS[b[0]]} {b[1]}: {_fmt(b[2][metric], scale, digits)} "
+                       f"(n={len(b[2]['seeds'])}, {b[2]['weights_dense_int8_bytes'][0]:.0f} B)")
+        cells.append("–" if fg is None else
+                     f"{scale * (fg[2][metric][0] - gated[2][metric][0]):+.{digits}f}")
+        lines.append("| " + " | ".join(cells) + " |")
     for name, figure, size in PAPER.get(dataset, []):
       lines.append(f"\nPaper: {name}: {figure}{', ' + size if size else ''} (another "
                    "preprocessing; not re-run here).")

@@ -87,8 +87,10 @@ def test_sweep_writes_reuses_resumes_and_aggregates(tiny):
 
 def test_best_under_picks_the_best_within_the_budget():
   def stats(acc, size, plain=False):
-    return {"int8_tflm_accuracy": (acc, 0.0, 5), "weights_dense_int8_bytes": (size, 0, 5),
-            "seeds": list(range(5)), "knobs": {"plain": plain}}
+    out = {m: (1.0, 0.0, 5) for m in sweep.METRICS}
+    out.update({"int8_tflm_accuracy": (acc, 0.0, 5), "weights_dense_int8_bytes": (size, 0, 5),
+                "seeds": list(range(5)), "knobs": {"plain": plain}, "macs_unit": "per step"})
+    return out
   agg = {("har2", "gru", "h8"): stats(0.95, 400), ("har2", "gru", "h16"): stats(0.99, 1200),
          ("har2", "fastgrnn", "h16"): stats(0.97, 420),
          ("har2", "fastgrnn", "h8p"): stats(0.999, 200, plain=True)}
@@ -97,6 +99,15 @@ def test_best_under_picks_the_best_within_the_budget():
   best = sweep.best_under(agg, "har2", sweep.FASTGRNN_FAMILY, 512, "int8_tflm_accuracy")
   assert best[:2] == ("fastgrnn", "h16")  # the recipe ablation never enters a front
   assert sweep.best_under(agg, "har2", sweep.GATED, 256, "int8_tflm_accuracy") is None
+  # Point by point: GRU h8 (400 B) meets FastGRNN h16? No, 420 B > 400 B: nothing at
+  # <= 400 B but the ablation, which never counts; GRU h16 (1200 B) meets FastGRNN h16.
+  rows = sweep.against_gated(agg, "har2", "int8_tflm_accuracy")
+  assert [(g[1], None if f is None else f[1]) for g, f in rows] == [("h8", None),
+                                                                    ("h16", "h16")]
+  text = sweep.markdown(agg)
+  assert "| GRU h16: 99.00 ± 0.00 (n=5, 1200 B) | FastGRNN h16: 97.00 ± 0.00 (n=5, 420 B) | -2.00 |" in text
+  assert "| GRU h8: 95.00 ± 0.00 (n=5, 400 B) | none measured | – |" in text
+  assert sweep.budgets_for("fsdd") == (256, 512, 1024, 2048, 2560, 4096, 8192)
 
 
 def test_schedule_names_are_unique_and_ordered_by_tier():
