@@ -19,6 +19,12 @@ __all__ = ["AUGMENT", "AUGMENT_CHOICES", "Config", "DISTRIBUTE", "LR_SCHEDULES",
 # training.LR_SCHEDULES and distribute.CHOICES, repeated here to keep this module free of
 # TensorFlow (a test checks they agree).
 LR_SCHEDULES = ("constant", "cosine")
+DISTRIBUTE = ("none", "mirrored", "multi_worker")
+# Flags a resumed run may change: how it runs, not what it computes (a checkpoint
+# restores under any strategy; the cache holds the same features wherever it is).
+NOT_COMPARED_ON_RESUME = ("resume", "overwrite", "output_dir", "distribute",
+                          "feature_cache")
+
 # tf_fastgrnn.augment: the augmentations a run may record (resolved: "auto" and "none" are
 # the flag's; a Config holds what runs, None for none).
 AUGMENT = (None, "imu", "audio")
@@ -41,11 +47,6 @@ def resolve_augment(choice, dataset):
     choice = ("imu" if dataset in _IMU_DATASETS else
               "audio" if dataset in _AUDIO_DATASETS else "none")
   return None if choice == "none" else choice
-DISTRIBUTE = ("none", "mirrored", "multi_worker")
-# Flags a resumed run may change: how it runs, not what it computes (a checkpoint
-# restores under any strategy; the cache holds the same features wherever it is).
-NOT_COMPARED_ON_RESUME = ("resume", "overwrite", "output_dir", "distribute",
-                          "feature_cache")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -158,8 +158,8 @@ def _config_from_flags():
       overwrite=_OVERWRITE.value, lr_schedule=values["lr_schedule"],
       clipnorm=values["clipnorm"], weight_decay=values["weight_decay"],
       keep_best=values["keep_best"], augment=augment,
-      augment_strength=values["augment_strength"], preset=preset, distribute=_DISTRIBUTE.value,
-      feature_cache=_FEATURE_CACHE.value)
+      augment_strength=values["augment_strength"], preset=preset,
+      distribute=_DISTRIBUTE.value, feature_cache=_FEATURE_CACHE.value)
   config_lib.validate_config(config)
   return config
 
