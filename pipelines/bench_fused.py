@@ -23,8 +23,10 @@ On a train_and_export run folder (``model_int8.tflite``, ``flags.json``):
      the UART).
 
 3. writes ``model_int8_fused.tflite`` (``fused.convert_fused``: one FASTGRNN_INT8 custom
-   op) and counts its bytes; its custom options go through the C parser and kernel on
-   the same windows (must differ in 0 bytes too);
+   op, the pipeline's form: COMPACT options with EXPAND) and counts its bytes, where they
+   go (``fused.options_sizes``) and the arena bytes the op's Prepare decodes them into;
+   its custom options go through the C parser and kernel on the same windows (must
+   differ in 0 bytes too);
 4. with ``--tflm_root`` (and the include flags of ``tflm_app/README.md``): builds
    ``tflm_app``'s host test for both models (``make test`` and ``make test FUSED=1``,
    each bit-exact on the run's test vectors) and counts the host instructions per
@@ -477,8 +479,11 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto", tflm_roo
   # build dense weights (for "auto") and the int32 bias terms, the size build neither.
   fast = fused.extract(tflite_bytes, "dense" if storage == "auto" else storage)
   small = fused.extract(tflite_bytes, storage)
+  # The fused .tflite the pipeline writes (COMPACT + EXPAND: the op decodes and expands
+  # its options into the arena in Prepare).
   fused_bytes = fused.convert_fused(tflite_bytes, storage)
   (work / "model_int8_fused.tflite").write_bytes(fused_bytes)
+  fused_ram = fused.FusedOpRunner(fused_bytes, fused.compile_kernel(str(work))).ram_bytes
 
   def kinds(params):
     return {f"{k}{i}": ("packed" if fc["mask"] is not None else "dense")
@@ -489,6 +494,8 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto", tflm_roo
             "storage": kinds(fast), "storage_small": kinds(small),
             "fused_tflite_bytes": len(fused_bytes),
             "fused_options_bytes": len(fused.custom_options(fused_bytes)),
+            "fused_options_sizes": fused.options_sizes(small),
+            "fused_decoded_ram_bytes": fused_ram,
             "builtin_quoted": BUILTIN_QUOTED}
   if windows:
     import data  # pylint: disable=import-outside-toplevel
@@ -527,8 +534,11 @@ def table(r):
       f"({', '.join(sorted(set(r['storage'].values())))} W/U, bias terms) | "
       f"{f(r['param_bytes_small'])} ({', '.join(sorted(set(r['storage_small'].values())))} "
       "W/U) |",
-      f"| fused .tflite bytes (one FASTGRNN_INT8 op; its options) | | "
-      f"{f(r.get('fused_tflite_bytes'))} ({f(r.get('fused_options_bytes'))}) | |",
+      f"| fused .tflite bytes (one FASTGRNN_INT8 op; its options; options decoded "
+      f"into the arena by the op's Prepare) | | {f(r.get('fused_tflite_bytes'))} "
+      f"({f(r.get('fused_options_bytes'))}: "
+      + ", ".join(f"{k} {v}" for k, v in r["fused_options_sizes"].items() if k != "total")
+      + f"; decoded {f(r.get('fused_decoded_ram_bytes'))}) | |",
       f"| host instructions / step (callgrind, -O2) | {f(q['host_insns'])} | "
       f"{f(r['host_insns'])} | |",
       f"| Cortex-M4F instructions / step (QEMU, -Os) | {f(q['m4_insns'])} | "

@@ -427,7 +427,9 @@ def _fused_tflite(r):
     _log(f"{FUSED_MODEL} not written ({TFLITE_MODEL} is): the fused FASTGRNN_INT8 op "
          f"cannot express this {r.config.cell} model: {e}")
     return
-  _log(f"writing {FUSED_MODEL} ({len(fused_bytes)} B, builtin {len(r.tflite_bytes)} B)")
+  _log(f"writing {FUSED_MODEL} ({len(fused_bytes)} B, builtin {len(r.tflite_bytes)} B; "
+       f"its op decodes {fused.decoded_ram_bytes(fused.extract(r.tflite_bytes))} B of "
+       "parameters into the TFLM arena)")
   fileio.write_bytes(r.out / FUSED_MODEL, fused_bytes)
   r.fused_bytes = fused_bytes
 
@@ -481,6 +483,9 @@ def _device_files(r):
       arena_used=int(ev["arena"]), arena_margin=config.arena_margin,
       frontend=ds.meta.get("frontend", "raw"),
       keyword_spotting=config.dataset in datasets.AUDIO_DATASETS)
+  if r.fused_bytes is not None:
+    settings = dataclasses.replace(settings, fused_decoded_bytes=fused.decoded_ram_bytes(
+        fused.extract(r.tflite_bytes)))
   vectors = {k: ev[k] for k in ("x_q", "h_q", "logits_q", "labels")}
   device_files.write_device_files(r.out / "device", r.tflite_bytes, settings, vectors,
                                   fused_tflite_bytes=r.fused_bytes)

@@ -1,5 +1,6 @@
 """Device files: the C array is the .tflite, the settings match the model, vectors fit."""
 
+import dataclasses
 import re
 
 import numpy as np
@@ -184,3 +185,16 @@ def test_model_the_app_cannot_run_is_refused(exported, lstm_model):
   with pytest.raises(ValueError, match="state c is"):
     device_files._check_app_can_run(lstm_model, wider)
   device_files._check_app_can_run(lstm_model, lstm_io)  # the real LSTM passes
+
+
+def test_fused_build_gets_an_arena_with_room_for_the_decoded_options(exported, tmp_path):
+  tflite_bytes, settings, vectors, _ = exported
+  device_files.write_device_files(tmp_path / "dev", tflite_bytes, settings, vectors)
+  header = (tmp_path / "dev" / "model_settings.h").read_text()
+  assert "TF_FASTGRNN_FUSED_OP" not in header  # no fused model: one arena size
+  fused_settings = dataclasses.replace(settings, fused_decoded_bytes=1234)
+  device_files.write_device_files(tmp_path / "dev2", tflite_bytes, fused_settings, vectors)
+  header = (tmp_path / "dev2" / "model_settings.h").read_text()
+  fused_block = header.split("#elif defined(TF_FASTGRNN_FUSED_OP)", 1)[1].split("#else", 1)
+  assert "kTensorArenaSize = 5746;" in fused_block[0]  # 4000 + 1234 + 512
+  assert "kTensorArenaSize = 4512;" in fused_block[1].split("#endif", 1)[0]

@@ -41,34 +41,81 @@ def _assert_same(got, want, what):
                                f"{mismatch[:5].tolist()} of {len(mismatch)}")
 
 
+def _dense(fc):
+  """An extracted FC's weights as the dense [rows, cols] int8 matrix."""
+  if fc["mask"] is None:
+    return fc["w"].reshape(fc["rows"], fc["cols"])
+  bits = np.unpackbits(fc["mask"].astype(np.uint8), bitorder="little").reshape(
+      fc["rows"], -1)[:, :fc["cols"]].astype(bool)
+  dense = np.zeros((fc["rows"], fc["cols"]), np.int8)
+  dense[bits] = fc["w"]
+  return dense
+
+
+def _assert_decoded(runner, params, expand):
+  """What the C parser decoded (tables, per-row shifts/biases, expanded rows, bias terms)
+  equals ``extract``'s parameters byte for byte."""
+  c = runner._c  # pylint: disable=protected-access
+  for k in fused._ARRAYS:  # pylint: disable=protected-access
+    n = params["hidden_dim"] if k.endswith("bias") else 256
+    if params[k] is None:
+      assert not getattr(c, k), k
+    else:
+      assert np.array_equal(np.ctypeslib.as_array(getattr(c, k), (n,)), params[k]), k
+  fcs = [c.w[i] for i in range(len(params["w"]))] + [c.u[i] for i in range(
+      len(params["u"]))] + [c.classifier]
+  for got, want in zip(fcs, params["w"] + params["u"] + [params["classifier"]]):
+    for k, n in (("bias", got.rows), ("mult", got.rows), ("shift", got.rows)):
+      assert np.array_equal(np.ctypeslib.as_array(getattr(got, k), (n,)), want[k]), k
+    if expand or want["mask"] is None:
+      assert not got.mask
+      w = np.ctypeslib.as_array(got.w, (got.rows * got.cols,)).reshape(got.rows, got.cols)
+      assert np.array_equal(w, _dense(want))
+  for k in ("gate_bias_term", "update_bias_term"):
+    if expand and params[k] is not None:
+      got = np.ctypeslib.as_array(getattr(c, k), (params["hidden_dim"],))
+      assert np.array_equal(got, params[k]), k
+
+
 @pytest.mark.parametrize("variant", sorted(_FLOAT_VARIANTS))
 def test_fused_tflite_is_bit_exact_with_the_builtin_model(variant, kernel):
   rng = np.random.default_rng(100 + sorted(_FLOAT_VARIANTS).index(variant))
   cell, kwargs, sparse = _FLOAT_VARIANTS[variant]
   builtin = export.convert_step_model(_model(rng, cell, sparse, **kwargs),
                                       rng.normal(0, 1.5, (16, T, D)))
-  fused_bytes = fused.convert_fused(builtin)
-  # Same interface: signature, shapes, I/O order and quantization; one custom op.
+  fused_bytes = fused.convert_fused(builtin)  # the pipeline's form: COMPACT + EXPAND
+  # Same interface: tensor names, shapes, I/O order and quantization; one custom op.
   assert runtime.step_io(fused_bytes) == runtime.step_io(builtin)
   assert export.model_ops(fused_bytes) == [f"CUSTOM({fused.CUSTOM_CODE})"]
+  assert not export.read_model(fused_bytes).signatureDefs  # 176+ B TFLM never reads
   assert len(fused_bytes) < len(builtin)
   # The parser points int32 arrays into the options: they must start 4-byte aligned.
   assert fused_bytes.find(fused.custom_options(fused_bytes)) % 4 == 0
   windows = _windows(rng)
   want = runtime.TFLMStepRunner(builtin).run_windows(windows)
   assert len(np.unique(want["h_q"])) > 10  # the state moves
-  _assert_same(fused.FusedOpRunner(fused_bytes, kernel).run_windows(windows), want, variant)
+  runner = fused.FusedOpRunner(fused_bytes, kernel)
+  _assert_decoded(runner, fused.extract(builtin), expand=True)
+  assert runner.ram_bytes == fused.decoded_ram_bytes(fused.extract(builtin))
+  _assert_same(runner.run_windows(windows), want, variant)
 
 
-@pytest.mark.parametrize("storage", ["dense", "packed"])
-def test_forced_storage_round_trips_through_the_options(storage, kernel):
+@pytest.mark.parametrize("storage,compact,expand", [
+    ("dense", False, False), ("packed", False, False), ("packed", True, False),
+    ("packed", False, True), ("dense", True, True)])
+def test_every_encoding_round_trips_through_the_options(storage, compact, expand, kernel):
   rng = np.random.default_rng(21)
   builtin = export.convert_step_model(_model(rng, "fastgrnn", True, w_rank=2, u_rank=4),
                                       rng.normal(0, 1.5, (16, T, D)))
-  fused_bytes = fused.convert_fused(builtin, storage=storage)
+  fused_bytes = fused.convert_fused(builtin, storage=storage, compact=compact, expand=expand)
   windows = _windows(rng)
   want = runtime.TFLMStepRunner(builtin).run_windows(windows)
-  _assert_same(fused.FusedOpRunner(fused_bytes, kernel).run_windows(windows), want, storage)
+  runner = fused.FusedOpRunner(fused_bytes, kernel)
+  assert (runner.ram_bytes == 0) == (not compact and not expand)  # plain: zero-copy
+  assert runner.ram_bytes == fused.decoded_ram_bytes(fused.extract(builtin, storage),
+                                                     compact=compact, expand=expand)
+  _assert_decoded(runner, fused.extract(builtin, storage), expand)
+  _assert_same(runner.run_windows(windows), want, f"{storage} {compact} {expand}")
 
 
 @pytest.mark.parametrize("cell,kwargs", [("fastgrnn", {"u_rank": 4}),
@@ -79,12 +126,13 @@ def test_fastest_form_with_bias_terms_is_bit_exact_too(cell, kwargs, kernel):
                                       rng.normal(0, 1.5, (16, T, D)))
   params = fused.extract(builtin, "dense")
   assert params["update_bias_term"] is not None  # the float models have biases
-  fused_bytes = fused.convert_fused(builtin, storage="dense", bias_terms=True)
+  fused_bytes = fused.convert_fused(builtin, storage="dense", bias_terms=True,
+                                    compact=False, expand=False)
   blob = fused.custom_options(fused_bytes)
-  assert len(blob) == len(fused.options_blob(params)) + 4 * sum(
+  assert len(blob) == len(fused.options_blob(params, compact=False)) + 4 * sum(
       params[k].size for k in ("gate_bias_term", "update_bias_term") if params[k] is not None)
   runner = fused.FusedOpRunner(fused_bytes, kernel)
-  assert bool(runner._c.update_bias_term)  # pylint: disable=protected-access
+  assert bool(runner._c.update_bias_term) and runner.ram_bytes == 0  # pylint: disable=protected-access
   windows = _windows(rng)
   want = runtime.TFLMStepRunner(builtin).run_windows(windows)
   _assert_same(runner.run_windows(windows), want, f"{cell} dense + bias terms")
@@ -96,17 +144,18 @@ def test_fastest_form_with_bias_terms_is_bit_exact_too(cell, kwargs, kernel):
     assert _parse(kernel, bytes(bad)) == -7
 
 
-def _blob_and_params(seed=3, cell="fastgrnn", **kwargs):
+def _blob_and_params(seed=3, cell="fastgrnn", compact=False, **kwargs):
   rng = np.random.default_rng(seed)
   builtin = export.convert_step_model(_model(rng, cell, True, **kwargs),
                                       rng.normal(0, 1.5, (16, T, D)))
   params = fused.extract(builtin)
-  return fused.custom_options(fused.convert_fused(builtin)), params
+  return (fused.custom_options(fused.convert_fused(builtin, compact=compact, expand=False)),
+          params)
 
 
 def test_options_hold_the_parameters_and_little_else():
   blob, params = _blob_and_params(u_rank=4)
-  assert blob == fused.options_blob(params)
+  assert blob == fused.options_blob(params, compact=False)
   magic, version = struct.unpack_from("<II", blob)
   assert (magic, version) == (fused.OPTIONS_MAGIC, fused.OPTIONS_VERSION)
   n_fc = len(params["w"]) + len(params["u"]) + 1
@@ -116,16 +165,60 @@ def test_options_hold_the_parameters_and_little_else():
   # exactly what param_bytes counts (weights, masks, bias/mult/shift, vectors, tables).
   framing = 9 * 4 + n_fc * (4 * 4 + 2) + n_binops * (6 * 4 + 5)
   assert len(blob) == framing + fused.param_bytes(params)
+  # COMPACT: per FC the input offset replaces bias[rows] and 3 bytes + bit streams
+  # replace shift[rows]; each table is 7 bytes + its deltas.
+  compact, _ = _blob_and_params(u_rank=4, compact=True)
+  assert struct.unpack_from("<i", compact, 32)[0] & fused.OPT_COMPACT
+  assert len(compact) < len(blob) - 3 * 256 // 2
 
 
-def _parse(kernel, blob, misalign=False):
-  if not misalign:
+def test_tables_encode_losslessly_and_compactly():
+  x = np.arange(-128, 128)
+  tables = {"sigmoid": np.round(255 / (1 + np.exp(-x / 12)) - 128),
+            "coef": np.round(127 - 250 / (1 + np.exp(-x / 30))),
+            "constant": np.full(256, 5), "identity": x,
+            "wild": np.random.default_rng(0).integers(-128, 128, 256)}
+  for name, t in tables.items():
+    enc = fused.encode_table(t.astype(np.int8))
+    assert enc.size <= (7 + 255 * 9 // 8 + 1), name
+    if name != "wild":
+      assert enc.size < 110, (name, enc.size)
+    assert np.array_equal(_decode_table_py(enc), t.astype(np.int8)), name
+
+
+def _decode_table_py(enc):
+  """A Python reading of the COMPACT table format (fused/fastgrnn_int8_options.h), to pin
+  the encoder to the documented layout; the C decoder is checked on every variant."""
+  first = int(enc[0].astype(np.int8))
+  order, start, count, bits = (int(v) for v in enc[[1, 2, 3, 6]])
+  dmin = int(np.frombuffer(enc[4:6].tobytes(), "<i2")[0])
+  stream = np.unpackbits(enc[7:], bitorder="little")
+  out, v, d = [first], first, 0
+  for i in range(1, 256):
+    if start <= i < start + count:
+      k = (i - start) * bits
+      e = dmin + int(sum(int(stream[k + b]) << b for b in range(bits)))
+      d = d + e if order == 2 else e
+      v += d
+    out.append(v)
+  return np.array(out, np.int8)
+
+
+def _parse(kernel, blob, misalign=False, ram=None):
+  if not misalign and ram is None:
     return fused.parse_options(kernel, blob)[0]
   lib = ctypes.CDLL(kernel)
   buf = np.zeros(len(blob) + 8, np.uint8)
-  buf[1:1 + len(blob)] = np.frombuffer(blob, np.uint8)
+  off = 1 if misalign else 0
+  buf[off:off + len(blob)] = np.frombuffer(blob, np.uint8)
+  mem = np.zeros(1 + (ram or 0) // 4 + 1, np.int32)
+  ram_ptr = mem.ctypes.data + (1 if misalign == "ram" else 0)
+  if misalign == "ram":
+    buf[:len(blob)] = np.frombuffer(blob, np.uint8)
+    off = 0
   return lib.fastgrnn_int8_parse_options(
-      ctypes.c_void_p(buf.ctypes.data + 1), ctypes.c_uint32(len(blob)),
+      ctypes.c_void_p(buf.ctypes.data + off), ctypes.c_uint32(len(blob)),
+      ctypes.c_void_p(ram_ptr), ctypes.c_uint32(ram or 0),
       ctypes.byref(fused._Params()))  # pylint: disable=protected-access
 
 
@@ -137,7 +230,8 @@ def test_parser_refuses_malformed_options(kernel):
     assert _parse(kernel, blob[:cut]) == err_size, cut
   assert _parse(kernel, blob + b"\0") == err_size
   assert _parse(kernel, b"XGRN" + blob[4:]) == err_format
-  assert _parse(kernel, blob[:4] + struct.pack("<i", 2) + blob[8:]) == err_format
+  for version in (1, 3):  # version 1 (before COMPACT/EXPAND) and unknown ones: refused
+    assert _parse(kernel, blob[:4] + struct.pack("<i", version) + blob[8:]) == err_format
   assert _parse(kernel, blob, misalign=True) == err_align
   hidden = bytearray(blob)
   struct.pack_into("<i", hidden, 16, H + 1)  # hidden_dim no longer matches the FCs
@@ -145,6 +239,9 @@ def test_parser_refuses_malformed_options(kernel):
   flags = bytearray(blob)
   struct.pack_into("<i", flags, 32, struct.unpack_from("<i", blob, 32)[0] & ~(1 << 12))
   assert _parse(kernel, bytes(flags)) in (err_value, err_size)  # a binop less: all shifts
+  unknown = bytearray(blob)
+  struct.pack_into("<i", unknown, 32, struct.unpack_from("<i", blob, 32)[0] | (1 << 16))
+  assert _parse(kernel, bytes(unknown)) == err_value  # a flag this version does not know
   # The first FC (W factor 1, packed at this sparsity) starts at 36: rows, cols,
   # out_offset, nnz. One non-zero more than the mask holds must be refused, not read.
   fc = params["w"][0]
@@ -161,6 +258,50 @@ def test_parser_refuses_malformed_options(kernel):
   bad_shift = bytearray(blob)
   bad_shift[int32_end + 2] = 40
   assert _parse(kernel, bytes(bad_shift)) == err_value
+
+
+def test_parser_refuses_malformed_compact_options(kernel):
+  """COMPACT/EXPAND blobs: truncation, bad bit widths, tables that leave int8, and decode
+  memory that is too small or misaligned are refused, never decoded out of bounds."""
+  rng = np.random.default_rng(5)
+  builtin = export.convert_step_model(_model(rng, "fastgrnn", True, w_rank=2, u_rank=4),
+                                      rng.normal(0, 1.5, (16, T, D)))
+  params = fused.extract(builtin)
+  blob = fused.custom_options(fused.convert_fused(builtin))
+  code, _, (_, ram) = fused.parse_options(kernel, blob)
+  need = len(ram) * 4 - 4
+  assert code == 0 and need > 0
+  err_scratch, err_size, err_align, err_value = -3, -5, -6, -7
+  for cut in (3, 40, len(blob) // 2, len(blob) - 1):
+    assert _parse(kernel, blob[:cut]) == err_size, cut
+  assert _parse(kernel, blob + b"\0") == err_size
+  assert _parse(kernel, blob, ram=need) == 0
+  assert _parse(kernel, blob, ram=need - 4) == err_scratch
+  assert _parse(kernel, blob, ram=0) == err_scratch
+  assert _parse(kernel, blob, misalign="ram", ram=need) == err_align
+  # The int8 section: the first FC's act_min, act_max, shift_min, shift_bits, bias_bits.
+  n_fc = len(params["w"]) + len(params["u"]) + 1
+  rows = [f["rows"] for f in params["w"] + params["u"] + [params["classifier"]]]
+  n_binops = sum(params[k] is not None for k in fused._BINOPS)  # pylint: disable=protected-access
+  int8_start = 4 * (9 + 5 * n_fc + sum(rows) + 6 * n_binops)
+  assert blob[int8_start:int8_start + 2] == bytes(
+      np.array([params["w"][0]["act_min"], params["w"][0]["act_max"]], np.int8))
+  for at, value in ((3, 7), (4, 33)):  # shift_bits > 6, bias_bits > 32
+    bad = bytearray(blob)
+    bad[int8_start + at] = value
+    assert _parse(kernel, bytes(bad)) == err_value, at
+  # The last table (coef, 7-byte header + deltas at the end of the blob).
+  enc = fused.encode_table(params["coef_table"])
+  table = len(blob) - enc.size
+  assert blob[table:] == enc.tobytes()
+  for at, value in ((1, 3), (6, 11), (2, 0), (3, 255)):  # order, bits, start, count
+    bad = bytearray(blob)
+    bad[table + at] = value
+    assert _parse(kernel, bytes(bad)) in (err_value, err_size), at
+  bad = bytearray(blob)
+  bad[table] = 127  # first value 127 with falling deltas stays in range; rising leaves it
+  bad[table + 4:table + 6] = struct.pack("<h", 100)
+  assert _parse(kernel, bytes(bad)) == err_value
 
 
 def test_fused_export_refuses_models_the_kernel_cannot_express(rng):

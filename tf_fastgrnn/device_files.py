@@ -67,6 +67,10 @@ class DeviceSettings:
       spotting, the steps whose posteriors the app averages (its history is
       ``smoothing_steps × num_classes`` floats).
     cell_dim: size of an LSTM's cell state c (0: no c).
+    fused_decoded_bytes: bytes the fused model's FASTGRNN_INT8 op decodes its options
+      into (``fused.decoded_ram_bytes``; 0: no fused model). The fused build's arena is
+      ``arena_used + fused_decoded_bytes + arena_margin``: the fused model has none of
+      the builtin graph's intermediate tensors, so this bounds it from above.
   """
   input_dim: int
   hidden_dim: int
@@ -83,6 +87,7 @@ class DeviceSettings:
   model_bytes: int
   smoothing_steps: int = 0
   cell_dim: int = 0
+  fused_decoded_bytes: int = 0
 
   @property
   def states(self):
@@ -232,7 +237,15 @@ def _settings_header(s):
            "// sets the smallest that allocates on the target (setup()'s \"arena used\"\n"
            "// leaves out the memory planner's scratch).\n",
            "#ifdef TF_FASTGRNN_TENSOR_ARENA_SIZE\n"
-           "constexpr int kTensorArenaSize = TF_FASTGRNN_TENSOR_ARENA_SIZE;\n#else\n",
+           "constexpr int kTensorArenaSize = TF_FASTGRNN_TENSOR_ARENA_SIZE;\n",
+           ("#elif defined(TF_FASTGRNN_FUSED_OP)\n"
+            f"// The fused model (model_data_fused.cc): its op decodes {s.fused_decoded_bytes} B "
+            "of\n// options into the arena and it has none of the builtin graph's "
+            "intermediate\n// tensors: the builtin figure + those bytes bounds it from above.\n"
+            "constexpr int kTensorArenaSize = "
+            f"{s.arena_used + s.fused_decoded_bytes + s.arena_margin};\n"
+            if s.fused_decoded_bytes else ""),
+           "#else\n",
            f"constexpr int kTensorArenaSize = {s.arena_used + s.arena_margin};\n#endif\n\n",
            "// The model's builtin ops, for MicroMutableOpResolver<kNumModelOps>:\n",
            "//   #define ADD_OP(name) resolver.Add##name();\n",

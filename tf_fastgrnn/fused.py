@@ -259,6 +259,7 @@ def _fully_connected(g, op_index, storage):
           "w": values if use_packed else w.reshape(-1).copy(),
           "mask": mask if use_packed else None,
           "bias": folded.astype(np.int32), "mult": mult.astype(np.int32),
+          "raw_bias": bias.astype(np.int32), "in_offset": int(-zx),
           "shift": shift.astype(np.int8), "out_offset": zo, "act_min": lo, "act_max": hi,
           "input": x_t, "output": out}
 
@@ -543,7 +544,9 @@ def param_bytes(params, with_terms=False):
 
 CUSTOM_CODE = "FASTGRNN_INT8"
 OPTIONS_MAGIC = 0x4E524746  # "FGRN" little-endian, fused/fastgrnn_int8_options.h
-OPTIONS_VERSION = 1
+OPTIONS_VERSION = 2
+OPT_COMPACT = 1 << 14  # shifts/biases bit-packed, tables delta-coded (decoded in RAM)
+OPT_EXPAND = 1 << 15  # packed W/U expanded to dense rows + bias terms, in RAM
 _BINOPS = ("pre", "gate_add", "update_add", "zh_mul", "ch_mul", "out_add")
 _ARRAYS = ("gate_bias", "update_bias", "gate_table", "update_table", "coef_table",
            "state_table")
@@ -551,19 +554,79 @@ _BINOP_I32 = ("in1_offset", "in2_offset", "in1_mult", "in2_mult", "out_mult", "o
 _BINOP_I8 = ("in1_shift", "in2_shift", "out_shift", "act_min", "act_max")
 
 
-def options_blob(params, bias_terms=False):
+def _bit_stream(values, bits):
+  """``values`` (non-negative ints < 2^bits) as a little-endian bit stream: value k at
+  bits k*bits .. k*bits+bits-1, bit i = bit i%8 of byte i/8, padded to a byte."""
+  values = np.asarray(values, np.uint64).reshape(-1)
+  if bits == 0 or values.size == 0:
+    return np.zeros(0, np.uint8)
+  if np.any(values >> np.uint64(bits)):
+    raise FusedExportError(f"a value does not fit {bits} bits")
+  stream = ((values[:, None] >> np.arange(bits, dtype=np.uint64)) & np.uint64(1))
+  return np.packbits(stream.reshape(-1).astype(np.uint8), bitorder="little")
+
+
+def _bits_for(span):
+  """Bits that hold 0 .. span."""
+  return int(span).bit_length()
+
+
+def _signed_stream(values):
+  """int32 ``values`` as two's complement in the fewest bits that hold them all (0 bits
+  when all are 0): ``(bits, stream)``."""
+  values = np.asarray(values, np.int64).reshape(-1)
+  bits = 0
+  if np.any(values != 0):
+    bits = next(b for b in range(1, 33)
+                if values.min() >= -(1 << (b - 1)) and values.max() < (1 << (b - 1)))
+  return bits, _bit_stream(values & ((1 << bits) - 1), bits)
+
+
+def encode_table(table):
+  """A 256-entry int8 table in the COMPACT form (``fused/fastgrnn_int8_options.h``):
+  header + delta-coded active range, order 1 or 2, whichever is smaller. Lossless."""
+  t = np.asarray(table, np.int64).reshape(-1)
+  if t.size != 256 or t.min() < -128 or t.max() > 127:
+    raise FusedExportError("a table must hold 256 int8 values")
+  d = np.diff(t)  # d[i - 1] = t[i] - t[i - 1], i = 1 .. 255
+  nz = np.nonzero(d)[0]
+  if not nz.size:
+    return np.concatenate([np.array([t[0], 1, 0, 0], np.int64).astype(np.uint8),
+                           np.zeros(3, np.uint8)])
+  start, end = int(nz[0]) + 1, int(nz[-1]) + 1  # table indices of the first/last change
+  active = d[start - 1:end]
+  best = None
+  for order in (1, 2):
+    e = active if order == 1 else np.diff(np.concatenate([[0], active]))
+    dmin = int(e.min())
+    bits = _bits_for(int(e.max()) - dmin)
+    if bits > 10:
+      continue
+    body = _bit_stream(e - dmin, bits)
+    head = np.array([t[0] & 0xFF, order, start, active.size, dmin & 0xFF, (dmin >> 8) & 0xFF,
+                     bits], np.int64).astype(np.uint8)
+    enc = np.concatenate([head, body])
+    if best is None or enc.size < best.size:
+      best = enc
+  return best
+
+
+def options_blob(params, bias_terms=False, compact=True, expand=False):
   """The custom options of the FASTGRNN_INT8 op: ``params`` (``extract``) as bytes.
 
   ``bias_terms`` also stores the kernel's optional int32 bias terms (4 H bytes per bias
-  vector: faster steps, a larger blob).
+  vector: faster steps, a larger blob). ``compact`` (flag COMPACT) bit-packs the per-row
+  shifts and the raw (unfolded) biases and delta-codes the tables; the op decodes them
+  into RAM. ``expand`` (flag EXPAND) asks the op to expand bitmap-packed matrices into
+  dense rows and to compute the bias terms, in RAM: the fast kernel at the small file.
 
   The layout (``fused/fastgrnn_int8_options.h``): an int32 section (header, per FC layer
-  dims, bias and multipliers, the binops' offsets and multipliers), then an int8 section
-  (shifts, clamps, masks, weights, bias vectors, tables), little-endian. With the int32
-  section first every int32 array starts at a multiple of 4, so the C parser points into
-  the blob (in flash) instead of copying it.
+  dims, bias or input offset, multipliers, the binops' offsets and multipliers), then an
+  int8 section (shifts, clamps, masks, weights, bias vectors, tables), little-endian.
+  With the int32 section first every int32 array starts at a multiple of 4, so the C
+  parser points into the blob (in flash) instead of copying it.
   """
-  flags = 0
+  flags = (OPT_COMPACT if compact else 0) | (OPT_EXPAND if expand else 0)
   for k, name in enumerate(_ARRAYS):
     if params[name] is not None:
       flags |= 1 << k
@@ -581,10 +644,20 @@ def options_blob(params, bias_terms=False):
   i8 = []
   for fc in fcs:
     nnz = -1 if fc["mask"] is None else int(fc["w"].size)
-    i32 += [fc["rows"], fc["cols"], fc["out_offset"], nnz, *fc["bias"].tolist(),
-            *fc["mult"].tolist()]
+    i32 += [fc["rows"], fc["cols"], fc["out_offset"], nnz]
+    i32 += [fc["in_offset"]] if compact else fc["bias"].tolist()
+    i32 += fc["mult"].tolist()
     i8.append(np.array([fc["act_min"], fc["act_max"]], np.int8))
-    i8.append(fc["shift"].astype(np.int8))
+    if compact:
+      shift = fc["shift"].astype(np.int64)
+      smin = int(shift.min())
+      sbits = _bits_for(int(shift.max()) - smin)
+      bbits, bias_stream = _signed_stream(fc["raw_bias"])
+      i8.append(np.array([smin, sbits, bbits], np.int64).astype(np.uint8).view(np.int8))
+      i8.append(_bit_stream(shift - smin, sbits).view(np.int8))
+      i8.append(bias_stream.view(np.int8))
+    else:
+      i8.append(fc["shift"].astype(np.int8))
     if fc["mask"] is not None:
       i8.append(fc["mask"].astype(np.uint8).view(np.int8))
     i8.append(fc["w"].astype(np.int8))
@@ -595,9 +668,12 @@ def options_blob(params, bias_terms=False):
   for term in terms:
     if term is not None:
       i32 += np.asarray(term, np.int64).tolist()
-  for name in _ARRAYS:
+  for k, name in enumerate(_ARRAYS):
     if params[name] is not None:
-      i8.append(np.asarray(params[name], np.int8))
+      if compact and k >= 2:
+        i8.append(encode_table(params[name]).view(np.int8))
+      else:
+        i8.append(np.asarray(params[name], np.int8))
   head = np.asarray(i32, np.int64)
   if np.any(head < -2**31) or np.any(head >= 2**32):
     raise FusedExportError("a value of the int32 section does not fit 32 bits")
@@ -605,22 +681,84 @@ def options_blob(params, bias_terms=False):
   return head + np.concatenate(i8).tobytes()
 
 
-def convert_fused(tflite_bytes, storage="auto", bias_terms=False):
+def decoded_ram_bytes(params, bias_terms=False, compact=True, expand=True):
+  """Bytes the C parser decodes ``options_blob(params, bias_terms, compact, expand)``
+  into (``fastgrnn_int8_options_ram_bytes``; the TFLM op's persistent arena buffer): per
+  FC shifts and int32 biases (COMPACT), dense rows of every bitmap-packed matrix and the
+  int32 bias terms the blob lacks (EXPAND), the tables (COMPACT); each rounded up to 4."""
+  up = lambda n: (n + 3) // 4 * 4
+  total = 0
+  for fc in params["w"] + params["u"] + [params["classifier"]]:
+    if compact:
+      total += up(fc["rows"]) + 4 * fc["rows"]
+    if expand and fc["mask"] is not None:
+      total += up(fc["rows"] * fc["cols"])
+  if compact:
+    total += 256 * sum(params[k] is not None for k in _ARRAYS[2:])
+  if expand:
+    for k in ("gate", "update"):
+      if params[f"{k}_bias"] is not None and not (bias_terms and
+                                                  params.get(f"{k}_bias_term") is not None):
+        total += 4 * params["hidden_dim"]
+  return total
+
+
+def options_sizes(params, bias_terms=False, compact=True):
+  """Where the bytes of ``options_blob(params, bias_terms, compact)`` go: ``{"weights"
+  (W/U/classifier values and bitmap masks), "per_row" (multipliers, shifts, biases or
+  their compact streams), "tables", "bias_vectors", "bias_terms", "framing" (header,
+  dims, offsets, the binops), "total"}``."""
+  fcs = params["w"] + params["u"] + [params["classifier"]]
+  sizes = {"weights": 0, "per_row": 0, "tables": 0, "bias_vectors": 0, "bias_terms": 0}
+  for fc in fcs:
+    sizes["weights"] += fc["w"].size + (0 if fc["mask"] is None else fc["mask"].size)
+    if compact:
+      shift = fc["shift"].astype(np.int64)
+      sbits = _bits_for(int(shift.max()) - int(shift.min()))
+      sizes["per_row"] += (4 * fc["rows"] + (fc["rows"] * sbits + 7) // 8 +
+                           _signed_stream(fc["raw_bias"])[1].size)
+    else:
+      sizes["per_row"] += 9 * fc["rows"]
+  for k, name in enumerate(_ARRAYS):
+    if params[name] is not None:
+      if k < 2:
+        sizes["bias_vectors"] += params[name].size
+      else:
+        sizes["tables"] += encode_table(params[name]).size if compact else 256
+  if bias_terms:
+    sizes["bias_terms"] = sum(4 * params[k].size for k in ("gate_bias_term",
+                                                           "update_bias_term")
+                              if params.get(k) is not None)
+  total = len(options_blob(params, bias_terms, compact))
+  sizes["framing"] = total - sum(sizes.values())
+  sizes["total"] = total
+  return sizes
+
+
+def convert_fused(tflite_bytes, storage="auto", bias_terms=False, compact=True,
+                  expand=True):
   """``model_int8_fused.tflite``: the builtin int8 step model as ONE custom op.
 
   Inputs and outputs (x, h -> h_next, logits) keep the builtin model's order, shapes,
-  quantization and signature, so the app and every step runner use either model
-  unchanged; the op (custom code ``FASTGRNN_INT8``) reads x and h and writes h_next and
-  logits, and its custom options are ``options_blob(extract(tflite_bytes, storage))``:
+  names and quantization, so the app and every step runner use either model unchanged
+  (no signature: ``runtime.step_io`` reads the tensor names); the op (custom code
+  ``FASTGRNN_INT8``) reads x and h and writes h_next and logits, and its custom options
+  are ``options_blob(extract(tflite_bytes, storage), bias_terms, compact, expand)``:
   every number is derived from the builtin model, which stays the reference.
-  ``storage="dense", bias_terms=True`` gives the kernel's fastest form (a larger file).
+
+  The default is the smallest file that runs fast: bitmap-packed W/U where smaller,
+  compact shifts/biases/tables, and EXPAND (the op's Prepare decodes and expands them
+  into arena memory: ``fastgrnn_int8_options_ram_bytes``). ``compact=False,
+  expand=False`` is the zero-copy form (the op keeps no copy of any parameter, a larger
+  file, the slower packed kernel); ``storage="dense", bias_terms=True`` stores the fast
+  form in the file.
 
   Raises:
     FusedExportError: the builtin model is not one the kernel computes exactly (e.g. an
       LSTM or GRU step model).
   """
   params = extract(tflite_bytes, storage)
-  blob = options_blob(params, bias_terms)
+  blob = options_blob(params, bias_terms, compact, expand)
   src = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
   graph = src.subgraphs[0]
   sig = src.signatureDefs[0]
@@ -653,28 +791,15 @@ def convert_fused(tflite_bytes, storage="auto", bias_terms=False):
   sub.inputs = np.array([index[int(t)] for t in graph.inputs], np.int32)
   sub.outputs = np.array([index[int(t)] for t in graph.outputs], np.int32)
   sub.operators = [op]
-  sub.name = "fused"
   code = schema.OperatorCodeT()
   code.builtinCode = code.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
   code.customCode = CUSTOM_CODE
   code.version = 1
-  signature = schema.SignatureDefT()
-  signature.signatureKey = sig.signatureKey
-  signature.subgraphIndex = 0
-
-  def sig_tensor(name):
-    t = schema.TensorMapT()
-    t.name = name
-    t.tensorIndex = order.index(name)
-    return t
-  signature.inputs = [sig_tensor(n) for n in ("x", "h")]
-  signature.outputs = [sig_tensor(n) for n in ("h_next", "logits")]
   model = schema.ModelT()
   model.version = src.version
   model.operatorCodes = [code]
   model.subgraphs = [sub]
   model.buffers = [schema.BufferT()]
-  model.signatureDefs = [signature]
   out = bytes(flatbuffer_utils.convert_object_to_bytearray(model))
   # The parser points int32 arrays into the blob: it must sit at a multiple of 4 in the
   # file (the model data itself is aligned by the app).
@@ -826,26 +951,35 @@ class FusedStepRunner(runtime.StepRunner):
 
 
 def parse_options(library_path, blob):
-  """Runs the C parser (``fastgrnn_int8_parse_options``) on ``blob``.
+  """Runs the C parser on ``blob``: ``fastgrnn_int8_options_ram_bytes``, then
+  ``fastgrnn_int8_parse_options`` into that much (4-byte aligned) memory.
 
   Returns:
-    ``(code, params struct, keep)``: the return code, the ``fastgrnn_int8_params`` it
-    filled, and the 4-byte aligned copy of the blob its pointers point into (keep it
-    alive while the struct is used).
+    ``(code, params struct, keep)``: the return code (of the first call that failed),
+    the ``fastgrnn_int8_params`` it filled, and ``(aligned copy of the blob, decode
+    memory)`` its pointers point into (keep them alive while the struct is used).
   """
   lib = ctypes.CDLL(library_path)
   lib.fastgrnn_int8_parse_options.restype = ctypes.c_int
-  keep = np.zeros(len(blob) // 4 + 1, np.int32).view(np.uint8)[:len(blob)]  # aligned
-  keep[:] = np.frombuffer(blob, np.uint8)
+  lib.fastgrnn_int8_options_ram_bytes.restype = ctypes.c_int32
+  copy_ = np.zeros(len(blob) // 4 + 1, np.int32).view(np.uint8)[:len(blob)]  # aligned
+  copy_[:] = np.frombuffer(blob, np.uint8)
+  data = copy_.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
   params = _Params()
-  code = lib.fastgrnn_int8_parse_options(keep.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)),
-                                         ctypes.c_uint32(len(blob)), ctypes.byref(params))
-  return code, params, keep
+  need = lib.fastgrnn_int8_options_ram_bytes(data, ctypes.c_uint32(len(blob)))
+  if need < 0:
+    return need, params, (copy_, None)
+  ram = np.zeros(need // 4 + 1, np.int32)
+  code = lib.fastgrnn_int8_parse_options(data, ctypes.c_uint32(len(blob)),
+                                         ram.ctypes.data_as(ctypes.c_void_p),
+                                         ctypes.c_uint32(need), ctypes.byref(params))
+  return code, params, (copy_, ram)
 
 
 class FusedOpRunner(runtime.StepRunner):
   """Steps a fused ``.tflite`` (``convert_fused``) as the TFLM custom op does: its custom
-  options through the C parser, then the C kernel (``compile_kernel``'s library)."""
+  options through the C parser (decoded into RAM where the blob asks), then the C kernel
+  (``compile_kernel``'s library)."""
 
   def __init__(self, fused_tflite_bytes, library_path):
     super().__init__(fused_tflite_bytes)
@@ -853,6 +987,10 @@ class FusedOpRunner(runtime.StepRunner):
     if code != 0:
       raise RuntimeError(f"fastgrnn_int8_parse_options returned {code}")
     self._lib = ctypes.CDLL(library_path)
+    self._lib.fastgrnn_int8_options_ram_bytes.restype = ctypes.c_int32
+    blob = self._blob[0]
+    self.ram_bytes = int(self._lib.fastgrnn_int8_options_ram_bytes(
+        blob.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), ctypes.c_uint32(len(blob))))
     self._lib.fastgrnn_int8_step.restype = ctypes.c_int
     need = self._lib.fastgrnn_int8_scratch_bytes(ctypes.byref(self._c))
     self._buf = np.zeros(need, np.int8)

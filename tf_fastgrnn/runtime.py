@@ -38,7 +38,9 @@ def dequantize(values, scale, zero_point):
 
 
 def step_io(tflite_bytes):
-  """``{name: {"index": position, "shape", "scale", "zero_point"}}`` per signature name.
+  """``{name: {"index": position, "shape", "scale", "zero_point"}}`` per signature name
+  (without a signature, as in the fused model: per name of the subgraph's input/output
+  tensors).
 
   Input names are ``x``, ``h`` (and ``c`` for an LSTM); outputs ``h_next``, ``logits``
   (and ``c_next``). ``index`` is the position among the model's inputs or outputs, which
@@ -46,7 +48,14 @@ def step_io(tflite_bytes):
   """
   fb_model = export.read_model(tflite_bytes)
   graph = fb_model.subgraphs[0]
-  inputs, outputs = export.signature_tensors(fb_model)
+  if fb_model.signatureDefs:
+    inputs, outputs = export.signature_tensors(fb_model)
+  else:  # no signature (the fused model): the subgraph's inputs/outputs by tensor name
+    def by_name(indices):
+      names = [graph.tensors[int(i)].name for i in indices]
+      return {(n.decode() if isinstance(n, bytes) else n): int(i)
+              for n, i in zip(names, indices)}
+    inputs, outputs = by_name(graph.inputs), by_name(graph.outputs)
   result = {}
   for names, order in ((inputs, list(graph.inputs)), (outputs, list(graph.outputs))):
     for name, tensor_index in names.items():

@@ -20,7 +20,9 @@ constexpr int kOutputLogits = 1;
 struct OpData {
   const uint8_t* options = nullptr;  // the custom options, inside the model (flash)
   uint32_t options_size = 0;
-  fastgrnn_int8_params params;       // points into options
+  fastgrnn_int8_params params;       // points into options and into decoded
+  void* decoded = nullptr;           // persistent: what the options store compactly or
+  int32_t decoded_bytes = 0;         // ask to expand (dense rows, bias terms, tables)
   int scratch_index = -1;
   int32_t scratch_bytes = 0;
 };
@@ -66,8 +68,25 @@ TfLiteStatus Prepare(TfLiteContext* context, TfLiteNode* node) {
     MicroPrintf("FASTGRNN_INT8: the op has no custom options");
     return kTfLiteError;
   }
-  const int rc = fastgrnn_int8_parse_options(data->options, data->options_size,
-                                             &data->params);
+  // Decoded once: the persistent buffer (4-byte aligned, as the arena's allocations are)
+  // holds what the options store compactly or ask to expand; Prepare may run again
+  // (e.g. after a reset), so the buffer is reused.
+  const int32_t need = fastgrnn_int8_options_ram_bytes(data->options, data->options_size);
+  int rc = need < 0 ? need : FASTGRNN_INT8_OK;
+  if (rc == FASTGRNN_INT8_OK && need > 0 && data->decoded == nullptr) {
+    data->decoded = context->AllocatePersistentBuffer(context, need);
+    if (data->decoded == nullptr) {
+      MicroPrintf("FASTGRNN_INT8: no room in the arena for %d bytes of decoded options",
+                  static_cast<int>(need));
+      return kTfLiteError;
+    }
+    data->decoded_bytes = need;
+  }
+  if (rc == FASTGRNN_INT8_OK) {
+    rc = fastgrnn_int8_parse_options(data->options, data->options_size, data->decoded,
+                                     static_cast<uint32_t>(data->decoded_bytes),
+                                     &data->params);
+  }
   if (rc != FASTGRNN_INT8_OK) {
     MicroPrintf("FASTGRNN_INT8: bad custom options (%d bytes): %s (%d)",
                 static_cast<int>(data->options_size), fastgrnn_int8_error_string(rc), rc);

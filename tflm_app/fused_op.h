@@ -7,7 +7,10 @@
 //   resolver.AddCustom(tf_fastgrnn::kFusedOpName, tf_fastgrnn::Register_FASTGRNN_INT8());
 //
 // Inputs x [1, D], h [1, H]; outputs h_next [1, H], logits [1, C]; all int8. The custom
-// options are the kernel's parameters (fused/fastgrnn_int8_options.h), used in place.
+// options are the kernel's parameters (fused/fastgrnn_int8_options.h), used in place;
+// what they store compactly (flag COMPACT: shifts, biases, tables) or ask to expand (flag
+// EXPAND: bitmap-packed W/U to dense rows, int32 bias terms) Prepare decodes once into a
+// persistent arena buffer of fastgrnn_int8_options_ram_bytes bytes.
 #ifndef TF_FASTGRNN_TFLM_APP_FUSED_OP_H_
 #define TF_FASTGRNN_TFLM_APP_FUSED_OP_H_
 
