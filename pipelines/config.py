@@ -12,8 +12,9 @@ import pathlib
 
 from pipelines import run_folder
 
-__all__ = ["Config", "DISTRIBUTE", "LR_SCHEDULES", "NOT_COMPARED_ON_RESUME",
-           "multi_worker_task", "validate_config"]
+__all__ = ["AUGMENT", "AUGMENT_CHOICES", "Config", "DISTRIBUTE", "LR_SCHEDULES",
+           "NOT_COMPARED_ON_RESUME", "multi_worker_task", "resolve_augment",
+           "validate_config"]
 
 # training.LR_SCHEDULES and distribute.CHOICES, repeated here to keep this module free of
 # TensorFlow (a test checks they agree).
@@ -23,6 +24,29 @@ DISTRIBUTE = ("none", "mirrored", "multi_worker")
 # restores under any strategy; the cache holds the same features wherever it is).
 NOT_COMPARED_ON_RESUME = ("resume", "overwrite", "output_dir", "distribute",
                           "feature_cache")
+
+# tf_fastgrnn.augment: the augmentations a run may record (resolved: "auto" and "none" are
+# the flag's; a Config holds what runs, None for none).
+AUGMENT = (None, "imu", "audio")
+AUGMENT_CHOICES = ("none", "auto", "imu", "audio")  # augment.CHOICES
+_IMU_DATASETS = ("har6", "har2")
+_AUDIO_DATASETS = ("fsdd", "speech_commands", "google12", "google30")
+
+
+def resolve_augment(choice, dataset):
+  """``--augment`` resolved for ``dataset`` (``augment.resolve``, without TensorFlow):
+  None, "imu" or "audio".
+
+  Raises:
+    ValueError: ``choice`` is not one of ``AUGMENT_CHOICES``.
+  """
+  if choice not in AUGMENT_CHOICES:
+    raise ValueError(f"--augment must be one of {', '.join(AUGMENT_CHOICES)}, got "
+                     f"{choice!r}")
+  if choice == "auto":
+    choice = ("imu" if dataset in _IMU_DATASETS else
+              "audio" if dataset in _AUDIO_DATASETS else "none")
+  return None if choice == "none" else choice
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +84,13 @@ class Config:
   clipnorm: float | None = None
   weight_decay: float = 0.0
   keep_best: bool = False
+  # Input augmentation of the training batches (tf_fastgrnn.augment), resolved from
+  # --augment: None, "imu" or "audio". None also reads run folders made before it.
+  augment: str | None = None
+  augment_strength: float = 1.0  # every magnitude of the augmentation times this
+  # Settings of the augmentation replacing its defaults (augment.make's ``params``, e.g.
+  # {"max_angle_deg": 0}); None: the defaults. Python API and sweep only, no flag.
+  augment_params: dict | None = None
   preset: str | None = None
   # Training at scale (issue 14): tf.distribute strategy of the training stages, and the
   # audio feature cache ("default", "none" or a folder).
@@ -129,6 +160,19 @@ def validate_config(config, data_given=False):
   if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
     problems.append(f"--weight_decay must be a finite number >= 0, got "
                     f"{config.weight_decay}")
+  if config.augment not in AUGMENT:
+    problems.append(f"--augment must be one of none, auto, imu, audio (a Config holds "
+                    f"None, imu or audio), got {config.augment!r}")
+  elif config.augment and (config.sparsity_w or config.sparsity_u):
+    problems.append(f"--augment={config.augment} trains dense models only for now "
+                    "(pruning.train_three_phase does not pass it on): use --augment=none "
+                    "or --sparsity_w=0 --sparsity_u=0")
+  if config.augment_params is not None and not isinstance(config.augment_params, dict):
+    problems.append(f"augment_params must be None or a dict of augment settings, got "
+                    f"{config.augment_params!r}")
+  if not (math.isfinite(config.augment_strength) and config.augment_strength > 0):
+    problems.append(f"--augment_strength must be a finite number > 0, got "
+                    f"{config.augment_strength}")
   if config.arena_margin < 0:
     problems.append(f"--arena_margin must be >= 0, got {config.arena_margin}")
   if config.seed < 0:

@@ -35,6 +35,7 @@ from pipelines import report as report_lib
 from pipelines import run_folder
 from pipelines.config import Config
 from pipelines.config import validate_config
+from tf_fastgrnn import augment as augment_lib
 from tf_fastgrnn import device_files
 from tf_fastgrnn import distribute
 from tf_fastgrnn import export
@@ -76,8 +77,11 @@ def _check_resume(config, out):
   """
   old = json.loads((out / "flags.json").read_text())
   new = dataclasses.asdict(config)
-  changed = {k: (old.get(k), v) for k, v in new.items()
-             if k not in config_lib.NOT_COMPARED_ON_RESUME and old.get(k) != v}
+  # A flag newer than the run's flags.json counts as its default there.
+  defaults = {f.name: f.default for f in dataclasses.fields(Config)}
+  changed = {k: (old.get(k, defaults.get(k)), v) for k, v in new.items()
+             if k not in config_lib.NOT_COMPARED_ON_RESUME
+             and old.get(k, defaults.get(k)) != v}
   if changed:
     raise ValueError("--resume must use the flags of the run it continues; these differ "
                      f"(was, now): {changed}")
@@ -115,11 +119,22 @@ def _accuracy(model, x, y, batch_size):
   return float(np.mean(np.argmax(logits, -1) == y))
 
 
-def _recipe(config):
-  """The training-recipe arguments of ``training.fit`` / ``train_three_phase``."""
-  return {"lr_schedule": config.lr_schedule, "clipnorm": config.clipnorm,
-          "weight_decay": config.weight_decay, "keep_best": config.keep_best,
-          "distribute": config.distribute}
+def _recipe(config, ds=None):
+  """The training-recipe arguments of ``training.fit`` / ``train_three_phase``
+  (with ``ds``, ``augment`` too: only ``training.fit`` takes it)."""
+  recipe = {"lr_schedule": config.lr_schedule, "clipnorm": config.clipnorm,
+            "weight_decay": config.weight_decay, "keep_best": config.keep_best,
+            "distribute": config.distribute}
+  if ds is not None and config.augment:
+    recipe["augment"] = _augmenter(config, ds)
+  return recipe
+
+
+def _augmenter(config, ds):
+  """The training batches' augmentation (``config.augment``), or None."""
+  return augment_lib.make(config.augment or "none", config.dataset, ds.feature_mean,
+                          ds.feature_std, strength=config.augment_strength,
+                          **(config.augment_params or {}))
 
 
 def _cell_kwargs(config):
@@ -164,6 +179,10 @@ def preflight(config, ds):
       config.w_rank > min(input_dim, config.units)):
     problems.append(f"--w_rank={config.w_rank} exceeds min(D, --units) = "
                     f"{min(input_dim, config.units)} (the data has D={input_dim} features)")
+  try:
+    _augmenter(config, ds)
+  except ValueError as e:
+    problems.append(str(e))
   if config.sparsity_w or config.sparsity_u:
     try:
       pruning.PruningConfig(sparsity_w=config.sparsity_w,
@@ -274,7 +293,7 @@ def _train_float(r):
         model, train, val, epochs=config.epochs, batch_size=config.batch_size,
         learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
         seed=config.seed, callbacks=[timer], verbose=1 if r.chief else 0,
-        **_recipe(config))
+        **_recipe(config, ds))
     result = {"history": history, "phase_reports": []}
   else:
     _log(f"training {config.cell} H={config.units} w_rank={config.w_rank} "
@@ -324,7 +343,7 @@ def _train_qat(r):
       batch_size=config.batch_size, learning_rate=config.qat_learning_rate,
       checkpoint_dir=r.out / "checkpoints" / "qat",
       tensorboard_dir=r.out / "tensorboard" / "qat", seed=config.seed,
-      verbose=1 if r.chief else 0, **_recipe(config))
+      verbose=1 if r.chief else 0, **_recipe(config, ds))
   _check_finite_weights(model, "the QAT model")
   if not r.chief:  # calibration, export and evaluation happen on the chief alone
     r.qat_model, r.qat_history = model, history

@@ -86,6 +86,12 @@ SETTINGS = {
                  weight_decay=0.0, keep_best=True, max_test_windows=None),
 }
 _PLAIN = dict(lr_schedule="constant", clipnorm=None, keep_best=False)
+# Tier 4 (knob ``aug``): the dataset's settings plus input augmentation fitting its
+# sensor (tf_fastgrnn.augment, "auto"). Points without the knob carry no "augment" key,
+# so the result files of tiers 1-3 keep matching their settings.
+_AUG = dict(augment="auto")
+_AUG_LIGHT = dict(augment="auto", augment_strength=0.5)
+_AUG_NOROT = dict(augment="auto", augment_params={"max_angle_deg": 0.0})  # IMU: no rotation
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +172,17 @@ def schedule():
           _cnn(3, "fsdd", 16, 3),
           # FastGRNN-LSQ at the fsdd target budget (<= 2.5 KB), below GRU h16 (2570 B).
           _rnn(3, "fsdd", "fastgrnn_lsq", 48, 8, 12)]
+  # Tier 4: input augmentation (chosen on validation against the same points of tiers
+  # 1-2 without it): the near-misses of the targets, FastGRNN and the GRU beside it.
+  pts += [_rnn(4, "fsdd", "fastgrnn", 32, aug=True), _rnn(4, "fsdd", "gru", 16, aug=True),
+          _rnn(4, "har6", "fastgrnn", 24, aug=True), _rnn(4, "har6", "gru", 12, aug=True),
+          # the same at half the magnitudes (full strength lost on fsdd validation)
+          _rnn(4, "fsdd", "fastgrnn", 32, aug_light=True),
+          _rnn(4, "fsdd", "gru", 16, aug_light=True),
+          # IMU without the rotation (it lost on har6 validation: the tilt of the body is
+          # what tells sitting from standing): gain and jitter only
+          _rnn(4, "har6", "fastgrnn", 24, aug_norot=True),
+          _rnn(4, "har6", "gru", 12, aug_norot=True)]
   return pts
 
 
@@ -183,6 +200,12 @@ def settings_for(point):
   settings = dict(SETTINGS.get(point.dataset, SETTINGS["har6"]))
   if point.kw.get("plain"):
     settings.update(_PLAIN)
+  if point.kw.get("aug"):
+    settings.update(_AUG)
+  if point.kw.get("aug_light"):
+    settings.update(_AUG_LIGHT)
+  if point.kw.get("aug_norot"):
+    settings.update(_AUG_NOROT)
   if point.family not in ("fastgrnn_lsq", "fastgrnn", "fastrnn") or point.kw.get("noqat"):
     settings["qat_epochs"] = 0
   return settings
@@ -220,6 +243,7 @@ def _val_accuracy(history):
 
 def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
   from pipelines import stages  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import augment  # pylint: disable=import-outside-toplevel
   kw = point.kw
   qat = settings["qat_epochs"] > 0
   config = stages.Config(
@@ -234,7 +258,10 @@ def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
       max_test_windows=settings["max_test_windows"], num_test_vectors=1, arena_margin=0,
       numerics=False, window_model=False, lr_schedule=settings["lr_schedule"],
       clipnorm=settings["clipnorm"], weight_decay=settings["weight_decay"],
-      keep_best=settings["keep_best"])
+      keep_best=settings["keep_best"],
+      augment=augment.resolve(settings.get("augment", "none"), point.dataset),
+      augment_strength=settings.get("augment_strength", 1.0),
+      augment_params=settings.get("augment_params"))
   if (run_dir / "report.json").exists():
     report = json.loads((run_dir / "report.json").read_text())
   else:
@@ -363,6 +390,7 @@ def _run_cnn(point, seed, ds, run_dir, settings):
   from pipelines import report as report_lib  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import pruning  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import augment  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import training  # pylint: disable=import-outside-toplevel
   start = time.time()
   kw = point.kw
@@ -374,7 +402,11 @@ def _run_cnn(point, seed, ds, run_dir, settings):
       batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
       checkpoint_dir=run_dir / "checkpoints", seed=seed, verbose=0,
       lr_schedule=settings["lr_schedule"], clipnorm=settings["clipnorm"],
-      weight_decay=settings["weight_decay"], keep_best=settings["keep_best"])
+      weight_decay=settings["weight_decay"], keep_best=settings["keep_best"],
+      augment=augment.make(settings.get("augment", "none"), point.dataset,
+                           ds.feature_mean, ds.feature_std,
+                           strength=settings.get("augment_strength"),
+                           **settings.get("augment_params", {})))
   tflite_bytes = convert_cnn(model, ds.x_train[:256])
   fileio.write_bytes(run_dir / "model_int8_window.tflite", tflite_bytes)
   arena = window_arena(tflite_bytes)
@@ -566,7 +598,9 @@ def aggregate(groups):
   return out
 
 
-ABLATIONS = {"plain": "plain recipe", "noqat": "no QAT"}
+ABLATIONS = {"plain": "plain recipe", "noqat": "no QAT", "aug": "augmented",
+             "aug_light": "augmented, half strength",
+             "aug_norot": "augmented, no rotation"}
 
 
 def _is_ablation(stats):

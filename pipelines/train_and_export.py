@@ -112,6 +112,15 @@ _CLIPNORM = flags.DEFINE_float("clipnorm", 5.0, "Clip each gradient to this L2 n
                                "(0: no clipping).")
 _WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 0.0,
                                    "Decoupled weight decay (AdamW); 0 = plain Adam.")
+_AUGMENT = flags.DEFINE_string(
+    "augment", "none", "Input augmentation of the training batches only "
+    "(tf_fastgrnn/augment.py): none; auto = by the dataset's sensor (imu for har6/har2, "
+    "audio for spoken words, none for npz); imu = small rotation of each tri-axial "
+    "triplet, gain per sensor, jitter; audio = time shift, SpecAugment masks, noise. "
+    "Dense training only (--sparsity_w=0 --sparsity_u=0) for now.")
+_AUGMENT_STRENGTH = flags.DEFINE_float(
+    "augment_strength", 1.0, "Every magnitude of --augment (angle, gain, jitter, shift, "
+    "mask widths, noise) times this.")
 _KEEP_BEST = flags.DEFINE_boolean(
     "keep_best", True, "Keep the epoch with the best validation accuracy (of the "
     "fixed-support phase when sparsifying; of QAT) instead of the last one.")
@@ -120,7 +129,8 @@ _KEEP_BEST = flags.DEFINE_boolean(
 def _preset_values():
   """The preset's values, overridden by every flag given on the command line."""
   holders = {"epochs": _EPOCHS, "qat_epochs": _QAT_EPOCHS, "lr_schedule": _LR_SCHEDULE,
-             "clipnorm": _CLIPNORM, "weight_decay": _WEIGHT_DECAY, "keep_best": _KEEP_BEST}
+             "clipnorm": _CLIPNORM, "weight_decay": _WEIGHT_DECAY, "keep_best": _KEEP_BEST,
+             "augment": _AUGMENT, "augment_strength": _AUGMENT_STRENGTH}
   return presets.apply(
       _PRESET.value, _DATASET.value, {k: h.value for k, h in holders.items()},
       {k for k, h in holders.items() if flags.FLAGS[h.name].present})
@@ -131,6 +141,7 @@ def _config_from_flags():
   def rank(value):
     return None if value in (None, 0) else value
   preset, values = _preset_values()
+  augment = config_lib.resolve_augment(values["augment"], _DATASET.value)
   output_dir = os.path.normpath(
       _OUTPUT_DIR.value or os.path.join("runs", f"{_DATASET.value}_{_CELL.value}"))
   config = config_lib.Config(
@@ -146,8 +157,9 @@ def _config_from_flags():
       window_model=_WINDOW_MODEL.value, audio_frontend=_AUDIO_FRONTEND.value,
       overwrite=_OVERWRITE.value, lr_schedule=values["lr_schedule"],
       clipnorm=values["clipnorm"], weight_decay=values["weight_decay"],
-      keep_best=values["keep_best"], preset=preset, distribute=_DISTRIBUTE.value,
-      feature_cache=_FEATURE_CACHE.value)
+      keep_best=values["keep_best"], augment=augment,
+      augment_strength=values["augment_strength"], preset=preset,
+      distribute=_DISTRIBUTE.value, feature_cache=_FEATURE_CACHE.value)
   config_lib.validate_config(config)
   return config
 
@@ -203,7 +215,8 @@ def main(argv):
     config = _config_from_flags()
     print(f"[train_and_export] preset {config.preset}: epochs {config.epochs}, QAT "
           f"{config.qat_epochs}, lr {config.lr_schedule}, clipnorm {config.clipnorm}, "
-          f"weight_decay {config.weight_decay}, keep_best {config.keep_best}", flush=True)
+          f"weight_decay {config.weight_decay}, keep_best {config.keep_best}, augment "
+          f"{config.augment or 'none'}", flush=True)
   except ValueError as e:
     print(f"train_and_export: {e}", file=sys.stderr)
     return 2

@@ -136,3 +136,22 @@ def test_fill_doc_replaces_only_the_marked_block(tmp_path):
   with pytest.raises(ValueError, match="needs one line"):
     sweep.fill_doc(bad, "x")
   assert bad.read_text() == "no markers\n"
+
+
+def test_augmented_points_come_last_and_leave_the_other_tiers_settings_alone():
+  points = sweep.schedule()
+  first = [p for p in points if p.tier <= 3]
+  assert points[:len(first)] == first  # tiers 1-3 keep their positions (workers index them)
+  assert all("augment" not in sweep.settings_for(p) for p in first)
+  aug = {p.file(0): sweep.settings_for(p) for p in points if p.tier == 4}
+  assert aug["fsdd/fastgrnn_h32_aug_seed0.json"]["augment"] == "auto"
+  assert "augment_strength" not in aug["fsdd/fastgrnn_h32_aug_seed0.json"]
+  assert aug["fsdd/gru_h16_aug_light_seed0.json"]["augment_strength"] == 0.5
+  assert aug["fsdd/gru_h16_aug_light_seed0.json"]["qat_epochs"] == 0
+  assert aug["har6/fastgrnn_h24_aug_norot_seed0.json"]["augment_params"] == {
+      "max_angle_deg": 0.0}
+  # Labelled in the tables, kept out of the fronts (another recipe).
+  stats = {"int8_tflm_accuracy": (0.99, 0.0, 3), "weights_dense_int8_bytes": (400, 0, 3),
+           "seeds": [0, 1, 2], "knobs": {"aug": True}}
+  assert sweep.best_under({("fsdd", "gru", "h16_aug"): stats}, "fsdd", sweep.GATED, 512,
+                          "int8_tflm_accuracy") is None

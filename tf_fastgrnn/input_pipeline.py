@@ -37,7 +37,8 @@ def _gather_fn(x, y):
   return gather
 
 
-def _batches(x, y, index_ds, prefetch):
+def _batches(x, y, index_ds, prefetch, augment=None, seed=0):
+  """``index_ds``: index vectors, or with ``augment`` ``(epoch, batch, indices)``."""
   gather = _gather_fn(x, y)
   # memmap: gather reads sorted indices; restore the epoch's order inside the batch.
   memmap = isinstance(x, np.memmap)
@@ -49,20 +50,36 @@ def _batches(x, y, index_ds, prefetch):
       return xb[order], yb[order]
     return gather(idx)
 
-  def fn(idx):
-    xb, yb = tf.numpy_function(load, [idx], (tf.float32, tf.int32), stateful=False)
+  def load_augmented(epoch, batch, idx):
+    from tf_fastgrnn import augment as augment_lib  # pylint: disable=import-outside-toplevel
+    xb, yb = load(idx)
+    xb = augment(xb, augment_lib.batch_rng(seed, epoch, batch))
+    return np.asarray(xb, np.float32), yb
+
+  def shaped(xb, yb):
     xb.set_shape((None, *x.shape[1:]))
     yb.set_shape((None,))
     return xb, yb
 
-  return index_ds.map(fn).prefetch(prefetch).with_options(_options())
+  def fn(idx):
+    return shaped(*tf.numpy_function(load, [idx], (tf.float32, tf.int32), stateful=False))
+
+  def fn_augmented(epoch, batch, idx):
+    return shaped(*tf.numpy_function(load_augmented, [epoch, batch, idx],
+                                     (tf.float32, tf.int32), stateful=False))
+
+  mapped = index_ds.map(fn if augment is None else fn_augmented)
+  return mapped.prefetch(prefetch).with_options(_options())
 
 
-def train_dataset(x, y, batch_size, seed, first_epoch, last_epoch, prefetch=2):
+def train_dataset(x, y, batch_size, seed, first_epoch, last_epoch, prefetch=2,
+                  augment=None):
   """Batches of epochs ``first_epoch .. last_epoch - 1``, each epoch's order from (seed, e).
 
   Every epoch ends on its own (maybe short) batch, so epochs stay aligned with Keras'
   ``steps_per_epoch = ceil(n / batch_size)``. Only index vectors live in the pipeline.
+  ``augment``: None, or ``augment(x_batch, rng) -> x_batch`` (an ``augment.Augmenter``)
+  applied to batch ``b`` of epoch ``e`` with ``rng = augment.batch_rng(seed, e, b)``.
   """
   n = len(x)
   epochs = tf.data.Dataset.range(first_epoch, last_epoch)
@@ -71,9 +88,12 @@ def train_dataset(x, y, batch_size, seed, first_epoch, last_epoch, prefetch=2):
     perm = tf.numpy_function(lambda e: epoch_order(n, seed, e), [e], tf.int64,
                              stateful=False)
     perm.set_shape((n,))
-    return tf.data.Dataset.from_tensor_slices(perm).batch(batch_size)
+    batches = tf.data.Dataset.from_tensor_slices(perm).batch(batch_size)
+    if augment is None:
+      return batches
+    return batches.enumerate().map(lambda b, idx: (e, b, idx))
 
-  return _batches(x, y, epochs.flat_map(order), prefetch)
+  return _batches(x, y, epochs.flat_map(order), prefetch, augment, int(seed))
 
 
 def eval_dataset(x, y, batch_size, prefetch=2):

@@ -309,8 +309,9 @@ def _check_run(directory, run, resuming, write=True):
   run = json.loads(json.dumps(run))  # compare as stored: tuples become lists
   if resuming and path.exists():
     old = json.loads(path.read_text())
-    fixed = {k: v for k, v in run.items() if k != "epochs"}
-    diff = {k: (old.get(k), v) for k, v in fixed.items() if old.get(k) != v}
+    # Both ways: a checkpoint with a recipe (or augmentation) resumed without one differs.
+    keys = (set(run) | set(old)) - {"epochs"}
+    diff = {k: (old.get(k), run.get(k)) for k in sorted(keys) if old.get(k) != run.get(k)}
     if diff:
       details = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in diff.items())
       raise ValueError(
@@ -324,7 +325,7 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
         checkpoint_dir=None, callbacks=(), seed=0, verbose=1, tensorboard_dir=None,
         run_config=None, lr_schedule="constant", phase_boundaries=(), min_lr_fraction=0.05,
         clipnorm=None, weight_decay=0.0, keep_best=False, best_from_epoch=0,
-        distribute="none"):
+        distribute="none", augment=None):
   """Compiles and trains ``model``; checkpoints every epoch and resumes from the last.
 
   The model is compiled with Adam(``learning_rate``) (AdamW with ``weight_decay``),
@@ -371,6 +372,9 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
       ``tf.distribute.Strategy`` (``tf_fastgrnn.distribute``). A model built outside the
       strategy's scope is trained as a copy inside it and the trained weights are written
       back into ``model``; ``batch_size`` is the global batch.
+    augment: None, or an ``augment.Augmenter`` applied to the training batches only
+      (validation is evaluated as it is); its draws come from (seed, epoch, batch), so a
+      resume continues exactly. Its ``spec`` is part of the settings a resume must match.
 
   Returns:
     The history ``{metric: [value per epoch]}`` over all epochs (``loss``, ``accuracy``,
@@ -403,6 +407,10 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
     raise ValueError(f"clipnorm must be None or a number > 0, got {clipnorm!r}")
   if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
     raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+  if augment is not None and not (callable(augment) and isinstance(
+      getattr(augment, "spec", None), dict)):
+    raise ValueError(f"augment must be None or an augment.Augmenter, got "
+                     f"{type(augment).__name__}")
   if keep_best and val is None:
     raise ValueError("keep_best=True needs validation data (val) to pick the best epoch")
   if not 0 <= best_from_epoch < epochs:
@@ -419,7 +427,7 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
   recipe_args = {"lr_schedule": lr_schedule, "phase_boundaries": boundaries,
                  "min_lr_fraction": min_lr_fraction, "clipnorm": clipnorm,
                  "weight_decay": weight_decay, "keep_best": keep_best,
-                 "best_from_epoch": best_from_epoch}
+                 "best_from_epoch": best_from_epoch, "augment": augment}
   if not distribute_lib.is_default(strategy) and model.distribute_strategy is not strategy:
     replica = distribute_lib.replicate(model, strategy)
     history = fit(replica, (x, y), val_data, epochs=epochs, batch_size=batch_size,
@@ -452,7 +460,7 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
 def _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
                   checkpoint_dir, write_dir, callbacks, seed, verbose, tensorboard_dir,
                   run_config, state, *, lr_schedule, phase_boundaries, min_lr_fraction,
-                  clipnorm, weight_decay, keep_best, best_from_epoch):
+                  clipnorm, weight_decay, keep_best, best_from_epoch, augment):
   """``fit`` after its checks, inside the model's strategy scope.
 
   ``write_dir``: where a non-chief worker writes its checkpoints (None: into
@@ -487,6 +495,8 @@ def _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
             "best_from_epoch": int(best_from_epoch) if keep_best else 0}
   if cosine:  # the schedule spans the whole run: resuming with other epochs changes it
     recipe["total_epochs"] = epochs
+  if augment is not None:  # absent otherwise: earlier checkpoints still resume
+    recipe["augment"] = augment.spec
   history, initial_epoch = {}, 0
   nan_guard = _StopOnNonFinite()
   manager = directory = out_dir = None
@@ -525,7 +535,7 @@ def _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
   all_callbacks.append(saver)
 
   model.fit(input_pipeline.train_dataset(x, y, batch_size, int(seed), initial_epoch,
-                                         epochs),
+                                         epochs, augment=augment),
             epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
             validation_data=(None if val_data is None else
                              input_pipeline.eval_dataset(*val_data, batch_size)),
