@@ -163,10 +163,6 @@ def validate_config(config, data_given=False):
   if config.augment not in AUGMENT:
     problems.append(f"--augment must be one of none, auto, imu, audio (a Config holds "
                     f"None, imu or audio), got {config.augment!r}")
-  elif config.augment and (config.sparsity_w or config.sparsity_u):
-    problems.append(f"--augment={config.augment} trains dense models only for now "
-                    "(pruning.train_three_phase does not pass it on): use --augment=none "
-                    "or --sparsity_w=0 --sparsity_u=0")
   if config.augment_params is not None and not isinstance(config.augment_params, dict):
     problems.append(f"augment_params must be None or a dict of augment settings, got "
                     f"{config.augment_params!r}")

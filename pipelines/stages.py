@@ -306,7 +306,7 @@ def _train_float(r):
         epochs=config.epochs, batch_size=config.batch_size,
         learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
         seed=config.seed, callbacks=[timer], verbose=1 if r.chief else 0,
-        **_recipe(config))
+        **_recipe(config, ds))
     model = pruned.model
     result = {"history": pruned.history, "phase_reports": pruned.phase_reports,
               "phase_epochs": list(pruned.phase_epochs)}

@@ -197,7 +197,32 @@ def test_fit_records_the_augmentation_and_refuses_a_resume_without_it(tmp_path):
                  checkpoint_dir=tmp_path, verbose=0)
 
 
-def test_config_accepts_resolved_choices_and_refuses_sparse_or_unknown(tmp_path):
+def test_three_phase_training_augments_and_records_it(tmp_path):
+  from tf_fastgrnn import models  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import pruning  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  x, y = rng.normal(size=(12, 4, 6)).astype(np.float32), np.arange(12) % 2
+  config = pruning.PruningConfig(sparsity_w=0.5, sparsity_u=0.5)
+
+  def train(augmenter, ckpt=None):
+    model = models.sequence_classifier("fastgrnn", 4, (4, 6), 2)
+    model.set_weights([np.full(w.shape, 0.1, np.float32) * (1 + i)
+                       for i, w in enumerate(model.get_weights())])
+    pruning.train_three_phase(model, (x, y), (x, y), config=config, epochs=3,
+                              batch_size=4, learning_rate=0.01, checkpoint_dir=ckpt,
+                              verbose=0, augment=augmenter)
+    return model.get_weights()
+
+  plain, again = train(None), train(None)
+  augmented = train(_imu(max_angle_deg=20.0), tmp_path)
+  for p, q in zip(plain, again):
+    np.testing.assert_array_equal(p, q)  # deterministic: a difference below is the batches'
+  assert any(not np.array_equal(p, a) for p, a in zip(plain, augmented))
+  with pytest.raises(ValueError, match="augment"):
+    train(None, tmp_path)  # the checkpoint records the augmentation
+
+
+def test_config_accepts_resolved_choices_dense_or_sparse_and_refuses_unknown(tmp_path):
   base = config_lib.Config(
       dataset="har6", data_dir=None, cell="fastgrnn", units=8, w_rank=None, u_rank=None,
       sparsity_w=0.0, sparsity_u=0.0, epochs=3, qat=False, qat_epochs=0, batch_size=8,
@@ -211,9 +236,9 @@ def test_config_accepts_resolved_choices_and_refuses_sparse_or_unknown(tmp_path)
   with pytest.raises(ValueError, match="augment_params must be None or a dict"):
     config_lib.validate_config(base.__class__(**{**base.__dict__, "augment": "imu",
                                                  "augment_params": [("gain", 0.1)]}))
-  with pytest.raises(ValueError, match="--augment=imu trains dense models only"):
-    config_lib.validate_config(base.__class__(**{**base.__dict__, "augment": "imu",
-                                                 "sparsity_w": 0.5}))
+  # Sparse (three-phase) training takes the augmentation too.
+  config_lib.validate_config(base.__class__(**{**base.__dict__, "augment": "imu",
+                                               "sparsity_w": 0.5}))
 
 
 def test_strength_scales_every_magnitude_and_keeps_the_counts():
@@ -234,7 +259,6 @@ def test_strength_scales_every_magnitude_and_keeps_the_counts():
 
 @pytest.mark.parametrize("args,message", [
     (["--augment=spec"], "--augment must be one of none, auto, imu, audio, got 'spec'"),
-    (["--augment=auto"], "--augment=imu trains dense models only"),  # har6: sparse default
     (["--augment=imu", "--sparsity_w=0", "--sparsity_u=0", "--augment_strength=-1"],
      "--augment_strength must be a finite number > 0"),
 ])

@@ -354,7 +354,7 @@ def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
                       learning_rate, checkpoint_dir=None, seed=0, verbose=1,
                       callbacks=(), tensorboard_dir=None, lr_schedule="constant",
                       min_lr_fraction=0.05, clipnorm=None, weight_decay=0.0,
-                      keep_best=False, distribute="none"):
+                      keep_best=False, distribute="none", augment=None):
   """Trains dense, then with iterative hard thresholding, then with the support fixed.
 
   One ``training.fit`` run over all ``epochs`` (one Adam state throughout, as EdgeML);
@@ -382,6 +382,7 @@ def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
     distribute: as ``training.fit``: the wrappers, masks and pruning step of a copy of
       ``model`` live under the strategy; the trained, stripped weights end in ``model``
       (the returned model is then ``model`` itself).
+    augment: as ``training.fit`` (training batches only, every phase).
 
   Returns:
     A ``ThreePhaseResult``.
@@ -428,7 +429,7 @@ def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
       run_config={"pruning": dataclasses.asdict(config), "epochs": epochs},
       lr_schedule=lr_schedule, phase_boundaries=(phase_epochs[0], sum(phase_epochs[:2])),
       min_lr_fraction=min_lr_fraction, clipnorm=clipnorm, weight_decay=weight_decay,
-      keep_best=keep_best, best_from_epoch=sum(phase_epochs[:2]))
+      keep_best=keep_best, best_from_epoch=sum(phase_epochs[:2]), augment=augment)
   with strategy.scope():
     stripped = _sparsity_keras.strip_pruning(wrapped)
   if work is not model:  # hand back the caller's one-device model, trained
