@@ -1,6 +1,7 @@
 """Shared fixtures: a fixed seed for every test, and the path of the shared data."""
 
 import fcntl
+import hashlib
 import os
 import pathlib
 import shutil
@@ -56,6 +57,19 @@ def shared_once(tmp_path_factory, name, build):
       build(folder)
       (folder / ".done").touch()
   return folder
+
+
+def compiled_kernel(tmp_path_factory, flags=("-O2",)):
+  """``fused.compile_kernel(flags=flags)``'s library, built once per test run for these
+  kernel sources, compiler and flags (the fused tests' modules share it)."""
+  from tf_fastgrnn import fused  # pylint: disable=import-outside-toplevel
+  digest = hashlib.sha256(repr((os.environ.get("CC", "cc"), tuple(flags))).encode())
+  for path in sorted(pathlib.Path(fused.KERNEL_DIR).iterdir()):
+    if path.is_file():
+      digest.update(path.name.encode() + b"\0" + path.read_bytes())
+  folder = shared_once(tmp_path_factory, f"kernel-{digest.hexdigest()[:16]}",
+                       lambda out: fused.compile_kernel(str(out), flags=flags))
+  return str(folder / "libfastgrnn_int8.so")
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
