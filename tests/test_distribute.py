@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from pipelines import config as config_lib
+from tests.conftest import shared_once
 from tf_fastgrnn import distribute
 from tf_fastgrnn import input_pipeline
 
@@ -59,9 +60,9 @@ def _assert_targets(out):
 
 @pytest.fixture(scope="module")
 def one_device(tmp_path_factory):
-  out = tmp_path_factory.mktemp("none")
-  _finish(_worker("none", out))
-  return out
+  """The one-device reference run, made once for both strategy tests (on either worker)."""
+  return shared_once(tmp_path_factory, "distribute-one-device",
+                     lambda out: _finish(_worker("none", out)))
 
 
 @pytest.mark.slow

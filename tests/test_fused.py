@@ -13,6 +13,7 @@ import subprocess
 import numpy as np
 import pytest
 
+from tests.conftest import compiled_kernel
 from tf_fastgrnn import export
 from tf_fastgrnn import fused
 from tf_fastgrnn import models
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.skipif(shutil.which(_CC) is None,
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory):
-  return fused.compile_kernel(str(tmp_path_factory.mktemp("fused")))
+  return compiled_kernel(tmp_path_factory)
 
 
 def _model(rng, cell, sparse=False, **kwargs):
@@ -241,9 +242,9 @@ def test_standalone_c_model_is_bit_exact_with_tflm(cell, kwargs, tmp_path):
     fused.write_standalone(tflite_bytes, str(tmp_path))
 
 
-def test_size_build_is_bit_exact_too(small_export, tmp_path):
+def test_size_build_is_bit_exact_too(small_export, tmp_path_factory):
   """-DFASTGRNN_INT8_SMALL changes only inlining: same bytes."""
-  library = fused.compile_kernel(str(tmp_path), flags=("-O2", "-DFASTGRNN_INT8_SMALL"))
+  library = compiled_kernel(tmp_path_factory, flags=("-O2", "-DFASTGRNN_INT8_SMALL"))
   windows = _windows(np.random.default_rng(5))
   want = runtime.TFLMStepRunner(small_export).run_windows(windows)
   got = fused.FusedStepRunner(small_export, library).run_windows(windows)
@@ -260,8 +261,7 @@ _BUILDS = {"simd_emulate": ("-O2", "-DFASTGRNN_INT8_SIMD_EMULATE"),
 
 @pytest.fixture(scope="module", params=sorted(_BUILDS))
 def build(request, tmp_path_factory):
-  return fused.compile_kernel(str(tmp_path_factory.mktemp(request.param)),
-                              flags=_BUILDS[request.param])
+  return compiled_kernel(tmp_path_factory, flags=_BUILDS[request.param])
 
 
 @pytest.mark.parametrize("variant", ["fastgrnn_lowrank_sparse", "fastgrnn_relu",

@@ -19,6 +19,7 @@ from tf_fastgrnn import export
 from tf_fastgrnn import fused
 from tf_fastgrnn import models
 from tf_fastgrnn import runtime
+from tests.conftest import compiled_kernel
 from tests.test_fused import _FLOAT_VARIANTS
 from tests.test_fused import _model
 from tests.test_fused import _windows
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.skipif(shutil.which(_CC) is None,
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory):
-  return fused.compile_kernel(str(tmp_path_factory.mktemp("fused_op")))
+  return compiled_kernel(tmp_path_factory)
 
 
 def _assert_same(got, want, what):

@@ -95,7 +95,7 @@ def test_killed_run_resumes_and_finishes(tmp_path, rng):
   import time  # pylint: disable=import-outside-toplevel
   data = _npz(tmp_path / "tiny.npz", rng, n=64)
   out = tmp_path / "run"
-  args = TINY + ["--epochs=60", "--numerics=false", f"--data_dir={data}",
+  args = TINY + ["--epochs=20", "--numerics=false", f"--data_dir={data}",
                  f"--output_dir={out}"]
   env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
   proc = subprocess.Popen([sys.executable, "-m", "pipelines.train_and_export", *args],
@@ -115,5 +115,5 @@ def test_killed_run_resumes_and_finishes(tmp_path, rng):
   assert result.returncode == 0, result.stderr[-3000:]
   report = json.loads((out / "report.json").read_text())
   float_history = json.loads((out / "float_training.json").read_text())["history"]
-  assert len(float_history["loss"]) == 60
+  assert len(float_history["loss"]) == 20
   assert report["accuracy"]["int8_tflm"] >= 0.0
