@@ -63,6 +63,15 @@ _FLOAT_VARIANTS = {
 }
 
 
+def _variant(variant, seed_offset=0):
+  """``(rng, builtin int8 step model)`` of a ``_FLOAT_VARIANTS`` entry, its weights drawn
+  from its own seed (``seed_offset`` + its index); ``rng`` goes on for the windows."""
+  rng = np.random.default_rng(seed_offset + sorted(_FLOAT_VARIANTS).index(variant))
+  cell, kwargs, sparse = _FLOAT_VARIANTS[variant]
+  return rng, export.convert_step_model(_model(rng, cell, sparse, **kwargs),
+                                        rng.normal(0, 1.5, (16, T, D)))
+
+
 def _windows(rng):
   return rng.normal(0, 1.5, (WINDOWS, STEPS, D)).astype(np.float32)
 
@@ -82,10 +91,7 @@ def _assert_bit_exact(tflite_bytes, library, windows):
 
 @pytest.mark.parametrize("variant", sorted(_FLOAT_VARIANTS))
 def test_fused_kernel_is_bit_exact_with_tflm(variant, kernel):
-  rng = np.random.default_rng(sorted(_FLOAT_VARIANTS).index(variant))
-  cell, kwargs, sparse = _FLOAT_VARIANTS[variant]
-  model = _model(rng, cell, sparse, **kwargs)
-  tflite_bytes = export.convert_step_model(model, rng.normal(0, 1.5, (16, T, D)))
+  rng, tflite_bytes = _variant(variant)
   _assert_bit_exact(tflite_bytes, kernel, _windows(rng))
 
 
@@ -267,10 +273,7 @@ def build(request, tmp_path_factory):
 @pytest.mark.parametrize("variant", ["fastgrnn_lowrank_sparse", "fastgrnn_relu",
                                      "fastrnn_lowrank_sparse", "fastgrnn_urank"])
 def test_every_build_is_bit_exact(variant, build):
-  rng = np.random.default_rng(sorted(_FLOAT_VARIANTS).index(variant))
-  cell, kwargs, sparse = _FLOAT_VARIANTS[variant]
-  model = _model(rng, cell, sparse, **kwargs)
-  tflite_bytes = export.convert_step_model(model, rng.normal(0, 1.5, (16, T, D)))
+  rng, tflite_bytes = _variant(variant)
   _assert_bit_exact(tflite_bytes, build, _windows(rng))
 
 

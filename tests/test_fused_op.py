@@ -8,8 +8,6 @@ give the builtin model's h and logits in the ``tflite_micro`` runtime byte for b
 """
 
 import ctypes
-import os
-import shutil
 import struct
 
 import numpy as np
@@ -19,20 +17,13 @@ from tf_fastgrnn import export
 from tf_fastgrnn import fused
 from tf_fastgrnn import models
 from tf_fastgrnn import runtime
-from tests.conftest import compiled_kernel
 from tests.test_fused import _FLOAT_VARIANTS
 from tests.test_fused import _model
+from tests.test_fused import _variant
 from tests.test_fused import _windows
 from tests.test_fused import C, D, H, T
-
-_CC = os.environ.get("CC", "cc")
-pytestmark = pytest.mark.skipif(shutil.which(_CC) is None,
-                                reason=f"no C compiler ({_CC}) to build the fused kernel")
-
-
-@pytest.fixture(scope="module")
-def kernel(tmp_path_factory):
-  return compiled_kernel(tmp_path_factory)
+from tests.test_fused import kernel  # noqa: F401  pylint: disable=unused-import
+from tests.test_fused import pytestmark  # noqa: F401  (skip without a C compiler)
 
 
 def _assert_same(got, want, what):
@@ -80,10 +71,7 @@ def _assert_decoded(runner, params, expand):
 
 @pytest.mark.parametrize("variant", sorted(_FLOAT_VARIANTS))
 def test_fused_tflite_is_bit_exact_with_the_builtin_model(variant, kernel):
-  rng = np.random.default_rng(100 + sorted(_FLOAT_VARIANTS).index(variant))
-  cell, kwargs, sparse = _FLOAT_VARIANTS[variant]
-  builtin = export.convert_step_model(_model(rng, cell, sparse, **kwargs),
-                                      rng.normal(0, 1.5, (16, T, D)))
+  rng, builtin = _variant(variant, seed_offset=100)
   fused_bytes = fused.convert_fused(builtin)  # the pipeline's form: COMPACT + EXPAND
   # Same interface: tensor names, shapes, I/O order and quantization; one custom op.
   assert runtime.step_io(fused_bytes) == runtime.step_io(builtin)
