@@ -57,7 +57,8 @@ _WINDOWS = flags.DEFINE_integer("windows", 200, "Test windows for the bit-exact 
 _STEPS = flags.DEFINE_integer("steps", 128, "Steps per measured run (one window).")
 _STORAGE = flags.DEFINE_enum("storage", "auto", ["auto", "dense", "packed"],
                              "Weight storage of the standalone model (fused.extract).")
-_WORK_DIR = flags.DEFINE_string("work_dir", None, "Where builds go (default: a temp dir).")
+_WORK_DIR = flags.DEFINE_string("work_dir", None, "Builds go to a new folder of this run "
+                                "inside it (default: in the system temp dir).")
 _TFLM_ROOT = flags.DEFINE_string("tflm_root", None, "A tflite-micro tree: also build and "
                                  "time tflm_app's host test for the builtin and fused models.")
 _TFLM_BUILD = flags.DEFINE_string("tflm_build", None, "tflm_app BUILD folder to reuse (its "
@@ -168,8 +169,7 @@ def tflm_app_invoke(run_dir, fused_bytes, work, tflm_root, tflm_build, includes)
   files (the fused model data written beside a copy of them); per model: the host
   test's verdict and callgrind's instructions per ``MicroInterpreter::Invoke``."""
   from tf_fastgrnn import device_files  # pylint: disable=import-outside-toplevel
-  # A fresh folder of our own: --work_dir may hold the user's files.
-  device = pathlib.Path(tempfile.mkdtemp(prefix="device_", dir=work)) / "device"
+  device = work / "device"
   shutil.copytree(run_dir / "device", device)
   (device / "model_data_fused.cc").write_text(
       device_files.model_data_source(fused_bytes, "model_int8_fused.tflite"))
@@ -426,8 +426,7 @@ def tflm_app_m4(device, work, tflm_root, deps, lib):
     return None
   result = {}
   for name, is_fused in (("builtin", False), ("fused", True)):
-    build = work / f"m4_app_{name}"
-    shutil.rmtree(build, ignore_errors=True)  # objects of another model must not be reused
+    build = work / f"m4_app_{name}"  # new: ``work`` is this run's own folder
     data = "model_data_fused" if is_fused else "model_data"
     objs = [build / "app/host_test.o", build / "app/step_model.o",
             build / "app/streaming_logic.o", build / f"model/{data}.o",
@@ -471,8 +470,14 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto", tflm_roo
   if not tflite_path.is_file():
     raise FileNotFoundError(f"{tflite_path} is missing: is {run_dir} a train_and_export run?")
   tflite_bytes = tflite_path.read_bytes()
-  work = pathlib.Path(work_dir or tempfile.mkdtemp(prefix="bench_fused_"))
-  work.mkdir(parents=True, exist_ok=True)
+  # Every build goes to a folder of this run's own (--work_dir may hold the user's files
+  # and earlier runs): nothing outside it is written over or deleted; a default TFLM build
+  # folder is the one exception, kept in --work_dir so that libtflm.a is reused.
+  if work_dir is not None:
+    pathlib.Path(work_dir).mkdir(parents=True, exist_ok=True)
+    tflm_build = tflm_build or pathlib.Path(work_dir) / "tflm_build"
+  work = pathlib.Path(tempfile.mkdtemp(prefix="bench_fused_", dir=work_dir))
+  print(f"bench_fused: builds in {work}", flush=True)
   src = work / "standalone_c"
   fused.write_standalone(tflite_bytes, str(src), storage=storage, overwrite=True)
   # What each build of the standalone model holds (fused.standalone_sources): the default
