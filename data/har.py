@@ -209,10 +209,18 @@ def windows(signals, labels, window=WINDOW, hop=HOP):
   return np.stack(xs).astype(np.float32), np.asarray(ys, np.int32)
 
 
-def make_split(task, seed=0, pickle_path=None, cache_dir=None, val_subjects=3):
-  """``(x_train, y_train, x_val, y_val, x_test, y_test, labels)`` for har6 or har2."""
+def make_split(task, seed=0, pickle_path=None, cache_dir=None, val_subjects=3,
+               train_hop=HOP):
+  """``(x_train, y_train, x_val, y_val, x_test, y_test, labels)`` for har6 or har2.
+
+  ``train_hop``: hop between the training windows (validation and test keep UCI HAR's
+  ``HOP`` = 64, 50 % overlap); a smaller hop gives more, more overlapping training
+  windows (every shift of the activity under the window), the same recordings.
+  """
   if task not in ("har6", "har2"):
     raise ValueError(f"task must be har6 or har2, got {task!r}")
+  if not isinstance(train_hop, (int, np.integer)) or not 1 <= train_hop <= WINDOW:
+    raise ValueError(f"train_hop must be an integer in 1..{WINDOW}, got {train_hop!r}")
   recordings = load_recordings(pickle_path, cache_dir)
   subjects = sorted({s for s, _, _ in recordings})
   train_subjects = [s for s in subjects if s not in TEST_SUBJECTS]
@@ -222,7 +230,7 @@ def make_split(task, seed=0, pickle_path=None, cache_dir=None, val_subjects=3):
   parts = {"train": ([], []), "val": ([], []), "test": ([], [])}
   for subject, signals, labels in recordings:
     part = "test" if subject in TEST_SUBJECTS else "val" if subject in val else "train"
-    x, y = windows(signals, labels)
+    x, y = windows(signals, labels, hop=int(train_hop) if part == "train" else HOP)
     parts[part][0].append(x)
     parts[part][1].append(y)
   out = []

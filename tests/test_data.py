@@ -106,6 +106,29 @@ def test_split_uses_uci_test_subjects_and_train_statistics(monkeypatch, rng):
   np.testing.assert_array_equal(ds2.y_test, (ds.y_test >= 3).astype(int))
 
 
+def test_train_hop_densifies_training_windows_only(monkeypatch, rng):
+  recs = _recordings(rng)
+  monkeypatch.setattr(har, "load_recordings", lambda *a, **k: recs)
+  base = data.load_dataset("har6", seed=3)
+  dense = data.load_dataset("har6", seed=3, train_hop=16)
+  raw = har.make_split("har6", seed=3)
+  x_tr, _, x_va, y_va, x_te, y_te, _ = har.make_split("har6", seed=3, train_hop=16)
+  for a, b in ((x_va, raw[2]), (y_va, raw[3]), (x_te, raw[4]), (y_te, raw[5])):
+    np.testing.assert_array_equal(a, b)  # validation and test windows unchanged
+  val_raw = {a.tobytes() for a in x_va}
+  val_subjects = {s for s, sig, lab in recs if har.windows(sig, lab)[0][0].tobytes() in val_raw}
+  assert len(val_subjects) == 3
+  expect = sum(len(har.windows(sig, lab, hop=16)[0]) for s, sig, lab in recs
+               if s not in har.TEST_SUBJECTS and s not in val_subjects)
+  assert len(x_tr) == expect and len(x_tr) > 3 * len(base.x_train)
+  assert not val_raw & {a.tobytes() for a in x_tr}  # validation subjects stay out
+  assert dense.meta["train_hop"] == 16 and base.meta["train_hop"] == har.HOP
+  with pytest.raises(ValueError, match="train_hop must be an integer in 1..128"):
+    har.make_split("har6", train_hop=0)
+  with pytest.raises(ValueError, match="takes the option train_hop only"):
+    data.load_dataset("har6", frontend="x")
+
+
 @pytest.mark.slow
 def test_real_har_package():
   ds = data.load_dataset("har6")

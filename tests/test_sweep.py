@@ -155,3 +155,26 @@ def test_augmented_points_come_last_and_leave_the_other_tiers_settings_alone():
            "seeds": [0, 1, 2], "knobs": {"aug": True}}
   assert sweep.best_under({("fsdd", "gru", "h16_aug"): stats}, "fsdd", sweep.GATED, 512,
                           "int8_tflm_accuracy") is None
+
+
+def test_hop_points_ask_the_loader_for_dense_training_windows(tmp_path):
+  points = sweep.schedule()
+  hop = [p for p in points if p.kw.get("hop16")]
+  assert {p.file(0) for p in hop} == {"har6/fastgrnn_h24_hop16_seed0.json",
+                                      "har6/gru_h12_hop16_seed0.json"}
+  assert all(p.tier == 5 for p in hop) and points[-len(hop):] == hop
+  settings = sweep.settings_for(hop[0])
+  assert settings["train_hop"] == 16 and settings["epochs"] == 15
+  assert sweep.data_options(hop[0]) == {"train_hop": 16}
+  assert all(sweep.data_options(p) == {} for p in points if p.tier <= 4)
+
+  # run() hands the options to the loader (here a loader that stops the run at once).
+  seen = []
+
+  def load(name, data_dir, seed, **opts):
+    seen.append((name, seed, opts))
+    raise RuntimeError("stop")
+
+  with pytest.raises(RuntimeError, match="stop"):
+    sweep.run(hop[:1], 1, tmp_path / "results", tmp_path / "runs", load=load)
+  assert seen == [("har6", 0, {"train_hop": 16})]
