@@ -194,7 +194,8 @@ def schedule():
   # Tier 5: denser training windows on har6 (the target missed by 0.02), FastGRNN and
   # the GRU beside it.
   pts += [_rnn(5, "har6", "fastgrnn", 24, hop16=True), _rnn(5, "har6", "gru", 12, hop16=True),
-          _rnn(5, "har6", "fastgrnn", 24, wd=True), _rnn(5, "har6", "gru", 12, wd=True)]
+          _rnn(5, "har6", "fastgrnn", 24, wd=True), _rnn(5, "har6", "gru", 12, wd=True),
+          _rnn(5, "har6", "fastgrnn_lsq", 32, 4, 8, 0.5, wd=True)]
   return pts
 
 

@@ -162,9 +162,9 @@ def test_hop_points_ask_the_loader_for_dense_training_windows(tmp_path):
   hop = [p for p in points if p.kw.get("hop16")]
   assert {p.file(0) for p in hop} == {"har6/fastgrnn_h24_hop16_seed0.json",
                                       "har6/gru_h12_hop16_seed0.json"}
-  assert all(p.tier == 5 for p in hop) and points[-4:-2] == hop
-  assert sweep.settings_for(points[-1])["weight_decay"] == 0.02
-  assert sweep.settings_for(points[-1])["qat_epochs"] == 0  # the GRU: post-training int8
+  assert all(p.tier == 5 for p in hop) and points[-5:-3] == hop
+  assert sweep.settings_for(points[-2])["weight_decay"] == 0.02
+  assert sweep.settings_for(points[-2])["qat_epochs"] == 0  # the GRU: post-training int8
   settings = sweep.settings_for(hop[0])
   assert settings["train_hop"] == 16 and settings["epochs"] == 15
   assert sweep.data_options(hop[0]) == {"train_hop": 16}
