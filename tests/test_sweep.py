@@ -155,3 +155,50 @@ def test_augmented_points_come_last_and_leave_the_other_tiers_settings_alone():
            "seeds": [0, 1, 2], "knobs": {"aug": True}}
   assert sweep.best_under({("fsdd", "gru", "h16_aug"): stats}, "fsdd", sweep.GATED, 512,
                           "int8_tflm_accuracy") is None
+
+
+def test_lstm_export_points_follow_every_lstm_point_with_its_settings():
+  points = sweep.schedule()
+  lstm = [p for p in points if p.family in ("lstm", "lowrank_lstm") and p.tier < 5]
+  exports = [p for p in points if p.tier == 5]
+  assert {sweep._base_point(p).file(0) for p in exports} == {  # pylint: disable=protected-access
+      p.file(0) for p in lstm}
+  assert {p.size for p in exports if p.dataset == "har6" and p.family == "lstm"} >= {
+      "h12_int16c", "h12_cgrid"}
+  assert all(p.kw.get("cgrid") for p in exports if p.family == "lowrank_lstm")
+  for p in exports:
+    assert sweep.settings_for(p) == sweep.settings_for(sweep._base_point(p))  # pylint: disable=protected-access
+
+
+@pytest.mark.slow
+def test_lstm_exports_reuse_the_lstm_points_float_model(tiny):
+  _, load, _, tmp = tiny
+  results, runs = tmp / "results", tmp / "runs"
+  base = sweep._rnn(1, "npz", "lstm", 4)  # pylint: disable=protected-access
+  int16c = sweep._rnn(5, "npz", "lstm", 4, int16c=True)  # pylint: disable=protected-access
+  cgrid = sweep._rnn(5, "npz", "lstm", 4, cgrid=True)  # pylint: disable=protected-access
+  # Alone, the export point trains its base point's float model first (in the base's
+  # run folder), then exports it.
+  assert sweep.run([int16c], 1, results, runs, load=load) == 1
+  first = json.loads((results / int16c.file(0)).read_text())
+  assert first["float_model_from"]["point"] == base.file(0)
+  assert first["float_model_from"]["reused"] is False
+  assert first["streaming_equals_window_model"] is True
+  assert first["litert_logits_max_lsb"] <= 2 and first["tflite_bytes"] > 0
+  assert first["arena_bytes"] > 0 and 0.0 <= first["int8_tflm_val_accuracy"] <= 1.0
+  model_file = runs / "npz" / "lstm_h4" / "seed0" / "model_float.keras"
+  stamp = model_file.stat().st_mtime_ns
+  # Then the base point's result comes from its finished folder, and the other export
+  # reuses the same float model: nothing is trained again.
+  assert sweep.run([base, int16c, cgrid], 1, results, runs, load=load) == 2
+  assert model_file.stat().st_mtime_ns == stamp
+  base_result = json.loads((results / base.file(0)).read_text())
+  second = json.loads((results / cgrid.file(0)).read_text())
+  assert second["float_model_from"]["reused"] is True
+  assert second["float_model_from"]["sha256"] == first["float_model_from"]["sha256"]
+  for key in ("float_accuracy", "val_accuracy_float", "weights_dense_int8_bytes", "macs"):
+    assert first[key] == second[key] == base_result[key]
+  assert second["settings"] == base_result["settings"]
+  text = sweep.markdown(sweep.aggregate(sweep.load_results(results)))
+  assert "| LSTM (fused LSTM op, int16 c) | h4_int16c | 1 |" in text
+  assert "| LSTM (int8, σ(f)·c on c's grid) | h4_cgrid | 1 |" in text

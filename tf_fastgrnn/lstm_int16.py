@@ -26,6 +26,7 @@ keeps its factors; its int8 step model takes ``export.convert_step_model(...,
 forget_product_on_cell_grid=True)``.
 """
 
+import faulthandler
 import os
 
 import numpy as np
@@ -257,6 +258,7 @@ def _fits_in_child(tflite_bytes, arena_size):
   if pid == 0:  # the child: never returns
     code = 1
     try:
+      faulthandler.disable()  # an abort here is an answer, not a crash to report
       fd = os.open(os.devnull, os.O_WRONLY)
       os.dup2(fd, 1)
       os.dup2(fd, 2)  # TFLM logs each failed allocation
