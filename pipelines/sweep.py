@@ -756,7 +756,8 @@ def markdown(agg):
               "val acc % (int8) | weights B | non-zero B | .tflite B | arena B | MACs |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = sorted(((k, s) for k, s in agg.items() if k[0] == dataset),
-                  key=lambda ks: (FAMILIES.index(ks[0][1]), ks[1]["weights_dense_int8_bytes"][0]))
+                  key=lambda ks: (FAMILIES.index(ks[0][1]), ks[1]["weights_dense_int8_bytes"][0],
+                                  ks[0][2]))
     for (_, family, size), s in rows:
       name = LABELS[family] + "".join(f" ({v})" for k, v in {**ABLATIONS, **EXPORTS}.items()
                                       if s["knobs"].get(k))
