@@ -3,7 +3,8 @@
 The step model (``export.convert_step_model``) writes an LSTM as int8 elementwise ops, so
 its cell state c is an int8 tensor. TFLite's fused ``UNIDIRECTIONAL_SEQUENCE_LSTM`` op,
 which the converter makes from ``keras.layers.LSTM`` and quantizes "8x8_16" (int8
-weights and activations, int16 cell state, int32 biases), is what a TFLM practitioner
+weights and activations, int16 cell state, int32 biases; in the sweep's models the
+converter set the op's cell clip to ±10 and c's grid to 2^-11), is what a TFLM practitioner
 deploys; TFLM runs it (``unidirectional_sequence_lstm``, ``LstmStep<int8, int8, int16,
 int32>``). This module exports a float ``Input → keras.layers.LSTM → Dense`` model that way:
 
