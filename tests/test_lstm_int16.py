@@ -179,3 +179,29 @@ def test_forget_product_on_cell_grid_follows_c_beyond_the_cap():
   # converter's grid, 7.7 with c's on this machine.
   assert errors[True] <= 10
   assert errors[True] < errors[False]
+
+
+def test_loss_diagnostic_steps_like_keras():
+  from pipelines import lstm_int8_loss  # pylint: disable=import-outside-toplevel
+  weights = _weights()
+  model = _model(weights)
+  windows = _windows()
+  got = lstm_int8_loss.lstm_weights(model)
+  for a, b in zip(got, weights):
+    np.testing.assert_allclose(a, b, atol=1e-6)
+  logits, _ = _numpy_lstm(weights, windows.astype(np.float64))
+  pred, c_max = lstm_int8_loss.numpy_lstm(got, windows)
+  np.testing.assert_array_equal(pred, logits.argmax(-1))
+  assert c_max.shape == (len(windows),) and np.all(c_max > 0)
+  x = keras.Input((T, D))
+  lowrank = keras.Model(x, keras.layers.Dense(C)(
+      keras.layers.RNN(baselines.LowRankLSTMCell(H, 2, 2))(x)))
+  w, u, b, _, _ = lstm_int8_loss.lstm_weights(lowrank)
+  cell = lowrank.layers[1].cell
+  np.testing.assert_allclose(w, cell.W1.numpy() @ cell.W2.numpy(), atol=1e-6)
+  np.testing.assert_allclose(u, cell.U1.numpy() @ cell.U2.numpy(), atol=1e-6)
+  pred, _ = lstm_int8_loss.numpy_lstm(lstm_int8_loss.lstm_weights(lowrank), windows)
+  np.testing.assert_array_equal(pred, lowrank.predict(windows, verbose=0).argmax(-1))
+  tflite_bytes = export.convert_step_model(model, windows, forget_product_on_cell_grid=True)
+  assert lstm_int8_loss.forget_product_scale(tflite_bytes) == pytest.approx(
+      export.io_quantization(tflite_bytes)["c"][0])
