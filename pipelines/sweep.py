@@ -326,10 +326,20 @@ def _base_point(point):
               kw.pop("u_rank"), kw.pop("sparsity"), **kw)
 
 
-def _run_export(point, seed, ds, run_dir, base_dir, settings, data_dir):
-  """An EXPORTS variant: the base point's float model (trained first if its run folder
-  has not finished), exported the variant's way, evaluated in TFLM on test and
-  validation."""
+def _is_export(point):
+  return any(point.kw.get(k) for k in EXPORTS)
+
+
+def export_base_dir(point, seed, runs_dir):
+  """The run folder whose float model an EXPORTS point reuses (its base point's)."""
+  return (pathlib.Path(runs_dir) / point.dataset /
+          f"{point.family}_{_base_point(point).size}" / f"seed{seed}")
+
+
+def _run_export(point, seed, ds, run_dir, base_dir, settings):
+  """An EXPORTS variant: the base point's float model from its finished run folder,
+  exported the variant's way, evaluated in TFLM on test and validation. Trains nothing:
+  a worker never writes into a run folder another worker may be training."""
   from pipelines import report as report_lib  # pylint: disable=import-outside-toplevel
   from pipelines import stages  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import export  # pylint: disable=import-outside-toplevel
@@ -339,9 +349,6 @@ def _run_export(point, seed, ds, run_dir, base_dir, settings, data_dir):
   from tf_fastgrnn._keras import keras  # pylint: disable=import-outside-toplevel
   start = time.time()
   base = _base_point(point)
-  reused = (base_dir / "report.json").exists()
-  if not reused:
-    _run_rnn(base, seed, ds, base_dir, settings, data_dir)
   base_report = json.loads((base_dir / "report.json").read_text())
   float_hist = json.loads((base_dir / "float_training.json").read_text())["history"]
   model = keras.models.load_model(base_dir / stages.FLOAT_MODEL)
@@ -405,7 +412,7 @@ def _run_export(point, seed, ds, run_dir, base_dir, settings, data_dir):
       "train_seconds": base_report["seconds"],
       "export_seconds": time.time() - start,
       "float_model_from": {"point": base.file(seed), "run_dir": str(base_dir),
-                           "reused": reused, "sha256": hashlib.sha256(
+                           "reused": True, "sha256": hashlib.sha256(
                                (base_dir / stages.FLOAT_MODEL).read_bytes()).hexdigest()},
       **extra,
   }
@@ -586,11 +593,14 @@ def run_point(point, seed, results_dir, runs_dir, ds, data_dir=None):
       f"seed{seed}"
   if point.family == "cnn":
     metrics = _run_cnn(point, seed, ds, run_dir, settings)
-  elif any(point.kw.get(k) for k in EXPORTS):
+  elif _is_export(point):
+    base_dir = export_base_dir(point, seed, runs_dir)
+    if not (base_dir / "report.json").exists():
+      raise ValueError(f"{point.file(seed)} exports the float model of "
+                       f"{_base_point(point).file(seed)}, whose run folder {base_dir} has "
+                       "not finished: run that point first (tier 5 trains nothing)")
     run_dir.mkdir(parents=True, exist_ok=True)
-    base_dir = run_dir.parent.parent / f"{point.family}_{_base_point(point).size}" / \
-        f"seed{seed}"
-    metrics = _run_export(point, seed, ds, run_dir, base_dir, settings, data_dir)
+    metrics = _run_export(point, seed, ds, run_dir, base_dir, settings)
   else:
     metrics = _run_rnn(point, seed, ds, run_dir, settings, data_dir)
   result = {
@@ -639,6 +649,12 @@ def run(points, seeds, results_dir, runs_dir, *, shard=0, num_shards=1, max_poin
       continue
     if max_points and trained >= max_points:
       break
+    if _is_export(point) and not (export_base_dir(point, seed, runs_dir) /
+                                  "report.json").exists():
+      print(f"[sweep {shard}/{num_shards}] {i + 1}/{len(todo)}: {point.file(seed)} "
+            f"waits for {_base_point(point).file(seed)}'s run folder (tier 5 trains "
+            "nothing)", flush=True)
+      continue
     key = (point.dataset, seed)
     if key not in cache:
       cache.clear()

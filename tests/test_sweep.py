@@ -177,20 +177,22 @@ def test_lstm_exports_reuse_the_lstm_points_float_model(tiny):
   base = sweep._rnn(1, "npz", "lstm", 4)  # pylint: disable=protected-access
   int16c = sweep._rnn(5, "npz", "lstm", 4, int16c=True)  # pylint: disable=protected-access
   cgrid = sweep._rnn(5, "npz", "lstm", 4, cgrid=True)  # pylint: disable=protected-access
-  # Alone, the export point trains its base point's float model first (in the base's
-  # run folder), then exports it.
-  assert sweep.run([int16c], 1, results, runs, load=load) == 1
+  # Tier 5 trains nothing: an export point waits for its LSTM point's run folder.
+  assert sweep.run([int16c], 1, results, runs, load=load) == 0
+  assert not (runs / "npz" / "lstm_h4").exists() and not (results / "npz").exists()
+  with pytest.raises(ValueError, match="has not finished: run that point first"):
+    sweep.run_point(int16c, 0, results, runs, load("npz", None, 0))
+  assert sweep.run([base, int16c], 1, results, runs, load=load) == 2
   first = json.loads((results / int16c.file(0)).read_text())
   assert first["float_model_from"]["point"] == base.file(0)
-  assert first["float_model_from"]["reused"] is False
+  assert first["float_model_from"]["reused"] is True
   assert first["streaming_equals_window_model"] is True
   assert first["litert_logits_max_lsb"] <= 2 and first["tflite_bytes"] > 0
   assert first["arena_bytes"] > 0 and 0.0 <= first["int8_tflm_val_accuracy"] <= 1.0
   model_file = runs / "npz" / "lstm_h4" / "seed0" / "model_float.keras"
   stamp = model_file.stat().st_mtime_ns
-  # Then the base point's result comes from its finished folder, and the other export
-  # reuses the same float model: nothing is trained again.
-  assert sweep.run([base, int16c, cgrid], 1, results, runs, load=load) == 2
+  # The other export reuses the same float model: nothing is trained again.
+  assert sweep.run([base, int16c, cgrid], 1, results, runs, load=load) == 1
   assert model_file.stat().st_mtime_ns == stamp
   base_result = json.loads((results / base.file(0)).read_text())
   second = json.loads((results / cgrid.file(0)).read_text())
