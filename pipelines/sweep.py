@@ -10,7 +10,10 @@ checkpoints when its folder is still there.
 Families: FastGRNN-LSQ (low rank, sparse, QAT), FastGRNN, FastRNN (QAT), GRU, LSTM,
 low-rank LSTM (post-training int8), and a small 1D CNN as the reference a TinyML
 practitioner would reach for (TFLM runs it on the whole window). Every model is int8 and
-evaluated in the TFLM runtime (``tflite_micro``) on the dataset's test split.
+evaluated in the TFLM runtime (``tflite_micro``) on the dataset's test split. Tier 5
+exports the LSTM points' float models again, the way a TFLM practitioner would
+(``EXPORTS``: TFLite's fused LSTM op with an int16 cell state, ``tf_fastgrnn.lstm_int16``;
+the int8 step model with σ(f)·c on c's grid), reusing their float training.
 
 Its flags' names differ from ``pipelines.benchmark``'s (one flag registry per
 process).
@@ -25,6 +28,7 @@ Usage:
 
 import dataclasses
 import datetime
+import hashlib
 import json
 import math
 import os
@@ -191,11 +195,19 @@ def schedule():
           # what tells sitting from standing): gain and jitter only
           _rnn(4, "har6", "fastgrnn", 24, aug_norot=True),
           _rnn(4, "har6", "gru", 12, aug_norot=True)]
-  # Tier 5: denser training windows on har6 (the target missed by 0.02), FastGRNN and
-  # the GRU beside it.
+  # Tier 5, recipe trials on har6 (the target missed by 0.02), FastGRNN and the GRU
+  # beside it: denser training windows; weight decay.
   pts += [_rnn(5, "har6", "fastgrnn", 24, hop16=True), _rnn(5, "har6", "gru", 12, hop16=True),
           _rnn(5, "har6", "fastgrnn", 24, wd=True), _rnn(5, "har6", "gru", 12, wd=True),
           _rnn(5, "har6", "fastgrnn_lsq", 32, 4, 8, 0.5, wd=True)]
+  # Tier 5: the LSTM baselines exported as a TFLM practitioner would (EXPORTS), from the
+  # float models of the LSTM points above (same settings: reused, not retrained).
+  for p in list(pts):
+    if p.family in ("lstm", "lowrank_lstm") and not p.kw.get("plain"):
+      kw = p.kw
+      for knob in (("int16c", "cgrid") if p.family == "lstm" else ("cgrid",)):
+        pts.append(_rnn(5, p.dataset, p.family, kw["units"], kw["w_rank"], kw["u_rank"],
+                        kw["sparsity"], **{knob: True}))
   return pts
 
 
@@ -322,6 +334,110 @@ def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
       "steps_per_window": int(ds.x_train.shape[1]),
       "evaluated_test_windows": report["dataset"]["evaluated_test_windows"],
       "train_seconds": report["seconds"],
+  }
+
+
+# Tier 5's knobs: another int8 export of an LSTM point's float model (its result file
+# records which float training it reused).
+EXPORTS = {"int16c": "fused LSTM op, int16 c", "cgrid": "int8, σ(f)·c on c's grid"}
+
+
+def _base_point(point):
+  """The point without its export knob: the one whose float model the export reuses."""
+  kw = {k: v for k, v in point.kw.items() if k not in EXPORTS}
+  return _rnn(point.tier, point.dataset, point.family, kw.pop("units"), kw.pop("w_rank"),
+              kw.pop("u_rank"), kw.pop("sparsity"), **kw)
+
+
+def _is_export(point):
+  return any(point.kw.get(k) for k in EXPORTS)
+
+
+def export_base_dir(point, seed, runs_dir):
+  """The run folder whose float model an EXPORTS point reuses (its base point's)."""
+  return (pathlib.Path(runs_dir) / point.dataset /
+          f"{point.family}_{_base_point(point).size}" / f"seed{seed}")
+
+
+def _run_export(point, seed, ds, run_dir, base_dir, settings):
+  """An EXPORTS variant: the base point's float model from its finished run folder,
+  exported the variant's way, evaluated in TFLM on test and validation. Trains nothing:
+  a worker never writes into a run folder another worker may be training."""
+  from pipelines import report as report_lib  # pylint: disable=import-outside-toplevel
+  from pipelines import stages  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import export  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import lstm_int16  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import runtime  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn._keras import keras  # pylint: disable=import-outside-toplevel
+  start = time.time()
+  base = _base_point(point)
+  base_report = json.loads((base_dir / "report.json").read_text())
+  float_hist = json.loads((base_dir / "float_training.json").read_text())["history"]
+  model = keras.models.load_model(base_dir / stages.FLOAT_MODEL)
+  windows = ds.x_train[:stages.CALIBRATION_WINDOWS]
+  x_test, y_test = _test_subset(ds, settings["max_test_windows"], seed)
+  if point.kw.get("int16c"):
+    window_bytes = lstm_int16.convert_window_model(model, windows)
+    tflite_bytes = lstm_int16.streaming_model(window_bytes)
+    name = "model_int8_int16c_step.tflite"
+    runner = lstm_int16.TFLMRunner(tflite_bytes)
+    test = runner.run_windows(x_test)["logits_q"]
+    val = runner.run_windows(ds.x_val)["logits_q"]
+    # The window model: same bytes (checked on the test split); LiteRT: its own kernel.
+    window_test = lstm_int16.TFLMRunner(window_bytes).run_windows(x_test)["logits_q"]
+    litert_test = lstm_int16.LiteRTRunner(tflite_bytes).run_windows(x_test)["logits_q"]
+    lsb = np.abs(test.astype(np.int32) - litert_test)
+    extra = {
+        "export": "TFLite's fused UNIDIRECTIONAL_SEQUENCE_LSTM, int8 weights and "
+                  "activations, int16 cell state; streaming: one time step per invoke, "
+                  "h and c in variable tensors, reset per window",
+        "window_model_tflite_bytes": len(window_bytes),
+        "window_model_arena_bytes": lstm_int16.measure_arena(window_bytes),
+        "streaming_equals_window_model": bool(np.array_equal(test, window_test)),
+        "litert_top1_agreement": float(np.mean(test.argmax(-1) == litert_test.argmax(-1))),
+        "litert_logits_max_lsb": int(lsb.max()),
+        "litert_logits_bytes_differing": float(np.mean(lsb > 0)),
+    }
+    fileio.write_bytes(run_dir / "model_int8_int16c_window.tflite", window_bytes)
+    arena = lstm_int16.measure_arena(tflite_bytes)
+  else:
+    tflite_bytes = export.convert_step_model(model, windows,
+                                             forget_product_on_cell_grid=True)
+    name = stages.TFLITE_MODEL
+    test = runtime.TFLMStepRunner(tflite_bytes).run_windows(x_test)["logits_q"][:, -1]
+    val = runtime.TFLMStepRunner(tflite_bytes).run_windows(ds.x_val)["logits_q"][:, -1]
+    extra = {"export": "the int8 step model (c int8, capped at ±8), σ(f)·c on c's grid "
+                       "(export.convert_step_model(forget_product_on_cell_grid=True))"}
+    arena = runtime.measure_arena(tflite_bytes)
+  fileio.write_bytes(run_dir / name, tflite_bytes)
+  pred = test.argmax(-1)
+  cm = report_lib.confusion_matrix(y_test, pred, len(ds.labels))
+  size = base_report["size"]
+  return {
+      "int8_tflm_accuracy": float(np.mean(pred == y_test)),
+      "int8_tflm_macro_f1": report_lib.macro_f1(cm),
+      "float_accuracy": base_report["accuracy"]["float_sparse_keras"],
+      "qat_keras_accuracy": None,
+      "val_accuracy_float": _val_accuracy(float_hist),
+      "val_accuracy_qat": None,
+      "int8_tflm_val_accuracy": float(np.mean(val.argmax(-1) == ds.y_val)),
+      "best_epoch_float": (float_hist.get("best_epoch") or [None])[0],
+      "weights_dense_int8_bytes": size["weights_dense_int8_bytes"],
+      "weights_nonzero_int8_bytes": size["weights_nonzero"],
+      "tflite_bytes": len(tflite_bytes),
+      "arena_bytes": arena,
+      "macs": size["macs_per_step_dense"],
+      "macs_nonzero": size["macs_per_step_nonzero"],
+      "macs_unit": "per step",
+      "steps_per_window": int(ds.x_train.shape[1]),
+      "evaluated_test_windows": int(len(x_test)),
+      "train_seconds": base_report["seconds"],
+      "export_seconds": time.time() - start,
+      "float_model_from": {"point": base.file(seed), "run_dir": str(base_dir),
+                           "reused": True, "sha256": hashlib.sha256(
+                               (base_dir / stages.FLOAT_MODEL).read_bytes()).hexdigest()},
+      **extra,
   }
 
 
@@ -500,6 +616,14 @@ def run_point(point, seed, results_dir, runs_dir, ds, data_dir=None):
       f"seed{seed}"
   if point.family == "cnn":
     metrics = _run_cnn(point, seed, ds, run_dir, settings)
+  elif _is_export(point):
+    base_dir = export_base_dir(point, seed, runs_dir)
+    if not (base_dir / "report.json").exists():
+      raise ValueError(f"{point.file(seed)} exports the float model of "
+                       f"{_base_point(point).file(seed)}, whose run folder {base_dir} has "
+                       "not finished: run that point first (tier 5 trains nothing)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics = _run_export(point, seed, ds, run_dir, base_dir, settings)
   else:
     metrics = _run_rnn(point, seed, ds, run_dir, settings, data_dir)
   result = {
@@ -549,6 +673,12 @@ def run(points, seeds, results_dir, runs_dir, *, shard=0, num_shards=1, max_poin
       continue
     if max_points and trained >= max_points:
       break
+    if _is_export(point) and not (export_base_dir(point, seed, runs_dir) /
+                                  "report.json").exists():
+      print(f"[sweep {shard}/{num_shards}] {i + 1}/{len(todo)}: {point.file(seed)} "
+            f"waits for {_base_point(point).file(seed)}'s run folder (tier 5 trains "
+            "nothing)", flush=True)
+      continue
     opts = data_options(point)
     key = (point.dataset, seed, tuple(sorted(opts.items())))
     if key not in cache:
@@ -668,9 +798,10 @@ def markdown(agg):
               "val acc % (int8) | weights B | non-zero B | .tflite B | arena B | MACs |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rows = sorted(((k, s) for k, s in agg.items() if k[0] == dataset),
-                  key=lambda ks: (FAMILIES.index(ks[0][1]), ks[1]["weights_dense_int8_bytes"][0]))
+                  key=lambda ks: (FAMILIES.index(ks[0][1]), ks[1]["weights_dense_int8_bytes"][0],
+                                  ks[0][2]))
     for (_, family, size), s in rows:
-      name = LABELS[family] + "".join(f" ({v})" for k, v in ABLATIONS.items()
+      name = LABELS[family] + "".join(f" ({v})" for k, v in {**ABLATIONS, **EXPORTS}.items()
                                       if s["knobs"].get(k))
       lines.append("| " + " | ".join([
           name, size, str(len(s["seeds"])), _fmt(s["int8_tflm_accuracy"], 100),

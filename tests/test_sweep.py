@@ -162,9 +162,10 @@ def test_hop_points_ask_the_loader_for_dense_training_windows(tmp_path):
   hop = [p for p in points if p.kw.get("hop16")]
   assert {p.file(0) for p in hop} == {"har6/fastgrnn_h24_hop16_seed0.json",
                                       "har6/gru_h12_hop16_seed0.json"}
-  assert all(p.tier == 5 for p in hop) and points[-5:-3] == hop
-  assert sweep.settings_for(points[-2])["weight_decay"] == 0.02
-  assert sweep.settings_for(points[-2])["qat_epochs"] == 0  # the GRU: post-training int8
+  assert all(p.tier == 5 for p in hop)
+  wd = {p.file(0): sweep.settings_for(p) for p in points if p.kw.get("wd")}
+  assert {s["weight_decay"] for s in wd.values()} == {0.02}
+  assert wd["har6/gru_h12_wd_seed0.json"]["qat_epochs"] == 0  # post-training int8
   settings = sweep.settings_for(hop[0])
   assert settings["train_hop"] == 16 and settings["epochs"] == 15
   assert sweep.data_options(hop[0]) == {"train_hop": 16}
@@ -180,3 +181,52 @@ def test_hop_points_ask_the_loader_for_dense_training_windows(tmp_path):
   with pytest.raises(RuntimeError, match="stop"):
     sweep.run(hop[:1], 1, tmp_path / "results", tmp_path / "runs", load=load)
   assert seen == [("har6", 0, {"train_hop": 16})]
+
+
+def test_lstm_export_points_follow_every_lstm_point_with_its_settings():
+  points = sweep.schedule()
+  lstm = [p for p in points if p.family in ("lstm", "lowrank_lstm") and p.tier < 5]
+  exports = [p for p in points if sweep._is_export(p)]  # pylint: disable=protected-access
+  assert {sweep._base_point(p).file(0) for p in exports} == {  # pylint: disable=protected-access
+      p.file(0) for p in lstm}
+  assert {p.size for p in exports if p.dataset == "har6" and p.family == "lstm"} >= {
+      "h12_int16c", "h12_cgrid"}
+  assert all(p.kw.get("cgrid") for p in exports if p.family == "lowrank_lstm")
+  for p in exports:
+    assert sweep.settings_for(p) == sweep.settings_for(sweep._base_point(p))  # pylint: disable=protected-access
+
+
+@pytest.mark.slow
+def test_lstm_exports_reuse_the_lstm_points_float_model(tiny):
+  _, load, _, tmp = tiny
+  results, runs = tmp / "results", tmp / "runs"
+  base = sweep._rnn(1, "npz", "lstm", 4)  # pylint: disable=protected-access
+  int16c = sweep._rnn(5, "npz", "lstm", 4, int16c=True)  # pylint: disable=protected-access
+  cgrid = sweep._rnn(5, "npz", "lstm", 4, cgrid=True)  # pylint: disable=protected-access
+  # Tier 5 trains nothing: an export point waits for its LSTM point's run folder.
+  assert sweep.run([int16c], 1, results, runs, load=load) == 0
+  assert not (runs / "npz" / "lstm_h4").exists() and not (results / "npz").exists()
+  with pytest.raises(ValueError, match="has not finished: run that point first"):
+    sweep.run_point(int16c, 0, results, runs, load("npz", None, 0))
+  assert sweep.run([base, int16c], 1, results, runs, load=load) == 2
+  first = json.loads((results / int16c.file(0)).read_text())
+  assert first["float_model_from"]["point"] == base.file(0)
+  assert first["float_model_from"]["reused"] is True
+  assert first["streaming_equals_window_model"] is True
+  assert first["litert_logits_max_lsb"] <= 2 and first["tflite_bytes"] > 0
+  assert first["arena_bytes"] > 0 and 0.0 <= first["int8_tflm_val_accuracy"] <= 1.0
+  model_file = runs / "npz" / "lstm_h4" / "seed0" / "model_float.keras"
+  stamp = model_file.stat().st_mtime_ns
+  # The other export reuses the same float model: nothing is trained again.
+  assert sweep.run([base, int16c, cgrid], 1, results, runs, load=load) == 1
+  assert model_file.stat().st_mtime_ns == stamp
+  base_result = json.loads((results / base.file(0)).read_text())
+  second = json.loads((results / cgrid.file(0)).read_text())
+  assert second["float_model_from"]["reused"] is True
+  assert second["float_model_from"]["sha256"] == first["float_model_from"]["sha256"]
+  for key in ("float_accuracy", "val_accuracy_float", "weights_dense_int8_bytes", "macs"):
+    assert first[key] == second[key] == base_result[key]
+  assert second["settings"] == base_result["settings"]
+  text = sweep.markdown(sweep.aggregate(sweep.load_results(results)))
+  assert "| LSTM (fused LSTM op, int16 c) | h4_int16c | 1 |" in text
+  assert "| LSTM (int8, σ(f)·c on c's grid) | h4_cgrid | 1 |" in text

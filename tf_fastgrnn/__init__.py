@@ -9,7 +9,8 @@ Modules: ``cells`` (the cells and layers), ``models`` (the classifier layout),
 ``plan``), ``plan`` (the quantization plan record), ``int8_kernels`` and ``fixed_point``
 (TFLM's integer arithmetic as TF ops and in NumPy), ``export`` (int8 step model from a
 float model and a plan), ``runtime`` (TFLM/LiteRT on the host), ``device_files`` (C arrays
-and headers), ``parity`` (numerics diff), ``baselines`` (low-rank LSTM), ``tfmot_compat``
+and headers), ``parity`` (numerics diff), ``baselines`` (low-rank LSTM), ``lstm_int16``
+(a Keras LSTM as TFLite's fused int8 LSTM with an int16 cell state), ``tfmot_compat``
 (the TF-MOT internals pruning needs), ``distribute`` and ``input_pipeline`` (training
 under ``tf.distribute``, tf.data input ordered by (seed, epoch)).
 """

@@ -159,12 +159,14 @@ def _set_classifier_bias(fb_model, bias):
   bias_tensor.quantization.scale = scales.astype(np.float32).tolist()
 
 
-def _finish(tflite_bytes, share_state=True, plan=None, classifier_bias=None):
+def _finish(tflite_bytes, share_state=True, plan=None, classifier_bias=None,
+            forget_product_on_cell_grid=False):
   """Gives h and h_next one quantization; drops metadata the device does not need.
 
   With a ``plan``, every plan point gets its grid (``_impose_plan``; the state grid on h
   and h_next); otherwise the state grid covers both calibrated ranges.
   ``classifier_bias``: the Dense's float bias, stored again on the final grids.
+  ``forget_product_on_cell_grid``: an LSTM's σ(f)·c gets c's grid (``_forget_product``).
   """
   state_quantization = plan.state if plan is not None else None
   fb_model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
@@ -188,6 +190,8 @@ def _finish(tflite_bytes, share_state=True, plan=None, classifier_bias=None):
           old_scale = float(q.scale[0])
           q.scale, q.zeroPoint = [scale], [zero_point]
           _rescale_biases(fb_model, index, old_scale, scale)
+  if forget_product_on_cell_grid:
+    _forget_product_on_cell_grid(fb_model)
   if plan is not None:
     _impose_plan(fb_model, plan)
   if classifier_bias is not None:
@@ -203,8 +207,34 @@ def _finish(tflite_bytes, share_state=True, plan=None, classifier_bias=None):
   return bytes(flatbuffer_utils.convert_object_to_bytearray(fb_model))
 
 
+def _forget_product_on_cell_grid(fb_model):
+  """Puts an LSTM's σ(f)·c (the MUL reading input ``c``) on c's own grid.
+
+  The converter calibrates that product on the float model's c, which drifts to ±65 on
+  HAR windows, while c itself is capped at ``CELL_STATE_LIMIT``: the product's LSB was
+  0.34, coarser than c's 1/16, and the int8 LSTM lost up to 29 validation points (har6
+  LSTM h12). |σ(f)·c| <= |c|, so c's grid holds it; the MUL rescales at Prepare().
+
+  Raises:
+    ValueError: no c input or no MUL reading it (not an LSTM step model).
+  """
+  graph = fb_model.subgraphs[0]
+  inputs, _ = signature_tensors(fb_model)
+  if "c" not in inputs:
+    raise ValueError("forget_product_on_cell_grid: the model has no cell state c "
+                     "(not an LSTM)")
+  products = [op.outputs[0] for op in graph.operators
+              if op_name(fb_model, op) == "MUL" and inputs["c"] in op.inputs]
+  if len(products) != 1:
+    raise ValueError(f"forget_product_on_cell_grid: expected one MUL reading c, found "
+                     f"{len(products)}")
+  q_c = graph.tensors[inputs["c"]].quantization
+  q = graph.tensors[products[0]].quantization
+  q.scale, q.zeroPoint = [float(q_c.scale[0])], [int(q_c.zeroPoint[0])]
+
+
 def convert_step_model(model, representative_windows, *, plan=None, max_pairs=2000,
-                       seed=0):
+                       seed=0, forget_product_on_cell_grid=False):
   """Converts ``model``'s step model to a fully int8 ``.tflite`` that TFLM runs.
 
   Args:
@@ -217,6 +247,9 @@ def convert_step_model(model, representative_windows, *, plan=None, max_pairs=20
       Every plan point is put on its int8 tensor, then read back (``verify_plan``).
     max_pairs: calibration pairs kept (a random subset).
     seed: seed of that subset.
+    forget_product_on_cell_grid: LSTMs (Keras' and the low-rank one): σ(f)·c on c's
+      grid instead of the converter's range (``_forget_product_on_cell_grid``); off by
+      default so the benchmark's LSTM rows stay what they were measured with.
 
   Returns:
     The ``.tflite`` bytes, checked with ``check_tflm_compatible``.
@@ -242,7 +275,8 @@ def convert_step_model(model, representative_windows, *, plan=None, max_pairs=20
   # the int8 model's grids (the converter merges and widens some ranges).
   tflite_bytes = _finish(_convert(stepping.step_function(step), step, representative),
                          plan=plan,
-                         classifier_bias=dense.bias.numpy() if dense.use_bias else None)
+                         classifier_bias=dense.bias.numpy() if dense.use_bias else None,
+                         forget_product_on_cell_grid=forget_product_on_cell_grid)
   if plan is not None:
     verify_plan(tflite_bytes, plan)
   check_tflm_compatible(tflite_bytes)
@@ -349,11 +383,30 @@ def _tflm_load_error(tflite_bytes):
   return None
 
 
+def _fused_lstm_own_tensors(fb_model):
+  """Tensors of TFLite's fused int8 LSTM that are not int8 by design: its int16 cell
+  state (a variable tensor, input 19) and its intermediates (records of the gates'
+  scales, never allocated as activations). TFLM's kernel takes exactly these."""
+  own = set()
+  for op in fb_model.subgraphs[0].operators:
+    if op_name(fb_model, op) != "UNIDIRECTIONAL_SEQUENCE_LSTM":
+      continue
+    tensors = fb_model.subgraphs[0].tensors
+    if len(op.inputs) > 19 and op.inputs[19] >= 0:
+      cell = tensors[op.inputs[19]]
+      if cell.isVariable and cell.type == schema.TensorType.INT16:
+        own.add(int(op.inputs[19]))
+    own.update(int(i) for i in (op.intermediates if op.intermediates is not None else ()))
+  return own
+
+
 def check_tflm_compatible(tflite_bytes, load=True):
   """Refuses, with every reason listed, a model TFLM cannot run as an int8 model.
 
   Checks: one subgraph (no control flow), no dynamic dimension, int8 activations at every
-  input and output and every non-constant tensor (int32 only for biases/constants),
+  input and output and every non-constant tensor (int32 only for biases/constants; the
+  int16 cell state and the intermediates of TFLite's fused int8 LSTM op, which TFLM's
+  kernel takes as they are),
   finite positive scales and finite float constants, no custom ops, and then, only if all
   of that holds, that the ``tflite_micro`` runtime loads and allocates the model (which
   fails on an op its resolver lacks; a model with NaN scales aborted it).
@@ -369,12 +422,14 @@ def check_tflm_compatible(tflite_bytes, load=True):
   graph = fb_model.subgraphs[0]
   const = {i for i, t in enumerate(graph.tensors)
            if fb_model.buffers[t.buffer].data is not None}
+  lstm_own = _fused_lstm_own_tensors(fb_model)
   for i, t in enumerate(graph.tensors):
     name = _name(t)
     sig = t.shapeSignature
     if sig is not None and any(d < 0 for d in sig):
       problems.append(f"tensor {name} has a dynamic shape {list(sig)}: export with batch 1")
-    if i not in const and t.type not in (schema.TensorType.INT8, schema.TensorType.INT32):
+    if (i not in const and i not in lstm_own
+        and t.type not in (schema.TensorType.INT8, schema.TensorType.INT32)):
       problems.append(f"tensor {name} is {_TENSOR_TYPES.get(t.type, t.type)}, not int8")
     scales = t.quantization.scale if t.quantization is not None else None
     if scales is not None and not np.all(np.isfinite(scales) & (np.asarray(scales) > 0)
