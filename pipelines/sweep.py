@@ -68,6 +68,10 @@ _DOC = flags.DEFINE_string(
 _TABULATE_ONLY = flags.DEFINE_boolean("tabulate_only", False,
                                        "Tabulate the result files; train nothing.")
 _LIST = flags.DEFINE_boolean("list", False, "Print the schedule with what is done; exit.")
+_COMPARE = flags.DEFINE_list(
+    "compare", None, "Print a paired table of two points and exit: 'dataset/family_size' "
+    "of the trial, then of the point it is compared with, e.g. "
+    "har6/fastgrnn_h24_wd,har6/fastgrnn_h24 (result files only; nothing is trained).")
 
 FAMILIES = ("fastgrnn_lsq", "fastgrnn", "fastrnn", "gru", "lstm", "lowrank_lstm", "cnn")
 FASTGRNN_FAMILY = ("fastgrnn_lsq", "fastgrnn", "fastrnn")
@@ -935,9 +939,74 @@ def write_aggregate(results_dir, report_dir, points=None, doc=None):
   return agg
 
 
+COMPARED = (("int8_tflm_val_accuracy", "val int8 TFLM %", 100),
+            ("val_accuracy_float", "val float %", 100),
+            ("int8_tflm_accuracy", "test int8 %", 100),
+            ("int8_tflm_macro_f1", "test macro-F1", 1))
+
+
+def compare(results_dir, trial, base):
+  """Markdown rows comparing two points seed by seed, from their result files.
+
+  Args:
+    results_dir: the folder of result files.
+    trial, base: ``"dataset/family_size"`` (a result file's name without ``_seed<k>.json``).
+
+  Returns:
+    the table as a string: per metric of ``COMPARED``, each point's mean ± std over its
+    seeds and the mean ± std of (trial - base) over the seeds both have (``n`` each).
+
+  Raises:
+    ValueError: a name with no result file.
+  """
+  def load(name):
+    files = sorted(pathlib.Path(results_dir).glob(f"{name}_seed*.json"))
+    out = {}
+    for f in files:
+      seed = f.name[len(pathlib.Path(name).name) + len("_seed"):-len(".json")]
+      if seed.isdigit():
+        out[int(seed)] = json.loads(f.read_text())
+    if not out:
+      raise ValueError(f"no result files {results_dir}/{name}_seed<k>.json")
+    return out
+
+  runs = {"trial": load(trial), "base": load(base)}
+
+  def fmt(values, scale):
+    values = [scale * v for v in values]
+    if not values:
+      return "–"
+    digits = 2 if scale == 100 else 3
+    sd = float(np.std(values))  # as the tables: the population std over the seeds
+    return f"{np.mean(values):+.{digits}f}".lstrip("+") + f" ± {sd:.{digits}f} (n={len(values)})"
+
+  lines = [f"| metric | {trial} | {base} | paired difference |", "|---|---|---|---|"]
+  for key, label, scale in COMPARED:
+    got = {k: {s: r.get(key) for s, r in v.items() if r.get(key) is not None}
+           for k, v in runs.items()}
+    common = sorted(set(got["trial"]) & set(got["base"]))
+    delta = [got["trial"][s] - got["base"][s] for s in common]
+    diff = fmt(delta, scale)
+    if delta:
+      diff = ("+" if np.mean(delta) >= 0 else "") + diff
+    lines.append(f"| {label} | {fmt(list(got['trial'].values()), scale)} | "
+                 f"{fmt(list(got['base'].values()), scale)} | {diff} |")
+  return "\n".join(lines) + "\n"
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _COMPARE.value:
+    if len(_COMPARE.value) != 2:
+      print("sweep: --compare takes two names, the trial's and the base's", file=sys.stderr)
+      return 2
+    try:
+      print(compare(_RESULTS_DIR.value, *_COMPARE.value), end="")
+    except ValueError as e:
+      print(f"sweep: {e}", file=sys.stderr)
+      return 1
+    return 0
   unknown = set(_FAMILIES.value or ()) - set(FAMILIES)
   if unknown:
     print(f"sweep: unknown families {sorted(unknown)}; choose from {FAMILIES}",

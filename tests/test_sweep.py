@@ -230,3 +230,27 @@ def test_lstm_exports_reuse_the_lstm_points_float_model(tiny):
   text = sweep.markdown(sweep.aggregate(sweep.load_results(results)))
   assert "| LSTM (fused LSTM op, int16 c) | h4_int16c | 1 |" in text
   assert "| LSTM (int8, σ(f)·c on c's grid) | h4_cgrid | 1 |" in text
+
+
+def test_compare_pairs_the_seeds_both_points_have(tmp_path):
+  def put(name, seed, val, f1):
+    path = tmp_path / "har6" / f"{name}_seed{seed}.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"int8_tflm_val_accuracy": val, "int8_tflm_macro_f1": f1,
+                                "val_accuracy_float": None}))
+
+  put("gru_h12_wd", 0, 0.90, 0.80)
+  put("gru_h12_wd", 1, 0.94, 0.90)
+  put("gru_h12", 0, 0.91, 0.70)
+  put("gru_h12", 1, 0.92, 0.80)
+  put("gru_h12", 2, 0.99, 0.90)  # no trial seed 2: not paired
+  rows = sweep.compare(tmp_path, "har6/gru_h12_wd", "har6/gru_h12").splitlines()
+  by_metric = {r.split(" | ")[0].strip("| "): r.split(" | ")[1:] for r in rows[2:]}
+  # val: trial 92 ± 2, base 94 ± 3.56 (n=3), paired (-1, +2) -> +0.50 ± 1.50
+  assert by_metric["val int8 TFLM %"] == ["92.00 ± 2.00 (n=2)", "94.00 ± 3.56 (n=3)",
+                                          "+0.50 ± 1.50 (n=2) |"]
+  assert by_metric["test macro-F1"] == ["0.850 ± 0.050 (n=2)", "0.800 ± 0.082 (n=3)",
+                                        "+0.100 ± 0.000 (n=2) |"]
+  assert by_metric["val float %"] == ["–", "–", "– |"]  # null in every file
+  with pytest.raises(ValueError, match="no result files"):
+    sweep.compare(tmp_path, "har6/gru_h99", "har6/gru_h12")
