@@ -862,10 +862,30 @@ def markdown(agg):
   return "\n".join(lines)
 
 
+# Which export of an LSTM point the fronts plot: TFLite's int16-c LSTM, else σ(f)·c on c's
+# grid, else the plain int8 step model (the tables list all of them).
+_PLOT_EXPORT_ORDER = ("int16c", "cgrid", None)
+
+
+def _plotted(agg, dataset, family):
+  """The stats a front plots for ``family``: no ablation; per LSTM size, one export."""
+  best = {}
+  for (d, f, size), s in agg.items():
+    if d != dataset or f != family or _is_ablation(s):
+      continue
+    export = next((k for k in EXPORTS if s["knobs"].get(k)), None)
+    base = size[:-len(export) - 1] if export else size
+    rank = _PLOT_EXPORT_ORDER.index(export)
+    if base not in best or rank < best[base][0]:
+      best[base] = (rank, s)
+  return [s for _, s in best.values()]
+
+
 def plot_fronts(agg, path):
   """One panel per dataset: score vs dense int8 weight bytes (log x), ± std, per family."""
   from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
   plt = fileio.pyplot()
+  import matplotlib.ticker  # pylint: disable=import-outside-toplevel
   datasets = sorted({k[0] for k in agg})
   fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(5.5 * max(len(datasets), 1),
                                                               4.2), squeeze=False)
@@ -875,8 +895,7 @@ def plot_fronts(agg, path):
     scale = 1 if metric.endswith("f1") else 100
     for family in FAMILIES:
       pts = sorted((s["weights_dense_int8_bytes"][0], scale * s[metric][0],
-                    scale * s[metric][1]) for (d, f, _), s in agg.items()
-                   if d == dataset and f == family and not _is_ablation(s))
+                    scale * s[metric][1]) for s in _plotted(agg, dataset, family))
       if not pts:
         continue
       xs, ys, es = map(np.array, zip(*pts))
@@ -891,6 +910,12 @@ def plot_fronts(agg, path):
       fx, fy = zip(*front)
       ax.plot(fx, fy, "-", color=line[0].get_color())
     ax.set_xscale("log")
+    ticks = [b for b in (128,) + BUDGETS + (16384,)
+             if any(b / 2 < s["weights_dense_int8_bytes"][0] < b * 2
+                    for k, s in agg.items() if k[0] == dataset)]
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%d"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("weights, dense int8 bytes")
     ax.set_ylabel(("int8 TFLM macro-F1" if scale == 1 else "int8 TFLM accuracy %"))
     ax.set_title(dataset)

@@ -254,3 +254,20 @@ def test_compare_pairs_the_seeds_both_points_have(tmp_path):
   assert by_metric["val float %"] == ["–", "–", "– |"]  # null in every file
   with pytest.raises(ValueError, match="no result files"):
     sweep.compare(tmp_path, "har6/gru_h99", "har6/gru_h12")
+
+
+def test_fronts_plot_one_export_per_lstm_size_and_no_ablation():
+  def stats(score, **knobs):
+    return {"int8_tflm_accuracy": (score, 0.0, 5), "weights_dense_int8_bytes": (498, 0, 5),
+            "knobs": knobs}
+
+  agg = {("har2", "lstm", "h8"): stats(0.980),
+         ("har2", "lstm", "h8_cgrid"): stats(0.985, cgrid=True),
+         ("har2", "lstm", "h8_int16c"): stats(0.984, int16c=True),  # preferred, not the best
+         ("har2", "lstm", "h12"): stats(0.990),  # no export yet: the plain one
+         ("har2", "lstm", "h16_cgrid"): stats(0.991, cgrid=True),
+         ("har2", "lstm", "h16"): stats(0.970),
+         ("har2", "lstm", "h8_wd"): stats(0.999, wd=True),  # an ablation: never plotted
+         ("fsdd", "lstm", "h8"): stats(0.5)}
+  got = sorted(s["int8_tflm_accuracy"][0] for s in sweep._plotted(agg, "har2", "lstm"))  # pylint: disable=protected-access
+  assert got == [0.984, 0.990, 0.991]
