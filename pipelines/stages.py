@@ -547,7 +547,7 @@ def _report(r):
       "phase_reports": r.float_result["phase_reports"],
       "export": {
           "step_model": ("QAT's quantization plan" if r.plan is not None else
-                         "post-training quantization (the converter's calibrated ranges)"),
+                         "post-training quantization (the converter's ranges)"),
           # None for a cell without c; for the LSTMs, which grid their σ(f)·c is on.
           "lstm_forget_product_grid": config_lib.lstm_product_grid(config),
       },

@@ -49,9 +49,9 @@ _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Local copy of the data (fsdd, speech commands) or the .npz file.")
 _CELL = flags.DEFINE_enum(
     "cell", "fastgrnn", list(config_lib.CELLS),
-    "Recurrent cell. gru, lstm, lowrank_lstm: the baselines, trained dense and quantized "
-    "after training (--qat and sparsity default off for them; lowrank_lstm needs --w_rank "
-    "and --u_rank, gru and lstm take neither).")
+    "Recurrent cell. gru, lstm, lowrank_lstm: the baselines, trained dense and "
+    "quantized after training (--qat and sparsity default off for them; lowrank_lstm "
+    "needs --w_rank and --u_rank, gru and lstm take neither).")
 _UNITS = flags.DEFINE_integer("units", 48, "Hidden units H.")
 _W_RANK = flags.DEFINE_integer("w_rank", None, "Rank of W (None: full).")
 _U_RANK = flags.DEFINE_integer("u_rank", 16, "Rank of U (0 or None: full).")
@@ -131,10 +131,11 @@ _LSTM_PRODUCT_ON_CELL_GRID = flags.DEFINE_boolean(
     "--cell=lstm|lowrank_lstm only (ignored for the other cells): the int8 step model "
     "puts the product σ(f)·c on the cell state c's int8 grid (c capped at ±8, 1/16 per "
     "LSB) instead of the converter's range, calibrated on the float c that drifts to "
-    "±60-110 on HAR windows (0.3-0.8 per LSB). Measured (docs/benchmarks.md, 5 seeds, "
-    "int8 in TFLM): har6 macro-F1 LSTM h12 0.740 -> 0.864, low-rank LSTM h16 r3-4 "
-    "0.665 -> 0.870, fsdd LSTM h16 93.20 -> 96.00 %. --nolstm_product_on_cell_grid: "
-    "the converter's range, as the sweep's plain LSTM rows were exported.")
+    "±62 (har6 LSTM h12) or ±113 (low-rank LSTM h16 r3-4): 0.34-0.85 per LSB. "
+    "Measured (docs/benchmarks.md, 5 seeds, int8 in TFLM): har6 macro-F1 LSTM h12 "
+    "0.740 -> 0.864, low-rank LSTM h16 r3-4 0.665 -> 0.870, fsdd LSTM h16 93.20 -> "
+    "96.00 %. --nolstm_product_on_cell_grid: the converter's range, as the sweep's "
+    "plain LSTM rows were exported.")
 _KEEP_BEST = flags.DEFINE_boolean(
     "keep_best", True, "Keep the epoch with the best validation accuracy (of the "
     "fixed-support phase when sparsifying; of QAT) instead of the last one.")
@@ -248,9 +249,9 @@ def main(argv):
   try:  # the flags and the output folder first: no TensorFlow needed to refuse them
     config = _config_from_flags()
     print(f"[train_and_export] preset {config.preset}: epochs {config.epochs}, QAT "
-          f"{config.qat_epochs if config.qat else 'off'}, lr {config.lr_schedule}, clipnorm {config.clipnorm}, "
-          f"weight_decay {config.weight_decay}, keep_best {config.keep_best}, augment "
-          f"{config.augment or 'none'}", flush=True)
+          f"{config.qat_epochs if config.qat else 'off'}, lr {config.lr_schedule}, "
+          f"clipnorm {config.clipnorm}, weight_decay {config.weight_decay}, keep_best "
+          f"{config.keep_best}, augment {config.augment or 'none'}", flush=True)
   except ValueError as e:
     print(f"train_and_export: {e}", file=sys.stderr)
     return 2

@@ -139,7 +139,8 @@ for argv in json.loads(sys.argv[1]):
 
 def test_cell_flags_resolve_for_the_baselines(tmp_path):
   out = f"--output_dir={tmp_path / 'run'}"
-  argvs = [[out], ["--cell=lstm", out], ["--cell=lstm", "--nolstm_product_on_cell_grid", out],
+  argvs = [[out], ["--cell=lstm", out],
+           ["--cell=lstm", "--nolstm_product_on_cell_grid", out],
            ["--cell=lowrank_lstm", "--w_rank=2", "--u_rank=3", out],
            ["--cell=gru", "--lstm_product_on_cell_grid", out]]
   env = dict(os.environ, PYTHONPATH=str(REPO))
