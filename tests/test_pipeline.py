@@ -183,6 +183,7 @@ def _quantizations(tflite_bytes):
           for t in graph.tensors]
 
 
+@pytest.mark.slow
 def test_lstm_product_on_cell_grid_reaches_the_export(tmp_path, rng):
   """--cell=lstm with the flag's default (on) and off: the int8 step models differ in
   the grid of σ(f)·c alone; the report says which; an old flags.json without the key
