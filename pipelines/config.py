@@ -12,14 +12,20 @@ import pathlib
 
 from pipelines import run_folder
 
-__all__ = ["AUGMENT", "AUGMENT_CHOICES", "Config", "DISTRIBUTE", "LR_SCHEDULES",
-           "NOT_COMPARED_ON_RESUME", "multi_worker_task", "resolve_augment",
-           "validate_config"]
+__all__ = ["AUGMENT", "AUGMENT_CHOICES", "CELLS", "Config", "DISTRIBUTE", "LR_SCHEDULES",
+           "LSTM_CELLS", "NOT_COMPARED_ON_RESUME", "QAT_CELLS", "lstm_product_grid",
+           "multi_worker_task", "resolve_augment", "validate_config"]
 
 # training.LR_SCHEDULES and distribute.CHOICES, repeated here to keep this module free of
 # TensorFlow (a test checks they agree).
 LR_SCHEDULES = ("constant", "cosine")
 DISTRIBUTE = ("none", "mirrored", "multi_worker")
+# models.CELL_TYPES, repeated for the same reason. QAT and pruning cover the FastGRNN
+# cells; the baselines train dense and are quantized after training (post-training int8).
+CELLS = ("fastgrnn", "fastrnn", "gru", "lstm", "lowrank_lstm")
+QAT_CELLS = ("fastgrnn", "fastrnn")
+LSTM_CELLS = ("lstm", "lowrank_lstm")  # the cells with a cell state c
+_RANKED_CELLS = ("fastgrnn", "fastrnn", "lowrank_lstm")  # take --w_rank/--u_rank
 # Flags a resumed run may change: how it runs, not what it computes (a checkpoint
 # restores under any strategy; the cache holds the same features wherever it is).
 NOT_COMPARED_ON_RESUME = ("resume", "overwrite", "output_dir", "distribute",
@@ -96,6 +102,22 @@ class Config:
   # audio feature cache ("default", "none" or a folder).
   distribute: str = "none"
   feature_cache: str = "none"
+  # LSTM cells: the int8 step model puts the MUL σ(f)·c on c's grid
+  # (export.convert_step_model(forget_product_on_cell_grid=True)). False here, the
+  # converter's range, is how run folders made before it (and the sweep's LSTM rows)
+  # were exported; train_and_export's flag turns it on. Always False for other cells.
+  lstm_product_on_cell_grid: bool = False
+
+
+def lstm_product_grid(config):
+  """Where the int8 step model quantizes an LSTM's σ(f)·c, in words (the log, the
+  report); None for a cell without c."""
+  if config.cell not in LSTM_CELLS:
+    return None
+  if config.lstm_product_on_cell_grid:
+    return "the cell state c's grid (--lstm_product_on_cell_grid)"
+  return ("the converter's range, calibrated on the float c "
+          "(--nolstm_product_on_cell_grid)")
 
 
 def multi_worker_task(tf_config_text):
@@ -136,6 +158,26 @@ def validate_config(config, data_given=False):
   stops the run before any data is loaded or anything is written.
   """
   problems = []
+  if config.cell not in CELLS:
+    problems.append(f"--cell must be one of {', '.join(CELLS)}, got {config.cell!r}")
+  elif config.cell not in QAT_CELLS:
+    if config.qat:
+      problems.append(f"--cell={config.cell} is quantized after training (QAT covers "
+                      f"{' and '.join(QAT_CELLS)}): pass --noqat")
+    if config.sparsity_w or config.sparsity_u:
+      problems.append(f"--cell={config.cell} trains dense (pruning covers "
+                      f"{' and '.join(QAT_CELLS)}): pass --sparsity_w=0 --sparsity_u=0")
+  if config.cell in CELLS and config.cell not in _RANKED_CELLS and (
+      config.w_rank is not None or config.u_rank is not None):
+    problems.append(f"--cell={config.cell} has full-rank matrices: --w_rank and --u_rank "
+                    f"do not apply (got {config.w_rank}, {config.u_rank})")
+  if config.cell == "lowrank_lstm" and (config.w_rank is None or config.u_rank is None):
+    problems.append(f"--cell=lowrank_lstm needs --w_rank and --u_rank (got "
+                    f"{config.w_rank}, {config.u_rank})")
+  if config.lstm_product_on_cell_grid and config.cell not in LSTM_CELLS:
+    problems.append(f"lstm_product_on_cell_grid applies to --cell="
+                    f"{'|'.join(LSTM_CELLS)} only (a Config holds what runs), got "
+                    f"--cell={config.cell}")
   for name in ("units", "epochs", "batch_size", "num_test_vectors"):
     if getattr(config, name) <= 0:
       problems.append(f"--{name} must be positive, got {getattr(config, name)}")

@@ -97,6 +97,13 @@ def markdown(report):
       "",
       f"Macro-F1 of the int8 TFLM model: {report['macro_f1_tflm']:.4f}",
       "",
+  ]
+  export = report.get("export") or {}  # absent in reports written before it
+  if export:
+    out += [f"int8 step model: {export['step_model']}"
+            + (f"; the LSTM's σ(f)·c on {export['lstm_forget_product_grid']}"
+               if export.get("lstm_forget_product_grid") else "") + ".", ""]
+  out += [
       "![confusion matrix](confusion_tflm.png)",
       "",
       "## Size",

@@ -363,8 +363,11 @@ def _load_qat(r):
 def _export(r):
   _log("exporting the int8 step model")
   model, plan = quantization.export_inputs(r.deploy_model)  # QAT: its float twin + plan
-  tflite_bytes = export.convert_step_model(model, r.ds.x_train[:CALIBRATION_WINDOWS],
-                                           plan=plan)
+  if r.config.cell in config_lib.LSTM_CELLS:
+    _log(f"σ(f)·c on {config_lib.lstm_product_grid(r.config)}")
+  tflite_bytes = export.convert_step_model(
+      model, r.ds.x_train[:CALIBRATION_WINDOWS], plan=plan,
+      forget_product_on_cell_grid=r.config.lstm_product_on_cell_grid)
   export.check_tflm_compatible(tflite_bytes)  # before anything is written
   if plan is not None:
     plan.save(r.out / QUANTIZATION_PLAN)
@@ -542,6 +545,12 @@ def _report(r):
           "int8_litert": numerics["accuracy"].get("litert") if numerics else None,
       },
       "phase_reports": r.float_result["phase_reports"],
+      "export": {
+          "step_model": ("QAT's quantization plan" if r.plan is not None else
+                         "post-training quantization (the converter's ranges)"),
+          # None for a cell without c; for the LSTMs, which grid their σ(f)·c is on.
+          "lstm_forget_product_grid": config_lib.lstm_product_grid(config),
+      },
       "macro_f1_tflm": report_lib.macro_f1(cm),
       "confusion_tflm": cm,
       "size": {

@@ -300,7 +300,9 @@ def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
       keep_best=settings["keep_best"],
       augment=augment.resolve(settings.get("augment", "none"), point.dataset),
       augment_strength=settings.get("augment_strength", 1.0),
-      augment_params=settings.get("augment_params"))
+      augment_params=settings.get("augment_params"),
+      # The LSTM rows as measured (converter's range); tier 5's cgrid points are the fix.
+      lstm_product_on_cell_grid=False)
   if (run_dir / "report.json").exists():
     report = json.loads((run_dir / "report.json").read_text())
   else:

@@ -328,3 +328,5 @@ def test_multi_worker_resume_needs_the_chiefs_folder(tmp_path, monkeypatch):
 def test_config_module_agrees_with_training():
   from tf_fastgrnn import training  # pylint: disable=import-outside-toplevel
   assert config_lib.LR_SCHEDULES == training.LR_SCHEDULES
+  from tf_fastgrnn import models  # pylint: disable=import-outside-toplevel
+  assert sorted(config_lib.CELLS) == sorted(models.CELL_TYPES)

@@ -1,5 +1,6 @@
 """train_and_export end to end on a tiny npz task, its resume, and its refusals."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -71,6 +72,10 @@ def test_end_to_end_tiny(tmp_path, rng):
     (["--u_rank=9", "--units=4"], "--u_rank=9 exceeds --units=4"),
     (["--dataset=npz"], "--dataset=npz needs --data_dir"),
     (["--resume"], "--resume needs an earlier run"),
+    (["--cell=lstm", "--qat"], "--cell=lstm is quantized after training"),
+    (["--cell=gru", "--sparsity_u=0.5"], "--cell=gru trains dense"),
+    (["--cell=lstm", "--u_rank=4"], "--w_rank and --u_rank do not apply"),
+    (["--cell=lowrank_lstm", "--u_rank=4"], "--cell=lowrank_lstm needs --w_rank"),
 ])
 def test_contradicting_flags_write_nothing(tmp_path, args, message):
   out = tmp_path / "run"
@@ -117,3 +122,103 @@ def test_killed_run_resumes_and_finishes(tmp_path, rng):
   float_history = json.loads((out / "float_training.json").read_text())["history"]
   assert len(float_history["loss"]) == 20
   assert report["accuracy"]["int8_tflm"] >= 0.0
+
+
+# The flags as train_and_export resolves them, without TensorFlow (one process, several
+# command lines).
+_RESOLVE = """
+import dataclasses, json, sys
+from absl import flags
+from pipelines import train_and_export
+for argv in json.loads(sys.argv[1]):
+  flags.FLAGS.unparse_flags()
+  flags.FLAGS(["train_and_export"] + argv)
+  print(json.dumps(dataclasses.asdict(train_and_export._config_from_flags())))
+"""
+
+
+def test_cell_flags_resolve_for_the_baselines(tmp_path):
+  out = f"--output_dir={tmp_path / 'run'}"
+  argvs = [[out], ["--cell=lstm", out],
+           ["--cell=lstm", "--nolstm_product_on_cell_grid", out],
+           ["--cell=lowrank_lstm", "--w_rank=2", "--u_rank=3", out],
+           ["--cell=gru", "--lstm_product_on_cell_grid", out]]
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  result = subprocess.run([sys.executable, "-c", _RESOLVE, json.dumps(argvs)], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  fastgrnn, lstm, lstm_off, lowrank, gru = map(json.loads, result.stdout.splitlines())
+  # A FastGRNN run records False, as every run folder made before the flag reads: its
+  # resume compares equal.
+  assert (fastgrnn["cell"], fastgrnn["lstm_product_on_cell_grid"]) == ("fastgrnn", False)
+  assert fastgrnn["qat"] and fastgrnn["u_rank"] == 16 and fastgrnn["sparsity_w"] == 0.5
+  assert lstm["lstm_product_on_cell_grid"] and not lstm_off["lstm_product_on_cell_grid"]
+  assert lowrank["lstm_product_on_cell_grid"]
+  assert (lowrank["w_rank"], lowrank["u_rank"]) == (2, 3)
+  assert not gru["lstm_product_on_cell_grid"]  # no c: the flag does not apply
+  for config in (lstm, lowrank, gru):  # the baselines: dense, post-training int8
+    assert not config["qat"] and config["sparsity_w"] == config["sparsity_u"] == 0.0
+  assert lstm["w_rank"] is None and lstm["u_rank"] is None
+
+
+def _product_and_c_grids(tflite_bytes):
+  """(scale, zero point) of the MUL σ(f)·c (the one MUL reading the input c) and of c."""
+  from tf_fastgrnn import export  # pylint: disable=import-outside-toplevel
+  fb_model = export.read_model(tflite_bytes)
+  graph = fb_model.subgraphs[0]
+  inputs, _ = export.signature_tensors(fb_model)
+  (mul,) = [op for op in graph.operators
+            if export.op_name(fb_model, op) == "MUL" and inputs["c"] in op.inputs]
+  def grid(index):
+    q = graph.tensors[index].quantization
+    return float(q.scale[0]), int(q.zeroPoint[0])
+  return grid(mul.outputs[0]), grid(inputs["c"]), mul.outputs[0]
+
+
+def _quantizations(tflite_bytes):
+  from tf_fastgrnn import export  # pylint: disable=import-outside-toplevel
+  graph = export.read_model(tflite_bytes).subgraphs[0]
+  return [(list(t.quantization.scale), list(t.quantization.zeroPoint))
+          if t.quantization is not None and t.quantization.scale is not None else None
+          for t in graph.tensors]
+
+
+@pytest.mark.slow
+def test_lstm_product_on_cell_grid_reaches_the_export(tmp_path, rng):
+  """--cell=lstm with the flag's default (on) and off: the int8 step models differ in
+  the grid of σ(f)·c alone; the report says which; an old flags.json without the key
+  resumes as off."""
+  from pipelines import stages  # pylint: disable=import-outside-toplevel
+  from pipelines import config as config_lib  # pylint: disable=import-outside-toplevel
+  data = _npz(tmp_path / "tiny.npz", rng)
+  lstm = ["--dataset=npz", f"--data_dir={data}", "--cell=lstm", "--units=4", "--epochs=2",
+          "--batch_size=16", "--num_test_vectors=2", "--max_test_windows=8"]
+  on, off = tmp_path / "on", tmp_path / "off"
+  runs = {on: [], off: ["--nolstm_product_on_cell_grid", "--nonumerics",
+                        "--nowindow_model"]}
+  for out, extra in runs.items():
+    result = _run(lstm + extra + [f"--output_dir={out}"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+  tflite = {out: (out / "model_int8.tflite").read_bytes() for out in runs}
+  (product_on, c_on, index), (product_off, c_off, _) = (
+      _product_and_c_grids(tflite[on]), _product_and_c_grids(tflite[off]))
+  assert product_on == c_on
+  # Off: the converter's range of the product itself (here, c small, narrower than c's;
+  # on HAR windows wider: export._forget_product_on_cell_grid).
+  assert product_off != c_off
+  # The same training (seed, flags): every other tensor is on the same grid.
+  q_on, q_off = _quantizations(tflite[on]), _quantizations(tflite[off])
+  assert [i for i, (a, b) in enumerate(zip(q_on, q_off)) if a != b] == [index]
+  for out, grid in ((on, "c's grid"), (off, "the converter's range")):
+    report = json.loads((out / "report.json").read_text())
+    assert grid in report["export"]["lstm_forget_product_grid"]
+    assert grid in (out / "report.md").read_text()
+  # A run folder from before the flag (flags.json without it) resumes as off, only so.
+  flags = json.loads((off / "flags.json").read_text())
+  assert flags.pop("lstm_product_on_cell_grid") is False
+  (off / "flags.json").write_text(json.dumps(flags))
+  config = dataclasses.replace(config_lib.Config(**flags), resume=True)
+  stages._check_resume(config, off)  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match="'lstm_product_on_cell_grid': \\(False, True\\)"):
+    stages._check_resume(dataclasses.replace(  # pylint: disable=protected-access
+        config, lstm_product_on_cell_grid=True), off)
