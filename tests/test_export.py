@@ -92,6 +92,24 @@ def test_refuses_float_model_naming_tensors():
     export.check_tflm_compatible(float_bytes)
 
 
+def test_refusal_names_an_unnamed_tensor_by_index_shape_and_ops():
+  # _finish clears every name but the I/O ones: the float tensor between the two
+  # FULLY_CONNECTEDs is found by its index, shape and the ops around it.
+  first, second = keras.layers.Dense(C), keras.layers.Dense(2)
+  dense = keras.Sequential([keras.Input((D,), batch_size=1), first, second])
+  first.set_weights([np.eye(D, C, dtype=np.float32), np.zeros(C, np.float32)])
+  second.set_weights([np.ones((C, 2), np.float32), np.zeros(2, np.float32)])
+  float_bytes = export._finish(  # pylint: disable=protected-access
+      tf.lite.TFLiteConverter.from_keras_model(dense).convert(), share_state=False)
+  graph = export.read_model(float_bytes).subgraphs[0]
+  hidden = graph.operators[0].outputs[0]
+  assert graph.tensors[hidden].name == b""
+  with pytest.raises(export.TFLMCompatibilityError, match=(
+      f"tensor #{hidden} \\[1, {C}\\] \\(from FULLY_CONNECTED op 0, into FULLY_CONNECTED "
+      "op 1\\) is FLOAT32, not int8")):
+    export.check_tflm_compatible(float_bytes)
+
+
 def test_refuses_dynamic_batch():
   dense = keras.Sequential([keras.Input((D,)), keras.layers.Dense(C)])
   with pytest.raises(export.TFLMCompatibilityError, match="dynamic shape"):

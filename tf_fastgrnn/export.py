@@ -315,6 +315,27 @@ def _name(tensor):
   return tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
 
 
+def describe_tensor(fb_model, index):
+  """``tensor #i [shape] 'name' (from OP op k, into OP op m)``: a tensor found without
+  its name (``_finish`` keeps only the I/O names), placed by the ops around it."""
+  graph = fb_model.subgraphs[0]
+  tensor = graph.tensors[index]
+  shape = [int(d) for d in tensor.shape] if tensor.shape is not None else []
+  text = f"tensor #{index} {shape}"
+  if _name(tensor):
+    text += f" {_name(tensor)!r}"
+  places = []
+  for k, op in enumerate(graph.operators):
+    if op.outputs is not None and index in op.outputs:
+      places.append(f"from {op_name(fb_model, op)} op {k}")
+  for k, op in enumerate(graph.operators):
+    if op.inputs is not None and index in op.inputs:
+      places.append(f"into {op_name(fb_model, op)} op {k}")
+  if places:
+    text += " (" + ", ".join(places[:3]) + (", ..." if len(places) > 3 else "") + ")"
+  return text
+
+
 def read_tflite_file(path):
   """The bytes of the ``.tflite`` at ``path``, after checking that they parse.
 
@@ -412,7 +433,8 @@ def check_tflm_compatible(tflite_bytes, load=True):
   fails on an op its resolver lacks; a model with NaN scales aborted it).
 
   Raises:
-    TFLMCompatibilityError: listing the problems (op names, tensor names).
+    TFLMCompatibilityError: listing the problems (op names; tensors by index, shape,
+      name if any and the ops that produce and read them: ``describe_tensor``).
   """
   fb_model = read_model(tflite_bytes)
   problems = []
@@ -424,26 +446,28 @@ def check_tflm_compatible(tflite_bytes, load=True):
            if fb_model.buffers[t.buffer].data is not None}
   lstm_own = _fused_lstm_own_tensors(fb_model)
   for i, t in enumerate(graph.tensors):
-    name = _name(t)
     sig = t.shapeSignature
     if sig is not None and any(d < 0 for d in sig):
-      problems.append(f"tensor {name} has a dynamic shape {list(sig)}: export with batch 1")
+      problems.append(f"{describe_tensor(fb_model, i)} has a dynamic shape {list(sig)}: "
+                      "export with batch 1")
     if (i not in const and i not in lstm_own
         and t.type not in (schema.TensorType.INT8, schema.TensorType.INT32)):
-      problems.append(f"tensor {name} is {_TENSOR_TYPES.get(t.type, t.type)}, not int8")
+      problems.append(f"{describe_tensor(fb_model, i)} is "
+                      f"{_TENSOR_TYPES.get(t.type, t.type)}, not int8")
     scales = t.quantization.scale if t.quantization is not None else None
     if scales is not None and not np.all(np.isfinite(scales) & (np.asarray(scales) > 0)
                                          & (np.asarray(scales) <= MAX_SCALE)):
-      problems.append(f"tensor {name} has a scale outside (0, {MAX_SCALE:g}] (max "
+      problems.append(f"{describe_tensor(fb_model, i)} has a scale outside "
+                      f"(0, {MAX_SCALE:g}] (max "
                       f"{np.max(scales):.3g}): the model's weights or ranges are not sane "
                       "numbers (training diverged?)")
     if i in const and t.type == schema.TensorType.FLOAT32 and not np.all(np.isfinite(
         np.frombuffer(bytes(fb_model.buffers[t.buffer].data), np.float32))):
-      problems.append(f"constant {name} holds NaN or Inf")
+      problems.append(f"constant {describe_tensor(fb_model, i)} holds NaN or Inf")
   for io, kind in ((graph.inputs, "input"), (graph.outputs, "output")):
     for i in io:
       if graph.tensors[i].type != schema.TensorType.INT8:
-        problems.append(f"{kind} {_name(graph.tensors[i])} is not int8")
+        problems.append(f"{kind} {describe_tensor(fb_model, i)} is not int8")
   customs = [op for op in model_ops(tflite_bytes) if op.startswith("CUSTOM")]
   if customs:
     problems.append(f"custom ops TFLM does not provide: {customs}")
