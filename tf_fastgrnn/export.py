@@ -159,6 +159,101 @@ def _set_classifier_bias(fb_model, bias):
   bias_tensor.quantization.scale = scales.astype(np.float32).tolist()
 
 
+def _same_grid(q_a, q_b):
+  return (q_a is not None and q_b is not None and q_a.scale is not None
+          and q_b.scale is not None and len(q_a.scale) == 1 and len(q_b.scale) == 1
+          and float(q_a.scale[0]) == float(q_b.scale[0])
+          and int(q_a.zeroPoint[0]) == int(q_b.zeroPoint[0]))
+
+
+def _drop_unused_tensors(fb_model):
+  """Removes tensors no op, graph I/O or signature refers to, renumbering the rest."""
+  graph = fb_model.subgraphs[0]
+  used = set(graph.inputs) | set(graph.outputs)
+  for op in graph.operators:
+    used.update(int(i) for i in op.inputs if i >= 0)
+    used.update(int(i) for i in op.outputs)
+    if op.intermediates is not None:
+      used.update(int(i) for i in op.intermediates)
+  for sig in fb_model.signatureDefs or ():
+    used.update(t.tensorIndex for t in list(sig.inputs) + list(sig.outputs))
+  keep = sorted(used)
+  if len(keep) == len(graph.tensors):
+    return
+  new = {old: i for i, old in enumerate(keep)}
+  graph.tensors = [graph.tensors[i] for i in keep]
+  graph.inputs = [new[int(i)] for i in graph.inputs]
+  graph.outputs = [new[int(i)] for i in graph.outputs]
+  for op in graph.operators:
+    op.inputs = [new[int(i)] if i >= 0 else int(i) for i in op.inputs]
+    op.outputs = [new[int(i)] for i in op.outputs]
+    if op.intermediates is not None:
+      op.intermediates = [new[int(i)] for i in op.intermediates]
+  for sig in fb_model.signatureDefs or ():
+    for t in list(sig.inputs) + list(sig.outputs):
+      t.tensorIndex = new[t.tensorIndex]
+
+
+def _int8_float_splits(fb_model):
+  """Puts back in int8 a SPLIT the converter left in float between a DEQUANTIZE and
+  QUANTIZEs on the DEQUANTIZE's own grid (nothing is rescaled, so the int8 SPLIT gives
+  the same bytes). Returns how many SPLITs it rewrote.
+
+  Seen on the unrolled LSTM window model, in about one conversion of three of the same
+  model: step 0's SPLIT of the four gates, whose forget-gate output is dead (σ(f)·c_0
+  with c_0 = 0 is folded away); which conversions do it is not reproducible (not the
+  model, its names or the calibration data). A SPLIT whose outputs have other grids is
+  left as it is (``check_tflm_compatible`` then names its float tensors).
+  """
+  graph = fb_model.subgraphs[0]
+  ops = graph.operators
+  names = [op_name(fb_model, op) for op in ops]
+  producer = {int(o): k for k, op in enumerate(ops) for o in op.outputs}
+  readers = {}
+  for k, op in enumerate(ops):
+    for i in op.inputs:
+      readers.setdefault(int(i), []).append(k)
+  dropped, rewritten = set(), 0
+  for k, op in enumerate(ops):
+    if names[k] != "SPLIT" or graph.tensors[op.inputs[1]].type != schema.TensorType.FLOAT32:
+      continue
+    dequantize = producer.get(int(op.inputs[1]))
+    if dequantize is None or names[dequantize] != "DEQUANTIZE" or len(
+        readers.get(int(op.inputs[1]), [])) != 1:
+      continue
+    source = int(ops[dequantize].inputs[0])
+    q = graph.tensors[source].quantization
+    outputs, ok = [], graph.tensors[source].type == schema.TensorType.INT8
+    for out in op.outputs:
+      reads = readers.get(int(out), [])
+      if not reads:  # a dead output: the same tensor, now int8 on the source grid
+        outputs.append((int(out), None))
+      elif len(reads) == 1 and names[reads[0]] == "QUANTIZE" and _same_grid(
+          graph.tensors[ops[reads[0]].outputs[0]].quantization, q):
+        outputs.append((int(ops[reads[0]].outputs[0]), reads[0]))
+      else:
+        ok = False
+    if not ok:
+      continue
+    op.inputs[1] = source
+    for j, (tensor, quantize) in enumerate(outputs):
+      if quantize is None:
+        dead = graph.tensors[tensor]
+        dead.type = schema.TensorType.INT8
+        dead.quantization = schema.QuantizationParametersT()
+        dead.quantization.scale, dead.quantization.zeroPoint = (
+            [float(q.scale[0])], [int(q.zeroPoint[0])])
+      else:
+        dropped.add(quantize)
+      op.outputs[j] = tensor
+    dropped.add(dequantize)
+    rewritten += 1
+  if rewritten:
+    graph.operators = [op for k, op in enumerate(ops) if k not in dropped]
+    _drop_unused_tensors(fb_model)
+  return rewritten
+
+
 def _finish(tflite_bytes, share_state=True, plan=None, classifier_bias=None,
             forget_product_on_cell_grid=False):
   """Gives h and h_next one quantization; drops metadata the device does not need.
@@ -170,6 +265,7 @@ def _finish(tflite_bytes, share_state=True, plan=None, classifier_bias=None,
   """
   state_quantization = plan.state if plan is not None else None
   fb_model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
+  _int8_float_splits(fb_model)
   tensors = fb_model.subgraphs[0].tensors
   inputs, outputs = signature_tensors(fb_model)
   if share_state:
