@@ -161,6 +161,7 @@ def test_lstm_window_split_left_in_float_is_put_back_in_int8(rng, monkeypatch):
   fixed = finish(float_split, share_state=False)
   export.check_tflm_compatible(fixed)
   assert not {"DEQUANTIZE", "QUANTIZE"} & set(export.model_ops(fixed))
+  assert len(export.read_model(fixed).operatorCodes) == len(export.model_ops(fixed))
   assert len(export.read_model(fixed).subgraphs[0].tensors) == len(
       export.read_model(float_split).subgraphs[0].tensors) - 4
   for _ in range(8):

@@ -167,7 +167,8 @@ def _same_grid(q_a, q_b):
 
 
 def _drop_unused_tensors(fb_model):
-  """Removes tensors no op, graph I/O or signature refers to, renumbering the rest."""
+  """Removes tensors no op, graph I/O or signature refers to, renumbering the rest
+  (one subgraph, as ``check_tflm_compatible`` requires)."""
   graph = fb_model.subgraphs[0]
   used = set(graph.inputs) | set(graph.outputs)
   for op in graph.operators:
@@ -192,6 +193,23 @@ def _drop_unused_tensors(fb_model):
   for sig in fb_model.signatureDefs or ():
     for t in list(sig.inputs) + list(sig.outputs):
       t.tensorIndex = new[t.tensorIndex]
+  # Their buffers and the op codes no op uses any more go too (buffer 0 stays: the
+  # schema's empty sentinel).
+  buffers = sorted({0} | {t.buffer for g in fb_model.subgraphs for t in g.tensors}
+                   | {m.buffer for m in fb_model.metadata or ()})
+  new_buffer = {old: i for i, old in enumerate(buffers)}
+  fb_model.buffers = [fb_model.buffers[i] for i in buffers]
+  for g in fb_model.subgraphs:
+    for t in g.tensors:
+      t.buffer = new_buffer[t.buffer]
+  for m in fb_model.metadata or ():
+    m.buffer = new_buffer[m.buffer]
+  codes = sorted({op.opcodeIndex for g in fb_model.subgraphs for op in g.operators})
+  new_code = {old: i for i, old in enumerate(codes)}
+  fb_model.operatorCodes = [fb_model.operatorCodes[i] for i in codes]
+  for g in fb_model.subgraphs:
+    for op in g.operators:
+      op.opcodeIndex = new_code[op.opcodeIndex]
 
 
 def _int8_float_splits(fb_model):
