@@ -159,6 +159,119 @@ def _set_classifier_bias(fb_model, bias):
   bias_tensor.quantization.scale = scales.astype(np.float32).tolist()
 
 
+def _same_grid(q_a, q_b):
+  return (q_a is not None and q_b is not None and q_a.scale is not None
+          and q_b.scale is not None and len(q_a.scale) == 1 and len(q_b.scale) == 1
+          and float(q_a.scale[0]) == float(q_b.scale[0])
+          and int(q_a.zeroPoint[0]) == int(q_b.zeroPoint[0]))
+
+
+def _drop_unused_tensors(fb_model):
+  """Removes tensors no op, graph I/O or signature refers to, renumbering the rest
+  (one subgraph, as ``check_tflm_compatible`` requires)."""
+  graph = fb_model.subgraphs[0]
+  used = set(graph.inputs) | set(graph.outputs)
+  for op in graph.operators:
+    used.update(int(i) for i in op.inputs if i >= 0)
+    used.update(int(i) for i in op.outputs)
+    if op.intermediates is not None:
+      used.update(int(i) for i in op.intermediates)
+  for sig in fb_model.signatureDefs or ():
+    used.update(t.tensorIndex for t in list(sig.inputs) + list(sig.outputs))
+  keep = sorted(used)
+  if len(keep) == len(graph.tensors):
+    return
+  new = {old: i for i, old in enumerate(keep)}
+  graph.tensors = [graph.tensors[i] for i in keep]
+  graph.inputs = [new[int(i)] for i in graph.inputs]
+  graph.outputs = [new[int(i)] for i in graph.outputs]
+  for op in graph.operators:
+    op.inputs = [new[int(i)] if i >= 0 else int(i) for i in op.inputs]
+    op.outputs = [new[int(i)] for i in op.outputs]
+    if op.intermediates is not None:
+      op.intermediates = [new[int(i)] for i in op.intermediates]
+  for sig in fb_model.signatureDefs or ():
+    for t in list(sig.inputs) + list(sig.outputs):
+      t.tensorIndex = new[t.tensorIndex]
+  # Their buffers and the op codes no op uses any more go too (buffer 0 stays: the
+  # schema's empty sentinel).
+  buffers = sorted({0} | {t.buffer for g in fb_model.subgraphs for t in g.tensors}
+                   | {m.buffer for m in fb_model.metadata or ()})
+  new_buffer = {old: i for i, old in enumerate(buffers)}
+  fb_model.buffers = [fb_model.buffers[i] for i in buffers]
+  for g in fb_model.subgraphs:
+    for t in g.tensors:
+      t.buffer = new_buffer[t.buffer]
+  for m in fb_model.metadata or ():
+    m.buffer = new_buffer[m.buffer]
+  codes = sorted({op.opcodeIndex for g in fb_model.subgraphs for op in g.operators})
+  new_code = {old: i for i, old in enumerate(codes)}
+  fb_model.operatorCodes = [fb_model.operatorCodes[i] for i in codes]
+  for g in fb_model.subgraphs:
+    for op in g.operators:
+      op.opcodeIndex = new_code[op.opcodeIndex]
+
+
+def _int8_float_splits(fb_model):
+  """Puts back in int8 a SPLIT the converter left in float between a DEQUANTIZE and
+  QUANTIZEs on the DEQUANTIZE's own grid (nothing is rescaled, so the int8 SPLIT gives
+  the same bytes). Returns how many SPLITs it rewrote.
+
+  Seen on the unrolled LSTM window model, in about one conversion of three of the same
+  model: step 0's SPLIT of the four gates, whose forget-gate output is dead (σ(f)·c_0
+  with c_0 = 0 is folded away); which conversions do it is not reproducible (not the
+  model, its names or the calibration data). A SPLIT whose outputs have other grids is
+  left as it is (``check_tflm_compatible`` then names its float tensors).
+  """
+  graph = fb_model.subgraphs[0]
+  ops = graph.operators
+  names = [op_name(fb_model, op) for op in ops]
+  producer = {int(o): k for k, op in enumerate(ops) for o in op.outputs}
+  readers = {}
+  for k, op in enumerate(ops):
+    for i in op.inputs:
+      readers.setdefault(int(i), []).append(k)
+  dropped, rewritten = set(), 0
+  for k, op in enumerate(ops):
+    if names[k] != "SPLIT" or graph.tensors[op.inputs[1]].type != schema.TensorType.FLOAT32:
+      continue
+    dequantize = producer.get(int(op.inputs[1]))
+    if dequantize is None or names[dequantize] != "DEQUANTIZE" or len(
+        readers.get(int(op.inputs[1]), [])) != 1:
+      continue
+    source = int(ops[dequantize].inputs[0])
+    q = graph.tensors[source].quantization
+    outputs, ok = [], graph.tensors[source].type == schema.TensorType.INT8
+    for out in op.outputs:
+      reads = readers.get(int(out), [])
+      if not reads:  # a dead output: the same tensor, now int8 on the source grid
+        outputs.append((int(out), None))
+      elif len(reads) == 1 and names[reads[0]] == "QUANTIZE" and _same_grid(
+          graph.tensors[ops[reads[0]].outputs[0]].quantization, q):
+        outputs.append((int(ops[reads[0]].outputs[0]), reads[0]))
+      else:
+        ok = False
+    if not ok:
+      continue
+    op.inputs[1] = source
+    for j, (tensor, quantize) in enumerate(outputs):
+      if quantize is None:
+        dead = graph.tensors[tensor]
+        dead.type = schema.TensorType.INT8
+        dead.quantization = schema.QuantizationParametersT()
+        dead.quantization.scale, dead.quantization.zeroPoint = (
+            [float(q.scale[0])], [int(q.zeroPoint[0])])
+      else:
+        dropped.add(quantize)
+      op.outputs[j] = tensor
+    dropped.add(dequantize)
+    rewritten += 1
+  if rewritten:
+    graph.operators = [op for k, op in enumerate(ops) if k not in dropped]
+    _drop_unused_tensors(fb_model)
+  return rewritten
+
+
 def _finish(tflite_bytes, share_state=True, plan=None, classifier_bias=None,
             forget_product_on_cell_grid=False):
   """Gives h and h_next one quantization; drops metadata the device does not need.
@@ -170,6 +283,7 @@ def _finish(tflite_bytes, share_state=True, plan=None, classifier_bias=None,
   """
   state_quantization = plan.state if plan is not None else None
   fb_model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
+  _int8_float_splits(fb_model)
   tensors = fb_model.subgraphs[0].tensors
   inputs, outputs = signature_tensors(fb_model)
   if share_state:
@@ -315,6 +429,27 @@ def _name(tensor):
   return tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
 
 
+def describe_tensor(fb_model, index):
+  """``tensor #i [shape] 'name' (from OP op k, into OP op m)``: a tensor found without
+  its name (``_finish`` keeps only the I/O names), placed by the ops around it."""
+  graph = fb_model.subgraphs[0]
+  tensor = graph.tensors[index]
+  shape = [int(d) for d in tensor.shape] if tensor.shape is not None else []
+  text = f"tensor #{index} {shape}"
+  if _name(tensor):
+    text += f" {_name(tensor)!r}"
+  places = []
+  for k, op in enumerate(graph.operators):
+    if op.outputs is not None and index in op.outputs:
+      places.append(f"from {op_name(fb_model, op)} op {k}")
+  for k, op in enumerate(graph.operators):
+    if op.inputs is not None and index in op.inputs:
+      places.append(f"into {op_name(fb_model, op)} op {k}")
+  if places:
+    text += " (" + ", ".join(places[:3]) + (", ..." if len(places) > 3 else "") + ")"
+  return text
+
+
 def read_tflite_file(path):
   """The bytes of the ``.tflite`` at ``path``, after checking that they parse.
 
@@ -412,7 +547,8 @@ def check_tflm_compatible(tflite_bytes, load=True):
   fails on an op its resolver lacks; a model with NaN scales aborted it).
 
   Raises:
-    TFLMCompatibilityError: listing the problems (op names, tensor names).
+    TFLMCompatibilityError: listing the problems (op names; tensors by index, shape,
+      name if any and the ops that produce and read them: ``describe_tensor``).
   """
   fb_model = read_model(tflite_bytes)
   problems = []
@@ -424,26 +560,28 @@ def check_tflm_compatible(tflite_bytes, load=True):
            if fb_model.buffers[t.buffer].data is not None}
   lstm_own = _fused_lstm_own_tensors(fb_model)
   for i, t in enumerate(graph.tensors):
-    name = _name(t)
     sig = t.shapeSignature
     if sig is not None and any(d < 0 for d in sig):
-      problems.append(f"tensor {name} has a dynamic shape {list(sig)}: export with batch 1")
+      problems.append(f"{describe_tensor(fb_model, i)} has a dynamic shape {list(sig)}: "
+                      "export with batch 1")
     if (i not in const and i not in lstm_own
         and t.type not in (schema.TensorType.INT8, schema.TensorType.INT32)):
-      problems.append(f"tensor {name} is {_TENSOR_TYPES.get(t.type, t.type)}, not int8")
+      problems.append(f"{describe_tensor(fb_model, i)} is "
+                      f"{_TENSOR_TYPES.get(t.type, t.type)}, not int8")
     scales = t.quantization.scale if t.quantization is not None else None
     if scales is not None and not np.all(np.isfinite(scales) & (np.asarray(scales) > 0)
                                          & (np.asarray(scales) <= MAX_SCALE)):
-      problems.append(f"tensor {name} has a scale outside (0, {MAX_SCALE:g}] (max "
+      problems.append(f"{describe_tensor(fb_model, i)} has a scale outside "
+                      f"(0, {MAX_SCALE:g}] (max "
                       f"{np.max(scales):.3g}): the model's weights or ranges are not sane "
                       "numbers (training diverged?)")
     if i in const and t.type == schema.TensorType.FLOAT32 and not np.all(np.isfinite(
         np.frombuffer(bytes(fb_model.buffers[t.buffer].data), np.float32))):
-      problems.append(f"constant {name} holds NaN or Inf")
+      problems.append(f"constant {describe_tensor(fb_model, i)} holds NaN or Inf")
   for io, kind in ((graph.inputs, "input"), (graph.outputs, "output")):
     for i in io:
       if graph.tensors[i].type != schema.TensorType.INT8:
-        problems.append(f"{kind} {_name(graph.tensors[i])} is not int8")
+        problems.append(f"{kind} {describe_tensor(fb_model, i)} is not int8")
   customs = [op for op in model_ops(tflite_bytes) if op.startswith("CUSTOM")]
   if customs:
     problems.append(f"custom ops TFLM does not provide: {customs}")
