@@ -234,11 +234,7 @@ class LiteRTRunner(_Runner):
 
   def __init__(self, tflite_bytes):
     super().__init__(tflite_bytes)
-    from ai_edge_litert import interpreter as litert  # pylint: disable=import-outside-toplevel
-    self.interpreter = litert.Interpreter(
-        model_content=tflite_bytes,
-        experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF)
-    self.interpreter.allocate_tensors()
+    self.interpreter = runtime.litert_interpreter(tflite_bytes)
     self._in = self.interpreter.get_input_details()[0]["index"]
     self._out = self.interpreter.get_output_details()[0]["index"]
 

@@ -23,7 +23,8 @@ import numpy as np
 from tf_fastgrnn import export
 from tf_fastgrnn import fixed_point
 
-__all__ = ["LiteRTStepRunner", "StepRunner", "TFLMStepRunner", "measure_arena", "step_io",
+__all__ = ["LiteRTStepRunner", "StepRunner", "TFLMStepRunner", "litert_interpreter",
+           "measure_arena", "step_io",
            "quantize", "dequantize"]
 
 
@@ -35,6 +36,17 @@ def quantize(values, scale, zero_point):
 
 def dequantize(values, scale, zero_point):
   return (np.asarray(values, np.float32) - zero_point) * np.float32(scale)
+
+
+def litert_interpreter(tflite_bytes):
+  """An allocated LiteRT interpreter with the reference kernels (``BUILTIN_REF``, no
+  XNNPACK): what TFLM's kernels are compared with."""
+  from ai_edge_litert import interpreter as litert  # pylint: disable=import-outside-toplevel
+  interpreter = litert.Interpreter(
+      model_content=tflite_bytes,
+      experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF)
+  interpreter.allocate_tensors()
+  return interpreter
 
 
 def step_io(tflite_bytes):
@@ -168,11 +180,7 @@ class LiteRTStepRunner(StepRunner):
 
   def __init__(self, tflite_bytes):
     super().__init__(tflite_bytes)
-    from ai_edge_litert import interpreter as litert  # pylint: disable=import-outside-toplevel
-    self.interpreter = litert.Interpreter(
-        model_content=tflite_bytes,
-        experimental_op_resolver_type=litert.OpResolverType.BUILTIN_REF)
-    self.interpreter.allocate_tensors()
+    self.interpreter = litert_interpreter(tflite_bytes)
     ins, outs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
     self._inputs = [(n, ins[d["index"]]["index"]) for n, d in self.io.items()
                     if n in ("x", "h", "c")]
