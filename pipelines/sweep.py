@@ -999,13 +999,13 @@ def compare(results_dir, trial, base):
 
   runs = {"trial": load(trial), "base": load(base)}
 
-  def fmt(values, scale):
+  def fmt(values, scale, sign=""):
     values = [scale * v for v in values]
     if not values:
       return "–"
     digits = 2 if scale == 100 else 3
     sd = float(np.std(values))  # as the tables: the population std over the seeds
-    return f"{np.mean(values):+.{digits}f}".lstrip("+") + f" ± {sd:.{digits}f} (n={len(values)})"
+    return f"{np.mean(values):{sign}.{digits}f} ± {sd:.{digits}f} (n={len(values)})"
 
   lines = [f"| metric | {trial} | {base} | paired difference |", "|---|---|---|---|"]
   for key, label, scale in COMPARED:
@@ -1013,11 +1013,8 @@ def compare(results_dir, trial, base):
            for k, v in runs.items()}
     common = sorted(set(got["trial"]) & set(got["base"]))
     delta = [got["trial"][s] - got["base"][s] for s in common]
-    diff = fmt(delta, scale)
-    if delta:
-      diff = ("+" if np.mean(delta) >= 0 else "") + diff
     lines.append(f"| {label} | {fmt(list(got['trial'].values()), scale)} | "
-                 f"{fmt(list(got['base'].values()), scale)} | {diff} |")
+                 f"{fmt(list(got['base'].values()), scale)} | {fmt(delta, scale, '+')} |")
   return "\n".join(lines) + "\n"
 
 
