@@ -35,7 +35,8 @@ NOT_COMPARED_ON_RESUME = ("resume", "overwrite", "output_dir", "distribute",
 # the flag's; a Config holds what runs, None for none).
 AUGMENT = (None, "imu", "audio")
 AUGMENT_CHOICES = ("none", "auto", "imu", "audio")  # augment.CHOICES
-_IMU_DATASETS = ("har6", "har2")
+IMU_DATASETS = ("har6", "har2")
+IMU_FRONTENDS = ("raw_imu", "imu_gravity")  # data.har.FRONTENDS (without importing numpy)
 _AUDIO_DATASETS = ("fsdd", "speech_commands", "google12", "google30")
 
 
@@ -50,7 +51,7 @@ def resolve_augment(choice, dataset):
     raise ValueError(f"--augment must be one of {', '.join(AUGMENT_CHOICES)}, got "
                      f"{choice!r}")
   if choice == "auto":
-    choice = ("imu" if dataset in _IMU_DATASETS else
+    choice = ("imu" if dataset in IMU_DATASETS else
               "audio" if dataset in _AUDIO_DATASETS else "none")
   return None if choice == "none" else choice
 
@@ -84,6 +85,8 @@ class Config:
   numerics: bool = True
   window_model: bool = True
   audio_frontend: str = "logmel32"
+  # HAR features (data.har.FRONTENDS); the default reads run folders made before it.
+  imu_frontend: str = "raw_imu"
   overwrite: bool = False
   # Training recipe (training.fit); the defaults are the plain recipe of earlier runs.
   lr_schedule: str = "constant"
@@ -211,6 +214,12 @@ def validate_config(config, data_given=False):
   if not (math.isfinite(config.augment_strength) and config.augment_strength > 0):
     problems.append(f"--augment_strength must be a finite number > 0, got "
                     f"{config.augment_strength}")
+  if config.imu_frontend not in IMU_FRONTENDS:
+    problems.append(f"--imu_frontend must be one of {', '.join(IMU_FRONTENDS)}, got "
+                    f"{config.imu_frontend!r}")
+  elif config.imu_frontend != "raw_imu" and config.dataset not in IMU_DATASETS:
+    problems.append(f"--imu_frontend={config.imu_frontend} applies to the IMU datasets "
+                    f"({', '.join(IMU_DATASETS)}), got --dataset={config.dataset}")
   if config.arena_margin < 0:
     problems.append(f"--arena_margin must be >= 0, got {config.arena_margin}")
   if config.seed < 0:

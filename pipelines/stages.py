@@ -175,6 +175,9 @@ def preflight(config, ds):
   if problems:
     raise ValueError("; ".join(problems))
   input_dim = shape[2]
+  if config.dataset in ("har6", "har2") and ds.meta.get("frontend") != config.imu_frontend:
+    problems.append(f"--imu_frontend={config.imu_frontend}, but the data handed over was "
+                    f"made with the {ds.meta.get('frontend')} front end")
   if config.cell not in ("lstm", "gru") and config.w_rank is not None and (
       config.w_rank > min(input_dim, config.units)):
     problems.append(f"--w_rank={config.w_rank} exceeds min(D, --units) = "
@@ -662,7 +665,9 @@ def run(config, ds=None, on_output_ready=None):
   if ds is None:
     _log(f"loading {config.dataset}")
     opts = ({"frontend": config.audio_frontend, "feature_cache": config.feature_cache}
-            if config.dataset in datasets.AUDIO_DATASETS else {})
+            if config.dataset in datasets.AUDIO_DATASETS else
+            {"frontend": config.imu_frontend} if config.dataset in ("har6", "har2")
+            else {})
     ds = datasets.load_dataset(config.dataset, config.data_dir, seed=config.seed, **opts)
   chief = distribute.is_chief(distribute.get_strategy(config.distribute))
   if not chief:

@@ -314,6 +314,7 @@ def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
       augment=augment.resolve(settings.get("augment", "none"), point.dataset),
       augment_strength=settings.get("augment_strength", 1.0),
       augment_params=settings.get("augment_params"),
+      imu_frontend=settings.get("imu_frontend", "raw_imu"),
       # The LSTM rows as measured (converter's range); tier 5's cgrid points are the fix.
       lstm_product_on_cell_grid=False)
   if (run_dir / "report.json").exists():

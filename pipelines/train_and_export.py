@@ -93,6 +93,11 @@ _AUDIO_FRONTEND = flags.DEFINE_enum(
     "audio_frontend", "logmel32", ["logmel32", "micro32"],
     "Audio features (fsdd, speech_commands): logmel32 = numpy log-mel as in the paper; "
     "micro32 = TFLM's micro front end. The device must compute the same.")
+_IMU_FRONTEND = flags.DEFINE_enum(
+    "imu_frontend", "raw_imu", ["raw_imu", "imu_gravity"],
+    "IMU features (har6, har2): raw_imu = the 6 raw channels; imu_gravity = UCI HAR's "
+    "9 (body acceleration, gravity by a 0.3 Hz one-pole low-pass, gyro; data.har."
+    "gravity_split, tflm_app/imu_frontend.h). The device must compute the same.")
 _DISTRIBUTE = flags.DEFINE_string(
     "distribute", "none",
     "Training stages (float, the three pruning phases, QAT) under tf.distribute: none "
@@ -145,7 +150,8 @@ def _preset_values():
   """The preset's values, overridden by every flag given on the command line."""
   holders = {"epochs": _EPOCHS, "qat_epochs": _QAT_EPOCHS, "lr_schedule": _LR_SCHEDULE,
              "clipnorm": _CLIPNORM, "weight_decay": _WEIGHT_DECAY, "keep_best": _KEEP_BEST,
-             "augment": _AUGMENT, "augment_strength": _AUGMENT_STRENGTH}
+             "augment": _AUGMENT, "augment_strength": _AUGMENT_STRENGTH,
+             "imu_frontend": _IMU_FRONTEND}
   return presets.apply(
       _PRESET.value, _DATASET.value, {k: h.value for k, h in holders.items()},
       {k for k, h in holders.items() if flags.FLAGS[h.name].present})
@@ -186,6 +192,8 @@ def _config_from_flags():
       max_test_windows=_MAX_TEST_WINDOWS.value, num_test_vectors=_NUM_TEST_VECTORS.value,
       arena_margin=_ARENA_MARGIN.value, numerics=_NUMERICS.value,
       window_model=_WINDOW_MODEL.value, audio_frontend=_AUDIO_FRONTEND.value,
+      imu_frontend=(values["imu_frontend"] if _DATASET.value in config_lib.IMU_DATASETS
+                    or flags.FLAGS["imu_frontend"].present else "raw_imu"),
       overwrite=_OVERWRITE.value, lr_schedule=values["lr_schedule"],
       clipnorm=values["clipnorm"], weight_decay=values["weight_decay"],
       keep_best=values["keep_best"], augment=augment,

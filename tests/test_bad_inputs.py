@@ -128,6 +128,8 @@ BAD_INPUTS = [
      ["--distribute=multi_worker", "TF_CONFIG"]),
     ("feature cache is a file", ["--feature_cache=__DATA__"], None, 2,
      ["--feature_cache", "a file"]),
+    ("IMU front end on other data", ["--imu_frontend=imu_gravity"], None, 2,
+     ["--imu_frontend=imu_gravity", "har6, har2", "--dataset=npz"]),
 ]
 
 
@@ -330,3 +332,22 @@ def test_config_module_agrees_with_training():
   assert config_lib.LR_SCHEDULES == training.LR_SCHEDULES
   from tf_fastgrnn import models  # pylint: disable=import-outside-toplevel
   assert sorted(config_lib.CELLS) == sorted(models.CELL_TYPES)
+
+
+def test_preflight_refuses_data_of_another_imu_front_end(tmp_path, rng):
+  from data import datasets  # pylint: disable=import-outside-toplevel
+  from pipelines import stages  # pylint: disable=import-outside-toplevel
+  x = rng.normal(size=(12, 4, 6)).astype(np.float32)
+  y = np.arange(12) % 2
+  ds = datasets.normalise([(x, y), (x, y), (x, y)], ["a", "b"], {"frontend": "raw_imu"})
+  config = stages.Config(
+      dataset="har6", data_dir=None, cell="fastgrnn", units=4, w_rank=None, u_rank=None,
+      sparsity_w=0.0, sparsity_u=0.0, epochs=3, qat=False, qat_epochs=0, batch_size=4,
+      learning_rate=0.01, qat_learning_rate=0.001, seed=0,
+      output_dir=str(tmp_path / "run"), resume=False, max_test_windows=None,
+      num_test_vectors=1, arena_margin=0, imu_frontend="imu_gravity")
+  with pytest.raises(ValueError, match="--imu_frontend=imu_gravity, but the data handed "
+                     "over was made with the raw_imu front end"):
+    stages.preflight(config, ds)
+  stages.preflight(dataclasses.replace(config, imu_frontend="raw_imu"), ds)
+  assert not (tmp_path / "run").exists()
