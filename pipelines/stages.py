@@ -488,6 +488,8 @@ def _device_files(r):
       feature_mean=ds.feature_mean, feature_std=ds.feature_std,
       arena_used=int(ev["arena"]), arena_margin=config.arena_margin,
       frontend=ds.meta.get("frontend", "raw"),
+      frontend_constants=({"kGravityAlpha": ds.meta["gravity_alpha"]}
+                          if "gravity_alpha" in ds.meta else None),
       keyword_spotting=config.dataset in datasets.AUDIO_DATASETS)
   if r.fused_bytes is not None:
     settings = dataclasses.replace(settings, fused_decoded_bytes=fused.decoded_ram_bytes(

@@ -198,3 +198,17 @@ def test_fused_build_gets_an_arena_with_room_for_the_decoded_options(exported, t
   fused_block = header.split("#elif defined(TF_FASTGRNN_FUSED_OP)", 1)[1].split("#else", 1)
   assert "kTensorArenaSize = 5746;" in fused_block[0]  # 4000 + 1234 + 512
   assert "kTensorArenaSize = 4512;" in fused_block[1].split("#endif", 1)[0]
+
+
+def test_frontend_constants_are_written_and_checked(exported, tmp_path):
+  tflite_bytes, _, _, _ = exported
+  settings, header = _header(tflite_bytes, tmp_path, frontend="imu_gravity",
+                             frontend_constants={"kGravityAlpha": 0.036997346603025116})
+  assert settings.frontend_constants == (("kGravityAlpha", 0.036997346603025116),)
+  assert 'kFrontend = "imu_gravity";' in header
+  assert "constexpr float kGravityAlpha = 0.0369973466f;" in header
+  _, plain = _header(tflite_bytes, tmp_path / "plain")
+  assert "kGravityAlpha" not in plain
+  for bad in ({"gravity": 0.5}, {"kAlpha": float("nan")}, {"k-a": 1.0}):
+    with pytest.raises(ValueError, match="frontend constant"):
+      _header(tflite_bytes, tmp_path / "bad", frontend_constants=bad)

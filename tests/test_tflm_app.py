@@ -32,6 +32,29 @@ def test_logic_test_passes(logic_binary):
   assert result.returncode == 0 and result.stdout.strip().endswith("passed, 0 failed")
 
 
+def test_imu_frontend_matches_the_python_front_end(logic_binary):
+  """tflm_app/imu_frontend.cc streams what data.har.gravity_split computes (float32 loop
+  against the float64 reference, over a minute of IMU samples)."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from data import har  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(7)
+  n = 3000
+  tilt = np.cumsum(rng.normal(0, 0.002, (n, 3)), 0)
+  sig = np.concatenate([[0.1, 0.95, 0.2] + tilt + rng.normal(0, 0.3, (n, 3)),
+                        rng.normal(0, 1.0, (n, 3))], 1).astype(np.float32)
+  text = "\n".join(" ".join(f"{v:.9g}" for v in row) for row in sig) + "\n"
+  result = subprocess.run(
+      [str(logic_binary.parent / "imu_frontend_test"), "--stream",
+       f"{har.gravity_coefficient():.9g}"], input=text, capture_output=True, text=True,
+      check=False, timeout=60)
+  assert result.returncode == 0, result.stderr
+  frames = np.array([[float(v) for v in line.split()] for line in
+                     result.stdout.splitlines()])
+  want = har.gravity_split(sig)
+  assert frames.shape == want.shape == (n, 9)
+  np.testing.assert_allclose(frames, want, atol=2e-5)
+
+
 def _requant(value, s_out, z_out, s_in, z_in):
   """TFLite's integer requantization, as the Python reference (``fixed_point``)."""
   from tf_fastgrnn import fixed_point  # pylint: disable=import-outside-toplevel

@@ -71,6 +71,8 @@ class DeviceSettings:
       into (``fused.decoded_ram_bytes``; 0: no fused model). The fused build's arena is
       ``arena_used + fused_decoded_bytes + arena_margin``: the fused model has none of
       the builtin graph's intermediate tensors, so this bounds it from above.
+    frontend_constants: ``((name, float), ...)`` the front end needs on the device,
+      written as ``constexpr float`` (e.g. ``kGravityAlpha`` of ``imu_gravity``).
   """
   input_dim: int
   hidden_dim: int
@@ -88,6 +90,7 @@ class DeviceSettings:
   smoothing_steps: int = 0
   cell_dim: int = 0
   fused_decoded_bytes: int = 0
+  frontend_constants: tuple = ()
 
   @property
   def states(self):
@@ -123,13 +126,19 @@ def _check_app_can_run(tflite_bytes, io):
 
 def settings_from_model(tflite_bytes, *, labels, steps_per_window, feature_mean,
                         feature_std, arena_used, arena_margin=1024, frontend="raw",
-                        keyword_spotting=False):
+                        keyword_spotting=False, frontend_constants=None):
   """Reads dims, I/O quantization and ops from the ``.tflite``; checks them against
   ``labels`` and the normalisation statistics, and that the app can run the model.
 
   ``keyword_spotting`` (audio tasks) configures the app's posterior smoother, sized from
-  the model: ``min(10, steps_per_window)`` steps × the classes.
+  the model: ``min(10, steps_per_window)`` steps × the classes. ``frontend_constants``:
+  ``{name: value}`` the front end needs (C identifiers ``k...``, finite floats).
   """
+  constants = tuple((str(k), float(v)) for k, v in (frontend_constants or {}).items())
+  for name, value in constants:
+    if not (name.startswith("k") and name.isidentifier() and np.isfinite(value)):
+      raise ValueError(f"frontend constant {name}={value}: needs a C name k... and a "
+                       "finite value")
   io = runtime.step_io(tflite_bytes)
   _check_app_can_run(tflite_bytes, io)
   input_dim, hidden = io["x"]["shape"][-1], io["h"]["shape"][-1]
@@ -155,7 +164,7 @@ def settings_from_model(tflite_bytes, *, labels, steps_per_window, feature_mean,
       frontend=str(frontend), model_bytes=len(tflite_bytes),
       smoothing_steps=min(_SMOOTHING_STEPS, int(steps_per_window)) if keyword_spotting
       else 0,
-      cell_dim=io["c"]["shape"][-1] if "c" in io else 0)
+      cell_dim=io["c"]["shape"][-1] if "c" in io else 0, frontend_constants=constants)
 
 
 def c_array(values, per_line=12, fmt="{}"):
@@ -218,6 +227,8 @@ def _settings_header(s):
           f"constexpr const char* kCategoryLabels[kNumClasses] = {{{labels}}};\n\n",
           f"// Front end the device must run to produce a frame: {s.frontend}.\n",
           f'constexpr const char* kFrontend = "{s.frontend}";\n',
+          *(f"constexpr float {name} = {_float(value)};\n"
+            for name, value in s.frontend_constants),
           "// A raw frame is normalised as (raw - kFeatureMean) / kFeatureStd, then\n"
           "// quantized with kInputScale/kInputZeroPoint.\n",
           f"constexpr float kFeatureMean[kInputDim] = {{{_float_array(s.feature_mean)}}};\n",
