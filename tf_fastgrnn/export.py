@@ -358,7 +358,8 @@ def convert_step_model(model, representative_windows, *, plan=None, max_pairs=20
   """Converts ``model``'s step model to a fully int8 ``.tflite`` that TFLM runs.
 
   Args:
-    model: a float Input → RNN(cell) → Dense model (``stepping.parts``), never a QAT
+    model: a float ``stepping.LAYOUT`` model (either read-out: the step model is the
+      same), never a QAT
       model: for one, pass its ``float_twin`` and its ``plan``
       (``quantization.export_inputs`` gives both).
     representative_windows: real input windows [N, T, D] (normalised as in training);

@@ -431,7 +431,7 @@ def quantize_model(float_model, calibration_windows=None):
   if type(cell) not in _QUANTIZED:  # pylint: disable=unidiomatic-typecheck
     raise ValueError(
         f"model {float_model.name!r} has no tf_fastgrnn cell to quantize (QAT covers "
-        "FastGRNN/FastRNN cells in Input → RNN(cell) → Dense; "
+        "FastGRNN/FastRNN cells in Input → RNN(cell) → Dense (→ GlobalAveragePooling1D); "
         "quantize other models post-training with export.convert_step_model)")
   # Refused here, before any QAT epoch, as the export would refuse it after them.
   plan_lib.check_exportable({"update_activation": cell.update_activation,
