@@ -465,7 +465,7 @@ def int8_window_classes(tflite_bytes, logits_q, readout):
   step, as the device computes it (``stepping.window_classes`` with the logits' zero
   point)."""
   zero_point = runtime.step_io(tflite_bytes)["logits"]["zero_point"]
-  return stepping.window_classes(logits_q, readout, zero_point)
+  return stepping.window_classes(logits_q, readout, zero_point)  # = StepRunner.window_classes
 
 
 def _evaluate_tflm(r):

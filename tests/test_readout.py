@@ -201,10 +201,15 @@ def test_numerics_diff_uses_the_mean_readout(mean_qat):
   assert result["readout"] == "mean"
   assert result["summary"]["qat_vs_tflm_top1"] == 1.0
   assert result["vs_tflm"]["keras_qat"]["logits_lsb_max"] < 1e-3  # float mean of equal bytes
-  tflm = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows[:8])
+  runner = runtime.TFLMStepRunner(tflite_bytes)
+  tflm = runner.run_windows(windows[:8])
   zero_point = runtime.step_io(tflite_bytes)["logits"]["zero_point"]
-  want = np.mean(stepping.window_classes(tflm["logits_q"], "mean", zero_point) == y[:8])
-  assert result["accuracy"]["tflm"] == want
+  classes = stepping.window_classes(tflm["logits_q"], "mean", zero_point)
+  assert result["accuracy"]["tflm"] == np.mean(classes == y[:8])
+  np.testing.assert_array_equal(runner.window_classes(tflm["logits_q"], "mean"), classes)
+  lite = runtime.LiteRTStepRunner(tflite_bytes)
+  np.testing.assert_array_equal(
+      lite.window_classes(lite.run_windows(windows[:8])["logits_q"], "mean"), classes)
 
 
 def test_the_window_model_and_the_int16_lstm_refuse_the_mean_readout(rng):
