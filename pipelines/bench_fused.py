@@ -146,17 +146,20 @@ def _have(*tools):
   return all(shutil.which(t) for t in tools)
 
 
-def bit_exact(tflite_bytes, windows, work, fused_bytes=None):
+def bit_exact(tflite_bytes, windows, work, fused_bytes=None, readout="last"):
   """Steps ``windows`` through TFLM and the fused kernel (and the fused .tflite's
-  options through the C parser); counts differing bytes."""
-  from tf_fastgrnn import fused, runtime  # pylint: disable=import-outside-toplevel
+  options through the C parser); counts differing bytes. ``readout``: the run's
+  (``flags.json``), for the classes its windows predict."""
+  from tf_fastgrnn import fused, runtime, stepping  # pylint: disable=import-outside-toplevel
   library = fused.compile_kernel(str(work))
   want = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
   got = fused.FusedStepRunner(tflite_bytes, library).run_windows(windows)
   result = {"windows": len(windows), "steps": int(windows.shape[1]),
             "h_mismatches": int(np.sum(got["h_q"] != want["h_q"])),
             "logits_mismatches": int(np.sum(got["logits_q"] != want["logits_q"])),
-            "classes_predicted": int(len(np.unique(want["logits_q"][:, -1].argmax(-1))))}
+            "classes_predicted": int(len(np.unique(stepping.window_classes(
+                want["logits_q"], readout,
+                runtime.step_io(tflite_bytes)["logits"]["zero_point"]))))}
   if fused_bytes is not None:
     op = fused.FusedOpRunner(fused_bytes, library).run_windows(windows)
     result["fused_tflite_mismatches"] = int(np.sum(op["h_q"] != want["h_q"]) +
@@ -506,7 +509,8 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto", tflm_roo
     import data  # pylint: disable=import-outside-toplevel
     cfg = json.loads((run_dir / "flags.json").read_text())
     ds = data.load_dataset(cfg["dataset"], cfg.get("data_dir"), seed=cfg.get("seed", 0))
-    result["bit_exact"] = bit_exact(tflite_bytes, ds.x_test[:windows], work, fused_bytes)
+    result["bit_exact"] = bit_exact(tflite_bytes, ds.x_test[:windows], work, fused_bytes,
+                                    readout=cfg.get("readout", "last"))
   if tflm_root:
     result["tflm_app"] = tflm_app_invoke(run_dir, fused_bytes, work, tflm_root, tflm_build,
                                          includes or {})

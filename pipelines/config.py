@@ -13,13 +13,16 @@ import pathlib
 from pipelines import run_folder
 
 __all__ = ["AUGMENT", "AUGMENT_CHOICES", "CELLS", "Config", "DISTRIBUTE", "LR_SCHEDULES",
-           "LSTM_CELLS", "NOT_COMPARED_ON_RESUME", "QAT_CELLS", "lstm_product_grid",
+           "LSTM_CELLS", "NOT_COMPARED_ON_RESUME", "QAT_CELLS", "READOUTS",
+           "lstm_product_grid",
            "multi_worker_task", "resolve_augment", "validate_config"]
 
 # training.LR_SCHEDULES and distribute.CHOICES, repeated here to keep this module free of
 # TensorFlow (a test checks they agree).
 LR_SCHEDULES = ("constant", "cosine")
 DISTRIBUTE = ("none", "mirrored", "multi_worker")
+# stepping.READOUTS, repeated for the same reason.
+READOUTS = ("last", "mean")
 # models.CELL_TYPES, repeated for the same reason. QAT and pruning cover the FastGRNN
 # cells; the baselines train dense and are quantized after training (post-training int8).
 CELLS = ("fastgrnn", "fastrnn", "gru", "lstm", "lowrank_lstm")
@@ -110,6 +113,10 @@ class Config:
   # converter's range, is how run folders made before it (and the sweep's LSTM rows)
   # were exported; train_and_export's flag turns it on. Always False for other cells.
   lstm_product_on_cell_grid: bool = False
+  # How a window's logits come from the per-step logits (stepping.READOUTS): "last"
+  # step's, or "mean" over the window (the device sums its int8 logits). "last" also
+  # reads run folders made before it.
+  readout: str = "last"
 
 
 def lstm_product_grid(config):
@@ -195,6 +202,9 @@ def validate_config(config, data_given=False):
     value = getattr(config, name)
     if not (math.isfinite(value) and value > 0):
       problems.append(f"--{name} must be a finite number > 0, got {value}")
+  if config.readout not in READOUTS:
+    problems.append(f"--readout must be one of {', '.join(READOUTS)}, got "
+                    f"{config.readout!r}")
   if config.lr_schedule not in LR_SCHEDULES:
     problems.append(f"--lr_schedule must be one of {LR_SCHEDULES}, got "
                     f"{config.lr_schedule!r}")

@@ -44,13 +44,15 @@ def lstm_weights(model):
   return w, u, b, dense.kernel.numpy(), dense.bias.numpy()
 
 
-def numpy_lstm(weights, x, c_step=None):
+def numpy_lstm(weights, x, c_step=None, readout="last"):
   """Predicted classes and each window's largest |c|; with ``c_step``, c is rounded to
-  that grid's int8 range after every step (nothing else is)."""
+  that grid's int8 range after every step (nothing else is). ``readout``: the model's
+  (``"mean"``: the class of the per-step logits' sum)."""
   w, u, b, kernel, bias = weights
   h = np.zeros((len(x), u.shape[0]))
   c = np.zeros_like(h)
   c_max = np.zeros(len(x))
+  logits_sum = np.zeros((len(x), kernel.shape[1]))
   for t in range(x.shape[1]):
     i, f, g, o = np.split(x[:, t] @ w + h @ u + b, 4, axis=-1)
     c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
@@ -58,7 +60,8 @@ def numpy_lstm(weights, x, c_step=None):
     if c_step:
       c = np.clip(np.round(c / c_step), -128, 127) * c_step
     h = _sigmoid(o) * np.tanh(c)
-  return (h @ kernel + bias).argmax(-1), c_max
+    logits_sum += h @ kernel + bias
+  return (logits_sum if readout == "mean" else h @ kernel + bias).argmax(-1), c_max
 
 
 def forget_product_scale(tflite_bytes):
@@ -78,16 +81,20 @@ def check(run_dir, ds):
   import tf_fastgrnn  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import export  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import runtime  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import stepping  # pylint: disable=import-outside-toplevel
   model = tf_fastgrnn.keras.models.load_model(run_dir / "model_float.keras")
   weights = lstm_weights(model)
+  readout = stepping.readout(model)
   acc = lambda pred: float(np.mean(pred == ds.y_val))
-  pred, c_max = numpy_lstm(weights, ds.x_val)
+  pred, c_max = numpy_lstm(weights, ds.x_val, readout=readout)
   tflite_bytes = export.read_tflite_file(run_dir / "model_int8.tflite")
   traces = runtime.TFLMStepRunner(tflite_bytes).run_windows(ds.x_val)
+  tflm_pred = stepping.window_classes(traces["logits_q"], readout,
+                                      runtime.step_io(tflite_bytes)["logits"]["zero_point"])
   return {"run": str(run_dir), "float": acc(pred),
           "c_absmax_p50_p99": [float(np.percentile(c_max, q)) for q in (50, 99)],
-          "c_int8_only": acc(numpy_lstm(weights, ds.x_val, 1 / 16)[0]),
-          "tflm": acc(traces["logits"][:, -1].argmax(-1)),
+          "c_int8_only": acc(numpy_lstm(weights, ds.x_val, 1 / 16, readout)[0]),
+          "tflm": acc(tflm_pred),
           "forget_product_scale": forget_product_scale(tflite_bytes)}
 
 

@@ -103,6 +103,11 @@ def markdown(report):
     out += [f"int8 step model: {export['step_model']}"
             + (f"; the LSTM's σ(f)·c on {export['lstm_forget_product_grid']}"
                if export.get("lstm_forget_product_grid") else "") + ".", ""]
+    if export.get("readout") == "mean":
+      out += ["Read-out: mean (`--readout=mean`): a window's class is the argmax of the "
+              "sum of its steps' int8 logits (int32), as the device computes it.", ""]
+    elif export.get("readout"):
+      out += ["Read-out: last (a window's class is its last step's logits' argmax).", ""]
   out += [
       "![confusion matrix](confusion_tflm.png)",
       "",

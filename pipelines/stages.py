@@ -47,10 +47,12 @@ from tf_fastgrnn import plan as plan_lib
 from tf_fastgrnn import pruning
 from tf_fastgrnn import quantization
 from tf_fastgrnn import runtime
+from tf_fastgrnn import stepping
 from tf_fastgrnn import training
 from tf_fastgrnn._keras import keras
 
-__all__ = ["Config", "run", "summary_line", "validate_config", "vector_windows"]
+__all__ = ["Config", "int8_window_classes", "run", "summary_line", "validate_config",
+           "vector_windows"]
 
 FLOAT_MODEL = "model_float.keras"
 QAT_MODEL = "model_qat.keras"
@@ -197,7 +199,7 @@ def preflight(config, ds):
   if not problems:
     try:  # the model must build with these data and flags (cheap: no training)
       models.sequence_classifier(config.cell, config.units, shape[1:], len(ds.labels),
-                                 **_cell_kwargs(config))
+                                 readout=config.readout, **_cell_kwargs(config))
     except ValueError as e:
       problems.append(f"the model cannot be built with these flags and data: {e}")
   if problems:
@@ -207,6 +209,8 @@ def preflight(config, ds):
 def _window_model_skip_reason(config, steps):
   if not config.window_model:
     return "not asked for (--nowindow_model)"
+  if config.readout == "mean":
+    return export.WINDOW_MODEL_MEAN_REASON
   if steps > WINDOW_MODEL_MAX_STEPS:
     return (f"T={steps} steps exceeds {WINDOW_MODEL_MAX_STEPS}: the unrolled model would "
             f"be about {2 * steps} KB and its conversion needs memory growing with T "
@@ -286,7 +290,8 @@ class _Run:
 def _train_float(r):
   config, ds = r.config, r.ds
   model = models.sequence_classifier(config.cell, config.units, ds.x_train.shape[1:],
-                                     len(ds.labels), **_cell_kwargs(config))
+                                     len(ds.labels), readout=config.readout,
+                                     **_cell_kwargs(config))
   train, val = (ds.x_train, ds.y_train), (ds.x_val, ds.y_val)
   ckpt, tb = r.out / "checkpoints" / "float", r.out / "tensorboard" / "float"
   timer = _EpochTimer()
@@ -458,6 +463,14 @@ def vector_windows(labels, n):
   return np.asarray(picked, np.int64)
 
 
+def int8_window_classes(tflite_bytes, logits_q, readout):
+  """Each window's class from the int8 step model's logits ``[N, T, C]`` after every
+  step, as the device computes it (``stepping.window_classes`` with the logits' zero
+  point)."""
+  zero_point = runtime.step_io(tflite_bytes)["logits"]["zero_point"]
+  return stepping.window_classes(logits_q, readout, zero_point)  # = StepRunner.window_classes
+
+
 def _evaluate_tflm(r):
   config = r.config
   arena = runtime.measure_arena(r.tflite_bytes)
@@ -466,8 +479,11 @@ def _evaluate_tflm(r):
   tflm = runtime.TFLMStepRunner(r.tflite_bytes, arena_size=arena + config.arena_margin)
   traces = tflm.run_windows(x_test, progress=True)
   pick = vector_windows(y_test, config.num_test_vectors)
+  # The window's class as the device computes it: from the int8 logits (the last
+  # step's, or their int32 sum over the window for the mean read-out).
   evaluation = {"arena": np.int64(arena), "y_test": y_test,
-                "pred": np.argmax(traces["logits"][:, -1], -1),
+                "pred": int8_window_classes(r.tflite_bytes, traces["logits_q"],
+                                            config.readout),
                 "labels": y_test[pick]}
   evaluation.update({k: traces[k][pick] for k in ("x_q", "h_q", "logits_q")})
   with fileio.atomic_path(r.out / TFLM_EVAL) as tmp:
@@ -490,7 +506,7 @@ def _device_files(r):
       frontend=ds.meta.get("frontend", "raw"),
       frontend_constants=({"kGravityAlpha": ds.meta["gravity_alpha"]}
                           if "gravity_alpha" in ds.meta else None),
-      keyword_spotting=config.dataset in datasets.AUDIO_DATASETS)
+      keyword_spotting=config.dataset in datasets.AUDIO_DATASETS, readout=config.readout)
   if r.fused_bytes is not None:
     settings = dataclasses.replace(settings, fused_decoded_bytes=fused.decoded_ram_bytes(
         fused.extract(r.tflite_bytes)))
@@ -504,7 +520,7 @@ def _numerics(r):
   x_test, y_test = _test_subset(r.config, r.ds)
   r.numerics = parity.diff_numerics(r.float_model, r.tflite_bytes, x_test, y_test,
                                     source_model=r.source_model, plan=r.plan,
-                                    tflm_traces=r.traces)
+                                    tflm_traces=r.traces, readout=r.config.readout)
   parity.write_report(r.numerics, r.out / "numerics")
 
 
@@ -553,6 +569,8 @@ def _report(r):
       "export": {
           "step_model": ("QAT's quantization plan" if r.plan is not None else
                          "post-training quantization (the converter's ranges)"),
+          # How a window's class comes from the step model's logits.
+          "readout": config.readout,
           # None for a cell without c; for the LSTMs, which grid their σ(f)·c is on.
           "lstm_forget_product_grid": config_lib.lstm_product_grid(config),
       },

@@ -13,7 +13,10 @@ practitioner would reach for (TFLM runs it on the whole window). Every model is 
 evaluated in the TFLM runtime (``tflite_micro``) on the dataset's test split. Tier 5
 exports the LSTM points' float models again, the way a TFLM practitioner would
 (``EXPORTS``: TFLite's fused LSTM op with an int16 cell state, ``tf_fastgrnn.lstm_int16``;
-the int8 step model with σ(f)·c on c's grid), reusing their float training.
+the int8 step model with σ(f)·c on c's grid), reusing their float training; its recipe
+trials on har6 (size suffixes ``_hop16``, ``_wd``, ``_mean`` = the mean read-out,
+``--readout=mean``) are labelled in the tables, kept out of the fronts and compared with
+``--compare``.
 
 Its flags' names differ from ``pipelines.benchmark``'s (one flag registry per
 process).
@@ -109,6 +112,9 @@ _WD = dict(weight_decay=0.02)
 # Tier 5 (knob ``grav``, HAR only): the imu_gravity front end (data.har.gravity_split:
 # body acceleration, gravity at 0.3 Hz, gyro; 9 channels instead of the 6 raw ones).
 _GRAV = dict(imu_frontend="imu_gravity")
+# Tier 5 (knob ``mean``): the mean read-out, the window's logits the mean of the
+# per-step logits (trained that way; the device sums its int8 logits over the window).
+_MEAN = dict(readout="mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,7 +212,11 @@ def schedule():
   # beside it: denser training windows; weight decay.
   pts += [_rnn(5, "har6", "fastgrnn", 24, hop16=True), _rnn(5, "har6", "gru", 12, hop16=True),
           _rnn(5, "har6", "fastgrnn", 24, wd=True), _rnn(5, "har6", "gru", 12, wd=True),
-          _rnn(5, "har6", "fastgrnn_lsq", 32, 4, 8, 0.5, wd=True)]
+          _rnn(5, "har6", "fastgrnn_lsq", 32, 4, 8, 0.5, wd=True),
+          # the mean read-out, FastGRNN, FastGRNN-LSQ and the GRU beside them
+          _rnn(5, "har6", "fastgrnn", 24, mean=True),
+          _rnn(5, "har6", "fastgrnn_lsq", 32, 4, 8, 0.5, mean=True),
+          _rnn(5, "har6", "gru", 12, mean=True)]
   # Tier 5: the imu_gravity front end (a float probe raised validation most), the same
   # three har6 points.
   pts += [_rnn(5, "har6", "fastgrnn", 24, grav=True), _rnn(5, "har6", "gru", 12, grav=True),
@@ -248,6 +258,8 @@ def settings_for(point):
     settings.update(_WD)
   if point.kw.get("grav"):
     settings.update(_GRAV)
+  if point.kw.get("mean"):
+    settings.update(_MEAN)
   if point.family not in ("fastgrnn_lsq", "fastgrnn", "fastrnn") or point.kw.get("noqat"):
     settings["qat_epochs"] = 0
   return settings
@@ -316,7 +328,7 @@ def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
       augment_params=settings.get("augment_params"),
       imu_frontend=settings.get("imu_frontend", "raw_imu"),
       # The LSTM rows as measured (converter's range); tier 5's cgrid points are the fix.
-      lstm_product_on_cell_grid=False)
+      lstm_product_on_cell_grid=False, readout=settings.get("readout", "last"))
   if (run_dir / "report.json").exists():
     report = json.loads((run_dir / "report.json").read_text())
   else:
@@ -329,9 +341,10 @@ def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
       report = stages.run(dataclasses.replace(config, resume=False), ds=ds)
   # int8 accuracy on the validation split too: what recipes and models may be chosen on.
   from tf_fastgrnn import runtime  # pylint: disable=import-outside-toplevel
-  val_traces = runtime.TFLMStepRunner(
-      (run_dir / stages.TFLITE_MODEL).read_bytes()).run_windows(ds.x_val)
-  val_int8 = float(np.mean(np.argmax(val_traces["logits"][:, -1], -1) == ds.y_val))
+  tflite_bytes = (run_dir / stages.TFLITE_MODEL).read_bytes()
+  val_traces = runtime.TFLMStepRunner(tflite_bytes).run_windows(ds.x_val)
+  val_int8 = float(np.mean(stages.int8_window_classes(
+      tflite_bytes, val_traces["logits_q"], config.readout) == ds.y_val))
   float_hist = json.loads((run_dir / "float_training.json").read_text())["history"]
   qat_hist = (json.loads((run_dir / "qat_training.json").read_text()) if qat else {})
   size = report["size"]
@@ -389,6 +402,7 @@ def _run_export(point, seed, ds, run_dir, base_dir, settings):
   from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import lstm_int16  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import runtime  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import stepping  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn._keras import keras  # pylint: disable=import-outside-toplevel
   start = time.time()
   base = _base_point(point)
@@ -425,8 +439,12 @@ def _run_export(point, seed, ds, run_dir, base_dir, settings):
     tflite_bytes = export.convert_step_model(model, windows,
                                              forget_product_on_cell_grid=True)
     name = stages.TFLITE_MODEL
-    test = runtime.TFLMStepRunner(tflite_bytes).run_windows(x_test)["logits_q"][:, -1]
-    val = runtime.TFLMStepRunner(tflite_bytes).run_windows(ds.x_val)["logits_q"][:, -1]
+    # The window logits as the device computes them, for the float model's read-out.
+    readout = stepping.readout(model)
+    zero_point = runtime.step_io(tflite_bytes)["logits"]["zero_point"]
+    test, val = (stepping.window_logits(
+        runtime.TFLMStepRunner(tflite_bytes).run_windows(x)["logits_q"], readout, zero_point)
+                 for x in (x_test, ds.x_val))
     extra = {"export": "the int8 step model (c int8, capped at ±8), σ(f)·c on c's grid "
                        "(export.convert_step_model(forget_product_on_cell_grid=True))"}
     arena = runtime.measure_arena(tflite_bytes)
@@ -777,7 +795,7 @@ ABLATIONS = {"plain": "plain recipe", "noqat": "no QAT", "aug": "augmented",
              "aug_light": "augmented, half strength",
              "aug_norot": "augmented, no rotation",
              "hop16": "training hop 16, 15 epochs", "wd": "weight decay 0.02",
-             "grav": "imu_gravity front end"}
+             "grav": "imu_gravity front end", "mean": "mean read-out"}
 
 
 def _is_ablation(stats):

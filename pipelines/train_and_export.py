@@ -141,6 +141,11 @@ _LSTM_PRODUCT_ON_CELL_GRID = flags.DEFINE_boolean(
     "0.740 -> 0.864, low-rank LSTM h16 r3-4 0.665 -> 0.870, fsdd LSTM h16 93.20 -> "
     "96.00 %. --nolstm_product_on_cell_grid: the converter's range, as the sweep's "
     "plain LSTM rows were exported.")
+_READOUT = flags.DEFINE_string(
+    "readout", "last", "How a window's logits come from the per-step logits: last = the "
+    "last step's; mean = the mean over the window's steps (trained that way; the "
+    "deployed step model is the same, the device sums its int8 logits over the window "
+    "in int32 and takes the argmax).")
 _KEEP_BEST = flags.DEFINE_boolean(
     "keep_best", True, "Keep the epoch with the best validation accuracy (of the "
     "fixed-support phase when sparsifying; of QAT) instead of the last one.")
@@ -202,7 +207,8 @@ def _config_from_flags():
       # The Config holds what runs: False for cells without c (and so for every run
       # folder made before the flag, whose flags.json lacks it).
       lstm_product_on_cell_grid=(_LSTM_PRODUCT_ON_CELL_GRID.value
-                                 and cell in config_lib.LSTM_CELLS))
+                                 and cell in config_lib.LSTM_CELLS),
+      readout=_READOUT.value)
   config_lib.validate_config(config)
   return config
 
@@ -259,7 +265,8 @@ def main(argv):
     print(f"[train_and_export] preset {config.preset}: epochs {config.epochs}, QAT "
           f"{config.qat_epochs if config.qat else 'off'}, lr {config.lr_schedule}, "
           f"clipnorm {config.clipnorm}, weight_decay {config.weight_decay}, keep_best "
-          f"{config.keep_best}, augment {config.augment or 'none'}", flush=True)
+          f"{config.keep_best}, augment {config.augment or 'none'}, readout "
+          f"{config.readout}", flush=True)
   except ValueError as e:
     print(f"train_and_export: {e}", file=sys.stderr)
     return 2

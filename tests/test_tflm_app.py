@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 
+import numpy as np
 import pytest
 
 from tests.conftest import REPO
@@ -128,6 +129,35 @@ def test_tflm_host_test_runs_the_baselines(tmp_path, cell):
   result = _make(*args, timeout=3000)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   assert "3 passed, 0 failed" in result.stdout
+
+
+@pytest.mark.slow
+def test_tflm_host_test_checks_the_mean_readouts_window_classes(tmp_path):
+  """A mean read-out model: the app's WindowReadout sums the int8 logits of every step and
+  reports the Python side's class, also on windows where the last step says another."""
+  args = _tflm_test_args(tmp_path, model_dir=tmp_path / "device")
+  from tests import helpers  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import device_files, runtime  # pylint: disable=import-outside-toplevel
+  steps, dim, classes = 8, 3, 4
+  _, tflite_bytes, windows, _ = helpers.converted_classifier(
+      "fastgrnn", 6, (steps, dim), classes, windows=40, seed=1, std=1.5, readout="mean")
+  arena = runtime.measure_arena(tflite_bytes)
+  runner = runtime.TFLMStepRunner(tflite_bytes, arena_size=arena)
+  traces = runner.run_windows(windows)
+  mean = runner.window_classes(traces["logits_q"], "mean")
+  differ = np.flatnonzero(mean != runner.window_classes(traces["logits_q"], "last"))
+  assert len(differ) >= 2, "no window where the read-outs disagree: pick another seed"
+  pick = np.concatenate([differ[:2], np.flatnonzero(mean == mean[differ[0]])[:1]])
+  settings = device_files.settings_from_model(
+      tflite_bytes, labels=["a", "b", "c", "d"], steps_per_window=steps,
+      feature_mean=[0.0] * dim, feature_std=[1.0] * dim, arena_used=arena, arena_margin=256,
+      readout="mean")
+  vectors = dict({k: traces[k][pick] for k in ("x_q", "h_q", "logits_q")}, labels=[0, 1, 2])
+  device_files.write_device_files(tmp_path / "device", tflite_bytes, settings, vectors)
+  result = _make(*args, timeout=3000)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert "3 passed, 0 failed" in result.stdout
+  assert result.stdout.count("mean read-out class") == 3
 
 
 def test_user_cxxflags_keep_the_mandatory_flags(tmp_path):

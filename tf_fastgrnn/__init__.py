@@ -4,7 +4,8 @@
 needs it). Importing ``tf_fastgrnn`` registers the cells, so saved models load.
 
 Modules: ``cells`` (the cells and layers), ``models`` (the classifier layout),
-``stepping`` (the Input → RNN → Dense layout found by type, the step model),
+``stepping`` (the Input → RNN → Dense layout, or its mean read-out, found by type; the
+step model; window logits from per-step logits),
 ``pruning`` and ``training`` (three-phase sparse training), ``quantization`` (QAT and its
 ``plan``), ``plan`` (the quantization plan record), ``int8_kernels`` and ``fixed_point``
 (TFLM's integer arithmetic as TF ops and in NumPy), ``export`` (int8 step model from a

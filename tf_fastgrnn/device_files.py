@@ -7,9 +7,11 @@
 - ``model_settings.h``: dims, labels, feature normalisation, every I/O tensor's position,
   scale and zero point, the recurrent states the app carries (h; an LSTM also c), the
   measured arena (+ margin), the op list as an X-macro for ``MicroMutableOpResolver``,
-  and, for keyword spotting only, the posterior smoother's settings;
+  the window read-out (``kReadoutMean``: the last step's logits, or their int32 sum over
+  the window), and, for keyword spotting only, the posterior smoother's settings;
 - ``test_vectors.h`` / ``test_vectors.cc`` (optional): int8 inputs of a few real windows
-  and, for every step, the ``h`` and logits the TFLM runtime produced;
+  and, for every step, the ``h`` and logits the TFLM runtime produced, and each window's
+  class under the read-out (``stepping.window_classes``, what the app must report);
 - ``model_data_fused.cc`` (optional): the same ``g_model_data`` holding
   ``model_int8_fused.tflite`` instead (one FASTGRNN_INT8 custom op, same I/O: the
   settings and test vectors hold for both; ``make -C tflm_app test FUSED=1``).
@@ -29,6 +31,7 @@ import numpy as np
 from tf_fastgrnn import export
 from tf_fastgrnn import fileio
 from tf_fastgrnn import runtime
+from tf_fastgrnn import stepping
 
 __all__ = ["DEVICE_FILES", "DeviceSettings", "settings_from_model", "write_device_files", "c_array",
            "model_data_source"]
@@ -67,6 +70,8 @@ class DeviceSettings:
       spotting, the steps whose posteriors the app averages (its history is
       ``smoothing_steps × num_classes`` floats).
     cell_dim: size of an LSTM's cell state c (0: no c).
+    readout: ``"last"`` or ``"mean"`` (``stepping.READOUTS``): how the app makes a
+      window's class from its steps' int8 logits (``kReadoutMean``).
     fused_decoded_bytes: bytes the fused model's FASTGRNN_INT8 op decodes its options
       into (``fused.decoded_ram_bytes``; 0: no fused model). The fused build's arena is
       ``arena_used + fused_decoded_bytes + arena_margin``: the fused model has none of
@@ -91,6 +96,7 @@ class DeviceSettings:
   cell_dim: int = 0
   fused_decoded_bytes: int = 0
   frontend_constants: tuple = ()
+  readout: str = "last"
 
   @property
   def states(self):
@@ -126,14 +132,19 @@ def _check_app_can_run(tflite_bytes, io):
 
 def settings_from_model(tflite_bytes, *, labels, steps_per_window, feature_mean,
                         feature_std, arena_used, arena_margin=1024, frontend="raw",
-                        keyword_spotting=False, frontend_constants=None):
+                        keyword_spotting=False, frontend_constants=None,
+                        readout="last"):
   """Reads dims, I/O quantization and ops from the ``.tflite``; checks them against
   ``labels`` and the normalisation statistics, and that the app can run the model.
 
   ``keyword_spotting`` (audio tasks) configures the app's posterior smoother, sized from
   the model: ``min(10, steps_per_window)`` steps × the classes. ``frontend_constants``:
   ``{name: value}`` the front end needs (C identifiers ``k...``, finite floats).
+  ``readout``: the trained model's (``stepping.readout``); the step model is the same for
+  both.
   """
+  if readout not in stepping.READOUTS:
+    raise ValueError(f"readout must be one of {stepping.READOUTS}, got {readout!r}")
   constants = tuple((str(k), float(v)) for k, v in (frontend_constants or {}).items())
   for name, value in constants:
     if not (name.startswith("k") and name.isidentifier() and np.isfinite(value)):
@@ -164,7 +175,8 @@ def settings_from_model(tflite_bytes, *, labels, steps_per_window, feature_mean,
       frontend=str(frontend), model_bytes=len(tflite_bytes),
       smoothing_steps=min(_SMOOTHING_STEPS, int(steps_per_window)) if keyword_spotting
       else 0,
-      cell_dim=io["c"]["shape"][-1] if "c" in io else 0, frontend_constants=constants)
+      cell_dim=io["c"]["shape"][-1] if "c" in io else 0, frontend_constants=constants,
+      readout=readout)
 
 
 def c_array(values, per_line=12, fmt="{}"):
@@ -262,6 +274,12 @@ def _settings_header(s):
            "//   #define ADD_OP(name) resolver.Add##name();\n",
            f"#define TF_FASTGRNN_MODEL_OPS(OP) {ops}\n",
            f"constexpr int kNumModelOps = {len(s.ops)};\n\n"]
+  text += (["// Window read-out: the mean over the window of the per-step logits, as\n"
+             "// trained: the app sums every step's int8 logits minus kLogitsZeroPoint in\n"
+             "// int32 and reports the argmax at the window's end (lowest index on a tie).\n",
+             "constexpr bool kReadoutMean = true;\n\n"] if s.readout == "mean" else
+           ["// Window read-out: the last step's logits (argmax, lowest index on a tie).\n",
+            "constexpr bool kReadoutMean = false;\n\n"])
   if s.smoothing_steps:
     text += ["// Keyword spotting (continuous mode): average the class posteriors over\n"
              "// kSmoothingSteps steps (a history of kSmoothingSteps x kNumClasses floats),\n"
@@ -302,6 +320,8 @@ def _states_block(s):
 def _test_vectors(s, vectors):
   x_q, h_q, logits_q = (np.asarray(vectors[k], np.int8) for k in ("x_q", "h_q", "logits_q"))
   labels = np.asarray(vectors["labels"], np.int32)
+  if len(labels) != len(x_q):
+    raise ValueError(f"{len(labels)} test vector labels for {len(x_q)} windows")
   n = len(x_q)
   expect = {"x_q": (n, s.steps_per_window, s.input_dim),
             "h_q": (n, s.steps_per_window, s.hidden_dim),
@@ -309,6 +329,7 @@ def _test_vectors(s, vectors):
   for key, arr in (("x_q", x_q), ("h_q", h_q), ("logits_q", logits_q)):
     if arr.shape != expect[key]:
       raise ValueError(f"test vectors {key} must be {expect[key]}, got {arr.shape}")
+  classes = stepping.window_classes(logits_q, s.readout, s.io["logits"][2])
   header = (_HEADER.format(model="the TFLM runtime's outputs") +
             "#ifndef TF_FASTGRNN_TEST_VECTORS_H_\n#define TF_FASTGRNN_TEST_VECTORS_H_\n\n"
             "#include <cstdint>\n\n#include \"model_settings.h\"\n\n"
@@ -318,7 +339,9 @@ def _test_vectors(s, vectors):
             "extern const int8_t kTestInputs[kNumTestWindows][kStepsPerWindow][kInputDim];\n"
             "extern const int8_t kTestStates[kNumTestWindows][kStepsPerWindow][kHiddenDim];\n"
             "extern const int8_t kTestLogits[kNumTestWindows][kStepsPerWindow][kNumClasses];\n"
-            "extern const int kTestLabels[kNumTestWindows];\n\n"
+            "extern const int kTestLabels[kNumTestWindows];\n"
+            f"// Each window's class under the read-out ({s.readout}), as the app computes it.\n"
+            "extern const int kTestWindowClasses[kNumTestWindows];\n\n"
             "#endif  // TF_FASTGRNN_TEST_VECTORS_H_\n")
   source = (_HEADER.format(model="the TFLM runtime's outputs") +
             '#include "test_vectors.h"\n\n'
@@ -328,7 +351,8 @@ def _test_vectors(s, vectors):
             + c_array(h_q, per_line=16) + "};\n"
             "const int8_t kTestLogits[kNumTestWindows][kStepsPerWindow][kNumClasses] = {\n    "
             + c_array(logits_q, per_line=16) + "};\n"
-            f"const int kTestLabels[kNumTestWindows] = {{{c_array(labels)}}};\n")
+            f"const int kTestLabels[kNumTestWindows] = {{{c_array(labels)}}};\n"
+            f"const int kTestWindowClasses[kNumTestWindows] = {{{c_array(classes)}}};\n")
   return header, source
 
 

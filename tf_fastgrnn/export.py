@@ -63,6 +63,12 @@ CELL_STATE_LIMIT = 8.0
 MAX_SCALE = 1e6
 
 
+# Why convert_window_model refuses a mean read-out model (the pipeline logs it).
+WINDOW_MODEL_MEAN_REASON = (
+    "readout=mean: an unrolled model's int8 MEAN rounds the mean logits to int8, so its "
+    "class could differ from the step model's int32 sum over the window (the deploy form)")
+
+
 class TFLMCompatibilityError(ValueError):
   """The model cannot run in TFLM as it is; the message lists every problem."""
 
@@ -352,7 +358,8 @@ def convert_step_model(model, representative_windows, *, plan=None, max_pairs=20
   """Converts ``model``'s step model to a fully int8 ``.tflite`` that TFLM runs.
 
   Args:
-    model: a float Input → RNN(cell) → Dense model (``stepping.parts``), never a QAT
+    model: a float ``stepping.LAYOUT`` model (either read-out: the step model is the
+      same), never a QAT
       model: for one, pass its ``float_twin`` and its ``plan``
       (``quantization.export_inputs`` gives both).
     representative_windows: real input windows [N, T, D] (normalised as in training);
@@ -403,8 +410,16 @@ def convert_window_model(model, representative_windows, max_windows=200):
   Its size grows with T (every step's ops are copied); it is reported beside the step
   model's so the trade-off is visible. ``model``: a float model, as for
   ``convert_step_model`` (the converter calibrates every grid).
+
+  Raises:
+    ValueError: a mean read-out model (``stepping.readout``): its int8 MEAN would round
+      the mean logits onto an int8 grid, so its class could differ from the step
+      model's int32 sum over the window (``stepping.window_logits``), which is the
+      deploy form; not exported rather than exported computing something else.
   """
   rnn, dense = _parts(model)
+  if stepping.readout(model) == "mean":
+    raise ValueError(WINDOW_MODEL_MEAN_REASON)
   windows = np.asarray(representative_windows, np.float32)[:max_windows]
   steps, input_dim = int(windows.shape[1]), int(windows.shape[2])
   x = keras.Input((steps, input_dim), batch_size=1, name="x")

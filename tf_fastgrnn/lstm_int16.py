@@ -48,6 +48,9 @@ LSTM_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
 
 def _lstm_parts(model):
   rnn, dense = stepping.parts(model)
+  if stepping.readout(model) != "last":
+    raise ValueError("the int16-cell-state export takes the last-step read-out only, got "
+                     "readout=mean (use export.convert_step_model)")
   if type(rnn) is not keras.layers.LSTM:  # pylint: disable=unidiomatic-typecheck
     raise ValueError(
         f"the int16-cell-state export takes a keras.layers.LSTM (the converter fuses only "

@@ -78,8 +78,12 @@ def _agreement(a, b):
 
 
 def diff_numerics(float_model, tflite_bytes, x, y, *, source_model=None, plan=None,
-                  tflm_traces=None):
+                  tflm_traces=None, readout=None):
   """Runs ``x [N,T,D]`` through every available form; returns the comparison.
+
+  A window's class follows the model's read-out (``stepping.window_classes``): the int8
+  runtimes' from their int8 logits as the device computes it (the last step's, or the
+  int32 sum over the steps), Keras' from its float per-step logits.
 
   Args:
     float_model: the trained float model (None: no Keras float column).
@@ -89,8 +93,13 @@ def diff_numerics(float_model, tflite_bytes, x, y, *, source_model=None, plan=No
       the QAT model's float twin) and its quantization plan. With both, the Keras QAT
       column is computed from them (``quantization.from_plan``), never from a QAT model.
     tflm_traces: a ``TFLMStepRunner.run_windows(x)`` result to reuse.
+    readout: ``"last"`` or ``"mean"``; None: the float (or source) model's
+      (``stepping.readout``), ``"last"`` without either.
   """
   x, y = np.asarray(x, np.float32), np.asarray(y)
+  if readout is None:
+    known = float_model if float_model is not None else source_model
+    readout = stepping.readout(known) if known is not None else "last"
   qat_model = (quantization.from_plan(source_model, plan)
                if source_model is not None and plan is not None else None)
   io = runtime.step_io(tflite_bytes)
@@ -98,10 +107,13 @@ def diff_numerics(float_model, tflite_bytes, x, y, *, source_model=None, plan=No
   tflm = tflm_traces or runtime.TFLMStepRunner(tflite_bytes).run_windows(x)
   lite = runtime.LiteRTStepRunner(tflite_bytes).run_windows(x)
   traces = {"tflm": (tflm["h"], tflm["logits"]), "litert": (lite["h"], lite["logits"])}
+  zero_point = io["logits"]["zero_point"]
+  preds = {k: stepping.window_classes(t["logits_q"], readout, zero_point)
+           for k, t in (("tflm", tflm), ("litert", lite))}
   for name, model in (("keras_float", float_model), ("keras_qat", qat_model)):
     if model is not None:
       traces[name] = keras_traces(model, x)
-  preds = {k: v[1][:, -1].argmax(-1) for k, v in traces.items()}
+      preds[name] = stepping.window_classes(traces[name][1], readout)
   names = [k for k in ("keras_float", "keras_qat", "litert", "tflm") if k in traces]
   agreement = {f"{a} vs {b}": _agreement(preds[a], preds[b])
                for i, a in enumerate(names) for b in names[i + 1:]}
@@ -111,7 +123,8 @@ def diff_numerics(float_model, tflite_bytes, x, y, *, source_model=None, plan=No
       continue
     h, logits = traces[name]
     dh = np.abs(h - tflm["h"]) / s_h
-    dl = np.abs(logits[:, -1] - tflm["logits"][:, -1]) / s_l
+    dl = np.abs(stepping.window_logits(logits, readout)
+                - stepping.window_logits(tflm["logits"], readout)) / s_l
     vs_tflm[name] = {
         "top1_agreement": agreement.get(f"{name} vs tflm"),
         "logits_lsb_mean": float(dl.mean()), "logits_lsb_max": float(dl.max()),
@@ -120,7 +133,7 @@ def diff_numerics(float_model, tflite_bytes, x, y, *, source_model=None, plan=No
     }
   ops = op_differences(tflite_bytes)
   result = {
-      "windows": int(len(x)), "steps": int(x.shape[1]),
+      "windows": int(len(x)), "steps": int(x.shape[1]), "readout": readout,
       "accuracy": {k: float(np.mean(preds[k] == y)) for k in names},
       "agreement": agreement, "vs_tflm": vs_tflm, "op_differences": ops,
       "state_scale": s_h, "logits_scale": s_l,
@@ -139,7 +152,9 @@ def diff_numerics(float_model, tflite_bytes, x, y, *, source_model=None, plan=No
 
 def markdown(result):
   lines = [f"{result['windows']} test windows of {result['steps']} steps; TFLM is the "
-           "reference.", "", "| model | accuracy |", "|---|---|"]
+           "reference." + (" Mean read-out: a window's class is the argmax of its per-step "
+                           "logits' sum (int8: int32 sum), its logits error that of the "
+                           "mean logits." if result.get("readout") == "mean" else ""), "", "| model | accuracy |", "|---|---|"]
   lines += [f"| {k} | {100 * v:.2f}% |" for k, v in result["accuracy"].items()]
   lines += ["", "| pair | top-1 agreement |", "|---|---|"]
   lines += [f"| {k} | {100 * v:.2f}% |" for k, v in result["agreement"].items()]

@@ -364,6 +364,14 @@ class QuantizedDense(keras.layers.Dense):
     return out + self.bias if self.use_bias else out
 
   def call(self, inputs):
+    if inputs.shape.rank is not None and inputs.shape.rank > 2:
+      # Per step (the mean read-out's [N, T, H] states): the int8 kernel's 2-D form on
+      # every step, as the device's step model applies it.
+      flat = self._call_2d(tf.reshape(inputs, [-1, inputs.shape[-1]]))
+      return tf.reshape(flat, tf.concat([tf.shape(inputs)[:-1], [self.units]], 0))
+    return self._call_2d(inputs)
+
+  def _call_2d(self, inputs):
     out = tf.matmul(inputs, fake_quant_weight(self.kernel))
     if self.use_bias:
       out = out + self.bias
@@ -385,7 +393,8 @@ keras.utils.get_custom_objects().update(_CUSTOM_OBJECTS)  # the .h5 loader's bar
 
 
 def is_qat_model(model):
-  """True when ``model`` is Input → RNN(quantized tf_fastgrnn cell) → QuantizedDense."""
+  """True when ``model`` is Input → RNN(quantized tf_fastgrnn cell) → QuantizedDense
+  (→ GlobalAveragePooling1D for the mean read-out)."""
   try:
     rnn, dense = stepping.parts(model)
   except ValueError:
@@ -398,9 +407,10 @@ def quantize_model(float_model, calibration_windows=None):
 
   Args:
     float_model: ``Input → RNN(FastGRNNCell | FastRNNCell) → Dense`` (Sequential or
-      functional, any layer names), stripped of pruning wrappers. The QAT model keeps
-      the layer names. The Dense reads the RNN's last state, so its input is on the
-      state grid (``stepping.parts`` checks the layout).
+      functional, any layer names), stripped of pruning wrappers; or its mean read-out
+      (``→ GlobalAveragePooling1D``, ``stepping.LAYOUT``). The QAT model keeps the
+      layer names and the read-out. The Dense reads the RNN's states, so its input is
+      on the state grid (``stepping.parts`` checks the layout).
     calibration_windows: real windows [N, T, D]; when given, ``calibrate`` sets the
       intermediate ranges (otherwise only weights, activations and state are
       fake-quantized until ``calibrate`` is called).
@@ -421,19 +431,18 @@ def quantize_model(float_model, calibration_windows=None):
   if type(cell) not in _QUANTIZED:  # pylint: disable=unidiomatic-typecheck
     raise ValueError(
         f"model {float_model.name!r} has no tf_fastgrnn cell to quantize (QAT covers "
-        "FastGRNN/FastRNN cells in Input → RNN(cell) → Dense; "
+        "FastGRNN/FastRNN cells in Input → RNN(cell) → Dense (→ GlobalAveragePooling1D); "
         "quantize other models post-training with export.convert_step_model)")
   # Refused here, before any QAT epoch, as the export would refuse it after them.
   plan_lib.check_exportable({"update_activation": cell.update_activation,
                              "gate_activation": getattr(cell, "gate_activation", None)})
   qcell = _QUANTIZED[type(cell)].from_config(cell.get_config())
-  inputs = keras.Input(float_model.input_shape[1:], name="x")
-  qrnn = keras.layers.RNN(qcell, name=rnn.name)
-  # The Dense reads the RNN's last state (stepping.parts checked), which the QAT cell
-  # puts on the state grid.
+  # The Dense reads the RNN's states (stepping.parts checked), which the QAT cell puts on
+  # the state grid; with the mean read-out, every step's (then the mean of the
+  # fake-quantized per-step logits: what the device sums).
   qdense = QuantizedDense.from_config(
       dict(dense.get_config(), input_grid=[STATE_SCALE, STATE_ZERO_POINT]))
-  model = keras.Model(inputs, qdense(qrnn(inputs)), name=f"{float_model.name}_qat")
+  model = _classifier(float_model, qcell, rnn.name, qdense, f"{float_model.name}_qat")
   by_name = {_short(w): w.numpy() for w in cell.weights}
   for var in qcell.weights:
     name = _short(var)
@@ -445,6 +454,18 @@ def quantize_model(float_model, calibration_windows=None):
   if calibration_windows is not None:
     calibrate(model, calibration_windows)
   return model
+
+
+def _classifier(model, cell, rnn_name, dense, name):
+  """``model``'s layout (``stepping.LAYOUT``, its read-out and layer names) around a new
+  ``cell`` and ``dense``."""
+  mean = stepping.readout(model) == "mean"
+  inputs = keras.Input(model.input_shape[1:], name="x")
+  logits = dense(keras.layers.RNN(cell, name=rnn_name, return_sequences=mean)(inputs))
+  if mean:
+    pool = next(l for l in model.layers if isinstance(l, keras.layers.GlobalAveragePooling1D))
+    logits = keras.layers.GlobalAveragePooling1D(name=pool.name)(logits)
+  return keras.Model(inputs, logits, name=name)
 
 
 def _copy_dense(src, dst):
@@ -522,12 +543,11 @@ def float_twin(qat_model):
   qcell = qrnn.cell
   base = next(b for b in type(qcell).__mro__[1:] if b in _QUANTIZED)
   cell = base.from_config(qcell.get_config())
-  inputs = keras.Input(qat_model.input_shape[1:], name="x")
   config = dense_q.get_config()
   config.pop("input_grid")
   dense = keras.layers.Dense.from_config(config)
-  model = keras.Model(inputs, dense(keras.layers.RNN(cell, name=qrnn.name)(inputs)),
-                      name=qat_model.name.replace("_qat", "") + "_int8_source")
+  model = _classifier(qat_model, cell, qrnn.name, dense,
+                      qat_model.name.replace("_qat", "") + "_int8_source")
   masks = {_short(m)[:-len("_mask")]: m.numpy() for m in qcell.w_masks + qcell.u_masks}
   values = {_short(w): w.numpy() * masks.get(_short(w), 1.0) for w in qcell.weights
             if not _short(w).endswith("_mask")}

@@ -22,6 +22,7 @@ import numpy as np
 
 from tf_fastgrnn import export
 from tf_fastgrnn import fixed_point
+from tf_fastgrnn import stepping
 
 __all__ = ["LiteRTStepRunner", "StepRunner", "TFLMStepRunner", "litert_interpreter",
            "measure_arena", "step_io",
@@ -144,6 +145,14 @@ class StepRunner:
     return {"x_q": x_q, "h_q": h_q, "logits_q": logits_q,
             "h": dequantize(h_q, qh["scale"], qh["zero_point"]),
             "logits": dequantize(logits_q, ql["scale"], ql["zero_point"])}
+
+
+  def window_classes(self, logits_q, readout):
+    """Each window's class from ``run_windows``' int8 ``logits_q [N, T, C]`` under
+    ``readout`` (``"last"``, ``"mean"``), as the device computes it: the argmax of the
+    last step's logits, or of their int32 sum over the window minus the zero point
+    (``stepping.window_classes``)."""
+    return stepping.window_classes(logits_q, readout, self.io["logits"]["zero_point"])
 
 
 class TFLMStepRunner(StepRunner):

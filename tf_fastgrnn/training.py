@@ -302,6 +302,24 @@ _DEFAULT_RECIPE = {"lr_schedule": "constant", "phase_boundaries": [],
                    "keep_best": False, "best_from_epoch": 0}
 
 
+def _readout_record(model):
+  """``{"readout": "mean"}`` for a mean read-out classifier (``stepping.LAYOUT``: RNN,
+  possibly in a pruning wrapper, → Dense → GlobalAveragePooling1D), else ``{}``.
+
+  Its weights are those of the last-step classifier, so only this record stops a
+  checkpoint from resuming with the other read-out; absent for "last", so checkpoints
+  made before it still resume.
+  """
+  layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+  if len(layers) != 3:
+    return {}
+  rnn = getattr(layers[0], "layer", layers[0])  # under a pruning wrapper
+  if (isinstance(rnn, keras.layers.RNN) and isinstance(layers[1], keras.layers.Dense)
+      and type(layers[2]) is keras.layers.GlobalAveragePooling1D):  # pylint: disable=unidiomatic-typecheck
+    return {"readout": "mean"}
+  return {}
+
+
 def _check_run(directory, run, resuming, write=True):
   """Refuses to resume a checkpoint made with other settings; records them otherwise
   (unless ``write`` is False: a non-chief worker only reads)."""
@@ -512,7 +530,7 @@ def _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
     resuming = directory.is_dir() and bool(_checkpoint_prefixes(directory))
     _check_run(directory, {"batch_size": batch_size, "learning_rate": float(learning_rate),
                            "seed": int(seed), "num_train": int(len(x)), "epochs": epochs,
-                           "run_config": run_config,
+                           "run_config": run_config, **_readout_record(model),
                            **({} if recipe == _DEFAULT_RECIPE else {"recipe": recipe})},
                resuming=resuming, write=write_dir is None)
     restored = (_restore_newest_intact(ckpt, reader, directory) if directory.is_dir()

@@ -1,11 +1,14 @@
 // Replays the export's test vectors through TFLM and checks every output byte (state and
-// logits after every step) against what the tflite_micro Python runtime produced.
+// logits after every step) against what the tflite_micro Python runtime produced, and
+// each window's class from the app's read-out (WindowReadout: last step, or the int32
+// sum over the window) against the class the Python side computed.
 #include <cstdint>
 #include <cstdio>
 
 #include "model_data.h"
 #include "model_settings.h"
 #include "step_model.h"
+#include "streaming_logic.h"
 #include "test_vectors.h"
 
 namespace {
@@ -20,8 +23,11 @@ int main() {
   }
   int passed = 0;
   int failed = 0;
+  int32_t sums[kNumClasses];
+  tf_fastgrnn::WindowReadout readout(kNumClasses, kReadoutMean, kLogitsZeroPoint, sums);
   for (int w = 0; w < kNumTestWindows; ++w) {
     model.Reset();
+    readout.Reset();
     int mismatched_bytes = 0;
     for (int t = 0; t < kStepsPerWindow; ++t) {
       if (!model.Step(kTestInputs[w][t])) {
@@ -34,11 +40,15 @@ int main() {
       for (int i = 0; i < kNumClasses; ++i) {
         mismatched_bytes += model.logits()[i] != kTestLogits[w][t][i];
       }
+      readout.Add(model.logits());
     }
-    std::printf("window %d (label %s): %s (%d of %d bytes differ)\n", w,
-                kCategoryLabels[kTestLabels[w]], mismatched_bytes == 0 ? "bit-exact" : "DIFFERS",
-                mismatched_bytes, kStepsPerWindow * (kHiddenDim + kNumClasses));
-    mismatched_bytes == 0 ? ++passed : ++failed;
+    const bool class_ok = readout.Class() == kTestWindowClasses[w];
+    std::printf("window %d (label %s): %s (%d of %d bytes differ); %s read-out class %s %s\n",
+                w, kCategoryLabels[kTestLabels[w]],
+                mismatched_bytes == 0 ? "bit-exact" : "DIFFERS", mismatched_bytes,
+                kStepsPerWindow * (kHiddenDim + kNumClasses), kReadoutMean ? "mean" : "last",
+                kCategoryLabels[readout.Class()], class_ok ? "as expected" : "DIFFERS");
+    mismatched_bytes == 0 && class_ok ? ++passed : ++failed;
   }
   std::printf("arena used %d of %d bytes\n", static_cast<int>(model.arena_used()),
               kTensorArenaSize);

@@ -125,6 +125,47 @@ void TestRecurrentStates() {
   Check(std::memcmp(states.state(1), zero_c, 2) == 0, "reset after a step");
 }
 
+void TestWindowReadoutLastAndMeanDisagree() {
+  // 3 classes, zero point -2, 3 steps whose centred logits are {10,0,0}, {10,0,0},
+  // {0,2,0}: the last step says class 1, the window's sums {20,2,0} say class 0.
+  const int8_t steps[3][3] = {{8, -2, -2}, {8, -2, -2}, {-2, 0, -2}};
+  int32_t last_sums[3];
+  int32_t mean_sums[3];
+  tf_fastgrnn::WindowReadout last(3, false, -2, last_sums);
+  tf_fastgrnn::WindowReadout mean(3, true, -2, mean_sums);
+  for (const auto& logits : steps) {
+    last.Add(logits);
+    mean.Add(logits);
+  }
+  Check(last.Class() == 1 && mean.Class() == 0 && mean.steps() == 3,
+        "last step's class 1, the window sum's class 0");
+  Check(mean_sums[0] == 20 && mean_sums[1] == 2 && mean_sums[2] == 0,
+        "the mean read-out sums logits minus the zero point in int32");
+  Check(std::fabs(mean.Logit(0, 0.5f) - 20 * 0.5f / 3) < 1e-6f &&
+            std::fabs(last.Logit(1, 0.5f) - 1.0f) < 1e-6f,
+        "logit: scale * sum / steps (mean), scale * (last - zero point)");
+  mean.Reset();
+  Check(mean.steps() == 0 && mean_sums[0] == 0, "reset clears the sums");
+}
+
+void TestWindowReadoutTiesAndRange() {
+  // A tie between classes 1 and 2 of the sums: the lowest index wins.
+  int32_t sums[4];
+  tf_fastgrnn::WindowReadout mean(4, true, 0, sums);
+  const int8_t a[4] = {-5, 3, 1, 0};
+  const int8_t b[4] = {-5, 1, 3, 4};
+  mean.Add(a);
+  mean.Add(b);
+  Check(mean.Class() == 1, "a tie of the sums goes to the lowest class index");
+  // 1000 steps at the int8 extremes: the sum leaves int8 and int16, stays exact in int32.
+  int32_t big[2];
+  tf_fastgrnn::WindowReadout wide(2, true, -128, big);
+  const int8_t top[2] = {127, -128};
+  for (int t = 0; t < 1000; ++t) wide.Add(top);
+  Check(big[0] == 255 * 1000 && big[1] == 0 && wide.Class() == 0,
+        "the sum is exact past int16");
+}
+
 // FormatLog and the C library's vsnprintf on the same arguments.
 bool SameAsSnprintf(size_t size, const char* format, ...) {
   char got[64];
@@ -200,6 +241,8 @@ int main(int argc, char** argv) {
   TestSmoother();
   TestSmootherStaysInItsHistory();
   TestRecurrentStates();
+  TestWindowReadoutLastAndMeanDisagree();
+  TestWindowReadoutTiesAndRange();
   TestFormatLog();
   std::printf("%d passed, %d failed\n", g_passed, g_failed);
   return g_failed == 0 ? 0 : 1;

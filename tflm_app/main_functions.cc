@@ -25,6 +25,11 @@ float g_history[tf_fastgrnn::PosteriorSmoother::HistorySize(kNumClasses, kSmooth
 tf_fastgrnn::PosteriorSmoother g_smoother(kNumClasses, kSmoothingSteps, kDetectionThreshold,
                                           kSuppressionSteps, g_history);
 #endif
+// The window's read-out (kReadoutMean: the int32 sum of every step's logits; else the
+// last step's), reported at the window's end.
+int32_t g_window_sums[kNumClasses];
+tf_fastgrnn::WindowReadout g_readout(kNumClasses, kReadoutMean, kLogitsZeroPoint,
+                                     g_window_sums);
 int g_step_in_window = 0;
 int g_window = 0;
 int g_total_steps = 0;
@@ -47,6 +52,7 @@ bool loop() {
   if (!GetFeatureFrame(raw, &window_start)) return false;
   if (window_start) {
     g_model.Reset();  // every window starts from h = 0
+    g_readout.Reset();
     g_step_in_window = 0;
   }
   int8_t frame[kInputDim];
@@ -54,6 +60,7 @@ bool loop() {
                              kInputZeroPoint, frame);
   if (!g_model.Step(frame)) return false;
   ++g_total_steps;
+  g_readout.Add(g_model.logits());
 #ifdef TF_FASTGRNN_KEYWORD_SPOTTING
   float score = 0.0f;
   const int detected =
@@ -61,9 +68,8 @@ bool loop() {
   if (detected >= 0) HandleDetection(g_total_steps, detected, score);
 #endif
   if (++g_step_in_window == kStepsPerWindow) {
-    const int top = tf_fastgrnn::ArgMax(g_model.logits(), kNumClasses);
-    HandleWindowResult(g_window++, top,
-                       (g_model.logits()[top] - kLogitsZeroPoint) * kLogitsScale);
+    const int top = g_readout.Class();
+    HandleWindowResult(g_window++, top, g_readout.Logit(top, kLogitsScale));
   }
   return true;
 }

@@ -172,6 +172,37 @@ int PosteriorSmoother::Update(const int8_t* logits, float scale, int zero_point,
   return best;
 }
 
+WindowReadout::WindowReadout(int num_classes, bool mean, int zero_point, int32_t* sums)
+    : num_classes_(num_classes), mean_(mean), zero_point_(zero_point), sums_(sums) {
+  Reset();
+}
+
+void WindowReadout::Reset() {
+  steps_ = 0;
+  for (int c = 0; c < num_classes_; ++c) sums_[c] = 0;
+}
+
+void WindowReadout::Add(const int8_t* logits) {
+  for (int c = 0; c < num_classes_; ++c) {
+    const int32_t centred = static_cast<int32_t>(logits[c]) - zero_point_;
+    sums_[c] = mean_ ? sums_[c] + centred : centred;
+  }
+  ++steps_;
+}
+
+int WindowReadout::Class() const {
+  int best = 0;
+  for (int c = 1; c < num_classes_; ++c) {
+    if (sums_[c] > sums_[best]) best = c;  // strictly greater: ties keep the lowest index
+  }
+  return best;
+}
+
+float WindowReadout::Logit(int class_index, float scale) const {
+  const float value = static_cast<float>(sums_[class_index]) * scale;
+  return mean_ && steps_ > 0 ? value / static_cast<float>(steps_) : value;
+}
+
 int ArgMax(const int8_t* values, int size) {
   int best = 0;
   for (int i = 1; i < size; ++i) {

@@ -1,5 +1,6 @@
 // TFLM-free parts of the streaming app: frame quantization, the recurrent states and
-// their carry between invokes, and keyword-spotting posterior smoothing. They compile with any C++17 compiler and are
+// their carry between invokes, the window read-out (last step or mean over the window),
+// and keyword-spotting posterior smoothing. They compile with any C++17 compiler and are
 // tested on the host by logic_test.cc without TensorFlow Lite Micro.
 #ifndef TF_FASTGRNN_TFLM_APP_STREAMING_LOGIC_H_
 #define TF_FASTGRNN_TFLM_APP_STREAMING_LOGIC_H_
@@ -105,6 +106,34 @@ class PosteriorSmoother {
   int count_ = 0;
   int next_ = 0;
   int quiet_ = 0;
+};
+
+// Window classification: a window's class from the int8 logits of its steps, as
+// training defined it (model_settings.h's kReadoutMean). Last-step read-out: the argmax
+// of the last step's logits. Mean read-out: the argmax of the int32 sum over the window's
+// steps of (logits - zero point), exact integers (the mean logit is scale * sum / steps;
+// an int32 holds the sum of 8 million steps). Ties: the lowest class index, as
+// numpy.argmax on the Python side (stepping.window_classes). The sums, num_classes
+// int32, are the caller's.
+class WindowReadout {
+ public:
+  WindowReadout(int num_classes, bool mean, int zero_point, int32_t* sums);
+  // The start of a window: no step seen.
+  void Reset();
+  // One step's logits (int8, num_classes of them).
+  void Add(const int8_t* logits);
+  int steps() const { return steps_; }
+  // The window's class so far (0 before any step).
+  int Class() const;
+  // Its logit in float: scale * (sum / steps) for the mean, scale * (last - zero point).
+  float Logit(int class_index, float scale) const;
+
+ private:
+  int num_classes_;
+  bool mean_;
+  int zero_point_;
+  int32_t* sums_;
+  int steps_ = 0;
 };
 
 int ArgMax(const int8_t* values, int size);

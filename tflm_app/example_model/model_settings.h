@@ -69,6 +69,9 @@ constexpr int kTensorArenaSize = 6910;
 #define TF_FASTGRNN_MODEL_OPS(OP) OP(FullyConnected) OP(Add) OP(Logistic) OP(Mul) OP(Sub) OP(Tanh)
 constexpr int kNumModelOps = 6;
 
+// Window read-out: the last step's logits (argmax, lowest index on a tie).
+constexpr bool kReadoutMean = false;
+
 // Window classification: the app reports each window's top class; no
 // keyword-spotting smoother (TF_FASTGRNN_KEYWORD_SPOTTING is not defined).
 

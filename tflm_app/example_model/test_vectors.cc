@@ -1925,3 +1925,4 @@ const int8_t kTestLogits[kNumTestWindows][kStepsPerWindow][kNumClasses] = {
     31, -63, -93, -52, -83, 20, 32, -63, -94, -53, -83, 20, 32, -62, -95, -53,
     -84, 21, 32, -62, -95, -53, -84, 21, 32, -61, -95, -54, -84, 21, 32, -61};
 const int kTestLabels[kNumTestWindows] = {0, 1, 2, 3};
+const int kTestWindowClasses[kNumTestWindows] = {0, 1, 2, 4};

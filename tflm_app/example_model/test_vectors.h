@@ -13,5 +13,7 @@ extern const int8_t kTestInputs[kNumTestWindows][kStepsPerWindow][kInputDim];
 extern const int8_t kTestStates[kNumTestWindows][kStepsPerWindow][kHiddenDim];
 extern const int8_t kTestLogits[kNumTestWindows][kStepsPerWindow][kNumClasses];
 extern const int kTestLabels[kNumTestWindows];
+// Each window's class under the read-out (last), as the app computes it.
+extern const int kTestWindowClasses[kNumTestWindows];
 
 #endif  // TF_FASTGRNN_TEST_VECTORS_H_
