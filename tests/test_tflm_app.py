@@ -45,7 +45,7 @@ def test_imu_frontend_matches_the_python_front_end(logic_binary):
                         rng.normal(0, 1.0, (n, 3))], 1).astype(np.float32)
   text = "\n".join(" ".join(f"{v:.9g}" for v in row) for row in sig) + "\n"
   result = subprocess.run(
-      [str(logic_binary.parent / "imu_frontend_test"), "--stream",
+      [str(logic_binary), "--imu-stream",
        f"{har.gravity_coefficient():.9g}"], input=text, capture_output=True, text=True,
       check=False, timeout=60)
   assert result.returncode == 0, result.stderr

@@ -5,7 +5,7 @@
 // alpha = 1 - exp(-2 pi f_c / f_s) (0.3 Hz at 50 Hz: model_settings.h's kGravityAlpha),
 // and a frame is [acc - g, g, gyro]: 9 floats from the 6 raw ones. Run it on every sample
 // of the IMU stream (not only inside windows): the model was trained on windows cut from
-// the filtered stream. TFLM-free; tested on the host by imu_frontend_test.cc.
+// the filtered stream. TFLM-free; tested on the host by logic_test.cc.
 #ifndef TF_FASTGRNN_TFLM_APP_IMU_FRONTEND_H_
 #define TF_FASTGRNN_TFLM_APP_IMU_FRONTEND_H_
 
