@@ -266,7 +266,9 @@ def main(argv):
           f"{config.qat_epochs if config.qat else 'off'}, lr {config.lr_schedule}, "
           f"clipnorm {config.clipnorm}, weight_decay {config.weight_decay}, keep_best "
           f"{config.keep_best}, augment {config.augment or 'none'}, readout "
-          f"{config.readout}", flush=True)
+          f"{config.readout}"
+          + (f", IMU front end {config.imu_frontend}"
+             if config.dataset in config_lib.IMU_DATASETS else ""), flush=True)
   except ValueError as e:
     print(f"train_and_export: {e}", file=sys.stderr)
     return 2

@@ -10,12 +10,12 @@ from pipelines import presets
 from tests.conftest import REPO
 
 FLAGS = {"epochs": 45, "qat_epochs": 8, "lr_schedule": "cosine", "clipnorm": 5.0,
-         "weight_decay": 0.0, "keep_best": True}
+         "weight_decay": 0.0, "keep_best": True, "imu_frontend": "raw_imu"}
 
 
 def test_dataset_preset_is_the_default_and_given_flags_override_it():
   name, values = presets.apply("auto", "har2", dict(FLAGS, epochs=3, keep_best=False), set())
-  assert name == "har2" and values == presets.PRESETS["har2"]
+  assert name == "har2" and values == dict(presets.PRESETS["har2"], imu_frontend="raw_imu")
   name, values = presets.apply("auto", "har2", dict(FLAGS, epochs=3, keep_best=False,
                                                    clipnorm=0.0),
                                {"epochs", "keep_best", "clipnorm"})
@@ -49,3 +49,24 @@ def test_train_and_export_reads_the_preset_and_the_given_flags(tmp_path):
   assert ("preset fsdd: epochs 45, QAT 2, lr cosine, clipnorm 5.0, weight_decay 0.0, "
           "keep_best True") in result.stdout
   assert not (tmp_path / "run").exists()
+
+
+def test_har6_preset_reads_the_gravity_front_end_and_a_flag_overrides_it(tmp_path):
+  """The har6 preset's imu_gravity (chosen on validation) reaches the run's
+  configuration; --imu_frontend=raw_imu wins over it; fsdd never gets an IMU front end."""
+  name, values = presets.apply("auto", "har6", FLAGS, set())
+  assert name == "har6" and values["imu_frontend"] == "imu_gravity"
+  _, values = presets.apply("auto", "har6", FLAGS, {"imu_frontend"})
+  assert values["imu_frontend"] == "raw_imu"
+  assert presets.apply("auto", "har2", FLAGS, set())[1]["imu_frontend"] == "raw_imu"
+  env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+  out = tmp_path / "run"
+  for flags, words in (([], "IMU front end imu_gravity"),
+                       (["--imu_frontend=raw_imu"], "IMU front end raw_imu")):
+    # --epochs=1 is refused (three pruning phases) after the configuration is printed.
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.train_and_export", "--dataset=har6", "--epochs=1",
+         f"--output_dir={out}", *flags],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert words in result.stdout, result.stdout + result.stderr
+    assert not out.exists()
