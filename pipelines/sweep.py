@@ -220,7 +220,9 @@ def schedule():
   # Tier 5: the imu_gravity front end (a float probe raised validation most), the same
   # three har6 points.
   pts += [_rnn(5, "har6", "fastgrnn", 24, grav=True), _rnn(5, "har6", "gru", 12, grav=True),
-          _rnn(5, "har6", "fastgrnn_lsq", 32, 4, 8, 0.5, grav=True)]
+          _rnn(5, "har6", "fastgrnn_lsq", 32, 4, 8, 0.5, grav=True),
+          # both levers together (each passed on FastGRNN h24 alone), against h24_grav
+          _rnn(5, "har6", "fastgrnn", 24, grav=True, mean=True)]
   # Tier 5: the LSTM baselines exported as a TFLM practitioner would (EXPORTS), from the
   # float models of the LSTM points above (same settings: reused, not retrained).
   for p in list(pts):
