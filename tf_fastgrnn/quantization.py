@@ -223,7 +223,10 @@ class _QATMixin:
 
   def _pre(self, x, h, quantize, record):
     """The pre-activation ``(value, grid)`` and the grid of h."""
-    x, gx = self._out("x", x, None, quantize, record)  # the int8 input x_t
+    # The int8 input x_t as TFLite's QUANTIZE makes it: round(x / scale) in double.
+    # TF's fake-quant rounds (x - min) / scale in float32 and so puts values within
+    # ~1e-5 LSB below a half step one LSB up (x / scale = 1.499995 -> 2, not 1).
+    x, gx = self._out("x", x, lambda g, v=x: k8.quantize(v, g), quantize, record)
     gh = self._state_grid() if quantize else None
     xw = self._matmuls(x, gx, self.w_factors, self.w_masks, "xw", quantize, record)
     hu = self._matmuls(h, gh, self.u_factors, self.u_masks, "hu", quantize, record)
