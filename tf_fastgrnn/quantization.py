@@ -30,7 +30,10 @@ grids it uses:
 
 With the int8 kernels switched on (``use_int8_kernels``) Keras QAT computes TFLM's
 integers; the tests check it byte for byte for every exportable activation (sigmoid,
-tanh: ``plan.EXPORTABLE_ACTIVATIONS``).
+tanh: ``plan.EXPORTABLE_ACTIVATIONS``). That includes the input x_t: it is rounded as
+TFLite's QUANTIZE and ``runtime.quantize`` round it (``x / scale`` in double, half away
+from zero), not as TF's fake-quant, which rounds ``(x - min) / scale`` in float32 and
+put a har6 input at 1.499995 LSB one LSB up.
 """
 
 import contextlib
