@@ -188,6 +188,26 @@ def test_fake_quant_on_the_grids_is_close_and_uncalibrated_is_not(rng):
   assert np.mean(err_before) > 2 * np.mean(err)
 
 
+def test_int8_input_rounds_as_tflite_quantize_near_a_half_step():
+  """x / scale = 1.499995 (a har6 imu_gravity input): QUANTIZE gives round(1.499995) = 1,
+  TF's float32 fake-quant rounded it to 2 and Keras QAT left TFLM by up to 13 LSB of h."""
+  scale, zero_point = 0.053065523505210876, 25  # the x grid of that run
+  x = np.float32(0.07959802)
+  assert runtime.quantize(x, scale, zero_point) == 26
+  # One unit, W = 1 and U = 0 on one grid: pre carries the int8 x unchanged.
+  cell = quantization.QuantizedFastGRNNCell(1)
+  cell.build((None, 1))
+  cell.w_factors[0].assign([[1.0]])
+  cell.u_factors[0].assign([[0.0]])
+  for point in ("x", "xw", "hu", "pre"):
+    cell.ranges[point].assign(quantization._grid_ends(scale, zero_point))  # pylint: disable=protected-access
+  cell.calibrated.assign(1.0)
+  cell.int8_exact.assign(1.0)
+  pre = cell.pre_activation(tf.constant([[x]]), tf.zeros([1, 1]))
+  assert float(cell._grid("x")[0]) == scale  # pylint: disable=protected-access
+  assert runtime.quantize(pre.numpy(), scale, zero_point).item() == 26
+
+
 def test_int8_kernels_refuse_a_float_model(rng):
   with pytest.raises(ValueError, match="not a QAT model"):
     quantization.use_int8_kernels(models.sequence_classifier("fastgrnn", H, (T, D), C))

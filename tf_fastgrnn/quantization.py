@@ -30,7 +30,10 @@ grids it uses:
 
 With the int8 kernels switched on (``use_int8_kernels``) Keras QAT computes TFLM's
 integers; the tests check it byte for byte for every exportable activation (sigmoid,
-tanh: ``plan.EXPORTABLE_ACTIVATIONS``).
+tanh: ``plan.EXPORTABLE_ACTIVATIONS``). That includes the input x_t: it is rounded as
+TFLite's QUANTIZE and ``runtime.quantize`` round it (``x / scale`` in double, half away
+from zero), not as TF's fake-quant, which rounds ``(x - min) / scale`` in float32 and
+put a har6 input at 1.499995 LSB one LSB up.
 """
 
 import contextlib
@@ -223,7 +226,10 @@ class _QATMixin:
 
   def _pre(self, x, h, quantize, record):
     """The pre-activation ``(value, grid)`` and the grid of h."""
-    x, gx = self._out("x", x, None, quantize, record)  # the int8 input x_t
+    # The int8 input x_t as TFLite's QUANTIZE makes it: round(x / scale) in double.
+    # TF's fake-quant rounds (x - min) / scale in float32 and so puts values within
+    # ~1e-5 LSB below a half step one LSB up (x / scale = 1.499995 -> 2, not 1).
+    x, gx = self._out("x", x, lambda g, v=x: k8.quantize(v, g), quantize, record)
     gh = self._state_grid() if quantize else None
     xw = self._matmuls(x, gx, self.w_factors, self.w_masks, "xw", quantize, record)
     hu = self._matmuls(h, gh, self.u_factors, self.u_masks, "hu", quantize, record)
