@@ -313,7 +313,10 @@ def test_sweep_mean_trials_are_labelled_ablations():
   points = {p.file(0): p for p in sweep.schedule() if p.kw.get("mean")}
   assert set(points) == {"har6/fastgrnn_h24_mean_seed0.json",
                          "har6/fastgrnn_lsq_h32r4-8s50_mean_seed0.json",
-                         "har6/gru_h12_mean_seed0.json"}
+                         "har6/gru_h12_mean_seed0.json",
+                         "har6/fastgrnn_h24_grav_mean_seed0.json"}
+  assert sweep.settings_for(points["har6/fastgrnn_h24_grav_mean_seed0.json"])[
+      "imu_frontend"] == "imu_gravity"
   for name, point in points.items():
     assert point.tier == 5
     settings = sweep.settings_for(point)
