@@ -150,16 +150,16 @@ def bit_exact(tflite_bytes, windows, work, fused_bytes=None, readout="last"):
   """Steps ``windows`` through TFLM and the fused kernel (and the fused .tflite's
   options through the C parser); counts differing bytes. ``readout``: the run's
   (``flags.json``), for the classes its windows predict."""
-  from tf_fastgrnn import fused, runtime, stepping  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import fused, runtime  # pylint: disable=import-outside-toplevel
   library = fused.compile_kernel(str(work))
-  want = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
+  tflm = runtime.TFLMStepRunner(tflite_bytes)
+  want = tflm.run_windows(windows)
   got = fused.FusedStepRunner(tflite_bytes, library).run_windows(windows)
   result = {"windows": len(windows), "steps": int(windows.shape[1]),
             "h_mismatches": int(np.sum(got["h_q"] != want["h_q"])),
             "logits_mismatches": int(np.sum(got["logits_q"] != want["logits_q"])),
-            "classes_predicted": int(len(np.unique(stepping.window_classes(
-                want["logits_q"], readout,
-                runtime.step_io(tflite_bytes)["logits"]["zero_point"]))))}
+            "classes_predicted": int(len(np.unique(tflm.window_classes(
+                want["logits_q"], readout))))}
   if fused_bytes is not None:
     op = fused.FusedOpRunner(fused_bytes, library).run_windows(windows)
     result["fused_tflite_mismatches"] = int(np.sum(op["h_q"] != want["h_q"]) +

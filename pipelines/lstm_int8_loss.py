@@ -88,9 +88,8 @@ def check(run_dir, ds):
   acc = lambda pred: float(np.mean(pred == ds.y_val))
   pred, c_max = numpy_lstm(weights, ds.x_val, readout=readout)
   tflite_bytes = export.read_tflite_file(run_dir / "model_int8.tflite")
-  traces = runtime.TFLMStepRunner(tflite_bytes).run_windows(ds.x_val)
-  tflm_pred = stepping.window_classes(traces["logits_q"], readout,
-                                      runtime.step_io(tflite_bytes)["logits"]["zero_point"])
+  tflm = runtime.TFLMStepRunner(tflite_bytes)
+  tflm_pred = tflm.window_classes(tflm.run_windows(ds.x_val)["logits_q"], readout)
   return {"run": str(run_dir), "float": acc(pred),
           "c_absmax_p50_p99": [float(np.percentile(c_max, q)) for q in (50, 99)],
           "c_int8_only": acc(numpy_lstm(weights, ds.x_val, 1 / 16, readout)[0]),

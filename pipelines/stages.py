@@ -47,12 +47,10 @@ from tf_fastgrnn import plan as plan_lib
 from tf_fastgrnn import pruning
 from tf_fastgrnn import quantization
 from tf_fastgrnn import runtime
-from tf_fastgrnn import stepping
 from tf_fastgrnn import training
 from tf_fastgrnn._keras import keras
 
-__all__ = ["Config", "int8_window_classes", "run", "summary_line", "validate_config",
-           "vector_windows"]
+__all__ = ["Config", "run", "summary_line", "validate_config", "vector_windows"]
 
 FLOAT_MODEL = "model_float.keras"
 QAT_MODEL = "model_qat.keras"
@@ -177,7 +175,8 @@ def preflight(config, ds):
   if problems:
     raise ValueError("; ".join(problems))
   input_dim = shape[2]
-  if config.dataset in ("har6", "har2") and ds.meta.get("frontend") != config.imu_frontend:
+  if (config.dataset in config_lib.IMU_DATASETS
+      and ds.meta.get("frontend") != config.imu_frontend):
     problems.append(f"--imu_frontend={config.imu_frontend}, but the data handed over was "
                     f"made with the {ds.meta.get('frontend')} front end")
   if config.cell not in ("lstm", "gru") and config.w_rank is not None and (
@@ -463,14 +462,6 @@ def vector_windows(labels, n):
   return np.asarray(picked, np.int64)
 
 
-def int8_window_classes(tflite_bytes, logits_q, readout):
-  """Each window's class from the int8 step model's logits ``[N, T, C]`` after every
-  step, as the device computes it (``stepping.window_classes`` with the logits' zero
-  point)."""
-  zero_point = runtime.step_io(tflite_bytes)["logits"]["zero_point"]
-  return stepping.window_classes(logits_q, readout, zero_point)  # = StepRunner.window_classes
-
-
 def _evaluate_tflm(r):
   config = r.config
   arena = runtime.measure_arena(r.tflite_bytes)
@@ -482,8 +473,7 @@ def _evaluate_tflm(r):
   # The window's class as the device computes it: from the int8 logits (the last
   # step's, or their int32 sum over the window for the mean read-out).
   evaluation = {"arena": np.int64(arena), "y_test": y_test,
-                "pred": int8_window_classes(r.tflite_bytes, traces["logits_q"],
-                                            config.readout),
+                "pred": tflm.window_classes(traces["logits_q"], config.readout),
                 "labels": y_test[pick]}
   evaluation.update({k: traces[k][pick] for k in ("x_q", "h_q", "logits_q")})
   with fileio.atomic_path(r.out / TFLM_EVAL) as tmp:
@@ -686,7 +676,7 @@ def run(config, ds=None, on_output_ready=None):
     _log(f"loading {config.dataset}")
     opts = ({"frontend": config.audio_frontend, "feature_cache": config.feature_cache}
             if config.dataset in datasets.AUDIO_DATASETS else
-            {"frontend": config.imu_frontend} if config.dataset in ("har6", "har2")
+            {"frontend": config.imu_frontend} if config.dataset in config_lib.IMU_DATASETS
             else {})
     ds = datasets.load_dataset(config.dataset, config.data_dir, seed=config.seed, **opts)
   chief = distribute.is_chief(distribute.get_strategy(config.distribute))

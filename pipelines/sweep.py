@@ -343,10 +343,9 @@ def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
       report = stages.run(dataclasses.replace(config, resume=False), ds=ds)
   # int8 accuracy on the validation split too: what recipes and models may be chosen on.
   from tf_fastgrnn import runtime  # pylint: disable=import-outside-toplevel
-  tflite_bytes = (run_dir / stages.TFLITE_MODEL).read_bytes()
-  val_traces = runtime.TFLMStepRunner(tflite_bytes).run_windows(ds.x_val)
-  val_int8 = float(np.mean(stages.int8_window_classes(
-      tflite_bytes, val_traces["logits_q"], config.readout) == ds.y_val))
+  runner = runtime.TFLMStepRunner((run_dir / stages.TFLITE_MODEL).read_bytes())
+  val_int8 = float(np.mean(runner.window_classes(
+      runner.run_windows(ds.x_val)["logits_q"], config.readout) == ds.y_val))
   float_hist = json.loads((run_dir / "float_training.json").read_text())["history"]
   qat_hist = (json.loads((run_dir / "qat_training.json").read_text()) if qat else {})
   size = report["size"]
@@ -443,10 +442,10 @@ def _run_export(point, seed, ds, run_dir, base_dir, settings):
     name = stages.TFLITE_MODEL
     # The window logits as the device computes them, for the float model's read-out.
     readout = stepping.readout(model)
-    zero_point = runtime.step_io(tflite_bytes)["logits"]["zero_point"]
-    test, val = (stepping.window_logits(
-        runtime.TFLMStepRunner(tflite_bytes).run_windows(x)["logits_q"], readout, zero_point)
-                 for x in (x_test, ds.x_val))
+    runner = runtime.TFLMStepRunner(tflite_bytes)
+    zero_point = runner.io["logits"]["zero_point"]
+    test, val = (stepping.window_logits(runner.run_windows(x)["logits_q"], readout,
+                                        zero_point) for x in (x_test, ds.x_val))
     extra = {"export": "the int8 step model (c int8, capped at ±8), σ(f)·c on c's grid "
                        "(export.convert_step_model(forget_product_on_cell_grid=True))"}
     arena = runtime.measure_arena(tflite_bytes)

@@ -143,8 +143,7 @@ def settings_from_model(tflite_bytes, *, labels, steps_per_window, feature_mean,
   ``readout``: the trained model's (``stepping.readout``); the step model is the same for
   both.
   """
-  if readout not in stepping.READOUTS:
-    raise ValueError(f"readout must be one of {stepping.READOUTS}, got {readout!r}")
+  stepping.check_readout(readout)
   constants = tuple((str(k), float(v)) for k, v in (frontend_constants or {}).items())
   for name, value in constants:
     if not (name.startswith("k") and name.isidentifier() and np.isfinite(value)):

@@ -165,11 +165,9 @@ def _set_classifier_bias(fb_model, bias):
   bias_tensor.quantization.scale = scales.astype(np.float32).tolist()
 
 
-def _same_grid(q_a, q_b):
-  return (q_a is not None and q_b is not None and q_a.scale is not None
-          and q_b.scale is not None and len(q_a.scale) == 1 and len(q_b.scale) == 1
-          and float(q_a.scale[0]) == float(q_b.scale[0])
-          and int(q_a.zeroPoint[0]) == int(q_b.zeroPoint[0]))
+def _same_grid(tensor_a, tensor_b):
+  grid = _tensor_grid(tensor_a)
+  return grid is not None and grid == _tensor_grid(tensor_b)
 
 
 def _drop_unused_tensors(fb_model):
@@ -253,7 +251,7 @@ def _int8_float_splits(fb_model):
       if not reads:  # a dead output: the same tensor, now int8 on the source grid
         outputs.append((int(out), None))
       elif len(reads) == 1 and names[reads[0]] == "QUANTIZE" and _same_grid(
-          graph.tensors[ops[reads[0]].outputs[0]].quantization, q):
+          graph.tensors[ops[reads[0]].outputs[0]], graph.tensors[source]):
         outputs.append((int(ops[reads[0]].outputs[0]), reads[0]))
       else:
         ok = False

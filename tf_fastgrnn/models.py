@@ -41,8 +41,7 @@ def sequence_classifier(cell, units, input_shape, num_classes, *, name=None,
   Raises:
     ValueError: unknown cell or read-out, bad shape or class count.
   """
-  if readout not in stepping.READOUTS:
-    raise ValueError(f"readout must be one of {stepping.READOUTS}, got {readout!r}")
+  stepping.check_readout(readout)
   if cell not in CELL_TYPES:
     raise ValueError(f"cell must be one of {CELL_TYPES}, got {cell!r}")
   if len(tuple(input_shape)) != 2 or input_shape[-1] is None:

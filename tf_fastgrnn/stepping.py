@@ -23,7 +23,8 @@ import tensorflow as tf
 
 from tf_fastgrnn._keras import keras
 
-__all__ = ["LAYOUT", "READOUTS", "parts", "readout", "representative_pairs", "run_steps",
+__all__ = ["LAYOUT", "READOUTS", "check_readout", "parts", "readout", "representative_pairs",
+           "run_steps",
            "step_function", "step_model", "window_classes", "window_logits"]
 
 READOUTS = ("last", "mean")
@@ -99,7 +100,8 @@ def readout(model):
   return "mean" if len(_layers(model)) == 3 else "last"
 
 
-def _check_readout(name):
+def check_readout(name):
+  """Raises ValueError unless ``name`` is one of ``READOUTS``."""
   if name not in READOUTS:
     raise ValueError(f"readout must be one of {READOUTS}, got {name!r}")
 
@@ -119,7 +121,7 @@ def window_logits(step_logits, readout_name, zero_point=None):
   Returns:
     ``[N, C]``: float32, or int32 with ``zero_point``.
   """
-  _check_readout(readout_name)
+  check_readout(readout_name)
   step_logits = np.asarray(step_logits)
   if step_logits.ndim != 3:
     raise ValueError(f"step logits must be [N, T, C], got shape {step_logits.shape}")
