@@ -34,6 +34,19 @@ void TestQuantizeFrame() {
   int8_t out[3];
   tf_fastgrnn::QuantizeFrame(raw, mean, std_dev, 3, 0.5f, -3, out);
   Check(out[0] == -1 && out[1] == -1 && out[2] == 127, "QuantizeFrame normalises, rounds, saturates");
+  // Quotients whose float32 value is a tie (1.5f, 2.5f, -2.5f, 2.5f) but whose exact
+  // value is not (1.4999999458, 2.4999999458, -2.4999999458, 1.5000000542 for the
+  // 4th, whose float32 quotient is 1.5f too): rounded as the exact quotient, as
+  // runtime.quantize (double) and the converter's QUANTIZE do; a true tie away from 0.
+  const float tie_raw[6] = {0x1.a66666p-5f, 0x1.6p-4f, -0x1.6p-4f, 0x1.a66668p-5f, 0.25f, -0.25f};
+  const float zero[6] = {};
+  const float one[6] = {1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f};
+  int8_t tie_out[6];
+  tf_fastgrnn::QuantizeFrame(tie_raw, zero, one, 4, 0x1.19999ap-5f, 0, tie_out);
+  Check(tie_out[0] == 1 && tie_out[1] == 2 && tie_out[2] == -2 && tie_out[3] == 2,
+        "QuantizeFrame rounds the exact quotient where float32's is a tie");
+  tf_fastgrnn::QuantizeFrame(tie_raw + 4, zero, one, 2, 0.5f, 0, tie_out + 4);
+  Check(tie_out[4] == 1 && tie_out[5] == -1, "QuantizeFrame: an exact tie rounds away from zero");
 }
 
 void TestCopyCarry() {

@@ -30,14 +30,32 @@ int32_t RoundingDivideByPOT(int32_t x, int exponent) {
   return (x >> exponent) + ((remainder > threshold) ? 1 : 0);
 }
 
+// round(value / scale), half away from zero, for the exact quotient (as the converter's
+// QUANTIZE and runtime.quantize, which divide in double): a float32 quotient of exactly
+// k + 0.5 may stand for an exact one just below or above it (e.g. 0x1.a66666p-5f /
+// 0x1.19999ap-5f is 1.49999995 but 1.5f in float32), so that case is settled by the sign
+// of value - (k + 0.5) * scale, which one fused multiply-add gives exactly. Elsewhere the
+// correctly rounded float32 quotient rounds as the exact one does. scale > 0.
+int32_t RoundQuotient(float value, float scale) {
+  const float q = value / scale;
+  const float rounded = std::round(q);  // a tie goes away from zero
+  if (std::fabs(rounded - q) == 0.5f) {
+    const float remainder = std::fma(-q, scale, value);  // value - q * scale, one rounding
+    const int32_t away = static_cast<int32_t>(rounded);
+    // the exact quotient lies towards zero from the tie: round towards zero instead
+    if (q > 0.0f ? remainder < 0.0f : remainder > 0.0f) return away + (q > 0.0f ? -1 : 1);
+    return away;
+  }
+  return static_cast<int32_t>(rounded);
+}
+
 }  // namespace
 
 void QuantizeFrame(const float* raw, const float* mean, const float* std_dev, int size,
                    float scale, int zero_point, int8_t* out) {
   for (int i = 0; i < size; ++i) {
     const float normalised = (raw[i] - mean[i]) / std_dev[i];
-    const int32_t q = static_cast<int32_t>(std::round(normalised / scale)) + zero_point;
-    out[i] = Saturate(q);
+    out[i] = Saturate(RoundQuotient(normalised, scale) + zero_point);
   }
 }
 

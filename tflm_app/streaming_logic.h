@@ -10,8 +10,8 @@
 namespace tf_fastgrnn {
 
 // Normalises a raw feature frame ((raw - mean) / std) and quantizes it to int8 with the
-// model input's scale and zero point (round half away from zero, saturating), as the
-// converter's QUANTIZE op does.
+// model input's scale and zero point (the exact quotient rounded half away from zero,
+// saturating), as the converter's QUANTIZE op and runtime.quantize do.
 void QuantizeFrame(const float* raw, const float* mean, const float* std_dev, int size,
                    float scale, int zero_point, int8_t* out);
 
