@@ -117,6 +117,12 @@ class Config:
   # step's, or "mean" over the window (the device sums its int8 logits). "last" also
   # reads run folders made before it.
   readout: str = "last"
+  # The training stages (float, the pruning phases, QAT) train on the training and the
+  # validation windows together and keep the last epoch (keep_best must be off): the
+  # deployed model sees more subjects/speakers; validation then holds nothing out (it
+  # is still evaluated every epoch, in-sample). False also reads run folders made
+  # before it.
+  train_on_val: bool = False
 
 
 def lstm_product_grid(config):
@@ -205,6 +211,9 @@ def validate_config(config, data_given=False):
   if config.readout not in READOUTS:
     problems.append(f"--readout must be one of {', '.join(READOUTS)}, got "
                     f"{config.readout!r}")
+  if config.train_on_val and config.keep_best:
+    problems.append("--train_on_val trains on the validation windows, so no epoch can be "
+                    "chosen on them: pass --nokeep_best (the last epoch is kept)")
   if config.lr_schedule not in LR_SCHEDULES:
     problems.append(f"--lr_schedule must be one of {LR_SCHEDULES}, got "
                     f"{config.lr_schedule!r}")

@@ -126,6 +126,12 @@ def markdown(report):
       "",
       "## Training",
       "",
+  ]
+  if (report.get("config") or {}).get("train_on_val"):
+    out += ["Trained on the training and validation windows together "
+            "(`--train_on_val`), last epoch kept: the validation curves below are "
+            "in-sample.", ""]
+  out += [
       "![training curves](training.png)",
       "",
   ]

@@ -137,6 +137,15 @@ def _augmenter(config, ds):
                           **(config.augment_params or {}))
 
 
+def _training_windows(config, ds):
+  """``(x, y)`` the training stages fit: the training split, with ``train_on_val`` the
+  validation split after it (normalised with the training split's statistics, as
+  exported)."""
+  if not config.train_on_val:
+    return ds.x_train, ds.y_train
+  return (np.concatenate([ds.x_train, ds.x_val]), np.concatenate([ds.y_train, ds.y_val]))
+
+
 def _cell_kwargs(config):
   if config.cell in ("lstm", "gru"):
     return {}
@@ -291,7 +300,7 @@ def _train_float(r):
   model = models.sequence_classifier(config.cell, config.units, ds.x_train.shape[1:],
                                      len(ds.labels), readout=config.readout,
                                      **_cell_kwargs(config))
-  train, val = (ds.x_train, ds.y_train), (ds.x_val, ds.y_val)
+  train, val = _training_windows(config, ds), (ds.x_val, ds.y_val)
   ckpt, tb = r.out / "checkpoints" / "float", r.out / "tensorboard" / "float"
   timer = _EpochTimer()
   if config.sparsity_w == 0 and config.sparsity_u == 0:
@@ -346,7 +355,7 @@ def _train_qat(r):
   _log(f"QAT fine-tuning: {config.qat_epochs} epochs")
   model = quantization.quantize_model(r.float_model, ds.x_train[:CALIBRATION_WINDOWS])
   history = training.fit(
-      model, (ds.x_train, ds.y_train), (ds.x_val, ds.y_val), epochs=config.qat_epochs,
+      model, _training_windows(config, ds), (ds.x_val, ds.y_val), epochs=config.qat_epochs,
       batch_size=config.batch_size, learning_rate=config.qat_learning_rate,
       checkpoint_dir=r.out / "checkpoints" / "qat",
       tensorboard_dir=r.out / "tensorboard" / "qat", seed=config.seed,

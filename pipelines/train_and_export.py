@@ -150,13 +150,19 @@ _KEEP_BEST = flags.DEFINE_boolean(
     "keep_best", True, "Keep the epoch with the best validation accuracy (of the "
     "fixed-support phase when sparsifying; of QAT) instead of the last one.")
 
+_TRAIN_ON_VAL = flags.DEFINE_boolean(
+    "train_on_val", False, "Train (float, pruning phases, QAT) on the training and the "
+    "validation windows together and keep the last epoch (needs --nokeep_best): the "
+    "model learns from more subjects or speakers; validation figures are then "
+    "in-sample.")
+
 
 def _preset_values():
   """The preset's values, overridden by every flag given on the command line."""
   holders = {"epochs": _EPOCHS, "qat_epochs": _QAT_EPOCHS, "lr_schedule": _LR_SCHEDULE,
              "clipnorm": _CLIPNORM, "weight_decay": _WEIGHT_DECAY, "keep_best": _KEEP_BEST,
              "augment": _AUGMENT, "augment_strength": _AUGMENT_STRENGTH,
-             "imu_frontend": _IMU_FRONTEND}
+             "imu_frontend": _IMU_FRONTEND, "train_on_val": _TRAIN_ON_VAL}
   return presets.apply(
       _PRESET.value, _DATASET.value, {k: h.value for k, h in holders.items()},
       {k for k, h in holders.items() if flags.FLAGS[h.name].present})
@@ -208,7 +214,7 @@ def _config_from_flags():
       # folder made before the flag, whose flags.json lacks it).
       lstm_product_on_cell_grid=(_LSTM_PRODUCT_ON_CELL_GRID.value
                                  and cell in config_lib.LSTM_CELLS),
-      readout=_READOUT.value)
+      readout=_READOUT.value, train_on_val=values["train_on_val"])
   config_lib.validate_config(config)
   return config
 
@@ -268,7 +274,8 @@ def main(argv):
           f"{config.keep_best}, augment {config.augment or 'none'}, readout "
           f"{config.readout}"
           + (f", IMU front end {config.imu_frontend}"
-             if config.dataset in config_lib.IMU_DATASETS else ""), flush=True)
+             if config.dataset in config_lib.IMU_DATASETS else "")
+          + (", training on train + val" if config.train_on_val else ""), flush=True)
   except ValueError as e:
     print(f"train_and_export: {e}", file=sys.stderr)
     return 2
