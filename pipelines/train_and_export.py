@@ -157,15 +157,16 @@ _TRAIN_ON_VAL = flags.DEFINE_boolean(
     "in-sample.")
 
 
-def _preset_values():
-  """The preset's values, overridden by every flag given on the command line."""
+def _preset_values(sparse):
+  """The preset's values (its ``sparse`` ones too for a pruned model), overridden by
+  every flag given on the command line."""
   holders = {"epochs": _EPOCHS, "qat_epochs": _QAT_EPOCHS, "lr_schedule": _LR_SCHEDULE,
              "clipnorm": _CLIPNORM, "weight_decay": _WEIGHT_DECAY, "keep_best": _KEEP_BEST,
              "augment": _AUGMENT, "augment_strength": _AUGMENT_STRENGTH,
              "imu_frontend": _IMU_FRONTEND, "train_on_val": _TRAIN_ON_VAL}
   return presets.apply(
       _PRESET.value, _DATASET.value, {k: h.value for k, h in holders.items()},
-      {k for k, h in holders.items() if flags.FLAGS[h.name].present})
+      {k for k, h in holders.items() if flags.FLAGS[h.name].present}, sparse=sparse)
 
 
 def _config_from_flags():
@@ -188,7 +189,7 @@ def _config_from_flags():
   if cell in ("gru", "lstm"):
     w_rank = w_rank if given(_W_RANK) else None
     u_rank = u_rank if given(_U_RANK) else None
-  preset, values = _preset_values()
+  preset, values = _preset_values(bool(sparsity_w or sparsity_u))
   augment = config_lib.resolve_augment(values["augment"], _DATASET.value)
   output_dir = os.path.normpath(
       _OUTPUT_DIR.value or os.path.join("runs", f"{_DATASET.value}_{_CELL.value}"))

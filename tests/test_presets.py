@@ -1,5 +1,6 @@
 """Presets: the dataset's recipe by default, explicit flags win, the run prints it."""
 
+import json
 import os
 import subprocess
 import sys
@@ -70,3 +71,32 @@ def test_har6_preset_reads_the_gravity_front_end_and_a_flag_overrides_it(tmp_pat
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert words in result.stdout, result.stdout + result.stderr
     assert not out.exists()
+
+
+def test_har6_preset_trains_sparse_models_on_train_and_val_as_one_choice(tmp_path):
+  """har6's ``sparse`` values (train_on_val, last epoch) apply to pruned models only, and
+  a flag given for either sets both aside (the pair is one choice)."""
+  flags = dict(FLAGS, train_on_val=False)
+  _, dense = presets.apply("auto", "har6", flags, set())
+  assert (dense["train_on_val"], dense["keep_best"]) == (False, True)
+  _, sparse = presets.apply("auto", "har6", flags, set(), sparse=True)
+  assert (sparse["train_on_val"], sparse["keep_best"]) == (True, False)
+  assert "sparse" not in sparse and sparse["imu_frontend"] == "imu_gravity"
+  _, kept = presets.apply("auto", "har6", flags, {"keep_best"}, sparse=True)
+  assert (kept["train_on_val"], kept["keep_best"]) == (False, True)
+  _, off = presets.apply("auto", "har6", flags, {"train_on_val"}, sparse=True)
+  assert (off["train_on_val"], off["keep_best"]) == (False, True)
+  _, har2 = presets.apply("auto", "har2", flags, set(), sparse=True)
+  assert (har2["train_on_val"], har2["keep_best"]) == (False, True)
+  # As train_and_export resolves its flags: the default har6 model is sparse.
+  from tests.test_pipeline import _RESOLVE  # pylint: disable=import-outside-toplevel
+  out = f"--output_dir={tmp_path / 'run'}"
+  argvs = [["--dataset=har6", out], ["--dataset=har6", "--sparsity_w=0", "--sparsity_u=0", out],
+           ["--dataset=har6", "--keep_best", out], ["--dataset=har2", out]]
+  env = dict(os.environ, PYTHONPATH=str(REPO))
+  result = subprocess.run([sys.executable, "-c", _RESOLVE, json.dumps(argvs)], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  configs = [json.loads(line) for line in result.stdout.splitlines()]
+  assert [(c["train_on_val"], c["keep_best"]) for c in configs] == [
+      (True, False), (False, True), (False, True), (False, True)]
