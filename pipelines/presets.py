@@ -27,8 +27,9 @@ PRESETS = {
     # paired over 5 seeds.
     # sparse: for sparse (three-phase) models only, training on train + validation with
     # the last epoch kept, chosen leaving validation subjects out (docs/benchmarks.md,
-    # "Training on the validation subjects too"): FastGRNN-LSQ h32r4-8s50 +1.60 ± 0.57 (standard error)
-    # macro-F1 points on held-out subjects over 8 seeds; dense FastGRNN h24 did not gain.
+    # "Training on the validation subjects too"): FastGRNN-LSQ h32r4-8s50 +1.60 macro-F1
+    # points on held-out subjects (standard error 0.57, 8 seeds); dense FastGRNN h24 did
+    # not gain (−0.52 ± 1.61), so dense runs keep the best epoch.
     "har6": dict(_RECIPE, epochs=45, qat_epochs=8, imu_frontend="imu_gravity",
                  sparse={"train_on_val": True, "keep_best": False}),
     "har2": dict(_RECIPE, epochs=45, qat_epochs=8),

@@ -705,7 +705,8 @@ def run(config, ds=None, on_output_ready=None):
     on_output_ready(out)
   training.set_seed(config.seed)
   _log(f"{config.dataset}: train {ds.x_train.shape}, val {ds.x_val.shape}, "
-       f"test {ds.x_test.shape}, {len(ds.labels)} classes")
+       f"test {ds.x_test.shape}, {len(ds.labels)} classes"
+       + ("; training on train + val (--train_on_val)" if config.train_on_val else ""))
   for warning in ds.meta.get("warnings", []):
     _log(f"warning: {warning}")
   r = _Run(config, ds, out, start)
