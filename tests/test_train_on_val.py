@@ -44,7 +44,8 @@ def test_sweep_refit_points_train_on_val_and_keep_the_last_epoch():
   points = {p.file(0): p for p in sweep.schedule() if p.kw.get("refit")}
   assert set(points) == {"har6/fastgrnn_h24_grav_refit_seed0.json",
                          "har6/fastgrnn_lsq_h32r4-8s50_grav_refit_seed0.json",
-                         "har6/gru_h12_grav_refit_seed0.json"}
+                         "har6/gru_h12_grav_refit_seed0.json",
+                         "har6/fastgrnn_lsq_h32r3-8s50_grav_refit_seed0.json"}
   for point in points.values():
     settings = sweep.settings_for(point)
     assert settings["train_on_val"] is True and settings["keep_best"] is False
