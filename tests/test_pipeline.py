@@ -35,6 +35,13 @@ TINY = ["--dataset=npz", "--units=6", "--u_rank=3", "--epochs=3", "--qat_epochs=
         "--batch_size=16", "--num_test_vectors=2", "--sparsity_w=0.3", "--sparsity_u=0.5"]
 
 
+def tiny_args(tmp_path, rng):
+  """``(arguments, run folder)`` of a TINY run on a fresh ``tiny.npz`` in ``tmp_path``."""
+  data = _npz(tmp_path / "tiny.npz", rng)
+  out = tmp_path / "run"
+  return TINY + [f"--data_dir={data}", f"--output_dir={out}"], out
+
+
 @pytest.mark.slow
 def test_end_to_end_tiny(tmp_path, rng):
   data = _npz(tmp_path / "tiny.npz", rng)

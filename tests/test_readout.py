@@ -334,10 +334,8 @@ def test_sweep_mean_trials_are_labelled_ablations():
 
 @pytest.mark.slow
 def test_end_to_end_tiny_mean_readout_and_its_resume_check(tmp_path, rng):
-  from tests.test_pipeline import TINY, _npz, _run  # pylint: disable=import-outside-toplevel
-  data = _npz(tmp_path / "tiny.npz", rng)
-  out = tmp_path / "run"
-  args = TINY + [f"--data_dir={data}", f"--output_dir={out}"]
+  from tests.test_pipeline import _run, tiny_args  # pylint: disable=import-outside-toplevel
+  args, out = tiny_args(tmp_path, rng)
   result = _run(args + ["--readout=mean"], tmp_path)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "readout=mean" in result.stdout  # the window model's skip, said in one line

@@ -58,10 +58,8 @@ def test_sweep_refit_points_train_on_val_and_keep_the_last_epoch():
 
 @pytest.mark.slow
 def test_end_to_end_tiny_train_on_val(tmp_path, rng):
-  from tests.test_pipeline import TINY, _npz, _run  # pylint: disable=import-outside-toplevel
-  data = _npz(tmp_path / "tiny.npz", rng)
-  out = tmp_path / "run"
-  args = TINY + [f"--data_dir={data}", f"--output_dir={out}"]
+  from tests.test_pipeline import _run, tiny_args  # pylint: disable=import-outside-toplevel
+  args, out = tiny_args(tmp_path, rng)
   refused = _run(args + ["--train_on_val"], tmp_path)  # keep_best is on by default
   assert refused.returncode == 2 and "pass --nokeep_best" in refused.stderr
   assert not out.exists()
