@@ -15,7 +15,8 @@ exports the LSTM points' float models again, the way a TFLM practitioner would
 (``EXPORTS``: TFLite's fused LSTM op with an int16 cell state, ``tf_fastgrnn.lstm_int16``;
 the int8 step model with σ(f)·c on c's grid), reusing their float training; its recipe
 trials on har6 (size suffixes ``_hop16``, ``_wd``, ``_mean`` = the mean read-out,
-``--readout=mean``) are labelled in the tables, kept out of the fronts and compared with
+``--readout=mean``, ``_grav`` = the ``imu_gravity`` front end, ``_refit`` = trained on
+train + validation, ``--train_on_val``) are labelled in the tables, kept out of the fronts and compared with
 ``--compare``.
 
 Its flags' names differ from ``pipelines.benchmark``'s (one flag registry per
