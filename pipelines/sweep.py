@@ -16,8 +16,8 @@ exports the LSTM points' float models again, the way a TFLM practitioner would
 the int8 step model with σ(f)·c on c's grid), reusing their float training; its recipe
 trials on har6 (size suffixes ``_hop16``, ``_wd``, ``_mean`` = the mean read-out,
 ``--readout=mean``, ``_grav`` = the ``imu_gravity`` front end, ``_refit`` = trained on
-train + validation, ``--train_on_val``) are labelled in the tables, kept out of the fronts and compared with
-``--compare``.
+train + validation, ``--train_on_val``) are labelled in the tables, kept out of the
+fronts and compared with ``--compare``.
 
 Its flags' names differ from ``pipelines.benchmark``'s (one flag registry per
 process).
@@ -361,15 +361,18 @@ def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
         raise
       # The folder holds a run made with other settings (an older sweep): start over.
       report = stages.run(dataclasses.replace(config, resume=False), ds=ds)
-  # int8 accuracy on the validation split too: what recipes and models may be chosen on.
-  from tf_fastgrnn import runtime  # pylint: disable=import-outside-toplevel
-  runner = runtime.TFLMStepRunner((run_dir / stages.TFLITE_MODEL).read_bytes())
-  val_int8 = float(np.mean(runner.window_classes(
-      runner.run_windows(ds.x_val)["logits_q"], config.readout) == ds.y_val))
+  # int8 accuracy on the validation split too: what recipes and models may be chosen on
+  # (not when it was trained on: then in-sample, left out).
+  held_out = not config.train_on_val
+  val_int8 = None
+  if held_out:
+    from tf_fastgrnn import runtime  # pylint: disable=import-outside-toplevel
+    runner = runtime.TFLMStepRunner((run_dir / stages.TFLITE_MODEL).read_bytes())
+    val_int8 = float(np.mean(runner.window_classes(
+        runner.run_windows(ds.x_val)["logits_q"], config.readout) == ds.y_val))
   float_hist = json.loads((run_dir / "float_training.json").read_text())["history"]
   qat_hist = (json.loads((run_dir / "qat_training.json").read_text()) if qat else {})
   size = report["size"]
-  held_out = not config.train_on_val  # else validation is in-sample: left out
   return {
       "int8_tflm_accuracy": report["accuracy"]["int8_tflm"],
       "int8_tflm_macro_f1": report["macro_f1_tflm"],
@@ -377,7 +380,7 @@ def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
       "qat_keras_accuracy": report["accuracy"]["qat_keras"],
       "val_accuracy_float": _val_accuracy(float_hist) if held_out else None,
       "val_accuracy_qat": _val_accuracy(qat_hist) if qat and held_out else None,
-      "int8_tflm_val_accuracy": val_int8 if held_out else None,
+      "int8_tflm_val_accuracy": val_int8,
       "best_epoch_float": (float_hist.get("best_epoch") or [None])[0],
       "weights_dense_int8_bytes": size["weights_dense_int8_bytes"],
       "weights_nonzero_int8_bytes": size["weights_nonzero"],

@@ -24,8 +24,7 @@ import tensorflow as tf
 from tf_fastgrnn._keras import keras
 
 __all__ = ["LAYOUT", "READOUTS", "check_readout", "parts", "readout", "representative_pairs",
-           "run_steps",
-           "step_function", "step_model", "window_classes", "window_logits"]
+           "run_steps", "step_function", "step_model", "window_classes", "window_logits"]
 
 READOUTS = ("last", "mean")
 LAYOUT = ("Input → RNN(cell) → Dense, or Input → RNN(cell, return_sequences=True) → "
