@@ -147,8 +147,8 @@ def multi_worker_task(tf_config_text):
   """
   if not tf_config_text:
     raise ValueError("--distribute=multi_worker needs the TF_CONFIG environment variable "
-                     "(JSON: cluster.worker addresses and this task; see README "
-                     "'Several machines')")
+                     "(JSON: cluster.worker addresses and this task; see "
+                     "docs/training_at_scale.md, 'Several machines')")
   try:
     conf = json.loads(tf_config_text)
     cluster, task = conf["cluster"], conf["task"]

@@ -26,7 +26,7 @@ Usage:
   python -m pipelines.train_and_export --preset=plain   # constant rate, last epoch
   python -m pipelines.train_and_export --cell=lstm --units=12   # the LSTM baseline
   python -m pipelines.train_and_export --dataset=google12 --data_dir=... \
-      --distribute=mirrored   # every local GPU; README: "Training at scale"
+      --distribute=mirrored   # every local GPU; docs/training_at_scale.md
   TF_CONFIG='{"cluster": {"worker": ["a:12345", "b:12345"]}, "task": {"type": "worker",
       "index": 0}}' python -m pipelines.train_and_export --distribute=multi_worker ...
       # the same command on every machine, its own index; worker 0 writes the run

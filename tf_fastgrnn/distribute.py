@@ -90,8 +90,8 @@ def check_tf_config(text):
   task among them (``pipelines.config.multi_worker_task`` reads it the same way)."""
   if not text:
     raise ValueError("--distribute=multi_worker needs the TF_CONFIG environment variable "
-                     "(JSON: cluster.worker addresses and this task; see README "
-                     "'Several machines')")
+                     "(JSON: cluster.worker addresses and this task; see "
+                     "docs/training_at_scale.md, 'Several machines')")
   try:
     conf = json.loads(text)
     cluster, task = conf["cluster"], conf["task"]
