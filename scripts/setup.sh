@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates ./.venv with the pinned stack from pyproject.toml and installs this project into
-# it (editable). Idempotent: it reinstalls only when pyproject.toml changed.
-# Usage: scripts/setup.sh        (PYTHON=/path/to/python3.11 to choose the interpreter)
+# it (editable), with the optional dependency groups named in the first argument.
+# Idempotent: it reinstalls only when pyproject.toml or the groups changed.
+# Usage: scripts/setup.sh [test,keras3]   (PYTHON=/path/to/python3.11 to choose the interpreter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,11 +16,17 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $("$PYTHON" --version)"
   "$PYTHON" -m venv .venv
 fi
-stamp=.venv/.tf_fastgrnn-installed
+extras=${1:-}
+case "$extras" in
+  ""|test|keras3|test,keras3|keras3,test) ;;
+  *) echo "setup: unknown optional groups '$extras' (test, keras3)" >&2; exit 2 ;;
+esac
+target=.${extras:+[$extras]}
+stamp=.venv/.tf_fastgrnn-installed${extras:+-$extras}
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing the pinned stack (first time: a few minutes)"
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e .
+  .venv/bin/python -m pip install --quiet -e "$target"
   echo "$want" > "$stamp"
 fi

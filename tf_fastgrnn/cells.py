@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_model_optimization as tfmot
 
 from tf_fastgrnn import activations
+from tf_fastgrnn._crossing import refuse_foreign_keras
 from tf_fastgrnn._keras import keras
 
 __all__ = ["FAST_CELLS", "FastGRNNCell", "FastRNNCell", "FastGRNN", "FastRNN"]
@@ -60,7 +61,20 @@ class _FastCellBase(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
     return [self.add_weight(name=f"{name}1", shape=(rows, rank), initializer=fresh()),
             self.add_weight(name=f"{name}2", shape=(rank, cols), initializer=fresh())]
 
+  _KERAS3_TWIN = None  # the Keras 3 class's name, for the refusal
+
+  def _refuse_keras3(self, depth=40):
+    refuse_foreign_keras(self, "keras.", f"tf_fastgrnn.keras3.{self._KERAS3_TWIN}",
+                         depth=depth)
+
+  def __dir__(self):
+    # Keras 3's RNN (and StackedRNNCells) constructor asks dir(cell) for "call": the
+    # one moment it touches a foreign cell before training it without its weights.
+    self._refuse_keras3(depth=2)  # __dir__ itself, then its caller
+    return super().__dir__()
+
   def build(self, input_shape):
+    self._refuse_keras3()
     input_dim = input_shape[-1]
     if input_dim is None:
       raise ValueError(f"{self.name}: the input's last dimension must be known, "
@@ -147,6 +161,8 @@ class FastGRNNCell(_FastCellBase):
     Recurrent Neural Network", NeurIPS 2018, equations (3)-(4).
   """
 
+  _KERAS3_TWIN = "FastGRNNCell"
+
   def __init__(self, units, w_rank=None, u_rank=None, gate_activation="sigmoid",
                update_activation="tanh", zeta_init=1.0, nu_init=-4.0,
                kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
@@ -173,6 +189,7 @@ class FastGRNNCell(_FastCellBase):
                               initializer=keras.initializers.Constant(self.nu_init))
 
   def call(self, inputs, states, training=None):
+    self._refuse_keras3()
     h = states[0] if isinstance(states, (list, tuple)) else states
     pre = self.pre_activation(inputs, h)
     z = self._gate_fn(pre + self.bias_gate)
@@ -221,6 +238,8 @@ class FastRNNCell(_FastCellBase):
     Kusupati et al., NeurIPS 2018, equation (2).
   """
 
+  _KERAS3_TWIN = "FastRNNCell"
+
   def __init__(self, units, w_rank=None, u_rank=None, update_activation="tanh",
                alpha_init=-3.0, beta_init=3.0, kernel_initializer="glorot_uniform",
                recurrent_initializer="orthogonal", bias_initializer="zeros", **kwargs):
@@ -242,6 +261,7 @@ class FastRNNCell(_FastCellBase):
         name="beta", shape=(1,), initializer=keras.initializers.Constant(self.beta_init))
 
   def call(self, inputs, states, training=None):
+    self._refuse_keras3()
     h = states[0] if isinstance(states, (list, tuple)) else states
     h_tilde = self._update_fn(self.pre_activation(inputs, h) + self.bias_update)
     new_h = tf.math.sigmoid(self.alpha) * h_tilde + tf.math.sigmoid(self.beta) * h
