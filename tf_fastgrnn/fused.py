@@ -1015,6 +1015,14 @@ def _c_array(ctype, name, values, per_line=16):
           f"{body}\n}};\n")
 
 
+def _c_float(value):
+  """A C float literal of a float32 value (a model's scale: finite, or refused)."""
+  value = np.float32(value).item()
+  if not np.isfinite(value):
+    raise FusedExportError(f"a quantization scale of {value} has no C float literal")
+  return f"{value!r}f"
+
+
 def _c_binop(p):
   if p is None:
     return "{0}"
@@ -1158,11 +1166,11 @@ extern "C" {{
 #define MODEL_NUM_CLASSES {params['num_classes']}
 #define MODEL_SCRATCH_BYTES {scratch}
 /* x_q = clamp(round(x / MODEL_X_SCALE) + MODEL_X_ZERO_POINT, -128, 127) */
-#define MODEL_X_SCALE {np.float32(qx['scale']).item()!r}f
+#define MODEL_X_SCALE {_c_float(qx['scale'])}
 #define MODEL_X_ZERO_POINT {qx['zero_point']}
-#define MODEL_H_SCALE {np.float32(qh['scale']).item()!r}f
+#define MODEL_H_SCALE {_c_float(qh['scale'])}
 #define MODEL_H_ZERO_POINT {qh['zero_point']}
-#define MODEL_LOGITS_SCALE {np.float32(ql['scale']).item()!r}f
+#define MODEL_LOGITS_SCALE {_c_float(ql['scale'])}
 #define MODEL_LOGITS_ZERO_POINT {ql['zero_point']}
 
 /* Sets the state h [MODEL_HIDDEN_DIM] to zero (its zero point): call at a window start. */
