@@ -107,3 +107,37 @@ def test_fuzzing_the_parser_and_kernel_finds_no_sanitizer_report(tmp_path):
   seeds_run, mutants, accepted = (int(v) for v in counts.groups())
   assert seeds_run == len(seeds) and mutants > 1000 and accepted > 0, report
 
+
+
+def _with_classifier_bias(tflite_bytes, row, value):
+  """The model with its classifier's int32 bias ``row`` set to ``value``."""
+  from tensorflow.lite.python import schema_py_generated as schema  # pylint: disable=import-outside-toplevel
+  from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=import-outside-toplevel
+  model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
+  graph = model.subgraphs[0]
+  fc = [op for op in graph.operators
+        if model.operatorCodes[op.opcodeIndex].builtinCode ==
+        schema.BuiltinOperator.FULLY_CONNECTED and int(op.outputs[0]) in graph.outputs]
+  assert len(fc) == 1 and len(fc[0].inputs) == 3
+  buffer = model.buffers[graph.tensors[int(fc[0].inputs[2])].buffer]
+  bias = np.frombuffer(bytes(buffer.data), "<i4").copy()
+  bias[row] = value
+  buffer.data = np.frombuffer(bias.tobytes(), np.uint8)
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def test_extract_refuses_a_classifier_bias_the_parser_would_refuse(kernel):
+  from tests.test_fused import _variant  # pylint: disable=import-outside-toplevel
+  _, builtin = _variant("fastgrnn_full")
+  cls = fused.extract(builtin)["classifier"]
+  fold = int(cls["bias"][0]) - int(cls["raw_bias"][0])  # input offset x row sum
+  cols, shift = cls["cols"], int(cls["shift"][0])
+  assert shift <= 0
+  edge = (1 << 31) - (1 << 10) - cols * (1 << 14) - 1  # the largest |folded bias| accepted
+  ok = fused.extract(_with_classifier_bias(builtin, 0, edge - fold))
+  assert ok["classifier"]["bias"][0] == edge
+  blob = fused.options_blob(ok, compact=False)
+  assert fused.parse_options(kernel, blob)[0] == OK
+  with pytest.raises(fused.FusedExportError,
+                     match=f"bias {edge + 1} with {cols} inputs and shift {shift} may overflow"):
+    fused.extract(_with_classifier_bias(builtin, 0, edge + 1 - fold))
