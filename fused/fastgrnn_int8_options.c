@@ -149,6 +149,28 @@ static void bias_term(const fastgrnn_int8_binop *b, const int8_t *bias, int32_t 
                       b->in2_shift);
 }
 
+/* A stored bias term must be the one bias_term computes: the fast path adds it where
+ * the other paths rescale the bias, and 2 * term enters its int32 sums (any other value
+ * breaks bit-exactness between builds, or overflows). */
+static int bias_terms_ok(const fastgrnn_int8_binop *b, const int8_t *bias,
+                         const int32_t *term, int32_t n) {
+  int32_t j, want;
+  for (j = 0; j < n; ++j) {
+    bias_term(b, bias + j, &want, 1);
+    if (term[j] != want) return 0;
+  }
+  return 1;
+}
+
+/* An FC row's int32 arithmetic cannot overflow in any form of the kernel: the
+ * accumulator's bound |bias| + cols 2^14 (int8 x int8 products), times 2^shift for a
+ * left shift, stays below 2^31 - 2^10 (room for the rounding and the output offset). */
+static int fc_row_ok(int64_t bias, int32_t cols, int32_t shift) {
+  int64_t bound = (bias < 0 ? -bias : bias) + (int64_t)cols * 16384;
+  if (shift > 0) bound *= INT64_C(1) << shift; /* < 2^33 * 2^31: no int64 overflow */
+  return bound < (INT64_C(1) << 31) - 1024;
+}
+
 static int parse(const uint8_t *data, uint32_t size, reader *r, fastgrnn_int8_params *p) {
   fastgrnn_int8_fc *fcs[5];
   int32_t nnz[5], in_offset[5];
@@ -277,7 +299,9 @@ static int parse(const uint8_t *data, uint32_t size, reader *r, fastgrnn_int8_pa
       f->shift = shift;
     } else {
       for (j = 0; j < f->rows; ++j)
-        if (f->shift[j] < -31 || f->shift[j] > 31) return FASTGRNN_INT8_ERR_VALUE;
+        if (f->shift[j] < -31 || f->shift[j] > 31 ||
+            !fc_row_ok(f->bias[j], f->cols, f->shift[j]))
+          return FASTGRNN_INT8_ERR_VALUE;
     }
     if (nnz[k] < 0) {
       f->mask = 0;
@@ -313,7 +337,10 @@ static int parse(const uint8_t *data, uint32_t size, reader *r, fastgrnn_int8_pa
           sum += *w++;
         }
         v = (int64_t)(int32_t)raw + (int64_t)in_offset[k] * sum;
-        if (v < INT32_MIN || v > INT32_MAX) return FASTGRNN_INT8_ERR_VALUE;
+        if (!fc_row_ok(v, f->cols,
+                       shift_min + (int32_t)bits_at(shift_bits, (uint32_t)(j * n_shift_bits),
+                                                    (uint32_t)n_shift_bits)))
+          return FASTGRNN_INT8_ERR_VALUE;
         if (bias) bias[j] = (int32_t)v;
       }
       f->bias = bias;
@@ -341,9 +368,11 @@ static int parse(const uint8_t *data, uint32_t size, reader *r, fastgrnn_int8_pa
     b->act_min = read_i8(r);
     b->act_max = read_i8(r);
     if (r->error) return r->error;
-    /* ADD's shifts are <= 0 (the kernel's mbqm_add relies on it), MUL's within [-31, 31]. */
+    /* ADD's shifts are <= 0 (the kernel's mbqm_add relies on it); MUL's within [-31, 15]:
+     * its product of two int8 differences (|p| <= 255^2) shifted left stays below
+     * 2^31 - 2^10, so the output offset adds without overflow. */
     if (b->in1_shift < -31 || b->in1_shift > 0 || b->in2_shift < -31 || b->in2_shift > 0 ||
-        b->out_shift < -31 || b->out_shift > 31 || b->act_min > b->act_max ||
+        b->out_shift < -31 || b->out_shift > 15 || b->act_min > b->act_max ||
         ((k != 3 && k != 4) && b->out_shift > 0))
       return FASTGRNN_INT8_ERR_VALUE;
   }
@@ -375,6 +404,11 @@ static int parse(const uint8_t *data, uint32_t size, reader *r, fastgrnn_int8_pa
   } else {
     return FASTGRNN_INT8_ERR_DIMS;
   }
+  if ((p->gate_bias_term &&
+       !bias_terms_ok(&p->gate_add, p->gate_bias, p->gate_bias_term, p->hidden_dim)) ||
+      (p->update_bias_term &&
+       !bias_terms_ok(&p->update_add, p->update_bias, p->update_bias_term, p->hidden_dim)))
+    return FASTGRNN_INT8_ERR_VALUE;
   if (expand) { /* the int32 bias operands the blob does not carry */
     if (p->gate_bias && !p->gate_bias_term) {
       int32_t *t = (int32_t *)alloc(r, 4u * (uint32_t)p->hidden_dim);

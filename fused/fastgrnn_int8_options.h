@@ -5,7 +5,10 @@
  * pointers point INTO the blob (the weights stay in flash) or, for what the blob stores
  * compactly (COMPACT) or asks to expand (EXPAND), into caller-provided RAM it decodes
  * into, after checking every count, dimension, range and the exact size, so a malformed
- * blob gives an error code, never an out-of-bounds read in the kernel.
+ * blob gives an error code, never an out-of-bounds read in the kernel; and every value
+ * the kernel computes with (FC bias with its shift, MUL shift, stored bias terms: see
+ * docs/fused_kernel.md) is bounded so that no int32 operation of any build overflows,
+ * whatever x and h are (tests/fuzz/ fuzzes the two under ASan + UBSan).
  *
  * Layout, version 2, little-endian. Two sections, int32 first, so every int32 array sits
  * at a multiple of 4 from the blob start (the blob itself must be 4-byte aligned, which a

@@ -36,6 +36,7 @@ from pipelines import run_folder
 from pipelines.config import Config
 from pipelines.config import validate_config
 from tf_fastgrnn import augment as augment_lib
+from tf_fastgrnn import c_text
 from tf_fastgrnn import device_files
 from tf_fastgrnn import distribute
 from tf_fastgrnn import export
@@ -188,6 +189,11 @@ def preflight(config, ds):
       and ds.meta.get("frontend") != config.imu_frontend):
     problems.append(f"--imu_frontend={config.imu_frontend}, but the data handed over was "
                     f"made with the {ds.meta.get('frontend')} front end")
+  for k, label in enumerate(ds.labels):  # each becomes a C string literal on the device
+    try:
+      c_text.c_string_literal(str(label), f"label {k}")
+    except ValueError as e:
+      problems.append(f"the data's {e}")
   if config.cell not in ("lstm", "gru") and config.w_rank is not None and (
       config.w_rank > min(input_dim, config.units)):
     problems.append(f"--w_rank={config.w_rank} exceeds min(D, --units) = "

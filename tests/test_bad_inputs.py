@@ -351,3 +351,22 @@ def test_preflight_refuses_data_of_another_imu_front_end(tmp_path, rng):
     stages.preflight(config, ds)
   stages.preflight(dataclasses.replace(config, imu_frontend="raw_imu"), ds)
   assert not (tmp_path / "run").exists()
+
+
+def test_preflight_refuses_labels_no_c_string_can_hold(tmp_path, rng):
+  # The labels become C string literals in model_settings.h: a NUL in one is refused
+  # before training, not after it at the device files.
+  from data import datasets  # pylint: disable=import-outside-toplevel
+  x = rng.normal(size=(12, 4, 6)).astype(np.float32)
+  y = np.arange(12) % 2
+  ds = datasets.normalise([(x, y), (x, y), (x, y)], ["a", "b\0c"], {"frontend": "npz"})
+  config = stages.Config(
+      dataset="npz", data_dir=None, cell="fastgrnn", units=4, w_rank=None, u_rank=None,
+      sparsity_w=0.0, sparsity_u=0.0, epochs=3, qat=False, qat_epochs=0, batch_size=4,
+      learning_rate=0.01, qat_learning_rate=0.001, seed=0,
+      output_dir=str(tmp_path / "run"), resume=False, max_test_windows=None,
+      num_test_vectors=1, arena_margin=0)
+  with pytest.raises(ValueError, match=r"the data's label 1 'b\\x00c' holds a NUL character"):
+    stages.preflight(config, ds)
+  stages.preflight(config, dataclasses.replace(ds, labels=["a", 'b"}; int x; //??/']))
+  assert not (tmp_path / "run").exists()

@@ -2,6 +2,8 @@
 
 import dataclasses
 import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -212,3 +214,54 @@ def test_frontend_constants_are_written_and_checked(exported, tmp_path):
   for bad in ({"gravity": 0.5}, {"kAlpha": float("nan")}, {"k-a": 1.0}):
     with pytest.raises(ValueError, match="frontend constant"):
       _header(tflite_bytes, tmp_path / "bad", frontend_constants=bad)
+
+
+def test_hostile_labels_frontend_and_origin_compile_to_their_exact_bytes(exported, tmp_path):
+  # Labels (an npz's), the front end's name and the model's origin are user text: each
+  # becomes a C string literal or comment text, never code. Read back by a C++ program.
+  gxx = shutil.which("g++")
+  if gxx is None:
+    pytest.skip("needs g++ on PATH")
+  tflite_bytes, _, _, _ = exported
+  from tests.test_c_text import HOSTILE  # pylint: disable=import-outside-toplevel
+  hostile = HOSTILE + [""] * (-len(HOSTILE) % C)
+  groups = [hostile[i:i + C] for i in range(0, len(hostile), C)]
+  main = ('#include <cstdio>\n#include <cstring>\n#include "model_settings.h"\n'
+          "int main() {\n  for (int i = 0; i < kNumClasses; ++i)\n"
+          '    std::printf("%u:%s", (unsigned)std::strlen(kCategoryLabels[i]), '
+          "kCategoryLabels[i]);\n"
+          '  std::printf("%u:%s", (unsigned)std::strlen(kFrontend), kFrontend);\n'
+          "  return 0;\n}\n")
+  for k, labels in enumerate(groups):
+    frontend = hostile[(k * 7) % len(hostile)]
+    settings = device_files.settings_from_model(
+        tflite_bytes, labels=labels, steps_per_window=T, feature_mean=[0.0] * D,
+        feature_std=[1.0] * D, arena_used=1000, frontend=frontend)
+    out = tmp_path / f"dev{k}"
+    device_files.write_device_files(out, tflite_bytes, settings)
+    (out / "main.cc").write_text(main)
+    (out / "origin.cc").write_text(device_files.model_data_source(tflite_bytes, frontend))
+    exe = out / "main.exe"
+    build = subprocess.run([gxx, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-I", str(out),
+                            str(out / "main.cc"), str(out / "origin.cc"), "-o", str(exe)],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    got = subprocess.run([str(exe)], capture_output=True, check=True).stdout
+    assert got == b"".join(b"%d:%s" % (len(s.encode()), s.encode())
+                           for s in labels + [frontend]), labels
+
+
+def test_labels_a_c_string_cannot_hold_are_refused(exported):
+  tflite_bytes, _, _, _ = exported
+  args = dict(steps_per_window=T, feature_mean=[0.0] * D, feature_std=[1.0] * D,
+              arena_used=1000)
+  with pytest.raises(ValueError, match=r"label 1 'b\\x00c' holds a NUL character"):
+    device_files.settings_from_model(tflite_bytes, labels=["a", "b\0c", "d"], **args)
+  with pytest.raises(ValueError, match=r"label 2 .* lone surrogate"):
+    device_files.settings_from_model(tflite_bytes, labels=["a", "b", "\ud800"], **args)
+  with pytest.raises(ValueError, match="frontend constant 'k\u00e9'"):
+    device_files.settings_from_model(tflite_bytes, labels="abc",
+                                     frontend_constants={"k\u00e9": 1.0}, **args)
+  with pytest.raises(ValueError, match=r"feature_mean must be finite, got \[0.0, inf, 0.0\]"):
+    device_files.settings_from_model(tflite_bytes, labels="abc",
+                                     **dict(args, feature_mean=[0, float("inf"), 0]))

@@ -193,6 +193,9 @@ def _binop(g, op_index, first, second, use=True):
        "act_max": hi, "in1_mult": 0, "in2_mult": 0, "in1_shift": 0, "in2_shift": 0}
   if name == "MUL":
     m, e = _quantize_multiplier(s1 * s2 / so)
+    if _i(e) > 15:  # the options parser's bound: 255^2 2^shift < 2^31 - 2^10
+      raise FusedExportError(f"MUL {op_index}: multiplier {s1 * s2 / so} (shift {_i(e)}) "
+                             "above 2^15 overflows int32")
     p.update(out_mult=_i(m), out_shift=_i(e))
   else:
     (m1, e1), (m2, e2), (mo, eo) = _addsub_constants(s1, s2, so, name == "SUB")
@@ -248,6 +251,13 @@ def _fully_connected(g, op_index, storage):
     raise FusedExportError(f"FULLY_CONNECTED {op_index}: folded bias overflows int32")
   if np.any(shift > 31) or np.any(shift < -31):
     raise FusedExportError(f"FULLY_CONNECTED {op_index}: shift out of range")
+  # The options parser's bound (fc_row_ok): the int32 accumulator |bias| + cols 2^14,
+  # left-shifted, stays below 2^31 - 2^10 in every form of the kernel.
+  bound = (np.abs(folded) + cols * 2**14) << np.maximum(shift.astype(np.int64), 0)
+  if np.any(bound >= 2**31 - 2**10):
+    raise FusedExportError(f"FULLY_CONNECTED {op_index}: bias {folded[np.argmax(bound)]} "
+                           f"with {cols} inputs and shift {shift[np.argmax(bound)]} may "
+                           "overflow the int32 accumulator")
   mask, values = _pack(w)
   packed_bytes = mask.size + values.size
   if storage not in ("auto", "dense", "packed"):
@@ -1015,6 +1025,14 @@ def _c_array(ctype, name, values, per_line=16):
           f"{body}\n}};\n")
 
 
+def _c_float(value):
+  """A C float literal of a float32 value (a model's scale: finite, or refused)."""
+  value = np.float32(value).item()
+  if not np.isfinite(value):
+    raise FusedExportError(f"a quantization scale of {value} has no C float literal")
+  return f"{value!r}f"
+
+
 def _c_binop(p):
   if p is None:
     return "{0}"
@@ -1158,11 +1176,11 @@ extern "C" {{
 #define MODEL_NUM_CLASSES {params['num_classes']}
 #define MODEL_SCRATCH_BYTES {scratch}
 /* x_q = clamp(round(x / MODEL_X_SCALE) + MODEL_X_ZERO_POINT, -128, 127) */
-#define MODEL_X_SCALE {np.float32(qx['scale']).item()!r}f
+#define MODEL_X_SCALE {_c_float(qx['scale'])}
 #define MODEL_X_ZERO_POINT {qx['zero_point']}
-#define MODEL_H_SCALE {np.float32(qh['scale']).item()!r}f
+#define MODEL_H_SCALE {_c_float(qh['scale'])}
 #define MODEL_H_ZERO_POINT {qh['zero_point']}
-#define MODEL_LOGITS_SCALE {np.float32(ql['scale']).item()!r}f
+#define MODEL_LOGITS_SCALE {_c_float(ql['scale'])}
 #define MODEL_LOGITS_ZERO_POINT {ql['zero_point']}
 
 /* Sets the state h [MODEL_HIDDEN_DIM] to zero (its zero point): call at a window start. */

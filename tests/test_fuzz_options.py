@@ -1,0 +1,143 @@
+"""The fused kernel's options are data from outside: the parser refuses every value the
+kernel's int32 arithmetic could overflow on (explicit blobs), and a bounded fuzz run of
+the parser and kernel under AddressSanitizer + UndefinedBehaviorSanitizer finds nothing
+(tests/fuzz/: the target, its Makefile, the seed corpus; docs/fused_kernel.md has the
+longer libFuzzer run)."""
+
+import os
+import re
+import shutil
+import struct
+import subprocess
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO
+from tests.test_fused import kernel  # noqa: F401  pylint: disable=unused-import
+from tf_fastgrnn import fused
+
+FUZZ = REPO / "tests" / "fuzz"
+OK, ERR_VALUE = 0, -7
+HALF = 1 << 30  # QuantizeMultiplier(0.5): multiplier 2^30, shift 0
+
+
+def _blob(fc_bias=0, fc_shift=-1, term=1 << 19, mul_shift=-1):
+  """A FastGRNN blob (version 2, plain, dense) with D = H = C = 1, every value explicit.
+
+  The gate's stored bias term must be the one the parser computes from gate_bias = 1 and
+  gate_add (in2_offset 0, in2_mult 2^30, in2_shift 0): (1 + 0) 2^20 2^30 / 2^31 = 2^19.
+  ``fc_bias``/``fc_shift``: the W layer's bias and shift; ``mul_shift``: z*h's out_shift.
+  """
+  flags = (0b010111  # gate_bias, update_bias, gate_table, coef_table
+           | 1 << 6  # gate_bias_term
+           | 0b111111 << 8)  # pre, gate_add, update_add, zh_mul, ch_mul, out_add
+  i32 = [fused.OPTIONS_MAGIC, 2, 1, 1, 1, 1, 1, 1, flags]
+  for bias in (fc_bias, 0, 0):  # W, U, classifier: rows, cols, out_offset, nnz, bias, mult
+    i32 += [1, 1, 0, -1, bias, HALF]
+  for _ in range(6):  # in1_offset, in2_offset, in1_mult, in2_mult, out_mult, out_offset
+    i32 += [0, 0, HALF, HALF, HALF, 0]
+  i32 += [term]
+  i8 = []
+  for shift in (fc_shift, -1, -1):  # act_min, act_max, shift, w
+    i8 += [-128, 127, shift, 1]
+  for k in range(6):  # in1_shift, in2_shift, out_shift, act_min, act_max
+    i8 += [0, 0, mul_shift if k == 3 else -1, -128, 127]
+  i8 += [1, 1]  # gate_bias, update_bias
+  i8 += list(range(-128, 128)) * 2  # gate_table, coef_table: identity
+  return struct.pack(f"<{len(i32)}i", *i32) + np.array(i8, np.int8).tobytes()
+
+
+def test_parser_refuses_values_the_kernel_would_overflow_on(kernel):
+  assert fused.parse_options(kernel, _blob())[0] == OK
+  # A stored bias term other than the computed one: 2 * term overflowed int32 in the
+  # fast path (UBSan, fastgrnn_int8.c term_loop), and any other value broke bit-exactness.
+  assert fused.parse_options(kernel, _blob(term=(1 << 30) + 1))[0] == ERR_VALUE
+  assert fused.parse_options(kernel, _blob(term=(1 << 19) + 1))[0] == ERR_VALUE
+  # An FC accumulator |bias| + cols 2^14 (here cols = 1), left-shifted, below 2^31 - 2^10.
+  edge = (1 << 31) - (1 << 10) - (1 << 14) - 1
+  for bias in (edge, -edge):
+    assert fused.parse_options(kernel, _blob(fc_bias=bias))[0] == OK
+  for bias in (edge + 1, -edge - 1, 2**31 - 1, -2**31):
+    assert fused.parse_options(kernel, _blob(fc_bias=bias))[0] == ERR_VALUE, bias
+  assert fused.parse_options(kernel, _blob(fc_bias=1 << 20, fc_shift=10))[0] == OK
+  assert fused.parse_options(kernel, _blob(fc_bias=1 << 20, fc_shift=11))[0] == ERR_VALUE
+  # MUL: 255^2 2^shift must stay below 2^31 - 2^10: shift 15 at most.
+  assert fused.parse_options(kernel, _blob(mul_shift=15))[0] == OK
+  assert fused.parse_options(kernel, _blob(mul_shift=16))[0] == ERR_VALUE
+
+
+def _sanitizer_compiler(tmp_path):
+  """The first of $CC, gcc, clang that builds and runs a program with ASan + UBSan."""
+  probe = tmp_path / "probe.c"
+  probe.write_text("int main(void) { return 0; }\n")
+  for cc in dict.fromkeys(c for c in (os.environ.get("CC"), "gcc", "clang") if c):
+    if shutil.which(cc) is None:
+      continue
+    exe = tmp_path / f"probe_{cc}"
+    built = subprocess.run([cc, "-fsanitize=address,undefined", str(probe), "-o", str(exe)],
+                           capture_output=True)
+    if built.returncode == 0 and subprocess.run([str(exe)]).returncode == 0:
+      return cc
+  return None
+
+
+@pytest.mark.slow
+def test_fuzzing_the_parser_and_kernel_finds_no_sanitizer_report(tmp_path):
+  cc = _sanitizer_compiler(tmp_path)
+  if cc is None:
+    pytest.skip("no C compiler here builds with -fsanitize=address,undefined")
+  if shutil.which("make") is None:
+    pytest.skip("needs make to build tests/fuzz")
+  build = tmp_path / "build"
+  made = subprocess.run(["make", "-s", "-C", str(FUZZ), f"BUILD={build}", f"CC={cc}", "loop"],
+                        capture_output=True, text=True)
+  assert made.returncode == 0, made.stderr
+  seeds = sorted(str(p) for p in (FUZZ / "corpus").glob("*.bin"))
+  assert len(seeds) >= 5
+  env = dict(os.environ, ASAN_OPTIONS="abort_on_error=0:detect_leaks=1",
+             UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
+  run = subprocess.run([str(build / "fuzz_loop"), "25", "1", *seeds], capture_output=True,
+                       text=True, env=env, timeout=120)
+  report = run.stderr[-4000:]
+  assert run.returncode == 0, report
+  assert "runtime error" not in run.stderr and "Sanitizer" not in run.stderr, report
+  counts = re.search(r"(\d+) seeds, (\d+) mutants run, (\d+) accepted", run.stderr)
+  assert counts, report
+  seeds_run, mutants, accepted = (int(v) for v in counts.groups())
+  assert seeds_run == len(seeds) and mutants > 1000 and accepted > 0, report
+
+
+
+def _with_classifier_bias(tflite_bytes, row, value):
+  """The model with its classifier's int32 bias ``row`` set to ``value``."""
+  from tensorflow.lite.python import schema_py_generated as schema  # pylint: disable=import-outside-toplevel
+  from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=import-outside-toplevel
+  model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
+  graph = model.subgraphs[0]
+  fc = [op for op in graph.operators
+        if model.operatorCodes[op.opcodeIndex].builtinCode ==
+        schema.BuiltinOperator.FULLY_CONNECTED and int(op.outputs[0]) in graph.outputs]
+  assert len(fc) == 1 and len(fc[0].inputs) == 3
+  buffer = model.buffers[graph.tensors[int(fc[0].inputs[2])].buffer]
+  bias = np.frombuffer(bytes(buffer.data), "<i4").copy()
+  bias[row] = value
+  buffer.data = np.frombuffer(bias.tobytes(), np.uint8)
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def test_extract_refuses_a_classifier_bias_the_parser_would_refuse(kernel):
+  from tests.test_fused import _variant  # pylint: disable=import-outside-toplevel
+  _, builtin = _variant("fastgrnn_full")
+  cls = fused.extract(builtin)["classifier"]
+  fold = int(cls["bias"][0]) - int(cls["raw_bias"][0])  # input offset x row sum
+  cols, shift = cls["cols"], int(cls["shift"][0])
+  assert shift <= 0
+  edge = (1 << 31) - (1 << 10) - cols * (1 << 14) - 1  # the largest |folded bias| accepted
+  ok = fused.extract(_with_classifier_bias(builtin, 0, edge - fold))
+  assert ok["classifier"]["bias"][0] == edge
+  blob = fused.options_blob(ok, compact=False)
+  assert fused.parse_options(kernel, blob)[0] == OK
+  with pytest.raises(fused.FusedExportError,
+                     match=f"bias {edge + 1} with {cols} inputs and shift {shift} may overflow"):
+    fused.extract(_with_classifier_bias(builtin, 0, edge + 1 - fold))
