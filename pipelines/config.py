@@ -10,6 +10,7 @@ import math
 import os
 import pathlib
 
+from data import paths
 from pipelines import run_folder
 
 __all__ = ["AUGMENT", "AUGMENT_CHOICES", "CELLS", "Config", "DISTRIBUTE", "LR_SCHEDULES",
@@ -257,6 +258,11 @@ def validate_config(config, data_given=False):
     problems.append(f"--w_rank={config.w_rank} exceeds --units={config.units}")
   if config.dataset == "npz" and not config.data_dir and not data_given:
     problems.append("--dataset=npz needs --data_dir=<file.npz>")
+  elif not data_given:
+    try:  # by os.stat only: a FIFO or a device given as data is never opened
+      paths.check_data_dir(config.dataset, config.data_dir)
+    except (ValueError, FileNotFoundError) as e:
+      problems.append(f"--data_dir: {e}")
   if config.resume and config.overwrite:
     problems.append("--resume continues the run in --output_dir, --overwrite replaces "
                     "it: pass one of them")
