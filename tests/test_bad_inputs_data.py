@@ -468,3 +468,78 @@ def test_loading_a_saved_model_without_import_names_the_fix():
   """Without ``import tf_fastgrnn`` Keras cannot find the cells; the README says so."""
   readme = pathlib.Path(REPO, "README.md").read_text()
   assert "import tf_fastgrnn" in readme and "cell should have a call method" in readme
+
+
+# --- issue 26: a run's data reloaded as the run loaded it; diff_numerics' one lines ------
+
+def test_dataset_args_read_every_data_option_of_a_run(tmp_path):
+  from pipelines import config as config_lib  # pylint: disable=import-outside-toplevel
+  run_dir = tmp_path / "run"
+  run_dir.mkdir()
+  (run_dir / "flags.json").write_text(json.dumps(
+      {"dataset": "har6", "data_dir": None, "seed": 3, "imu_frontend": "imu_gravity"}))
+  assert config_lib.run_dataset_args(run_dir) == (
+      "har6", None, {"seed": 3, "frontend": "imu_gravity"})
+  # A run folder made before the field: its default, the front end such runs used.
+  assert config_lib.dataset_args({"dataset": "har2", "seed": 1}) == (
+      "har2", None, {"seed": 1, "frontend": "raw_imu"})
+  assert config_lib.dataset_args(
+      {"dataset": "fsdd", "data_dir": "/d", "seed": 0, "audio_frontend": "micro32",
+       "feature_cache": "default"}) == (
+           "fsdd", "/d", {"seed": 0, "frontend": "micro32", "feature_cache": "default"})
+  assert config_lib.dataset_args({"dataset": "npz", "data_dir": "/a.npz", "seed": 2}) == (
+      "npz", "/a.npz", {"seed": 2})
+
+
+def test_diff_numerics_loads_the_runs_imu_front_end(monkeypatch, rng, tmp_path):
+  from pipelines import diff_numerics  # pylint: disable=import-outside-toplevel
+  recs = _recordings(rng)
+  monkeypatch.setattr(har, "load_recordings", lambda *a, **k: recs)
+  run_dir = tmp_path / "run"
+  run_dir.mkdir()
+  flags = {"dataset": "har6", "data_dir": None, "seed": 3, "imu_frontend": "imu_gravity"}
+  (run_dir / "flags.json").write_text(json.dumps(flags))
+  x, y = diff_numerics.load_windows(run_dir)
+  expected = data.load_dataset("har6", seed=3, frontend="imu_gravity")
+  assert x.shape[1:] == (128, 9)
+  np.testing.assert_array_equal(x, expected.x_test)
+  np.testing.assert_array_equal(y, expected.y_test)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  """A run folder with a real float model and its int8 step model (D = 2, T = 3)."""
+  from tests import helpers  # pylint: disable=import-outside-toplevel
+  model, tflite_bytes, _, _ = helpers.converted_classifier("fastgrnn", 4, (3, 2), 3,
+                                                           windows=8)
+  run_dir = tmp_path_factory.mktemp("diff") / "run"
+  run_dir.mkdir()
+  model.save(run_dir / "model_float.keras")
+  (run_dir / "model_int8.tflite").write_bytes(tflite_bytes)
+  (run_dir / "flags.json").write_text(json.dumps({"dataset": "npz", "seed": 0}))
+  return run_dir
+
+
+def test_diff_numerics_refuses_a_run_whose_flags_name_no_dataset(finished_run):
+  from pipelines import diff_numerics  # pylint: disable=import-outside-toplevel
+  flags_path = finished_run / "flags.json"
+  saved = flags_path.read_text()
+  flags_path.write_text(json.dumps({"cell": "fastgrnn", "seed": 0}))
+  try:
+    with pytest.raises(ValueError) as e:
+      diff_numerics.run(finished_run)
+  finally:
+    flags_path.write_text(saved)
+  assert str(e.value) == f"{flags_path}: the run's flags name no dataset (got None)"
+  assert not (finished_run / "numerics").exists()
+
+
+def test_diff_numerics_refuses_windows_of_other_dims(finished_run, tmp_path):
+  from pipelines import diff_numerics  # pylint: disable=import-outside-toplevel
+  windows = tmp_path / "w.npz"
+  np.savez(windows, x=np.zeros((5, 3, 4), np.float32), y=np.zeros(5))
+  with pytest.raises(ValueError) as e:
+    diff_numerics.run(finished_run, windows_npz=str(windows))
+  assert str(e.value) == (f"{windows}: windows of shape [5, 3, 4], but the run's model "
+                          "takes [N, 3, 2]: were they made for another run?")
+  assert not (finished_run / "numerics").exists()
