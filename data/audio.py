@@ -246,7 +246,7 @@ def load_fsdd(data_dir, seed=0, max_frames=98, frontend="logmel32", feature_cach
     if match is None:
       raise ValueError(f"fsdd: {p.name} is not named {{digit}}_{{speaker}}_{{index}}.wav "
                        "(digit 0-9 and index in ASCII digits)")
-    parsed.append((int(match[1]), int(match[2])))
+    parsed.append((int(match[1]), int(match[3])))
   feats, keep, skipped = features(files, max_frames, frontend, FSDD_RATE,
                                   cache=feature_cache, dataset="fsdd", split="all")
   if not feats:
