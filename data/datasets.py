@@ -145,11 +145,15 @@ def _available_memory():
 
 
 def _size(count):
-  for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-    if count < 1024 or unit == "TiB":
-      return f"{count:.3g} {unit}" if unit != "B" else f"{count} B"
+  """``count`` bytes in words: 384 B, 8.83 MiB, 10.9 TiB."""
+  if count < 1024:
+    return f"{int(count)} B"
+  units = ["KiB", "MiB", "GiB", "TiB"]
+  count /= 1024
+  while count >= 1024 and len(units) > 1:
     count /= 1024
-  return f"{count} B"
+    units.pop(0)
+  return f"{count:.3g} {units[0]}" if count < 1000 else f"{count:.0f} {units[0]}"
 
 
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,

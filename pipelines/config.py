@@ -317,7 +317,9 @@ def validate_config(config, data_given=False):
   elif not data_given:
     try:  # by os.stat only: a FIFO or a device given as data is never opened
       paths.check_data_dir(config.dataset, config.data_dir)
-    except (ValueError, FileNotFoundError) as e:
+    except FileNotFoundError:
+      pass  # a missing path: the loader refuses it in one line, after the flags
+    except ValueError as e:
       problems.append(f"--data_dir: {e}")
   if config.resume and config.overwrite:
     problems.append("--resume continues the run in --output_dir, --overwrite replaces "

@@ -40,12 +40,10 @@ def test_unknown_dataset_gets_the_recipe_and_unknown_preset_is_refused():
 
 def test_train_and_export_reads_the_preset_and_the_given_flags(tmp_path):
   env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
-  # A data folder without recordings stops the run after the configuration is resolved
-  # and printed (a missing one is refused with the flags, before anything is printed).
-  (tmp_path / "empty").mkdir()
+  # A missing data folder stops the run after the configuration is resolved and printed.
   result = subprocess.run(
       [sys.executable, "-m", "pipelines.train_and_export", "--dataset=fsdd",
-       f"--data_dir={tmp_path / 'empty'}", "--qat_epochs=2",
+       f"--data_dir={tmp_path / 'absent'}", "--qat_epochs=2",
        f"--output_dir={tmp_path / 'run'}"],
       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
   assert result.returncode != 0
