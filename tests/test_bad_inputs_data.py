@@ -324,6 +324,14 @@ def test_corrupt_wav_headers_give_a_reason(tmp_path):
   assert samples[98] == np.float32(98 / 32768)
 
 
+def test_fsdd_folder_without_some_digits_warns(tmp_path):
+  ds = data.load_dataset("fsdd", _fsdd(tmp_path / "recordings"))  # digits 0, 1, 2
+  assert len(ds.labels) == 10
+  assert ("7 of 10 classes have no example in any split: ['3', '4', '5', '6', '7', '8', "
+          "'9']; the model still has an output for each, never trained"
+          in ds.meta["warnings"]), ds.meta["warnings"]
+
+
 def test_fsdd_of_only_other_rate_files_is_refused(tmp_path):
   root = _fsdd(tmp_path / "recordings", rate=16000)
   with pytest.raises(ValueError, match="none of the 9 files .* could be used") as e:
