@@ -305,9 +305,10 @@ def _class_names(path, arrays, ys):
     shown = (", ".join(f"{i} ({names[i]!r})" for i in first) if names else
              ", ".join(str(i) for i in first)) + (", ..." if empty > len(first) else "")
     if names:
-      raise ValueError(f"{path}: the labels array names {count} classes but y uses {len(present)} of "
-                       f"them: {empty} have no example in any split ({shown}); drop them "
-                       "from labels (and renumber y) or add their examples")
+      raise ValueError(f"{path}: the labels array names {count} classes but y uses "
+                       f"{len(present)} of them: {empty} have no example in any split "
+                       f"({shown}); drop them from labels (and renumber y) or add their "
+                       "examples")
     used = present
     used_shown = (str(used) if len(used) <= 8 else
                   f"[{', '.join(str(v) for v in used[:8])}, ...]")
