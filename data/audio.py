@@ -18,11 +18,13 @@ app's feature provider is the place); ``meta["frontend"]`` names it and it trave
 """
 
 import pathlib
+import re
 import wave
 
 import numpy as np
 from absl import logging
 
+from data import paths as data_paths
 from data import splits
 
 __all__ = ["FRONTENDS", "SKIP_REASONS", "features", "file_features", "frame_count",
@@ -32,6 +34,9 @@ __all__ = ["FRONTENDS", "SKIP_REASONS", "features", "file_features", "frame_coun
 NUM_MELS, WINDOW_MS, HOP_MS = 32, 25, 10
 # The rates the datasets are recorded at; a file at another rate is skipped and counted.
 FSDD_RATE, SPEECH_COMMANDS_RATE = 8000, 16000
+# FSDD's file names: {digit}_{speaker}_{index}, digit and index in ASCII (str.isdigit
+# accepts other scripts' digits and superscripts, which int() may not read).
+_FSDD_NAME = re.compile(r"([0-9])_([^_]+)_([0-9]+)", re.ASCII)
 GOOGLE12 = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 
 
@@ -41,15 +46,26 @@ def read_wav(path):
   Raises:
     ValueError: naming the file, when it is not such a WAV.
   """
+  found = data_paths.kind(path)  # os.stat: a FIFO or a device named *.wav is never opened
+  if found != "a file":
+    raise ValueError(f"{path}: not a readable WAV file (it is {found})")
   try:
     with wave.open(str(path), "rb") as w:
       if w.getsampwidth() != 2 or w.getnchannels() != 1:
         raise ValueError(f"{path}: need 16-bit mono PCM, got {8 * w.getsampwidth()}-bit "
                          f"{w.getnchannels()} channel(s)")
       rate, frames = w.getframerate(), w.readframes(w.getnframes())
-  except (wave.Error, EOFError) as e:
-    raise ValueError(f"{path}: not a readable WAV file ({e})") from e
-  return np.frombuffer(frames, "<i2").astype(np.float32) / 32768.0, rate
+  except EOFError as e:
+    raise ValueError(f"{path}: not a readable WAV file (its header or a chunk is cut "
+                     "short)") from e
+  except RuntimeError as e:  # the wave module's chunk seek past a chunk's stated size
+    raise ValueError(f"{path}: not a readable WAV file (a chunk's stated size does not "
+                     "match its contents)") from e
+  except (wave.Error, OSError) as e:
+    reason = (e.strerror if isinstance(e, OSError) else None) or str(e) or type(e).__name__
+    raise ValueError(f"{path}: not a readable WAV file ({reason})") from e
+  whole = len(frames) - len(frames) % 2  # a data chunk cut inside its last sample
+  return np.frombuffer(frames[:whole], "<i2").astype(np.float32) / 32768.0, rate
 
 
 def mel_filterbank(sample_rate, n_fft, num_mels=NUM_MELS):
@@ -203,10 +219,8 @@ def _skip_summary(skipped, total, meta):
 def _require_dir(data_dir, what):
   if data_dir is None:
     raise ValueError(f"{what} needs --data_dir")
-  path = pathlib.Path(data_dir)
-  if not path.is_dir():
-    raise FileNotFoundError(f"{what}: data_dir {path} does not exist")
-  return path
+  data_paths.check_data_dir(what, data_dir)
+  return pathlib.Path(data_dir)
 
 
 def load_fsdd(data_dir, seed=0, max_frames=98, frontend="logmel32", feature_cache=None):
@@ -223,19 +237,20 @@ def load_fsdd(data_dir, seed=0, max_frames=98, frontend="logmel32", feature_cach
   """
   _frontend(frontend)
   root = _require_dir(data_dir, "fsdd")
-  paths = sorted(root.glob("*.wav"))
-  if not paths:
+  files = sorted(root.glob("*.wav"))
+  if not files:
     raise FileNotFoundError(f"fsdd: no .wav files in {root}")
   parsed = []
-  for p in paths:
-    parts = p.stem.split("_")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[2].isdigit():
-      raise ValueError(f"fsdd: {p.name} is not named {{digit}}_{{speaker}}_{{index}}.wav")
-    parsed.append((int(parts[0]), int(parts[2])))
-  feats, keep, skipped = features(paths, max_frames, frontend, FSDD_RATE,
+  for p in files:
+    match = _FSDD_NAME.fullmatch(p.stem)
+    if match is None:
+      raise ValueError(f"fsdd: {p.name} is not named {{digit}}_{{speaker}}_{{index}}.wav "
+                       "(digit 0-9 and index in ASCII digits)")
+    parsed.append((int(match[1]), int(match[3])))
+  feats, keep, skipped = features(files, max_frames, frontend, FSDD_RATE,
                                   cache=feature_cache, dataset="fsdd", split="all")
   if not feats:
-    raise ValueError(f"fsdd: none of the {len(paths)} files in {root} could be used "
+    raise ValueError(f"fsdd: none of the {len(files)} files in {root} could be used "
                      f"(skipped: { {k: len(v) for k, v in skipped.items()} }; the first: "
                      f"{next((v[0] for v in skipped.values() if v), '')})")
   x = np.stack(feats)
@@ -245,7 +260,7 @@ def load_fsdd(data_dir, seed=0, max_frames=98, frontend="logmel32", feature_cach
   meta = {"source": str(root), "frontend": frontend, "sample_rate_hz": FSDD_RATE,
           "window_ms": WINDOW_MS, "hop_ms": HOP_MS, "num_mels": NUM_MELS,
           "max_frames": max_frames}
-  _skip_summary(skipped, len(paths), meta)
+  _skip_summary(skipped, len(files), meta)
   return [train, val, (x[test], y[test])], [str(d) for d in range(10)], meta
 
 

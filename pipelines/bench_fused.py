@@ -507,8 +507,10 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto", tflm_roo
             "builtin_quoted": BUILTIN_QUOTED}
   if windows:
     import data  # pylint: disable=import-outside-toplevel
+    from pipelines import config  # pylint: disable=import-outside-toplevel
     cfg = json.loads((run_dir / "flags.json").read_text())
-    ds = data.load_dataset(cfg["dataset"], cfg.get("data_dir"), seed=cfg.get("seed", 0))
+    name, data_dir, options = config.run_dataset_args(run_dir)
+    ds = data.load_dataset(name, data_dir, **options)
     result["bit_exact"] = bit_exact(tflite_bytes, ds.x_test[:windows], work, fused_bytes,
                                     readout=cfg.get("readout", "last"))
   if tflm_root:

@@ -205,6 +205,7 @@ def run(datasets, model_names, seeds, out_dir, *, epochs, qat_epochs, units,
         aggregate_only=False):
   """Runs (or reuses) every (dataset, model, seed); returns (rows, aggregate)."""
   import data as data_lib  # pylint: disable=import-outside-toplevel
+  from pipelines import config as config_lib  # pylint: disable=import-outside-toplevel
   from pipelines import stages  # pylint: disable=import-outside-toplevel
   out_dir = pathlib.Path(out_dir)
   for model in model_names:
@@ -232,7 +233,8 @@ def run(datasets, model_names, seeds, out_dir, *, epochs, qat_epochs, units,
           continue
         else:
           if ds is None:
-            ds = data_lib.load_dataset(dataset, dataset_dir, seed=seed)
+            name, data_dir, options = config_lib.dataset_args(config)
+            ds = data_lib.load_dataset(name, data_dir, **options)
           report = stages.run(config, ds=ds)
         tflite_bytes = (run_dir / stages.TFLITE_MODEL).read_bytes()
         rows[(dataset, model, seed)] = _row(report, time_per_step(tflite_bytes, timing_steps))

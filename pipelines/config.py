@@ -10,11 +10,12 @@ import math
 import os
 import pathlib
 
+from data import paths
 from pipelines import run_folder
 
 __all__ = ["AUGMENT", "AUGMENT_CHOICES", "CELLS", "Config", "DISTRIBUTE", "LR_SCHEDULES",
            "LSTM_CELLS", "NOT_COMPARED_ON_RESUME", "QAT_CELLS", "READOUTS",
-           "lstm_product_grid",
+           "dataset_args", "lstm_product_grid", "run_dataset_args",
            "multi_worker_task", "resolve_augment", "validate_config"]
 
 # training.LR_SCHEDULES and distribute.CHOICES, repeated here to keep this module free of
@@ -123,6 +124,62 @@ class Config:
   # is still evaluated every epoch, in-sample). False also reads run folders made
   # before it.
   train_on_val: bool = False
+
+
+def dataset_args(run):
+  """How a run's data is loaded: ``(name, data_dir, options)`` for
+  ``data.load_dataset(name, data_dir, **options)``.
+
+  The one place that turns a run's flags into the loader's arguments (the pipeline, and
+  every tool that reloads a finished run's data: diff_numerics, bench_fused,
+  lstm_int8_loss), so none can load the data differently from the run: the seed of the
+  validation split, the IMU front end (``imu_frontend``: 6 or 9 channels), the audio
+  front end and its feature cache.
+
+  Args:
+    run: a ``Config``, or the dict of a run's ``flags.json``; a field it lacks reads as
+      ``Config``'s default (what runs made before the field used).
+
+  Raises:
+    ValueError: ``run`` names no dataset.
+  """
+  values = dataclasses.asdict(run) if isinstance(run, Config) else dict(run)
+  defaults = {f.name: f.default for f in dataclasses.fields(Config)
+              if f.default is not dataclasses.MISSING}
+
+  def get(name):
+    return values.get(name, defaults.get(name))
+  name = values.get("dataset")
+  if not isinstance(name, str) or not name:
+    raise ValueError(f"the run's flags name no dataset (got {name!r})")
+  options = {"seed": get("seed") or 0}
+  if name in _AUDIO_DATASETS:
+    options.update(frontend=get("audio_frontend"), feature_cache=get("feature_cache"))
+  elif name in IMU_DATASETS:
+    options.update(frontend=get("imu_frontend"))
+  return name, get("data_dir"), options
+
+
+def run_dataset_args(run_dir):
+  """``dataset_args`` of the finished run in ``run_dir``, read from its ``flags.json``.
+
+  Raises:
+    FileNotFoundError / ValueError: in one line, naming ``flags.json`` and what it lacks.
+  """
+  path = pathlib.Path(run_dir) / "flags.json"
+  if not path.is_file():
+    raise FileNotFoundError(f"{path} is missing: is {run_dir} a train_and_export run?")
+  try:
+    values = json.loads(path.read_text())
+  except (OSError, UnicodeDecodeError, ValueError) as e:
+    raise ValueError(f"{path}: not readable JSON ({e})") from e
+  if not isinstance(values, dict):
+    raise ValueError(f"{path}: must hold a JSON object of flags, got "
+                     f"{type(values).__name__}")
+  try:
+    return dataset_args(values)
+  except ValueError as e:
+    raise ValueError(f"{path}: {e}") from e
 
 
 def lstm_product_grid(config):
@@ -257,6 +314,13 @@ def validate_config(config, data_given=False):
     problems.append(f"--w_rank={config.w_rank} exceeds --units={config.units}")
   if config.dataset == "npz" and not config.data_dir and not data_given:
     problems.append("--dataset=npz needs --data_dir=<file.npz>")
+  elif not data_given:
+    try:  # by os.stat only: a FIFO or a device given as data is never opened
+      paths.check_data_dir(config.dataset, config.data_dir)
+    except FileNotFoundError:
+      pass  # a missing path: the loader refuses it in one line, after the flags
+    except ValueError as e:
+      problems.append(f"--data_dir: {e}")
   if config.resume and config.overwrite:
     problems.append("--resume continues the run in --output_dir, --overwrite replaces "
                     "it: pass one of them")

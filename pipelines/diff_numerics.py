@@ -14,6 +14,7 @@ writes ``numerics/`` (json, md, png) into ``--output_dir`` (default: the run fol
 import json
 import pathlib
 import sys
+import zipfile
 
 import numpy as np
 from absl import app
@@ -25,6 +26,47 @@ _WINDOWS_NPZ = flags.DEFINE_string("windows_npz", None, "npz with x, y instead o
 _MAX_WINDOWS = flags.DEFINE_integer("max_windows", None, "Use at most this many windows.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Where numerics/ goes (default: "
                                   "run_dir).")
+
+
+def load_windows(run_dir, windows_npz=None):
+  """``(x, y)``: the arrays ``x``, ``y`` of ``windows_npz``, else the test windows of the
+  run's dataset, loaded as the run loaded them (``config.run_dataset_args``: its seed and
+  front ends, from ``flags.json``).
+
+  Raises:
+    ValueError / FileNotFoundError: in one line, naming the file at fault.
+  """
+  if windows_npz:
+    from data import paths  # pylint: disable=import-outside-toplevel
+    found = paths.kind(windows_npz)  # os.stat: a FIFO or a device is never opened
+    if found != "a file":
+      raise FileNotFoundError(f"--windows_npz={windows_npz} is {found}, not an .npz file")
+    try:
+      with np.load(windows_npz, allow_pickle=False) as z:
+        if "x" not in z.files or "y" not in z.files:
+          raise ValueError(f"{windows_npz} must hold arrays x and y, has {z.files}")
+        return z["x"], z["y"]
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+      raise ValueError(f"{windows_npz}: not a readable .npz file ({e})") from e
+  import data  # pylint: disable=import-outside-toplevel
+  from pipelines import config  # pylint: disable=import-outside-toplevel
+  name, data_dir, options = config.run_dataset_args(run_dir)
+  ds = data.load_dataset(name, data_dir, **options)
+  return ds.x_test, ds.y_test
+
+
+def check_windows(x, y, input_shape, source):
+  """Refuses windows the model cannot take, naming the shapes (``input_shape``: the float
+  model's ``(None, T, D)``)."""
+  steps, dims = input_shape[1], input_shape[2]
+  if x.ndim != 3 or x.shape[2] != dims or (steps is not None and x.shape[1] != steps):
+    want = f"[N, {steps if steps is not None else 'T'}, {dims}]"
+    raise ValueError(f"{source}: windows of shape {list(x.shape)}, but the run's model "
+                     f"takes {want}: were they made for another run?")
+  if y.shape != (len(x),):
+    raise ValueError(f"{source}: y must be [N] with N={len(x)}, got shape {list(y.shape)}")
+  if not np.issubdtype(x.dtype, np.number) or not np.all(np.isfinite(x)):
+    raise ValueError(f"{source}: x must hold finite numbers (dtype {x.dtype})")
 
 
 def run(run_dir, windows_npz=None, max_windows=None, output_dir=None):
@@ -47,16 +89,7 @@ def run(run_dir, windows_npz=None, max_windows=None, output_dir=None):
     export.check_tflm_compatible(tflite_bytes)
   except export.TFLMCompatibilityError as e:
     raise ValueError(f"{tflite_path}: {e}") from e
-  if windows_npz:
-    with np.load(windows_npz, allow_pickle=False) as z:
-      if "x" not in z.files or "y" not in z.files:
-        raise ValueError(f"{windows_npz} must hold arrays x and y, has {z.files}")
-      x, y = z["x"], z["y"]
-  else:
-    import data  # pylint: disable=import-outside-toplevel
-    cfg = json.loads((run_dir / "flags.json").read_text())
-    ds = data.load_dataset(cfg["dataset"], cfg.get("data_dir"), seed=cfg.get("seed", 0))
-    x, y = ds.x_test, ds.y_test
+  x, y = load_windows(run_dir, windows_npz)
   if max_windows:
     x, y = x[:max_windows], y[:max_windows]
   source_model, plan = None, None
@@ -69,6 +102,8 @@ def run(run_dir, windows_npz=None, max_windows=None, output_dir=None):
       elif (run_dir / "model_qat.keras").is_file():
         source_model = quantization.float_twin(
             keras.models.load_model(run_dir / "model_qat.keras"))
+  check_windows(x, y, float_model.input_shape,
+                windows_npz or f"the test windows of the run's data ({run_dir}/flags.json)")
   result = parity.diff_numerics(float_model, tflite_bytes, x, y, source_model=source_model,
                                 plan=plan)
   parity.write_report(result, pathlib.Path(output_dir or run_dir) / "numerics")

@@ -111,13 +111,14 @@ def main(argv):
     tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
     tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
   import data  # pylint: disable=import-outside-toplevel
+  from pipelines import config  # pylint: disable=import-outside-toplevel
   cache = {}
   for run_dir in run_dirs:
-    run_flags = json.loads((run_dir / "flags.json").read_text())
-    key = (run_flags["dataset"], run_flags["data_dir"], run_flags["seed"])
+    name, data_dir, options = config.run_dataset_args(run_dir)
+    key = json.dumps([name, data_dir, options], sort_keys=True)
     if key not in cache:
       cache.clear()
-      cache[key] = data.load_dataset(key[0], key[1], seed=key[2])
+      cache[key] = data.load_dataset(name, data_dir, **options)
     print(json.dumps(check(run_dir, cache[key])), flush=True)
   return 0
 

@@ -689,11 +689,8 @@ def run(config, ds=None, on_output_ready=None):
   validate_config(config, data_given=ds is not None)
   if ds is None:
     _log(f"loading {config.dataset}")
-    opts = ({"frontend": config.audio_frontend, "feature_cache": config.feature_cache}
-            if config.dataset in datasets.AUDIO_DATASETS else
-            {"frontend": config.imu_frontend} if config.dataset in config_lib.IMU_DATASETS
-            else {})
-    ds = datasets.load_dataset(config.dataset, config.data_dir, seed=config.seed, **opts)
+    name, data_dir, options = config_lib.dataset_args(config)
+    ds = datasets.load_dataset(name, data_dir, **options)
   chief = distribute.is_chief(distribute.get_strategy(config.distribute))
   if not chief:
     # Another worker of a multi-worker run: it trains in step with the chief and writes

@@ -32,8 +32,9 @@ Usage:
       # the same command on every machine, its own index; worker 0 writes the run
 """
 
+import errno
 import os
-import shutil
+import re
 import sys
 import tempfile
 
@@ -224,44 +225,71 @@ class _NativeLog:
   """Sends file descriptor 2 (TensorFlow's C++ log, the converter's, Python warnings)
   to a file, so the console keeps our stage lines, progress and warnings.
 
-  Until the run folder exists the lines go to a temporary file; ``to_run_folder``
-  copies them into ``<run>/run.log`` and appends there from then on.
+  Until the run folder exists the lines go to an anonymous temporary file (no name, so
+  nothing is left behind however the process ends); ``to_run_folder`` copies them into
+  ``<run>/run.log`` and appends there from then on.
   """
 
   def __init__(self):
     sys.stderr.flush()
     self._saved = os.dup(2)
-    self._file = tempfile.NamedTemporaryFile("ab", prefix="tf_fastgrnn-", suffix=".log",
-                                             delete=False)
-    self.path = self._file.name
+    self._file = tempfile.TemporaryFile("w+b", prefix="tf_fastgrnn-", suffix=".log")
+    self.path = None  # the run folder's run.log, once there
     os.dup2(self._file.fileno(), 2)
+
+  def _read(self):
+    sys.stderr.flush()
+    with open(self._file.fileno(), "rb", closefd=False) as f:
+      f.seek(0)
+      return f.read()
 
   def to_run_folder(self, out):
-    sys.stderr.flush()
     target = os.path.join(out, "run.log")
-    with open(target, "ab") as dst, open(self.path, "rb") as src:
-      shutil.copyfileobj(src, dst)
-    old, self._file = self._file, open(target, "ab")  # pylint: disable=consider-using-with
+    with open(target, "ab") as dst:
+      dst.write(self._read())
+    old, self._file = self._file, open(target, "a+b")  # pylint: disable=consider-using-with
     os.dup2(self._file.fileno(), 2)
     old.close()
-    os.unlink(self.path)
     self.path = target
 
+  def tail(self, lines=15):
+    return b"".join(self._read().splitlines(keepends=True)[-lines:]).decode(
+        errors="replace")
+
   def restore(self):
-    """Puts the console back; returns the log's path."""
+    """Puts the console back (idempotent); the temporary log is gone with it."""
+    if self._saved is None:
+      return
     sys.stderr.flush()
     os.dup2(self._saved, 2)
     os.close(self._saved)
+    self._saved = None
     self._file.close()
-    return self.path
 
-  def tail(self, lines=15):
-    with open(self.path, "rb") as f:
-      return b"".join(f.readlines()[-lines:]).decode(errors="replace")
 
-  def discard(self):
-    if os.path.basename(self.path) != "run.log":
-      os.unlink(self.path)
+# errno values meaning the disk (or the user's quota, or a file size limit) is full.
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_FULL_WORDS = ("No space left on device", "Disk quota exceeded", "File too large")
+
+
+def _disk_full_line(error, out):
+  """The one line for a write that failed for lack of space, naming the file; None for
+  any other error. TensorFlow's ResourceExhaustedError (checkpoints) carries the file
+  and the reason in its message; an OSError in ``filename`` and ``errno``."""
+  if isinstance(error, OSError) and error.errno in _FULL:
+    where, reason = error.filename, error.strerror
+  else:
+    text = getattr(error, "message", None) or str(error)
+    word = next((w for w in _FULL_WORDS if w in text), None)
+    if word is None:
+      return None
+    where = next((t.rstrip(";:,") for t in re.split(r"[\s'\"]", text.split(word)[0])
+                  if os.sep in t), None)
+    reason = word
+  resume = (f"free space, then run the same command with --resume to continue the run in "
+            f"{out}" if out is not None else "free space and run the command again "
+            "(the run folder was not made yet)")
+  return (f"{reason} while writing {where or 'a file (the error names none)'}: {resume}")
 
 
 def main(argv):
@@ -288,32 +316,42 @@ def main(argv):
     from tf_fastgrnn import distribute  # pylint: disable=import-outside-toplevel
     distribute.register(strategy)
   log = None if _VERBOSE.value else _NativeLog()
-  message, report = None, None
+  made = []  # the run folder, once it exists (what --resume continues)
+
+  def output_ready(out):
+    made.append(out)
+    if log is not None:
+      log.to_run_folder(out)
+  message, status, report = None, 1, None
   try:
     # Imported here, not at the top: TensorFlow's import already logs.
     from pipelines import stages  # pylint: disable=import-outside-toplevel
-    try:
-      report = stages.run(config, on_output_ready=log.to_run_folder if log else None)
-    except (ValueError, FileNotFoundError) as e:
-      message = str(e)
-  except BaseException:
-    if log is not None:
-      path = log.restore()
-      print(f"train_and_export: failed; the last lines of TensorFlow's log ({path}):\n"
-            f"{log.tail()}", file=sys.stderr)
-      log = None
-    raise
+    report = stages.run(config, on_output_ready=output_ready)
+  except (ValueError, FileNotFoundError) as e:
+    message = str(e)
+  except KeyboardInterrupt:
+    status = 130
+    message = ("interrupted; run the same command with --resume to continue the run in "
+               f"{made[0]} from its last finished stage (training: its last epoch)"
+               if made else "interrupted before the run folder was made: nothing was "
+               "written")
+  except Exception as e:  # pylint: disable=broad-except
+    message = _disk_full_line(e, made[0] if made else None)
+    if message is None:
+      if log is not None:
+        tail = log.tail()
+        log.restore()
+        where = f" ({log.path})" if log.path else ""
+        print(f"train_and_export: failed; the last lines of TensorFlow's log{where}:\n"
+              f"{tail}", file=sys.stderr)
+      raise
   finally:
     if log is not None:
       log.restore()
-      if message is not None:
-        log.discard()
   if message is not None:
     print(f"train_and_export: {message}", file=sys.stderr)
-    return 1
+    return status
   if report is None:  # a multi-worker worker other than the chief
-    if log is not None:
-      log.discard()  # its temporary log; it wrote nothing else
     print("[train_and_export] this worker's part (training) is done; the chief writes "
           f"{config.output_dir}")
     return 0

@@ -369,4 +369,99 @@ def test_preflight_refuses_labels_no_c_string_can_hold(tmp_path, rng):
   with pytest.raises(ValueError, match=r"the data's label 1 'b\\x00c' holds a NUL character"):
     stages.preflight(config, ds)
   stages.preflight(config, dataclasses.replace(ds, labels=["a", 'b"}; int x; //??/']))
+
+
+# --- issue 26: one line, not a traceback, and no temporary log left behind ----------------
+
+# Runs train_and_export's main with a stand-in for pipelines.stages (no TensorFlow) whose
+# run() makes the run folder, writes a line on fd 2 as TensorFlow would, then fails the
+# way FAKE_STAGE says.
+_FAKE_STAGES = """
+import errno, os, sys, types
+import pipelines
+mode = os.environ["FAKE_STAGE"]
+
+class ResourceExhaustedError(Exception):  # tf.errors.OpError's shape: .message
+  def __init__(self, message):
+    super().__init__(message)
+    self.message = message
+
+def run(config, on_output_ready=None):
+  out = config.output_dir
+  os.write(2, b"tensorflow: a native log line\\n")
+  if mode == "interrupt early":
+    raise KeyboardInterrupt
+  if mode == "crash early":
+    raise RuntimeError("a bug")
+  os.makedirs(out)
+  on_output_ready(out)
+  if mode == "disk full":
+    raise OSError(errno.ENOSPC, "No space left on device",
+                  os.path.join(out, "model_qat.keras"))
+  if mode == "disk full in a checkpoint":
+    raise ResourceExhaustedError(
+        f"{out}/checkpoints/ckpt-3.data-00000-of-00001.tempstate42; No space left on "
+        "device [Op:SaveV2]")
+  if mode == "interrupt":
+    raise KeyboardInterrupt
+  raise RuntimeError("a bug")
+
+fake = types.ModuleType("pipelines.stages")
+fake.run, fake.summary_line = run, lambda report: "done"
+sys.modules["pipelines.stages"] = pipelines.stages = fake
+from absl import app
+from pipelines import train_and_export
+app.run(train_and_export.main, argv=["train_and_export"] + sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("mode,status,line", [
+    ("disk full", 1, "train_and_export: No space left on device while writing "
+     "{out}/model_qat.keras: free space, then run the same command with --resume to "
+     "continue the run in {out}"),
+    ("disk full in a checkpoint", 1, "train_and_export: No space left on device while "
+     "writing {out}/checkpoints/ckpt-3.data-00000-of-00001.tempstate42: free space, then "
+     "run the same command with --resume to continue the run in {out}"),
+    ("interrupt", 130, "train_and_export: interrupted; run the same command with --resume "
+     "to continue the run in {out} from its last finished stage (training: its last "
+     "epoch)"),
+    ("interrupt early", 130, "train_and_export: interrupted before the run folder was "
+     "made: nothing was written"),
+    ("crash early", 1, None),
+])
+def test_disk_full_and_ctrl_c_give_one_line_and_leave_no_temporary_log(tmp_path, mode,
+                                                                        status, line):
+  data = _npz(tmp_path / "data.npz")
+  out = tmp_path / "run"
+  tmp = tmp_path / "tmp"
+  tmp.mkdir()
+  env = dict(os.environ, PYTHONPATH=str(REPO), FAKE_STAGE=mode, TMPDIR=str(tmp))
+  result = subprocess.run(
+      [sys.executable, "-c", _FAKE_STAGES, "--dataset=npz", f"--data_dir={data}",
+       f"--output_dir={out}"], env=env, cwd=REPO, capture_output=True, text=True,
+      timeout=300)
+  err = result.stderr.strip().splitlines()
+  assert result.returncode == status, result.stderr
+  if line is None:  # a bug still shows its traceback, after the log's last lines
+    assert "tensorflow: a native log line" in result.stderr
+    assert err[-1] == "RuntimeError: a bug", err
+  else:
+    assert err == [line.format(out=out)], err
+  assert sorted(os.listdir(tmp)) == []  # no tf_fastgrnn-*.log left in the temp folder
+  if not mode.endswith("early"):
+    assert "tensorflow: a native log line" in (out / "run.log").read_text()
+
+
+@pytest.mark.parametrize("what", ["FIFO", "folder", "/dev/zero"])
+def test_data_dir_of_another_kind_is_refused_from_the_flags(tmp_path, what):
+  if what == "FIFO":
+    path, kind = tmp_path / "d.npz", "a FIFO (named pipe)"
+    os.mkfifo(path)
+  elif what == "folder":
+    path, kind = tmp_path / "d.npz", "a folder"
+    path.mkdir()
+  else:
+    path, kind = "/dev/zero", "a character device"
+  _assert_refused(_main(TINY + [f"--data_dir={path}", f"--output_dir={tmp_path / 'run'}"]),
+                  2, [f"--data_dir: npz: data_dir {path} is {kind}, not an .npz file"])
   assert not (tmp_path / "run").exists()

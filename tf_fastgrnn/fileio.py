@@ -49,6 +49,11 @@ def atomic_path(path, suffix=None):
     if tmp.is_file():
       os.chmod(tmp, permission_bits())
     os.replace(tmp, path)
+  except OSError as e:
+    if e.errno is None or e.filename is not None:
+      raise
+    # A write that fails (a full disk: ENOSPC) names no file; name the one being made.
+    raise OSError(e.errno, e.strerror or str(e), str(path)) from e
   finally:
     if tmp.exists():
       tmp.unlink()
