@@ -184,6 +184,72 @@ static int32_t dot_packed(const ROM uint8_t *mask, const ROM int8_t **wp, const 
   return acc;
 }
 
+/* Thumb-2 M-profile cores (Armv7-M, Armv7E-M, Armv8-M Mainline, Armv8.1-M): the sparse
+ * rows' inner loop in inline assembly (gcc -Os spills the C version). */
+#if (defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__) || \
+     defined(__ARM_ARCH_8M_MAIN__) || defined(__ARM_ARCH_8_1M_MAIN__)) && \
+    defined(__GNUC__) && !defined(FASTGRNN_INT8_NO_ASM)
+#define FG_THUMB2 1
+#endif
+
+/* acc + sum over one sparse row: *ip at its count n, then n column indices; *wp at its
+ * n non-zeros. Both advance past the row. Exact int32 sums: any order. */
+FG_INLINE int32_t sparse_row(const ROM uint8_t **ip, const ROM int8_t **wp,
+                             const int8_t *x, int32_t acc) {
+  const ROM uint8_t *idx = *ip;
+  const ROM int8_t *w = *wp;
+  uint32_t n = *idx++;
+#if defined(FG_THUMB2)
+  /* 4 instructions per MAC (index, x[index], weight, MLA) + 2 per four. */
+  uint32_t t0, t1, t2, t3;
+  __asm__ volatile(
+      "subs %[n], %[n], #4\n\t"
+      "blt 2f\n"
+      "1:\n\t"
+      "ldrb %[t0], [%[i]], #4\n\t"
+      "ldrb %[t2], [%[i], #-3]\n\t"
+      "ldrsb %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb %[t1], [%[w]], #4\n\t"
+      "ldrsb %[t2], [%[x], %[t2]]\n\t"
+      "ldrsb %[t3], [%[w], #-3]\n\t"
+      "mla %[a], %[t0], %[t1], %[a]\n\t"
+      "mla %[a], %[t2], %[t3], %[a]\n\t"
+      "ldrb %[t0], [%[i], #-2]\n\t"
+      "ldrb %[t2], [%[i], #-1]\n\t"
+      "ldrsb %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb %[t1], [%[w], #-2]\n\t"
+      "ldrsb %[t2], [%[x], %[t2]]\n\t"
+      "ldrsb %[t3], [%[w], #-1]\n\t"
+      "mla %[a], %[t0], %[t1], %[a]\n\t"
+      "mla %[a], %[t2], %[t3], %[a]\n\t"
+      "subs %[n], %[n], #4\n\t"
+      "bge 1b\n"
+      "2:\n\t"
+      "adds %[n], %[n], #4\n\t"
+      "beq 4f\n"
+      "3:\n\t"
+      "ldrb %[t0], [%[i]], #1\n\t"
+      "ldrsb %[t1], [%[w]], #1\n\t"
+      "ldrsb %[t0], [%[x], %[t0]]\n\t"
+      "mla %[a], %[t0], %[t1], %[a]\n\t"
+      "subs %[n], %[n], #1\n\t"
+      "bne 3b\n"
+      "4:"
+      : [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [a] "+r"(acc),
+        [n] "+r"(n), [i] "+r"(idx), [w] "+r"(w)
+      : [x] "r"(x)
+      : "cc", "memory");
+#else
+  for (; n >= 4; n -= 4, idx += 4, w += 4)
+    acc += (int32_t)x[idx[0]] * w[0] + (int32_t)x[idx[1]] * w[1] +
+           (int32_t)x[idx[2]] * w[2] + (int32_t)x[idx[3]] * w[3];
+  for (; n > 0; --n) acc += (int32_t)x[*idx++] * *w++;
+#endif
+  *ip = idx;
+  *wp = w;
+  return acc;
+}
+
 /* acc + sum_c x[c] w[c] over n dense weights. */
 static int32_t dot(const ROM int8_t *w, const int8_t *x, int32_t n, int32_t acc) {
 #if defined(FG_SIMD)
@@ -367,20 +433,39 @@ static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *o
 }
 #endif
 
-/* FullyConnectedPerChannel (int8), dense or bitmap-packed weights. */
+#if defined(FG_FASTPATH)
+/* Sparse rows, no fused activation. */
+static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
+  const int32_t rows = f->rows, zo = f->out_offset;
+  const ROM uint8_t *idx = f->idx;
+  const ROM int8_t *w = f->w;
+  const ROM int32_t *bias = f->bias, *mult = f->mult;
+  const ROM int8_t *shift = f->shift;
+  int32_t r;
+  for (r = 0; r < rows; ++r)
+    out[r] = (int8_t)fc_out_full(mult, shift, zo, r, sparse_row(&idx, &w, x, bias[r]));
+}
+#endif
+
+/* FullyConnectedPerChannel (int8), dense, bitmap-packed or sparse weights. */
 static void fc8(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
   const int32_t rows = f->rows, cols = f->cols, row_bytes = (cols + 7) / 8;
   const ROM int8_t *w = f->w;
-  const ROM uint8_t *mask = f->mask;
+  const ROM uint8_t *mask = f->mask, *idx = f->idx;
   int32_t r, acc;
 #if defined(FG_FASTPATH)
   if (!mask && f->act_min == -128 && f->act_max == 127) {
-    fc8_dense_full(f, x, out);
+    if (idx)
+      fc8_sparse_full(f, x, out);
+    else
+      fc8_dense_full(f, x, out);
     return;
   }
 #endif
   for (r = 0; r < rows; ++r) {
-    if (mask == 0) {
+    if (idx) {
+      acc = sparse_row(&idx, &w, x, f->bias[r]);
+    } else if (mask == 0) {
       acc = dot(w, x, cols, f->bias[r]);
       w += cols;
     } else {
@@ -656,7 +741,8 @@ static int rnn_out_fast(const fastgrnn_int8_binop *p, const int8_t *state_table,
 #endif
 
 static int fc_ok(const fastgrnn_int8_fc *f, int32_t rows, int32_t cols) {
-  return f->rows == rows && f->cols == cols && f->w && f->bias && f->mult && f->shift;
+  return f->rows == rows && f->cols == cols && f->w && f->bias && f->mult && f->shift &&
+         !(f->mask && f->idx) && (!f->idx || cols <= 255);
 }
 
 static int32_t check(const fastgrnn_int8_params *p) {
