@@ -32,9 +32,40 @@
  * (a b + 1 - 2^30 + 2^31 - 1) >> 31, so both cases are (a b + 2^30) >> 31 (arithmetic
  * shift, as TFLM itself assumes). Its saturating case (a = b = INT32_MIN) cannot occur:
  * every multiplier is QuantizeMultiplier's, in [0, 2^31). */
+/* Cores without a 32 x 32 -> 64 multiply instruction (Armv6-M: M0, M0+, M1; Armv8-M
+ * Baseline: M23; 8-bit AVR) call a 64-bit multiply routine for every rescale. There the
+ * high words come from four 16 x 16 -> 32 products instead (exact; AVR has a fast
+ * 16 x 16 -> 32 routine, M0 a MULS). -DFASTGRNN_INT8_MUL32 forces this path anywhere
+ * (how the host tests cover it). */
+#if defined(__ARM_ARCH_6M__) || defined(__ARM_ARCH_8M_BASE__) || defined(__AVR__) || \
+    defined(FASTGRNN_INT8_MUL32)
+#define FG_MUL32 1
+#endif
+
+#if defined(FG_MUL32)
+/* a b = 2^32 H + 2^16 (T - c) + L exactly, with a = 2^16 ah + al, b = 2^16 bh + bl
+ * (al, bl unsigned 16 bit; b >= 0), c the rounding constant's share of T (c < 2^16):
+ * returns H and sets *t = T (< 2^18). Every product fits 32 bits: |ah bl| <= 2^15 (2^16 -
+ * 1) < 2^31, al bh < 2^16 2^15, al bl < 2^32 unsigned. */
+FG_INLINE int32_t mul_parts(int32_t a, int32_t b, uint32_t c, uint32_t *t) {
+  const uint32_t al = (uint32_t)a & 0xffffu, bl = (uint32_t)b & 0xffffu;
+  const int32_t ah = a >> 16, bh = b >> 16;
+  const uint32_t ll = al * bl;
+  const int32_t hl = ah * (int32_t)bl, lh = (int32_t)al * bh;
+  *t = (ll >> 16) + ((uint32_t)hl & 0xffffu) + ((uint32_t)lh & 0xffffu) + c;
+  return ah * bh + (hl >> 16) + (lh >> 16);
+}
+/* (a b + 2^30) >> 31 for b >= 0: 2^31 (2 H) + 2^16 T + L, T with c = 2^14. */
+FG_INLINE int32_t srdhm(int32_t a, int32_t b) {
+  uint32_t t;
+  const int32_t hi = mul_parts(a, b, UINT32_C(1) << 14, &t);
+  return (int32_t)((uint32_t)hi << 1) + (int32_t)(t >> 15);
+}
+#else
 FG_INLINE int32_t srdhm(int32_t a, int32_t b) {
   return (int32_t)(((int64_t)a * (int64_t)b + (INT64_C(1) << 30)) >> 31);
 }
+#endif
 
 /* gemmlowp RoundingDivideByPOT(y, e), e >= 1: y / 2^e rounded half away from zero,
  * i.e. (y + 2^(e-1)) >> e for y >= 0 (computed unsigned: no overflow) and
@@ -154,9 +185,18 @@ static inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) {
   return acc + (int32_t)(int16_t)(a & 0xffffu) * (int16_t)(b & 0xffffu) +
          (int32_t)(int16_t)(a >> 16) * (int16_t)(b >> 16);
 }
+#if defined(FG_MUL32)
+/* (a b + 2^31) >> 32 = H + (T >> 16), T with c = 2^15. */
+static inline int32_t smmulr(int32_t a, int32_t b) {
+  uint32_t t;
+  const int32_t hi = mul_parts(a, b, UINT32_C(1) << 15, &t);
+  return hi + (int32_t)(t >> 16);
+}
+#else
 static inline int32_t smmulr(int32_t a, int32_t b) {
   return (int32_t)(((int64_t)a * b + (INT64_C(1) << 31)) >> 32);
 }
+#endif
 static inline int32_t smmlar(int32_t a, int32_t b, int32_t acc) { return acc + smmulr(a, b); }
 static inline int32_t ssat8(int32_t v) { return v < -128 ? -128 : (v > 127 ? 127 : v); }
 #endif
@@ -190,6 +230,9 @@ static int32_t dot_packed(const ROM uint8_t *mask, const ROM int8_t **wp, const 
      defined(__ARM_ARCH_8M_MAIN__) || defined(__ARM_ARCH_8_1M_MAIN__)) && \
     defined(__GNUC__) && !defined(FASTGRNN_INT8_NO_ASM)
 #define FG_THUMB2 1
+#elif (defined(__ARM_ARCH_6M__) || defined(__ARM_ARCH_8M_BASE__)) && defined(__GNUC__) && \
+    !defined(FASTGRNN_INT8_NO_ASM)
+#define FG_THUMB1 1
 #endif
 
 /* acc + sum over one sparse row: *ip at its count n, then n column indices; *wp at its
@@ -238,6 +281,63 @@ FG_INLINE int32_t sparse_row(const ROM uint8_t **ip, const ROM int8_t **wp,
       : [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [a] "+r"(acc),
         [n] "+r"(n), [i] "+r"(idx), [w] "+r"(w)
       : [x] "r"(x)
+      : "cc", "memory");
+#elif defined(FG_THUMB1)
+  /* Armv6-M: 6 instructions per MAC (LDRSB has no immediate form: LDRB + SXTB for the
+   * weight) + 4 per four; low registers only. */
+  uint32_t t0, t1;
+  __asm__ volatile(
+      ".syntax unified\n\t" /* gcc wraps Thumb-1 inline asm in divided syntax */
+      "subs %[n], %[n], #4\n\t"
+      "blt 2f\n"
+      "1:\n\t"
+      "ldrb %[t0], [%[i], #0]\n\t"
+      "ldrsb %[t0], [%[x], %[t0]]\n\t"
+      "ldrb %[t1], [%[w], #0]\n\t"
+      "sxtb %[t1], %[t1]\n\t"
+      "muls %[t0], %[t1]\n\t"
+      "adds %[a], %[a], %[t0]\n\t"
+      "ldrb %[t0], [%[i], #1]\n\t"
+      "ldrsb %[t0], [%[x], %[t0]]\n\t"
+      "ldrb %[t1], [%[w], #1]\n\t"
+      "sxtb %[t1], %[t1]\n\t"
+      "muls %[t0], %[t1]\n\t"
+      "adds %[a], %[a], %[t0]\n\t"
+      "ldrb %[t0], [%[i], #2]\n\t"
+      "ldrsb %[t0], [%[x], %[t0]]\n\t"
+      "ldrb %[t1], [%[w], #2]\n\t"
+      "sxtb %[t1], %[t1]\n\t"
+      "muls %[t0], %[t1]\n\t"
+      "adds %[a], %[a], %[t0]\n\t"
+      "ldrb %[t0], [%[i], #3]\n\t"
+      "ldrsb %[t0], [%[x], %[t0]]\n\t"
+      "ldrb %[t1], [%[w], #3]\n\t"
+      "sxtb %[t1], %[t1]\n\t"
+      "muls %[t0], %[t1]\n\t"
+      "adds %[a], %[a], %[t0]\n\t"
+      "adds %[i], %[i], #4\n\t"
+      "adds %[w], %[w], #4\n\t"
+      "subs %[n], %[n], #4\n\t"
+      "bge 1b\n"
+      "2:\n\t"
+      "adds %[n], %[n], #4\n\t"
+      "beq 4f\n"
+      "3:\n\t"
+      "ldrb %[t0], [%[i], #0]\n\t"
+      "ldrsb %[t0], [%[x], %[t0]]\n\t"
+      "ldrb %[t1], [%[w], #0]\n\t"
+      "sxtb %[t1], %[t1]\n\t"
+      "muls %[t0], %[t1]\n\t"
+      "adds %[a], %[a], %[t0]\n\t"
+      "adds %[i], %[i], #1\n\t"
+      "adds %[w], %[w], #1\n\t"
+      "subs %[n], %[n], #1\n\t"
+      "bne 3b\n"
+      "4:\n\t"
+      ".syntax divided"
+      : [t0] "=&l"(t0), [t1] "=&l"(t1), [a] "+l"(acc), [n] "+l"(n), [i] "+l"(idx),
+        [w] "+l"(w)
+      : [x] "l"(x)
       : "cc", "memory");
 #else
   for (; n >= 4; n -= 4, idx += 4, w += 4)
@@ -546,6 +646,9 @@ static void rnn_out(const fastgrnn_int8_binop *p, const ROM int8_t *state_table,
  *    need shift in [-23, -1] (e >= 1) and the full clamp [-128, 127] (= SSAT #8). */
 typedef struct {
   int32_t l, off, m, half, e; /* x = v 2^l + off (= (v + offset) 2^l) */
+#if defined(FG_MUL32)
+  int32_t offset, mh, ml, k; /* m = mh 2^k + ml, k = 32 - l */
+#endif
 } fg_in;
 typedef struct {
   int32_t m, e, round; /* round = 2^(e-1) + output offset 2^e */
@@ -564,6 +667,12 @@ static int fast_in(fg_in *r, int32_t offset, int32_t mult, int32_t shift) {
   }
   r->off = offset * (INT32_C(1) << r->l);
   r->m = mult;
+#if defined(FG_MUL32)
+  r->offset = offset;
+  r->k = 32 - r->l;
+  r->mh = mult >> r->k;
+  r->ml = mult & ((INT32_C(1) << r->k) - 1);
+#endif
   r->half = INT32_C(1) << (r->e - 1);
   return 1;
 }
@@ -596,8 +705,16 @@ static int fast_add(int32_t *hoff2, fg_in *g, fg_out *o, const fastgrnn_int8_bin
 
 /* A g operand scaled: mbqm_add((v + offset) 2^20, m, shift). */
 FG_INLINE int32_t in_scaled(const fg_in *r, int32_t v) {
+#if defined(FG_MUL32)
+  /* smmlar(a 2^l, m, half) = half + floor((a m + 2^(k-1)) / 2^k) with a = v + offset,
+   * = half + a mh + ((a ml + 2^(k-1)) >> k): |a| <= 255, mh < 2^21, ml < 2^11. */
+  const int32_t a = v + r->offset;
+  return (r->half + a * r->mh + ((a * r->ml + (INT32_C(1) << (r->k - 1))) >> r->k) -
+          (int32_t)((uint32_t)a >> 31)) >> r->e;
+#else
   const int32_t x = (int32_t)((uint32_t)v << r->l) + r->off;
   return (smmlar(x, r->m, r->half) - (int32_t)((uint32_t)x >> 31)) >> r->e;
+#endif
 }
 
 /* clamp8(mbqm(x, m, shift) + offset) from x2 = 2x: the offset goes in before the shift
