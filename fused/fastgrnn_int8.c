@@ -7,6 +7,17 @@
 
 /* FASTGRNN_INT8_SMALL: one out-of-line copy of each helper (smallest code, about 1.4x
  * the instructions); default: the elementwise helpers inlined into each pass. */
+/* Thumb-2 M-profile cores (Armv7-M, Armv7E-M, Armv8-M Mainline, Armv8.1-M): the sparse
+ * rows' inner loop in inline assembly (gcc -Os spills the C version). */
+#if (defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__) || \
+     defined(__ARM_ARCH_8M_MAIN__) || defined(__ARM_ARCH_8_1M_MAIN__)) && \
+    defined(__GNUC__) && !defined(FASTGRNN_INT8_NO_ASM)
+#define FG_THUMB2 1
+#elif (defined(__ARM_ARCH_6M__) || defined(__ARM_ARCH_8M_BASE__)) && defined(__GNUC__) && \
+    !defined(FASTGRNN_INT8_NO_ASM)
+#define FG_THUMB1 1
+#endif
+
 #if defined(FASTGRNN_INT8_SMALL)
 #define FG_INLINE static
 #elif defined(__GNUC__)
@@ -187,7 +198,7 @@ static inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) {
 }
 #if defined(FG_MUL32)
 /* (a b + 2^31) >> 32 = H + (T >> 16), T with c = 2^15. */
-static inline int32_t smmulr(int32_t a, int32_t b) {
+FG_INLINE int32_t smmulr(int32_t a, int32_t b) {
   uint32_t t;
   const int32_t hi = mul_parts(a, b, UINT32_C(1) << 15, &t);
   return hi + (int32_t)(t >> 16);
@@ -198,7 +209,15 @@ static inline int32_t smmulr(int32_t a, int32_t b) {
 }
 #endif
 static inline int32_t smmlar(int32_t a, int32_t b, int32_t acc) { return acc + smmulr(a, b); }
+#if defined(FG_THUMB2)
+static inline int32_t ssat8(int32_t v) { /* SSAT is Armv7-M, not only DSP */
+  int32_t r;
+  __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(v));
+  return r;
+}
+#else
 static inline int32_t ssat8(int32_t v) { return v < -128 ? -128 : (v > 127 ? 127 : v); }
+#endif
 #endif
 
 /* acc + sum over one bitmap-packed row: mask bytes, then its non-zeros in order. */
@@ -224,16 +243,6 @@ static int32_t dot_packed(const ROM uint8_t *mask, const ROM int8_t **wp, const 
   return acc;
 }
 
-/* Thumb-2 M-profile cores (Armv7-M, Armv7E-M, Armv8-M Mainline, Armv8.1-M): the sparse
- * rows' inner loop in inline assembly (gcc -Os spills the C version). */
-#if (defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__) || \
-     defined(__ARM_ARCH_8M_MAIN__) || defined(__ARM_ARCH_8_1M_MAIN__)) && \
-    defined(__GNUC__) && !defined(FASTGRNN_INT8_NO_ASM)
-#define FG_THUMB2 1
-#elif (defined(__ARM_ARCH_6M__) || defined(__ARM_ARCH_8M_BASE__)) && defined(__GNUC__) && \
-    !defined(FASTGRNN_INT8_NO_ASM)
-#define FG_THUMB1 1
-#endif
 
 /* acc + sum over one sparse row: *ip at its count n, then n column indices; *wp at its
  * n non-zeros. Both advance past the row. Exact int32 sums: any order. */
@@ -243,43 +252,64 @@ FG_INLINE int32_t sparse_row(const ROM uint8_t **ip, const ROM int8_t **wp,
   const ROM int8_t *w = *wp;
   uint32_t n = *idx++;
 #if defined(FG_THUMB2)
-  /* 4 instructions per MAC (index, x[index], weight, MLA) + 2 per four. */
-  uint32_t t0, t1, t2, t3;
+  /* 4 instructions per MAC (index, x[index], weight, MLA) + 2 per eight; the n % 8 first
+   * MACs by entering the unrolled body part-way (TBB, Duff's device). */
+  uint32_t t0, t1;
   __asm__ volatile(
-      "subs %[n], %[n], #4\n\t"
-      "blt 2f\n"
-      "1:\n\t"
-      "ldrb %[t0], [%[i]], #4\n\t"
-      "ldrb %[t2], [%[i], #-3]\n\t"
-      "ldrsb %[t0], [%[x], %[t0]]\n\t"
-      "ldrsb %[t1], [%[w]], #4\n\t"
-      "ldrsb %[t2], [%[x], %[t2]]\n\t"
-      "ldrsb %[t3], [%[w], #-3]\n\t"
+      "and %[t0], %[n], #7\n\t"
+      "lsr %[n], %[n], #3\n\t"
+      "tbb [pc, %[t0]]\n"
+      "19:\n\t"
+      ".byte (30f-19b)/2, (21f-19b)/2, (22f-19b)/2, (23f-19b)/2\n\t"
+      ".byte (24f-19b)/2, (25f-19b)/2, (26f-19b)/2, (27f-19b)/2\n"
+      "30:\n\t"
+      "subs.w %[n], %[n], #1\n\t"
+      "blt.w 31f\n"
+      "28:\n\t"
+      "ldrb.w %[t0], [%[i]], #1\n\t"
+      "ldrsb.w %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb.w %[t1], [%[w]], #1\n\t"
       "mla %[a], %[t0], %[t1], %[a]\n\t"
-      "mla %[a], %[t2], %[t3], %[a]\n\t"
-      "ldrb %[t0], [%[i], #-2]\n\t"
-      "ldrb %[t2], [%[i], #-1]\n\t"
-      "ldrsb %[t0], [%[x], %[t0]]\n\t"
-      "ldrsb %[t1], [%[w], #-2]\n\t"
-      "ldrsb %[t2], [%[x], %[t2]]\n\t"
-      "ldrsb %[t3], [%[w], #-1]\n\t"
+      "27:\n\t"
+      "ldrb.w %[t0], [%[i]], #1\n\t"
+      "ldrsb.w %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb.w %[t1], [%[w]], #1\n\t"
       "mla %[a], %[t0], %[t1], %[a]\n\t"
-      "mla %[a], %[t2], %[t3], %[a]\n\t"
-      "subs %[n], %[n], #4\n\t"
-      "bge 1b\n"
-      "2:\n\t"
-      "adds %[n], %[n], #4\n\t"
-      "beq 4f\n"
-      "3:\n\t"
-      "ldrb %[t0], [%[i]], #1\n\t"
-      "ldrsb %[t1], [%[w]], #1\n\t"
-      "ldrsb %[t0], [%[x], %[t0]]\n\t"
+      "26:\n\t"
+      "ldrb.w %[t0], [%[i]], #1\n\t"
+      "ldrsb.w %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb.w %[t1], [%[w]], #1\n\t"
       "mla %[a], %[t0], %[t1], %[a]\n\t"
-      "subs %[n], %[n], #1\n\t"
-      "bne 3b\n"
-      "4:"
-      : [t0] "=&r"(t0), [t1] "=&r"(t1), [t2] "=&r"(t2), [t3] "=&r"(t3), [a] "+r"(acc),
-        [n] "+r"(n), [i] "+r"(idx), [w] "+r"(w)
+      "25:\n\t"
+      "ldrb.w %[t0], [%[i]], #1\n\t"
+      "ldrsb.w %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb.w %[t1], [%[w]], #1\n\t"
+      "mla %[a], %[t0], %[t1], %[a]\n\t"
+      "24:\n\t"
+      "ldrb.w %[t0], [%[i]], #1\n\t"
+      "ldrsb.w %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb.w %[t1], [%[w]], #1\n\t"
+      "mla %[a], %[t0], %[t1], %[a]\n\t"
+      "23:\n\t"
+      "ldrb.w %[t0], [%[i]], #1\n\t"
+      "ldrsb.w %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb.w %[t1], [%[w]], #1\n\t"
+      "mla %[a], %[t0], %[t1], %[a]\n\t"
+      "22:\n\t"
+      "ldrb.w %[t0], [%[i]], #1\n\t"
+      "ldrsb.w %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb.w %[t1], [%[w]], #1\n\t"
+      "mla %[a], %[t0], %[t1], %[a]\n\t"
+      "21:\n\t"
+      "ldrb.w %[t0], [%[i]], #1\n\t"
+      "ldrsb.w %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb.w %[t1], [%[w]], #1\n\t"
+      "mla %[a], %[t0], %[t1], %[a]\n\t"
+      "subs.w %[n], %[n], #1\n\t"
+      "bge.w 28b\n"
+      "31:"
+      : [t0] "=&r"(t0), [t1] "=&r"(t1), [a] "+r"(acc), [n] "+r"(n), [i] "+r"(idx),
+        [w] "+r"(w)
       : [x] "r"(x)
       : "cc", "memory");
 #elif defined(FG_THUMB1)
