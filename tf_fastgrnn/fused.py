@@ -33,7 +33,7 @@ from tf_fastgrnn import runtime
 
 __all__ = ["CORE_COSTS", "CUSTOM_CODE", "FASTGRNN", "FASTRNN", "FusedExportError",
            "FusedOpRunner", "FusedStepRunner", "KERNEL_SOURCE", "OPTIONS_SOURCE",
-           "STANDALONE_FILES", "STORAGES", "compile_kernel", "convert_fused",
+           "SMALLEST_FORM", "STANDALONE_FILES", "STORAGES", "compile_kernel", "convert_fused",
            "custom_options", "extract", "options_blob", "param_bytes", "parse_options",
            "standalone_sources", "storage_cost", "write_standalone"]
 
@@ -593,7 +593,7 @@ def param_bytes(params, with_terms=False):
 
 CUSTOM_CODE = "FASTGRNN_INT8"
 OPTIONS_MAGIC = 0x4E524746  # "FGRN" little-endian, fused/fastgrnn_int8_options.h
-OPTIONS_VERSION = 2
+OPTIONS_VERSION = 3
 OPT_COMPACT = 1 << 14  # shifts/biases bit-packed, tables delta-coded (decoded in RAM)
 OPT_EXPAND = 1 << 15  # packed W/U expanded to dense rows + bias terms, in RAM
 _BINOPS = ("pre", "gate_add", "update_add", "zh_mul", "ch_mul", "out_add")
@@ -687,12 +687,15 @@ def options_blob(params, bias_terms=False, compact=True, expand=False):
     if term is not None:
       flags |= 1 << (6 + k)
   fcs = params["w"] + params["u"] + [params["classifier"]]
+  for k, fc in enumerate(fcs):
+    if fc.get("idx") is not None:
+      flags |= 1 << (16 + k)
   i32 = [OPTIONS_MAGIC, OPTIONS_VERSION, params["cell"], params["input_dim"],
          params["hidden_dim"], params["num_classes"], len(params["w"]), len(params["u"]),
          flags]
   i8 = []
   for fc in fcs:
-    nnz = -1 if fc["mask"] is None else int(fc["w"].size)
+    nnz = -1 if fc["mask"] is None and fc.get("idx") is None else int(fc["w"].size)
     i32 += [fc["rows"], fc["cols"], fc["out_offset"], nnz]
     i32 += [fc["in_offset"]] if compact else fc["bias"].tolist()
     i32 += fc["mult"].tolist()
@@ -709,6 +712,8 @@ def options_blob(params, bias_terms=False, compact=True, expand=False):
       i8.append(fc["shift"].astype(np.int8))
     if fc["mask"] is not None:
       i8.append(fc["mask"].astype(np.uint8).view(np.int8))
+    if fc.get("idx") is not None:
+      i8.append(fc["idx"].astype(np.uint8).view(np.int8))
     i8.append(fc["w"].astype(np.int8))
   for name in _BINOPS:
     if params.get(name) is not None:
@@ -730,7 +735,7 @@ def options_blob(params, bias_terms=False, compact=True, expand=False):
   return head + np.concatenate(i8).tobytes()
 
 
-def decoded_ram_bytes(params, bias_terms=False, compact=True, expand=True):
+def decoded_ram_bytes(params, bias_terms=True, compact=False, expand=False):
   """Bytes the C parser decodes ``options_blob(params, bias_terms, compact, expand)``
   into (``fastgrnn_int8_options_ram_bytes``; the TFLM op's persistent arena buffer): per
   FC shifts and int32 biases (COMPACT), dense rows of every bitmap-packed matrix and the
@@ -761,6 +766,7 @@ def options_sizes(params, bias_terms=False, compact=True):
   sizes = {"weights": 0, "per_row": 0, "tables": 0, "bias_vectors": 0, "bias_terms": 0}
   for fc in fcs:
     sizes["weights"] += fc["w"].size + (0 if fc["mask"] is None else fc["mask"].size)
+    sizes["weights"] += 0 if fc.get("idx") is None else fc["idx"].size
     if compact:
       shift = fc["shift"].astype(np.int64)
       sbits = _bits_for(int(shift.max()) - int(shift.min()))
@@ -784,8 +790,13 @@ def options_sizes(params, bias_terms=False, compact=True):
   return sizes
 
 
-def convert_fused(tflite_bytes, storage="auto", bias_terms=False, compact=True,
-                  expand=True):
+# The smallest fused file with the fast kernel (the version 2 default): packed W/U where
+# smaller, compact shifts/biases/tables, decoded and expanded into the arena in Prepare.
+SMALLEST_FORM = {"storage": "auto", "bias_terms": False, "compact": True, "expand": True}
+
+
+def convert_fused(tflite_bytes, storage="fast:dsp", bias_terms=True, compact=False,
+                  expand=False):
   """``model_int8_fused.tflite``: the builtin int8 step model as ONE custom op.
 
   Inputs and outputs (x, h -> h_next, logits) keep the builtin model's order, shapes,
@@ -795,12 +806,16 @@ def convert_fused(tflite_bytes, storage="auto", bias_terms=False, compact=True,
   are ``options_blob(extract(tflite_bytes, storage), bias_terms, compact, expand)``:
   every number is derived from the builtin model, which stays the reference.
 
-  The default is the smallest file that runs fast: bitmap-packed W/U where smaller,
-  compact shifts/biases/tables, and EXPAND (the op's Prepare decodes and expands them
-  into arena memory: ``fastgrnn_int8_options_ram_bytes``). ``compact=False,
-  expand=False`` is the zero-copy form (the op keeps no copy of any parameter, a larger
-  file, the slower packed kernel); ``storage="dense", bias_terms=True`` stores the fast
-  form in the file.
+  The default is the zero-copy fast form: each W/U matrix dense or in sparse rows,
+  whichever the Armv7E-M cost model says is faster (``storage="fast:dsp"``; pass
+  ``"fast:scalar"`` for cores without DSP), the int32 bias terms stored, nothing
+  compact: the op's Prepare decodes nothing (``fastgrnn_int8_options_ram_bytes`` is 0)
+  and Eval runs the kernel on the blob in flash, so the op's arena is its scratch
+  (2 H + the largest rank). ``storage="auto", bias_terms=False, compact=True,
+  expand=True`` is the smallest file (bitmap-packed W/U, compact shifts/biases/tables)
+  with the fast kernel on what Prepare decodes into the arena
+  (``decoded_ram_bytes(params, False, True, True)``); ``expand=False`` keeps the slower
+  packed kernel with less arena.
 
   Raises:
     FusedExportError: the builtin model is not one the kernel computes exactly (e.g. an
