@@ -38,6 +38,14 @@
 #define FG_FASTPATH 1
 #endif
 
+/* An int8 x int8 product: 16 bits are enough (|p| <= 2^14), which 8-bit AVR computes
+ * with one MULS instead of a 32-bit multiply routine; the sum stays int32. */
+#if defined(__AVR__)
+#define FG_MUL8(a, b) ((int16_t)((int16_t)(int8_t)(a) * (int16_t)(int8_t)(b)))
+#else
+#define FG_MUL8(a, b) ((int32_t)(a) * (int32_t)(b))
+#endif
+
 /* gemmlowp SaturatingRoundingDoublingHighMul(a, b) = (a b + nudge) / 2^31 truncated,
  * nudge = 2^30 (a b >= 0) or 1 - 2^30. For a b < 0 the truncating division equals
  * (a b + 1 - 2^30 + 2^31 - 1) >> 31, so both cases are (a b + 2^30) >> 31 (arithmetic
@@ -53,6 +61,22 @@
 #define FG_MUL32 1
 #endif
 
+/* 16 x 16 -> 32 products. avr-gcc 5.4 calls its fast widening routines only for true
+ * 16-bit operands (a truncated int32 gets the 32-bit multiply routine): hence functions. */
+#if defined(__AVR__)
+static __attribute__((noinline)) uint32_t fg_umul16(uint16_t a, uint16_t b) {
+  return (uint32_t)a * b;
+}
+static __attribute__((noinline)) int32_t fg_smul16(int16_t a, int16_t b) {
+  return (int32_t)a * b;
+}
+#define FG_UMUL16(a, b) fg_umul16((uint16_t)(a), (uint16_t)(b))
+#define FG_SMUL16(a, b) fg_smul16((int16_t)(a), (int16_t)(b))
+#else
+#define FG_UMUL16(a, b) ((uint32_t)(uint16_t)(a) * (uint16_t)(b))
+#define FG_SMUL16(a, b) ((int32_t)(int16_t)(a) * (int16_t)(b))
+#endif
+
 #if defined(FG_MUL32)
 /* a b = 2^32 H + 2^16 (T - c) + L exactly, with a = 2^16 ah + al, b = 2^16 bh + bl
  * (al, bl unsigned 16 bit; b >= 0), c the rounding constant's share of T (c < 2^16):
@@ -61,10 +85,14 @@
 FG_INLINE int32_t mul_parts(int32_t a, int32_t b, uint32_t c, uint32_t *t) {
   const uint32_t al = (uint32_t)a & 0xffffu, bl = (uint32_t)b & 0xffffu;
   const int32_t ah = a >> 16, bh = b >> 16;
-  const uint32_t ll = al * bl;
-  const int32_t hl = ah * (int32_t)bl, lh = (int32_t)al * bh;
+  /* Written as 16 x 16 -> 32 products (AVR: one fast routine call each). */
+  const uint32_t ll = FG_UMUL16(al, bl);
+  /* ah bl as unsigned 16 x 16 minus 2^16 bl when ah < 0 (mod 2^32; |ah bl| < 2^31);
+   * bh >= 0 (b >= 0), so al bh is unsigned. */
+  const int32_t hl = (int32_t)(FG_UMUL16(ah, bl) - (ah < 0 ? bl << 16 : 0u));
+  const int32_t lh = (int32_t)FG_UMUL16(al, bh);
   *t = (ll >> 16) + ((uint32_t)hl & 0xffffu) + ((uint32_t)lh & 0xffffu) + c;
-  return ah * bh + (hl >> 16) + (lh >> 16);
+  return FG_SMUL16(ah, bh) + (hl >> 16) + (lh >> 16);
 }
 /* (a b + 2^30) >> 31 for b >= 0: 2^31 (2 H) + 2^16 T + L, T with c = 2^14. */
 FG_INLINE int32_t srdhm(int32_t a, int32_t b) {
@@ -126,7 +154,8 @@ FG_INLINE int8_t add8(const fastgrnn_int8_binop *p, int32_t a, int32_t b) {
 
 /* reference_integer_ops::MulElementwise (int8). */
 FG_INLINE int8_t mul8(const fastgrnn_int8_binop *p, int32_t a, int32_t b) {
-  const int32_t prod = (a + p->in1_offset) * (b + p->in2_offset);
+  /* |a + offset| <= 255: a 16 x 16 -> 32 product (one routine call on AVR). */
+  const int32_t prod = FG_SMUL16(a + p->in1_offset, b + p->in2_offset);
   return clamp8(mbqm(prod, p->out_mult, p->out_shift) + p->out_offset, p->act_min,
                 p->act_max);
 }
@@ -235,7 +264,7 @@ static int32_t dot_packed(const ROM uint8_t *mask, const ROM int8_t **wp, const 
       int32_t k = 0;
       while (!((bits >> k) & 1u)) ++k;
 #endif
-      acc += (int32_t)xc[k] * (int32_t)*w++;
+      acc += FG_MUL8(xc[k], *w++);
       bits &= bits - 1u;
     }
   }
@@ -370,10 +399,13 @@ FG_INLINE int32_t sparse_row(const ROM uint8_t **ip, const ROM int8_t **wp,
       : [x] "l"(x)
       : "cc", "memory");
 #else
-  for (; n >= 4; n -= 4, idx += 4, w += 4)
-    acc += (int32_t)x[idx[0]] * w[0] + (int32_t)x[idx[1]] * w[1] +
-           (int32_t)x[idx[2]] * w[2] + (int32_t)x[idx[3]] * w[3];
-  for (; n > 0; --n) acc += (int32_t)x[*idx++] * *w++;
+  for (; n >= 4; n -= 4, idx += 4, w += 4) { /* one int32 sum per product (int is 16 bits on AVR) */
+    acc += FG_MUL8(x[idx[0]], w[0]);
+    acc += FG_MUL8(x[idx[1]], w[1]);
+    acc += FG_MUL8(x[idx[2]], w[2]);
+    acc += FG_MUL8(x[idx[3]], w[3]);
+  }
+  for (; n > 0; --n) acc += FG_MUL8(x[*idx++], *w++);
 #endif
   *ip = idx;
   *wp = w;
@@ -389,7 +421,7 @@ static int32_t dot(const ROM int8_t *w, const int8_t *x, int32_t n, int32_t acc)
     acc = smlad(sxtb16_ror8(xv), sxtb16_ror8(wv), acc);
   }
 #endif
-  for (; n > 0; --n) acc += (int32_t)*x++ * *w++;
+  for (; n > 0; --n) acc += FG_MUL8(*x++, *w++);
   return acc;
 }
 
