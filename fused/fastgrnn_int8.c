@@ -72,7 +72,11 @@ static __attribute__((noinline)) int32_t fg_smul16(int16_t a, int16_t b) {
 }
 #define FG_UMUL16(a, b) fg_umul16((uint16_t)(a), (uint16_t)(b))
 #define FG_SMUL16(a, b) fg_smul16((int16_t)(a), (int16_t)(b))
+/* signed a x unsigned b: unsigned, minus 2^16 b when a < 0 (mod 2^32) */
+#define FG_SUMUL16(a, b) \
+  ((int32_t)(FG_UMUL16(a, b) - ((a) < 0 ? (uint32_t)(uint16_t)(b) << 16 : 0u)))
 #else
+#define FG_SUMUL16(a, b) ((int32_t)(int16_t)(a) * (int32_t)(uint16_t)(b))
 #define FG_UMUL16(a, b) ((uint32_t)(uint16_t)(a) * (uint16_t)(b))
 #define FG_SMUL16(a, b) ((int32_t)(int16_t)(a) * (int16_t)(b))
 #endif
@@ -87,9 +91,8 @@ FG_INLINE int32_t mul_parts(int32_t a, int32_t b, uint32_t c, uint32_t *t) {
   const int32_t ah = a >> 16, bh = b >> 16;
   /* Written as 16 x 16 -> 32 products (AVR: one fast routine call each). */
   const uint32_t ll = FG_UMUL16(al, bl);
-  /* ah bl as unsigned 16 x 16 minus 2^16 bl when ah < 0 (mod 2^32; |ah bl| < 2^31);
-   * bh >= 0 (b >= 0), so al bh is unsigned. */
-  const int32_t hl = (int32_t)(FG_UMUL16(ah, bl) - (ah < 0 ? bl << 16 : 0u));
+  /* |ah bl| < 2^31; bh >= 0 (b >= 0), so al bh is unsigned. */
+  const int32_t hl = FG_SUMUL16(ah, bl);
   const int32_t lh = (int32_t)FG_UMUL16(al, bh);
   *t = (ll >> 16) + ((uint32_t)hl & 0xffffu) + ((uint32_t)lh & 0xffffu) + c;
   return FG_SMUL16(ah, bh) + (hl >> 16) + (lh >> 16);
