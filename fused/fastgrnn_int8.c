@@ -18,7 +18,7 @@
 #define FG_THUMB1 1
 #endif
 
-#if defined(FASTGRNN_INT8_SMALL)
+#if defined(FASTGRNN_INT8_SMALL) || defined(__AVR__) /* AVR: 32 KB of flash */
 #define FG_INLINE static
 #elif defined(__GNUC__)
 #define FG_INLINE static inline __attribute__((always_inline))
@@ -32,9 +32,10 @@
 #define FG_UNLIKELY(c) (c)
 #endif
 
-/* The fast paths (SIMD FC rows, exact SMMULR forms of the elementwise ops): not in the
- * size build, nor on AVR (8-bit: 64-bit products are slow there anyway). */
-#if !defined(FASTGRNN_INT8_SMALL) && !defined(__AVR__)
+/* The fast paths (SIMD FC rows, exact SMMULR forms of the elementwise ops, per-pass
+ * constants): every build but the size build (AVR too: with 32-bit-only rescales and
+ * out-of-line helpers, 32 KB of flash). */
+#if !defined(FASTGRNN_INT8_SMALL)
 #define FG_FASTPATH 1
 #endif
 
@@ -817,16 +818,22 @@ static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int
   return 1;
 }
 
-static void bias_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const int8_t *table,
-                      const int8_t *hs, const int8_t *gs, int8_t *out, int32_t n) {
-  const int8_t *const end = hs + n;
-  while (hs != end) *out++ = LUT(table, add_hg(hoff2, g, o, *hs++, *gs++));
+static void bias_loop(int32_t hoff2, const fg_in *g, const fg_out *o,
+                      const ROM int8_t *table, const int8_t *a, const ROM int8_t *bias,
+                      int8_t *out, int32_t n, int swap) {
+  const int8_t *const end = a + n;
+  if (swap) {
+    while (a != end) *out++ = LUT(table, add_hg(hoff2, g, o, *bias++, *a++));
+  } else {
+    while (a != end) *out++ = LUT(table, add_hg(hoff2, g, o, *a++, *bias++));
+  }
 }
 
 /* table[ADD(pre[j], bias operand j)] with the bias operand's term given (2 term = its
  * share of 2x); pre_h: pre is the h side. */
-FG_INLINE void term_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const int8_t *table,
-                         const int8_t *pre, const int32_t *term, int8_t *out, int32_t n,
+FG_INLINE void term_loop(int32_t hoff2, const fg_in *g, const fg_out *o,
+                         const ROM int8_t *table, const int8_t *pre, const ROM int32_t *term,
+                         int8_t *out, int32_t n,
                          const int pre_h) {
   const fg_out oc = *o;
   const int8_t *const end = pre + n;
@@ -839,8 +846,8 @@ FG_INLINE void term_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const i
 }
 
 /* table[ADD(a[j], bias[j])]; other cases (no bias, no table) take the generic pass. */
-static int bias_vec_fast(const fastgrnn_int8_binop *p, const int8_t *bias,
-                         const int32_t *term, const int8_t *table, const int8_t *a,
+static int bias_vec_fast(const fastgrnn_int8_binop *p, const ROM int8_t *bias,
+                         const ROM int32_t *term, const ROM int8_t *table, const int8_t *a,
                          int8_t *out, int32_t n) {
   fg_in g;
   fg_out o;
@@ -858,13 +865,13 @@ static int bias_vec_fast(const fastgrnn_int8_binop *p, const int8_t *bias,
     return 1;
   }
   if (!fast_add(&hoff2, &g, &o, p, &swap)) return 0;
-  bias_loop(hoff2, &g, &o, table, swap ? bias : a, swap ? a : bias, out, n);
+  bias_loop(hoff2, &g, &o, table, a, bias, out, n, swap);
   return 1;
 }
 
 /* h_out[j] = ADD(MUL(coef(z), h~), MUL(z, h)); swap: MUL(z, h) is the h side. */
 FG_INLINE void grnn_loop(const fg_out *zm, const fg_out *cm, int32_t hoff2, const fg_in *g,
-                         const fg_out *o, const int8_t *coef, const int8_t *z,
+                         const fg_out *o, const ROM int8_t *coef, const int8_t *z,
                          const int8_t *ht, const int8_t *h_in, int8_t *h_out, int32_t n,
                          const int swap) {
   const int8_t *const end = z + n;
@@ -893,7 +900,8 @@ static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, const i
 }
 
 /* h_out[j] = ADD(alpha h~ [j], beta(h[j])). */
-FG_INLINE void rnn_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const int8_t *state,
+FG_INLINE void rnn_loop(int32_t hoff2, const fg_in *g, const fg_out *o,
+                        const ROM int8_t *state,
                         const int8_t *alpha_term, const int8_t *h_in, int8_t *h_out,
                         int32_t n, const int swap) {
   const int8_t *const end = h_in + n;
@@ -903,7 +911,7 @@ FG_INLINE void rnn_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const in
   }
 }
 
-static int rnn_out_fast(const fastgrnn_int8_binop *p, const int8_t *state_table,
+static int rnn_out_fast(const fastgrnn_int8_binop *p, const ROM int8_t *state_table,
                         const int8_t *alpha_term, const int8_t *h_in, int8_t *h_out,
                         int32_t n) {
   fg_in g;

@@ -144,3 +144,76 @@ def test_cortex_m_builds_on_qemu_are_bit_exact(core, tmp_path):
     fused.write_standalone(tflite_bytes, str(src), storage=storage)
     got = _run_on_qemu(core, str(src), want["x_q"], flags)
     np.testing.assert_array_equal(got, expected, err_msg=f"{core} {storage} {flags}")
+
+
+_AVR_MAIN = r"""
+#include <avr/interrupt.h>
+#include <avr/io.h>
+#include <avr/sleep.h>
+#include "model.h"
+#include "windows.h"
+static void put(char c) { while (!(UCSR0A & (1 << UDRE0))) {} UDR0 = c; }
+static void put_i(int v) {
+  char b[6]; int n = 0; unsigned u;
+  if (v < 0) { put('-'); v = -v; }
+  u = (unsigned)v;
+  do { b[n++] = (char)('0' + u % 10); u /= 10; } while (u);
+  while (n) put(b[--n]);
+  put(' ');
+}
+int main(void) {
+  int8_t h[MODEL_HIDDEN_DIM], logits[MODEL_NUM_CLASSES], x[MODEL_INPUT_DIM];
+  int n, t, i;
+  UCSR0B = (1 << TXEN0);
+  for (n = 0; n < N_WINDOWS; ++n) {
+    model_reset(h);
+    for (t = 0; t < N_STEPS; ++t) {
+      for (i = 0; i < MODEL_INPUT_DIM; ++i) x[i] = windows[n][t][i];
+      if (model_step(x, h, logits) != 0) put('E');
+      for (i = 0; i < MODEL_HIDDEN_DIM; ++i) put_i(h[i]);
+      for (i = 0; i < MODEL_NUM_CLASSES; ++i) put_i(logits[i]);
+      put('\n'); /* simavr prints the UART line by line */
+    }
+  }
+  cli();
+  sleep_cpu();
+  return 0;
+}
+"""
+
+
+@pytest.mark.skipif(not (shutil.which("avr-gcc") and shutil.which("simavr")),
+                    reason="needs avr-gcc and simavr")
+def test_avr_builds_on_simavr_are_bit_exact(tmp_path):
+  """ATmega328P: weights and tables in __flash, int16 products, 32-bit-only rescaling;
+  the default build (sparse rows, fast elementwise passes) and the size build."""
+  import re  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(9)
+  model = _sparse_model(rng, "fastgrnn", 24, 9, 4, w_rank=3, u_rank=12)
+  tflite_bytes = export.convert_step_model(model, rng.normal(0, 1.5, (16, T, 9)))
+  windows = rng.normal(0, 1.5, (2, 4, 9)).astype(np.float32)
+  want = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
+  expected = np.concatenate([want["h_q"], want["logits_q"]], -1).reshape(-1)
+  src = str(tmp_path)
+  fused.write_standalone(tflite_bytes, src)
+  x_q = want["x_q"]
+  body = ",".join("{" + ",".join("{" + ",".join(str(int(v)) for v in x_q[i, j]) + "}"
+                                 for j in range(x_q.shape[1])) + "}"
+                  for i in range(x_q.shape[0]))
+  with open(os.path.join(src, "windows.h"), "w") as f:
+    f.write(f"#define N_WINDOWS {x_q.shape[0]}\n#define N_STEPS {x_q.shape[1]}\n"
+            f"static const int8_t windows[{x_q.shape[0]}][{x_q.shape[1]}][9] = {{{body}}};\n")
+  with open(os.path.join(src, "avr_main.c"), "w") as f:
+    f.write(_AVR_MAIN)
+  for flags in ((), ("-DFASTGRNN_INT8_SMALL",)):
+    elf = os.path.join(src, "verify_avr.elf")
+    subprocess.run(["avr-gcc", "-std=gnu99", "-Os", "-mmcu=atmega328p", *flags, f"-I{src}",
+                    os.path.join(src, "avr_main.c"), os.path.join(src, "model.c"),
+                    os.path.join(src, "fastgrnn_int8.c"), "-o", elf],
+                   check=True, capture_output=True)
+    run = subprocess.run(["timeout", "300", "simavr", "-m", "atmega328p", "-f", "16000000", elf],
+                         capture_output=True, text=True)
+    # simavr echoes the UART on stderr in colour, broken into chunks: join them.
+    text = "".join(line for line in run.stderr.splitlines() if not line.startswith("Loaded"))
+    got = np.array([int(v) for v in re.findall(r"-?\d+", re.sub(r"\x1b\[[0-9;]*m", "", text))])
+    np.testing.assert_array_equal(got, expected, err_msg=f"avr {flags}")
