@@ -47,27 +47,49 @@
 #define FG_MUL8(a, b) ((int32_t)(a) * (int32_t)(b))
 #endif
 
+/* v >> e (arithmetic), 0 <= e <= 31. 8-bit AVR shifts a 32-bit value one bit per loop
+ * pass: whole bytes first (v >> 16 >> 8 >> rest is the same floor). */
+#if defined(__AVR__)
+static int32_t fg_asr(int32_t v, int32_t e) {
+  if (e >= 16) {
+    v >>= 16;
+    e -= 16;
+  }
+  if (e >= 8) {
+    v >>= 8;
+    e -= 8;
+  }
+  return v >> e;
+}
+#define FG_ASR(v, e) fg_asr((v), (e))
+#else
+#define FG_ASR(v, e) ((v) >> (e))
+#endif
+
 /* gemmlowp SaturatingRoundingDoublingHighMul(a, b) = (a b + nudge) / 2^31 truncated,
  * nudge = 2^30 (a b >= 0) or 1 - 2^30. For a b < 0 the truncating division equals
  * (a b + 1 - 2^30 + 2^31 - 1) >> 31, so both cases are (a b + 2^30) >> 31 (arithmetic
  * shift, as TFLM itself assumes). Its saturating case (a = b = INT32_MIN) cannot occur:
  * every multiplier is QuantizeMultiplier's, in [0, 2^31). */
 /* Cores without a 32 x 32 -> 64 multiply instruction (Armv6-M: M0, M0+, M1; Armv8-M
- * Baseline: M23; 8-bit AVR) call a 64-bit multiply routine for every rescale. There the
- * high words come from four 16 x 16 -> 32 products instead (exact; AVR has a fast
- * 16 x 16 -> 32 routine, M0 a MULS). -DFASTGRNN_INT8_MUL32 forces this path anywhere
- * (how the host tests cover it). */
-#if defined(__ARM_ARCH_6M__) || defined(__ARM_ARCH_8M_BASE__) || defined(__AVR__) || \
-    defined(FASTGRNN_INT8_MUL32)
+ * Baseline: M23) call a 64-bit multiply routine (__muldi3, ~36 instructions on M0) for
+ * every rescale. There the high words come from four 16 x 16 -> 32 products instead
+ * (exact; one MULS each). -DFASTGRNN_INT8_MUL32 forces this path anywhere (how the host
+ * tests cover it). Not on AVR: measured, avr-gcc's 64-bit multiply routine beats four
+ * calls of its 16 x 16 -> 32 one (HAR-2 shape, ATmega328P: 790,808 against 925,266
+ * cycles per step). */
+#if defined(__ARM_ARCH_6M__) || defined(__ARM_ARCH_8M_BASE__) || defined(FASTGRNN_INT8_MUL32)
 #define FG_MUL32 1
 #endif
 
 /* 16 x 16 -> 32 products. avr-gcc 5.4 calls its fast widening routines only for true
  * 16-bit operands (a truncated int32 gets the 32-bit multiply routine): hence functions. */
 #if defined(__AVR__)
+#if defined(FG_MUL32)
 static __attribute__((noinline)) uint32_t fg_umul16(uint16_t a, uint16_t b) {
   return (uint32_t)a * b;
 }
+#endif
 static __attribute__((noinline)) int32_t fg_smul16(int16_t a, int16_t b) {
   return (int32_t)a * b;
 }
@@ -567,7 +589,7 @@ FG_INLINE int32_t fc_out_full(const ROM int32_t *mult, const ROM int8_t *shift, 
   int32_t t;
   if (FG_UNLIKELY(s >= 0)) return ssat8(mbqm(acc, m, s) + zo);
   t = srdhm(acc, m);
-  t = (t - (int32_t)((uint32_t)t >> 31)) >> ~s;
+  t = FG_ASR(t - (int32_t)((uint32_t)t >> 31), ~s);
   return ssat8((t + 1 + 2 * zo) >> 1);
 }
 
@@ -775,11 +797,11 @@ FG_INLINE int32_t in_scaled(const fg_in *r, int32_t v) {
   /* smmlar(a 2^l, m, half) = half + floor((a m + 2^(k-1)) / 2^k) with a = v + offset,
    * = half + a mh + ((a ml + 2^(k-1)) >> k): |a| <= 255, mh < 2^21, ml < 2^11. */
   const int32_t a = v + r->offset;
-  return (r->half + a * r->mh + ((a * r->ml + (INT32_C(1) << (r->k - 1))) >> r->k) -
-          (int32_t)((uint32_t)a >> 31)) >> r->e;
+  return FG_ASR(r->half + a * r->mh + ((a * r->ml + (INT32_C(1) << (r->k - 1))) >> r->k) -
+                    (int32_t)((uint32_t)a >> 31), r->e);
 #else
   const int32_t x = (int32_t)((uint32_t)v << r->l) + r->off;
-  return (smmlar(x, r->m, r->half) - (int32_t)((uint32_t)x >> 31)) >> r->e;
+  return FG_ASR(smmlar(x, r->m, r->half) - (int32_t)((uint32_t)x >> 31), r->e);
 #endif
 }
 
@@ -787,7 +809,7 @@ FG_INLINE int32_t in_scaled(const fg_in *r, int32_t v) {
  * as offset 2^e (|y| < 2^28, e <= 23, |offset| <= 128: no overflow). */
 FG_INLINE int32_t out8(const fg_out *r, int32_t x2) {
   const int32_t y = smmulr(x2, r->m);
-  return ssat8((y + r->round - (int32_t)((uint32_t)y >> 31)) >> r->e);
+  return ssat8(FG_ASR(y + r->round - (int32_t)((uint32_t)y >> 31), r->e));
 }
 
 /* ADD(hv, gv): 2 (h term + g term) = hv 2^20 + hoff2 + 2 g term. */
