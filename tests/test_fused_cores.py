@@ -1,12 +1,13 @@
 """Every kernel path of the fused step, forced by its macro, byte-identical to TFLM.
 
 Host builds (ctypes, the system compiler): the 32-bit-only rescaling of cores without a
-64-bit multiply (``-DFASTGRNN_INT8_MUL32``, what M0/M23/AVR run), with and without the
+64-bit multiply (``-DFASTGRNN_INT8_MUL32``, what M0/M23 run), with and without the
 SIMD code paths (``-DFASTGRNN_INT8_SIMD_EMULATE``) and the size build; each on sparse,
 packed and dense storage. Where ``arm-none-eabi-gcc`` and ``qemu-system-arm`` are
 installed, the standalone C model built for the Cortex-M0, M3 and M4F (their inline
 assembly: Thumb-1 and Thumb-2 sparse rows, SMLAD dense rows) runs a few steps on QEMU and
-its bytes are compared with TFLM's.
+its bytes are compared with TFLM's; where ``avr-gcc`` and ``simavr`` are, the ATmega328P
+builds too.
 """
 
 import os
@@ -185,8 +186,8 @@ int main(void) {
 @pytest.mark.skipif(not (shutil.which("avr-gcc") and shutil.which("simavr")),
                     reason="needs avr-gcc and simavr")
 def test_avr_builds_on_simavr_are_bit_exact(tmp_path):
-  """ATmega328P: weights and tables in __flash, int16 products, 32-bit-only rescaling;
-  the default build (sparse rows, fast elementwise passes) and the size build."""
+  """ATmega328P: weights and tables in __flash, int16 products, byte-wise variable
+  shifts; the default build (sparse rows, fast elementwise passes) and the size build."""
   import re  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(9)
   model = _sparse_model(rng, "fastgrnn", 24, 9, 4, w_rank=3, u_rank=12)
