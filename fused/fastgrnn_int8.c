@@ -840,6 +840,9 @@ static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int
   return 1;
 }
 
+#if defined(__GNUC__)
+__attribute__((noinline)) /* keeps term_loop's registers in bias_vec_fast free */
+#endif
 static void bias_loop(int32_t hoff2, const fg_in *g, const fg_out *o,
                       const ROM int8_t *table, const int8_t *a, const ROM int8_t *bias,
                       int8_t *out, int32_t n, int swap) {
