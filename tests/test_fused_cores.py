@@ -218,3 +218,30 @@ def test_avr_builds_on_simavr_are_bit_exact(tmp_path):
     text = "".join(line for line in run.stderr.splitlines() if not line.startswith("Loaded"))
     got = np.array([int(v) for v in re.findall(r"-?\d+", re.sub(r"\x1b\[[0-9;]*m", "", text))])
     np.testing.assert_array_equal(got, expected, err_msg=f"avr {flags}")
+
+
+def test_har2_shape_is_bit_exact_on_every_path(tmp_path_factory):
+  """The paper's HAR-2 shape (H = 80, 9 inputs, W rank 5, U rank 40, 80 % of W / 70 % of U
+  zeroed): every host build x the storages the cost models pick, and sparse rows
+  (~15 s on a loaded 2-core machine: not marked slow)."""
+  rng = np.random.default_rng(23)
+  model = helpers.random_classifier(rng, "fastgrnn", 80, (T, 9), 2, std=0.3, w_rank=5,
+                                    u_rank=40)
+  for var in model.layers[1].cell.trainable_weights:
+    name = var.name.split("/")[-1]
+    if name[:1] in "WU":
+      w = var.numpy()
+      w[rng.random(w.shape) < (0.8 if name[0] == "W" else 0.7)] = 0
+      var.assign(w)
+  tflite_bytes = export.convert_step_model(model, rng.normal(0, 1, (16, T, 9)))
+  windows = rng.normal(0, 1.5, (3, 16, 9)).astype(np.float32)
+  want = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
+  assert len(np.unique(want["h_q"])) > 10
+  builds = {"default": ("-O2",), **_BUILDS,
+            "simd_emulate": ("-O2", "-DFASTGRNN_INT8_SIMD_EMULATE")}
+  for name, flags in builds.items():
+    library = compiled_kernel(tmp_path_factory, flags=flags)
+    for storage in ("fast:dsp", "fast:scalar", "sparse"):
+      got = fused.FusedStepRunner(tflite_bytes, library, storage).run_windows(windows)
+      for key in ("h_q", "logits_q"):
+        np.testing.assert_array_equal(got[key], want[key], err_msg=f"{name} {storage} {key}")
