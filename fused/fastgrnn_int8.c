@@ -7,7 +7,27 @@
 
 /* FASTGRNN_INT8_SMALL: one out-of-line copy of each helper (smallest code, about 1.4x
  * the instructions); default: the elementwise helpers inlined into each pass. */
-#if defined(FASTGRNN_INT8_SMALL)
+/* Thumb-2 M-profile cores (Armv7-M, Armv7E-M, Armv8-M Mainline, Armv8.1-M): the sparse
+ * rows' inner loop in inline assembly (gcc -Os spills the C version). */
+#if (defined(__ARM_ARCH_7M__) || defined(__ARM_ARCH_7EM__) || \
+     defined(__ARM_ARCH_8M_MAIN__) || defined(__ARM_ARCH_8_1M_MAIN__)) && \
+    defined(__GNUC__) && !defined(FASTGRNN_INT8_NO_ASM)
+#define FG_THUMB2 1
+#elif (defined(__ARM_ARCH_6M__) || defined(__ARM_ARCH_8M_BASE__)) && defined(__GNUC__) && \
+    !defined(FASTGRNN_INT8_NO_ASM)
+#define FG_THUMB1 1
+#endif
+
+/* The hot passes at -O2 on Thumb-2 cores (gcc -Os reloads their constants from the stack:
+ * -1.7 k instructions per HAR-2 step on the M3/M4F); not on Armv6-M, where -O2 is slower. */
+#if defined(FG_THUMB2) && !defined(FASTGRNN_INT8_SMALL) && defined(__GNUC__) && \
+    !defined(__clang__)
+#define FG_HOT __attribute__((optimize("O2")))
+#else
+#define FG_HOT
+#endif
+
+#if defined(FASTGRNN_INT8_SMALL) || defined(__AVR__) /* AVR: 32 KB of flash */
 #define FG_INLINE static
 #elif defined(__GNUC__)
 #define FG_INLINE static inline __attribute__((always_inline))
@@ -21,10 +41,38 @@
 #define FG_UNLIKELY(c) (c)
 #endif
 
-/* The fast paths (SIMD FC rows, exact SMMULR forms of the elementwise ops): not in the
- * size build, nor on AVR (8-bit: 64-bit products are slow there anyway). */
-#if !defined(FASTGRNN_INT8_SMALL) && !defined(__AVR__)
+/* The fast paths (SIMD FC rows, exact SMMULR forms of the elementwise ops, per-pass
+ * constants): every build but the size build (AVR too: with 32-bit-only rescales and
+ * out-of-line helpers, 32 KB of flash). */
+#if !defined(FASTGRNN_INT8_SMALL)
 #define FG_FASTPATH 1
+#endif
+
+/* An int8 x int8 product: 16 bits are enough (|p| <= 2^14), which 8-bit AVR computes
+ * with one MULS instead of a 32-bit multiply routine; the sum stays int32. */
+#if defined(__AVR__)
+#define FG_MUL8(a, b) ((int16_t)((int16_t)(int8_t)(a) * (int16_t)(int8_t)(b)))
+#else
+#define FG_MUL8(a, b) ((int32_t)(a) * (int32_t)(b))
+#endif
+
+/* v >> e (arithmetic), 0 <= e <= 31. 8-bit AVR shifts a 32-bit value one bit per loop
+ * pass: whole bytes first (v >> 16 >> 8 >> rest is the same floor). */
+#if defined(__AVR__)
+static int32_t fg_asr(int32_t v, int32_t e) {
+  if (e >= 16) {
+    v >>= 16;
+    e -= 16;
+  }
+  if (e >= 8) {
+    v >>= 8;
+    e -= 8;
+  }
+  return v >> e;
+}
+#define FG_ASR(v, e) fg_asr((v), (e))
+#else
+#define FG_ASR(v, e) ((v) >> (e))
 #endif
 
 /* gemmlowp SaturatingRoundingDoublingHighMul(a, b) = (a b + nudge) / 2^31 truncated,
@@ -32,9 +80,66 @@
  * (a b + 1 - 2^30 + 2^31 - 1) >> 31, so both cases are (a b + 2^30) >> 31 (arithmetic
  * shift, as TFLM itself assumes). Its saturating case (a = b = INT32_MIN) cannot occur:
  * every multiplier is QuantizeMultiplier's, in [0, 2^31). */
+/* Cores without a 32 x 32 -> 64 multiply instruction (Armv6-M: M0, M0+, M1; Armv8-M
+ * Baseline: M23) call a 64-bit multiply routine (__muldi3, ~36 instructions on M0) for
+ * every rescale. There the high words come from four 16 x 16 -> 32 products instead
+ * (exact; one MULS each). -DFASTGRNN_INT8_MUL32 forces this path anywhere (how the host
+ * tests cover it). Not on AVR: measured, avr-gcc's 64-bit multiply routine beats four
+ * calls of its 16 x 16 -> 32 one (HAR-2 shape, ATmega328P: 790,808 against 925,266
+ * cycles per step). */
+#if defined(__ARM_ARCH_6M__) || defined(__ARM_ARCH_8M_BASE__) || defined(FASTGRNN_INT8_MUL32)
+#define FG_MUL32 1
+#endif
+
+/* 16 x 16 -> 32 products. avr-gcc 5.4 calls its fast widening routines only for true
+ * 16-bit operands (a truncated int32 gets the 32-bit multiply routine): hence functions. */
+#if defined(__AVR__)
+#if defined(FG_MUL32)
+static __attribute__((noinline)) uint32_t fg_umul16(uint16_t a, uint16_t b) {
+  return (uint32_t)a * b;
+}
+#endif
+static __attribute__((noinline)) int32_t fg_smul16(int16_t a, int16_t b) {
+  return (int32_t)a * b;
+}
+#define FG_UMUL16(a, b) fg_umul16((uint16_t)(a), (uint16_t)(b))
+#define FG_SMUL16(a, b) fg_smul16((int16_t)(a), (int16_t)(b))
+/* signed a x unsigned b: unsigned, minus 2^16 b when a < 0 (mod 2^32) */
+#define FG_SUMUL16(a, b) \
+  ((int32_t)(FG_UMUL16(a, b) - ((a) < 0 ? (uint32_t)(uint16_t)(b) << 16 : 0u)))
+#else
+#define FG_SUMUL16(a, b) ((int32_t)(int16_t)(a) * (int32_t)(uint16_t)(b))
+#define FG_UMUL16(a, b) ((uint32_t)(uint16_t)(a) * (uint16_t)(b))
+#define FG_SMUL16(a, b) ((int32_t)(int16_t)(a) * (int16_t)(b))
+#endif
+
+#if defined(FG_MUL32)
+/* a b = 2^32 H + 2^16 (T - c) + L exactly, with a = 2^16 ah + al, b = 2^16 bh + bl
+ * (al, bl unsigned 16 bit; b >= 0), c the rounding constant's share of T (c < 2^16):
+ * returns H and sets *t = T (< 2^18). Every product fits 32 bits: |ah bl| <= 2^15 (2^16 -
+ * 1) < 2^31, al bh < 2^16 2^15, al bl < 2^32 unsigned. */
+FG_INLINE int32_t mul_parts(int32_t a, int32_t b, uint32_t c, uint32_t *t) {
+  const uint32_t al = (uint32_t)a & 0xffffu, bl = (uint32_t)b & 0xffffu;
+  const int32_t ah = a >> 16, bh = b >> 16;
+  /* Written as 16 x 16 -> 32 products (AVR: one fast routine call each). */
+  const uint32_t ll = FG_UMUL16(al, bl);
+  /* |ah bl| < 2^31; bh >= 0 (b >= 0), so al bh is unsigned. */
+  const int32_t hl = FG_SUMUL16(ah, bl);
+  const int32_t lh = (int32_t)FG_UMUL16(al, bh);
+  *t = (ll >> 16) + ((uint32_t)hl & 0xffffu) + ((uint32_t)lh & 0xffffu) + c;
+  return FG_SMUL16(ah, bh) + (hl >> 16) + (lh >> 16);
+}
+/* (a b + 2^30) >> 31 for b >= 0: 2^31 (2 H) + 2^16 T + L, T with c = 2^14. */
+FG_INLINE int32_t srdhm(int32_t a, int32_t b) {
+  uint32_t t;
+  const int32_t hi = mul_parts(a, b, UINT32_C(1) << 14, &t);
+  return (int32_t)((uint32_t)hi << 1) + (int32_t)(t >> 15);
+}
+#else
 FG_INLINE int32_t srdhm(int32_t a, int32_t b) {
   return (int32_t)(((int64_t)a * (int64_t)b + (INT64_C(1) << 30)) >> 31);
 }
+#endif
 
 /* gemmlowp RoundingDivideByPOT(y, e), e >= 1: y / 2^e rounded half away from zero,
  * i.e. (y + 2^(e-1)) >> e for y >= 0 (computed unsigned: no overflow) and
@@ -84,7 +189,8 @@ FG_INLINE int8_t add8(const fastgrnn_int8_binop *p, int32_t a, int32_t b) {
 
 /* reference_integer_ops::MulElementwise (int8). */
 FG_INLINE int8_t mul8(const fastgrnn_int8_binop *p, int32_t a, int32_t b) {
-  const int32_t prod = (a + p->in1_offset) * (b + p->in2_offset);
+  /* |a + offset| <= 255: a 16 x 16 -> 32 product (one routine call on AVR). */
+  const int32_t prod = FG_SMUL16(a + p->in1_offset, b + p->in2_offset);
   return clamp8(mbqm(prod, p->out_mult, p->out_shift) + p->out_offset, p->act_min,
                 p->act_max);
 }
@@ -154,11 +260,28 @@ static inline int32_t smlad(uint32_t a, uint32_t b, int32_t acc) {
   return acc + (int32_t)(int16_t)(a & 0xffffu) * (int16_t)(b & 0xffffu) +
          (int32_t)(int16_t)(a >> 16) * (int16_t)(b >> 16);
 }
+#if defined(FG_MUL32)
+/* (a b + 2^31) >> 32 = H + (T >> 16), T with c = 2^15. */
+FG_INLINE int32_t smmulr(int32_t a, int32_t b) {
+  uint32_t t;
+  const int32_t hi = mul_parts(a, b, UINT32_C(1) << 15, &t);
+  return hi + (int32_t)(t >> 16);
+}
+#else
 static inline int32_t smmulr(int32_t a, int32_t b) {
   return (int32_t)(((int64_t)a * b + (INT64_C(1) << 31)) >> 32);
 }
+#endif
 static inline int32_t smmlar(int32_t a, int32_t b, int32_t acc) { return acc + smmulr(a, b); }
+#if defined(FG_THUMB2)
+static inline int32_t ssat8(int32_t v) { /* SSAT is Armv7-M, not only DSP */
+  int32_t r;
+  __asm__("ssat %0, #8, %1" : "=r"(r) : "r"(v));
+  return r;
+}
+#else
 static inline int32_t ssat8(int32_t v) { return v < -128 ? -128 : (v > 127 ? 127 : v); }
+#endif
 #endif
 
 /* acc + sum over one bitmap-packed row: mask bytes, then its non-zeros in order. */
@@ -176,10 +299,150 @@ static int32_t dot_packed(const ROM uint8_t *mask, const ROM int8_t **wp, const 
       int32_t k = 0;
       while (!((bits >> k) & 1u)) ++k;
 #endif
-      acc += (int32_t)xc[k] * (int32_t)*w++;
+      acc += FG_MUL8(xc[k], *w++);
       bits &= bits - 1u;
     }
   }
+  *wp = w;
+  return acc;
+}
+
+
+/* acc + sum over one sparse row: *ip at its count n, then n column indices; *wp at its
+ * n non-zeros. Both advance past the row. Exact int32 sums: any order. */
+FG_INLINE int32_t sparse_row(const ROM uint8_t **ip, const ROM int8_t **wp,
+                             const int8_t *x, int32_t acc) {
+  const ROM uint8_t *idx = *ip;
+  const ROM int8_t *w = *wp;
+  uint32_t n = *idx++;
+#if defined(FG_THUMB2)
+  /* 4 instructions per MAC (index, x[index], weight, MLA) + 2 per eight; the n % 8 first
+   * MACs by entering the unrolled body part-way (TBB, Duff's device). */
+  uint32_t t0, t1;
+  __asm__ volatile(
+      "and %[t0], %[n], #7\n\t"
+      "lsr %[n], %[n], #3\n\t"
+      "tbb [pc, %[t0]]\n"
+      "19:\n\t"
+      ".byte (30f-19b)/2, (21f-19b)/2, (22f-19b)/2, (23f-19b)/2\n\t"
+      ".byte (24f-19b)/2, (25f-19b)/2, (26f-19b)/2, (27f-19b)/2\n"
+      "30:\n\t"
+      "subs.w %[n], %[n], #1\n\t"
+      "blt.w 31f\n"
+      "28:\n\t"
+      "ldrb.w %[t0], [%[i]], #1\n\t"
+      "ldrsb.w %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb.w %[t1], [%[w]], #1\n\t"
+      "mla %[a], %[t0], %[t1], %[a]\n\t"
+      "27:\n\t"
+      "ldrb.w %[t0], [%[i]], #1\n\t"
+      "ldrsb.w %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb.w %[t1], [%[w]], #1\n\t"
+      "mla %[a], %[t0], %[t1], %[a]\n\t"
+      "26:\n\t"
+      "ldrb.w %[t0], [%[i]], #1\n\t"
+      "ldrsb.w %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb.w %[t1], [%[w]], #1\n\t"
+      "mla %[a], %[t0], %[t1], %[a]\n\t"
+      "25:\n\t"
+      "ldrb.w %[t0], [%[i]], #1\n\t"
+      "ldrsb.w %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb.w %[t1], [%[w]], #1\n\t"
+      "mla %[a], %[t0], %[t1], %[a]\n\t"
+      "24:\n\t"
+      "ldrb.w %[t0], [%[i]], #1\n\t"
+      "ldrsb.w %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb.w %[t1], [%[w]], #1\n\t"
+      "mla %[a], %[t0], %[t1], %[a]\n\t"
+      "23:\n\t"
+      "ldrb.w %[t0], [%[i]], #1\n\t"
+      "ldrsb.w %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb.w %[t1], [%[w]], #1\n\t"
+      "mla %[a], %[t0], %[t1], %[a]\n\t"
+      "22:\n\t"
+      "ldrb.w %[t0], [%[i]], #1\n\t"
+      "ldrsb.w %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb.w %[t1], [%[w]], #1\n\t"
+      "mla %[a], %[t0], %[t1], %[a]\n\t"
+      "21:\n\t"
+      "ldrb.w %[t0], [%[i]], #1\n\t"
+      "ldrsb.w %[t0], [%[x], %[t0]]\n\t"
+      "ldrsb.w %[t1], [%[w]], #1\n\t"
+      "mla %[a], %[t0], %[t1], %[a]\n\t"
+      "subs.w %[n], %[n], #1\n\t"
+      "bge.w 28b\n"
+      "31:"
+      : [t0] "=&r"(t0), [t1] "=&r"(t1), [a] "+r"(acc), [n] "+r"(n), [i] "+r"(idx),
+        [w] "+r"(w)
+      : [x] "r"(x)
+      : "cc", "memory");
+#elif defined(FG_THUMB1)
+  /* Armv6-M: 6 instructions per MAC (LDRSB has no immediate form: LDRB + SXTB for the
+   * weight) + 4 per four; low registers only. */
+  uint32_t t0, t1;
+  __asm__ volatile(
+      ".syntax unified\n\t" /* gcc wraps Thumb-1 inline asm in divided syntax */
+      "subs %[n], %[n], #4\n\t"
+      "blt 2f\n"
+      "1:\n\t"
+      "ldrb %[t0], [%[i], #0]\n\t"
+      "ldrsb %[t0], [%[x], %[t0]]\n\t"
+      "ldrb %[t1], [%[w], #0]\n\t"
+      "sxtb %[t1], %[t1]\n\t"
+      "muls %[t0], %[t1]\n\t"
+      "adds %[a], %[a], %[t0]\n\t"
+      "ldrb %[t0], [%[i], #1]\n\t"
+      "ldrsb %[t0], [%[x], %[t0]]\n\t"
+      "ldrb %[t1], [%[w], #1]\n\t"
+      "sxtb %[t1], %[t1]\n\t"
+      "muls %[t0], %[t1]\n\t"
+      "adds %[a], %[a], %[t0]\n\t"
+      "ldrb %[t0], [%[i], #2]\n\t"
+      "ldrsb %[t0], [%[x], %[t0]]\n\t"
+      "ldrb %[t1], [%[w], #2]\n\t"
+      "sxtb %[t1], %[t1]\n\t"
+      "muls %[t0], %[t1]\n\t"
+      "adds %[a], %[a], %[t0]\n\t"
+      "ldrb %[t0], [%[i], #3]\n\t"
+      "ldrsb %[t0], [%[x], %[t0]]\n\t"
+      "ldrb %[t1], [%[w], #3]\n\t"
+      "sxtb %[t1], %[t1]\n\t"
+      "muls %[t0], %[t1]\n\t"
+      "adds %[a], %[a], %[t0]\n\t"
+      "adds %[i], %[i], #4\n\t"
+      "adds %[w], %[w], #4\n\t"
+      "subs %[n], %[n], #4\n\t"
+      "bge 1b\n"
+      "2:\n\t"
+      "adds %[n], %[n], #4\n\t"
+      "beq 4f\n"
+      "3:\n\t"
+      "ldrb %[t0], [%[i], #0]\n\t"
+      "ldrsb %[t0], [%[x], %[t0]]\n\t"
+      "ldrb %[t1], [%[w], #0]\n\t"
+      "sxtb %[t1], %[t1]\n\t"
+      "muls %[t0], %[t1]\n\t"
+      "adds %[a], %[a], %[t0]\n\t"
+      "adds %[i], %[i], #1\n\t"
+      "adds %[w], %[w], #1\n\t"
+      "subs %[n], %[n], #1\n\t"
+      "bne 3b\n"
+      "4:\n\t"
+      ".syntax divided"
+      : [t0] "=&l"(t0), [t1] "=&l"(t1), [a] "+l"(acc), [n] "+l"(n), [i] "+l"(idx),
+        [w] "+l"(w)
+      : [x] "l"(x)
+      : "cc", "memory");
+#else
+  for (; n >= 4; n -= 4, idx += 4, w += 4) { /* one int32 sum per product (int is 16 bits on AVR) */
+    acc += FG_MUL8(x[idx[0]], w[0]);
+    acc += FG_MUL8(x[idx[1]], w[1]);
+    acc += FG_MUL8(x[idx[2]], w[2]);
+    acc += FG_MUL8(x[idx[3]], w[3]);
+  }
+  for (; n > 0; --n) acc += FG_MUL8(x[*idx++], *w++);
+#endif
+  *ip = idx;
   *wp = w;
   return acc;
 }
@@ -193,7 +456,7 @@ static int32_t dot(const ROM int8_t *w, const int8_t *x, int32_t n, int32_t acc)
     acc = smlad(sxtb16_ror8(xv), sxtb16_ror8(wv), acc);
   }
 #endif
-  for (; n > 0; --n) acc += (int32_t)*x++ * *w++;
+  for (; n > 0; --n) acc += FG_MUL8(*x++, *w++);
   return acc;
 }
 
@@ -335,12 +598,12 @@ FG_INLINE int32_t fc_out_full(const ROM int32_t *mult, const ROM int8_t *shift, 
   int32_t t;
   if (FG_UNLIKELY(s >= 0)) return ssat8(mbqm(acc, m, s) + zo);
   t = srdhm(acc, m);
-  t = (t - (int32_t)((uint32_t)t >> 31)) >> ~s;
+  t = FG_ASR(t - (int32_t)((uint32_t)t >> 31), ~s);
   return ssat8((t + 1 + 2 * zo) >> 1);
 }
 
 /* Dense rows, no fused activation: rows in pairs on SIMD targets. */
-static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
+FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
   const int32_t rows = f->rows, cols = f->cols, zo = f->out_offset;
   const ROM int8_t *w = f->w;
   const ROM int32_t *bias = f->bias, *mult = f->mult;
@@ -367,20 +630,39 @@ static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *o
 }
 #endif
 
-/* FullyConnectedPerChannel (int8), dense or bitmap-packed weights. */
-static void fc8(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
+#if defined(FG_FASTPATH)
+/* Sparse rows, no fused activation. */
+FG_HOT static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
+  const int32_t rows = f->rows, zo = f->out_offset;
+  const ROM uint8_t *idx = f->idx;
+  const ROM int8_t *w = f->w;
+  const ROM int32_t *bias = f->bias, *mult = f->mult;
+  const ROM int8_t *shift = f->shift;
+  int32_t r;
+  for (r = 0; r < rows; ++r)
+    out[r] = (int8_t)fc_out_full(mult, shift, zo, r, sparse_row(&idx, &w, x, bias[r]));
+}
+#endif
+
+/* FullyConnectedPerChannel (int8), dense, bitmap-packed or sparse weights. */
+FG_HOT static void fc8(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
   const int32_t rows = f->rows, cols = f->cols, row_bytes = (cols + 7) / 8;
   const ROM int8_t *w = f->w;
-  const ROM uint8_t *mask = f->mask;
+  const ROM uint8_t *mask = f->mask, *idx = f->idx;
   int32_t r, acc;
 #if defined(FG_FASTPATH)
   if (!mask && f->act_min == -128 && f->act_max == 127) {
-    fc8_dense_full(f, x, out);
+    if (idx)
+      fc8_sparse_full(f, x, out);
+    else
+      fc8_dense_full(f, x, out);
     return;
   }
 #endif
   for (r = 0; r < rows; ++r) {
-    if (mask == 0) {
+    if (idx) {
+      acc = sparse_row(&idx, &w, x, f->bias[r]);
+    } else if (mask == 0) {
       acc = dot(w, x, cols, f->bias[r]);
       w += cols;
     } else {
@@ -461,6 +743,9 @@ static void rnn_out(const fastgrnn_int8_binop *p, const ROM int8_t *state_table,
  *    need shift in [-23, -1] (e >= 1) and the full clamp [-128, 127] (= SSAT #8). */
 typedef struct {
   int32_t l, off, m, half, e; /* x = v 2^l + off (= (v + offset) 2^l) */
+#if defined(FG_MUL32)
+  int32_t offset, mh, ml, k; /* m = mh 2^k + ml, k = 32 - l */
+#endif
 } fg_in;
 typedef struct {
   int32_t m, e, round; /* round = 2^(e-1) + output offset 2^e */
@@ -479,6 +764,12 @@ static int fast_in(fg_in *r, int32_t offset, int32_t mult, int32_t shift) {
   }
   r->off = offset * (INT32_C(1) << r->l);
   r->m = mult;
+#if defined(FG_MUL32)
+  r->offset = offset;
+  r->k = 32 - r->l;
+  r->mh = mult >> r->k;
+  r->ml = mult & ((INT32_C(1) << r->k) - 1);
+#endif
   r->half = INT32_C(1) << (r->e - 1);
   return 1;
 }
@@ -511,15 +802,23 @@ static int fast_add(int32_t *hoff2, fg_in *g, fg_out *o, const fastgrnn_int8_bin
 
 /* A g operand scaled: mbqm_add((v + offset) 2^20, m, shift). */
 FG_INLINE int32_t in_scaled(const fg_in *r, int32_t v) {
+#if defined(FG_MUL32)
+  /* smmlar(a 2^l, m, half) = half + floor((a m + 2^(k-1)) / 2^k) with a = v + offset,
+   * = half + a mh + ((a ml + 2^(k-1)) >> k): |a| <= 255, mh < 2^21, ml < 2^11. */
+  const int32_t a = v + r->offset;
+  return FG_ASR(r->half + a * r->mh + ((a * r->ml + (INT32_C(1) << (r->k - 1))) >> r->k) -
+                    (int32_t)((uint32_t)a >> 31), r->e);
+#else
   const int32_t x = (int32_t)((uint32_t)v << r->l) + r->off;
-  return (smmlar(x, r->m, r->half) - (int32_t)((uint32_t)x >> 31)) >> r->e;
+  return FG_ASR(smmlar(x, r->m, r->half) - (int32_t)((uint32_t)x >> 31), r->e);
+#endif
 }
 
 /* clamp8(mbqm(x, m, shift) + offset) from x2 = 2x: the offset goes in before the shift
  * as offset 2^e (|y| < 2^28, e <= 23, |offset| <= 128: no overflow). */
 FG_INLINE int32_t out8(const fg_out *r, int32_t x2) {
   const int32_t y = smmulr(x2, r->m);
-  return ssat8((y + r->round - (int32_t)((uint32_t)y >> 31)) >> r->e);
+  return ssat8(FG_ASR(y + r->round - (int32_t)((uint32_t)y >> 31), r->e));
 }
 
 /* ADD(hv, gv): 2 (h term + g term) = hv 2^20 + hoff2 + 2 g term. */
@@ -533,7 +832,7 @@ FG_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
   return out8(o, (2 * a + o->in1x2) * (b + o->in2));
 }
 
-static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int8_t *b,
+FG_HOT static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int8_t *b,
                         int8_t *out, int32_t n) {
   fg_in g;
   fg_out o;
@@ -550,16 +849,25 @@ static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int
   return 1;
 }
 
-static void bias_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const int8_t *table,
-                      const int8_t *hs, const int8_t *gs, int8_t *out, int32_t n) {
-  const int8_t *const end = hs + n;
-  while (hs != end) *out++ = LUT(table, add_hg(hoff2, g, o, *hs++, *gs++));
+#if defined(__GNUC__)
+__attribute__((noinline)) /* keeps term_loop's registers in bias_vec_fast free */
+#endif
+static void bias_loop(int32_t hoff2, const fg_in *g, const fg_out *o,
+                      const ROM int8_t *table, const int8_t *a, const ROM int8_t *bias,
+                      int8_t *out, int32_t n, int swap) {
+  const int8_t *const end = a + n;
+  if (swap) {
+    while (a != end) *out++ = LUT(table, add_hg(hoff2, g, o, *bias++, *a++));
+  } else {
+    while (a != end) *out++ = LUT(table, add_hg(hoff2, g, o, *a++, *bias++));
+  }
 }
 
 /* table[ADD(pre[j], bias operand j)] with the bias operand's term given (2 term = its
  * share of 2x); pre_h: pre is the h side. */
-FG_INLINE void term_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const int8_t *table,
-                         const int8_t *pre, const int32_t *term, int8_t *out, int32_t n,
+FG_INLINE void term_loop(int32_t hoff2, const fg_in *g, const fg_out *o,
+                         const ROM int8_t *table, const int8_t *pre, const ROM int32_t *term,
+                         int8_t *out, int32_t n,
                          const int pre_h) {
   const fg_out oc = *o;
   const int8_t *const end = pre + n;
@@ -572,8 +880,8 @@ FG_INLINE void term_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const i
 }
 
 /* table[ADD(a[j], bias[j])]; other cases (no bias, no table) take the generic pass. */
-static int bias_vec_fast(const fastgrnn_int8_binop *p, const int8_t *bias,
-                         const int32_t *term, const int8_t *table, const int8_t *a,
+FG_HOT static int bias_vec_fast(const fastgrnn_int8_binop *p, const ROM int8_t *bias,
+                         const ROM int32_t *term, const ROM int8_t *table, const int8_t *a,
                          int8_t *out, int32_t n) {
   fg_in g;
   fg_out o;
@@ -591,13 +899,13 @@ static int bias_vec_fast(const fastgrnn_int8_binop *p, const int8_t *bias,
     return 1;
   }
   if (!fast_add(&hoff2, &g, &o, p, &swap)) return 0;
-  bias_loop(hoff2, &g, &o, table, swap ? bias : a, swap ? a : bias, out, n);
+  bias_loop(hoff2, &g, &o, table, a, bias, out, n, swap);
   return 1;
 }
 
 /* h_out[j] = ADD(MUL(coef(z), h~), MUL(z, h)); swap: MUL(z, h) is the h side. */
 FG_INLINE void grnn_loop(const fg_out *zm, const fg_out *cm, int32_t hoff2, const fg_in *g,
-                         const fg_out *o, const int8_t *coef, const int8_t *z,
+                         const fg_out *o, const ROM int8_t *coef, const int8_t *z,
                          const int8_t *ht, const int8_t *h_in, int8_t *h_out, int32_t n,
                          const int swap) {
   const int8_t *const end = z + n;
@@ -609,7 +917,7 @@ FG_INLINE void grnn_loop(const fg_out *zm, const fg_out *cm, int32_t hoff2, cons
   }
 }
 
-static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, const int8_t *ht,
+FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, const int8_t *ht,
                          const int8_t *h_in, int8_t *h_out, int32_t n) {
   fg_in g;
   fg_out zm, cm, o;
@@ -626,7 +934,8 @@ static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, const i
 }
 
 /* h_out[j] = ADD(alpha h~ [j], beta(h[j])). */
-FG_INLINE void rnn_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const int8_t *state,
+FG_INLINE void rnn_loop(int32_t hoff2, const fg_in *g, const fg_out *o,
+                        const ROM int8_t *state,
                         const int8_t *alpha_term, const int8_t *h_in, int8_t *h_out,
                         int32_t n, const int swap) {
   const int8_t *const end = h_in + n;
@@ -636,7 +945,7 @@ FG_INLINE void rnn_loop(int32_t hoff2, const fg_in *g, const fg_out *o, const in
   }
 }
 
-static int rnn_out_fast(const fastgrnn_int8_binop *p, const int8_t *state_table,
+FG_HOT static int rnn_out_fast(const fastgrnn_int8_binop *p, const ROM int8_t *state_table,
                         const int8_t *alpha_term, const int8_t *h_in, int8_t *h_out,
                         int32_t n) {
   fg_in g;
@@ -656,7 +965,8 @@ static int rnn_out_fast(const fastgrnn_int8_binop *p, const int8_t *state_table,
 #endif
 
 static int fc_ok(const fastgrnn_int8_fc *f, int32_t rows, int32_t cols) {
-  return f->rows == rows && f->cols == cols && f->w && f->bias && f->mult && f->shift;
+  return f->rows == rows && f->cols == cols && f->w && f->bias && f->mult && f->shift &&
+         !(f->mask && f->idx) && (!f->idx || cols <= 255);
 }
 
 static int32_t check(const fastgrnn_int8_params *p) {

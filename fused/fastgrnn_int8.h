@@ -8,13 +8,16 @@
  * after them) is one 256-entry int8 -> int8 table.
  *
  * Weight storage per matrix (rows = outputs, cols = inputs):
- *   dense:  w = rows * cols int8, row-major;                       mask = NULL
+ *   dense:  w = rows * cols int8, row-major;             mask = NULL, idx = NULL
  *   packed: mask = rows * ceil(cols / 8) bytes, bit (c % 8) of byte c / 8 of row r set
  *           iff w[r][c] != 0; w = the non-zeros, row-major.   1 byte per non-zero plus
- *           cols / 8 bytes per row (fused.extract packs only where smaller than dense).
- * Either storage works in every build; dense rows are the fast ones (SIMD dot products on
- * Armv7E-M), so the standalone model stores dense weights in the default build and packed
- * ones in the size build (-DFASTGRNN_INT8_SMALL).
+ *           cols / 8 bytes per row (the smallest storage at moderate sparsity).
+ *   sparse: idx = per row r: n_r (uint8), then the n_r column indices (uint8, ascending)
+ *           of its non-zeros; w = the non-zeros, row-major. cols <= 255. 2 bytes per
+ *           non-zero plus 1 byte per row; the cost of a row is n_r MACs (the fastest
+ *           storage below ~50 % density without SIMD, ~30 % with it).
+ * Every storage works in every build; fused.extract chooses per matrix (dense where the
+ * SIMD rows or dense loops win, sparse where the non-zeros are few, packed for size).
  */
 #ifndef FASTGRNN_INT8_H_
 #define FASTGRNN_INT8_H_
@@ -47,7 +50,8 @@ extern "C" {
 typedef struct {
   int32_t rows, cols;
   const FASTGRNN_INT8_ROM int8_t *w;
-  const FASTGRNN_INT8_ROM uint8_t *mask; /* NULL: dense */
+  const FASTGRNN_INT8_ROM uint8_t *mask; /* bitmap-packed, or NULL */
+  const FASTGRNN_INT8_ROM uint8_t *idx;  /* sparse (row counts + column indices), or NULL */
   const FASTGRNN_INT8_ROM int32_t *bias; /* [rows] */
   const FASTGRNN_INT8_ROM int32_t *mult; /* [rows] */
   const FASTGRNN_INT8_ROM int8_t *shift; /* [rows] */

@@ -199,7 +199,7 @@ static int parse(const uint8_t *data, uint32_t size, reader *r, fastgrnn_int8_pa
       p->input_dim > 4096 || p->hidden_dim > 4096 || p->num_classes > 4096 ||
       p->w_factors < 1 || p->w_factors > 2 || p->u_factors < 1 || p->u_factors > 2)
     return FASTGRNN_INT8_ERR_DIMS;
-  if (flags & ~0xFFFF) return FASTGRNN_INT8_ERR_VALUE;
+  if (flags & ~0x1FFFFF) return FASTGRNN_INT8_ERR_VALUE;
   /* A bias term (bits 6, 7) only with its bias vector (bits 0, 1). */
   if (((flags >> 6) & 3) & ~(flags & 3)) return FASTGRNN_INT8_ERR_VALUE;
   compact = (flags & FASTGRNN_INT8_OPT_COMPACT) != 0;
@@ -209,6 +209,8 @@ static int parse(const uint8_t *data, uint32_t size, reader *r, fastgrnn_int8_pa
   for (k = 0; k < p->w_factors; ++k) fcs[n_fc++] = &p->w[k];
   for (k = 0; k < p->u_factors; ++k) fcs[n_fc++] = &p->u[k];
   fcs[n_fc++] = &p->classifier;
+  /* Sparse flags (bits 16 + k) only for layers that exist. */
+  if ((flags >> 16) & ~((1 << n_fc) - 1)) return FASTGRNN_INT8_ERR_VALUE;
   binops[0] = &p->pre;
   binops[1] = &p->gate_add;
   binops[2] = &p->update_add;
@@ -234,6 +236,8 @@ static int parse(const uint8_t *data, uint32_t size, reader *r, fastgrnn_int8_pa
     if (nnz[k] < -1 || nnz[k] > f->rows * f->cols || f->out_offset < -128 ||
         f->out_offset > 127)
       return FASTGRNN_INT8_ERR_VALUE;
+    /* Sparse rows: a count, column indices that fit one byte. */
+    if ((flags >> (16 + k)) & 1 && (nnz[k] < 0 || f->cols > 255)) return FASTGRNN_INT8_ERR_VALUE;
     if (compact) {
       in_offset[k] = read_i32(r);
       if (!r->error && (in_offset[k] < -127 || in_offset[k] > 128)) return FASTGRNN_INT8_ERR_VALUE;
@@ -306,6 +310,25 @@ static int parse(const uint8_t *data, uint32_t size, reader *r, fastgrnn_int8_pa
     if (nnz[k] < 0) {
       f->mask = 0;
       f->w = (const int8_t *)take(r, f->rows * f->cols, 1);
+    } else if ((flags >> (16 + k)) & 1) {
+      /* The kernel trusts the rows: their counts must add up to nnz exactly and every
+       * row's column indices must ascend strictly below cols. */
+      const uint8_t *idx = take(r, f->rows + nnz[k], 1);
+      int32_t count = 0, at = 0;
+      if (r->error) return r->error;
+      for (j = 0; j < f->rows; ++j) {
+        const int32_t n = idx[at++];
+        int32_t c, last = -1;
+        count += n;
+        if (count > nnz[k]) return FASTGRNN_INT8_ERR_VALUE;
+        for (c = 0; c < n; ++c, ++at) {
+          if (idx[at] <= last || idx[at] >= f->cols) return FASTGRNN_INT8_ERR_VALUE;
+          last = idx[at];
+        }
+      }
+      if (count != nnz[k]) return FASTGRNN_INT8_ERR_VALUE;
+      f->idx = idx;
+      f->w = (const int8_t *)take(r, nnz[k], 1);
     } else {
       /* The kernel trusts the mask: its bits must count exactly nnz values and none may
        * point past the last column. */
@@ -326,13 +349,19 @@ static int parse(const uint8_t *data, uint32_t size, reader *r, fastgrnn_int8_pa
       int32_t *bias = (int32_t *)alloc(r, 4u * (uint32_t)f->rows);
       const int8_t *w = f->w;
       const uint32_t nb = (uint32_t)n_bias_bits;
+      const uint8_t *sp = f->idx;
       if (r->error) return r->error;
       for (j = 0; j < f->rows; ++j) {
         int64_t sum = 0, v;
         int32_t c;
         uint32_t raw = nb ? bits_at(bias_bits, (uint32_t)j * nb, nb) : 0;
         if (nb && nb < 32 && (raw >> (nb - 1))) raw |= ~((UINT32_C(1) << nb) - 1u);
-        for (c = 0; c < f->cols; ++c) {
+        int32_t n = f->cols;
+        if (sp) { /* sparse: the row's count, then its column indices */
+          n = *sp;
+          sp += 1 + n;
+        }
+        for (c = 0; c < n; ++c) {
           if (mask && !((mask[j * row_bytes + c / 8] >> (c % 8)) & 1)) continue;
           sum += *w++;
         }

@@ -10,7 +10,7 @@
  * docs/fused_kernel.md) is bounded so that no int32 operation of any build overflows,
  * whatever x and h are (tests/fuzz/ fuzzes the two under ASan + UBSan).
  *
- * Layout, version 2, little-endian. Two sections, int32 first, so every int32 array sits
+ * Layout, version 3 (2 + sparse rows), little-endian. Two sections, int32 first, so every int32 array sits
  * at a multiple of 4 from the blob start (the blob itself must be 4-byte aligned, which a
  * flatbuffer vector of the model is when the model data is: TFLM's examples use
  * alignas(16)):
@@ -28,7 +28,10 @@
  *       delta-coded (below), all decoded into RAM by the parser;
  *       flags bit 15 (EXPAND): the parser expands every bitmap-packed matrix into dense
  *       int8 rows and computes the int32 bias terms the blob lacks, in RAM (the kernel's
- *       fast path at the packed file size)
+ *       fast path at the packed file size);
+ *       flags bit 16 + k (k = 0 .. number of FC layers - 1, in the order below): layer k
+ *       is stored as sparse rows (nnz >= 0 counts its non-zeros; cols <= 255); never
+ *       expanded, the kernel reads them in place
  *     per FC layer (w[0] (, w[1]), u[0] (, u[1]), classifier):
  *       rows, cols, out_offset, nnz (-1: dense),
  *       plain: bias[rows] (input offset folded in), mult[rows]
@@ -43,7 +46,9 @@
  *         rows x bias_bits bits, two's complement (bit streams: value k at bits
  *         k*bits .. k*bits+bits-1, bit i = bit i%8 of byte i/8; each stream padded to a
  *         byte); the parser folds bias + in_offset * sum_c w[r][c] itself;
- *       then packed: mask[rows * ceil(cols/8)], w[nnz]; dense: w[rows * cols]
+ *       then packed: mask[rows * ceil(cols/8)], w[nnz]; sparse: idx[rows + nnz] (per
+ *       row its count, then its column indices, strictly ascending), w[nnz];
+ *       dense: w[rows * cols]
  *     per present binop: in1_shift, in2_shift, out_shift, act_min, act_max
  *     present arrays in flag order: gate_bias[H], update_bias[H], then tables:
  *       plain: 256 int8
@@ -54,7 +59,8 @@
  *         with d[start-1] = 0 (order 2)
  *   nothing after (the size must match exactly).
  *
- * RAM: plain blobs without EXPAND need none (every pointer points into the blob);
+ * RAM: plain blobs without EXPAND need none (every pointer points into the blob): with
+ * sparse or dense rows and the bias terms stored, the kernel's fast form runs from flash;
  * fastgrnn_int8_options_ram_bytes gives the bytes the others decode into.
  */
 #ifndef FASTGRNN_INT8_OPTIONS_H_
@@ -69,7 +75,7 @@ extern "C" {
 #endif
 
 #define FASTGRNN_INT8_OPTIONS_MAGIC 0x4E524746u /* "FGRN" in little-endian bytes */
-#define FASTGRNN_INT8_OPTIONS_VERSION 2
+#define FASTGRNN_INT8_OPTIONS_VERSION 3
 #define FASTGRNN_INT8_OPT_COMPACT (1 << 14)
 #define FASTGRNN_INT8_OPT_EXPAND (1 << 15)
 

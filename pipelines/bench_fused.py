@@ -487,14 +487,16 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto", tflm_roo
   # build dense weights (for "auto") and the int32 bias terms, the size build neither.
   fast = fused.extract(tflite_bytes, "dense" if storage == "auto" else storage)
   small = fused.extract(tflite_bytes, storage)
-  # The fused .tflite the pipeline writes (COMPACT + EXPAND: the op decodes and expands
-  # its options into the arena in Prepare).
-  fused_bytes = fused.convert_fused(tflite_bytes, storage)
+  # The fused .tflite the pipeline writes (zero-copy: dense or sparse rows by the
+  # Armv7E-M cost model, bias terms stored, nothing decoded into the arena).
+  fused_bytes = (fused.convert_fused(tflite_bytes) if storage == "auto" else
+                 fused.convert_fused(tflite_bytes, storage))
   (work / "model_int8_fused.tflite").write_bytes(fused_bytes)
   fused_ram = fused.FusedOpRunner(fused_bytes, fused.compile_kernel(str(work))).ram_bytes
 
   def kinds(params):
-    return {f"{k}{i}": ("packed" if fc["mask"] is not None else "dense")
+    return {f"{k}{i}": ("packed" if fc["mask"] is not None else
+                        "sparse" if fc.get("idx") is not None else "dense")
             for k in ("w", "u") for i, fc in enumerate(params[k])}
   result = {"tflite_bytes": len(tflite_bytes),
             "param_bytes": fused.param_bytes(fast, with_terms=True),

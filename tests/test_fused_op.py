@@ -35,6 +35,13 @@ def _assert_same(got, want, what):
 
 def _dense(fc):
   """An extracted FC's weights as the dense [rows, cols] int8 matrix."""
+  if fc.get("idx") is not None:
+    dense, at, k = np.zeros((fc["rows"], fc["cols"]), np.int8), 0, 0
+    for r in range(fc["rows"]):
+      n = int(fc["idx"][at])
+      dense[r, fc["idx"][at + 1:at + 1 + n]] = fc["w"][k:k + n]
+      at, k = at + 1 + n, k + n
+    return dense
   if fc["mask"] is None:
     return fc["w"].reshape(fc["rows"], fc["cols"])
   bits = np.unpackbits(fc["mask"].astype(np.uint8), bitorder="little").reshape(
@@ -59,7 +66,12 @@ def _assert_decoded(runner, params, expand):
   for got, want in zip(fcs, params["w"] + params["u"] + [params["classifier"]]):
     for k, n in (("bias", got.rows), ("mult", got.rows), ("shift", got.rows)):
       assert np.array_equal(np.ctypeslib.as_array(getattr(got, k), (n,)), want[k]), k
-    if expand or want["mask"] is None:
+    if want.get("idx") is not None:  # sparse rows: read in place, never expanded
+      assert not got.mask and got.idx
+      n = want["idx"].size
+      assert np.array_equal(np.ctypeslib.as_array(got.idx, (n,)), want["idx"])
+      assert np.array_equal(np.ctypeslib.as_array(got.w, (want["w"].size,)), want["w"])
+    elif expand or want["mask"] is None:
       assert not got.mask
       w = np.ctypeslib.as_array(got.w, (got.rows * got.cols,)).reshape(got.rows, got.cols)
       assert np.array_equal(w, _dense(want))
@@ -72,7 +84,7 @@ def _assert_decoded(runner, params, expand):
 @pytest.mark.parametrize("variant", sorted(_FLOAT_VARIANTS))
 def test_fused_tflite_is_bit_exact_with_the_builtin_model(variant, kernel):
   rng, builtin = _variant(variant, seed_offset=100)
-  fused_bytes = fused.convert_fused(builtin)  # the pipeline's form: COMPACT + EXPAND
+  fused_bytes = fused.convert_fused(builtin)  # the pipeline's form: zero-copy, fast
   # Same interface: tensor names, shapes, I/O order and quantization; one custom op.
   assert runtime.step_io(fused_bytes) == runtime.step_io(builtin)
   assert export.model_ops(fused_bytes) == [f"CUSTOM({fused.CUSTOM_CODE})"]
@@ -84,25 +96,34 @@ def test_fused_tflite_is_bit_exact_with_the_builtin_model(variant, kernel):
   want = runtime.TFLMStepRunner(builtin).run_windows(windows)
   assert len(np.unique(want["h_q"])) > 10  # the state moves
   runner = fused.FusedOpRunner(fused_bytes, kernel)
-  _assert_decoded(runner, fused.extract(builtin), expand=True)
-  assert runner.ram_bytes == fused.decoded_ram_bytes(fused.extract(builtin))
+  _assert_decoded(runner, fused.extract(builtin, "fast:dsp"), expand=False)
+  assert runner.ram_bytes == 0 == fused.decoded_ram_bytes(fused.extract(builtin))
   _assert_same(runner.run_windows(windows), want, variant)
+  # The smallest form (version 2's default) decodes into the arena, same bytes out.
+  small = fused.FusedOpRunner(fused.convert_fused(builtin, **fused.SMALLEST_FORM), kernel)
+  assert small.ram_bytes == fused.decoded_ram_bytes(
+      fused.extract(builtin), bias_terms=False, compact=True, expand=True)
+  _assert_decoded(small, fused.extract(builtin), expand=True)
+  _assert_same(small.run_windows(windows), want, f"{variant} smallest")
 
 
 @pytest.mark.parametrize("storage,compact,expand", [
     ("dense", False, False), ("packed", False, False), ("packed", True, False),
-    ("packed", False, True), ("dense", True, True)])
+    ("packed", False, True), ("dense", True, True), ("sparse", False, False),
+    ("sparse", True, True)])
 def test_every_encoding_round_trips_through_the_options(storage, compact, expand, kernel):
   rng = np.random.default_rng(21)
   builtin = export.convert_step_model(_model(rng, "fastgrnn", True, w_rank=2, u_rank=4),
                                       rng.normal(0, 1.5, (16, T, D)))
-  fused_bytes = fused.convert_fused(builtin, storage=storage, compact=compact, expand=expand)
+  fused_bytes = fused.convert_fused(builtin, storage=storage, bias_terms=False,
+                                    compact=compact, expand=expand)
   windows = _windows(rng)
   want = runtime.TFLMStepRunner(builtin).run_windows(windows)
   runner = fused.FusedOpRunner(fused_bytes, kernel)
   assert (runner.ram_bytes == 0) == (not compact and not expand)  # plain: zero-copy
   assert runner.ram_bytes == fused.decoded_ram_bytes(fused.extract(builtin, storage),
-                                                     compact=compact, expand=expand)
+                                                     bias_terms=False, compact=compact,
+                                                     expand=expand)
   _assert_decoded(runner, fused.extract(builtin, storage), expand)
   _assert_same(runner.run_windows(windows), want, f"{storage} {compact} {expand}")
 
@@ -118,7 +139,7 @@ def test_fastest_form_with_bias_terms_is_bit_exact_too(cell, kwargs, kernel):
   fused_bytes = fused.convert_fused(builtin, storage="dense", bias_terms=True,
                                     compact=False, expand=False)
   blob = fused.custom_options(fused_bytes)
-  assert len(blob) == len(fused.options_blob(params, compact=False)) + 4 * sum(
+  assert len(blob) == len(fused.options_blob(params, bias_terms=False, compact=False)) + 4 * sum(
       params[k].size for k in ("gate_bias_term", "update_bias_term") if params[k] is not None)
   runner = fused.FusedOpRunner(fused_bytes, kernel)
   assert bool(runner._c.update_bias_term) and runner.ram_bytes == 0  # pylint: disable=protected-access
@@ -138,13 +159,14 @@ def _blob_and_params(seed=3, cell="fastgrnn", compact=False, **kwargs):
   builtin = export.convert_step_model(_model(rng, cell, True, **kwargs),
                                       rng.normal(0, 1.5, (16, T, D)))
   params = fused.extract(builtin)
-  return (fused.custom_options(fused.convert_fused(builtin, compact=compact, expand=False)),
+  return (fused.custom_options(fused.convert_fused(builtin, storage="auto", bias_terms=False,
+                                                   compact=compact, expand=False)),
           params)
 
 
 def test_options_hold_the_parameters_and_little_else():
   blob, params = _blob_and_params(u_rank=4)
-  assert blob == fused.options_blob(params, compact=False)
+  assert blob == fused.options_blob(params, bias_terms=False, compact=False)
   magic, version = struct.unpack_from("<II", blob)
   assert (magic, version) == (fused.OPTIONS_MAGIC, fused.OPTIONS_VERSION)
   n_fc = len(params["w"]) + len(params["u"]) + 1
@@ -219,7 +241,7 @@ def test_parser_refuses_malformed_options(kernel):
     assert _parse(kernel, blob[:cut]) == err_size, cut
   assert _parse(kernel, blob + b"\0") == err_size
   assert _parse(kernel, b"XGRN" + blob[4:]) == err_format
-  for version in (1, 3):  # version 1 (before COMPACT/EXPAND) and unknown ones: refused
+  for version in (1, 2, 4):  # 1: before COMPACT/EXPAND, 2: before sparse rows; unknown
     assert _parse(kernel, blob[:4] + struct.pack("<i", version) + blob[8:]) == err_format
   assert _parse(kernel, blob, misalign=True) == err_align
   hidden = bytearray(blob)
@@ -229,8 +251,12 @@ def test_parser_refuses_malformed_options(kernel):
   struct.pack_into("<i", flags, 32, struct.unpack_from("<i", blob, 32)[0] & ~(1 << 12))
   assert _parse(kernel, bytes(flags)) in (err_value, err_size)  # a binop less: all shifts
   unknown = bytearray(blob)
-  struct.pack_into("<i", unknown, 32, struct.unpack_from("<i", blob, 32)[0] | (1 << 16))
+  struct.pack_into("<i", unknown, 32, struct.unpack_from("<i", blob, 32)[0] | (1 << 21))
   assert _parse(kernel, bytes(unknown)) == err_value  # a flag this version does not know
+  n_fc = len(params["w"]) + len(params["u"]) + 1
+  no_layer = bytearray(blob)  # sparse rows for a layer the model does not have
+  struct.pack_into("<i", no_layer, 32, struct.unpack_from("<i", blob, 32)[0] | (1 << (16 + n_fc)))
+  assert _parse(kernel, bytes(no_layer)) == err_value
   # The first FC (W factor 1, packed at this sparsity) starts at 36: rows, cols,
   # out_offset, nnz. One non-zero more than the mask holds must be refused, not read.
   fc = params["w"][0]
@@ -256,7 +282,7 @@ def test_parser_refuses_malformed_compact_options(kernel):
   builtin = export.convert_step_model(_model(rng, "fastgrnn", True, w_rank=2, u_rank=4),
                                       rng.normal(0, 1.5, (16, T, D)))
   params = fused.extract(builtin)
-  blob = fused.custom_options(fused.convert_fused(builtin))
+  blob = fused.custom_options(fused.convert_fused(builtin, **fused.SMALLEST_FORM))
   code, _, (_, ram) = fused.parse_options(kernel, blob)
   need = len(ram) * 4 - 4
   assert code == 0 and need > 0
@@ -348,3 +374,38 @@ def test_device_files_carry_the_fused_model(tmp_path, rng):
   with pytest.raises(ValueError, match="differ"):
     device_files.write_device_files(tmp_path / "dev2", builtin, settings,
                                     fused_tflite_bytes=other)
+
+
+def test_parser_refuses_malformed_sparse_rows(kernel):
+  """Sparse rows the kernel would read out of bounds: counts that do not add up to nnz,
+  a column index at or past cols, indices that do not ascend."""
+  rng = np.random.default_rng(8)
+  builtin = export.convert_step_model(_model(rng, "fastgrnn", True, u_rank=4),
+                                      rng.normal(0, 1.5, (16, T, D)))
+  params = fused.extract(builtin, "sparse")
+  blob = fused.options_blob(params, compact=False)
+  assert _parse(kernel, blob) == 0
+  fcs = params["w"] + params["u"] + [params["classifier"]]
+  # The int8 section: per FC act_min, act_max, shift[rows], then idx, then w.
+  int8_start = len(blob) - sum(2 + f["rows"] + f["idx"].size + f["w"].size for f in fcs) - (
+      5 * sum(params[k] is not None for k in fused._BINOPS)) - sum(  # pylint: disable=protected-access
+          params[k].size for k in fused._ARRAYS if params[k] is not None)  # pylint: disable=protected-access
+  # The first row with two non-zeros or more, and where its count lies in the blob.
+  at = int8_start
+  for fc in fcs:
+    idx, pos = fc["idx"], 0
+    while pos < idx.size and idx[pos] < 2:
+      pos += 1 + int(idx[pos])
+    if pos < idx.size:
+      break
+    at += 2 + fc["rows"] + idx.size + fc["w"].size
+  idx_at = at + 2 + fc["rows"] + pos
+  n0 = int(idx[pos])
+  for at, value in ((idx_at, n0 + 1), (idx_at + 1, fc["cols"]),
+                    (idx_at + 2, idx[pos + 1])):
+    bad = bytearray(blob)
+    bad[at] = value
+    assert _parse(kernel, bytes(bad)) == -7, (at, value)
+  too_wide = bytearray(blob)  # sparse flag on a dense-stored layer's nnz of -1
+  struct.pack_into("<i", too_wide, 48, -1)
+  assert _parse(kernel, bytes(too_wide)) in (-7, -5)

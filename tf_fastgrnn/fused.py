@@ -31,10 +31,11 @@ from tensorflow.lite.tools import flatbuffer_utils
 from tf_fastgrnn import int8_kernels
 from tf_fastgrnn import runtime
 
-__all__ = ["CUSTOM_CODE", "FASTGRNN", "FASTRNN", "FusedExportError", "FusedOpRunner",
-           "FusedStepRunner", "KERNEL_SOURCE", "OPTIONS_SOURCE", "STANDALONE_FILES",
-           "compile_kernel", "convert_fused", "custom_options", "extract", "options_blob",
-           "param_bytes", "parse_options", "standalone_sources", "write_standalone"]
+__all__ = ["CORE_COSTS", "CUSTOM_CODE", "FASTGRNN", "FASTRNN", "FusedExportError",
+           "FusedOpRunner", "FusedStepRunner", "KERNEL_SOURCE", "OPTIONS_SOURCE",
+           "SMALLEST_FORM", "STANDALONE_FILES", "STORAGES", "compile_kernel", "convert_fused",
+           "custom_options", "extract", "options_blob", "param_bytes", "parse_options",
+           "standalone_sources", "storage_cost", "write_standalone"]
 
 KERNEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "fused")
@@ -214,6 +215,40 @@ def _pack(weights):
   return mask.reshape(-1), weights[nz].astype(np.int8)
 
 
+def _sparse(weights):
+  """Sparse rows: per row its count then its column indices (uint8 stream), and the
+  non-zeros row-major: ``(idx, values)``. Needs cols <= 255."""
+  idx = []
+  for row in weights:
+    cols = np.nonzero(row)[0]
+    idx.append(len(cols))
+    idx.extend(int(c) for c in cols)
+  return np.asarray(idx, np.uint8), weights[weights != 0].astype(np.int8)
+
+
+# Instructions per step of one matrix's dot products and row loop, by core class, for the
+# storage choice "fast:<core>" (measured with -Os on QEMU, docs/fused_kernel.md):
+# (per dense weight, per dense row, per sparse non-zero, per sparse row).
+#   dsp:    Armv7E-M (__ARM_FEATURE_DSP: M4, M7, M33 with DSP): SXTB16/SMLAD dense rows.
+#   scalar: Armv6-M / Armv7-M without DSP (M0, M0+, M3), RISC-V, hosts.
+#   avr:    8-bit AVR (int16 products).
+CORE_COSTS = {
+    "dsp": (1.6, 20.0, 4.5, 30.0),
+    "scalar": (10.0, 20.0, 5.5, 30.0),
+    "avr": (40.0, 100.0, 45.0, 120.0),
+}
+STORAGES = ("auto", "dense", "packed", "sparse") + tuple(f"fast:{c}" for c in CORE_COSTS)
+
+
+def storage_cost(rows, cols, nnz, storage, core):
+  """Estimated instructions (cycles on AVR) of one matrix's products in ``storage``
+  ("dense" or "sparse") on ``core`` (a ``CORE_COSTS`` key)."""
+  per_w, per_row, per_nz, per_srow = CORE_COSTS[core]
+  if storage == "dense":
+    return per_w * rows * cols + per_row * rows
+  return per_nz * nnz + per_srow * rows
+
+
 def _fully_connected(g, op_index, storage):
   op = g.ops[op_index]
   x_t, w_t = int(op.inputs[0]), int(op.inputs[1])
@@ -260,14 +295,26 @@ def _fully_connected(g, op_index, storage):
                            "overflow the int32 accumulator")
   mask, values = _pack(w)
   packed_bytes = mask.size + values.size
-  if storage not in ("auto", "dense", "packed"):
-    raise ValueError(f"storage must be 'auto', 'dense' or 'packed', got {storage!r}")
+  if storage not in STORAGES:
+    raise ValueError(f"storage must be one of {STORAGES}, got {storage!r}")
   lo, hi = _activation_range(g, op_index, out)
-  use_packed = storage == "packed" or (storage == "auto" and packed_bytes < w.size)
+  kind = storage
+  if storage == "auto":
+    kind = "packed" if packed_bytes < w.size else "dense"
+  elif storage.startswith("fast:"):
+    core = storage[5:]
+    kind = "dense"
+    if cols <= 255 and (storage_cost(rows, cols, values.size, "sparse", core) <
+                        storage_cost(rows, cols, values.size, "dense", core)):
+      kind = "sparse"
+  if kind == "sparse" and cols > 255:
+    raise FusedExportError(f"FULLY_CONNECTED {op_index}: {cols} columns, sparse storage "
+                           "holds at most 255")
+  idx = _sparse(w)[0] if kind == "sparse" else None
   g.used.add(op_index)
   return {"rows": rows, "cols": cols,
-          "w": values if use_packed else w.reshape(-1).copy(),
-          "mask": mask if use_packed else None,
+          "w": values if kind in ("packed", "sparse") else w.reshape(-1).copy(),
+          "mask": mask if kind == "packed" else None, "idx": idx,
           "bias": folded.astype(np.int32), "mult": mult.astype(np.int32),
           "raw_bias": bias.astype(np.int32), "in_offset": int(-zx),
           "shift": shift.astype(np.int8), "out_offset": zo, "act_min": lo, "act_max": hi,
@@ -403,8 +450,9 @@ def extract(tflite_bytes, storage="auto"):
   Args:
     tflite_bytes: a FastGRNN or FastRNN step model from ``export.convert_step_model``
       (sigmoid/tanh activations, full or low-rank W/U).
-    storage: "auto" (each matrix packed only where smaller than dense), "dense" or
-      "packed" (forced, for tests).
+    storage: per matrix, "auto" (bitmap-packed only where smaller than dense), "dense",
+      "packed", "sparse" (forced), or "fast:<core>" (``CORE_COSTS``: dense or sparse,
+      whichever the core's cost model says is faster).
 
   Returns:
     A dict mirroring ``fastgrnn_int8_params`` (numpy arrays for the pointers), including
@@ -538,6 +586,7 @@ def param_bytes(params, with_terms=False):
   total = 0
   for fc in params["w"] + params["u"] + [params["classifier"]]:
     total += fc["w"].size + (fc["mask"].size if fc["mask"] is not None else 0)
+    total += fc["idx"].size if fc.get("idx") is not None else 0
     total += 4 * fc["rows"] + 4 * fc["rows"] + fc["rows"]
   for k in ("gate_bias", "update_bias", "gate_table", "update_table", "coef_table",
             "state_table"):
@@ -554,7 +603,7 @@ def param_bytes(params, with_terms=False):
 
 CUSTOM_CODE = "FASTGRNN_INT8"
 OPTIONS_MAGIC = 0x4E524746  # "FGRN" little-endian, fused/fastgrnn_int8_options.h
-OPTIONS_VERSION = 2
+OPTIONS_VERSION = 3
 OPT_COMPACT = 1 << 14  # shifts/biases bit-packed, tables delta-coded (decoded in RAM)
 OPT_EXPAND = 1 << 15  # packed W/U expanded to dense rows + bias terms, in RAM
 _BINOPS = ("pre", "gate_add", "update_add", "zh_mul", "ch_mul", "out_add")
@@ -648,12 +697,15 @@ def options_blob(params, bias_terms=False, compact=True, expand=False):
     if term is not None:
       flags |= 1 << (6 + k)
   fcs = params["w"] + params["u"] + [params["classifier"]]
+  for k, fc in enumerate(fcs):
+    if fc.get("idx") is not None:
+      flags |= 1 << (16 + k)
   i32 = [OPTIONS_MAGIC, OPTIONS_VERSION, params["cell"], params["input_dim"],
          params["hidden_dim"], params["num_classes"], len(params["w"]), len(params["u"]),
          flags]
   i8 = []
   for fc in fcs:
-    nnz = -1 if fc["mask"] is None else int(fc["w"].size)
+    nnz = -1 if fc["mask"] is None and fc.get("idx") is None else int(fc["w"].size)
     i32 += [fc["rows"], fc["cols"], fc["out_offset"], nnz]
     i32 += [fc["in_offset"]] if compact else fc["bias"].tolist()
     i32 += fc["mult"].tolist()
@@ -670,6 +722,8 @@ def options_blob(params, bias_terms=False, compact=True, expand=False):
       i8.append(fc["shift"].astype(np.int8))
     if fc["mask"] is not None:
       i8.append(fc["mask"].astype(np.uint8).view(np.int8))
+    if fc.get("idx") is not None:
+      i8.append(fc["idx"].astype(np.uint8).view(np.int8))
     i8.append(fc["w"].astype(np.int8))
   for name in _BINOPS:
     if params.get(name) is not None:
@@ -691,7 +745,7 @@ def options_blob(params, bias_terms=False, compact=True, expand=False):
   return head + np.concatenate(i8).tobytes()
 
 
-def decoded_ram_bytes(params, bias_terms=False, compact=True, expand=True):
+def decoded_ram_bytes(params, bias_terms=True, compact=False, expand=False):
   """Bytes the C parser decodes ``options_blob(params, bias_terms, compact, expand)``
   into (``fastgrnn_int8_options_ram_bytes``; the TFLM op's persistent arena buffer): per
   FC shifts and int32 biases (COMPACT), dense rows of every bitmap-packed matrix and the
@@ -722,6 +776,7 @@ def options_sizes(params, bias_terms=False, compact=True):
   sizes = {"weights": 0, "per_row": 0, "tables": 0, "bias_vectors": 0, "bias_terms": 0}
   for fc in fcs:
     sizes["weights"] += fc["w"].size + (0 if fc["mask"] is None else fc["mask"].size)
+    sizes["weights"] += 0 if fc.get("idx") is None else fc["idx"].size
     if compact:
       shift = fc["shift"].astype(np.int64)
       sbits = _bits_for(int(shift.max()) - int(shift.min()))
@@ -745,8 +800,13 @@ def options_sizes(params, bias_terms=False, compact=True):
   return sizes
 
 
-def convert_fused(tflite_bytes, storage="auto", bias_terms=False, compact=True,
-                  expand=True):
+# The smallest fused file with the fast kernel (the version 2 default): packed W/U where
+# smaller, compact shifts/biases/tables, decoded and expanded into the arena in Prepare.
+SMALLEST_FORM = {"storage": "auto", "bias_terms": False, "compact": True, "expand": True}
+
+
+def convert_fused(tflite_bytes, storage="fast:dsp", bias_terms=True, compact=False,
+                  expand=False):
   """``model_int8_fused.tflite``: the builtin int8 step model as ONE custom op.
 
   Inputs and outputs (x, h -> h_next, logits) keep the builtin model's order, shapes,
@@ -756,12 +816,16 @@ def convert_fused(tflite_bytes, storage="auto", bias_terms=False, compact=True,
   are ``options_blob(extract(tflite_bytes, storage), bias_terms, compact, expand)``:
   every number is derived from the builtin model, which stays the reference.
 
-  The default is the smallest file that runs fast: bitmap-packed W/U where smaller,
-  compact shifts/biases/tables, and EXPAND (the op's Prepare decodes and expands them
-  into arena memory: ``fastgrnn_int8_options_ram_bytes``). ``compact=False,
-  expand=False`` is the zero-copy form (the op keeps no copy of any parameter, a larger
-  file, the slower packed kernel); ``storage="dense", bias_terms=True`` stores the fast
-  form in the file.
+  The default is the zero-copy fast form: each W/U matrix dense or in sparse rows,
+  whichever the Armv7E-M cost model says is faster (``storage="fast:dsp"``; pass
+  ``"fast:scalar"`` for cores without DSP), the int32 bias terms stored, nothing
+  compact: the op's Prepare decodes nothing (``fastgrnn_int8_options_ram_bytes`` is 0)
+  and Eval runs the kernel on the blob in flash, so the op's arena is its scratch
+  (2 H + the largest rank). ``storage="auto", bias_terms=False, compact=True,
+  expand=True`` is the smallest file (bitmap-packed W/U, compact shifts/biases/tables)
+  with the fast kernel on what Prepare decodes into the arena
+  (``decoded_ram_bytes(params, False, True, True)``); ``expand=False`` keeps the slower
+  packed kernel with less arena.
 
   Raises:
     FusedExportError: the builtin model is not one the kernel computes exactly (e.g. an
@@ -840,6 +904,7 @@ def custom_options(fused_tflite_bytes):
 class _Fc(ctypes.Structure):
   _fields_ = [("rows", ctypes.c_int32), ("cols", ctypes.c_int32),
               ("w", ctypes.POINTER(ctypes.c_int8)), ("mask", ctypes.POINTER(ctypes.c_uint8)),
+              ("idx", ctypes.POINTER(ctypes.c_uint8)),
               ("bias", ctypes.POINTER(ctypes.c_int32)),
               ("mult", ctypes.POINTER(ctypes.c_int32)),
               ("shift", ctypes.POINTER(ctypes.c_int8)), ("out_offset", ctypes.c_int32),
@@ -928,7 +993,8 @@ class FusedStepRunner(runtime.StepRunner):
 
   def _fc(self, fc):
     return _Fc(fc["rows"], fc["cols"], self._ptr(fc["w"], ctypes.c_int8),
-               self._ptr(fc["mask"], ctypes.c_uint8), self._ptr(fc["bias"], ctypes.c_int32),
+               self._ptr(fc["mask"], ctypes.c_uint8), self._ptr(fc.get("idx"), ctypes.c_uint8),
+               self._ptr(fc["bias"], ctypes.c_int32),
                self._ptr(fc["mult"], ctypes.c_int32), self._ptr(fc["shift"], ctypes.c_int8),
                fc["out_offset"], fc["act_min"], fc["act_max"])
 
@@ -1051,46 +1117,69 @@ def standalone_sources(tflite_bytes, storage="auto"):
 
   Args:
     tflite_bytes: the builtin int8 step model.
-    storage: "auto": each build gets its own weight storage: the default build dense
-      weights (its SIMD dot products beat decoding a packed row: about 1.6 instructions
-      per weight on a Cortex-M4F against about 9 per packed non-zero) and the int32 bias
-      terms, the size build (``-DFASTGRNN_INT8_SMALL``) bitmap-packed weights where that
-      is smaller than dense and no bias terms; "dense" / "packed": that storage in both.
+    storage: "auto": each build gets its own weight storage per matrix: the size build
+      (``-DFASTGRNN_INT8_SMALL``) bitmap-packed weights where that is smaller than dense
+      and no bias terms; the others dense or sparse rows, whichever ``CORE_COSTS`` says
+      is faster on their core (``fast:dsp`` where ``__ARM_FEATURE_DSP``, ``fast:avr`` on
+      AVR, ``fast:scalar`` elsewhere), and the int32 bias terms; any other ``STORAGES``
+      value: that storage in every build.
 
   Returns:
     ``{file name: text}`` for ``STANDALONE_FILES``.
   """
-  params = extract(tflite_bytes, "dense" if storage == "auto" else storage)
-  small = extract(tflite_bytes, storage)
+  # One weight storage per build (the C preprocessor picks the branch): the size build
+  # the smallest, the others the fastest by their core's cost model.
+  if storage == "auto":
+    builds = (("defined(FASTGRNN_INT8_SMALL)", "auto"), ("defined(__AVR__)", "fast:avr"),
+              ("defined(__ARM_FEATURE_DSP)", "fast:dsp"), (None, "fast:scalar"))
+  else:
+    builds = ((None, storage),)
+  by_storage = {st: extract(tflite_bytes, st) for st in {st for _, st in builds}}
+  params = by_storage[builds[-1][1]]
   io = runtime.step_io(tflite_bytes)
-  arrays, fcs, fcs_small = [], {}, {}
+  arrays, fcs = [], {}
   for group in ("w", "u"):
-    for k, fc in enumerate(params[group]):
-      fcs[f"{group}{k}"] = fc
-      fcs_small[f"{group}{k}"] = small[group][k]
-  fcs["cls"] = params["classifier"]
-  fcs_small["cls"] = small["classifier"]
+    for k in range(len(params[group])):
+      fcs[f"{group}{k}"] = [(cond, by_storage[st][group][k]) for cond, st in builds]
+  fcs["cls"] = [(cond, by_storage[st]["classifier"]) for cond, st in builds]
+
+  def kind(fc):
+    return "sparse" if fc.get("idx") is not None else (
+        "packed" if fc["mask"] is not None else "dense")
+
+  def weight_arrays(key, fc):
+    text = _c_array("int8_t", f"{key}_w", fc["w"])
+    for field in ("mask", "idx"):
+      if fc.get(field) is not None:
+        text += _c_array("uint8_t", f"{key}_{field}", fc[field])
+        text += f"#define {key.upper()}_{field.upper()} {key}_{field}\n"
+      else:
+        text += f"#define {key.upper()}_{field.upper()} 0\n"
+    return text
+
   fc_init = {}
-  for key, fc in fcs.items():
-    packed = fcs_small[key]
-    if fc["mask"] is None and packed["mask"] is not None:  # per build
-      arrays.append("#if defined(FASTGRNN_INT8_SMALL)\n" +
-                    _c_array("int8_t", f"{key}_w", packed["w"]) +
-                    _c_array("uint8_t", f"{key}_mask", packed["mask"]) +
-                    f"#define {key.upper()}_MASK {key}_mask\n#else\n" +
-                    _c_array("int8_t", f"{key}_w", fc["w"]) +
-                    f"#define {key.upper()}_MASK 0\n#endif\n")
-      mask = f"{key.upper()}_MASK"
+  for key, variants in fcs.items():
+    merged = []  # (conditions, fc): builds with the same storage share one branch
+    for cond, fc in variants:
+      if merged and kind(merged[-1][1]) == kind(fc):
+        merged[-1][0].append(cond)
+      else:
+        merged.append(([cond], fc))
+    if len(merged) == 1:
+      arrays.append(weight_arrays(key, merged[0][1]))
     else:
-      arrays.append(_c_array("int8_t", f"{key}_w", fc["w"]))
-      if fc["mask"] is not None:
-        arrays.append(_c_array("uint8_t", f"{key}_mask", fc["mask"]))
-      mask = f"{key}_mask" if fc["mask"] is not None else "0"
+      for k, (conds, fc) in enumerate(merged):
+        test = " || ".join(c for c in conds if c)
+        head = "#if" if k == 0 else "#elif"
+        arrays.append(("#else\n" if k == len(merged) - 1 and None in conds else
+                       f"{head} {test}\n") + weight_arrays(key, fc))
+      arrays.append("#endif\n")
+    fc = merged[0][1]
     arrays.append(_c_array("int32_t", f"{key}_bias", fc["bias"], 8))
     arrays.append(_c_array("int32_t", f"{key}_mult", fc["mult"], 8))
     arrays.append(_c_array("int8_t", f"{key}_shift", fc["shift"]))
     fc_init[key] = (f"{{.rows = {fc['rows']}, .cols = {fc['cols']}, .w = {key}_w, "
-                    f".mask = {mask}, "
+                    f".mask = {key.upper()}_MASK, .idx = {key.upper()}_IDX, "
                     f".bias = {key}_bias, .mult = {key}_mult, .shift = {key}_shift, "
                     f".out_offset = {fc['out_offset']}, .act_min = {fc['act_min']}, "
                     f".act_max = {fc['act_max']}}}")

@@ -1,0 +1,247 @@
+"""Every kernel path of the fused step, forced by its macro, byte-identical to TFLM.
+
+Host builds (ctypes, the system compiler): the 32-bit-only rescaling of cores without a
+64-bit multiply (``-DFASTGRNN_INT8_MUL32``, what M0/M23 run), with and without the
+SIMD code paths (``-DFASTGRNN_INT8_SIMD_EMULATE``) and the size build; each on sparse,
+packed and dense storage. Where ``arm-none-eabi-gcc`` and ``qemu-system-arm`` are
+installed, the standalone C model built for the Cortex-M0, M3 and M4F (their inline
+assembly: Thumb-1 and Thumb-2 sparse rows, SMLAD dense rows) runs a few steps on QEMU and
+its bytes are compared with TFLM's; where ``avr-gcc`` and ``simavr`` are, the ATmega328P
+builds too.
+"""
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from tests import helpers
+from tests.conftest import compiled_kernel
+from tf_fastgrnn import export
+from tf_fastgrnn import fused
+from tf_fastgrnn import models
+from tf_fastgrnn import runtime
+
+T, D, C = 6, 5, 3
+ARMRUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "armrun")
+_BUILDS = {"mul32": ("-O2", "-DFASTGRNN_INT8_MUL32"),
+           "mul32_simd": ("-O2", "-DFASTGRNN_INT8_MUL32", "-DFASTGRNN_INT8_SIMD_EMULATE"),
+           "mul32_small": ("-O2", "-DFASTGRNN_INT8_MUL32", "-DFASTGRNN_INT8_SMALL")}
+# cell x rank x activation, sparse (70 % of W/U zeroed).
+_VARIANTS = {
+    "fastgrnn_full": ("fastgrnn", {}),
+    "fastgrnn_low": ("fastgrnn", {"w_rank": 3, "u_rank": 4}),
+    "fastgrnn_low_relu": ("fastgrnn", {"u_rank": 4, "update_activation": "relu"}),
+    "fastrnn_full": ("fastrnn", {}),
+    "fastrnn_low_sigmoid": ("fastrnn", {"w_rank": 2, "u_rank": 4,
+                                        "update_activation": "sigmoid"}),
+}
+
+
+def _sparse_model(rng, cell, hidden, dim, classes, zeros=0.7, **kwargs):
+  model = helpers.random_classifier(rng, cell, hidden, (T, dim), classes, std=0.5, **kwargs)
+  rnn_cell = model.layers[1].cell
+  for var in rnn_cell.trainable_weights:
+    name = var.name.split("/")[-1]
+    if name[:1] in "WU":
+      w = var.numpy()
+      w[rng.random(w.shape) < zeros] = 0
+      var.assign(w)
+  return model
+
+
+def _export(variant, hidden=12):
+  rng = np.random.default_rng(sorted(_VARIANTS).index(variant) + 40)
+  cell, kwargs = _VARIANTS[variant]
+  model = _sparse_model(rng, cell, hidden, D, C, **kwargs)
+  return rng, export.convert_step_model(model, rng.normal(0, 1.5, (16, T, D)))
+
+
+@pytest.fixture(scope="module", params=sorted(_BUILDS))
+def build(request, tmp_path_factory):
+  return compiled_kernel(tmp_path_factory, flags=_BUILDS[request.param])
+
+
+@pytest.mark.parametrize("variant", sorted(_VARIANTS))
+def test_every_path_is_bit_exact(variant, build):
+  rng, tflite_bytes = _export(variant)
+  windows = rng.normal(0, 1.5, (4, 16, D)).astype(np.float32)
+  want = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
+  assert len(np.unique(want["h_q"])) > 10
+  for storage in ("sparse", "packed", "dense", "fast:scalar"):
+    got = fused.FusedStepRunner(tflite_bytes, build, storage).run_windows(windows)
+    for key in ("h_q", "logits_q"):
+      np.testing.assert_array_equal(got[key], want[key], err_msg=f"{storage} {key}")
+
+
+_CORES = {  # gcc flags, QEMU machine, linker script
+    "m0": (["-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"], ["-M", "microbit"], "m0.ld"),
+    "m3": (["-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"],
+           ["-M", "mps2-an385", "-cpu", "cortex-m3"], "m4.ld"),
+    "m4": (["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+           ["-M", "mps2-an386", "-cpu", "cortex-m4"], "m4.ld"),
+}
+_MAIN = r"""
+#include <stdio.h>
+#include "model.h"
+#include "windows.h"
+int main(void) {
+  int8_t h[MODEL_HIDDEN_DIM], logits[MODEL_NUM_CLASSES];
+  int32_t n, t, i;
+  for (n = 0; n < N_WINDOWS; ++n) {
+    model_reset(h);
+    for (t = 0; t < N_STEPS; ++t) {
+      if (model_step(windows[n][t], h, logits) != 0) return 1;
+      for (i = 0; i < MODEL_HIDDEN_DIM; ++i) printf("%d ", h[i]);
+      for (i = 0; i < MODEL_NUM_CLASSES; ++i) printf("%d ", logits[i]);
+      printf("\n");
+    }
+  }
+  return 0;
+}
+"""
+
+
+def _run_on_qemu(core, src, x_q, flags=()):
+  arch, machine, ld = _CORES[core]
+  n, t, d = x_q.shape
+  body = ",".join("{" + ",".join("{" + ",".join(str(int(v)) for v in x_q[i, j]) + "}"
+                                 for j in range(t)) + "}" for i in range(n))
+  with open(os.path.join(src, "windows.h"), "w") as f:
+    f.write(f"#define N_WINDOWS {n}\n#define N_STEPS {t}\n"
+            f"static const int8_t windows[{n}][{t}][{d}] = {{{body}}};\n")
+  with open(os.path.join(src, "verify_main.c"), "w") as f:
+    f.write(_MAIN)
+  elf = os.path.join(src, f"verify_{core}.elf")
+  subprocess.run(["arm-none-eabi-gcc", "-std=gnu99", "-Os", *arch, *flags, "-DSEMIHOSTING",
+                  f"-I{src}", "-T", os.path.join(ARMRUN, ld), "-nostartfiles",
+                  "-Wl,--gc-sections", "--specs=nano.specs", "--specs=rdimon.specs", "-o", elf,
+                  os.path.join(ARMRUN, "startup.c"), os.path.join(src, "verify_main.c"),
+                  os.path.join(src, "model.c"), os.path.join(src, "fastgrnn_int8.c")],
+                 check=True, capture_output=True)
+  out = subprocess.run(["timeout", "300", "qemu-system-arm", *machine, "-nographic",
+                        "-monitor", "none", "-serial", "none", "-semihosting-config",
+                        "enable=on,target=native", "-kernel", elf],
+                       check=True, capture_output=True, text=True).stdout
+  return np.array([[int(v) for v in line.split()] for line in out.splitlines() if line.strip()])
+
+
+@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+@pytest.mark.parametrize("core", sorted(_CORES))
+def test_cortex_m_builds_on_qemu_are_bit_exact(core, tmp_path):
+  # Cols up to 40 and ~12 non-zeros per row: the unrolled loops and their remainders.
+  rng = np.random.default_rng(7)
+  model = _sparse_model(rng, "fastgrnn", 40, 9, 4, w_rank=3, u_rank=20)
+  tflite_bytes = export.convert_step_model(model, rng.normal(0, 1.5, (16, T, 9)))
+  windows = rng.normal(0, 1.5, (2, 8, 9)).astype(np.float32)
+  want = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
+  expected = np.concatenate([want["h_q"], want["logits_q"]], -1).reshape(16, -1)
+  for storage, flags in (("auto", ()), ("auto", ("-DFASTGRNN_INT8_SMALL",)),
+                         ("sparse", ()), ("dense", ())):
+    src = tmp_path / f"{storage}{len(flags)}"
+    fused.write_standalone(tflite_bytes, str(src), storage=storage)
+    got = _run_on_qemu(core, str(src), want["x_q"], flags)
+    np.testing.assert_array_equal(got, expected, err_msg=f"{core} {storage} {flags}")
+
+
+_AVR_MAIN = r"""
+#include <avr/interrupt.h>
+#include <avr/io.h>
+#include <avr/sleep.h>
+#include "model.h"
+#include "windows.h"
+static void put(char c) { while (!(UCSR0A & (1 << UDRE0))) {} UDR0 = c; }
+static void put_i(int v) {
+  char b[6]; int n = 0; unsigned u;
+  if (v < 0) { put('-'); v = -v; }
+  u = (unsigned)v;
+  do { b[n++] = (char)('0' + u % 10); u /= 10; } while (u);
+  while (n) put(b[--n]);
+  put(' ');
+}
+int main(void) {
+  int8_t h[MODEL_HIDDEN_DIM], logits[MODEL_NUM_CLASSES], x[MODEL_INPUT_DIM];
+  int n, t, i;
+  UCSR0B = (1 << TXEN0);
+  for (n = 0; n < N_WINDOWS; ++n) {
+    model_reset(h);
+    for (t = 0; t < N_STEPS; ++t) {
+      for (i = 0; i < MODEL_INPUT_DIM; ++i) x[i] = windows[n][t][i];
+      if (model_step(x, h, logits) != 0) put('E');
+      for (i = 0; i < MODEL_HIDDEN_DIM; ++i) put_i(h[i]);
+      for (i = 0; i < MODEL_NUM_CLASSES; ++i) put_i(logits[i]);
+      put('\n'); /* simavr prints the UART line by line */
+    }
+  }
+  cli();
+  sleep_cpu();
+  return 0;
+}
+"""
+
+
+@pytest.mark.skipif(not (shutil.which("avr-gcc") and shutil.which("simavr")),
+                    reason="needs avr-gcc and simavr")
+def test_avr_builds_on_simavr_are_bit_exact(tmp_path):
+  """ATmega328P: weights and tables in __flash, int16 products, byte-wise variable
+  shifts; the default build (sparse rows, fast elementwise passes) and the size build."""
+  import re  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(9)
+  model = _sparse_model(rng, "fastgrnn", 24, 9, 4, w_rank=3, u_rank=12)
+  tflite_bytes = export.convert_step_model(model, rng.normal(0, 1.5, (16, T, 9)))
+  windows = rng.normal(0, 1.5, (2, 4, 9)).astype(np.float32)
+  want = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
+  expected = np.concatenate([want["h_q"], want["logits_q"]], -1).reshape(-1)
+  src = str(tmp_path)
+  fused.write_standalone(tflite_bytes, src)
+  x_q = want["x_q"]
+  body = ",".join("{" + ",".join("{" + ",".join(str(int(v)) for v in x_q[i, j]) + "}"
+                                 for j in range(x_q.shape[1])) + "}"
+                  for i in range(x_q.shape[0]))
+  with open(os.path.join(src, "windows.h"), "w") as f:
+    f.write(f"#define N_WINDOWS {x_q.shape[0]}\n#define N_STEPS {x_q.shape[1]}\n"
+            f"static const int8_t windows[{x_q.shape[0]}][{x_q.shape[1]}][9] = {{{body}}};\n")
+  with open(os.path.join(src, "avr_main.c"), "w") as f:
+    f.write(_AVR_MAIN)
+  for flags in ((), ("-DFASTGRNN_INT8_SMALL",)):
+    elf = os.path.join(src, "verify_avr.elf")
+    subprocess.run(["avr-gcc", "-std=gnu99", "-Os", "-mmcu=atmega328p", *flags, f"-I{src}",
+                    os.path.join(src, "avr_main.c"), os.path.join(src, "model.c"),
+                    os.path.join(src, "fastgrnn_int8.c"), "-o", elf],
+                   check=True, capture_output=True)
+    run = subprocess.run(["timeout", "300", "simavr", "-m", "atmega328p", "-f", "16000000", elf],
+                         capture_output=True, text=True)
+    # simavr echoes the UART on stderr in colour, broken into chunks: join them.
+    text = "".join(line for line in run.stderr.splitlines() if not line.startswith("Loaded"))
+    got = np.array([int(v) for v in re.findall(r"-?\d+", re.sub(r"\x1b\[[0-9;]*m", "", text))])
+    np.testing.assert_array_equal(got, expected, err_msg=f"avr {flags}")
+
+
+def test_har2_shape_is_bit_exact_on_every_path(tmp_path_factory):
+  """The paper's HAR-2 shape (H = 80, 9 inputs, W rank 5, U rank 40, 80 % of W / 70 % of U
+  zeroed): every host build x the storages the cost models pick, and sparse rows
+  (~15 s on a loaded 2-core machine: not marked slow)."""
+  rng = np.random.default_rng(23)
+  model = helpers.random_classifier(rng, "fastgrnn", 80, (T, 9), 2, std=0.3, w_rank=5,
+                                    u_rank=40)
+  for var in model.layers[1].cell.trainable_weights:
+    name = var.name.split("/")[-1]
+    if name[:1] in "WU":
+      w = var.numpy()
+      w[rng.random(w.shape) < (0.8 if name[0] == "W" else 0.7)] = 0
+      var.assign(w)
+  tflite_bytes = export.convert_step_model(model, rng.normal(0, 1, (16, T, 9)))
+  windows = rng.normal(0, 1.5, (3, 16, 9)).astype(np.float32)
+  want = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows)
+  assert len(np.unique(want["h_q"])) > 10
+  builds = {"default": ("-O2",), **_BUILDS,
+            "simd_emulate": ("-O2", "-DFASTGRNN_INT8_SIMD_EMULATE")}
+  for name, flags in builds.items():
+    library = compiled_kernel(tmp_path_factory, flags=flags)
+    for storage in ("fast:dsp", "fast:scalar", "sparse"):
+      got = fused.FusedStepRunner(tflite_bytes, library, storage).run_windows(windows)
+      for key in ("h_q", "logits_q"):
+        np.testing.assert_array_equal(got[key], want[key], err_msg=f"{name} {storage} {key}")
