@@ -25,7 +25,6 @@ static void put_line(const char *key, uint32_t v) {
   platform_putc('\n');
 }
 
-int main(void) __attribute__((noreturn));
 int main(void) {
   Q15_T h[EDGEML_HIDDEN_DIM];
   uintptr_t sp;

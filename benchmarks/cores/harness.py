@@ -302,3 +302,42 @@ def measure(core, out_dir, name, main, on, sources, includes=(), defines=(), ste
   if "stack_over" in vals:
     res["stack_over"] = vals["stack_over"]
   return res
+
+
+def verify(core, out_dir, model_dir, frames, kernel_dir=None, defines=()):
+  """Steps ``frames`` [windows, steps, D] (int8) through the standalone model in
+  ``model_dir`` on ``core`` (``step_main.c -DVERIFY``; the state reset per window).
+
+  Returns ``(h [windows, steps, H], logits [windows, steps, C])`` as int8 arrays, as
+  the core computed them.
+  """
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  frames = np.asarray(frames, np.int8)
+  n, t, d = frames.shape
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  body = ", ".join(str(int(v)) for v in frames.reshape(-1))
+  (out_dir / "frames.h").write_text(
+      f"#define N_WINDOWS {n}\n#define N_STEPS {t}\n"
+      f"static const int8_t kFrames[{n * t * d}] = {{{body}}};\n"
+      f"#define FRAME(w, t, i) kFrames[((w) * N_STEPS + (t)) * {d} + (i)]\n")
+  kernel = pathlib.Path(kernel_dir or model_dir)
+  includes = [out_dir, kernel, model_dir]
+  elf = build(core, out_dir, "verify", [HERE / "step_main.c",
+                                        pathlib.Path(model_dir) / "model.c",
+                                        kernel / "fastgrnn_int8.c"],
+              includes, [*defines, "-DVERIFY"])
+  output = run(core, elf, out_dir)["output"]
+  vals = parse(output)
+  if vals.get("rc"):
+    raise HarnessError(f"verify on {core}: the step returned -{vals['rc']}")
+  rows = re.findall(r"^([0-9a-f]+) ([0-9a-f]+)$", output, re.M)
+  if len(rows) != n * t:
+    raise HarnessError(f"verify on {core}: {len(rows)} step lines, want {n * t}:\n"
+                       f"{output[-2000:]}")
+
+  def decode(text):
+    return np.frombuffer(bytes.fromhex(text), np.int8)
+  h = np.stack([decode(a) for a, _ in rows]).reshape(n, t, -1)
+  logits = np.stack([decode(b) for _, b in rows]).reshape(n, t, -1)
+  return h, logits

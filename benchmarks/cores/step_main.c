@@ -33,7 +33,6 @@ static void put_line(const char *key, uint32_t v) {
   platform_putc('\n');
 }
 
-int main(void) __attribute__((noreturn));
 int main(void) {
   int8_t h[MODEL_HIDDEN_DIM], logits[MODEL_NUM_CLASSES];
   uintptr_t sp;
