@@ -159,9 +159,15 @@ def versions(cores):
   for core in cores:
     c = CORES[core]
     for tool in (_TOOLS[c.family][0], c.emulator[0]):
-      if tool not in out and shutil.which(tool):
-        text = subprocess.run([tool, "--version"], capture_output=True, text=True)
-        out[tool] = (text.stdout or text.stderr).strip().splitlines()[0]
+      if tool in out or not shutil.which(tool):
+        continue
+      if tool == "simavr":  # no --version: the Debian package's
+        text = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "simavr"],
+                              capture_output=True, text=True).stdout.strip()
+        out[tool] = f"simavr {text}" if text else "simavr (version unknown)"
+        continue
+      text = subprocess.run([tool, "--version"], capture_output=True, text=True)
+      out[tool] = (text.stdout or text.stderr).strip().splitlines()[0]
   return out
 
 
