@@ -56,3 +56,27 @@ def test_missing_names_the_tools(monkeypatch):
   monkeypatch.setattr(harness.shutil, "which", lambda tool: None)
   assert "qemu-system-arm" in harness.missing("m3")
   assert "arm-none-eabi-gcc" in harness.missing("m0")
+
+
+def test_bench_fused_prints_no_figure_it_did_not_measure():
+  """Without a TFLM tree the builtin column says "not measured" (it used to print issue
+  13's figures for any model); with tflm_app figures it prints those."""
+  from pipelines import bench_fused  # pylint: disable=import-outside-toplevel
+  r = {"tflite_bytes": 7720, "param_bytes": 4422, "param_bytes_small": 2100,
+       "storage": {"w0": "dense"}, "storage_small": {"w0": "packed"},
+       "fused_tflite_bytes": 3088, "fused_options_bytes": 2473,
+       "fused_options_sizes": {"weights": 1439, "total": 2473},
+       "fused_decoded_ram_bytes": 3568, "host_insns": None, "m4": None, "m4_small": None,
+       "avr": None}
+  text = bench_fused.table(r)
+  for quoted in ("124,616", "138,388", "74,464", "24,300", "n/a"):
+    assert quoted not in text
+  row = next(line for line in text.splitlines() if "Cortex-M4F instructions" in line)
+  assert row.split("|")[2].strip() == "not measured"
+  r["tflm_app_m4"] = {"builtin": {"passed": 4, "failed": 0, "arena_used": 3158,
+                                  "elf_flash": 102968, "insns_per_invoke": 144615.0},
+                      "fused": {"passed": 4, "failed": 0, "arena_used": 4710,
+                                "elf_flash": 78832, "insns_per_invoke": 13753.0}}
+  text = bench_fused.table(r)
+  row = next(line for line in text.splitlines() if "Cortex-M4F instructions / step" in line)
+  assert row.split("|")[2].strip() == "144,615"
