@@ -135,7 +135,7 @@ def prepare(name, source, work, kernel_dir=None, generator_repo=None, seed=0):
                     "import sys; from tf_fastgrnn import fused; fused.write_standalone("
                     "open(sys.argv[1], 'rb').read(), sys.argv[2], overwrite=True)",
                     str(work / name / "model_int8.tflite"), str(folder)],
-                   check=True, env={"PYTHONPATH": str(generator_repo), "PATH": "/usr/bin:/bin"},
+                   check=True, env=_env(generator_repo), cwd=generator_repo,
                    capture_output=True)
     origin += f"; C written by {generator_repo}'s generator"
   elif run_standalone is not None and (run_standalone / "model.c").is_file():
@@ -148,6 +148,29 @@ def prepare(name, source, work, kernel_dir=None, generator_repo=None, seed=0):
       shutil.copy(pathlib.Path(kernel_dir) / f, folder / f)
     origin += f"; kernel from {kernel_dir}"
   return tflite, folder, origin
+
+
+def _env(generator_repo):
+  """The environment of a subprocess whose ``tf_fastgrnn`` is ``generator_repo``'s (run
+  it there: ``python -c`` puts its working folder first on the path)."""
+  import os  # pylint: disable=import-outside-toplevel
+  env = dict(os.environ)
+  env["PYTHONPATH"] = f"{generator_repo}{os.pathsep}{REPO}"
+  return env
+
+
+def arena_with(tflite_path, work, generator_repo=None):
+  """``arena`` here, or in a subprocess with ``generator_repo``'s ``tf_fastgrnn`` (its
+  ``convert_fused`` and options parser)."""
+  if not generator_repo:
+    return arena(pathlib.Path(tflite_path).read_bytes(), work)
+  out = subprocess.run(
+      [sys.executable, "-c", "import json, pathlib, sys; from benchmarks import "
+       "bench_cores; print(json.dumps(bench_cores.arena(open(sys.argv[1], 'rb').read(), "
+       "pathlib.Path(sys.argv[2]))))", str(tflite_path), str(work)],
+      check=True, env=_env(generator_repo), cwd=generator_repo, capture_output=True,
+      text=True)
+  return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def arena(tflite, work):
@@ -202,7 +225,10 @@ def _try(fn, *args, **kwargs):
     return fn(*args, **kwargs)
   except (harness.HarnessError, subprocess.TimeoutExpired) as e:
     _log(f"failed: {str(e)[:600]}")
-    return {"error": str(e).splitlines()[0][:200]}
+    text = str(e)
+    if "not within region" in text or "do not fit" in text or "leave no stack" in text:
+      return {"error": "does not fit the SRAM"}
+    return {"error": text.splitlines()[0][:200]}
 
 
 def bench_model(name, source, cores, work, steps, edgeml_dir=None, kernel_dir=None,
@@ -211,7 +237,8 @@ def bench_model(name, source, cores, work, steps, edgeml_dir=None, kernel_dir=No
   shape = shape_of(tflite)
   _log(f"{name}: {origin}; {shape}")
   result = {"source": origin, "shape": shape, "cores": {}}
-  result["arena"] = arena(tflite, work / name)
+  result["arena"] = arena_with(work / name / "model_int8.tflite", work / name,
+                              generator_repo)
   result["arena"]["params_struct_m4"] = params_struct_bytes(folder, work / name)
   srcs = [folder / "model.c", folder / "fastgrnn_int8.c"]
   main = harness.HERE / "step_main.c"
@@ -256,6 +283,9 @@ def _edgeml_figures(row):
   fb = e.get("fallback") or {}
   if "per_step" in fb:
     return fb, f" ({AVR_FALLBACK}: the 328P's 2 KB SRAM cannot hold its Q15 weights)"
+  if e.get("error") == "does not fit the SRAM":
+    return None, (" (its Q15 weights, in SRAM with avr-gcc, fit neither the 328P's 2 KB "
+                  f"nor the {AVR_FALLBACK}'s 16 KB)" if fb else " (does not fit the SRAM)")
   return None, ""
 
 
