@@ -63,6 +63,9 @@ _STEPS = flags.DEFINE_integer("steps", 16, "Step calls per measurement.")
 _WORK_DIR = flags.DEFINE_string("work_dir", None, "Builds go to a new folder inside it.")
 _JSON = flags.DEFINE_string("json", None, "Also write the results here.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random models.")
+_TABLES_FROM = flags.DEFINE_list(
+    "tables_from", None, "Print the tables of earlier --json files (their models merged, "
+    "the first file's header) instead of measuring.")
 
 SHAPES = {
     # Table 11 of the FastGRNN paper. HAR-2: 9 inputs (the imu_gravity front end).
@@ -409,8 +412,25 @@ def run(models, cores, steps=16, work_dir=None, edgeml_dir=None, kernel_dir=None
   return results
 
 
+def _print(results):
+  print(f"Measured {results['date']}; {results['steps']} step calls per figure; "
+        + "; ".join(f"{k}: {v}" for k, v in results["versions"].items()))
+  print(table(results))
+
+
 def main(argv):
   del argv
+  if _TABLES_FROM.value:
+    merged = None
+    for path in _TABLES_FROM.value:
+      r = json.loads(pathlib.Path(path).read_text())
+      if merged is None:
+        merged = r
+      else:
+        merged["models"].update(r["models"])
+        merged["date"] += f", {r['date']}"
+    _print(merged)
+    return
   models = []
   for spec in _MODELS.value or []:
     name, _, source = spec.partition(":")
@@ -431,9 +451,7 @@ def main(argv):
                 _KERNEL_DIR.value, _GENERATOR_REPO.value, _SEED.value)
   if _JSON.value:
     pathlib.Path(_JSON.value).write_text(json.dumps(results, indent=2, default=str))
-  print(f"Measured {results['date']}; {results['steps']} step calls per figure; "
-        + "; ".join(f"{k}: {v}" for k, v in results["versions"].items()))
-  print(table(results))
+  _print(results)
 
 
 if __name__ == "__main__":
