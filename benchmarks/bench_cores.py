@@ -63,6 +63,10 @@ _STEPS = flags.DEFINE_integer("steps", 16, "Step calls per measurement.")
 _WORK_DIR = flags.DEFINE_string("work_dir", None, "Builds go to a new folder inside it.")
 _JSON = flags.DEFINE_string("json", None, "Also write the results here.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random models.")
+_VERIFY = flags.DEFINE_integer(
+    "verify_windows", 2, "Also step this many random windows of 8 steps through the "
+    "default build on every core and count the h/logits bytes that differ from the "
+    "tflite_micro runtime's (0: skip).")
 _TABLES_FROM = flags.DEFINE_list(
     "tables_from", None, "Print the tables of earlier --json files (their models merged, "
     "the first file's header) instead of measuring.")
@@ -234,8 +238,14 @@ def _try(fn, *args, **kwargs):
     return {"error": text.splitlines()[0][:200]}
 
 
+def _verify(core, out, folder, want):
+  h, logits = harness.verify(core, out, folder, want["x_q"])
+  return {"differing": int(np.sum(h != want["h_q"]) + np.sum(logits != want["logits_q"])),
+          "compared": int(want["h_q"].size + want["logits_q"].size)}
+
+
 def bench_model(name, source, cores, work, steps, edgeml_dir=None, kernel_dir=None,
-                generator_repo=None, seed=0):
+                generator_repo=None, seed=0, verify_windows=0):
   tflite, folder, origin = prepare(name, source, work, kernel_dir, generator_repo, seed)
   shape = shape_of(tflite)
   _log(f"{name}: {origin}; {shape}")
@@ -243,6 +253,12 @@ def bench_model(name, source, cores, work, steps, edgeml_dir=None, kernel_dir=No
   result["arena"] = arena_with(work / name / "model_int8.tflite", work / name,
                               generator_repo)
   result["arena"]["params_struct_m4"] = params_struct_bytes(folder, work / name)
+  want = None
+  if verify_windows:
+    from tf_fastgrnn import runtime  # pylint: disable=import-outside-toplevel
+    x = np.random.default_rng(seed).normal(
+        0, 1, (verify_windows, 8, shape["input_dim"])).astype(np.float32)
+    want = runtime.TFLMStepRunner(tflite).run_windows(x)
   srcs = [folder / "model.c", folder / "fastgrnn_int8.c"]
   main = harness.HERE / "step_main.c"
   eml = None
@@ -263,6 +279,8 @@ def bench_model(name, source, cores, work, steps, edgeml_dir=None, kernel_dir=No
                          ("fused_small", ["-DFASTGRNN_INT8_SMALL"])):
       row[key] = _try(harness.measure, core, out, key, main, "model_step", srcs, [folder],
                       defines, steps)
+    if want is not None:
+      row["verify"] = _try(_verify, core, out / "verify", folder, want)
     if eml:
       row["edgeml"] = _try(harness.measure, core, out, "edgeml",
                            harness.HERE / "edgeml_main.c", "q15_fastgrnn_lr", eml[0],
@@ -275,7 +293,8 @@ def bench_model(name, source, cores, work, steps, edgeml_dir=None, kernel_dir=No
             list(edgeml.DEFINES), steps)
     result["cores"][core] = row
     _log(f"{name} {core}: " + ", ".join(
-        f"{k} {v.get('per_step', v.get('error'))}" for k, v in row.items()))
+        f"{k} {v.get('per_step', v.get('differing', v.get('error')))}"
+        for k, v in row.items()))
   return result
 
 
@@ -290,6 +309,12 @@ def _edgeml_figures(row):
     return None, (" (its Q15 weights, in SRAM with avr-gcc, fit neither the 328P's 2 KB "
                   f"nor the {AVR_FALLBACK}'s 16 KB)" if fb else " (does not fit the SRAM)")
   return None, ""
+
+
+def _verified(v):
+  if not v or "differing" not in v:
+    return "not measured"
+  return f"{v['differing']:,} of {v['compared']:,}"
 
 
 def _n(v):
@@ -313,12 +338,13 @@ def table(results):
               "| core | unit | fused step (+ classifier) | fused cell only | size build "
               "| flash: default / size build (B) | static RAM + stack: default / size (B) "
               "| EdgeML q15_fastgrnn_lr (cell) | EdgeML flash | EdgeML RAM + stack "
-              "| EdgeML ÷ fused cell |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| EdgeML ÷ fused cell | default build vs TFLM: bytes differing |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for core, row in res["cores"].items():
       title = harness.CORES[core].title
       if "missing" in row:
-        lines.append(f"| {title} | | not measured (needs {row['missing']}) | | | | | | | | |")
+        lines.append(f"| {title} | | not measured (needs {row['missing']}) "
+                     "| | | | | | | | | |")
         continue
       f, c, sm = (row.get(k) or {} for k in ("fused", "fused_cell", "fused_small"))
       e, note = _edgeml_figures(row)
@@ -329,7 +355,7 @@ def table(results):
           f"{_n(c.get('per_step'))} | {_n(sm.get('per_step'))} | "
           f"{_n(f.get('flash'))} / {_n(sm.get('flash'))} | {_ram(f)} / {_ram(sm)} | "
           f"{_n(e and e['per_step'])}{note} | {_n(e and e['flash'])} | {_ram(e)} | "
-          f"{ratio} |")
+          f"{ratio} | {_verified(row.get('verify'))} |")
     if name in PAPER:
       lines += ["", "The paper's per-step figures (quoted, cycles on the boards, not "
                 "measured here): " + "; ".join(f"{k} ~{v:,}" for k, v in PAPER[name].items())
@@ -397,7 +423,7 @@ def targets(results):
 
 
 def run(models, cores, steps=16, work_dir=None, edgeml_dir=None, kernel_dir=None,
-        generator_repo=None, seed=0):
+        generator_repo=None, seed=0, verify_windows=0):
   if work_dir:
     pathlib.Path(work_dir).mkdir(parents=True, exist_ok=True)
   work = pathlib.Path(tempfile.mkdtemp(prefix="bench_cores_", dir=work_dir))
@@ -408,7 +434,7 @@ def run(models, cores, steps=16, work_dir=None, edgeml_dir=None, kernel_dir=None
              "edgeml": str(edgeml_dir) if edgeml_dir else None, "models": {}}
   for name, source in models:
     results["models"][name] = bench_model(name, source, cores, work, steps, edgeml_dir,
-                                          kernel_dir, generator_repo, seed)
+                                          kernel_dir, generator_repo, seed, verify_windows)
   return results
 
 
@@ -448,7 +474,7 @@ def main(argv):
   if _EDGEML.value:
     edgeml.sources(_EDGEML.value)  # refuse a wrong folder before building anything
   results = run(models, _CORES.value, _STEPS.value, _WORK_DIR.value, _EDGEML.value,
-                _KERNEL_DIR.value, _GENERATOR_REPO.value, _SEED.value)
+                _KERNEL_DIR.value, _GENERATOR_REPO.value, _SEED.value, _VERIFY.value)
   if _JSON.value:
     pathlib.Path(_JSON.value).write_text(json.dumps(results, indent=2, default=str))
   _print(results)
