@@ -36,8 +36,9 @@ On a train_and_export run folder (``model_int8.tflite``, ``flags.json``):
    runs it on QEMU (bit-exact verdict, arena used) and counts the instructions per
    ``Invoke`` (``run_count.sh``).
 
-The builtin model's device figures need a TFLM tree and are quoted from issue 13
-(measured with ``../shared/tools/cortex_m4``). Prints a Markdown table.
+The builtin model's figures need a TFLM tree (``--tflm_root``; on the Cortex-M4F also
+``--m4_tflm_lib`` and ``--m4_deps``); without one its column says "not measured": every
+figure printed is measured in this run. Prints a Markdown table.
 """
 
 import bisect
@@ -74,9 +75,6 @@ _M4_DEPS = flags.DEFINE_string("m4_deps", None, "DEPS of ../shared/tools/cortex_
 REPO = pathlib.Path(__file__).resolve().parents[1]
 M4_TOOLS = REPO.parent / "shared" / "tools" / "cortex_m4"
 M4_ARCH = ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"]
-# Issue 13's figures for the builtin model (default HAR run, TFLM reference kernels).
-BUILTIN_QUOTED = {"host_insns": 124616, "m4_insns": 138388, "m4_flash": 74464,
-                  "m4_ram": 24300}
 
 _BENCH_MAIN = r"""
 #include "model.h"
@@ -505,8 +503,7 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto", tflm_roo
             "fused_tflite_bytes": len(fused_bytes),
             "fused_options_bytes": len(fused.custom_options(fused_bytes)),
             "fused_options_sizes": fused.options_sizes(small),
-            "fused_decoded_ram_bytes": fused_ram,
-            "builtin_quoted": BUILTIN_QUOTED}
+            "fused_decoded_ram_bytes": fused_ram}
   if windows:
     import data  # pylint: disable=import-outside-toplevel
     from pipelines import config  # pylint: disable=import-outside-toplevel
@@ -535,11 +532,15 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto", tflm_roo
 
 def table(r):
   def f(v):
-    return "n/a" if v is None else (f"{v:,.0f}" if isinstance(v, (int, float)) else str(v))
-  m4, m4s, av, q = (r["m4"] or {}, r.get("m4_small") or {}, r["avr"] or {},
-                    r["builtin_quoted"])
+    return ("not measured" if v is None else
+            (f"{v:,.0f}" if isinstance(v, (int, float)) else str(v)))
+  m4, m4s, av = r["m4"] or {}, r.get("m4_small") or {}, r["avr"] or {}
+  # The builtin model's figures: tflm_app measured in this run (--tflm_root, and
+  # --m4_tflm_lib/--m4_deps for the Cortex-M4F), else "not measured".
+  app_host = (r.get("tflm_app") or {}).get("builtin") or {}
+  app_m4 = (r.get("tflm_app_m4") or {}).get("builtin") or {}
   rows = [
-      "| | builtin TFLM (issue 13) | fused: default build | fused: "
+      "| | builtin TFLM (tflm_app, this run) | fused: default build | fused: "
       "-DFASTGRNN_INT8_SMALL |",
       "|---|---|---|---|",
       f"| model bytes (const params: weights, masks, biases, multipliers, tables) | "
@@ -552,20 +553,25 @@ def table(r):
       f"({f(r.get('fused_options_bytes'))}: "
       + ", ".join(f"{k} {v}" for k, v in r["fused_options_sizes"].items() if k != "total")
       + f"; decoded {f(r.get('fused_decoded_ram_bytes'))}) | |",
-      f"| host instructions / step (callgrind, -O2) | {f(q['host_insns'])} | "
-      f"{f(r['host_insns'])} | |",
-      f"| Cortex-M4F instructions / step (QEMU, -Os) | {f(q['m4_insns'])} | "
+      f"| host instructions / step (callgrind, -O2; builtin: per Invoke, app -O2) | "
+      f"{f(app_host.get('host_insns_per_invoke'))} | {f(r['host_insns'])} | |",
+      f"| Cortex-M4F instructions / step (QEMU, -Os; builtin: per Invoke) | "
+      f"{f(app_m4.get('insns_per_invoke'))} | "
       f"{f(m4.get('insns'))} | {f(m4s.get('insns'))} |",
-      f"| Cortex-M4F flash, model + kernel (text + data) | (app {f(q['m4_flash'])}) | "
+      f"| Cortex-M4F flash, model + kernel (text + data; builtin: host-test ELF) | "
+      f"{f(app_m4.get('elf_flash'))} | "
       f"{f(m4.get('flash'))} (bench ELF {f(m4.get('elf_flash'))}) | "
       f"{f(m4s.get('flash'))} (bench ELF {f(m4s.get('elf_flash'))}) |",
-      f"| Cortex-M4F static RAM (data + bss) + stack bound | (app {f(q['m4_ram'])}) | "
+      f"| Cortex-M4F static RAM (data + bss) + stack bound (builtin: arena used) | "
+      f"{f(app_m4.get('arena_used'))} | "
       f"{f(m4.get('ram'))} + {f(m4.get('stack_bound'))} (bench ELF "
       f"{f(m4.get('elf_ram'))}) | {f(m4s.get('ram'))} + {f(m4s.get('stack_bound'))} |",
-      f"| ATmega328P flash, model + kernel | - | | {f(av.get('flash'))} (bench ELF "
-      f"{f(av.get('elf_flash'))}) |",
-      f"| ATmega328P static RAM (bench ELF: data + bss) | - | | {f(av.get('elf_ram'))} |",
-      f"| ATmega328P cycles / step (simavr, 16 MHz) | - | | {f(av.get('cycles'))} |",
+      f"| ATmega328P flash, model + kernel | not measured | | {f(av.get('flash'))} "
+      f"(bench ELF {f(av.get('elf_flash'))}) |",
+      f"| ATmega328P static RAM (bench ELF: data + bss) | not measured | | "
+      f"{f(av.get('elf_ram'))} |",
+      f"| ATmega328P cycles / step (simavr, 16 MHz) | not measured | | "
+      f"{f(av.get('cycles'))} |",
   ]
   if r.get("m4_bit_exact"):
     e = r["m4_bit_exact"]

@@ -1,0 +1,349 @@
+"""Builds a C step harness for one core, runs it on QEMU or simavr, and measures it.
+
+Cores (``CORES``): Cortex-M0 (QEMU ``microbit``), M3 (``mps2-an385``), M4F
+(``mps2-an386``), M7 (``mps2-an500``), M33 (``mps2-an505``), M55 (``mps3-an547``), an
+RV32IMC core (``qemu-system-riscv32 -M virt``, code built ``-march=rv32imc
+-mabi=ilp32``, the ESP32-C3's ISA) and the ATmega328P (simavr; ``atmega1284p``, the same
+AVR core with 16 KB of SRAM, for code whose data does not fit the 328P's 2 KB).
+
+What is measured, per build:
+
+- instructions per call of the step function (QEMU, a TCG plugin, ``insn_window.c``
+  beside this file: the guest instructions from the function's entry to the next block
+  of ``main``), or cycles per call on AVR (simavr, Timer1 at clk/1 read around each
+  call, the cost of reading the timer subtracted);
+- flash (text + data) and static RAM (data + bss) as the ELF's minus those of the same
+  harness built with ``-DNO_STEP`` (the program without the model);
+- the stack the calls used: the harness paints the free stack below ``main``'s frame
+  before the calls and finds the lowest byte they wrote (``step_main.c``).
+
+Every build is ``-Os`` (``-std=gnu99``, sections collected by the linker), no C library
+start files: ``platform_*.c`` is the whole run-time. Nothing is written outside
+``out_dir``; the QEMU plugin is compiled once per ``out_dir``.
+"""
+
+import dataclasses
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+
+HERE = pathlib.Path(__file__).resolve().parent
+KiB = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Core:
+  """One target: compiler, flags, emulator command, memory map (flash, RAM)."""
+  name: str
+  title: str
+  family: str                 # arm | riscv | avr
+  cflags: tuple
+  emulator: tuple             # command before the ELF
+  flash: tuple = (0, 0)       # (origin, length) for the generated linker script
+  ram: tuple = (0, 0)
+  mcu: str = ""               # avr: -mmcu and simavr -m
+  ram_bytes: int = 0          # avr: SRAM size (for the stack paint)
+
+
+_ARM_QEMU = ("-nographic", "-monitor", "none", "-serial", "none",
+             "-semihosting-config", "enable=on,target=native")
+_MPS2_MAP = {"flash": (0x00000000, 4096 * KiB), "ram": (0x20000000, 4096 * KiB)}
+
+CORES = {c.name: c for c in (
+    Core("m0", "Cortex-M0 (QEMU microbit)", "arm",
+         ("-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"),
+         ("qemu-system-arm", "-M", "microbit", *_ARM_QEMU),
+         flash=(0x00000000, 256 * KiB), ram=(0x20000000, 16 * KiB)),
+    Core("m3", "Cortex-M3 (QEMU mps2-an385)", "arm",
+         ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"),
+         ("qemu-system-arm", "-M", "mps2-an385", "-cpu", "cortex-m3", *_ARM_QEMU),
+         **_MPS2_MAP),
+    Core("m4f", "Cortex-M4F (QEMU mps2-an386)", "arm",
+         ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"),
+         ("qemu-system-arm", "-M", "mps2-an386", "-cpu", "cortex-m4", *_ARM_QEMU),
+         **_MPS2_MAP),
+    Core("m7", "Cortex-M7 (QEMU mps2-an500)", "arm",
+         ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"),
+         ("qemu-system-arm", "-M", "mps2-an500", "-cpu", "cortex-m7", *_ARM_QEMU),
+         **_MPS2_MAP),
+    # AN505 boots Secure from 0x10000000 (SSRAM1's Secure alias); SSRAM2/3 Secure alias.
+    Core("m33", "Cortex-M33 (QEMU mps2-an505)", "arm",
+         ("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-sp-d16"),
+         ("qemu-system-arm", "-M", "mps2-an505", "-cpu", "cortex-m33", *_ARM_QEMU),
+         flash=(0x10000000, 4096 * KiB), ram=(0x38000000, 2048 * KiB)),
+    # AN547 boots Secure from ITCM's Secure alias; DTCM's Secure alias for data.
+    Core("m55", "Cortex-M55 (QEMU mps3-an547)", "arm",
+         ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"),
+         ("qemu-system-arm", "-M", "mps3-an547", "-cpu", "cortex-m55", *_ARM_QEMU),
+         flash=(0x10000000, 512 * KiB), ram=(0x30000000, 512 * KiB)),
+    Core("rv32imc", "RV32IMC (QEMU riscv32 virt; ESP32-C3's ISA)", "riscv",
+         ("-march=rv32imc", "-mabi=ilp32", "-mcmodel=medlow"),
+         ("qemu-system-riscv32", "-M", "virt", "-cpu", "rv32", "-bios", "none",
+          "-nographic", "-monitor", "none", "-serial", "stdio"),
+         flash=(0x80000000, 1024 * KiB), ram=(0x80100000, 1024 * KiB)),
+    Core("atmega328p", "ATmega328P (simavr, 16 MHz)", "avr", (), ("simavr",),
+         mcu="atmega328p", ram_bytes=2 * KiB),
+    Core("atmega1284p", "ATmega1284P (simavr, 16 MHz; 16 KB SRAM)", "avr", (),
+         ("simavr",), mcu="atmega1284p", ram_bytes=16 * KiB),
+)}
+
+_TOOLS = {"arm": ("arm-none-eabi-gcc", "arm-none-eabi-size", "arm-none-eabi-nm"),
+          "riscv": ("riscv64-unknown-elf-gcc", "riscv64-unknown-elf-size",
+                    "riscv64-unknown-elf-nm"),
+          "avr": ("avr-gcc", "avr-size", "avr-nm")}
+_PICOLIBC = pathlib.Path("/usr/lib/picolibc/riscv64-unknown-elf/lib/rv32imac/ilp32/libc.a")
+
+_LD = """/* Generated by benchmarks/cores/harness.py for {title}. */
+MEMORY {{
+  FLASH (rx) : ORIGIN = {f0:#x}, LENGTH = {fl:#x}
+  RAM (rwx)  : ORIGIN = {r0:#x}, LENGTH = {rl:#x}
+}}
+ENTRY({entry})
+SECTIONS {{
+  .isr_vector : {{ KEEP(*(.isr_vector)) }} > FLASH
+  .text : {{
+    KEEP(*(.text.entry))
+    *(.text*)
+    *(.rodata*) *(.srodata*)
+    . = ALIGN(4);
+  }} > FLASH
+  .ARM.exidx : {{ *(.ARM.exidx*) }} > FLASH
+  .data : {{
+    . = ALIGN(4); __data_start__ = .;
+    *(.data*) *(.sdata*)
+    . = ALIGN(4); __data_end__ = .;
+  }} > RAM AT > FLASH
+  __data_load__ = LOADADDR(.data);
+  .bss (NOLOAD) : {{
+    . = ALIGN(4); __bss_start__ = .;
+    *(.bss*) *(.sbss*) *(COMMON)
+    . = ALIGN(4); __bss_end__ = .;
+  }} > RAM
+  __global_pointer$ = __data_start__ + 0x800;
+  __stack_top = ORIGIN(RAM) + LENGTH(RAM);
+  /DISCARD/ : {{ *(.ARM.attributes) *(.comment) *(.note*) }}
+}}
+"""
+
+
+class HarnessError(RuntimeError):
+  """A build or run failed; the message has the command's output."""
+
+
+def _run(cmd, timeout=900, **kwargs):
+  out = subprocess.run([str(c) for c in cmd], capture_output=True, text=True,
+                       timeout=timeout, **kwargs)
+  if out.returncode != 0:
+    raise HarnessError(f"{' '.join(str(c) for c in cmd)}\nexit {out.returncode}\n"
+                       f"{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+  return out
+
+
+def missing(core):
+  """None if the core's tools are installed, else what is missing (for a skip reason)."""
+  c = CORES[core]
+  tools = list(_TOOLS[c.family]) + [c.emulator[0]]
+  if c.family != "avr":
+    tools.append("gcc")  # the QEMU plugin
+  absent = [t for t in tools if not shutil.which(t)]
+  if c.family == "riscv" and not _PICOLIBC.is_file():
+    absent.append(str(_PICOLIBC))
+  return ", ".join(absent) or None
+
+
+def versions(cores):
+  """``{tool: first line of --version}`` for the compilers and emulators of ``cores``."""
+  out = {}
+  for core in cores:
+    c = CORES[core]
+    for tool in (_TOOLS[c.family][0], c.emulator[0]):
+      if tool in out or not shutil.which(tool):
+        continue
+      if tool == "simavr":  # no --version: the Debian package's
+        text = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "simavr"],
+                              capture_output=True, text=True).stdout.strip()
+        out[tool] = f"simavr {text}" if text else "simavr (version unknown)"
+        continue
+      text = subprocess.run([tool, "--version"], capture_output=True, text=True)
+      out[tool] = (text.stdout or text.stderr).strip().splitlines()[0]
+  return out
+
+
+def plugin(out_dir):
+  path = pathlib.Path(out_dir) / "libinsn_window.so"
+  if not path.is_file():
+    _run(["gcc", "-shared", "-fPIC", "-O2", "-o", path, HERE / "insn_window.c"])
+  return path
+
+
+def _size(core, elf):
+  line = _run([_TOOLS[CORES[core].family][1], elf]).stdout.splitlines()[1].split()
+  text, data, bss = (int(v) for v in line[:3])
+  return {"text": text, "data": data, "bss": bss}
+
+
+def _symbols(core, elf):
+  syms = {}
+  for line in _run([_TOOLS[CORES[core].family][2], "-S", elf]).stdout.splitlines():
+    p = line.split()
+    if len(p) == 4 and p[2] in "TtWw":
+      syms[p[3]] = (int(p[0], 16) & ~1, int(p[1], 16))
+  return syms
+
+
+def build(core, out_dir, name, sources, includes=(), defines=(), stack_paint=None):
+  """Compiles and links ``sources`` + the core's platform files into ``out_dir/name.elf``.
+
+  ``stack_paint``: bytes of stack the harness paints (default: 4 KiB, the RAM left on
+  AVR). Returns the ELF's path.
+  """
+  c = CORES[core]
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  elf = out_dir / f"{name}.elf"
+  common = ["-std=gnu99", "-Os", "-g", "-ffunction-sections", "-fdata-sections",
+            "-Wall", "-Wno-unused-variable", "-Wno-unused-but-set-variable",
+            f"-I{HERE}", *(f"-I{i}" for i in includes), *defines]
+  platform = [HERE / "platform_common.c", HERE / f"platform_{c.family}.c"]
+  if c.family == "avr":
+    cmd = ["avr-gcc", f"-mmcu={c.mcu}", *common,
+           f"-DSTACK_PAINT_BYTES={stack_paint or 512}", "-Wl,--gc-sections",
+           "-o", elf, *sources, *platform]
+  else:
+    ld = out_dir / f"{core}.ld"
+    ld.write_text(_LD.format(title=c.title, f0=c.flash[0], fl=c.flash[1], r0=c.ram[0],
+                             rl=c.ram[1],
+                             entry="Reset_Handler" if c.family == "arm" else "_start"))
+    cmd = [_TOOLS[c.family][0], *c.cflags, *common,
+           f"-DSTACK_PAINT_BYTES={stack_paint or 4096}", "-nostartfiles", "-T", ld,
+           "-Wl,--gc-sections", "-o", elf, *sources, *platform]
+    if c.family == "arm":
+      cmd[1:1] = ["--specs=nano.specs"]
+      cmd += ["-lc", "-lgcc"]
+    else:
+      cmd[1:1] = ["-isystem", _PICOLIBC.parents[3] / "include"]
+      cmd += ["-nostdlib", _PICOLIBC, "-lgcc"]
+  _run(cmd)
+  return elf
+
+
+def run(core, elf, out_dir, on=None, timeout=900):
+  """Runs ``elf``; returns ``{"output": text, "calls", "insns"}`` (the last two with
+  ``on``, a function name: calls of it and instructions inside them; QEMU only)."""
+  c = CORES[core]
+  if c.family == "avr":
+    out = subprocess.run(["simavr", "-m", c.mcu, "-f", "16000000", str(elf)],
+                         capture_output=True, text=True, timeout=timeout)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.stdout + "\n" + out.stderr)
+    # simavr echoes the UART a line at a time, possibly with a prefix.
+    lines = [ln.strip().rstrip(".") for ln in text.splitlines()]  # "rc 0." per line
+    return {"output": "\n".join(ln for ln in lines if ln)}
+  cmd = [*c.emulator, "-kernel", str(elf)]
+  result = {}
+  counts = pathlib.Path(out_dir) / f"{pathlib.Path(elf).stem}.insns"
+  if on:
+    syms = _symbols(core, elf)
+    lo, size = syms["main"]
+    cmd += ["-plugin", f"{plugin(out_dir)},on={syms[on][0]:#x},lo={lo:#x},"
+            f"hi={lo + size:#x},out={counts}", "-d", "plugin"]
+  out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+  result["output"] = out.stdout + out.stderr  # semihosting writes to stderr
+  if on:
+    summary = re.search(r"# windows (\d+) insns_in (\d+)", counts.read_text())
+    if not summary:
+      raise HarnessError(f"no instruction count from {cmd}:\n{out.stdout}\n{out.stderr}")
+    result["calls"], result["insns"] = int(summary.group(1)), int(summary.group(2))
+  return result
+
+
+def parse(output):
+  """``{key: int}`` from the harness's ``key value`` lines (rc, stack, cycles, steps)."""
+  vals = {}
+  for m in re.finditer(r"^(rc|stack|stack_over|cycles|steps) (\d+)$", output, re.M):
+    vals[m.group(1)] = int(m.group(2))
+  if "end" not in output.split():
+    raise HarnessError(f"the harness did not finish:\n{output[-2000:]}")
+  return vals
+
+
+def measure(core, out_dir, name, main, on, sources, includes=(), defines=(), steps=16):
+  """One harness on one core: the build with the step and its ``-DNO_STEP`` baseline.
+
+  Returns ``{"per_step": instructions (QEMU) or cycles (AVR) per call, "unit",
+  "flash", "ram" (deltas to the baseline), "stack", "elf_flash", "elf_ram", "calls"}``.
+  """
+  c = CORES[core]
+  out_dir = pathlib.Path(out_dir)
+  defs = [*defines, f"-DSTEPS={steps}"]
+  base = build(core, out_dir, f"{name}_base", [main, *sources], includes,
+               [*defs, "-DNO_STEP"], stack_paint=64)
+  paint = None
+  if c.family == "avr":  # all the SRAM the build leaves, less main's frame and margin
+    s = _size(core, build(core, out_dir, name, [main, *sources], includes, defs, 64))
+    paint = c.ram_bytes - s["data"] - s["bss"] - 128
+    if paint < 64:
+      raise HarnessError(f"{name}: {s['data'] + s['bss']} B of static RAM leave no stack "
+                         f"on {c.mcu} ({c.ram_bytes} B)")
+  elf = build(core, out_dir, name, [main, *sources], includes, defs, stack_paint=paint)
+  s, s0 = _size(core, elf), _size(core, base)
+  res = {"flash": s["text"] + s["data"] - s0["text"] - s0["data"],
+         "ram": s["data"] + s["bss"] - s0["data"] - s0["bss"],
+         "elf_flash": s["text"] + s["data"], "elf_ram": s["data"] + s["bss"]}
+  if c.family == "avr" and res["elf_ram"] > c.ram_bytes - 64:
+    raise HarnessError(f"{name}: {res['elf_ram']} B of static RAM do not fit {c.mcu}'s "
+                       f"{c.ram_bytes} B")
+  got = run(core, elf, out_dir, on=None if c.family == "avr" else on)
+  vals = parse(got["output"])
+  if vals.get("rc"):
+    raise HarnessError(f"{name} on {core}: the step returned -{vals['rc']}")
+  if c.family == "avr":
+    res.update(per_step=vals["cycles"] / steps, unit="cycles", calls=vals["steps"])
+  else:
+    if got["calls"] != steps:
+      raise HarnessError(f"{name} on {core}: {got['calls']} calls of {on}, want {steps}")
+    res.update(per_step=got["insns"] / steps, unit="instructions", calls=got["calls"])
+  res["stack"] = vals.get("stack")
+  if "stack_over" in vals:
+    res["stack_over"] = vals["stack_over"]
+  return res
+
+
+def verify(core, out_dir, model_dir, frames, kernel_dir=None, defines=()):
+  """Steps ``frames`` [windows, steps, D] (int8) through the standalone model in
+  ``model_dir`` on ``core`` (``step_main.c -DVERIFY``; the state reset per window).
+
+  Returns ``(h [windows, steps, H], logits [windows, steps, C])`` as int8 arrays, as
+  the core computed them.
+  """
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  frames = np.asarray(frames, np.int8)
+  n, t, d = frames.shape
+  out_dir = pathlib.Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  body = ", ".join(str(int(v)) for v in frames.reshape(-1))
+  (out_dir / "frames.h").write_text(
+      f"#define N_WINDOWS {n}\n#define N_STEPS {t}\n"
+      f"static const int8_t kFrames[{n * t * d}] = {{{body}}};\n"
+      f"#define FRAME(w, t, i) kFrames[((w) * N_STEPS + (t)) * {d} + (i)]\n")
+  kernel = pathlib.Path(kernel_dir or model_dir)
+  includes = [out_dir, kernel, model_dir]
+  elf = build(core, out_dir, "verify", [HERE / "step_main.c",
+                                        pathlib.Path(model_dir) / "model.c",
+                                        kernel / "fastgrnn_int8.c"],
+              includes, [*defines, "-DVERIFY"])
+  output = run(core, elf, out_dir)["output"]
+  vals = parse(output)
+  if vals.get("rc"):
+    raise HarnessError(f"verify on {core}: the step returned -{vals['rc']}")
+  rows = re.findall(r"^([0-9a-f]+) ([0-9a-f]+)$", output, re.M)
+  if len(rows) != n * t:
+    raise HarnessError(f"verify on {core}: {len(rows)} step lines, want {n * t}:\n"
+                       f"{output[-2000:]}")
+
+  def decode(text):
+    return np.frombuffer(bytes.fromhex(text), np.int8)
+  h = np.stack([decode(a) for a, _ in rows]).reshape(n, t, -1)
+  logits = np.stack([decode(b) for _, b in rows]).reshape(n, t, -1)
+  return h, logits
