@@ -172,7 +172,7 @@ def training_budget(config, ds):
   if (batch, epochs, qat_epochs) != (config.batch_size, config.epochs, config.qat_epochs):
     changes = [f"batch {config.batch_size} → {batch}" if batch != config.batch_size
                else f"batch {batch}"]
-    changes.append(f"{steps} steps an epoch")
+    changes.append(f"{steps} step{'s' if steps > 1 else ''} an epoch")
     if epochs != config.epochs:
       split = "/".join(map(str, phases(epochs))) + " in three phases" if sparse else ""
       changes.append(f"epochs {config.epochs} → {epochs}" + (f" ({split})" if split else ""))

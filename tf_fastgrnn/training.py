@@ -170,7 +170,9 @@ def step_budget(num_windows, batch_size, epochs, *, min_phase_steps=0,
   if not (isinstance(max_batch_fraction, (int, float)) and 0 < max_batch_fraction <= 1):
     raise ValueError(f"max_batch_fraction must be in (0, 1], got {max_batch_fraction!r}")
   phases = phases or (lambda e: (e,))
-  batch = min(batch_size, max(1, math.floor(max_batch_fraction * num_windows)))
+  batch = batch_size
+  if max_batch_fraction < 1:  # 1 is off: a batch above the windows is left as asked
+    batch = min(batch, max(1, math.floor(max_batch_fraction * num_windows)))
   needed = math.ceil(min_phase_steps / math.ceil(num_windows / batch))
   # The fewest epochs whose shortest phase holds ``needed`` (every phase's share grows
   # with the total, so this ends).
