@@ -124,6 +124,16 @@ class Config:
   # is still evaluated every epoch, in-sample). False also reads run folders made
   # before it.
   train_on_val: bool = False
+  # Tiny data sets (issue 26; training.step_budget): the batch is capped at
+  # max_batch_fraction of the training windows and the epochs raised so that every
+  # training phase (dense float, each pruning phase, QAT) gets min_phase_steps optimizer
+  # steps; with fewer than min_val_windows validation windows the last epoch is kept
+  # instead of the best (keep_best), one window being too large a share to choose by.
+  # The defaults (off) read run folders made before them; train_and_export's flags turn
+  # them on, and bind on no preset's default run.
+  min_phase_steps: int = 0
+  max_batch_fraction: float = 1.0
+  min_val_windows: int = 0
 
 
 def dataset_args(run):
@@ -271,6 +281,12 @@ def validate_config(config, data_given=False):
   if config.train_on_val and config.keep_best:
     problems.append("--train_on_val trains on the validation windows, so no epoch can be "
                     "chosen on them: pass --nokeep_best (the last epoch is kept)")
+  for name in ("min_phase_steps", "min_val_windows"):
+    if getattr(config, name) < 0:
+      problems.append(f"--{name} must be >= 0 (0: off), got {getattr(config, name)}")
+  if not 0 < config.max_batch_fraction <= 1:
+    problems.append(f"--max_batch_fraction must be in (0, 1] (1: off), got "
+                    f"{config.max_batch_fraction}")
   if config.lr_schedule not in LR_SCHEDULES:
     problems.append(f"--lr_schedule must be one of {LR_SCHEDULES}, got "
                     f"{config.lr_schedule!r}")

@@ -131,6 +131,8 @@ def markdown(report):
     out += ["Trained on the training and validation windows together "
             "(`--train_on_val`), last epoch kept: the validation curves below are "
             "in-sample.", ""]
+  for note in (report.get("training") or {}).get("notes", []):
+    out += [f"{note[0].upper()}{note[1:]}.", ""]
   out += [
       "![training curves](training.png)",
       "",

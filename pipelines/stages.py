@@ -19,6 +19,7 @@ import dataclasses
 import datetime
 import itertools
 import json
+import math
 import pathlib
 import shutil
 import subprocess
@@ -122,10 +123,13 @@ def _accuracy(model, x, y, batch_size):
 
 def _recipe(config, ds=None):
   """The training-recipe arguments of ``training.fit`` / ``train_three_phase``
-  (with ``ds``, ``augment`` too: only ``training.fit`` takes it)."""
+  (with ``ds``, ``augment`` too: only ``training.fit`` takes it; and ``keep_best`` as
+  ``training_budget`` resolves it on these data)."""
   recipe = {"lr_schedule": config.lr_schedule, "clipnorm": config.clipnorm,
             "weight_decay": config.weight_decay, "keep_best": config.keep_best,
             "distribute": config.distribute}
+  if ds is not None:
+    recipe["keep_best"] = training_budget(config, ds)["keep_best"]
   if ds is not None and config.augment:
     recipe["augment"] = _augmenter(config, ds)
   return recipe
@@ -145,6 +149,48 @@ def _training_windows(config, ds):
   if not config.train_on_val:
     return ds.x_train, ds.y_train
   return (np.concatenate([ds.x_train, ds.x_val]), np.concatenate([ds.y_train, ds.y_val]))
+
+
+def training_budget(config, ds):
+  """What the training stages run on these data: ``batch_size``, ``epochs``,
+  ``qat_epochs`` and ``keep_best`` after the tiny-data rules (``training.step_budget``
+  with ``config.min_phase_steps`` and ``max_batch_fraction``; ``keep_best`` off below
+  ``config.min_val_windows`` validation windows), ``steps_per_epoch``, and ``notes``:
+  one line for each rule that changed a value (none on a run with many windows)."""
+  n = len(_training_windows(config, ds)[0])
+  sparse = bool(config.sparsity_w or config.sparsity_u)
+  phases = (pruning.PruningConfig(sparsity_w=config.sparsity_w,
+                                  sparsity_u=config.sparsity_u).phase_epochs
+            if sparse else None)
+  rules = {"min_phase_steps": config.min_phase_steps,
+           "max_batch_fraction": config.max_batch_fraction}
+  batch, epochs = training.step_budget(n, config.batch_size, config.epochs, phases=phases,
+                                       **rules)
+  qat_epochs = (training.step_budget(n, config.batch_size, config.qat_epochs, **rules)[1]
+                if config.qat else config.qat_epochs)
+  steps = math.ceil(n / batch)
+  notes = []
+  if (batch, epochs, qat_epochs) != (config.batch_size, config.epochs, config.qat_epochs):
+    changes = [f"batch {config.batch_size} → {batch}" if batch != config.batch_size
+               else f"batch {batch}"]
+    changes.append(f"{steps} step{'s' if steps > 1 else ''} an epoch")
+    if epochs != config.epochs:
+      split = "/".join(map(str, phases(epochs))) + " in three phases" if sparse else ""
+      changes.append(f"epochs {config.epochs} → {epochs}" + (f" ({split})" if split else ""))
+    if qat_epochs != config.qat_epochs:
+      changes.append(f"QAT epochs {config.qat_epochs} → {qat_epochs}")
+    notes.append(f"tiny data: {n} training windows: " + ", ".join(changes)
+                 + f" (--min_phase_steps={config.min_phase_steps}: every training phase "
+                 f"gets >= {config.min_phase_steps} optimizer steps; "
+                 f"--max_batch_fraction={config.max_batch_fraction:g})")
+  keep_best, num_val = config.keep_best, len(ds.x_val)
+  if keep_best and num_val < config.min_val_windows:
+    keep_best = False
+    notes.append(f"tiny data: {num_val} validation windows < --min_val_windows="
+                 f"{config.min_val_windows}: the last epoch is kept, not the best (one "
+                 f"window is {100 / num_val:.1f} points of validation accuracy)")
+  return {"batch_size": batch, "epochs": epochs, "qat_epochs": qat_epochs,
+          "keep_best": keep_best, "steps_per_epoch": steps, "notes": notes}
 
 
 def _cell_kwargs(config):
@@ -309,23 +355,24 @@ def _train_float(r):
   train, val = _training_windows(config, ds), (ds.x_val, ds.y_val)
   ckpt, tb = r.out / "checkpoints" / "float", r.out / "tensorboard" / "float"
   timer = _EpochTimer()
+  budget = training_budget(config, ds)
   if config.sparsity_w == 0 and config.sparsity_u == 0:
-    _log(f"training {config.cell} H={config.units} dense: {config.epochs} epochs")
+    _log(f"training {config.cell} H={config.units} dense: {budget['epochs']} epochs")
     history = training.fit(
-        model, train, val, epochs=config.epochs, batch_size=config.batch_size,
+        model, train, val, epochs=budget["epochs"], batch_size=budget["batch_size"],
         learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
         seed=config.seed, callbacks=[timer], verbose=1 if r.chief else 0,
         **_recipe(config, ds))
     result = {"history": history, "phase_reports": []}
   else:
     _log(f"training {config.cell} H={config.units} w_rank={config.w_rank} "
-         f"u_rank={config.u_rank}: {config.epochs} epochs in three phases, sparsity "
+         f"u_rank={config.u_rank}: {budget['epochs']} epochs in three phases, sparsity "
          f"W {config.sparsity_w} U {config.sparsity_u}")
     pruned = pruning.train_three_phase(
         model, train, val,
         config=pruning.PruningConfig(sparsity_w=config.sparsity_w,
                                      sparsity_u=config.sparsity_u),
-        epochs=config.epochs, batch_size=config.batch_size,
+        epochs=budget["epochs"], batch_size=budget["batch_size"],
         learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
         seed=config.seed, callbacks=[timer], verbose=1 if r.chief else 0,
         **_recipe(config, ds))
@@ -358,11 +405,13 @@ def _load_float(r):
 
 def _train_qat(r):
   config, ds = r.config, r.ds
-  _log(f"QAT fine-tuning: {config.qat_epochs} epochs")
+  budget = training_budget(config, ds)
+  _log(f"QAT fine-tuning: {budget['qat_epochs']} epochs")
   model = quantization.quantize_model(r.float_model, ds.x_train[:CALIBRATION_WINDOWS])
   history = training.fit(
-      model, _training_windows(config, ds), (ds.x_val, ds.y_val), epochs=config.qat_epochs,
-      batch_size=config.batch_size, learning_rate=config.qat_learning_rate,
+      model, _training_windows(config, ds), (ds.x_val, ds.y_val),
+      epochs=budget["qat_epochs"], batch_size=budget["batch_size"],
+      learning_rate=config.qat_learning_rate,
       checkpoint_dir=r.out / "checkpoints" / "qat",
       tensorboard_dir=r.out / "tensorboard" / "qat", seed=config.seed,
       verbose=1 if r.chief else 0, **_recipe(config, ds))
@@ -563,6 +612,8 @@ def _report(r):
                   "val": len(ds.x_val), "test": len(ds.x_test),
                   "evaluated_test_windows": len(x_test), "meta": ds.meta},
       "warnings": list(ds.meta.get("warnings", [])),
+      # What the training stages ran (the tiny-data rules applied); its notes say why.
+      "training": training_budget(config, ds),
       "accuracy": {
           "float_sparse_keras": _accuracy(r.float_model, x_test, y_test, config.batch_size),
           "qat_keras": (_accuracy(r.qat_model, x_test, y_test, config.batch_size)
@@ -712,6 +763,8 @@ def run(config, ds=None, on_output_ready=None):
        + ("; training on train + val (--train_on_val)" if config.train_on_val else ""))
   for warning in ds.meta.get("warnings", []):
     _log(f"warning: {warning}")
+  for note in training_budget(config, ds)["notes"]:
+    _log(note)
   r = _Run(config, ds, out, start)
   _run_stages(r, STAGES, "")
   return r.report

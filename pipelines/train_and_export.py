@@ -156,6 +156,18 @@ _TRAIN_ON_VAL = flags.DEFINE_boolean(
     "validation windows together and keep the last epoch (needs --nokeep_best): the "
     "model learns from more subjects or speakers; validation figures are then "
     "in-sample.")
+_MIN_PHASE_STEPS = flags.DEFINE_integer(
+    "min_phase_steps", 256, "Tiny data sets: raise --epochs/--qat_epochs so that every "
+    "training phase (dense float, each pruning phase, QAT) gets at least this many "
+    "optimizer steps (36 windows in batches of 64 are one step an epoch); 0: off. "
+    "256 binds on no preset's default run (the fewest, fsdd's QAT: 8 x 38 = 304).")
+_MAX_BATCH_FRACTION = flags.DEFINE_float(
+    "max_batch_fraction", 0.25, "Tiny data sets: the batch is at most this fraction of "
+    "the training windows (at least 1), so an epoch is several steps; 1: off.")
+_MIN_VAL_WINDOWS = flags.DEFINE_integer(
+    "min_val_windows", 100, "With fewer validation windows than this, --keep_best keeps "
+    "the last epoch instead (one window would move validation accuracy by more than a "
+    "point; the log and the report say so); 0: off.")
 
 
 def _preset_values(sparse):
@@ -216,7 +228,10 @@ def _config_from_flags():
       # folder made before the flag, whose flags.json lacks it).
       lstm_product_on_cell_grid=(_LSTM_PRODUCT_ON_CELL_GRID.value
                                  and cell in config_lib.LSTM_CELLS),
-      readout=_READOUT.value, train_on_val=values["train_on_val"])
+      readout=_READOUT.value, train_on_val=values["train_on_val"],
+      min_phase_steps=_MIN_PHASE_STEPS.value,
+      max_batch_fraction=_MAX_BATCH_FRACTION.value,
+      min_val_windows=_MIN_VAL_WINDOWS.value)
   config_lib.validate_config(config)
   return config
 

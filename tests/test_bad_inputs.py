@@ -88,7 +88,8 @@ def _main(args, umask=None):
 
 TINY = ["--dataset=npz", "--units=6", "--u_rank=3", "--epochs=3", "--qat_epochs=1",
         "--batch_size=16", "--num_test_vectors=2", "--max_test_windows=8",
-        "--nonumerics", "--nowindow_model"]
+        "--nonumerics", "--nowindow_model", "--min_phase_steps=0",
+        "--max_batch_fraction=1", "--min_val_windows=0"]  # the tiny-data rules off
 
 
 def _assert_refused(result, expected, message_parts):

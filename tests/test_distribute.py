@@ -134,6 +134,7 @@ def test_pipeline_multi_worker_only_the_chief_writes_the_run(tmp_path):
   args = ["--dataset=npz", f"--data_dir={data}", f"--output_dir={out}", "--units=6",
           "--u_rank=3", "--epochs=3", "--qat_epochs=1", "--batch_size=16",
           "--num_test_vectors=2", "--nonumerics", "--nowindow_model",
+          "--min_phase_steps=0", "--max_batch_fraction=1", "--min_val_windows=0",
           "--distribute=multi_worker"]
   workers = [f"localhost:{p}" for p in _free_ports(2)]
   procs = []

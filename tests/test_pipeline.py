@@ -31,8 +31,12 @@ def _run(args, cwd):
                         cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
+# The tiny-data rules off (tests/test_tiny_data.py runs them): these runs check other
+# things in 3 + 1 epochs.
+RULES_OFF = ["--min_phase_steps=0", "--max_batch_fraction=1", "--min_val_windows=0"]
 TINY = ["--dataset=npz", "--units=6", "--u_rank=3", "--epochs=3", "--qat_epochs=1",
-        "--batch_size=16", "--num_test_vectors=2", "--sparsity_w=0.3", "--sparsity_u=0.5"]
+        "--batch_size=16", "--num_test_vectors=2", "--sparsity_w=0.3", "--sparsity_u=0.5",
+        *RULES_OFF]
 
 
 def tiny_args(tmp_path, rng):
@@ -199,7 +203,7 @@ def test_lstm_product_on_cell_grid_reaches_the_export(tmp_path, rng):
   from pipelines import config as config_lib  # pylint: disable=import-outside-toplevel
   data = _npz(tmp_path / "tiny.npz", rng)
   lstm = ["--dataset=npz", f"--data_dir={data}", "--cell=lstm", "--units=4", "--epochs=2",
-          "--batch_size=16", "--num_test_vectors=2", "--max_test_windows=8"]
+          "--batch_size=16", "--num_test_vectors=2", "--max_test_windows=8", *RULES_OFF]
   on, off = tmp_path / "on", tmp_path / "off"
   runs = {on: [], off: ["--nolstm_product_on_cell_grid", "--nonumerics",
                         "--nowindow_model"]}

@@ -38,7 +38,7 @@ from tf_fastgrnn import input_pipeline
 from tf_fastgrnn._keras import keras
 
 __all__ = ["LR_SCHEDULES", "NonFiniteLossError", "PhasedCosine", "check_positive_int", "fit",
-           "load_history", "set_seed"]
+           "load_history", "set_seed", "step_budget"]
 
 HISTORY_FILE = "history.json"
 BEST_WEIGHTS_FILE = "best_weights.npz"
@@ -129,6 +129,56 @@ def check_positive_int(name, value):
   if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
     raise ValueError(f"{name} must be a positive int, got {value!r}")
   return int(value)
+
+
+def step_budget(num_windows, batch_size, epochs, *, min_phase_steps=0,
+                max_batch_fraction=1.0, phases=None):
+  """``(batch_size, epochs)`` that give every training phase at least ``min_phase_steps``
+  optimizer steps on ``num_windows`` training windows.
+
+  Epochs alone vanish on small data: 36 windows in batches of 64 are one step an epoch.
+  The batch is first capped at ``max_batch_fraction`` of the windows (at least 1), then
+  the epochs are raised to the fewest (never fewer than asked) whose every phase gets
+  ``min_phase_steps`` steps of ``ceil(num_windows / batch)`` each. With many windows
+  neither bound binds and the arguments come back unchanged.
+
+  Args:
+    num_windows: training windows, > 0.
+    batch_size: the asked batch, > 0.
+    epochs: the asked epochs, > 0.
+    min_phase_steps: the fewest optimizer steps a phase may get; 0 turns it off.
+    max_batch_fraction: the largest batch as a fraction of ``num_windows``, in (0, 1];
+      1 turns it off.
+    phases: ``epochs -> (epochs of each phase)``, e.g. ``PruningConfig.phase_epochs``;
+      None: one phase of all the epochs.
+
+  Returns:
+    ``(batch_size, epochs)`` to train with.
+
+  Example:
+    >>> step_budget(36, 64, 8, min_phase_steps=256, max_batch_fraction=0.25)
+    (9, 64)
+    >>> step_budget(7000, 64, 8, min_phase_steps=256, max_batch_fraction=0.25)
+    (64, 8)
+  """
+  num_windows = check_positive_int("num_windows", num_windows)
+  batch_size = check_positive_int("batch_size", batch_size)
+  epochs = check_positive_int("epochs", epochs)
+  if isinstance(min_phase_steps, bool) or not isinstance(
+      min_phase_steps, (int, np.integer)) or min_phase_steps < 0:
+    raise ValueError(f"min_phase_steps must be an int >= 0, got {min_phase_steps!r}")
+  if not (isinstance(max_batch_fraction, (int, float)) and 0 < max_batch_fraction <= 1):
+    raise ValueError(f"max_batch_fraction must be in (0, 1], got {max_batch_fraction!r}")
+  phases = phases or (lambda e: (e,))
+  batch = batch_size
+  if max_batch_fraction < 1:  # 1 is off: a batch above the windows is left as asked
+    batch = min(batch, max(1, math.floor(max_batch_fraction * num_windows)))
+  needed = math.ceil(min_phase_steps / math.ceil(num_windows / batch))
+  # The fewest epochs whose shortest phase holds ``needed`` (every phase's share grows
+  # with the total, so this ends).
+  while min(phases(epochs)) < needed:
+    epochs += 1
+  return batch, epochs
 
 
 def _check_data(name, data, batch_size=None):
