@@ -163,6 +163,20 @@ def _tflm_test_args(tflm, tmp_path, model_dir=None, fused=False):
 
 
 @pytest.mark.slow
+@pytest.mark.device
+def test_app_builds_link_the_library_built_once(tflm_host, tmp_path):
+  """After the run's one `make lib`, an app build (builtin or fused, any model folder)
+  compiles no TFLM source: it links the shared library."""
+  for fused in (False, True):
+    result = _make("-n", *_tflm_test_args(tflm_host, tmp_path, fused=fused))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "libtflm.a" in result.stdout
+    tflm = [l for l in result.stdout.splitlines() if " -c " in l and "tensorflow/lite" in l]
+    assert not tflm and "tflm_pch.h.gch" not in result.stdout, tflm[:3]
+
+
+@pytest.mark.slow
+@pytest.mark.device
 @pytest.mark.parametrize("model", ["builtin", "fused"])
 def test_tflm_host_test_bit_exact(tflm_host, tmp_path, model):
   """Builds against a real TFLM tree and replays MODEL_DIR's (or the example's) vectors,
@@ -173,6 +187,7 @@ def test_tflm_host_test_bit_exact(tflm_host, tmp_path, model):
 
 
 @pytest.mark.slow
+@pytest.mark.device
 @pytest.mark.parametrize("model", ["builtin", "fused"])
 def test_cortex_m4_build_on_qemu_bit_exact(tflm_cortex_m4, tmp_path, model):
   """The same host test cross-built for a Cortex-M4F (arm-none-eabi-g++, newlib-nano,
@@ -188,6 +203,7 @@ def test_cortex_m4_build_on_qemu_bit_exact(tflm_cortex_m4, tmp_path, model):
 
 
 @pytest.mark.slow
+@pytest.mark.device
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_tflm_host_test_runs_the_baselines(tflm_host, tmp_path, cell):
   """The app carries an LSTM's c as well as h (it used to leave c unfed), and a GRU's h."""
@@ -211,6 +227,7 @@ def test_tflm_host_test_runs_the_baselines(tflm_host, tmp_path, cell):
 
 
 @pytest.mark.slow
+@pytest.mark.device
 def test_tflm_host_test_checks_the_mean_readouts_window_classes(tflm_host, tmp_path):
   """A mean read-out model: the app's WindowReadout sums the int8 logits of every step and
   reports the Python side's class, also on windows where the last step says another."""
@@ -283,6 +300,7 @@ def test_tflm_objects_are_keyed_by_flags_and_tree(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.device
 def test_smoother_is_linked_only_for_keyword_spotting(tflm_host, tmp_path):
   """A window-classification app has no posterior smoother (it cost HAR 16 KB of RAM)."""
   from tests import helpers  # pylint: disable=import-outside-toplevel
