@@ -248,3 +248,24 @@ def test_extract_refuses_a_classifier_bias_the_parser_would_refuse(kernel):
                        match=f"bias {edge + 1} with {cols} inputs and shift {shift} may "
                        "overflow"):
       fused.extract(_with_classifier_bias(builtin, 0, edge + 1 - fold), storage)
+
+
+def test_convert_fused_refuses_dims_the_parser_refuses(kernel):
+  """The parser takes D, H, C and every FC layer's rows and cols up to 4096 (ERR_DIMS
+  beyond): convert_fused must not write a blob it refuses."""
+  from tf_fastgrnn import export, models  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(5)
+
+  def builtin(dim):
+    model = models.sequence_classifier("fastgrnn", 2, (2, dim), 2)
+    for var in model.weights:
+      var.assign(rng.normal(0, 0.01, var.shape))
+    return export.convert_step_model(model, rng.normal(0, 1, (4, 2, dim)))
+
+  assert fused.parse_options(kernel, fused.custom_options(
+      fused.convert_fused(builtin(4096))))[0] == OK
+  wide = builtin(4097)
+  with pytest.raises(fused.FusedExportError, match="input_dim 4097: .* at most 4096"):
+    fused.convert_fused(wide)
+  with pytest.raises(fused.FusedExportError, match="at most 4096"):
+    fused.convert_fused(wide, **fused.SMALLEST_FORM)
