@@ -4,8 +4,8 @@
  * it or accept it; an accepted blob is stepped a few times through every build of the
  * kernel linked in (KERNELS: the default build, the SIMD code paths on portable C, the
  * size build, and each of the three with -DFASTGRNN_INT8_MUL32, the 32-bit-only rescaling
- * of cores without a 64-bit multiply), on extreme and mixed inputs, in place and not, and the builds must
- * agree byte for byte. Built with -fsanitize=address,undefined -fno-sanitize-recover=all,
+ * of cores without a 64-bit multiply), on extreme and mixed inputs, in place and not, and
+ * the builds must agree byte for byte. Built with -fsanitize=address,undefined -fno-sanitize-recover=all,
  * any out-of-bounds access or undefined arithmetic aborts the run.
  *
  * Two drivers (tests/fuzz/Makefile):
