@@ -4,6 +4,7 @@ the parser and kernel under AddressSanitizer + UndefinedBehaviorSanitizer finds 
 (tests/fuzz/: the target, its Makefile, the seed corpus; docs/fused_kernel.md has the
 longer libFuzzer run)."""
 
+import ctypes
 import os
 import re
 import shutil
@@ -18,29 +19,44 @@ from tests.test_fused import kernel  # noqa: F401  pylint: disable=unused-import
 from tf_fastgrnn import fused
 
 FUZZ = REPO / "tests" / "fuzz"
-OK, ERR_VALUE = 0, -7
+OK, ERR_FORMAT, ERR_VALUE = 0, -4, -7
 HALF = 1 << 30  # QuantizeMultiplier(0.5): multiplier 2^30, shift 0
 
 
-def _blob(fc_bias=0, fc_shift=-1, term=1 << 19, mul_shift=-1):
-  """A FastGRNN blob (version 2, plain, dense) with D = H = C = 1, every value explicit.
+def _blob(fc_bias=0, fc_shift=-1, term=1 << 19, mul_shift=-1, d=1, w=None, idx=None,
+          nnz=None, version=fused.OPTIONS_VERSION, sparse_flags=None):
+  """A FastGRNN blob (plain) with H = C = 1 and D = ``d`` inputs, every value explicit.
 
   The gate's stored bias term must be the one the parser computes from gate_bias = 1 and
   gate_add (in2_offset 0, in2_mult 2^30, in2_shift 0): (1 + 0) 2^20 2^30 / 2^31 = 2^19.
   ``fc_bias``/``fc_shift``: the W layer's bias and shift; ``mul_shift``: z*h's out_shift.
+  W is dense (``w``: its ``d`` weights, all 1 by default) unless ``idx`` is given: then
+  sparse rows (flag bit 16), ``idx`` its one row's count and column indices, ``w`` the
+  non-zeros, ``nnz`` the count stored (len(w) by default). ``sparse_flags`` overrides
+  flag bits 16 and up.
   """
+  if w is None:
+    w = [1] * (d if idx is None else max(idx[0], 0))
+  if idx is not None and nnz is None:
+    nnz = len(w)
+  if sparse_flags is None:
+    sparse_flags = 0 if idx is None else 1
   flags = (0b010111  # gate_bias, update_bias, gate_table, coef_table
            | 1 << 6  # gate_bias_term
-           | 0b111111 << 8)  # pre, gate_add, update_add, zh_mul, ch_mul, out_add
-  i32 = [fused.OPTIONS_MAGIC, 2, 1, 1, 1, 1, 1, 1, flags]
-  for bias in (fc_bias, 0, 0):  # W, U, classifier: rows, cols, out_offset, nnz, bias, mult
-    i32 += [1, 1, 0, -1, bias, HALF]
+           | 0b111111 << 8  # pre, gate_add, update_add, zh_mul, ch_mul, out_add
+           | sparse_flags << 16)
+  i32 = [fused.OPTIONS_MAGIC, version, 1, d, 1, 1, 1, 1, flags]
+  # W, U, classifier: rows, cols, out_offset, nnz (-1: dense), bias, mult
+  i32 += [1, d, 0, -1 if idx is None else nnz, fc_bias, HALF]
+  for _ in range(2):
+    i32 += [1, 1, 0, -1, 0, HALF]
   for _ in range(6):  # in1_offset, in2_offset, in1_mult, in2_mult, out_mult, out_offset
     i32 += [0, 0, HALF, HALF, HALF, 0]
   i32 += [term]
-  i8 = []
-  for shift in (fc_shift, -1, -1):  # act_min, act_max, shift, w
-    i8 += [-128, 127, shift, 1]
+  i8 = [-128, 127, fc_shift]  # W: act_min, act_max, shift, (idx,) w
+  i8 += ([] if idx is None else [v - 256 if v > 127 else v for v in idx]) + list(w)
+  for _ in range(2):
+    i8 += [-128, 127, -1, 1]
   for k in range(6):  # in1_shift, in2_shift, out_shift, act_min, act_max
     i8 += [0, 0, mul_shift if k == 3 else -1, -128, 127]
   i8 += [1, 1]  # gate_bias, update_bias
@@ -48,8 +64,14 @@ def _blob(fc_bias=0, fc_shift=-1, term=1 << 19, mul_shift=-1):
   return struct.pack(f"<{len(i32)}i", *i32) + np.array(i8, np.int8).tobytes()
 
 
+def _edge(cols):
+  """The largest |FC bias| fc_row_ok accepts with ``cols`` inputs and shift <= 0."""
+  return (1 << 31) - (1 << 10) - cols * (1 << 14) - 1
+
+
 def test_parser_refuses_values_the_kernel_would_overflow_on(kernel):
   assert fused.parse_options(kernel, _blob())[0] == OK
+  assert fused.parse_options(kernel, _blob(version=2))[0] == ERR_FORMAT  # v3 only
   # A stored bias term other than the computed one: 2 * term overflowed int32 in the
   # fast path (UBSan, fastgrnn_int8.c term_loop), and any other value broke bit-exactness.
   assert fused.parse_options(kernel, _blob(term=(1 << 30) + 1))[0] == ERR_VALUE
@@ -65,6 +87,79 @@ def test_parser_refuses_values_the_kernel_would_overflow_on(kernel):
   # MUL: 255^2 2^shift must stay below 2^31 - 2^10: shift 15 at most.
   assert fused.parse_options(kernel, _blob(mul_shift=15))[0] == OK
   assert fused.parse_options(kernel, _blob(mul_shift=16))[0] == ERR_VALUE
+
+
+def test_sparse_rows_are_bounded_as_dense_ones(kernel):
+  """Options v3's sparse rows (flag bit 16 + k): the accumulator bound counts every
+  column (a row's non-zeros are at most cols: the bound of its dense form, the one
+  extract applies), and the rows must index inside x exactly nnz times."""
+  parse = lambda **kw: fused.parse_options(kernel, _blob(**kw))[0]
+  assert parse(d=2, idx=[2, 0, 1]) == OK
+  assert parse(d=2, idx=[0], w=[]) == OK  # an empty row
+  # One non-zero of two columns: the bound is still the two columns' (as extract's).
+  edge = _edge(2)
+  for bias in (edge, -edge):
+    assert parse(d=2, idx=[1, 1], fc_bias=bias) == OK
+  for bias in (edge + 1, -edge - 1, 2**31 - 1, -2**31):
+    assert parse(d=2, idx=[1, 1], fc_bias=bias) == ERR_VALUE, bias
+  assert parse(d=2, idx=[1, 1], fc_bias=1 << 20, fc_shift=10) == OK
+  assert parse(d=2, idx=[1, 1], fc_bias=1 << 20, fc_shift=11) == ERR_VALUE
+  # Indices: below cols, strictly ascending; counts: adding up to nnz.
+  assert parse(d=2, idx=[1, 2]) == ERR_VALUE  # index == cols: x[2] is past x
+  assert parse(d=2, idx=[1, 255]) == ERR_VALUE
+  assert parse(d=2, idx=[2, 1, 0]) == ERR_VALUE  # descending
+  assert parse(d=2, idx=[2, 0, 0]) == ERR_VALUE  # a column twice
+  assert parse(d=2, idx=[1, 0, 0], w=[1, 1], nnz=2) == ERR_VALUE  # counts 1 of nnz 2
+  assert parse(d=2, idx=[3, 0, 1], w=[1, 1], nnz=2) == ERR_VALUE  # count 3 > nnz 2
+  # The flag: only with a count (not dense, nnz -1), only for layers that exist, and
+  # only for up to 255 columns (one-byte indices).
+  assert parse(d=2, sparse_flags=1) == ERR_VALUE
+  assert parse(d=2, idx=[2, 0, 1], sparse_flags=1 | 1 << 3) == ERR_VALUE
+  assert parse(d=255, idx=[1, 254]) == OK
+  assert parse(d=256, idx=[1, 0]) == ERR_VALUE
+  assert parse(d=256) == OK  # dense: any cols
+
+
+def _ram_bytes(library_path, blob):
+  """fastgrnn_int8_options_ram_bytes of ``blob`` (copied to aligned memory)."""
+  lib = ctypes.CDLL(library_path)
+  lib.fastgrnn_int8_options_ram_bytes.restype = ctypes.c_int32
+  copy_ = np.zeros(len(blob) // 4 + 1, np.int32).view(np.uint8)[:len(blob)]
+  copy_[:] = np.frombuffer(blob, np.uint8)
+  return lib.fastgrnn_int8_options_ram_bytes(copy_.ctypes.data_as(ctypes.c_void_p),
+                                             ctypes.c_uint32(len(blob)))
+
+
+def test_the_seed_corpus_is_version_3_and_holds_every_form(kernel):
+  """Every seed parses (the fuzz loop refuses to start otherwise), and together they hold
+  every form of options v3: convert_fused's zero-copy default, sparse rows alone and
+  mixed with dense, SMALLEST_FORM (COMPACT + EXPAND over packed), COMPACT over sparse
+  rows; both cells, full and low rank."""
+  seeds = sorted((FUZZ / "corpus").glob("*.bin"))
+  assert seeds
+  forms = set()
+  for path in seeds:
+    blob = path.read_bytes()
+    assert fused.parse_options(kernel, blob)[0] == OK, path.name
+    _, version, cell, _, _, _, wf, uf, flags = struct.unpack("<9i", blob[:36])
+    assert version == fused.OPTIONS_VERSION == 3, path.name
+    n_fc = wf + uf + 1
+    sparse = (flags >> 16) & ((1 << n_fc) - 1)
+    compact, expand = bool(flags & fused.OPT_COMPACT), bool(flags & fused.OPT_EXPAND)
+    terms = (flags >> 6) & 3
+    zero_copy = not compact and not expand and terms == (flags & 3)
+    forms.add(("fastgrnn" if cell == 1 else "fastrnn", "low" if wf + uf > 2 else "full"))
+    if zero_copy:
+      assert _ram_bytes(kernel, blob) == 0, path.name
+      forms.add("zero-copy " + ("sparse" if sparse == (1 << n_fc) - 1 else
+                                "mixed" if sparse else "dense"))
+    if compact and expand and not terms:
+      forms.add("smallest")
+    if compact and sparse:
+      forms.add("compact sparse")
+  assert forms >= {("fastgrnn", "full"), ("fastgrnn", "low"), ("fastrnn", "full"),
+                   ("fastrnn", "low"), "zero-copy dense", "zero-copy sparse",
+                   "zero-copy mixed", "smallest", "compact sparse"}, forms
 
 
 def _sanitizer_compiler(tmp_path):
@@ -134,10 +229,43 @@ def test_extract_refuses_a_classifier_bias_the_parser_would_refuse(kernel):
   cols, shift = cls["cols"], int(cls["shift"][0])
   assert shift <= 0
   edge = (1 << 31) - (1 << 10) - cols * (1 << 14) - 1  # the largest |folded bias| accepted
-  ok = fused.extract(_with_classifier_bias(builtin, 0, edge - fold))
-  assert ok["classifier"]["bias"][0] == edge
-  blob = fused.options_blob(ok, compact=False)
-  assert fused.parse_options(kernel, blob)[0] == OK
-  with pytest.raises(fused.FusedExportError,
-                     match=f"bias {edge + 1} with {cols} inputs and shift {shift} may overflow"):
-    fused.extract(_with_classifier_bias(builtin, 0, edge + 1 - fold))
+  at_edge = _with_classifier_bias(builtin, 0, edge - fold)
+  # Every v3 form parses it: plain, convert_fused's zero-copy default, sparse rows stored
+  # plain or COMPACT (the parser folds the bias over the row's non-zeros), SMALLEST_FORM.
+  for storage, options in (("auto", dict(compact=False)),
+                           ("fast:dsp", dict(bias_terms=True, compact=False)),
+                           ("sparse", dict(bias_terms=True, compact=False)),
+                           ("sparse", dict(compact=True, expand=True)),
+                           (fused.SMALLEST_FORM["storage"],
+                            {k: v for k, v in fused.SMALLEST_FORM.items() if k != "storage"})):
+    ok = fused.extract(at_edge, storage)
+    assert ok["classifier"]["bias"][0] == edge
+    assert (ok["classifier"]["idx"] is not None) == (storage == "sparse")
+    blob = fused.options_blob(ok, **options)
+    assert fused.parse_options(kernel, blob)[0] == OK, (storage, options)
+  for storage in ("auto", "sparse", "fast:dsp"):
+    with pytest.raises(fused.FusedExportError,
+                       match=f"bias {edge + 1} with {cols} inputs and shift {shift} may "
+                       "overflow"):
+      fused.extract(_with_classifier_bias(builtin, 0, edge + 1 - fold), storage)
+
+
+def test_convert_fused_refuses_dims_the_parser_refuses(kernel):
+  """The parser takes D, H, C and every FC layer's rows and cols up to 4096 (ERR_DIMS
+  beyond): convert_fused must not write a blob it refuses."""
+  from tf_fastgrnn import export, models  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(5)
+
+  def builtin(dim):
+    model = models.sequence_classifier("fastgrnn", 2, (2, dim), 2)
+    for var in model.weights:
+      var.assign(rng.normal(0, 0.01, var.shape))
+    return export.convert_step_model(model, rng.normal(0, 1, (4, 2, dim)))
+
+  assert fused.parse_options(kernel, fused.custom_options(
+      fused.convert_fused(builtin(4096))))[0] == OK
+  wide = builtin(4097)
+  with pytest.raises(fused.FusedExportError, match="input_dim 4097: .* at most 4096"):
+    fused.convert_fused(wide)
+  with pytest.raises(fused.FusedExportError, match="at most 4096"):
+    fused.convert_fused(wide, **fused.SMALLEST_FORM)

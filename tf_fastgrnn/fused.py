@@ -606,6 +606,7 @@ OPTIONS_MAGIC = 0x4E524746  # "FGRN" little-endian, fused/fastgrnn_int8_options.
 OPTIONS_VERSION = 3
 OPT_COMPACT = 1 << 14  # shifts/biases bit-packed, tables delta-coded (decoded in RAM)
 OPT_EXPAND = 1 << 15  # packed W/U expanded to dense rows + bias terms, in RAM
+OPTIONS_MAX_DIM = 4096  # D, H, C and every FC layer's rows and cols (the parser's bound)
 _BINOPS = ("pre", "gate_add", "update_add", "zh_mul", "ch_mul", "out_add")
 _ARRAYS = ("gate_bias", "update_bias", "gate_table", "update_table", "coef_table",
            "state_table")
@@ -684,7 +685,18 @@ def options_blob(params, bias_terms=False, compact=True, expand=False):
   int8 section (shifts, clamps, masks, weights, bias vectors, tables), little-endian.
   With the int32 section first every int32 array starts at a multiple of 4, so the C
   parser points into the blob (in flash) instead of copying it.
+
+  Raises:
+    FusedExportError: a dimension above ``OPTIONS_MAX_DIM`` (the parser refuses it).
   """
+  # The parser's bound (fastgrnn_int8_options.c: ERR_DIMS beyond it).
+  dims = [(k, params[k]) for k in ("input_dim", "hidden_dim", "num_classes")]
+  dims += [(f"{key}[{k}] {d}", fc[d]) for key in ("w", "u") for k, fc in enumerate(params[key])
+           for d in ("rows", "cols")]
+  for name, value in dims:
+    if value > OPTIONS_MAX_DIM:
+      raise FusedExportError(f"{name} {value}: the FASTGRNN_INT8 options hold at most "
+                             f"{OPTIONS_MAX_DIM}")
   flags = (OPT_COMPACT if compact else 0) | (OPT_EXPAND if expand else 0)
   for k, name in enumerate(_ARRAYS):
     if params[name] is not None:

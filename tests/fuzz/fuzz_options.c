@@ -2,9 +2,10 @@
  *
  * One input is one options blob (fused/fastgrnn_int8_options.h). The parser must refuse
  * it or accept it; an accepted blob is stepped a few times through every build of the
- * kernel linked in (FUZZ_VARIANTS: the default build, the SIMD code paths on portable C,
- * the size build), on extreme and mixed inputs, in place and not, and the builds must
- * agree byte for byte. Built with -fsanitize=address,undefined -fno-sanitize-recover=all,
+ * kernel linked in (KERNELS: the default build, the SIMD code paths on portable C, the
+ * size build, and each of the three with -DFASTGRNN_INT8_MUL32, the 32-bit-only rescaling
+ * of cores without a 64-bit multiply), on extreme and mixed inputs, in place and not, and
+ * the builds must agree byte for byte. Built with -fsanitize=address,undefined -fno-sanitize-recover=all,
  * any out-of-bounds access or undefined arithmetic aborts the run.
  *
  * Two drivers (tests/fuzz/Makefile):
@@ -27,7 +28,9 @@
 
 /* The kernel builds linked in: the default one (fastgrnn_int8_step), and others compiled
  * from the same source with their entry points renamed (Makefile). */
-#define KERNELS(X) X(, "default") X(_emulate, "simd-emulate") X(_small, "small")
+#define KERNELS(X)                                                                   \
+  X(, "default") X(_emulate, "simd-emulate") X(_small, "small") X(_mul32, "mul32")     \
+  X(_mul32_emulate, "mul32-simd-emulate") X(_mul32_small, "mul32-small")
 #define DECLARE(sfx, name)                                                              \
   int32_t fastgrnn_int8_scratch_bytes##sfx(const fastgrnn_int8_params *p);            \
   int fastgrnn_int8_step##sfx(const fastgrnn_int8_params *p, const int8_t *x,         \
