@@ -177,7 +177,6 @@ def _sanitizer_compiler(tmp_path):
   return None
 
 
-@pytest.mark.slow
 def test_fuzzing_the_parser_and_kernel_finds_no_sanitizer_report(tmp_path):
   cc = _sanitizer_compiler(tmp_path)
   if cc is None:
