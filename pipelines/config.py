@@ -363,7 +363,8 @@ def validate_config(config, data_given=False):
                       f"--output_dir on a file system every worker mounts at that path")
   elif not problems:
     try:
-      run_folder.check(config.output_dir, resume=config.resume)
+      run_folder.check(config.output_dir, resume=config.resume,
+                       overwrite=config.overwrite)
     except run_folder.RunFolderError as e:
       problems.append(str(e))
   if problems:

@@ -9,9 +9,14 @@ run, what the export converted: ``model_int8_source.keras`` and ``quantization_p
 ``model_qat.keras``), the test windows of the run's dataset (``flags.json``) or of
 ``--windows_npz`` (arrays ``x`` [N, T, D] normalised as in training, ``y`` [N]), and
 writes ``numerics/`` (json, md, png) into ``--output_dir`` (default: the run folder).
+
+Every file it reads must be the one the run wrote (its ``manifest.json``; folders made
+before manifests are not checked), and no run may be writing the folder (its lock,
+held meanwhile): a swapped ``model_int8.tflite`` is refused in one line, not diffed.
 """
 
 import json
+import os
 import pathlib
 import sys
 import zipfile
@@ -19,6 +24,8 @@ import zipfile
 import numpy as np
 from absl import app
 from absl import flags
+
+from pipelines import run_folder
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "A train_and_export run folder.")
 _WINDOWS_NPZ = flags.DEFINE_string("windows_npz", None, "npz with x, y instead of the "
@@ -69,8 +76,39 @@ def check_windows(x, y, input_shape, source):
     raise ValueError(f"{source}: x must hold finite numbers (dtype {x.dtype})")
 
 
+# What the diff reads from a run folder (the ones present are checked).
+READS = ("flags.json", "model_float.keras", "model_int8.tflite", "quantization_plan.json",
+         "model_int8_source.keras", "model_qat.keras")
+
+
 def run(run_dir, windows_npz=None, max_windows=None, output_dir=None):
-  """Runs the diff; returns the result dict (see ``tf_fastgrnn.parity``)."""
+  """Runs the diff; returns the result dict (see ``tf_fastgrnn.parity``).
+
+  Raises:
+    run_folder.RunFolderError: a run is writing the folder, or a file it reads is not
+      the one the run wrote.
+  """
+  run_dir = pathlib.Path(run_dir)
+  if not run_dir.is_dir():
+    raise FileNotFoundError(f"--run_dir={run_dir} is not a folder")
+  into_run = output_dir is None or pathlib.Path(output_dir).resolve() == run_dir.resolve()
+  if into_run or os.access(run_dir, os.W_OK):
+    held = run_folder.lock(run_dir, what="diff_numerics", shown=f"--run_dir={run_dir}")
+  else:  # someone else's run, read only: refused only if a run holds it
+    run_folder.check_not_in_use(run_dir, shown=f"--run_dir={run_dir}")
+    held = None
+  try:
+    manifest = run_folder.verify(run_dir, READS)
+    result = _diff(run_dir, windows_npz, max_windows, output_dir)
+    if into_run and manifest is not None:
+      manifest.refresh("numerics")  # the run's manifest lists what it holds now
+  finally:
+    if held is not None:
+      held.release()
+  return result
+
+
+def _diff(run_dir, windows_npz, max_windows, output_dir):
   from tf_fastgrnn import parity  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import plan as plan_lib  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import quantization  # pylint: disable=import-outside-toplevel

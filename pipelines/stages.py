@@ -1,11 +1,14 @@
 """The stages of ``train_and_export``, each resumable, each leaving whole files only.
 
-``STAGES`` is the table of (stage, artifact, run, load): every stage writes its artifact
-last, so on ``--resume`` each stage whose artifact exists is loaded instead of run, and a
-training stage killed midway continues from its checkpoints (``checkpoints/float``,
+``STAGES`` is the table of (stage, artifact, run, load, outputs): as each stage finishes,
+``manifest.json`` lists the files it wrote (size, sha256; ``run_folder.Manifest``). On
+``--resume`` a stage is loaded instead of run only if it finished and its files are still
+as listed; otherwise it runs again, and so does every stage after it. A training stage
+killed midway continues from its checkpoints (``checkpoints/float``,
 ``checkpoints/qat``). ``report.json`` is written last: a run folder without it is
 unfinished. Before anything is written, ``validate_config`` checks the flags,
-``run_folder.check`` the output folder and ``preflight`` the data against the flags.
+``run_folder.check`` the output folder and ``preflight`` the data against the flags;
+``run_folder.claim`` then locks the folder for the whole run.
 
 With ``--distribute`` the training stages (float with its three phases, QAT) run under
 a ``tf.distribute`` strategy (``tf_fastgrnn.distribute``); the others run on one process.
@@ -278,20 +281,50 @@ def _window_model_skip_reason(config, steps):
   return None
 
 
+def _stage_outputs():
+  """``{stage: outputs}`` of ``STAGES``, as ``manifest.json`` lists them."""
+  return {stage.name: stage.files for stage in STAGES}
+
+
 def _prepare_output(config, folder_state):
-  """Makes the run folder; only called once every check has passed."""
+  """Takes the run folder (locked for the whole run, an earlier run moved aside or
+  deleted) and starts its ``manifest.json``; only called once every check has passed.
+
+  Returns:
+    ``(folder, run_folder.RunLock, run_folder.Manifest)``.
+  """
   out = pathlib.Path(config.output_dir)
-  if config.resume:
-    _check_resume(config, out)
-  elif folder_state == "earlier_run":
-    moved = run_folder.replace(out, overwrite=config.overwrite)
-    _log(f"the earlier run in {out} was " + (f"moved to {moved} (delete it when you no "
-                                               "longer need it)" if moved else
-                                               "deleted (--overwrite)"))
-  out.mkdir(parents=True, exist_ok=True)
-  if not config.resume:
-    fileio.write_json(out / "flags.json", dataclasses.asdict(config))
-  return out
+  held, note = run_folder.claim(out, folder_state, resume=config.resume,
+                                overwrite=config.overwrite)
+  try:
+    if note:
+      _log(note)
+    if config.resume:
+      _check_resume(config, out)
+      manifest = run_folder.Manifest.read(out)
+      if manifest is None:
+        # A run from before manifests: its trained models are taken as they are (they
+        # load, match the flags and hold finite weights); every later stage runs again.
+        adopted = [s.name for s in STAGES if s.distributed and s.wanted(config)
+                   and (out / s.artifact).exists()]
+        _log(f"resume: {out} has no {run_folder.MANIFEST} (made before runs listed their "
+             "files): its trained models are taken as they are, the later stages run "
+             "again")
+        manifest = run_folder.Manifest.create(out, _stage_outputs(), done=adopted)
+      else:
+        manifest.add_stages(_stage_outputs())
+        changed = manifest.mismatch("flags")
+        if changed:
+          raise ValueError(f"--resume: {out / changed[0]} {changed[1]}: the run's flags "
+                           "are not known, so it cannot be continued; run again without "
+                           "--resume")
+    else:
+      fileio.write_json(out / "flags.json", dataclasses.asdict(config))
+      manifest = run_folder.Manifest.create(out, _stage_outputs())
+  except BaseException:
+    held.release()
+    raise
+  return out, held, manifest
 
 
 def _test_subset(config, ds):
@@ -339,6 +372,7 @@ class _Run:
   traces: dict = None       # full TFLM traces, only when evaluated in this process
   numerics: dict = None
   report: dict = None
+  manifest: object = None   # run_folder.Manifest (the chief's; None on another worker)
 
   @property
   def deploy_model(self):
@@ -695,31 +729,45 @@ def _load_report(r):
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-  """One step of a run: ``artifact`` (relative to the run folder) is written last, so
-  its existence means the stage finished; ``--resume`` then calls ``load`` instead of
-  ``run``. ``wanted(config)`` says whether the run has the stage at all."""
+  """One step of a run: ``artifact`` (relative to the run folder) is written last.
+  ``outputs`` (default: the artifact alone) are the files and folders the stage writes;
+  ``manifest.json`` lists their files when it finishes. On ``--resume`` a stage is
+  loaded (``load``) instead of run when ``manifest.json`` says it finished, its files are
+  as it wrote them, its artifact exists and no stage before it ran again.
+  ``wanted(config)`` says whether the run has the stage at all."""
   name: str
   artifact: str
   run: typing.Callable
   load: typing.Callable
   wanted: typing.Callable = lambda config: True
   distributed: bool = False  # runs under --distribute, on every worker
+  outputs: tuple = ()
+
+  @property
+  def files(self):
+    """What the stage writes: ``outputs``, or its artifact alone."""
+    return tuple(self.outputs) or (self.artifact,)
 
 
 STAGES = (
-    Stage("float training", FLOAT_MODEL, _train_float, _load_float, distributed=True),
-    Stage("QAT", QAT_MODEL, _train_qat, _load_qat, lambda c: c.qat, distributed=True),
-    Stage("int8 export", TFLITE_MODEL, _export, _load_export),
+    Stage("float training", FLOAT_MODEL, _train_float, _load_float, distributed=True,
+          outputs=("float_training.json", FLOAT_MODEL, "checkpoints/float",
+                   "tensorboard/float")),
+    Stage("QAT", QAT_MODEL, _train_qat, _load_qat, lambda c: c.qat, distributed=True,
+          outputs=("qat_training.json", QAT_MODEL, "checkpoints/qat", "tensorboard/qat")),
+    Stage("int8 export", TFLITE_MODEL, _export, _load_export,
+          outputs=(QUANTIZATION_PLAN, EXPORT_SOURCE, TFLITE_MODEL)),
     Stage("whole-window model", WINDOW_MODEL, _export_window, _load_window,
           lambda c: c.window_model),
     Stage("standalone C model", f"{STANDALONE_DIR}/{fused.STANDALONE_FILES[-1]}",
-          _standalone_c, _noop),
+          _standalone_c, _noop, outputs=(STANDALONE_DIR,)),
     Stage("fused .tflite", FUSED_MODEL, _fused_tflite, _load_fused),
     Stage("TFLM evaluation", TFLM_EVAL, _evaluate_tflm, _load_tflm),
     Stage("device files", "device", _device_files, _noop),
     Stage("numerics diff", "numerics/numerics.json", _numerics, _load_numerics,
-          lambda c: c.numerics),
-    Stage("report", "report.json", _report, _load_report),
+          lambda c: c.numerics, outputs=("numerics",)),
+    Stage("report", "report.json", _report, _load_report,
+          outputs=("training.png", "confusion_tflm.png", "report.md", "report.json")),
 )
 
 
@@ -751,36 +799,79 @@ def run(config, ds=None, on_output_ready=None):
     if config.resume:
       _check_resume(config, out)
     return _run_training_only(config, ds, out, start)
-  folder_state = run_folder.check(config.output_dir, resume=config.resume)
+  folder_state = run_folder.check(config.output_dir, resume=config.resume,
+                                  overwrite=config.overwrite)
   preflight(config, ds)
   # Flags, data, model and folder are valid: only now is anything written.
-  out = _prepare_output(config, folder_state)
-  if on_output_ready is not None:
-    on_output_ready(out)
-  training.set_seed(config.seed)
-  _log(f"{config.dataset}: train {ds.x_train.shape}, val {ds.x_val.shape}, "
-       f"test {ds.x_test.shape}, {len(ds.labels)} classes"
-       + ("; training on train + val (--train_on_val)" if config.train_on_val else ""))
-  for warning in ds.meta.get("warnings", []):
-    _log(f"warning: {warning}")
-  for note in training_budget(config, ds)["notes"]:
-    _log(note)
-  r = _Run(config, ds, out, start)
-  _run_stages(r, STAGES, "")
+  out, held, manifest = _prepare_output(config, folder_state)
+  try:  # the folder stays locked until the run ends, however it ends
+    if on_output_ready is not None:
+      on_output_ready(out)
+    training.set_seed(config.seed)
+    _log(f"{config.dataset}: train {ds.x_train.shape}, val {ds.x_val.shape}, "
+         f"test {ds.x_test.shape}, {len(ds.labels)} classes"
+         + ("; training on train + val (--train_on_val)" if config.train_on_val else ""))
+    for warning in ds.meta.get("warnings", []):
+      _log(f"warning: {warning}")
+    for note in training_budget(config, ds)["notes"]:
+      _log(note)
+    r = _Run(config, ds, out, start, manifest=manifest)
+    _run_stages(r, STAGES, "")
+  finally:
+    held.release()
   return r.report
 
 
+def _resume_status(manifest, stage, out):
+  """On ``--resume``: True if ``stage`` finished and its files are as it wrote them
+  (``manifest.json``), a reason (str) if it finished but they are not, None if it did
+  not finish. Without a manifest (another worker reading a run from before manifests),
+  only a training stage's existing model is taken, as before.
+
+  Raises:
+    ValueError: a finished stage's checkpoint is not the one it wrote: continuing
+      from it is not safe.
+  """
+  if manifest is None:
+    return True if stage.distributed and (out / stage.artifact).exists() else None
+  if not manifest.done(stage.name):
+    return None
+  mismatch = manifest.mismatch(stage.name)
+  if mismatch is None:
+    return True
+  rel, why = mismatch
+  if rel.startswith("checkpoints/"):
+    raise ValueError(f"--resume: {out / rel} {why}: the {stage.name} cannot continue from "
+                     "it; run again without --resume")
+  return f"{rel} {why}"
+
+
 def _run_stages(r, stages, whose):
-  """Runs each wanted stage of ``stages``, or on ``--resume`` loads it where its artifact
-  exists (``whose``: how the log names that artifact's writer, e.g. "the chief's ")."""
+  """Runs each wanted stage of ``stages``, or on ``--resume`` loads it where it finished
+  and its files are as it wrote them (``manifest.json``); once one stage runs again, so
+  does every stage after it (``whose``: how the log names the artifacts' writer, e.g.
+  "the chief's ")."""
+  stages = [stage for stage in stages if stage.wanted(r.config)]
+  if r.config.resume:
+    manifest = r.manifest if r.chief else run_folder.Manifest.read(r.out)
+    status = {stage.name: _resume_status(manifest, stage, r.out) for stage in stages}
+  again = not r.config.resume
   for stage in stages:
-    if not stage.wanted(r.config):
-      continue
-    if r.config.resume and (r.out / stage.artifact).exists():
+    trusted = not again and status[stage.name] is True
+    if trusted and (r.out / stage.artifact).exists():
       _log(f"resume: {whose}{stage.artifact} exists, {stage.name} skipped")
       stage.load(r)
-    else:
-      stage.run(r)
+      continue
+    if not again and isinstance(status[stage.name], str):
+      _log(f"resume: {status[stage.name]}: {stage.name} and every stage after it run again")
+    if r.manifest is not None:
+      r.manifest.begin(stage.name)
+    stage.run(r)
+    if r.manifest is not None:
+      r.manifest.finish(stage.name)
+    # A stage that finished without an artifact (one the cell does not have) runs
+    # again as before and changes nothing; any other means its successors run too.
+    again = again or not trusted
 
 
 def _run_training_only(config, ds, out, start):

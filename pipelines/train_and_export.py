@@ -14,10 +14,12 @@ shipped on PyPI) and writes everything into ``runs/har6_fastgrnn/``:
   checkpoints/             what --resume continues from
   run.log                  TensorFlow's and the converter's own log lines (--verbose:
                            on the console instead)
+  manifest.json            every file the run wrote (size, sha256), by stage
 
 An existing --output_dir is used only if it is empty or holds an earlier run of this tool
-and nothing else; that run is moved aside to <folder>.replaced-<time> (or deleted with
---overwrite) once every check has passed. Any other folder is refused, untouched.
+and nothing else, at any depth; that run is moved aside to <folder>.replaced-<time> (or
+deleted with --overwrite) once every check has passed. Any other folder is refused,
+untouched. The run locks its folder: a second run into it is refused.
 
 Usage:
   python -m pipelines.train_and_export
@@ -74,9 +76,11 @@ _OUTPUT_DIR = flags.DEFINE_string(
     "empty, or hold an earlier run of this tool and nothing else: that run is moved to "
     "<folder>.replaced-<time> (see --overwrite); any other folder is refused.")
 _RESUME = flags.DEFINE_boolean(
-    "resume", False, "Continue a killed run in --output_dir from its checkpoints.")
+    "resume", False, "Continue a killed run in --output_dir from its checkpoints (a "
+    "stage whose files are no longer as manifest.json lists them runs again).")
 _OVERWRITE = flags.DEFINE_boolean(
-    "overwrite", False, "Delete an earlier run in --output_dir instead of moving it aside.")
+    "overwrite", False, "Delete an earlier run in --output_dir instead of moving it aside "
+    "(only the files it wrote; refused if one changed since).")
 _WINDOW_MODEL = flags.DEFINE_boolean(
     "window_model", True, "Also export the unrolled whole-window model for comparison "
     "(skipped, with a line saying why, above 512 steps per window).")

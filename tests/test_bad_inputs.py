@@ -250,8 +250,29 @@ def test_replace_moves_an_earlier_run_aside_and_overwrite_deletes_only_it(tmp_pa
 
 
 def test_every_stage_artifact_is_known_to_the_run_folder():
+  owners = {}
   for stage in stages.STAGES:
     assert stage.artifact.split("/")[0] in run_folder.ARTIFACTS, stage.artifact
+    assert stage.artifact in stage.files or any(
+        stage.artifact.startswith(out + "/") for out in stage.files), stage.name
+    for out in stage.files:  # each a file or folder the tool writes, of one stage only
+      parts = tuple(out.split("/"))
+      assert run_folder._own(parts, False) or all(  # pylint: disable=protected-access
+          run_folder._own(parts[:i + 1], True)  # pylint: disable=protected-access
+          for i in range(len(parts))), out
+      assert not [o for o in owners if o == out or o.startswith(out + "/")
+                  or out.startswith(o + "/")], (out, owners)
+      owners[out] = stage.name
+
+
+def test_the_run_folder_knows_the_names_its_writers_use():
+  from tf_fastgrnn import device_files  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import fused  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import training  # pylint: disable=import-outside-toplevel
+  assert run_folder.DEVICE_FILES == device_files.DEVICE_FILES
+  assert run_folder.STANDALONE_FILES == set(fused.STANDALONE_FILES)
+  assert {training.HISTORY_FILE, training.BEST_WEIGHTS_FILE,
+          "run.json"} <= run_folder.CHECKPOINT_FILES
 
 
 def test_window_model_skipped_above_the_stated_length():

@@ -100,6 +100,25 @@ def test_a_folder_with_other_files_is_refused_and_left_alone(exported, tmp_path)
   assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
 
 
+def test_a_folder_or_link_named_like_a_device_file_is_the_users(exported, tmp_path):
+  """Issue 26: a folder ``model.tflite/`` of the user's in the device folder passed the
+  name check and was deleted with the old folder."""
+  tflite_bytes, settings, vectors, _ = exported
+  out = tmp_path / "dev"
+  device_files.write_device_files(out, tflite_bytes, settings, vectors)
+  (out / "model.tflite").unlink()
+  (out / "model.tflite").mkdir()
+  (out / "model.tflite" / "mine.bin").write_bytes(b"mine")
+  (tmp_path / "precious.h").write_text("// mine")
+  (out / "model_settings.h").unlink()
+  (out / "model_settings.h").symlink_to(tmp_path / "precious.h")
+  with pytest.raises(ValueError, match=r"did not write \(model.tflite/, model_settings.h\)"):
+    device_files.write_device_files(out, tflite_bytes, settings, vectors)
+  assert (out / "model.tflite" / "mine.bin").read_bytes() == b"mine"
+  assert (out / "model_settings.h").is_symlink()
+  assert (tmp_path / "precious.h").read_text() == "// mine"
+
+
 def _header(tflite_bytes, tmp_path, **kwargs):
   io = runtime.step_io(tflite_bytes)
   dim, classes = io["x"]["shape"][-1], io["logits"]["shape"][-1]

@@ -135,6 +135,56 @@ def test_killed_run_resumes_and_finishes(tmp_path, rng):
   assert report["accuracy"]["int8_tflm"] >= 0.0
 
 
+@pytest.mark.slow
+def test_resume_trusts_only_what_the_manifest_lists(tmp_path, rng):
+  """Issue 26: --resume took any existing device/ folder (any artifact) as done. A stage
+  counts as done only if manifest.json lists its files as they are; otherwise it and
+  every stage after it run again."""
+  from pipelines import run_folder  # pylint: disable=import-outside-toplevel
+  args, out = tiny_args(tmp_path, rng)
+  args += ["--nonumerics", "--nowindow_model", "--max_test_windows=8"]
+  result = _run(args, tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  manifest = json.loads((out / "manifest.json").read_text())
+  assert [name for name, stage in manifest["stages"].items() if not stage["done"]] == [
+      "numerics diff", "whole-window model"]  # not asked for
+  for rel in ("flags.json", "model_int8.tflite", "device/model_settings.h", "report.json",
+              "checkpoints/float/history.json", "standalone/model.c"):
+    assert rel in manifest["files"], rel
+  settings = (out / "device" / "model_settings.h").read_text()
+  (out / "device" / "model_settings.h").write_text(settings + "#define EDITED 1\n")
+  result = _run(args + ["--resume"], tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "resume: model_int8.tflite exists, int8 export skipped" in result.stdout
+  assert ("resume: device/model_settings.h is not the file this run wrote"
+          in result.stdout), result.stdout
+  assert "device files and every stage after it run again" in result.stdout
+  assert (out / "device" / "model_settings.h").read_text() == settings
+  assert run_folder.check(out, resume=False, overwrite=True) == "earlier_run"
+  # A user's file in device/: refused before TensorFlow loads, left alone.
+  (out / "device" / "my_notes.txt").write_text("keep\n")
+  result = _run(args + ["--resume"], tmp_path)
+  assert result.returncode == 2 and "device/my_notes.txt" in result.stderr, result.stderr
+  assert (out / "device" / "my_notes.txt").read_text() == "keep\n"
+  (out / "device" / "my_notes.txt").unlink()
+  # A finished training stage's checkpoint is not continued from once changed.
+  history = out / "checkpoints" / "float" / "history.json"
+  kept = history.read_bytes()
+  history.write_text("{}")
+  result = _run(args + ["--resume"], tmp_path)
+  assert result.returncode == 1 and "cannot continue from it" in result.stderr, result.stderr
+  history.write_bytes(kept)
+  # A run from before manifests: its trained models are taken as they are, every later
+  # stage runs again, and it then has its manifest.
+  (out / "manifest.json").unlink()
+  result = _run(args + ["--resume"], tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "has no manifest.json" in result.stdout
+  assert "resume: model_qat.keras exists, QAT skipped" in result.stdout
+  assert "exporting the int8 step model" in result.stdout
+  assert run_folder.check(out, resume=False, overwrite=True) == "earlier_run"
+
+
 # The flags as train_and_export resolves them, without TensorFlow (one process, several
 # command lines).
 _RESOLVE = """

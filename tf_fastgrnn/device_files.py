@@ -25,6 +25,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -412,7 +413,10 @@ def write_device_files(out_dir, tflite_bytes, settings, test_vectors=None,
   if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
     raise ValueError(f"{out_dir} is not a folder: choose a folder for the device files")
   if out_dir.exists():
-    foreign = sorted(e.name for e in out_dir.iterdir() if e.name not in DEVICE_FILES)
+    # Only plain files of ours: a folder or a link named like one is the user's.
+    foreign = sorted(e.name + ("/" if e.is_dir() and not e.is_symlink() else "")
+                     for e in out_dir.iterdir() if e.name not in DEVICE_FILES
+                     or e.is_symlink() or not e.is_file())
     if foreign:  # replacing the folder would delete them
       raise ValueError(f"{out_dir} holds files this tool did not write ({', '.join(foreign)}): "
                        "choose a new or empty folder for the device files")
@@ -429,7 +433,22 @@ def write_device_files(out_dir, tflite_bytes, settings, test_vectors=None,
       os.replace(out_dir, old / out_dir.name)
     os.replace(tmp, out_dir)
     if old is not None:
-      shutil.rmtree(old, ignore_errors=True)
+      _remove_own(old, old / out_dir.name)
   finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)  # our temporary folder, renamed unless it failed
   return sorted(out_dir / name for name in list(files) + ["model.tflite"])
+
+
+def _remove_own(old, moved):
+  """Removes the device folder ``write_device_files`` moved to ``moved`` (in the
+  temporary folder ``old``): our files by name, then the folders, which must then be
+  empty; anything else (put there meanwhile) stays, and a warning names it."""
+  for name in DEVICE_FILES:
+    path = moved / name
+    if path.is_file() and not path.is_symlink():
+      path.unlink()
+  try:
+    moved.rmdir()
+    old.rmdir()
+  except OSError as e:
+    warnings.warn(f"{old} was kept: it holds files this tool did not write ({e})")
