@@ -501,7 +501,7 @@ def test_dataset_args_read_every_data_option_of_a_run(tmp_path):
 
 
 def test_diff_numerics_loads_the_runs_imu_front_end(monkeypatch, rng, tmp_path):
-  from pipelines import diff_numerics  # pylint: disable=import-outside-toplevel
+  from pipelines import run_numerics as diff_numerics  # pylint: disable=import-outside-toplevel
   recs = _recordings(rng)
   monkeypatch.setattr(har, "load_recordings", lambda *a, **k: recs)
   run_dir = tmp_path / "run"
@@ -530,7 +530,7 @@ def finished_run(tmp_path_factory):
 
 
 def test_diff_numerics_refuses_a_run_whose_flags_name_no_dataset(finished_run):
-  from pipelines import diff_numerics  # pylint: disable=import-outside-toplevel
+  from pipelines import run_numerics as diff_numerics  # pylint: disable=import-outside-toplevel
   flags_path = finished_run / "flags.json"
   saved = flags_path.read_text()
   flags_path.write_text(json.dumps({"cell": "fastgrnn", "seed": 0}))
@@ -544,7 +544,7 @@ def test_diff_numerics_refuses_a_run_whose_flags_name_no_dataset(finished_run):
 
 
 def test_diff_numerics_refuses_windows_of_other_dims(finished_run, tmp_path):
-  from pipelines import diff_numerics  # pylint: disable=import-outside-toplevel
+  from pipelines import run_numerics as diff_numerics  # pylint: disable=import-outside-toplevel
   windows = tmp_path / "w.npz"
   np.savez(windows, x=np.zeros((5, 3, 4), np.float32), y=np.zeros(5))
   with pytest.raises(ValueError) as e:

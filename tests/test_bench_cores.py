@@ -2,11 +2,17 @@
 Cortex-M3, runs it on QEMU, and its h and logits bytes equal the TFLM runtime's; its
 instruction count, flash and stack come back for a few steps."""
 
+import json
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 
 from benchmarks.cores import harness
 from tests import helpers
+from tests.conftest import REPO
 from tf_fastgrnn import fused
 from tf_fastgrnn import runtime
 
@@ -60,23 +66,33 @@ def test_missing_names_the_tools(monkeypatch):
 
 def test_bench_fused_prints_no_figure_it_did_not_measure():
   """Without a TFLM tree the builtin column says "not measured" (it used to print issue
-  13's figures for any model); with tflm_app figures it prints those."""
-  from pipelines import bench_fused  # pylint: disable=import-outside-toplevel
-  r = {"tflite_bytes": 7720, "param_bytes": 4422, "param_bytes_small": 2100,
-       "storage": {"w0": "dense"}, "storage_small": {"w0": "packed"},
-       "fused_tflite_bytes": 3088, "fused_options_bytes": 2473,
-       "fused_options_sizes": {"weights": 1439, "total": 2473},
-       "fused_decoded_ram_bytes": 3568, "host_insns": None, "m4": None, "m4_small": None,
-       "avr": None}
-  text = bench_fused.table(r)
+  13's figures for any model); with tflm_app figures it prints those. (In a subprocess:
+  bench_fused is an absl app whose flags clash with other CLIs imported by the suite.)"""
+  code = textwrap.dedent("""
+      import json, sys
+      from pipelines import bench_fused
+      r = {"tflite_bytes": 7720, "param_bytes": 4422, "param_bytes_small": 2100,
+           "storage": {"w0": "dense"}, "storage_small": {"w0": "packed"},
+           "fused_tflite_bytes": 3088, "fused_options_bytes": 2473,
+           "fused_options_sizes": {"weights": 1439, "total": 2473},
+           "fused_decoded_ram_bytes": 3568, "host_insns": None, "m4": None,
+           "m4_small": None, "avr": None}
+      before = bench_fused.table(r)
+      r["tflm_app_m4"] = {
+          "builtin": {"passed": 4, "failed": 0, "arena_used": 3158, "elf_flash": 102968,
+                      "insns_per_invoke": 144615.0},
+          "fused": {"passed": 4, "failed": 0, "arena_used": 4710, "elf_flash": 78832,
+                    "insns_per_invoke": 13753.0}}
+      json.dump([before, bench_fused.table(r)], sys.stdout)
+      """)
+  result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, check=False, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  text, measured = json.loads(result.stdout.strip().splitlines()[-1])
   for quoted in ("124,616", "138,388", "74,464", "24,300", "n/a"):
     assert quoted not in text
   row = next(line for line in text.splitlines() if "Cortex-M4F instructions" in line)
   assert row.split("|")[2].strip() == "not measured"
-  r["tflm_app_m4"] = {"builtin": {"passed": 4, "failed": 0, "arena_used": 3158,
-                                  "elf_flash": 102968, "insns_per_invoke": 144615.0},
-                      "fused": {"passed": 4, "failed": 0, "arena_used": 4710,
-                                "elf_flash": 78832, "insns_per_invoke": 13753.0}}
-  text = bench_fused.table(r)
-  row = next(line for line in text.splitlines() if "Cortex-M4F instructions / step" in line)
+  row = next(line for line in measured.splitlines()
+             if "Cortex-M4F instructions / step" in line)
   assert row.split("|")[2].strip() == "144,615"

@@ -55,11 +55,6 @@ constexpr int kStateBytes = kHiddenDim;
 // leaves out the memory planner's scratch).
 #ifdef TF_FASTGRNN_TENSOR_ARENA_SIZE
 constexpr int kTensorArenaSize = TF_FASTGRNN_TENSOR_ARENA_SIZE;
-#elif defined(TF_FASTGRNN_FUSED_OP)
-// The fused model (model_data_fused.cc): its op decodes 3568 B of
-// options into the arena and it has none of the builtin graph's intermediate
-// tensors: the builtin figure + those bytes bounds it from above.
-constexpr int kTensorArenaSize = 10478;
 #else
 constexpr int kTensorArenaSize = 6910;
 #endif
