@@ -73,12 +73,20 @@ def _log(message):
   print(f"[train_and_export] {message}", flush=True)
 
 
-def _check_resume(config, out):
+# The tiny-data rules: a resumed run may change them where they change nothing it runs.
+_BUDGET_RULES = ("min_phase_steps", "max_batch_fraction", "min_val_windows")
+_BUDGET = ("batch_size", "epochs", "qat_epochs", "keep_best")
+
+
+def _check_resume(config, out, ds=None):
   """A resumed run must use the flags it started with.
 
   Not compared: --resume, --overwrite, and --output_dir (the folder's own flags.json is
   the run's whatever path, relative or absolute, with or without a slash, names it);
-  --distribute and --feature_cache (how it runs, not what it computes).
+  --distribute and --feature_cache (how it runs, not what it computes). The tiny-data
+  rules (``_BUDGET_RULES``) count as changed only if, on ``ds``, they change what the
+  training stages run (``training_budget``): a run folder made before the rules existed
+  records them off, and on data with many windows they change nothing.
   """
   old = json.loads((out / "flags.json").read_text())
   new = dataclasses.asdict(config)
@@ -87,6 +95,12 @@ def _check_resume(config, out):
   changed = {k: (old.get(k, defaults.get(k)), v) for k, v in new.items()
              if k not in config_lib.NOT_COMPARED_ON_RESUME
              and old.get(k, defaults.get(k)) != v}
+  rules = {k: changed[k][0] for k in _BUDGET_RULES if k in changed}
+  if rules and ds is not None and set(changed) <= set(_BUDGET_RULES):
+    was = training_budget(dataclasses.replace(config, **rules), ds)
+    now = training_budget(config, ds)
+    if all(was[k] == now[k] for k in _BUDGET):
+      changed = {}
   if changed:
     raise ValueError("--resume must use the flags of the run it continues; these differ "
                      f"(was, now): {changed}")
@@ -286,7 +300,7 @@ def _stage_outputs():
   return {stage.name: stage.files for stage in STAGES}
 
 
-def _prepare_output(config, folder_state):
+def _prepare_output(config, folder_state, ds):
   """Takes the run folder (locked for the whole run, an earlier run moved aside or
   deleted) and starts its ``manifest.json``; only called once every check has passed.
 
@@ -300,7 +314,7 @@ def _prepare_output(config, folder_state):
     if note:
       _log(note)
     if config.resume:
-      _check_resume(config, out)
+      _check_resume(config, out, ds)
       manifest = run_folder.Manifest.read(out)
       if manifest is None:
         # A run from before manifests: its trained models are taken as they are (they
@@ -797,13 +811,13 @@ def run(config, ds=None, on_output_ready=None):
     preflight(config, ds)
     out = pathlib.Path(config.output_dir)
     if config.resume:
-      _check_resume(config, out)
+      _check_resume(config, out, ds)
     return _run_training_only(config, ds, out, start)
   folder_state = run_folder.check(config.output_dir, resume=config.resume,
                                   overwrite=config.overwrite)
   preflight(config, ds)
   # Flags, data, model and folder are valid: only now is anything written.
-  out, held, manifest = _prepare_output(config, folder_state)
+  out, held, manifest = _prepare_output(config, folder_state, ds)
   try:  # the folder stays locked until the run ends, however it ends
     if on_output_ready is not None:
       on_output_ready(out)

@@ -172,3 +172,22 @@ def test_end_to_end_tiny_set_trains_by_the_step_budget(tmp_path, rng):
     assert (run["batch_size"], run["epochs"]) == (10, epochs), stage
   assert "best_epoch" not in json.loads((out / "qat_training.json").read_text())
   assert "Tiny data: 5 validation windows" in (out / "report.md").read_text()
+
+
+def test_resume_of_a_run_from_before_the_rules_depends_on_what_they_change(tmp_path):
+  """A flags.json written before the rules existed has none of their fields (they read as
+  off): resuming with the CLI's rules on is refused only where they change the run."""
+  config = _config(**TINY_RULES)
+  old = {k: v for k, v in dataclasses.asdict(config).items()
+         if k not in ("min_phase_steps", "max_batch_fraction", "min_val_windows")}
+  (tmp_path / "flags.json").write_text(json.dumps(old))
+  resumed = dataclasses.replace(config, resume=True)
+  stages._check_resume(resumed, tmp_path, _data(7143, 1151))  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match="min_phase_steps"):
+    stages._check_resume(resumed, tmp_path, _data(36, 4))  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match="min_phase_steps"):  # without the data: compared
+    stages._check_resume(resumed, tmp_path)  # pylint: disable=protected-access
+  # Another flag changed as well: refused whatever the rules do.
+  with pytest.raises(ValueError, match="units"):
+    stages._check_resume(dataclasses.replace(resumed, units=8), tmp_path,  # pylint: disable=protected-access
+                         _data(7143, 1151))
