@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* One int8 FastGRNN / FastRNN step, bit-exact with TFLM's reference int8 kernels.
  * See fastgrnn_int8.h. The fixed-point helpers follow gemmlowp / TFLM
  * (tensorflow/lite/kernels/internal/common.h, built without TFLITE_SINGLE_ROUNDING). */

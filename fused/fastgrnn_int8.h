@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* One int8 time step of FastGRNN / FastRNN, bit-exact with TFLM's builtin int8 graph.
  *
  * C99, fixed-width integers, no heap, no globals, no TFLM headers. The parameters are

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* Parser of the FASTGRNN_INT8 custom options blob; see fastgrnn_int8_options.h. */
 #include "fastgrnn_int8_options.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* The fused kernel's parameters as one byte blob: the custom_options of the FASTGRNN_INT8
  * custom op in model_int8_fused.tflite (written by tf_fastgrnn/fused.py, options_blob).
  *

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* Exhaustive equivalence of fused/fastgrnn_int8.c's fast elementwise passes with its
  * generic (TFLM-shaped, tested against TFLM) passes, for any parameters the test draws:
  * every int8 operand pair, both operand orders of each ADD. Built and driven by

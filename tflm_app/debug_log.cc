@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The app's DebugLog for TFLM (MicroPrintf, and the interpreter's own messages): formats
 // with log_format.cc instead of vfprintf, and hands the text to LogWrite
 // (output_handler.cc), so neither the C library's printf nor its floating-point

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Where feature frames come from. The reference version is platform-free: it replays the
 // test windows of test_vectors.cc as raw frames. A board port replaces this file with one
 // that reads the sensor (IMU) or runs the audio front end named by kFrontend, and keeps

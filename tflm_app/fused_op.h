@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The FASTGRNN_INT8 custom op: one int8 FastGRNN/FastRNN step plus the classifier, the
 // whole of model_int8_fused.tflite (tf_fastgrnn.fused.convert_fused). It wraps the C
 // kernel fused/fastgrnn_int8.c and computes, byte for byte, what the builtin int8 step

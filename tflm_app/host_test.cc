@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Replays the export's test vectors through TFLM and checks every output byte (state and
 // logits after every step) against what the tflite_micro Python runtime produced, and
 // each window's class from the app's read-out (WindowReadout: last step, or the int32

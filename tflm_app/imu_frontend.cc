@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "imu_frontend.h"
 
 namespace tf_fastgrnn {

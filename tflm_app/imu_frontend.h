@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The imu_gravity front end (data/har.py gravity_split; --imu_frontend=imu_gravity): UCI
 // HAR's split of the acceleration into gravity and body motion, causal so it streams.
 // Per accelerometer axis, gravity is a one-pole low-pass,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // printf-style formatting without the C library's printf (which, with its floating-point
 // conversions, costs several KB of flash on a board): integers, characters and strings.
 // TFLM-free; debug_log.cc builds TFLM's DebugLog/MicroPrintf on it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Host test of the TFLM-free logic. With --dump-requant it prints, for the cases the
 // pytest compares against a NumPy port of TFLite's arithmetic, "in out" per line. With
 // --imu-stream ALPHA it reads samples of 6 floats from stdin and prints each

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Host entry point; on a board, call setup() and loop() from the platform's main or task.
 #include "main_functions.h"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the app does with a result, and where its log text goes. The reference version
 // logs with MicroPrintf and writes the text to stderr; a board port replaces this file
 // (LED, BLE notification, ...; log text to a UART or RTT).

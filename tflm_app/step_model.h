@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Runs the exported int8 step model (x_t, states_{t-1}) -> (states_t, logits) in TFLM, one
 // time step per Invoke, carrying every recurrent state (h; an LSTM also c) between
 // invokes. Used by the app and the host test.

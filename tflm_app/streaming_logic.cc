@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "streaming_logic.h"
 
 #include <cmath>

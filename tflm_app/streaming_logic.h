@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // TFLM-free parts of the streaming app: frame quantization, the recurrent states and
 // their carry between invokes, the window read-out (last step or mean over the window),
 // and keyword-spotting posterior smoothing. They compile with any C++17 compiler and are

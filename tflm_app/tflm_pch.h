@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The TFLM headers nearly every TFLM source includes (the flatbuffers schema above all),
 // precompiled once per library build: parsing them is most of the time of each object.
 // The Makefile copies this file into the library's build folder and compiles it there

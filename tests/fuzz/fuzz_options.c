@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* Fuzz target of the FASTGRNN_INT8 options parser and the kernel it feeds.
  *
  * One input is one options blob (fused/fastgrnn_int8_options.h). The parser must refuse

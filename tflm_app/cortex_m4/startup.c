@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 /* From the project kit ../shared/tools/cortex_m4 (as used for the README's Cortex-M4F
  * figures); here so CI builds and runs the app on QEMU (make TARGET=cortex-m4). */
 /* Minimal Cortex-M startup (the FPU is enabled only where the build has one: M4F; not M3/M0) for the size build and the QEMU mps2-an386 run: vector
