@@ -25,7 +25,10 @@ from tf_fastgrnn import models
 from tf_fastgrnn import runtime
 
 T, D, C = 6, 5, 3
-ARMRUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "armrun")
+ARMRUN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "armrun")  # m0.ld
+# The Cortex-M start-up and mps2 linker script the TFLM app's QEMU build uses.
+CORTEX_M = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "tflm_app", "cortex_m4")
 _BUILDS = {"mul32": ("-O2", "-DFASTGRNN_INT8_MUL32"),
            "mul32_simd": ("-O2", "-DFASTGRNN_INT8_MUL32", "-DFASTGRNN_INT8_SIMD_EMULATE"),
            "mul32_small": ("-O2", "-DFASTGRNN_INT8_MUL32", "-DFASTGRNN_INT8_SMALL")}
@@ -116,9 +119,10 @@ def _run_on_qemu(core, src, x_q, flags=()):
     f.write(_MAIN)
   elf = os.path.join(src, f"verify_{core}.elf")
   subprocess.run(["arm-none-eabi-gcc", "-std=gnu99", "-Os", *arch, *flags, "-DSEMIHOSTING",
-                  f"-I{src}", "-T", os.path.join(ARMRUN, ld), "-nostartfiles",
+                  f"-I{src}", "-T", os.path.join(ARMRUN if ld == "m0.ld" else CORTEX_M, ld),
+                  "-nostartfiles",
                   "-Wl,--gc-sections", "--specs=nano.specs", "--specs=rdimon.specs", "-o", elf,
-                  os.path.join(ARMRUN, "startup.c"), os.path.join(src, "verify_main.c"),
+                  os.path.join(CORTEX_M, "startup.c"), os.path.join(src, "verify_main.c"),
                   os.path.join(src, "model.c"), os.path.join(src, "fastgrnn_int8.c")],
                  check=True, capture_output=True)
   out = subprocess.run(["timeout", "300", "qemu-system-arm", *machine, "-nographic",
