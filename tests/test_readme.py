@@ -19,3 +19,17 @@ def test_readme_example_runs(index):
   exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), namespace)  # pylint: disable=exec-used
   model = namespace["model"]
   assert model.count_params() > 0 and len(model.trainable_weights) >= 5
+
+
+def test_readme_results_table_is_generated_from_the_committed_sweep():
+  from benchmarks import readme_results  # pylint: disable=import-outside-toplevel
+  import json  # pylint: disable=import-outside-toplevel
+  readme = (REPO / "README.md").read_text(encoding="utf-8")
+  points = json.loads(readme_results.SWEEP_JSON.read_text())
+  assert readme_results.readme_with(readme, readme_results.table(points)) == readme, (
+      "python -m benchmarks.readme_results --write")
+  # the table is the sweep's numbers: a changed point changes the table
+  point = next(p for p in points if (p["dataset"], p["family"], p["size"]) ==
+               ("har2", "gru", "h8"))
+  point["int8_tflm_accuracy"] = [0.5, 0.25, 5]
+  assert "GRU 50.00 ± 25.00 % at 402 B" in readme_results.table(points)
