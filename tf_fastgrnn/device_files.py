@@ -39,10 +39,12 @@ __all__ = ["DEVICE_FILES", "DeviceSettings", "settings_from_model", "write_devic
            "model_data_source"]
 
 # TFLM resolver method per builtin op name (MicroMutableOpResolver::AddXxx).
+# Each op's MicroMutableOpResolver method. Only ops TFLM has a kernel for: RELU_N1_TO_1,
+# which LiteRT runs, has none in tflite-micro, so a model using it is refused here.
 _RESOLVER = {
     "FULLY_CONNECTED": "FullyConnected", "ADD": "Add", "SUB": "Sub", "MUL": "Mul",
     "LOGISTIC": "Logistic", "TANH": "Tanh", "RELU": "Relu", "RELU6": "Relu6",
-    "RELU_N1_TO_1": "ReluN1To1", "MINIMUM": "Minimum", "MAXIMUM": "Maximum",
+    "MINIMUM": "Minimum", "MAXIMUM": "Maximum",
     "QUANTIZE": "Quantize", "DEQUANTIZE": "Dequantize", "SPLIT": "Split",
     "SPLIT_V": "SplitV", "CONCATENATION": "Concatenation", "RESHAPE": "Reshape",
     "STRIDED_SLICE": "StridedSlice", "SOFTMAX": "Softmax", "BATCH_MATMUL": "BatchMatMul",
@@ -173,7 +175,8 @@ def settings_from_model(tflite_bytes, *, labels, steps_per_window, feature_mean,
   ops = tuple(export.model_ops(tflite_bytes))
   unknown = [op for op in ops if op not in _RESOLVER]
   if unknown:
-    raise ValueError(f"no TFLM resolver entry known for ops {unknown}")
+    raise ValueError(f"TFLM has no kernel (MicroMutableOpResolver method) for the ops "
+                     f"{unknown} of this model: the app cannot run it")
   return DeviceSettings(
       input_dim=input_dim, hidden_dim=hidden, num_classes=classes,
       steps_per_window=int(steps_per_window), labels=tuple(str(l) for l in labels),
