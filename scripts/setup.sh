@@ -2,10 +2,18 @@
 # Creates ./.venv with the pinned stack from pyproject.toml and installs this project into
 # it (editable), with the optional dependency groups named in the first argument.
 # Idempotent: it reinstalls only when pyproject.toml or the groups changed.
-# Usage: scripts/setup.sh [test,keras3]   (PYTHON=/path/to/python3.11 to choose the interpreter)
+# Usage: scripts/setup.sh [data,test,keras3]   (PYTHON=/path/to/python3.11 to choose the interpreter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+extras=${1:-}
+IFS=, read -ra groups <<< "$extras"
+for g in "${groups[@]}"; do
+  case "$g" in
+    test|keras3|data) ;;
+    *) echo "setup: unknown optional group '$g' (data, test, keras3)" >&2; exit 2 ;;
+  esac
+done
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
   echo "setup: Python 3.11 is required (TensorFlow 2.21 wheels); got $("$PYTHON" --version 2>&1)." >&2
@@ -16,11 +24,6 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $("$PYTHON" --version)"
   "$PYTHON" -m venv .venv
 fi
-extras=${1:-}
-case "$extras" in
-  ""|test|keras3|test,keras3|keras3,test) ;;
-  *) echo "setup: unknown optional groups '$extras' (test, keras3)" >&2; exit 2 ;;
-esac
 target=.${extras:+[$extras]}
 stamp=.venv/.tf_fastgrnn-installed${extras:+-$extras}
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
