@@ -70,7 +70,7 @@ def test_bench_fused_prints_no_figure_it_did_not_measure():
   bench_fused is an absl app whose flags clash with other CLIs imported by the suite.)"""
   code = textwrap.dedent("""
       import json, sys
-      from pipelines import bench_fused
+      from benchmarks import bench_fused
       r = {"tflite_bytes": 7720, "param_bytes": 4422, "param_bytes_small": 2100,
            "storage": {"w0": "dense"}, "storage_small": {"w0": "packed"},
            "fused_tflite_bytes": 3088, "fused_options_bytes": 2473,

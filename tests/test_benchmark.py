@@ -1,11 +1,11 @@
-"""pipelines.benchmark on a tiny npz task: it runs, tabulates, reuses, and refuses."""
+"""benchmarks.benchmark on a tiny npz task: it runs, tabulates, reuses, and refuses."""
 
 import json
 
 import numpy as np
 import pytest
 
-from pipelines import benchmark
+from benchmarks import benchmark
 from tests.test_pipeline import _npz
 
 TINY = dict(epochs=3, qat_epochs=1, units=8, max_test_windows=8, timing_steps=5)
@@ -32,7 +32,7 @@ def test_benchmark_runs_on_a_tiny_task(tmp_path, rng, monkeypatch):
   report = json.loads((out / "npz" / "lstm" / "seed0" / "report.json").read_text())
   assert report["size"]["tflite_step_bytes"] == lstm["tflite_bytes"][0]
 
-  text = benchmark.markdown(agg, "python -m pipelines.benchmark (test)", dict(TINY))
+  text = benchmark.markdown(agg, "python -m benchmarks.benchmark (test)", dict(TINY))
   assert "fastgrnn_lsq" in text and "lstm" in text
   benchmark.plot_pareto(agg, out / "pareto.png")
   assert (out / "pareto.png").stat().st_size > 0

@@ -182,7 +182,7 @@ def test_forget_product_on_cell_grid_follows_c_beyond_the_cap():
 
 
 def test_loss_diagnostic_steps_like_keras():
-  from pipelines import lstm_int8_loss  # pylint: disable=import-outside-toplevel
+  from benchmarks import lstm_int8_loss  # pylint: disable=import-outside-toplevel
   weights = _weights()
   model = _model(weights)
   windows = _windows()

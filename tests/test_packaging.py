@@ -39,3 +39,9 @@ def test_setup_refuses_an_unknown_group_before_any_work(tmp_path):
                         env={"PATH": "/usr/bin:/bin", "PYTHON": str(tmp_path / "none")})
   assert done.returncode == 2
   assert done.stderr.strip() == "setup: unknown optional group 'plots' (data, test, keras3)"
+
+
+def test_only_the_library_is_installed():
+  """`data`, `pipelines` and `benchmarks` are the checkout's, not site-packages' names."""
+  find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+  assert find["packages"]["find"]["include"] == ["tf_fastgrnn*"]

@@ -309,7 +309,7 @@ def test_readout_flag_is_refused_before_any_work(tmp_path):
 
 
 def test_sweep_mean_trials_are_labelled_ablations():
-  from pipelines import sweep  # pylint: disable=import-outside-toplevel
+  from benchmarks import sweep  # pylint: disable=import-outside-toplevel
   points = {p.file(0): p for p in sweep.schedule() if p.kw.get("mean")}
   assert set(points) == {"har6/fastgrnn_h24_mean_seed0.json",
                          "har6/fastgrnn_lsq_h32r4-8s50_mean_seed0.json",

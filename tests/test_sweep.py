@@ -1,4 +1,4 @@
-"""pipelines.sweep on a tiny npz task: result files, reuse, resume, aggregation."""
+"""benchmarks.sweep on a tiny npz task: result files, reuse, resume, aggregation."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import data as data_lib
-from pipelines import sweep
+from benchmarks import sweep
 from tests.test_pipeline import _npz
 
 TINY = dict(epochs=3, qat_epochs=1, batch_size=16, learning_rate=0.01,

@@ -7,7 +7,7 @@ import pytest
 
 from pipelines import config as config_lib
 from pipelines import stages
-from pipelines import sweep
+from benchmarks import sweep
 
 
 def _config(tmp_path, **changes):

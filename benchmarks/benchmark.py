@@ -8,8 +8,8 @@ per (dataset, model, seed); a run with a ``report.json`` is reused, so an interr
 benchmark continues where it stopped.
 
 Usage:
-  python -m pipelines.benchmark --datasets=har2,har6,fsdd --seeds=0,1,2
-  python -m pipelines.benchmark --datasets=har6 --models=fastgrnn_lsq,lstm --epochs=6
+  python -m benchmarks.benchmark --datasets=har2,har6,fsdd --seeds=0,1,2
+  python -m benchmarks.benchmark --datasets=har6 --models=fastgrnn_lsq,lstm --epochs=6
 """
 
 import dataclasses
@@ -259,7 +259,7 @@ def main(argv):
     print(f"benchmark: {e}", file=sys.stderr)
     return 1
   out = pathlib.Path(_OUTPUT_DIR.value)
-  command = "python -m pipelines.benchmark " + " ".join(sys.argv[1:])
+  command = "python -m benchmarks.benchmark " + " ".join(sys.argv[1:])
   fileio.write_json(out / "benchmark.json", {
       "command": command, "settings": settings,
       "runs": [dict(dataset=d, model=m, seed=s, **r) for (d, m, s), r in rows.items()],

@@ -11,7 +11,7 @@ For each finished LSTM run folder (``model_float.keras``, ``model_int8.tflite``,
 - ``forget_product_scale``: that model's grid step for σ(f)·c (c's is 1/16).
 
 Usage:
-  python -m pipelines.lstm_int8_loss --tf_threads=1 runs/sweep/har6/lstm_h12/seed0 ...
+  python -m benchmarks.lstm_int8_loss --tf_threads=1 runs/sweep/har6/lstm_h12/seed0 ...
 """
 
 import json
@@ -22,7 +22,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
-# Not "threads": pipelines.sweep defines that flag (one flag registry per process).
+# Not "threads": benchmarks.sweep defines that flag (one flag registry per process).
 _THREADS = flags.DEFINE_integer("tf_threads", 0, "TensorFlow threads (0: default).")
 
 

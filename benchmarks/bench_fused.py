@@ -1,6 +1,6 @@
 r"""Builtin TFLM vs fused kernel vs standalone C: bit-exactness, bytes, flash, RAM, time.
 
-  python -m pipelines.bench_fused --run_dir=runs/har6_fastgrnn [--windows=200]
+  python -m benchmarks.bench_fused --run_dir=runs/har6_fastgrnn [--windows=200]
 
 On a train_and_export run folder (``model_int8.tflite``, ``flags.json``):
 

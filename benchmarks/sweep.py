@@ -19,15 +19,15 @@ trials on har6 (size suffixes ``_hop16``, ``_wd``, ``_mean`` = the mean read-out
 train + validation, ``--train_on_val``) are labelled in the tables, kept out of the
 fronts and compared with ``--compare``.
 
-Its flags' names differ from ``pipelines.benchmark``'s (one flag registry per
+Its flags' names differ from ``benchmarks.benchmark``'s (one flag registry per
 process).
 
 Usage:
   # run (or continue) the schedule, most informative points first; two workers:
-  python -m pipelines.sweep --shard=0 --num_shards=2 &
-  python -m pipelines.sweep --shard=1 --num_shards=2 &
+  python -m benchmarks.sweep --shard=0 --num_shards=2 &
+  python -m benchmarks.sweep --shard=1 --num_shards=2 &
   # tables and fronts from the result files only (trains nothing):
-  python -m pipelines.sweep --tabulate_only
+  python -m benchmarks.sweep --tabulate_only
 """
 
 import dataclasses
@@ -855,7 +855,7 @@ def markdown(agg):
            "Mean ± std over the seeds listed (n); int8 in the TFLM runtime on the test "
            "split; weights: every weight as one int8 byte (what the .tflite stores) and "
            "the non-zero ones. MACs per time step (RNNs) or per window (CNN). Generated "
-           "by `python -m pipelines.sweep --tabulate_only`.", ""]
+           "by `python -m benchmarks.sweep --tabulate_only`.", ""]
   for dataset in sorted({k[0] for k in agg}):
     metric = _score(dataset)
     lines += [f"## {dataset}", "",

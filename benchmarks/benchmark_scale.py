@@ -1,6 +1,6 @@
 r"""Figures for training at scale: feature extraction and training throughput.
 
-  python -m pipelines.benchmark_scale [--data_dir=../shared/data/fsdd/recordings]
+  python -m benchmarks.benchmark_scale [--data_dir=../shared/data/fsdd/recordings]
       [--cache_dir=<fresh folder>] [--frontend=logmel32] [--workers=N]
 
 Prints and writes (``--json``) three feature-extraction figures on the FSDD clips: one
@@ -97,7 +97,7 @@ def main(argv):
     fig["cache_dir"] = None
   for mode in ("none", "mirrored") if _TRAIN.value else ():
     out = subprocess.run(
-        [sys.executable, "-m", "pipelines.benchmark_scale", f"--train_only={mode}",
+        [sys.executable, "-m", "benchmarks.benchmark_scale", f"--train_only={mode}",
          f"--devices={_DEVICES.value}", f"--train_windows={_TRAIN_WINDOWS.value}",
          f"--epochs={_EPOCHS.value}"], check=True, capture_output=True, text=True)
     fig[f"train_{mode}_windows_per_s"] = json.loads(out.stdout.strip().splitlines()[-1])[
