@@ -14,6 +14,10 @@ and headers), ``parity`` (numerics diff), ``baselines`` (low-rank LSTM), ``lstm_
 (a Keras LSTM as TFLite's fused int8 LSTM with an int16 cell state), ``tfmot_compat``
 (the TF-MOT internals pruning needs), ``distribute`` and ``input_pipeline`` (training
 under ``tf.distribute``, tf.data input ordered by (seed, epoch)).
+
+``tf_fastgrnn.keras3`` holds the Keras 3 cells (``import keras``, any backend);
+``to_tf_keras`` / ``to_keras3`` (``keras3_bridge``) copy a classifier between the two
+Kerases, checked on windows. Both import Keras 3 only when first used.
 """
 
 from tf_fastgrnn import activations
@@ -29,6 +33,8 @@ from tf_fastgrnn.cells import FastRNN
 from tf_fastgrnn.cells import FastRNNCell
 
 __all__ = [
+    "to_keras3",
+    "to_tf_keras",
     "FastGRNN",
     "FastGRNNCell",
     "FastRNN",
@@ -41,3 +47,12 @@ __all__ = [
     "quantization",
     "training",
 ]
+
+
+def __getattr__(name):
+  # The Keras 3 bridge is imported on first use: importing tf_fastgrnn (tf_keras) never
+  # imports Keras 3.
+  if name in ("to_tf_keras", "to_keras3"):
+    from tf_fastgrnn import keras3_bridge  # pylint: disable=import-outside-toplevel
+    return getattr(keras3_bridge, name)
+  raise AttributeError(f"module 'tf_fastgrnn' has no attribute {name!r}")
