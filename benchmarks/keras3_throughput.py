@@ -157,14 +157,16 @@ def _run_child(name, data_path, args):
 
 def _table(rows):
   base = rows.get(BASE, {}).get("windows_per_s")
-  lines = ["| training | windows/s | ratio to tf_keras |", "|---|---:|---:|"]
+  lines = ["| training | windows/s | ratio to tf_keras | load average before |",
+           "|---|---:|---:|---:|"]
   for name in ROWS:
     row = rows[name]
     if "windows_per_s" not in row:
-      lines.append(f"| {LABELS[name]} | not measured: {row['error']} | |")
+      lines.append(f"| {LABELS[name]} | not measured: {row['error']} | | |")
       continue
     ratio = f"{row['windows_per_s'] / base:.2f}" if base else "n/a"
-    lines.append(f"| {LABELS[name]} | {row['windows_per_s']:.0f} | {ratio} |")
+    lines.append(f"| {LABELS[name]} | {row['windows_per_s']:.0f} | {ratio} | "
+                 f"{row['load_average_before']:.1f} |")
   return "\n".join(lines)
 
 
