@@ -43,8 +43,9 @@ import re
 import socket
 import time
 
-__all__ = ["ARTIFACTS", "DEPLOY", "DEPLOY_FORMAT", "FLAGS", "LOCK_FILE", "MANIFEST", "Manifest", "RunFolderError", "RunLock",
-           "check", "check_not_in_use", "claim", "is_earlier_run", "lock", "replace", "verify"]
+__all__ = ["ARTIFACTS", "DEPLOY", "DEPLOY_FORMAT", "Executor", "FLAGS", "LOCK_FILE", "MANIFEST",
+           "Manifest", "RunFolderError", "RunLock", "Stage", "check", "check_not_in_use",
+           "claim", "is_earlier_run", "lock", "replace", "resume_status", "verify"]
 
 MANIFEST = "manifest.json"
 LOCK_FILE = ".run.lock"
@@ -750,3 +751,93 @@ def replace(output_dir, *, overwrite):
   if kept is not None:
     raise RunFolderError(f"the earlier run was moved to {moved}, not deleted: {kept}")
   return None
+
+
+# --- running stages: resume -----------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One step of a run, as the manifest knows it: ``artifact`` (relative to the run
+  folder) is written last; ``outputs`` (default: the artifact alone) are the files and
+  folders it writes; ``distributed``: a training stage, run on every worker."""
+  name: str
+  artifact: str
+  outputs: tuple = ()
+  distributed: bool = False
+
+  @property
+  def files(self):
+    """What the stage writes: ``outputs``, or its artifact alone."""
+    return tuple(self.outputs) or (self.artifact,)
+
+
+def resume_status(manifest, stage, out):
+  """On resume: True if ``stage`` finished and its files are as it wrote them
+  (``manifest.json``), a reason (str) if it finished but they are not, None if it did
+  not finish. Without a manifest (another worker reading a run from before manifests),
+  only a training stage's existing model is taken.
+
+  Raises:
+    RunFolderError: a finished stage's checkpoint is not the one it wrote: continuing
+      from it is not safe.
+  """
+  if manifest is None:
+    return True if stage.distributed and (pathlib.Path(out) / stage.artifact).exists() else None
+  if not manifest.done(stage.name):
+    return None
+  mismatch = manifest.mismatch(stage.name)
+  if mismatch is None:
+    return True
+  rel, why = mismatch
+  if rel.startswith("checkpoints/"):
+    raise RunFolderError(f"--resume: {pathlib.Path(out) / rel} {why}: the {stage.name} "
+                         "cannot continue from it; run again without --resume")
+  return f"{rel} {why}"
+
+
+class Executor:
+  """Runs a run's stages in order and owns resume.
+
+  ``run(name, compute, load)`` returns the stage's result: ``load()`` where resuming,
+  the stage finished, its files are as it wrote them (``manifest.json``), its artifact
+  exists and no stage before it ran again; else ``compute()``, which writes the stage's
+  files (artifact last), after which the manifest lists them. Once one stage runs
+  again, every later one does. A stage that finished without its artifact (one a
+  model does not have, e.g. the fused kernel of an LSTM) is computed again and, as it
+  changes nothing, does not make the later stages run.
+  """
+
+  def __init__(self, out, stages, *, manifest, resume, log, whose=""):
+    """
+    Args:
+      out: the run folder.
+      stages: the ``Stage``s this run has, in order.
+      manifest: the run's ``Manifest`` (None: write none, e.g. a worker that is not
+        the chief reading the chief's folder).
+      resume: load what finished (else compute every stage).
+      log: ``log(line)``.
+      whose: how the log names the artifacts' writer (e.g. "the chief's ").
+    """
+    self.out = pathlib.Path(out)
+    self.stages = {stage.name: stage for stage in stages}
+    self.manifest, self.log, self.whose = manifest, log, whose
+    self._again = not resume
+    self._status = ({name: resume_status(manifest, stage, self.out)
+                     for name, stage in self.stages.items()} if resume else {})
+
+  def run(self, name, compute, load):
+    stage = self.stages[name]
+    status = self._status.get(name)
+    trusted = not self._again and status is True
+    if trusted and (self.out / stage.artifact).exists():
+      self.log(f"resume: {self.whose}{stage.artifact} exists, {name} skipped")
+      return load()
+    if not self._again and isinstance(status, str):
+      self.log(f"resume: {status}: {name} and every stage after it run again")
+    if self.manifest is not None:
+      self.manifest.begin(name)
+    result = compute()
+    if self.manifest is not None:
+      self.manifest.finish(name)
+    self._again = self._again or not trusted
+    return result
