@@ -13,7 +13,9 @@ float model and a plan), ``runtime`` (TFLM/LiteRT on the host), ``device_files``
 and headers), ``parity`` (numerics diff), ``baselines`` (low-rank LSTM), ``lstm_int16``
 (a Keras LSTM as TFLite's fused int8 LSTM with an int16 cell state), ``tfmot_compat``
 (the TF-MOT internals pruning needs), ``distribute`` and ``input_pipeline`` (training
-under ``tf.distribute``, tf.data input ordered by (seed, epoch)).
+under ``tf.distribute``, tf.data input ordered by (seed, epoch)), ``spec`` (what a run is:
+``Spec`` and its parts ``ModelSpec``, ``SparsitySpec``, ``Recipe``, ``DataSpec``,
+``ExportSpec``; TensorFlow-free).
 """
 
 from tf_fastgrnn import activations
@@ -27,12 +29,24 @@ from tf_fastgrnn.cells import FastGRNN
 from tf_fastgrnn.cells import FastGRNNCell
 from tf_fastgrnn.cells import FastRNN
 from tf_fastgrnn.cells import FastRNNCell
+from tf_fastgrnn.spec import DataSpec
+from tf_fastgrnn.spec import ExportSpec
+from tf_fastgrnn.spec import ModelSpec
+from tf_fastgrnn.spec import Recipe
+from tf_fastgrnn.spec import SparsitySpec
+from tf_fastgrnn.spec import Spec
 
 __all__ = [
     "FastGRNN",
     "FastGRNNCell",
     "FastRNN",
     "FastRNNCell",
+    "DataSpec",
+    "ExportSpec",
+    "ModelSpec",
+    "Recipe",
+    "SparsitySpec",
+    "Spec",
     "keras",
     "activations",
     "baselines",
