@@ -15,7 +15,12 @@ and headers), ``parity`` (numerics diff), ``baselines`` (low-rank LSTM), ``lstm_
 (the TF-MOT internals pruning needs), ``distribute`` and ``input_pipeline`` (training
 under ``tf.distribute``, tf.data input ordered by (seed, epoch)), ``spec`` (what a run is:
 ``Spec`` and its parts ``ModelSpec``, ``SparsitySpec``, ``Recipe``, ``DataSpec``,
-``ExportSpec``; TensorFlow-free).
+``ExportSpec``; TensorFlow-free), ``compression`` and ``deployment`` (the stages from a
+model to the board as typed results, and the public path over them: ``compress`` a
+user's model (three sparsity phases, QAT), ``deploy`` it into a folder with the int8
+``.tflite``, fused ``.tflite``, standalone C, device files, TFLM evaluation and numerics
+diff), ``run_folder`` (which folder a run may write, its manifest, lock and resume;
+TensorFlow-free).
 """
 
 from tf_fastgrnn import activations
@@ -29,6 +34,10 @@ from tf_fastgrnn.cells import FastGRNN
 from tf_fastgrnn.cells import FastGRNNCell
 from tf_fastgrnn.cells import FastRNN
 from tf_fastgrnn.cells import FastRNNCell
+from tf_fastgrnn.compression import Compressed
+from tf_fastgrnn.compression import compress
+from tf_fastgrnn.deployment import Deployment
+from tf_fastgrnn.deployment import deploy
 from tf_fastgrnn.spec import DataSpec
 from tf_fastgrnn.spec import ExportSpec
 from tf_fastgrnn.spec import ModelSpec
@@ -41,6 +50,10 @@ __all__ = [
     "FastGRNNCell",
     "FastRNN",
     "FastRNNCell",
+    "Compressed",
+    "Deployment",
+    "compress",
+    "deploy",
     "DataSpec",
     "ExportSpec",
     "ModelSpec",

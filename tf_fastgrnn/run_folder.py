@@ -807,20 +807,24 @@ class Executor:
   changes nothing, does not make the later stages run.
   """
 
-  def __init__(self, out, stages, *, manifest, resume, log, whose=""):
+  def __init__(self, out, stages, *, manifest, resume, log, whose="",
+               write_manifest=True):
     """
     Args:
       out: the run folder.
       stages: the ``Stage``s this run has, in order.
-      manifest: the run's ``Manifest`` (None: write none, e.g. a worker that is not
-        the chief reading the chief's folder).
+      manifest: the run's ``Manifest``, or None (a run from before manifests, read by
+        a worker that is not the chief).
       resume: load what finished (else compute every stage).
       log: ``log(line)``.
       whose: how the log names the artifacts' writer (e.g. "the chief's ").
+      write_manifest: False: ``manifest`` is only read (a worker that is not the
+        chief, reading the chief's folder, writes nothing there).
     """
     self.out = pathlib.Path(out)
     self.stages = {stage.name: stage for stage in stages}
     self.manifest, self.log, self.whose = manifest, log, whose
+    self._writes = manifest is not None and write_manifest
     self._again = not resume
     self._status = ({name: resume_status(manifest, stage, self.out)
                      for name, stage in self.stages.items()} if resume else {})
@@ -834,10 +838,10 @@ class Executor:
       return load()
     if not self._again and isinstance(status, str):
       self.log(f"resume: {status}: {name} and every stage after it run again")
-    if self.manifest is not None:
+    if self._writes:
       self.manifest.begin(name)
     result = compute()
-    if self.manifest is not None:
+    if self._writes:
       self.manifest.finish(name)
     self._again = self._again or not trusted
     return result

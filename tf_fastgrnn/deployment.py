@@ -229,7 +229,7 @@ class Evaluation:
   def load(cls, folder):
     with np.load(pathlib.Path(folder) / TFLM_EVAL, allow_pickle=False) as z:
       return cls(arena=int(z["arena"]), y=z["y_test"], pred=z["pred"],
-                 vectors={k: z[k] for k in ("x_q", "h_q", "logits_q", "labels")})
+                 vectors={k: z[k] for k in ("labels", "x_q", "h_q", "logits_q")})
 
 
 def evaluate_tflm(int8, x, y, *, readout, arena_margin, num_test_vectors, log=None):
@@ -241,8 +241,8 @@ def evaluate_tflm(int8, x, y, *, readout, arena_margin, num_test_vectors, log=No
   tflm = runtime.TFLMStepRunner(int8.tflite, arena_size=arena + arena_margin)
   traces = tflm.run_windows(x, progress=log is not None)
   pick = vector_windows(y, num_test_vectors)
-  vectors = {k: traces[k][pick] for k in ("x_q", "h_q", "logits_q")}
-  vectors["labels"] = np.asarray(y)[pick]
+  vectors = {"labels": np.asarray(y)[pick]}
+  vectors.update({k: traces[k][pick] for k in ("x_q", "h_q", "logits_q")})
   return Evaluation(arena=int(arena), y=np.asarray(y),
                     pred=tflm.window_classes(traces["logits_q"], readout),
                     vectors=vectors, traces=traces)
@@ -494,24 +494,19 @@ _OPTIONS = {"overwrite": False, "numerics": True, "arena_margin": 1024,
             "num_test_vectors": 4, "lstm_product_on_cell_grid": False}
 
 
-def save_fused(ex, fusion, load):
-  """The stages "standalone C model" and "fused .tflite" of ``fusion`` (``Fused``, or
-  ``NotApplicable``: they finish having written nothing)."""
-  applies = isinstance(fusion, Fused)
-  ex.run("standalone C model",
-         lambda: fusion.save_standalone(ex.out) if applies else fusion, load)
-  ex.run("fused .tflite", lambda: fusion.save_tflite(ex.out) if applies else fusion, load)
-
-
 def _run(ex, model, float_model, calibration, test, device, options, readout):
   out = ex.out
   int8 = ex.run("int8 export", lambda: export_int8(
       model, calibration,
       lstm_product_on_cell_grid=options["lstm_product_on_cell_grid"]).save(out), None)
   fusion = fuse(int8)
-  if isinstance(fusion, NotApplicable):
-    ex.log(f"no fused model nor standalone C: {fusion.reason}")
-  save_fused(ex, fusion, None)
+  # NotApplicable: both stages finish having written nothing.
+  applies = isinstance(fusion, Fused)
+  if not applies:
+    ex.log(f"{FUSED_MODEL} and the standalone C model not written: {fusion.reason}")
+  ex.run("standalone C model",
+         lambda: fusion.save_standalone(out) if applies else fusion, None)
+  ex.run("fused .tflite", lambda: fusion.save_tflite(out) if applies else fusion, None)
   evaluation = numerics = None
   if test is not None:
     evaluation = ex.run("TFLM evaluation", lambda: evaluate_tflm(
