@@ -68,7 +68,9 @@ def test_end_to_end_tiny(tmp_path, rng):
   assert report["size"]["fused_tflite_bytes"] == (
       out / "model_int8_fused.tflite").stat().st_size
   assert report["size"]["fused_params_bytes"] < report["size"]["fused_tflite_bytes"]
-  assert report["size"]["standalone_c_flash_bytes"] >= report["size"]["fused_params_bytes"]
+  # The report holds only what the product computes: a flash figure needs a cross
+  # compiler, which pipelines/bench_fused.py runs.
+  assert not [k for k in report["size"] if "flash" in k]
   flags = json.loads((out / "flags.json").read_text())
   assert flags["units"] == 6 and flags["sparsity_u"] == 0.5
   # Keras QAT, rebuilt from the export's source model and plan, is TFLM byte for byte.
