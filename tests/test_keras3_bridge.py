@@ -19,6 +19,7 @@ import pytest
 import tf_fastgrnn
 from tf_fastgrnn import keras3
 from tf_fastgrnn import keras3_bridge
+from tf_fastgrnn import models
 from tf_fastgrnn import stepping
 from tests.test_cells import B, D, H, T, explicit_weights, ref_fastgrnn, ref_fastrnn
 
@@ -296,8 +297,74 @@ def test_other_backends(backend):
   env = {**os.environ, "KERAS_BACKEND": backend}
   result = subprocess.run(
       [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
-       __file__, "-k", "not other_backends and not does_not_import"], env=env,
+       __file__, "-m", "not slow", "-k", "not other_backends and not does_not_import"],
+      env=env,
       capture_output=True, text=True, check=False, timeout=900,
       cwd=os.path.dirname(os.path.dirname(__file__)))
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+@pytest.mark.slow
+def test_jax_model_through_compress_and_deploy(tmp_path):
+  """A Keras 3 FastGRNN trained on JAX, copied with to_tf_keras, through compress and
+  deploy: its int8 model's TFLM classes equal those of the tf_keras path (the pipeline's
+  own classifier given the same weights) through the same compress and deploy."""
+  if BACKEND != "jax":
+    pytest.skip("trains on the JAX backend: test_trained_on_jax_to_the_board runs it")
+  steps, dim, units, classes = 8, 3, 8, 2
+  rng = np.random.default_rng(0)
+
+  def data(n):
+    x = rng.normal(0, 1, (n, steps, dim)).astype(np.float32)
+    return x, (x[:, :, 0].mean(axis=1) > 0).astype(np.int32)
+  train, validation, test = data(96), data(32), data(32)
+  keras.utils.set_random_seed(0)
+  k3 = keras.Sequential([keras.Input((steps, dim)), keras3.FastGRNN(units, u_rank=4),
+                         keras.layers.Dense(classes)])
+  k3.compile(optimizer=keras.optimizers.Adam(0.02),
+             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  before = {v.path: _np(v).copy() for v in k3.weights}
+  k3.fit(*train, batch_size=16, epochs=3, shuffle=False, verbose=0)
+  trained = {v.name: _np(v) for v in k3.weights}
+  assert all(not np.array_equal(_np(v), before[v.path]) for v in k3.weights)
+
+  twin = tf_fastgrnn.to_tf_keras(k3, validation[0])
+  # The tf_keras path: the pipeline's own classifier, the same weights set by name here.
+  own = models.sequence_classifier("fastgrnn", units, (steps, dim), classes, u_rank=4)
+  for var in own.weights:
+    var.assign(trained[_short(var)])
+  recipe = tf_fastgrnn.Recipe(epochs=3, qat_epochs=1, batch_size=16, lr_schedule="constant",
+                              keep_best=False, min_phase_steps=0, max_batch_fraction=1,
+                              min_val_windows=0)
+  sparsity = tf_fastgrnn.SparsitySpec(w=0.5, u=0.5, frequency=2)
+  done = {}
+  for name, model in (("keras3", twin), ("tf_keras", own)):
+    compressed = tf_fastgrnn.compress(model, train, validation, sparsity=sparsity,
+                                      recipe=recipe, seed=0)
+    done[name] = tf_fastgrnn.deploy(compressed, train[0][:64], tmp_path / name, test=test)
+  ours, theirs = done["keras3"], done["tf_keras"]
+  for folder in (ours.folder, theirs.folder):
+    assert (folder / "model_int8.tflite").is_file()
+    assert (folder / "device" / "model_data.cc").is_file()
+  # Both classes predicted: the equality below is not that of two constant models.
+  assert sorted(set(ours.evaluation.pred.tolist())) == [0, 1], ours.evaluation.accuracy
+  np.testing.assert_array_equal(ours.evaluation.pred, theirs.evaluation.pred)
+  assert ours.evaluation.accuracy == theirs.evaluation.accuracy
+  assert ours.int8.tflite == theirs.int8.tflite
+
+
+@pytest.mark.slow
+def test_trained_on_jax_to_the_board():
+  if BACKEND != "tensorflow":
+    pytest.skip("runs from the TensorFlow-backend session only")
+  if importlib.util.find_spec("jax") is None:
+    pytest.skip("the jax backend is not installed (scripts/test.sh installs the keras3 "
+                "extra)")
+  result = subprocess.run(
+      [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
+       __file__, "-k", "jax_model_through_compress_and_deploy"],
+      env={**os.environ, "KERAS_BACKEND": "jax"}, capture_output=True, text=True,
+      check=False, timeout=1800, cwd=os.path.dirname(os.path.dirname(__file__)))
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert "1 passed" in result.stdout, result.stdout[-3000:]
