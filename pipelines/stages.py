@@ -88,13 +88,10 @@ def _check_resume(config, out, ds=None):
   training stages run (``training_budget``): a run folder made before the rules existed
   records them off, and on data with many windows they change nothing.
   """
-  old = json.loads((out / "flags.json").read_text())
+  old = config_lib.read_flags(out)  # an older layout upgraded (spec.migrate)
   new = dataclasses.asdict(config)
-  # A flag newer than the run's flags.json counts as its default there.
-  defaults = {f.name: f.default for f in dataclasses.fields(Config)}
-  changed = {k: (old.get(k, defaults.get(k)), v) for k, v in new.items()
-             if k not in config_lib.NOT_COMPARED_ON_RESUME
-             and old.get(k, defaults.get(k)) != v}
+  changed = {k: (old.get(k), v) for k, v in new.items()
+             if k not in config_lib.NOT_COMPARED_ON_RESUME and old.get(k) != v}
   rules = {k: changed[k][0] for k in _BUDGET_RULES if k in changed}
   if rules and ds is not None and set(changed) <= set(_BUDGET_RULES):
     was = training_budget(dataclasses.replace(config, **rules), ds)

@@ -223,12 +223,12 @@ def test_three_phase_training_augments_and_records_it(tmp_path):
 
 
 def test_config_accepts_resolved_choices_dense_or_sparse_and_refuses_unknown(tmp_path):
-  base = config_lib.Config(
+  base = config_lib.Config.from_flags(dict(
       dataset="har6", data_dir=None, cell="fastgrnn", units=8, w_rank=None, u_rank=None,
       sparsity_w=0.0, sparsity_u=0.0, epochs=3, qat=False, qat_epochs=0, batch_size=8,
       learning_rate=0.01, qat_learning_rate=0.001, seed=0,
       output_dir=str(tmp_path / "run"), resume=False, max_test_windows=None,
-      num_test_vectors=1, arena_margin=0)
+      num_test_vectors=1, arena_margin=0))
   assert base.augment is None  # flags.json of earlier runs (no key) still resume
   config_lib.validate_config(base.__class__(**{**base.__dict__, "augment": "imu"}))
   with pytest.raises(ValueError, match="--augment must be one of none, auto, imu, audio"):

@@ -279,11 +279,11 @@ def test_config_checks_the_readout_and_resume_compares_it(tmp_path):
   from pipelines import config as config_lib  # pylint: disable=import-outside-toplevel
   from pipelines import stages  # pylint: disable=import-outside-toplevel
   assert config_lib.READOUTS == stepping.READOUTS
-  base = config_lib.Config(
+  base = config_lib.Config.from_flags(dict(
       dataset="npz", data_dir="x.npz", cell="fastgrnn", units=4, w_rank=None, u_rank=None,
       sparsity_w=0.0, sparsity_u=0.0, epochs=3, qat=True, qat_epochs=1, batch_size=8,
       learning_rate=0.01, qat_learning_rate=0.001, seed=0, output_dir=str(tmp_path / "run"),
-      resume=False, max_test_windows=None, num_test_vectors=1, arena_margin=0)
+      resume=False, max_test_windows=None, num_test_vectors=1, arena_margin=0))
   assert base.readout == "last"
   with pytest.raises(ValueError, match="--readout must be one of last, mean, got 'max'"):
     config_lib.validate_config(dataclasses.replace(base, readout="max"))

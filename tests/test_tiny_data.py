@@ -56,12 +56,12 @@ def test_step_budget_refuses_bad_rules(kwargs, match):
 
 
 def _config(**changes):
-  base = config_lib.Config(
+  base = config_lib.Config.from_flags(dict(
       dataset="npz", data_dir="x.npz", cell="fastgrnn", units=4, w_rank=None, u_rank=None,
       sparsity_w=0.5, sparsity_u=0.5, epochs=45, qat=True, qat_epochs=8, batch_size=64,
       learning_rate=0.01, qat_learning_rate=0.001, seed=0, output_dir="unused",
       resume=False, max_test_windows=None, num_test_vectors=1, arena_margin=0,
-      keep_best=True)
+      keep_best=True))
   return dataclasses.replace(base, **changes)
 
 
@@ -179,7 +179,8 @@ def test_resume_of_a_run_from_before_the_rules_depends_on_what_they_change(tmp_p
   off): resuming with the CLI's rules on is refused only where they change the run."""
   config = _config(**TINY_RULES)
   old = {k: v for k, v in dataclasses.asdict(config).items()
-         if k not in ("min_phase_steps", "max_batch_fraction", "min_val_windows")}
+         if k not in ("min_phase_steps", "max_batch_fraction", "min_val_windows",
+                      "schema_version", "min_lr_fraction")}  # a pre-schema layout
   (tmp_path / "flags.json").write_text(json.dumps(old))
   resumed = dataclasses.replace(config, resume=True)
   stages._check_resume(resumed, tmp_path, _data(7143, 1151))  # pylint: disable=protected-access
