@@ -135,18 +135,23 @@ def _accuracy(model, x, y, batch_size):
   return float(np.mean(np.argmax(logits, -1) == y))
 
 
-def _recipe(config, ds=None):
-  """The training-recipe arguments of ``training.fit`` / ``train_three_phase``
-  (with ``ds``, ``augment`` too: only ``training.fit`` takes it; and ``keep_best`` as
-  ``training_budget`` resolves it on these data)."""
-  recipe = {"lr_schedule": config.lr_schedule, "clipnorm": config.clipnorm,
-            "weight_decay": config.weight_decay, "keep_best": config.keep_best,
-            "distribute": config.distribute}
-  if ds is not None:
-    recipe["keep_best"] = training_budget(config, ds)["keep_best"]
-  if ds is not None and config.augment:
-    recipe["augment"] = _augmenter(config, ds)
-  return recipe
+def _recipe(config, ds):
+  """The ``Recipe`` the training stages fit with: the run's, with the batch, the epochs
+  and ``keep_best`` the tiny-data rules give on these data (``training_budget``)."""
+  budget = training_budget(config, ds)
+  return config.spec.recipe.replace(
+      batch_size=budget["batch_size"], epochs=budget["epochs"],
+      qat_epochs=budget["qat_epochs"], keep_best=budget["keep_best"])
+
+
+def _fit_options(r, stage, callbacks=()):
+  """``training.FitOptions`` of a training stage: progress on the chief, logs under
+  ``tensorboard/<stage>``, the strategy, the training batches' augmentation."""
+  config, ds = r.config, r.ds
+  return training.FitOptions(
+      callbacks=tuple(callbacks), verbose=1 if r.chief else 0,
+      tensorboard_dir=r.out / "tensorboard" / stage, distribute=config.distribute,
+      augment=_augmenter(config, ds) if config.augment else None)
 
 
 def _augmenter(config, ds):
@@ -173,9 +178,7 @@ def training_budget(config, ds):
   one line for each rule that changed a value (none on a run with many windows)."""
   n = len(_training_windows(config, ds)[0])
   sparse = bool(config.sparsity_w or config.sparsity_u)
-  phases = (pruning.PruningConfig(sparsity_w=config.sparsity_w,
-                                  sparsity_u=config.sparsity_u).phase_epochs
-            if sparse else None)
+  phases = config.spec.sparsity.phase_epochs if sparse else None
   rules = {"min_phase_steps": config.min_phase_steps,
            "max_batch_fraction": config.max_batch_fraction}
   batch, epochs = training.step_budget(n, config.batch_size, config.epochs, phases=phases,
@@ -264,8 +267,7 @@ def preflight(config, ds):
     problems.append(str(e))
   if config.sparsity_w or config.sparsity_u:
     try:
-      pruning.PruningConfig(sparsity_w=config.sparsity_w,
-                            sparsity_u=config.sparsity_u).phase_epochs(config.epochs)
+      config.spec.sparsity.phase_epochs(config.epochs)
     except ValueError:
       problems.append(f"--epochs={config.epochs} is too short for the three pruning phases "
                       "(dense, sparsify, fixed support): use --epochs >= 3, or "
@@ -398,29 +400,22 @@ def _train_float(r):
                                      len(ds.labels), readout=config.readout,
                                      **_cell_kwargs(config))
   train, val = _training_windows(config, ds), (ds.x_val, ds.y_val)
-  ckpt, tb = r.out / "checkpoints" / "float", r.out / "tensorboard" / "float"
+  ckpt = r.out / "checkpoints" / "float"
   timer = _EpochTimer()
   budget = training_budget(config, ds)
+  recipe, options = _recipe(config, ds), _fit_options(r, "float", [timer])
   if config.sparsity_w == 0 and config.sparsity_u == 0:
     _log(f"training {config.cell} H={config.units} dense: {budget['epochs']} epochs")
-    history = training.fit(
-        model, train, val, epochs=budget["epochs"], batch_size=budget["batch_size"],
-        learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
-        seed=config.seed, callbacks=[timer], verbose=1 if r.chief else 0,
-        **_recipe(config, ds))
+    history = training.fit(model, train, val, recipe, seed=config.seed,
+                           checkpoint_dir=ckpt, options=options)
     result = {"history": history, "phase_reports": []}
   else:
     _log(f"training {config.cell} H={config.units} w_rank={config.w_rank} "
          f"u_rank={config.u_rank}: {budget['epochs']} epochs in three phases, sparsity "
          f"W {config.sparsity_w} U {config.sparsity_u}")
-    pruned = pruning.train_three_phase(
-        model, train, val,
-        config=pruning.PruningConfig(sparsity_w=config.sparsity_w,
-                                     sparsity_u=config.sparsity_u),
-        epochs=budget["epochs"], batch_size=budget["batch_size"],
-        learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
-        seed=config.seed, callbacks=[timer], verbose=1 if r.chief else 0,
-        **_recipe(config, ds))
+    pruned = pruning.train_three_phase(model, train, val, config.spec.sparsity, recipe,
+                                       seed=config.seed, checkpoint_dir=ckpt,
+                                       options=options)
     model = pruned.model
     result = {"history": pruned.history, "phase_reports": pruned.phase_reports,
               "phase_epochs": list(pruned.phase_epochs)}
@@ -455,11 +450,8 @@ def _train_qat(r):
   model = quantization.quantize_model(r.float_model, ds.x_train[:CALIBRATION_WINDOWS])
   history = training.fit(
       model, _training_windows(config, ds), (ds.x_val, ds.y_val),
-      epochs=budget["qat_epochs"], batch_size=budget["batch_size"],
-      learning_rate=config.qat_learning_rate,
-      checkpoint_dir=r.out / "checkpoints" / "qat",
-      tensorboard_dir=r.out / "tensorboard" / "qat", seed=config.seed,
-      verbose=1 if r.chief else 0, **_recipe(config, ds))
+      _recipe(config, ds).qat(), seed=config.seed,
+      checkpoint_dir=r.out / "checkpoints" / "qat", options=_fit_options(r, "qat"))
   _check_finite_weights(model, "the QAT model")
   if not r.chief:  # calibration, export and evaluation happen on the chief alone
     r.qat_model, r.qat_history = model, history

@@ -50,6 +50,7 @@ from pipelines import config as config_lib
 
 Spec = config_lib.spec_lib.Spec
 ExportSpec = config_lib.spec_lib.ExportSpec
+Recipe = config_lib.spec_lib.Recipe
 PRESETS = config_lib.spec_lib.PRESETS
 
 _DATASETS = flags.DEFINE_list("only_datasets", ["har6", "har2", "fsdd"],
@@ -613,16 +614,16 @@ def _run_cnn(point, seed, ds, run_dir, settings):
   training.set_seed(seed)
   model = cnn_model(ds.x_train.shape[1:], len(ds.labels), kw["filters"], kw["kernel"])
   run_dir.mkdir(parents=True, exist_ok=True)
+  recipe = Recipe(**{k: settings[k] for k in (
+      "epochs", "qat_epochs", "batch_size", "learning_rate", "qat_learning_rate",
+      "lr_schedule", "clipnorm", "weight_decay", "keep_best")})
   history = training.fit(
-      model, (ds.x_train, ds.y_train), (ds.x_val, ds.y_val), epochs=settings["epochs"],
-      batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
-      checkpoint_dir=run_dir / "checkpoints", seed=seed, verbose=0,
-      lr_schedule=settings["lr_schedule"], clipnorm=settings["clipnorm"],
-      weight_decay=settings["weight_decay"], keep_best=settings["keep_best"],
-      augment=augment.make(settings.get("augment", "none"), point.dataset,
-                           ds.feature_mean, ds.feature_std,
-                           strength=settings.get("augment_strength"),
-                           **settings.get("augment_params", {})))
+      model, (ds.x_train, ds.y_train), (ds.x_val, ds.y_val), recipe, seed=seed,
+      checkpoint_dir=run_dir / "checkpoints", options=training.FitOptions(
+          verbose=0, augment=augment.make(settings.get("augment", "none"), point.dataset,
+                                          ds.feature_mean, ds.feature_std,
+                                          strength=settings.get("augment_strength"),
+                                          **settings.get("augment_params", {}))))
   tflite_bytes = convert_cnn(model, ds.x_train[:256])
   fileio.write_bytes(run_dir / "model_int8_window.tflite", tflite_bytes)
   arena = window_arena(tflite_bytes)

@@ -12,7 +12,7 @@ from pipelines import stages
 from tf_fastgrnn import pruning
 from tf_fastgrnn import training
 
-THIRDS = pruning.PruningConfig(sparsity_w=0.5, sparsity_u=0.5).phase_epochs
+THIRDS = pruning.SparsitySpec(w=0.5, u=0.5).phase_epochs
 RULES = {"min_phase_steps": 256, "max_batch_fraction": 0.25}  # train_and_export's
 
 
@@ -87,7 +87,7 @@ def test_training_budget_of_the_issues_run_and_its_notes():
           "every training phase gets >= 256 optimizer steps; --max_batch_fraction=0.25)",
           "tiny data: 4 validation windows < --min_val_windows=100: the last epoch is "
           "kept, not the best (one window is 25.0 points of validation accuracy)"]}
-  assert stages._recipe(config, ds)["keep_best"] is False  # pylint: disable=protected-access
+  assert stages._recipe(config, ds).keep_best is False  # pylint: disable=protected-access
   # Dense training is one phase of all the epochs.
   dense = stages.training_budget(_config(sparsity_w=0.0, sparsity_u=0.0, **TINY_RULES), ds)
   assert (dense["batch_size"], dense["epochs"], dense["qat_epochs"]) == (9, 64, 64)

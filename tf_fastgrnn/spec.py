@@ -25,6 +25,7 @@ Example:
 import dataclasses
 import json
 import math
+import numbers
 
 __all__ = ["AUDIO_DATASETS", "AUGMENT", "AUGMENT_CHOICES", "CELLS", "DataSpec",
            "ExportSpec", "IMU_DATASETS", "IMU_FRONTENDS", "AUDIO_FRONTENDS", "LR_SCHEDULES",
@@ -74,11 +75,11 @@ def resolve_augment(choice, dataset):
 
 
 def _is_int(value):
-  return isinstance(value, int) and not isinstance(value, bool)
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _is_number(value):
-  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+  return (isinstance(value, numbers.Real) and not isinstance(value, bool)
           and math.isfinite(value))
 
 
