@@ -529,19 +529,26 @@ def _report(config, ds, out, start, results):
   return report
 
 
-def run(config, ds=None, on_output_ready=None):
-  """Runs every stage of ``config`` (a ``Config``); returns the report (None on a
-  multi-worker worker that is not the chief: it runs the training stages only).
+def run(spec_or_config, ds=None, on_output_ready=None, *, output_dir=None, **run_options):
+  """Runs every stage of a run; returns the report (None on a multi-worker worker that
+  is not the chief: it runs the training stages only).
 
   Nothing is written before the flags, the data, the model and the output folder have
   all been checked.
 
   Args:
-    config: the resolved configuration.
+    spec_or_config: a ``tf_fastgrnn.Spec`` (with ``output_dir``, and as ``run_options``
+      ``resume``, ``overwrite``, ``distribute``, ``preset``: ``Config.from_spec``), or
+      a resolved ``Config`` (the CLI's; then neither).
     ds: the loaded dataset, when the caller (the benchmark) already has it.
     on_output_ready: called with the run folder once it exists (the CLI moves its log
       there).
+
+  Example (what the sweep and the benchmarks call)::
+
+    report = stages.run(Spec.preset("har6"), output_dir="runs/har6")
   """
+  config = _as_config(spec_or_config, output_dir, run_options)
   start = time.time()
   validate_config(config, data_given=ds is not None)
   if ds is None:
@@ -577,6 +584,20 @@ def run(config, ds=None, on_output_ready=None):
   finally:
     held.release()
   return report
+
+
+def _as_config(spec_or_config, output_dir, run_options):
+  if isinstance(spec_or_config, Config):
+    if output_dir is not None or run_options:
+      raise ValueError("run(config): the Config holds output_dir and how the run runs; "
+                       "pass them only with a Spec")
+    return spec_or_config
+  if not isinstance(spec_or_config, config_lib.spec_lib.Spec):
+    raise ValueError(f"run() takes a tf_fastgrnn.Spec or a Config, got "
+                     f"{type(spec_or_config).__name__}")
+  if output_dir is None:
+    raise ValueError("run(spec) needs output_dir (the run folder)")
+  return Config.from_spec(spec_or_config, output_dir, **run_options)
 
 
 def _run_training_only(config, ds, out):
