@@ -49,7 +49,6 @@ from tf_fastgrnn import fileio
 from tf_fastgrnn import models
 from tf_fastgrnn import pruning
 from tf_fastgrnn import quantization
-from tf_fastgrnn import spec as spec_lib
 from tf_fastgrnn import training
 
 __all__ = ["Config", "run", "summary_line", "validate_config", "vector_windows"]
@@ -86,13 +85,10 @@ def _check_resume(config, out, ds=None):
   training stages run (``training_budget``): a run folder made before the rules existed
   records them off, and on data with many windows they change nothing.
   """
-  old = json.loads((out / "flags.json").read_text())
+  old = config_lib.read_flags(out)  # an older layout upgraded (spec.migrate)
   new = dataclasses.asdict(config)
-  # A flag newer than the run's flags.json counts as its default there.
-  defaults = {f.name: f.default for f in dataclasses.fields(Config)}
-  changed = {k: (old.get(k, defaults.get(k)), v) for k, v in new.items()
-             if k not in config_lib.NOT_COMPARED_ON_RESUME
-             and old.get(k, defaults.get(k)) != v}
+  changed = {k: (old.get(k), v) for k, v in new.items()
+             if k not in config_lib.NOT_COMPARED_ON_RESUME and old.get(k) != v}
   rules = {k: changed[k][0] for k in _BUDGET_RULES if k in changed}
   if rules and ds is not None and set(changed) <= set(_BUDGET_RULES):
     was = training_budget(dataclasses.replace(config, **rules), ds)
@@ -104,31 +100,22 @@ def _check_resume(config, out, ds=None):
                      f"(was, now): {changed}")
 
 
-def _recipe(config):
-  """The run's training recipe as the flags give it (before the tiny-data rules)."""
-  return spec_lib.Recipe(
-      epochs=config.epochs, qat_epochs=config.qat_epochs, batch_size=config.batch_size,
-      learning_rate=config.learning_rate, qat_learning_rate=config.qat_learning_rate,
-      lr_schedule=config.lr_schedule, clipnorm=config.clipnorm,
-      weight_decay=config.weight_decay, keep_best=config.keep_best,
-      train_on_val=config.train_on_val, augment=config.augment,
-      augment_strength=config.augment_strength, augment_params=config.augment_params,
-      min_phase_steps=config.min_phase_steps,
-      max_batch_fraction=config.max_batch_fraction,
-      min_val_windows=config.min_val_windows)
-
-
-def _sparsity(config):
-  return spec_lib.SparsitySpec(w=config.sparsity_w, u=config.sparsity_u)
-
-
-def _effective_recipe(config, ds):
-  """The recipe the training stages run on these data: the flags' with the tiny-data
-  rules applied (``training_budget``)."""
+def _recipe(config, ds):
+  """The ``Recipe`` the training stages fit with: the run's, with the batch, the epochs
+  and ``keep_best`` the tiny-data rules give on these data (``training_budget``)."""
   budget = training_budget(config, ds)
-  return _recipe(config).replace(batch_size=budget["batch_size"], epochs=budget["epochs"],
-                                 qat_epochs=budget["qat_epochs"],
-                                 keep_best=budget["keep_best"])
+  return config.spec.recipe.replace(
+      batch_size=budget["batch_size"], epochs=budget["epochs"],
+      qat_epochs=budget["qat_epochs"], keep_best=budget["keep_best"])
+
+
+def _fit_options(config, ds, out, phase, chief):
+  """``training.FitOptions`` of a training stage: progress on the chief, logs under
+  ``tensorboard/<phase>``, the strategy, the training batches' augmentation."""
+  return training.FitOptions(
+      verbose=1 if chief else 0, tensorboard_dir=out / "tensorboard" / phase,
+      distribute=config.distribute,
+      augment=_augmenter(config, ds) if config.augment else None)
 
 
 def _augmenter(config, ds):
@@ -152,8 +139,9 @@ def training_budget(config, ds):
   recipe and sparsity): ``batch_size``, ``epochs``, ``qat_epochs`` and ``keep_best``
   after the tiny-data rules, ``steps_per_epoch``, and ``notes``: one line for each rule
   that changed a value (none on a run with many windows)."""
-  return compression.budget(_recipe(config), _sparsity(config),
-                         len(_training_windows(config, ds)[0]), len(ds.x_val), config.qat)
+  return compression.budget(config.spec.recipe, config.spec.sparsity,
+                            len(_training_windows(config, ds)[0]), len(ds.x_val),
+                            config.qat)
 
 
 def _cell_kwargs(config):
@@ -212,8 +200,7 @@ def preflight(config, ds):
     problems.append(str(e))
   if config.sparsity_w or config.sparsity_u:
     try:
-      pruning.PruningConfig(sparsity_w=config.sparsity_w,
-                            sparsity_u=config.sparsity_u).phase_epochs(config.epochs)
+      config.spec.sparsity.phase_epochs(config.epochs)
     except ValueError:
       problems.append(f"--epochs={config.epochs} is too short for the three pruning phases "
                       "(dense, sparsify, fixed support): use --epochs >= 3, or "
@@ -319,38 +306,33 @@ def _wanted(config):
   return [s for s in STAGES if _OPTIONAL.get(s.name, lambda c: True)(config)]
 
 
-def _training_context(config, out, phase, chief, ds, callbacks=()):
-  return compression.TrainingContext(
-      seed=config.seed, checkpoint_dir=out / "checkpoints" / phase,
-      tensorboard_dir=out / "tensorboard" / phase, callbacks=tuple(callbacks),
-      verbose=1 if chief else 0, distribute=config.distribute,
-      augment=_augmenter(config, ds) if config.augment else None)
-
-
 def _train_float(config, ds, out, chief):
   model = models.sequence_classifier(config.cell, config.units, ds.x_train.shape[1:],
                                      len(ds.labels), readout=config.readout,
                                      **_cell_kwargs(config))
-  recipe = _effective_recipe(config, ds)
+  recipe = _recipe(config, ds)
   if config.sparsity_w == 0 and config.sparsity_u == 0:
     _log(f"training {config.cell} H={config.units} dense: {recipe.epochs} epochs")
   else:
     _log(f"training {config.cell} H={config.units} w_rank={config.w_rank} "
          f"u_rank={config.u_rank}: {recipe.epochs} epochs in three phases, sparsity "
          f"W {config.sparsity_w} U {config.sparsity_u}")
-  trained = compression.train_float(model, _training_windows(config, ds), (ds.x_val, ds.y_val),
-                                 _sparsity(config), recipe,
-                                 _training_context(config, out, "float", chief, ds))
+  trained = compression.train_float(
+      model, _training_windows(config, ds), (ds.x_val, ds.y_val), config.spec.sparsity,
+      recipe, seed=config.seed, checkpoint_dir=out / "checkpoints" / "float",
+      options=_fit_options(config, ds, out, "float", chief))
   return trained.save(out) if chief else trained
 
 
 def _train_qat(config, ds, out, chief, trained):
-  recipe = _effective_recipe(config, ds)
+  recipe = _recipe(config, ds)
   _log(f"QAT fine-tuning: {recipe.qat_epochs} epochs")
   # Calibration, export and evaluation happen on the chief alone.
-  qat = compression.train_qat(trained.model, _training_windows(config, ds),
-                           (ds.x_val, ds.y_val), recipe, ds.x_train[:CALIBRATION_WINDOWS],
-                           _training_context(config, out, "qat", chief, ds), finish=chief)
+  qat = compression.train_qat(
+      trained.model, _training_windows(config, ds), (ds.x_val, ds.y_val), recipe,
+      ds.x_train[:CALIBRATION_WINDOWS], seed=config.seed,
+      checkpoint_dir=out / "checkpoints" / "qat",
+      options=_fit_options(config, ds, out, "qat", chief), finish=chief)
   return qat.save(out) if chief else qat
 
 
@@ -547,19 +529,26 @@ def _report(config, ds, out, start, results):
   return report
 
 
-def run(config, ds=None, on_output_ready=None):
-  """Runs every stage of ``config`` (a ``Config``); returns the report (None on a
-  multi-worker worker that is not the chief: it runs the training stages only).
+def run(spec_or_config, ds=None, on_output_ready=None, *, output_dir=None, **run_options):
+  """Runs every stage of a run; returns the report (None on a multi-worker worker that
+  is not the chief: it runs the training stages only).
 
   Nothing is written before the flags, the data, the model and the output folder have
   all been checked.
 
   Args:
-    config: the resolved configuration.
+    spec_or_config: a ``tf_fastgrnn.Spec`` (with ``output_dir``, and as ``run_options``
+      ``resume``, ``overwrite``, ``distribute``, ``preset``: ``Config.from_spec``), or
+      a resolved ``Config`` (the CLI's; then neither).
     ds: the loaded dataset, when the caller (the benchmark) already has it.
     on_output_ready: called with the run folder once it exists (the CLI moves its log
       there).
+
+  Example (what the sweep and the benchmarks call)::
+
+    report = stages.run(Spec.preset("har6"), output_dir="runs/har6")
   """
+  config = _as_config(spec_or_config, output_dir, run_options)
   start = time.time()
   validate_config(config, data_given=ds is not None)
   if ds is None:
@@ -595,6 +584,20 @@ def run(config, ds=None, on_output_ready=None):
   finally:
     held.release()
   return report
+
+
+def _as_config(spec_or_config, output_dir, run_options):
+  if isinstance(spec_or_config, Config):
+    if output_dir is not None or run_options:
+      raise ValueError("run(config): the Config holds output_dir and how the run runs; "
+                       "pass them only with a Spec")
+    return spec_or_config
+  if not isinstance(spec_or_config, config_lib.spec_lib.Spec):
+    raise ValueError(f"run() takes a tf_fastgrnn.Spec or a Config, got "
+                     f"{type(spec_or_config).__name__}")
+  if output_dir is None:
+    raise ValueError("run(spec) needs output_dir (the run folder)")
+  return Config.from_spec(spec_or_config, output_dir, **run_options)
 
 
 def _run_training_only(config, ds, out):

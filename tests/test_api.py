@@ -182,3 +182,33 @@ def test_compress_refuses_a_bad_argument_before_training(change, message):
     tfg.compress(model, **args)
   assert message in str(info.value) and "\n" not in str(info.value)
   assert all(np.array_equal(a, b) for a, b in zip(weights, model.get_weights()))
+
+
+@pytest.mark.slow
+def test_run_of_a_spec_is_the_cli_run(tmp_path, rng):
+  """``pipelines.stages.run(spec, output_dir=...)`` (what the sweep and the benchmarks
+  call) and the command line with the same values run the same stages: the same int8
+  model, byte for byte, and the same report figures."""
+  from pipelines import stages  # pylint: disable=import-outside-toplevel
+  from tests.test_pipeline import TINY  # pylint: disable=import-outside-toplevel
+  from tests.test_pipeline import _npz  # pylint: disable=import-outside-toplevel
+  from tests.test_pipeline import _run  # pylint: disable=import-outside-toplevel
+  import tf_fastgrnn as tfg  # pylint: disable=import-outside-toplevel
+  data = _npz(tmp_path / "tiny.npz", rng)
+  cli, api = tmp_path / "cli", tmp_path / "api"
+  extra = ["--nowindow_model", "--max_test_windows=8"]
+  result = _run(TINY + extra + [f"--data_dir={data}", f"--output_dir={cli}"], tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  spec = tfg.Spec.preset(dataset="npz").replace(  # the CLI's --preset=auto
+      data={"dataset": "npz", "data_dir": str(data)}, model={"units": 6, "u_rank": 3},
+      sparsity={"w": 0.3, "u": 0.5},
+      recipe={"epochs": 3, "qat_epochs": 1, "batch_size": 16, "min_phase_steps": 0,
+              "max_batch_fraction": 1, "min_val_windows": 0},
+      export={"num_test_vectors": 2, "window_model": False, "max_test_windows": 8})
+  report = stages.run(spec, output_dir=api)
+  assert (api / "model_int8.tflite").read_bytes() == (cli / "model_int8.tflite").read_bytes()
+  cli_report = json.loads((cli / "report.json").read_text())
+  assert report["accuracy"] == cli_report["accuracy"]
+  assert report["size"] == cli_report["size"]
+  with pytest.raises(ValueError, match="run\\(spec\\) needs output_dir"):
+    stages.run(spec)

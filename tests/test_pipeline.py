@@ -280,7 +280,7 @@ def test_lstm_product_on_cell_grid_reaches_the_export(tmp_path, rng):
   flags = json.loads((off / "flags.json").read_text())
   assert flags.pop("lstm_product_on_cell_grid") is False
   (off / "flags.json").write_text(json.dumps(flags))
-  config = dataclasses.replace(config_lib.Config(**flags), resume=True)
+  config = dataclasses.replace(config_lib.Config.from_flags(flags), resume=True)
   stages._check_resume(config, off)  # pylint: disable=protected-access
   with pytest.raises(ValueError, match="'lstm_product_on_cell_grid': \\(False, True\\)"):
     stages._check_resume(dataclasses.replace(  # pylint: disable=protected-access

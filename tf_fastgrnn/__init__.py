@@ -32,6 +32,7 @@ from tf_fastgrnn import baselines
 from tf_fastgrnn import models
 from tf_fastgrnn import pruning
 from tf_fastgrnn import quantization
+from tf_fastgrnn import spec
 from tf_fastgrnn import training
 from tf_fastgrnn._keras import keras
 from tf_fastgrnn.cells import FastGRNN
@@ -72,6 +73,7 @@ __all__ = [
     "models",
     "pruning",
     "quantization",
+    "spec",
     "training",
 ]
 

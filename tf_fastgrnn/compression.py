@@ -29,8 +29,8 @@ from tf_fastgrnn import stepping
 from tf_fastgrnn import training
 from tf_fastgrnn._keras import keras
 
-__all__ = ["CALIBRATION_WINDOWS", "Compressed", "QATTrained", "Trained", "TrainingContext",
-           "budget", "check_finite_weights", "compress", "train_float", "train_qat"]
+__all__ = ["CALIBRATION_WINDOWS", "Compressed", "QATTrained", "Trained", "budget",
+           "check_finite_weights", "compress", "train_float", "train_qat"]
 
 FLOAT_MODEL = "model_float.keras"
 FLOAT_RECORD = "float_training.json"
@@ -92,34 +92,6 @@ def budget(recipe, sparsity, num_train, num_val, qat=True):
                  f"window is {100 / num_val:.1f} points of validation accuracy)")
   return {"batch_size": batch, "epochs": epochs, "qat_epochs": qat_epochs,
           "keep_best": keep_best, "steps_per_epoch": steps, "notes": notes}
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainingContext:
-  """Where and how a training stage runs (not what it computes): the seed of the data
-  order, checkpoint and TensorBoard folders (None: none), extra Keras callbacks, Keras'
-  verbosity, the ``tf.distribute`` strategy (``training.fit``'s ``distribute``) and
-  the training batches' augmentation (an ``augment.Augmenter`` or None)."""
-  seed: int = 0
-  checkpoint_dir: object = None
-  tensorboard_dir: object = None
-  callbacks: tuple = ()
-  verbose: int = 0
-  distribute: object = "none"
-  augment: object = None
-
-
-def _fit_args(recipe, context):
-  """``training.fit``'s arguments (all but the data) from a recipe whose tiny-data rules
-  are already applied (``budget``)."""
-  return {"epochs": recipe.epochs, "batch_size": recipe.batch_size,
-          "learning_rate": recipe.learning_rate, "lr_schedule": recipe.lr_schedule,
-          "min_lr_fraction": recipe.min_lr_fraction, "clipnorm": recipe.clipnorm,
-          "weight_decay": recipe.weight_decay, "keep_best": recipe.keep_best,
-          "checkpoint_dir": context.checkpoint_dir,
-          "tensorboard_dir": context.tensorboard_dir, "seed": context.seed,
-          "callbacks": list(context.callbacks), "verbose": context.verbose,
-          "distribute": context.distribute, "augment": context.augment}
 
 
 def _save_trained(folder, model, model_name, record, record_name):
@@ -187,26 +159,29 @@ class _EpochTimer(keras.callbacks.Callback):
     self.seconds.append(time.perf_counter() - self._start)
 
 
-def train_float(model, train, validation, sparsity, recipe, context=TrainingContext()):
+def _with_timer(options):
+  timer = _EpochTimer()
+  options = options or training.FitOptions(verbose=0)
+  return timer, dataclasses.replace(options, callbacks=(*options.callbacks, timer))
+
+
+def train_float(model, train, validation, sparsity, recipe, *, seed=0, checkpoint_dir=None,
+                options=None):
   """Trains ``model`` in place: dense (``sparsity`` None or all 0), or in the three
   phases to ``sparsity``'s targets; ``recipe`` with its tiny-data rules applied
-  (``budget``).
+  (``budget``); ``seed``, ``checkpoint_dir``, ``options`` as ``training.fit`` (None:
+  silent).
 
   Returns:
     ``Trained`` (the model stripped of pruning wrappers; not yet saved).
   """
-  timer = _EpochTimer()
-  context = dataclasses.replace(context, callbacks=(*context.callbacks, timer))
-  args = _fit_args(recipe, context)
+  timer, options = _with_timer(options)
+  args = {"seed": seed, "checkpoint_dir": checkpoint_dir, "options": options}
   if sparsity is None or not sparsity.sparse:
-    history = training.fit(model, train, validation, **args)
+    history = training.fit(model, train, validation, recipe, **args)
     record = {"history": history, "phase_reports": []}
   else:
-    pruned = pruning.train_three_phase(
-        model, train, validation, config=pruning.PruningConfig(
-            sparsity_w=sparsity.w, sparsity_u=sparsity.u,
-            phase_fractions=sparsity.phase_fractions, frequency=sparsity.frequency),
-        **args)
+    pruned = pruning.train_three_phase(model, train, validation, sparsity, recipe, **args)
     model = pruned.model
     record = {"history": pruned.history, "phase_reports": pruned.phase_reports,
               "phase_epochs": list(pruned.phase_epochs)}
@@ -215,8 +190,8 @@ def train_float(model, train, validation, sparsity, recipe, context=TrainingCont
   return Trained(model, record)
 
 
-def train_qat(float_model, train, validation, recipe, calibration,
-              context=TrainingContext(), finish=True):
+def train_qat(float_model, train, validation, recipe, calibration, *, seed=0,
+              checkpoint_dir=None, options=None, finish=True):
   """Fine-tunes a QAT copy of ``float_model`` (``recipe.qat()``: its QAT epochs and
   rate), its grids first calibrated on ``calibration`` windows; then (``finish``)
   calibrates them again and switches on TFLM's integer kernels, so it computes what the
@@ -226,7 +201,9 @@ def train_qat(float_model, train, validation, recipe, calibration,
     ``QATTrained`` (not yet saved).
   """
   model = quantization.quantize_model(float_model, calibration)
-  history = training.fit(model, train, validation, **_fit_args(recipe.qat(), context))
+  history = training.fit(model, train, validation, recipe.qat(), seed=seed,
+                         checkpoint_dir=checkpoint_dir,
+                         options=options or training.FitOptions(verbose=0))
   check_finite_weights(model, "the QAT model")
   if not finish:
     return QATTrained(model, history)
@@ -346,10 +323,9 @@ def compress(model, train, validation, *, sparsity=spec_lib.SparsitySpec(),
   plan = budget(recipe, sparsity, len(fit_on[0]), len(validation[0]), qat)
   effective = recipe.replace(batch_size=plan["batch_size"], epochs=plan["epochs"],
                              qat_epochs=plan["qat_epochs"], keep_best=plan["keep_best"])
-  context = TrainingContext(seed=seed)
-  trained = train_float(model, fit_on, validation, sparsity, effective, context)
+  trained = train_float(model, fit_on, validation, sparsity, effective, seed=seed)
   qat_result = None
   if qat:
     qat_result = train_qat(trained.model, fit_on, validation, effective,
-                           train[0][:CALIBRATION_WINDOWS], context)
+                           train[0][:CALIBRATION_WINDOWS], seed=seed)
   return Compressed(trained, qat_result, plan)

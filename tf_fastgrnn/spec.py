@@ -25,6 +25,7 @@ Example:
 import dataclasses
 import json
 import math
+import numbers
 
 __all__ = ["AUDIO_DATASETS", "AUGMENT", "AUGMENT_CHOICES", "CELLS", "DataSpec",
            "ExportSpec", "IMU_DATASETS", "IMU_FRONTENDS", "AUDIO_FRONTENDS", "LR_SCHEDULES",
@@ -74,11 +75,11 @@ def resolve_augment(choice, dataset):
 
 
 def _is_int(value):
-  return isinstance(value, int) and not isinstance(value, bool)
+  return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _is_number(value):
-  return (isinstance(value, (int, float)) and not isinstance(value, bool)
+  return (isinstance(value, numbers.Real) and not isinstance(value, bool)
           and math.isfinite(value))
 
 
@@ -614,13 +615,6 @@ _V0_ADDED = (  # each added to the layout of version 0 (no schema_version) over 
     # 15d61e2: the tiny-data rules, off before
     ("min_phase_steps", 0), ("max_batch_fraction", 1.0), ("min_val_windows", 0),
 )
-# The fields of the first layout (a3bbc42): every run folder's flags.json holds them.
-_V0_REQUIRED = ("dataset", "data_dir", "cell", "units", "w_rank", "u_rank", "sparsity_w",
-                "sparsity_u", "epochs", "qat", "qat_epochs", "batch_size",
-                "learning_rate", "qat_learning_rate", "seed", "output_dir", "resume",
-                "max_test_windows", "num_test_vectors", "arena_margin")
-
-
 def migrate(values):
   """A run's ``flags.json`` dict of any layout, upgraded to ``SCHEMA_VERSION``.
 
@@ -629,9 +623,11 @@ def migrate(values):
   ``lstm_product_on_cell_grid``: False, the converter's range; no ``min_phase_steps``:
   0, the tiny-data rules off), never as today's default.
 
+  The fields of the first layout (``dataset`` ... ``arena_margin``) are every file's;
+  one missing is left missing (``Config.from_flags`` names it).
+
   Raises:
-    ValueError: not a dict, a version newer than this code, or a version 0 file missing
-      a field every layout wrote.
+    ValueError: not a dict, or a version newer than this code.
   """
   if not isinstance(values, dict):
     raise ValueError(f"a run's flags must be a JSON object, got {type(values).__name__}")
@@ -641,9 +637,6 @@ def migrate(values):
     raise ValueError(f"schema_version {version!r} is not one this code reads (0 to "
                      f"{SCHEMA_VERSION}): a run made by a newer tf_fastgrnn?")
   if version == 0:
-    missing = [k for k in _V0_REQUIRED if k not in out]
-    if missing:
-      raise ValueError(f"the run's flags lack {', '.join(missing)}")
     for name, value in _V0_ADDED:
       out.setdefault(name, value)
   out["schema_version"] = SCHEMA_VERSION
