@@ -507,11 +507,11 @@ def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto", tflm_roo
   if windows:
     import data  # pylint: disable=import-outside-toplevel
     from pipelines import config  # pylint: disable=import-outside-toplevel
-    cfg = json.loads((run_dir / "flags.json").read_text())
+    cfg = config.read_flags(run_dir)  # any layout (spec.migrate)
     name, data_dir, options = config.run_dataset_args(run_dir)
     ds = data.load_dataset(name, data_dir, **options)
     result["bit_exact"] = bit_exact(tflite_bytes, ds.x_test[:windows], work, fused_bytes,
-                                    readout=cfg.get("readout", "last"))
+                                    readout=cfg["readout"])
   if tflm_root:
     result["tflm_app"] = tflm_app_invoke(run_dir, fused_bytes, work, tflm_root, tflm_build,
                                          includes or {})

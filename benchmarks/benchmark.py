@@ -22,6 +22,10 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from pipelines import config as config_lib
+
+Spec = config_lib.spec_lib.Spec
+
 _DATASETS = flags.DEFINE_list("datasets", ["har2", "har6", "fsdd"], "Datasets to run.")
 _MODELS = flags.DEFINE_list(
     "models", ["fastgrnn_lsq", "fastgrnn", "fastrnn", "lstm", "gru", "lowrank_lstm"],
@@ -71,16 +75,31 @@ PUBLISHED = [
 ]
 
 
-def _config(dataset, model, seed, data_dir, out_dir, epochs, qat_epochs, units,
-            max_test_windows):
+def base_spec(epochs, qat_epochs, units, max_test_windows):
+  """What every model of the benchmark runs with: the ``plain`` recipe (constant rate,
+  last epoch), the tiny-data rules off, no numerics, window model or LSTM product grid,
+  2 test vectors, no arena margin."""
+  return Spec.preset("plain").replace(
+      model={"units": units},
+      recipe={"epochs": epochs, "qat_epochs": qat_epochs, "min_phase_steps": 0,
+              "max_batch_fraction": 1.0, "min_val_windows": 0},
+      data={"feature_cache": "none"},
+      export={"max_test_windows": max_test_windows, "num_test_vectors": 2,
+              "arena_margin": 0, "numerics": False, "window_model": False,
+              "lstm_product_on_cell_grid": False})
+
+
+def _config(base, dataset, model, seed, data_dir, out_dir):
+  """The ``Config`` of one (dataset, model, seed) run of ``base``."""
   from pipelines import stages  # pylint: disable=import-outside-toplevel
-  spec = dict(MODELS[model])
-  return stages.Config(
-      dataset=dataset, data_dir=data_dir, units=units, epochs=epochs,
-      qat_epochs=qat_epochs if spec["qat"] else 0, batch_size=64, learning_rate=0.01,
-      qat_learning_rate=0.001, seed=seed, output_dir=str(out_dir), resume=False,
-      max_test_windows=max_test_windows, num_test_vectors=2, arena_margin=0,
-      numerics=False, window_model=False, **spec)
+  model = MODELS[model]
+  spec = base.replace(
+      model={"cell": model["cell"], "w_rank": model["w_rank"], "u_rank": model["u_rank"]},
+      sparsity={"w": model["sparsity_w"], "u": model["sparsity_u"]},
+      recipe={"qat_epochs": base.recipe.qat_epochs if model["qat"] else 0},
+      data={"dataset": dataset, "data_dir": data_dir, "seed": seed},
+      export={"qat": model["qat"]})
+  return stages.Config.from_spec(spec, out_dir)
 
 
 def time_per_step(tflite_bytes, steps):
@@ -190,22 +209,20 @@ def plot_pareto(agg, path):
 def _check_reused(run_dir, config):
   """A finished run is reused only if it was made with this benchmark's settings."""
   flags_path = run_dir / "flags.json"
-  old = json.loads(flags_path.read_text()) if flags_path.exists() else {}
-  defaults = {f.name: f.default for f in dataclasses.fields(config)}
+  old = config_lib.read_flags(run_dir) if flags_path.exists() else {}  # any layout
   changed = {k: (old.get(k), v) for k, v in dataclasses.asdict(config).items()
-             if k not in ("data_dir", "output_dir") and old.get(k, defaults[k]) != v}
+             if k not in ("data_dir", "output_dir") and old.get(k) != v}
   if changed:
     raise ValueError(
         f"{run_dir} was made with other settings ({changed}, as (then, now)); use "
         "another --output_dir, or delete that folder to rerun it")
 
 
-def run(datasets, model_names, seeds, out_dir, *, epochs, qat_epochs, units,
-        max_test_windows, timing_steps, fsdd_dir=None, data_dir=None,
+def run(base, datasets, model_names, seeds, out_dir, *, timing_steps, data_dirs=None,
         aggregate_only=False):
-  """Runs (or reuses) every (dataset, model, seed); returns (rows, aggregate)."""
+  """Runs (or reuses) every (dataset, model, seed) of ``base`` (``base_spec``); returns
+  (rows, aggregate). ``data_dirs``: {dataset: its data path} where one is needed."""
   import data as data_lib  # pylint: disable=import-outside-toplevel
-  from pipelines import config as config_lib  # pylint: disable=import-outside-toplevel
   from pipelines import stages  # pylint: disable=import-outside-toplevel
   out_dir = pathlib.Path(out_dir)
   for model in model_names:
@@ -215,8 +232,7 @@ def run(datasets, model_names, seeds, out_dir, *, epochs, qat_epochs, units,
   total = len(datasets) * len(model_names) * len(seeds)
   done = 0
   for dataset in datasets:
-    dataset_dir = fsdd_dir if dataset == "fsdd" else (
-        None if dataset in ("har2", "har6") else data_dir)
+    dataset_dir = (data_dirs or {}).get(dataset)
     for seed in seeds:
       ds = None
       for model in model_names:
@@ -224,8 +240,7 @@ def run(datasets, model_names, seeds, out_dir, *, epochs, qat_epochs, units,
         run_dir = out_dir / dataset / model / f"seed{seed}"
         report_path = run_dir / "report.json"
         print(f"[benchmark {done}/{total}] {dataset} {model} seed {seed}", flush=True)
-        config = _config(dataset, model, seed, dataset_dir, run_dir, epochs, qat_epochs,
-                         units, max_test_windows)
+        config = _config(base, dataset, model, seed, dataset_dir, run_dir)
         if report_path.exists():
           _check_reused(run_dir, config)
           report = json.loads(report_path.read_text())
@@ -249,11 +264,12 @@ def main(argv):
   settings = dict(epochs=_EPOCHS.value, qat_epochs=_QAT_EPOCHS.value, units=_UNITS.value,
                   max_test_windows=_MAX_TEST_WINDOWS.value, seeds=seeds)
   try:
-    rows, agg = run(_DATASETS.value, _MODELS.value, seeds, _OUTPUT_DIR.value,
-                    epochs=_EPOCHS.value, qat_epochs=_QAT_EPOCHS.value, units=_UNITS.value,
-                    max_test_windows=_MAX_TEST_WINDOWS.value,
-                    timing_steps=_TIMING_STEPS.value, fsdd_dir=_FSDD_DIR.value,
-                    data_dir=_DATA_DIR.value,
+    base = base_spec(_EPOCHS.value, _QAT_EPOCHS.value, _UNITS.value,
+                     _MAX_TEST_WINDOWS.value)
+    data_dirs = {d: _FSDD_DIR.value if d == "fsdd" else _DATA_DIR.value
+                 for d in _DATASETS.value if d not in ("har2", "har6")}
+    rows, agg = run(base, _DATASETS.value, _MODELS.value, seeds, _OUTPUT_DIR.value,
+                    timing_steps=_TIMING_STEPS.value, data_dirs=data_dirs,
                     aggregate_only=_AGGREGATE_ONLY.value)
   except (ValueError, FileNotFoundError) as e:
     print(f"benchmark: {e}", file=sys.stderr)

@@ -43,7 +43,7 @@ def _train_rate(distribute, devices, windows, epochs):
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from tf_fastgrnn import models, training  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import models, spec, training  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn._keras import keras  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(0)
   x = rng.normal(size=(windows, 98, 32)).astype(np.float32)
@@ -58,8 +58,10 @@ def _train_rate(distribute, devices, windows, epochs):
     def on_epoch_end(self, epoch, logs=None):
       times.append(time.perf_counter() - self.t)
 
-  training.fit(model, (x, y), epochs=epochs, batch_size=64, learning_rate=1e-3,
-               verbose=0, callbacks=[Timer()], distribute=distribute)
+  recipe = spec.Recipe(epochs=epochs, batch_size=64, learning_rate=1e-3,
+                       lr_schedule="constant", clipnorm=None, keep_best=False)
+  training.fit(model, (x, y), None, recipe, options=training.FitOptions(
+      verbose=0, callbacks=(Timer(),), distribute=distribute))
   return windows * (len(times) - 1) / sum(times[1:])
 
 

@@ -46,6 +46,13 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from pipelines import config as config_lib
+
+Spec = config_lib.spec_lib.Spec
+ExportSpec = config_lib.spec_lib.ExportSpec
+Recipe = config_lib.spec_lib.Recipe
+PRESETS = config_lib.spec_lib.PRESETS
+
 _DATASETS = flags.DEFINE_list("only_datasets", ["har6", "har2", "fsdd"],
                               "Datasets to sweep.")
 _FAMILIES = flags.DEFINE_list("families", None, "Only these families (default: all).")
@@ -84,20 +91,21 @@ LABELS = {"fastgrnn_lsq": "FastGRNN-LSQ", "fastgrnn": "FastGRNN", "fastrnn": "Fa
           "gru": "GRU", "lstm": "LSTM", "lowrank_lstm": "low-rank LSTM", "cnn": "1D CNN"}
 
 # What every point of a dataset trains with: the dataset's preset recipe
-# (pipelines/presets.py), shorter than the single-model presets so the sweep fits the
+# (tf_fastgrnn/spec.py PRESETS), shorter than the single-model presets so the sweep fits the
 # machine. GRU/LSTM/CNN get no QAT (post-training int8), so they train 0 QAT epochs.
-SETTINGS = {
-    "har6": dict(epochs=30, qat_epochs=4, batch_size=64, learning_rate=0.01,
-                 qat_learning_rate=0.001, lr_schedule="cosine", clipnorm=5.0,
-                 weight_decay=0.0, keep_best=True, max_test_windows=None),
-    "har2": dict(epochs=30, qat_epochs=4, batch_size=64, learning_rate=0.01,
-                 qat_learning_rate=0.001, lr_schedule="cosine", clipnorm=5.0,
-                 weight_decay=0.0, keep_best=True, max_test_windows=None),
-    "fsdd": dict(epochs=45, qat_epochs=4, batch_size=64, learning_rate=0.01,
-                 qat_learning_rate=0.001, lr_schedule="cosine", clipnorm=5.0,
-                 weight_decay=0.0, keep_best=True, max_test_windows=None),
-}
-_PLAIN = dict(lr_schedule="constant", clipnorm=None, keep_best=False)
+def _settings(dataset, epochs, qat_epochs=4):
+  """A dataset's sweep settings: its preset's recipe, shorter (epochs, QAT epochs)."""
+  recipe = Spec.preset("recipe", dataset=dataset).recipe
+  return dict(epochs=epochs, qat_epochs=qat_epochs, batch_size=recipe.batch_size,
+              learning_rate=recipe.learning_rate,
+              qat_learning_rate=recipe.qat_learning_rate, lr_schedule=recipe.lr_schedule,
+              clipnorm=recipe.clipnorm, weight_decay=recipe.weight_decay,
+              keep_best=recipe.keep_best, max_test_windows=ExportSpec().max_test_windows)
+
+
+SETTINGS = {"har6": _settings("har6", 30), "har2": _settings("har2", 30),
+            "fsdd": _settings("fsdd", 45)}
+_PLAIN = dict(PRESETS["plain"]["recipe"])
 # Tier 4 (knob ``aug``): the dataset's settings plus input augmentation fitting its
 # sensor (tf_fastgrnn.augment, "auto"). Points without the knob carry no "augment" key,
 # so the result files of tiers 1-3 keep matching their settings.
@@ -326,31 +334,38 @@ def _val_accuracy(history):
   return acc[-1]
 
 
+def _spec(point, seed, settings, data_dir):
+  """The ``Spec`` of a point's run: the dataset's recipe with the point's settings; the
+  tiny-data rules off, no numerics or window model, the LSTM rows as measured (the
+  converter's range; tier 5's cgrid points are the fix)."""
+  kw = point.kw
+  cell = "fastgrnn" if point.family == "fastgrnn_lsq" else point.family
+  recipe = {k: settings[k] for k in ("epochs", "qat_epochs", "batch_size", "learning_rate",
+                                     "qat_learning_rate", "lr_schedule", "clipnorm",
+                                     "weight_decay", "keep_best")}
+  recipe.update({k: settings[k] for k in ("augment_strength", "augment_params",
+                                          "train_on_val") if k in settings})
+  recipe.update(augment=config_lib.resolve_augment(settings.get("augment", "none"),
+                                                   point.dataset),
+                min_phase_steps=0, max_batch_fraction=1.0, min_val_windows=0)
+  model = {"units": kw["units"], "w_rank": kw["w_rank"], "u_rank": kw["u_rank"]}
+  model.update({k: settings[k] for k in ("readout",) if k in settings})
+  data = {"data_dir": data_dir, "seed": seed, "feature_cache": "none"}
+  data.update({k: settings[k] for k in ("imu_frontend",) if k in settings})
+  return Spec.preset("recipe", dataset=point.dataset, cell=cell).replace(
+      model=model, sparsity={"w": kw["sparsity"], "u": kw["sparsity"]}, recipe=recipe,
+      data=data, export={"qat": settings["qat_epochs"] > 0,
+                         "max_test_windows": settings["max_test_windows"],
+                         "num_test_vectors": 1, "arena_margin": 0, "numerics": False,
+                         "window_model": False, "lstm_product_on_cell_grid": False})
+
+
 def _run_rnn(point, seed, ds, run_dir, settings, data_dir):
   from pipelines import stages  # pylint: disable=import-outside-toplevel
-  from tf_fastgrnn import augment  # pylint: disable=import-outside-toplevel
-  kw = point.kw
   qat = settings["qat_epochs"] > 0
-  config = stages.Config(
-      dataset=point.dataset, data_dir=data_dir,
-      cell="fastgrnn" if point.family == "fastgrnn_lsq" else point.family,
-      units=kw["units"], w_rank=kw["w_rank"], u_rank=kw["u_rank"],
-      sparsity_w=kw["sparsity"], sparsity_u=kw["sparsity"], epochs=settings["epochs"],
-      qat=qat, qat_epochs=settings["qat_epochs"], batch_size=settings["batch_size"],
-      learning_rate=settings["learning_rate"],
-      qat_learning_rate=settings["qat_learning_rate"], seed=seed,
-      output_dir=str(run_dir), resume=(run_dir / "flags.json").exists(),
-      max_test_windows=settings["max_test_windows"], num_test_vectors=1, arena_margin=0,
-      numerics=False, window_model=False, lr_schedule=settings["lr_schedule"],
-      clipnorm=settings["clipnorm"], weight_decay=settings["weight_decay"],
-      keep_best=settings["keep_best"],
-      augment=augment.resolve(settings.get("augment", "none"), point.dataset),
-      augment_strength=settings.get("augment_strength", 1.0),
-      augment_params=settings.get("augment_params"),
-      imu_frontend=settings.get("imu_frontend", "raw_imu"),
-      # The LSTM rows as measured (converter's range); tier 5's cgrid points are the fix.
-      lstm_product_on_cell_grid=False, readout=settings.get("readout", "last"),
-      train_on_val=settings.get("train_on_val", False))
+  config = stages.Config.from_spec(
+      _spec(point, seed, settings, data_dir), run_dir,
+      resume=(run_dir / "flags.json").exists())
   if (run_dir / "report.json").exists():
     report = json.loads((run_dir / "report.json").read_text())
   else:
@@ -599,16 +614,16 @@ def _run_cnn(point, seed, ds, run_dir, settings):
   training.set_seed(seed)
   model = cnn_model(ds.x_train.shape[1:], len(ds.labels), kw["filters"], kw["kernel"])
   run_dir.mkdir(parents=True, exist_ok=True)
+  recipe = Recipe(**{k: settings[k] for k in (
+      "epochs", "qat_epochs", "batch_size", "learning_rate", "qat_learning_rate",
+      "lr_schedule", "clipnorm", "weight_decay", "keep_best")})
   history = training.fit(
-      model, (ds.x_train, ds.y_train), (ds.x_val, ds.y_val), epochs=settings["epochs"],
-      batch_size=settings["batch_size"], learning_rate=settings["learning_rate"],
-      checkpoint_dir=run_dir / "checkpoints", seed=seed, verbose=0,
-      lr_schedule=settings["lr_schedule"], clipnorm=settings["clipnorm"],
-      weight_decay=settings["weight_decay"], keep_best=settings["keep_best"],
-      augment=augment.make(settings.get("augment", "none"), point.dataset,
-                           ds.feature_mean, ds.feature_std,
-                           strength=settings.get("augment_strength"),
-                           **settings.get("augment_params", {})))
+      model, (ds.x_train, ds.y_train), (ds.x_val, ds.y_val), recipe, seed=seed,
+      checkpoint_dir=run_dir / "checkpoints", options=training.FitOptions(
+          verbose=0, augment=augment.make(settings.get("augment", "none"), point.dataset,
+                                          ds.feature_mean, ds.feature_std,
+                                          strength=settings.get("augment_strength"),
+                                          **settings.get("augment_params", {}))))
   tflite_bytes = convert_cnn(model, ds.x_train[:256])
   fileio.write_bytes(run_dir / "model_int8_window.tflite", tflite_bytes)
   arena = window_arena(tflite_bytes)

@@ -1,139 +1,159 @@
-"""The resolved configuration of a run, and the checks of the flags alone.
+"""The resolved configuration of a run (``Config``: ``Spec``'s flat view plus how the
+run runs), its ``flags.json``, and the checks that need the machine (folders, TF_CONFIG).
 
 Kept free of TensorFlow, so ``train_and_export`` refuses bad flags and a bad output
-folder at once, before TensorFlow is even imported.
+folder at once, before TensorFlow is even imported. The specification itself
+(``tf_fastgrnn.spec``: every default, the presets, the checks of the values) is loaded
+without ``tf_fastgrnn/__init__.py``, which imports TensorFlow.
 """
 
 import dataclasses
+import importlib.util
 import json
-import math
 import os
 import pathlib
+import sys
 
 from data import paths
 from pipelines import run_folder
 
+
+def _load_spec():
+  """``tf_fastgrnn.spec`` without running the package's ``__init__`` (6 s of TensorFlow
+  import); the same module object a later ``import tf_fastgrnn`` uses."""
+  name = "tf_fastgrnn.spec"
+  if name not in sys.modules:
+    package = importlib.util.find_spec("tf_fastgrnn")  # finds, does not import
+    location = pathlib.Path(package.submodule_search_locations[0]) / "spec.py"
+    loader_spec = importlib.util.spec_from_file_location(name, location)
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[name] = module
+    try:
+      loader_spec.loader.exec_module(module)
+    except BaseException:
+      del sys.modules[name]
+      raise
+  return sys.modules[name]
+
+
+spec_lib = _load_spec()
+
 __all__ = ["AUGMENT", "AUGMENT_CHOICES", "CELLS", "Config", "DISTRIBUTE", "LR_SCHEDULES",
            "LSTM_CELLS", "NOT_COMPARED_ON_RESUME", "QAT_CELLS", "READOUTS",
-           "dataset_args", "lstm_product_grid", "run_dataset_args",
-           "multi_worker_task", "resolve_augment", "validate_config"]
+           "dataset_args", "lstm_product_grid", "read_flags", "run_dataset_args",
+           "multi_worker_task", "resolve_augment", "spec_lib", "validate_config"]
 
-# training.LR_SCHEDULES and distribute.CHOICES, repeated here to keep this module free of
-# TensorFlow (a test checks they agree).
-LR_SCHEDULES = ("constant", "cosine")
+# The choices, defined once in tf_fastgrnn.spec.
+LR_SCHEDULES = spec_lib.LR_SCHEDULES
+READOUTS = spec_lib.READOUTS
+CELLS = spec_lib.CELLS
+QAT_CELLS = spec_lib.QAT_CELLS
+LSTM_CELLS = spec_lib.LSTM_CELLS
+AUGMENT = spec_lib.AUGMENT
+AUGMENT_CHOICES = spec_lib.AUGMENT_CHOICES
+IMU_DATASETS = spec_lib.IMU_DATASETS
+IMU_FRONTENDS = spec_lib.IMU_FRONTENDS
+_AUDIO_DATASETS = spec_lib.AUDIO_DATASETS
+resolve_augment = spec_lib.resolve_augment
+# distribute.CHOICES, repeated here to keep this module free of TensorFlow (a test
+# checks they agree).
 DISTRIBUTE = ("none", "mirrored", "multi_worker")
-# stepping.READOUTS, repeated for the same reason.
-READOUTS = ("last", "mean")
-# models.CELL_TYPES, repeated for the same reason. QAT and pruning cover the FastGRNN
-# cells; the baselines train dense and are quantized after training (post-training int8).
-CELLS = ("fastgrnn", "fastrnn", "gru", "lstm", "lowrank_lstm")
-QAT_CELLS = ("fastgrnn", "fastrnn")
-LSTM_CELLS = ("lstm", "lowrank_lstm")  # the cells with a cell state c
-_RANKED_CELLS = ("fastgrnn", "fastrnn", "lowrank_lstm")  # take --w_rank/--u_rank
 # Flags a resumed run may change: how it runs, not what it computes (a checkpoint
 # restores under any strategy; the cache holds the same features wherever it is).
 NOT_COMPARED_ON_RESUME = ("resume", "overwrite", "output_dir", "distribute",
                           "feature_cache")
 
-# tf_fastgrnn.augment: the augmentations a run may record (resolved: "auto" and "none" are
-# the flag's; a Config holds what runs, None for none).
-AUGMENT = (None, "imu", "audio")
-AUGMENT_CHOICES = ("none", "auto", "imu", "audio")  # augment.CHOICES
-IMU_DATASETS = ("har6", "har2")
-IMU_FRONTENDS = ("raw_imu", "imu_gravity")  # data.har.FRONTENDS (without importing numpy)
-_AUDIO_DATASETS = ("fsdd", "speech_commands", "google12", "google30")
+# How a run runs, beside its Spec (not part of what it computes): the run folder,
+# --resume/--overwrite, the tf.distribute strategy, the preset's name (a record).
+_RUN_FIELDS = (("output_dir", str), ("resume", bool), ("overwrite", bool),
+               ("distribute", str), ("preset", "str | None"))
+RUN_DEFAULTS = {"resume": False, "overwrite": False, "distribute": "none", "preset": None}
 
 
-def resolve_augment(choice, dataset):
-  """``--augment`` resolved for ``dataset`` (``augment.resolve``, without TensorFlow):
-  None, "imu" or "audio".
+def _spec_fields():
+  hints = {}
+  for part in ("model", "sparsity", "recipe", "data", "export"):
+    kind = type(getattr(spec_lib.Spec(), part))
+    hints.update({f.name: f.type for f in dataclasses.fields(kind)})
+  return [(name, hints["w" if name == "sparsity_w" else "u" if name == "sparsity_u"
+                       else name]) for name in spec_lib.FLAT_NAMES]
+
+
+class _ConfigMethods:
+  """What ``Config`` adds to its fields."""
+
+  @classmethod
+  def from_spec(cls, spec, output_dir, **run):
+    """The ``Config`` of ``spec`` run into ``output_dir``; ``run``: ``resume``,
+    ``overwrite``, ``distribute``, ``preset`` (else ``RUN_DEFAULTS``).
+
+    ``lstm_product_on_cell_grid`` becomes what runs: False for a cell without c.
+    """
+    unknown = set(run) - set(RUN_DEFAULTS)
+    if unknown:
+      raise ValueError(f"unknown run options {sorted(unknown)} (known: "
+                       f"{', '.join(RUN_DEFAULTS)})")
+    flat = spec.flat()
+    flat["lstm_product_on_cell_grid"] = (flat["lstm_product_on_cell_grid"]
+                                         and flat["cell"] in LSTM_CELLS)
+    return cls(**flat, schema_version=spec.schema_version, output_dir=str(output_dir),
+               **{**RUN_DEFAULTS, **run})
+
+  @classmethod
+  def from_flags(cls, values):
+    """The ``Config`` of a ``flags.json`` dict of any layout (``spec.migrate``).
+
+    Raises:
+      ValueError: a field missing or unknown, named.
+    """
+    values = spec_lib.migrate(values)
+    names = {f.name for f in dataclasses.fields(cls)}
+    missing, unknown = names - set(values), set(values) - names
+    if missing or unknown:
+      raise ValueError(f"the run's flags lack {sorted(missing)}" if missing else
+                       f"the run's flags hold unknown fields {sorted(unknown)}")
+    return cls(**values)
+
+  @property
+  def spec(self):
+    """The run's ``Spec`` (checked: ValueError naming a bad value)."""
+    return spec_lib.Spec.from_flat(dataclasses.asdict(self))
+
+
+# Spec's flat view (every field under its flag's name, tf_fastgrnn.spec.FLAT_NAMES) and
+# the run fields: built from the Spec's fields, so no field or default is restated.
+# Written as ``flags.json`` beside the artifacts.
+Config = dataclasses.make_dataclass(
+    "Config", [*_spec_fields(), ("schema_version", int), *_RUN_FIELDS],
+    bases=(_ConfigMethods,), frozen=True)
+Config.__module__ = __name__
+Config.__doc__ = ("The resolved configuration of a run: ``Spec.flat()``, its "
+                  "``schema_version`` and how it runs (output_dir, resume, overwrite, "
+                  "distribute, preset). Build it with ``Config.from_spec`` or "
+                  "``Config.from_flags``.")
+
+
+def read_flags(run_dir):
+  """The ``flags.json`` of the run in ``run_dir`` as a dict of the current layout
+  (``spec.migrate``: any earlier layout upgraded).
 
   Raises:
-    ValueError: ``choice`` is not one of ``AUGMENT_CHOICES``.
+    FileNotFoundError / ValueError: in one line, naming ``flags.json``.
   """
-  if choice not in AUGMENT_CHOICES:
-    raise ValueError(f"--augment must be one of {', '.join(AUGMENT_CHOICES)}, got "
-                     f"{choice!r}")
-  if choice == "auto":
-    choice = ("imu" if dataset in IMU_DATASETS else
-              "audio" if dataset in _AUDIO_DATASETS else "none")
-  return None if choice == "none" else choice
-
-
-@dataclasses.dataclass(frozen=True)
-class Config:
-  """The resolved configuration of a run (train_and_export's flags), as plain values.
-
-  Written as ``flags.json`` beside the artifacts.
-  """
-  dataset: str
-  data_dir: str | None
-  cell: str
-  units: int
-  w_rank: int | None
-  u_rank: int | None
-  sparsity_w: float
-  sparsity_u: float
-  epochs: int
-  qat: bool
-  qat_epochs: int
-  batch_size: int
-  learning_rate: float
-  qat_learning_rate: float
-  seed: int
-  output_dir: str
-  resume: bool
-  max_test_windows: int | None
-  num_test_vectors: int
-  arena_margin: int
-  numerics: bool = True
-  window_model: bool = True
-  audio_frontend: str = "logmel32"
-  # HAR features (data.har.FRONTENDS); the default reads run folders made before it.
-  imu_frontend: str = "raw_imu"
-  overwrite: bool = False
-  # Training recipe (training.fit); the defaults are the plain recipe of earlier runs.
-  lr_schedule: str = "constant"
-  clipnorm: float | None = None
-  weight_decay: float = 0.0
-  keep_best: bool = False
-  # Input augmentation of the training batches (tf_fastgrnn.augment), resolved from
-  # --augment: None, "imu" or "audio". None also reads run folders made before it.
-  augment: str | None = None
-  augment_strength: float = 1.0  # every magnitude of the augmentation times this
-  # Settings of the augmentation replacing its defaults (augment.make's ``params``, e.g.
-  # {"max_angle_deg": 0}); None: the defaults. Python API and sweep only, no flag.
-  augment_params: dict | None = None
-  preset: str | None = None
-  # Training at scale (issue 14): tf.distribute strategy of the training stages, and the
-  # audio feature cache ("default", "none" or a folder).
-  distribute: str = "none"
-  feature_cache: str = "none"
-  # LSTM cells: the int8 step model puts the MUL σ(f)·c on c's grid
-  # (export.convert_step_model(forget_product_on_cell_grid=True)). False here, the
-  # converter's range, is how run folders made before it (and the sweep's LSTM rows)
-  # were exported; train_and_export's flag turns it on. Always False for other cells.
-  lstm_product_on_cell_grid: bool = False
-  # How a window's logits come from the per-step logits (stepping.READOUTS): "last"
-  # step's, or "mean" over the window (the device sums its int8 logits). "last" also
-  # reads run folders made before it.
-  readout: str = "last"
-  # The training stages (float, the pruning phases, QAT) train on the training and the
-  # validation windows together and keep the last epoch (keep_best must be off): the
-  # deployed model sees more subjects/speakers; validation then holds nothing out (it
-  # is still evaluated every epoch, in-sample). False also reads run folders made
-  # before it.
-  train_on_val: bool = False
-  # Tiny data sets (issue 26; training.step_budget): the batch is capped at
-  # max_batch_fraction of the training windows and the epochs raised so that every
-  # training phase (dense float, each pruning phase, QAT) gets min_phase_steps optimizer
-  # steps; with fewer than min_val_windows validation windows the last epoch is kept
-  # instead of the best (keep_best), one window being too large a share to choose by.
-  # The defaults (off) read run folders made before them; train_and_export's flags turn
-  # them on, and bind on no preset's default run.
-  min_phase_steps: int = 0
-  max_batch_fraction: float = 1.0
-  min_val_windows: int = 0
+  path = pathlib.Path(run_dir) / "flags.json"
+  if not path.is_file():
+    raise FileNotFoundError(f"{path} is missing: is {run_dir} a train_and_export run?")
+  try:
+    values = json.loads(path.read_text())
+  except (OSError, UnicodeDecodeError, ValueError) as e:
+    raise ValueError(f"{path}: not readable JSON ({e})") from e
+  if not isinstance(values, dict):
+    raise ValueError(f"{path}: must hold a JSON object of flags, got "
+                     f"{type(values).__name__}")
+  try:
+    return spec_lib.migrate(values)
+  except ValueError as e:
+    raise ValueError(f"{path}: {e}") from e
 
 
 def dataset_args(run):
@@ -147,27 +167,24 @@ def dataset_args(run):
   front end and its feature cache.
 
   Args:
-    run: a ``Config``, or the dict of a run's ``flags.json``; a field it lacks reads as
-      ``Config``'s default (what runs made before the field used).
+    run: a ``Config``, or the dict of a run's ``flags.json`` of any layout (a field an
+      older layout lacks reads as runs of that layout used: ``spec.migrate``).
 
   Raises:
     ValueError: ``run`` names no dataset.
   """
-  values = dataclasses.asdict(run) if isinstance(run, Config) else dict(run)
-  defaults = {f.name: f.default for f in dataclasses.fields(Config)
-              if f.default is not dataclasses.MISSING}
-
-  def get(name):
-    return values.get(name, defaults.get(name))
+  values = (dataclasses.asdict(run) if isinstance(run, Config)
+            else spec_lib.migrate(dict(run)))
   name = values.get("dataset")
   if not isinstance(name, str) or not name:
     raise ValueError(f"the run's flags name no dataset (got {name!r})")
-  options = {"seed": get("seed") or 0}
+  options = {"seed": values.get("seed") or 0}
   if name in _AUDIO_DATASETS:
-    options.update(frontend=get("audio_frontend"), feature_cache=get("feature_cache"))
+    options.update(frontend=values["audio_frontend"],
+                   feature_cache=values["feature_cache"])
   elif name in IMU_DATASETS:
-    options.update(frontend=get("imu_frontend"))
-  return name, get("data_dir"), options
+    options.update(frontend=values["imu_frontend"])
+  return name, values.get("data_dir"), options
 
 
 def run_dataset_args(run_dir):
@@ -176,20 +193,11 @@ def run_dataset_args(run_dir):
   Raises:
     FileNotFoundError / ValueError: in one line, naming ``flags.json`` and what it lacks.
   """
-  path = pathlib.Path(run_dir) / "flags.json"
-  if not path.is_file():
-    raise FileNotFoundError(f"{path} is missing: is {run_dir} a train_and_export run?")
-  try:
-    values = json.loads(path.read_text())
-  except (OSError, UnicodeDecodeError, ValueError) as e:
-    raise ValueError(f"{path}: not readable JSON ({e})") from e
-  if not isinstance(values, dict):
-    raise ValueError(f"{path}: must hold a JSON object of flags, got "
-                     f"{type(values).__name__}")
+  values = read_flags(run_dir)
   try:
     return dataset_args(values)
   except ValueError as e:
-    raise ValueError(f"{path}: {e}") from e
+    raise ValueError(f"{pathlib.Path(run_dir) / 'flags.json'}: {e}") from e
 
 
 def lstm_product_grid(config):
@@ -234,100 +242,18 @@ def multi_worker_task(tf_config_text):
 
 
 def validate_config(config, data_given=False):
-  """Raises ValueError naming the flags that contradict each other or are out of range.
+  """Raises ValueError naming the flags that contradict each other or are out of range
+  (``Spec``'s checks) or that the machine refuses (data path, folders, TF_CONFIG).
 
   ``data_given``: the caller hands the loaded data over (the sweep, the benchmark), so
   no ``--data_dir`` is needed. Also checks that ``--output_dir`` can be used (``run_folder.check``), so a bad flag
   stops the run before any data is loaded or anything is written.
   """
   problems = []
-  if config.cell not in CELLS:
-    problems.append(f"--cell must be one of {', '.join(CELLS)}, got {config.cell!r}")
-  elif config.cell not in QAT_CELLS:
-    if config.qat:
-      problems.append(f"--cell={config.cell} is quantized after training (QAT covers "
-                      f"{' and '.join(QAT_CELLS)}): pass --noqat")
-    if config.sparsity_w or config.sparsity_u:
-      problems.append(f"--cell={config.cell} trains dense (pruning covers "
-                      f"{' and '.join(QAT_CELLS)}): pass --sparsity_w=0 --sparsity_u=0")
-  if config.cell in CELLS and config.cell not in _RANKED_CELLS and (
-      config.w_rank is not None or config.u_rank is not None):
-    problems.append(f"--cell={config.cell} has full-rank matrices: --w_rank and --u_rank "
-                    f"do not apply (got {config.w_rank}, {config.u_rank})")
-  if config.cell == "lowrank_lstm" and (config.w_rank is None or config.u_rank is None):
-    problems.append(f"--cell=lowrank_lstm needs --w_rank and --u_rank (got "
-                    f"{config.w_rank}, {config.u_rank})")
-  if config.lstm_product_on_cell_grid and config.cell not in LSTM_CELLS:
-    problems.append(f"lstm_product_on_cell_grid applies to --cell="
-                    f"{'|'.join(LSTM_CELLS)} only (a Config holds what runs), got "
-                    f"--cell={config.cell}")
-  for name in ("units", "epochs", "batch_size", "num_test_vectors"):
-    if getattr(config, name) <= 0:
-      problems.append(f"--{name} must be positive, got {getattr(config, name)}")
-  for name in ("sparsity_w", "sparsity_u"):
-    value = getattr(config, name)
-    if not 0.0 <= value < 1.0:
-      problems.append(f"--{name} is the fraction zeroed and must be in [0, 1), got {value}")
-  if config.qat and config.qat_epochs <= 0:
-    problems.append(f"--qat needs --qat_epochs > 0, got {config.qat_epochs} "
-                    "(or pass --noqat)")
-  for name in ("learning_rate", "qat_learning_rate"):
-    value = getattr(config, name)
-    if not (math.isfinite(value) and value > 0):
-      problems.append(f"--{name} must be a finite number > 0, got {value}")
-  if config.readout not in READOUTS:
-    problems.append(f"--readout must be one of {', '.join(READOUTS)}, got "
-                    f"{config.readout!r}")
-  if config.train_on_val and config.keep_best:
-    problems.append("--train_on_val trains on the validation windows, so no epoch can be "
-                    "chosen on them: pass --nokeep_best (the last epoch is kept)")
-  for name in ("min_phase_steps", "min_val_windows"):
-    if getattr(config, name) < 0:
-      problems.append(f"--{name} must be >= 0 (0: off), got {getattr(config, name)}")
-  if not 0 < config.max_batch_fraction <= 1:
-    problems.append(f"--max_batch_fraction must be in (0, 1] (1: off), got "
-                    f"{config.max_batch_fraction}")
-  if config.lr_schedule not in LR_SCHEDULES:
-    problems.append(f"--lr_schedule must be one of {LR_SCHEDULES}, got "
-                    f"{config.lr_schedule!r}")
-  if config.clipnorm is not None and not (math.isfinite(config.clipnorm)
-                                          and config.clipnorm > 0):
-    problems.append(f"--clipnorm must be a finite number > 0 (or unset), got "
-                    f"{config.clipnorm}")
-  if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
-    problems.append(f"--weight_decay must be a finite number >= 0, got "
-                    f"{config.weight_decay}")
-  if config.augment not in AUGMENT:
-    problems.append(f"--augment must be one of none, auto, imu, audio (a Config holds "
-                    f"None, imu or audio), got {config.augment!r}")
-  if config.augment_params is not None and not isinstance(config.augment_params, dict):
-    problems.append(f"augment_params must be None or a dict of augment settings, got "
-                    f"{config.augment_params!r}")
-  if not (math.isfinite(config.augment_strength) and config.augment_strength > 0):
-    problems.append(f"--augment_strength must be a finite number > 0, got "
-                    f"{config.augment_strength}")
-  if config.imu_frontend not in IMU_FRONTENDS:
-    problems.append(f"--imu_frontend must be one of {', '.join(IMU_FRONTENDS)}, got "
-                    f"{config.imu_frontend!r}")
-  elif config.imu_frontend != "raw_imu" and config.dataset not in IMU_DATASETS:
-    problems.append(f"--imu_frontend={config.imu_frontend} applies to the IMU datasets "
-                    f"({', '.join(IMU_DATASETS)}), got --dataset={config.dataset}")
-  if config.arena_margin < 0:
-    problems.append(f"--arena_margin must be >= 0, got {config.arena_margin}")
-  if config.seed < 0:
-    problems.append(f"--seed must be >= 0, got {config.seed}")
-  if config.max_test_windows is not None and config.max_test_windows <= 0:
-    problems.append(f"--max_test_windows must be positive (or unset: all), got "
-                    f"{config.max_test_windows}")
-  for name in ("w_rank", "u_rank"):
-    value = getattr(config, name)
-    if value is not None and value < 1:
-      problems.append(f"--{name} must be a positive rank (0 or unset: full rank), "
-                      f"got {value}")
-  if config.u_rank is not None and config.u_rank > config.units:
-    problems.append(f"--u_rank={config.u_rank} exceeds --units={config.units}")
-  if config.w_rank is not None and config.w_rank > config.units:
-    problems.append(f"--w_rank={config.w_rank} exceeds --units={config.units}")
+  try:  # every value and how they fit together: tf_fastgrnn.spec's checks
+    config.spec  # pylint: disable=pointless-statement
+  except ValueError as e:
+    problems.append(str(e))
   if config.dataset == "npz" and not config.data_dir and not data_given:
     problems.append("--dataset=npz needs --data_dir=<file.npz>")
   elif not data_given:

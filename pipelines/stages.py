@@ -1,9 +1,15 @@
 """The stages of ``train_and_export``, each resumable, each leaving whole files only.
 
-``STAGES`` is the table of (stage, artifact, run, load, outputs): as each stage finishes,
-``manifest.json`` lists the files it wrote (size, sha256; ``run_folder.Manifest``). On
-``--resume`` a stage is loaded instead of run only if it finished and its files are still
-as listed; otherwise it runs again, and so does every stage after it. A training stage
+The CLI over the public API: the same stage functions as ``tf_fastgrnn.compress`` and
+``tf_fastgrnn.deploy`` (``train_float``, ``train_qat``, ``export_int8``, ``fuse``,
+``evaluate_tflm``, ``write_device``, ``diff_numerics``), each returning a typed result
+that saves and loads itself, plus the CLI's own whole-window model and report.
+``run_folder.Executor`` owns resume: as each stage finishes, ``manifest.json`` lists the
+files it wrote (size, sha256; ``run_folder.Manifest``). On ``--resume`` a stage is
+loaded instead of run only if it finished and its files are still as listed; otherwise
+it runs again, and so does every stage after it. ``STAGES`` lists the stages (name,
+artifact, outputs) as the manifest knows them; ``_run_stages`` is the run itself,
+results handed from stage to stage as arguments. A training stage
 killed midway continues from its checkpoints (``checkpoints/float``,
 ``checkpoints/qat``). ``report.json`` is written last: a run folder without it is
 unfinished. Before anything is written, ``validate_config`` checks the flags,
@@ -20,16 +26,10 @@ folders that ``training.fit`` removes).
 
 import dataclasses
 import datetime
-import itertools
 import json
-import math
 import pathlib
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
-import typing
 
 import numpy as np
 
@@ -41,32 +41,29 @@ from pipelines.config import Config
 from pipelines.config import validate_config
 from tf_fastgrnn import augment as augment_lib
 from tf_fastgrnn import c_text
-from tf_fastgrnn import device_files
+from tf_fastgrnn import compression
+from tf_fastgrnn import deployment
 from tf_fastgrnn import distribute
 from tf_fastgrnn import export
 from tf_fastgrnn import fileio
-from tf_fastgrnn import fused
 from tf_fastgrnn import models
-from tf_fastgrnn import parity
-from tf_fastgrnn import plan as plan_lib
 from tf_fastgrnn import pruning
 from tf_fastgrnn import quantization
-from tf_fastgrnn import runtime
 from tf_fastgrnn import training
-from tf_fastgrnn._keras import keras
 
 __all__ = ["Config", "run", "summary_line", "validate_config", "vector_windows"]
 
-FLOAT_MODEL = "model_float.keras"
-QAT_MODEL = "model_qat.keras"
-CALIBRATION_WINDOWS = 256  # training windows the int8 ranges are calibrated on
-TFLITE_MODEL = "model_int8.tflite"
+FLOAT_MODEL = compression.FLOAT_MODEL
+QAT_MODEL = compression.QAT_MODEL
+CALIBRATION_WINDOWS = compression.CALIBRATION_WINDOWS
+TFLITE_MODEL = deployment.TFLITE_MODEL
 WINDOW_MODEL = "model_int8_window.tflite"
-FUSED_MODEL = "model_int8_fused.tflite"  # one FASTGRNN_INT8 custom op (fused.convert_fused)
-QUANTIZATION_PLAN = "quantization_plan.json"  # next to TFLITE_MODEL (QAT models)
-# The float model the export converted with the plan (the QAT model's float twin): with
-# the plan, all the export needs, and what the numerics rebuild Keras QAT from.
-EXPORT_SOURCE = "model_int8_source.keras"
+FUSED_MODEL = deployment.FUSED_MODEL
+QUANTIZATION_PLAN = deployment.QUANTIZATION_PLAN
+EXPORT_SOURCE = deployment.EXPORT_SOURCE
+STANDALONE_DIR = deployment.STANDALONE_DIR
+TFLM_EVAL = deployment.TFLM_EVAL
+vector_windows = deployment.vector_windows
 
 
 def _log(message):
@@ -88,13 +85,10 @@ def _check_resume(config, out, ds=None):
   training stages run (``training_budget``): a run folder made before the rules existed
   records them off, and on data with many windows they change nothing.
   """
-  old = json.loads((out / "flags.json").read_text())
+  old = config_lib.read_flags(out)  # an older layout upgraded (spec.migrate)
   new = dataclasses.asdict(config)
-  # A flag newer than the run's flags.json counts as its default there.
-  defaults = {f.name: f.default for f in dataclasses.fields(Config)}
-  changed = {k: (old.get(k, defaults.get(k)), v) for k, v in new.items()
-             if k not in config_lib.NOT_COMPARED_ON_RESUME
-             and old.get(k, defaults.get(k)) != v}
+  changed = {k: (old.get(k), v) for k, v in new.items()
+             if k not in config_lib.NOT_COMPARED_ON_RESUME and old.get(k) != v}
   rules = {k: changed[k][0] for k in _BUDGET_RULES if k in changed}
   if rules and ds is not None and set(changed) <= set(_BUDGET_RULES):
     was = training_budget(dataclasses.replace(config, **rules), ds)
@@ -106,50 +100,22 @@ def _check_resume(config, out, ds=None):
                      f"(was, now): {changed}")
 
 
-def _save_model(model, path):
-  with fileio.atomic_path(path, suffix=".keras") as tmp:
-    model.save(tmp)
+def _recipe(config, ds):
+  """The ``Recipe`` the training stages fit with: the run's, with the batch, the epochs
+  and ``keep_best`` the tiny-data rules give on these data (``training_budget``)."""
+  budget = training_budget(config, ds)
+  return config.spec.recipe.replace(
+      batch_size=budget["batch_size"], epochs=budget["epochs"],
+      qat_epochs=budget["qat_epochs"], keep_best=budget["keep_best"])
 
 
-def _load_model(path):
-  with quantization.quantize_scope():
-    return keras.models.load_model(path)
-
-
-class _EpochTimer(keras.callbacks.Callback):
-  """Wall-clock seconds of each training epoch (the benchmark reports their mean)."""
-
-  def __init__(self):
-    super().__init__()
-    self.seconds = []
-    self._start = None
-
-  def on_epoch_begin(self, epoch, logs=None):
-    self._start = time.perf_counter()
-
-  def on_epoch_end(self, epoch, logs=None):
-    self.seconds.append(time.perf_counter() - self._start)
-
-
-def _accuracy(model, x, y, batch_size):
-  # Large batches: the RNN loop's per-step cost (the int8 kernels' many small ops) is
-  # paid once per batch.
-  logits = model.predict(x, batch_size=max(batch_size, 512), verbose=0)
-  return float(np.mean(np.argmax(logits, -1) == y))
-
-
-def _recipe(config, ds=None):
-  """The training-recipe arguments of ``training.fit`` / ``train_three_phase``
-  (with ``ds``, ``augment`` too: only ``training.fit`` takes it; and ``keep_best`` as
-  ``training_budget`` resolves it on these data)."""
-  recipe = {"lr_schedule": config.lr_schedule, "clipnorm": config.clipnorm,
-            "weight_decay": config.weight_decay, "keep_best": config.keep_best,
-            "distribute": config.distribute}
-  if ds is not None:
-    recipe["keep_best"] = training_budget(config, ds)["keep_best"]
-  if ds is not None and config.augment:
-    recipe["augment"] = _augmenter(config, ds)
-  return recipe
+def _fit_options(config, ds, out, phase, chief):
+  """``training.FitOptions`` of a training stage: progress on the chief, logs under
+  ``tensorboard/<phase>``, the strategy, the training batches' augmentation."""
+  return training.FitOptions(
+      verbose=1 if chief else 0, tensorboard_dir=out / "tensorboard" / phase,
+      distribute=config.distribute,
+      augment=_augmenter(config, ds) if config.augment else None)
 
 
 def _augmenter(config, ds):
@@ -169,45 +135,13 @@ def _training_windows(config, ds):
 
 
 def training_budget(config, ds):
-  """What the training stages run on these data: ``batch_size``, ``epochs``,
-  ``qat_epochs`` and ``keep_best`` after the tiny-data rules (``training.step_budget``
-  with ``config.min_phase_steps`` and ``max_batch_fraction``; ``keep_best`` off below
-  ``config.min_val_windows`` validation windows), ``steps_per_epoch``, and ``notes``:
-  one line for each rule that changed a value (none on a run with many windows)."""
-  n = len(_training_windows(config, ds)[0])
-  sparse = bool(config.sparsity_w or config.sparsity_u)
-  phases = (pruning.PruningConfig(sparsity_w=config.sparsity_w,
-                                  sparsity_u=config.sparsity_u).phase_epochs
-            if sparse else None)
-  rules = {"min_phase_steps": config.min_phase_steps,
-           "max_batch_fraction": config.max_batch_fraction}
-  batch, epochs = training.step_budget(n, config.batch_size, config.epochs, phases=phases,
-                                       **rules)
-  qat_epochs = (training.step_budget(n, config.batch_size, config.qat_epochs, **rules)[1]
-                if config.qat else config.qat_epochs)
-  steps = math.ceil(n / batch)
-  notes = []
-  if (batch, epochs, qat_epochs) != (config.batch_size, config.epochs, config.qat_epochs):
-    changes = [f"batch {config.batch_size} → {batch}" if batch != config.batch_size
-               else f"batch {batch}"]
-    changes.append(f"{steps} step{'s' if steps > 1 else ''} an epoch")
-    if epochs != config.epochs:
-      split = "/".join(map(str, phases(epochs))) + " in three phases" if sparse else ""
-      changes.append(f"epochs {config.epochs} → {epochs}" + (f" ({split})" if split else ""))
-    if qat_epochs != config.qat_epochs:
-      changes.append(f"QAT epochs {config.qat_epochs} → {qat_epochs}")
-    notes.append(f"tiny data: {n} training windows: " + ", ".join(changes)
-                 + f" (--min_phase_steps={config.min_phase_steps}: every training phase "
-                 f"gets >= {config.min_phase_steps} optimizer steps; "
-                 f"--max_batch_fraction={config.max_batch_fraction:g})")
-  keep_best, num_val = config.keep_best, len(ds.x_val)
-  if keep_best and num_val < config.min_val_windows:
-    keep_best = False
-    notes.append(f"tiny data: {num_val} validation windows < --min_val_windows="
-                 f"{config.min_val_windows}: the last epoch is kept, not the best (one "
-                 f"window is {100 / num_val:.1f} points of validation accuracy)")
-  return {"batch_size": batch, "epochs": epochs, "qat_epochs": qat_epochs,
-          "keep_best": keep_best, "steps_per_epoch": steps, "notes": notes}
+  """What the training stages run on these data (``compression.budget`` of the flags'
+  recipe and sparsity): ``batch_size``, ``epochs``, ``qat_epochs`` and ``keep_best``
+  after the tiny-data rules, ``steps_per_epoch``, and ``notes``: one line for each rule
+  that changed a value (none on a run with many windows)."""
+  return compression.budget(config.spec.recipe, config.spec.sparsity,
+                            len(_training_windows(config, ds)[0]), len(ds.x_val),
+                            config.qat)
 
 
 def _cell_kwargs(config):
@@ -228,7 +162,6 @@ def _command_line():
 # 2 KB a step (272,952 B for the default T = 128), and the converter's memory faster
 # (past 7.5 GB at T = 5000). Above this many steps it is skipped with a line saying why.
 WINDOW_MODEL_MAX_STEPS = 512
-TFLM_EVAL = "tflm_eval.npz"
 
 
 def preflight(config, ds):
@@ -267,8 +200,7 @@ def preflight(config, ds):
     problems.append(str(e))
   if config.sparsity_w or config.sparsity_u:
     try:
-      pruning.PruningConfig(sparsity_w=config.sparsity_w,
-                            sparsity_u=config.sparsity_u).phase_epochs(config.epochs)
+      config.spec.sparsity.phase_epochs(config.epochs)
     except ValueError:
       problems.append(f"--epochs={config.epochs} is too short for the three pruning phases "
                       "(dense, sparsify, fixed support): use --epochs >= 3, or "
@@ -319,7 +251,7 @@ def _prepare_output(config, folder_state, ds):
       if manifest is None:
         # A run from before manifests: its trained models are taken as they are (they
         # load, match the flags and hold finite weights); every later stage runs again.
-        adopted = [s.name for s in STAGES if s.distributed and s.wanted(config)
+        adopted = [s.name for s in _wanted(config) if s.distributed
                    and (out / s.artifact).exists()]
         _log(f"resume: {out} has no {run_folder.MANIFEST} (made before runs listed their "
              "files): its trained models are taken as they are, the later stages run "
@@ -351,311 +283,205 @@ def _test_subset(config, ds):
   return x_test, y_test
 
 
-# A weight beyond this is the mark of diverged training, not of a model (normalised
-# inputs, int8 grids); export.MAX_SCALE guards the same at the int8 model.
-MAX_ABS_WEIGHT = 1e6
+# --- the stages --------------------------------------------------------------------------
+
+STAGES = (
+    run_folder.Stage("float training", FLOAT_MODEL,
+                     (compression.FLOAT_RECORD, FLOAT_MODEL, "checkpoints/float",
+                      "tensorboard/float"), distributed=True),
+    run_folder.Stage("QAT", QAT_MODEL, (compression.QAT_RECORD, QAT_MODEL, "checkpoints/qat",
+                                        "tensorboard/qat"), distributed=True),
+    deployment.STAGES[0],  # int8 export
+    run_folder.Stage("whole-window model", WINDOW_MODEL),
+    *deployment.STAGES[1:],  # standalone C, fused .tflite, TFLM evaluation, device, numerics
+    run_folder.Stage("report", "report.json",
+                     ("training.png", "confusion_tflm.png", "report.md", "report.json")),
+)
+_OPTIONAL = {"QAT": lambda c: c.qat, "whole-window model": lambda c: c.window_model,
+             "numerics diff": lambda c: c.numerics}
 
 
-def _check_finite_weights(model, what):
-  bad = [w.name for w in model.weights
-         if not np.all(np.isfinite(w.numpy()) & (np.abs(w.numpy()) <= MAX_ABS_WEIGHT))]
-  if bad:
-    raise ValueError(f"{what} has non-finite or huge weights (|w| > {MAX_ABS_WEIGHT:g} in "
-                     f"{', '.join(bad[:3])}): training diverged; lower --learning_rate and "
-                     "run again without --resume")
+def _wanted(config):
+  """The stages this run has."""
+  return [s for s in STAGES if _OPTIONAL.get(s.name, lambda c: True)(config)]
 
 
-@dataclasses.dataclass
-class _Run:
-  """What the stages hand each other within one run."""
-  config: Config
-  ds: object
-  out: pathlib.Path
-  start: float
-  chief: bool = True        # writes the run folder (False: another multi-worker worker)
-  float_model: object = None
-  float_result: dict = None
-  qat_model: object = None
-  qat_history: dict = None
-  tflite_bytes: bytes = None
-  source_model: object = None  # what the export converted, with ``plan`` (QAT runs)
-  plan: object = None
-  window_bytes: bytes = None
-  fused_bytes: bytes = None  # model_int8_fused.tflite, None where the kernel cannot
-  evaluation: dict = None   # arena, x/y test subset, TFLM predictions, test vectors
-  traces: dict = None       # full TFLM traces, only when evaluated in this process
-  numerics: dict = None
-  report: dict = None
-  manifest: object = None   # run_folder.Manifest (the chief's; None on another worker)
-
-  @property
-  def deploy_model(self):
-    return self.qat_model if self.qat_model is not None else self.float_model
-
-
-# --- the stages: each writes its artifact last (its existence marks the stage done) ---
-
-def _train_float(r):
-  config, ds = r.config, r.ds
+def _train_float(config, ds, out, chief):
   model = models.sequence_classifier(config.cell, config.units, ds.x_train.shape[1:],
                                      len(ds.labels), readout=config.readout,
                                      **_cell_kwargs(config))
-  train, val = _training_windows(config, ds), (ds.x_val, ds.y_val)
-  ckpt, tb = r.out / "checkpoints" / "float", r.out / "tensorboard" / "float"
-  timer = _EpochTimer()
-  budget = training_budget(config, ds)
+  recipe = _recipe(config, ds)
   if config.sparsity_w == 0 and config.sparsity_u == 0:
-    _log(f"training {config.cell} H={config.units} dense: {budget['epochs']} epochs")
-    history = training.fit(
-        model, train, val, epochs=budget["epochs"], batch_size=budget["batch_size"],
-        learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
-        seed=config.seed, callbacks=[timer], verbose=1 if r.chief else 0,
-        **_recipe(config, ds))
-    result = {"history": history, "phase_reports": []}
+    _log(f"training {config.cell} H={config.units} dense: {recipe.epochs} epochs")
   else:
     _log(f"training {config.cell} H={config.units} w_rank={config.w_rank} "
-         f"u_rank={config.u_rank}: {budget['epochs']} epochs in three phases, sparsity "
+         f"u_rank={config.u_rank}: {recipe.epochs} epochs in three phases, sparsity "
          f"W {config.sparsity_w} U {config.sparsity_u}")
-    pruned = pruning.train_three_phase(
-        model, train, val,
-        config=pruning.PruningConfig(sparsity_w=config.sparsity_w,
-                                     sparsity_u=config.sparsity_u),
-        epochs=budget["epochs"], batch_size=budget["batch_size"],
-        learning_rate=config.learning_rate, checkpoint_dir=ckpt, tensorboard_dir=tb,
-        seed=config.seed, callbacks=[timer], verbose=1 if r.chief else 0,
-        **_recipe(config, ds))
-    model = pruned.model
-    result = {"history": pruned.history, "phase_reports": pruned.phase_reports,
-              "phase_epochs": list(pruned.phase_epochs)}
-  _check_finite_weights(model, "the float model")
-  result["epoch_seconds"] = timer.seconds
-  if r.chief:
-    _save_trained(r.out, model, FLOAT_MODEL, result, "float_training.json")
-  r.float_model, r.float_result = model, result
+  trained = compression.train_float(
+      model, _training_windows(config, ds), (ds.x_val, ds.y_val), config.spec.sparsity,
+      recipe, seed=config.seed, checkpoint_dir=out / "checkpoints" / "float",
+      options=_fit_options(config, ds, out, "float", chief))
+  return trained.save(out) if chief else trained
 
 
-def _save_trained(out, model, model_name, record, record_name):
-  """The training record first, the model last: the model's file marks the stage done."""
-  fileio.write_json(out / record_name, record)
-  _save_model(model, out / model_name)
+def _train_qat(config, ds, out, chief, trained):
+  recipe = _recipe(config, ds)
+  _log(f"QAT fine-tuning: {recipe.qat_epochs} epochs")
+  # Calibration, export and evaluation happen on the chief alone.
+  qat = compression.train_qat(
+      trained.model, _training_windows(config, ds), (ds.x_val, ds.y_val), recipe,
+      ds.x_train[:CALIBRATION_WINDOWS], seed=config.seed,
+      checkpoint_dir=out / "checkpoints" / "qat",
+      options=_fit_options(config, ds, out, "qat", chief), finish=chief)
+  return qat.save(out) if chief else qat
 
 
-def _load_trained(out, model_name, record_name):
-  """``(model, record)`` of a finished training stage, its weights checked again."""
-  model = _load_model(out / model_name)
-  _check_finite_weights(model, f"{out / model_name}")
-  return model, json.loads((out / record_name).read_text())
-
-
-def _load_float(r):
-  r.float_model, r.float_result = _load_trained(r.out, FLOAT_MODEL, "float_training.json")
-
-
-def _train_qat(r):
-  config, ds = r.config, r.ds
-  budget = training_budget(config, ds)
-  _log(f"QAT fine-tuning: {budget['qat_epochs']} epochs")
-  model = quantization.quantize_model(r.float_model, ds.x_train[:CALIBRATION_WINDOWS])
-  history = training.fit(
-      model, _training_windows(config, ds), (ds.x_val, ds.y_val),
-      epochs=budget["qat_epochs"], batch_size=budget["batch_size"],
-      learning_rate=config.qat_learning_rate,
-      checkpoint_dir=r.out / "checkpoints" / "qat",
-      tensorboard_dir=r.out / "tensorboard" / "qat", seed=config.seed,
-      verbose=1 if r.chief else 0, **_recipe(config, ds))
-  _check_finite_weights(model, "the QAT model")
-  if not r.chief:  # calibration, export and evaluation happen on the chief alone
-    r.qat_model, r.qat_history = model, history
-    return
-  # The weights moved: measure the grids again on the export's calibration windows.
-  quantization.calibrate(model, ds.x_train[:CALIBRATION_WINDOWS])
-  # From here on Keras QAT computes with TFLM's integer kernels (bit-exact).
-  quantization.use_int8_kernels(model, True)
-  _save_trained(r.out, model, QAT_MODEL, history, "qat_training.json")
-  r.qat_model, r.qat_history = model, history
-
-
-def _load_qat(r):
-  r.qat_model, r.qat_history = _load_trained(r.out, QAT_MODEL, "qat_training.json")
-
-
-def _export(r):
-  _log("exporting the int8 step model")
-  model, plan = quantization.export_inputs(r.deploy_model)  # QAT: its float twin + plan
-  if r.config.cell in config_lib.LSTM_CELLS:
-    _log(f"σ(f)·c on {config_lib.lstm_product_grid(r.config)}")
-  tflite_bytes = export.convert_step_model(
-      model, r.ds.x_train[:CALIBRATION_WINDOWS], plan=plan,
-      forget_product_on_cell_grid=r.config.lstm_product_on_cell_grid)
-  export.check_tflm_compatible(tflite_bytes)  # before anything is written
-  if plan is not None:
-    plan.save(r.out / QUANTIZATION_PLAN)
-    _save_model(model, r.out / EXPORT_SOURCE)
-  fileio.write_bytes(r.out / TFLITE_MODEL, tflite_bytes)
-  r.tflite_bytes, r.source_model, r.plan = tflite_bytes, model, plan
-
-
-def _load_export(r):
-  r.tflite_bytes = (r.out / TFLITE_MODEL).read_bytes()
-  export.check_tflm_compatible(r.tflite_bytes)
-  if (r.out / QUANTIZATION_PLAN).is_file():
-    r.plan = plan_lib.QuantizationPlan.load(r.out / QUANTIZATION_PLAN)
-    if (r.out / EXPORT_SOURCE).is_file():
-      r.source_model = _load_model(r.out / EXPORT_SOURCE)
-    elif r.qat_model is not None:  # a run folder from before the source was saved
-      r.source_model = quantization.float_twin(r.qat_model)
-
-
-def _export_window(r):
-  reason = _window_model_skip_reason(r.config, r.ds.x_train.shape[1])
+def _export_window(config, ds, out, model):
+  """The unrolled whole-window model (for comparison), or None with a line why not."""
+  reason = _window_model_skip_reason(config, ds.x_train.shape[1])
   if reason:
     _log(f"whole-window model not exported: {reason}")
-    return
+    return None
   _log("exporting the unrolled whole-window model (for comparison)")
   try:
-    window_bytes = export.convert_window_model(
-        quantization.export_inputs(r.deploy_model)[0], r.ds.x_train[:64])
+    window_bytes = export.convert_window_model(quantization.export_inputs(model)[0],
+                                               ds.x_train[:64])
   except export.TFLMCompatibilityError as e:  # optional artifact: say why, go on
     _log(f"whole-window model not exported: {e}")
-    return
-  fileio.write_bytes(r.out / WINDOW_MODEL, window_bytes)
-  r.window_bytes = window_bytes
+    return None
+  fileio.write_bytes(out / WINDOW_MODEL, window_bytes)
+  return window_bytes
 
 
-def _load_window(r):
-  r.window_bytes = (r.out / WINDOW_MODEL).read_bytes()
-
-
-STANDALONE_DIR = "standalone"
-
-
-def _standalone_c(r):
-  """The fused kernel's standalone C model (no TFLM), for the cells it covers."""
-  if r.config.cell not in ("fastgrnn", "fastrnn"):
-    _log(f"standalone C model not written: the fused kernel covers FastGRNN and "
-         f"FastRNN, not {r.config.cell}")
-    return
-  _log("writing the standalone C model (fused int8 kernel, no TFLM)")
-  # A killed earlier attempt may have left some of its files: they are this run's own.
-  fused.write_standalone(r.tflite_bytes, r.out / STANDALONE_DIR, overwrite=True)
-
-
-def _fused_tflite(r):
-  """model_int8_fused.tflite: the builtin model as one FASTGRNN_INT8 custom op, every
-  parameter derived from the builtin model (which stays written, and the reference)."""
-  try:
-    fused_bytes = fused.convert_fused(r.tflite_bytes)
-  except fused.FusedExportError as e:
-    _log(f"{FUSED_MODEL} not written ({TFLITE_MODEL} is): the fused FASTGRNN_INT8 op "
-         f"cannot express this {r.config.cell} model: {e}")
-    return
-  _log(f"writing {FUSED_MODEL} ({len(fused_bytes)} B, builtin {len(r.tflite_bytes)} B; "
-       f"its op decodes {fused.decoded_ram_bytes(fused.extract(r.tflite_bytes))} B of "
-       "parameters into the TFLM arena)")
-  fileio.write_bytes(r.out / FUSED_MODEL, fused_bytes)
-  r.fused_bytes = fused_bytes
-
-
-def _load_fused(r):
-  r.fused_bytes = (r.out / FUSED_MODEL).read_bytes()
-
-
-def vector_windows(labels, n):
-  """Indices of ``n`` test windows for the test vectors, classes taken in turn (the
-  first window of each class, then the second, ...), so the device test sees several
-  classes; in the subset's order within a class."""
-  labels = np.asarray(labels)
-  queues = [list(np.flatnonzero(labels == c)) for c in np.unique(labels)]
-  picked = []
-  while len(picked) < min(n, len(labels)):
-    for queue in queues:
-      if queue and len(picked) < n:
-        picked.append(queue.pop(0))
-  return np.asarray(picked, np.int64)
-
-
-def _evaluate_tflm(r):
-  config = r.config
-  arena = runtime.measure_arena(r.tflite_bytes)
-  x_test, y_test = _test_subset(config, r.ds)
-  _log(f"running the int8 model in TFLM over {len(x_test)} test windows")
-  tflm = runtime.TFLMStepRunner(r.tflite_bytes, arena_size=arena + config.arena_margin)
-  traces = tflm.run_windows(x_test, progress=True)
-  pick = vector_windows(y_test, config.num_test_vectors)
-  # The window's class as the device computes it: from the int8 logits (the last
-  # step's, or their int32 sum over the window for the mean read-out).
-  evaluation = {"arena": np.int64(arena), "y_test": y_test,
-                "pred": tflm.window_classes(traces["logits_q"], config.readout),
-                "labels": y_test[pick]}
-  evaluation.update({k: traces[k][pick] for k in ("x_q", "h_q", "logits_q")})
-  with fileio.atomic_path(r.out / TFLM_EVAL) as tmp:
-    with open(tmp, "wb") as f:
-      np.savez(f, **evaluation)
-  r.evaluation, r.traces = evaluation, traces
-
-
-def _load_tflm(r):
-  with np.load(r.out / TFLM_EVAL, allow_pickle=False) as z:
-    r.evaluation = {k: z[k] for k in z.files}
-
-
-def _device_files(r):
-  ev, config, ds = r.evaluation, r.config, r.ds
-  settings = device_files.settings_from_model(
-      r.tflite_bytes, labels=ds.labels, steps_per_window=ds.x_train.shape[1],
-      feature_mean=ds.feature_mean, feature_std=ds.feature_std,
-      arena_used=int(ev["arena"]), arena_margin=config.arena_margin,
+def _device_spec(config, ds):
+  return deployment.DeviceSpec(
+      labels=tuple(ds.labels), feature_mean=ds.feature_mean, feature_std=ds.feature_std,
       frontend=ds.meta.get("frontend", "raw"),
       frontend_constants=({"kGravityAlpha": ds.meta["gravity_alpha"]}
                           if "gravity_alpha" in ds.meta else None),
-      keyword_spotting=config.dataset in datasets.AUDIO_DATASETS, readout=config.readout)
-  if r.fused_bytes is not None:
-    settings = dataclasses.replace(settings, fused_decoded_bytes=fused.decoded_ram_bytes(
-        fused.extract(r.tflite_bytes)))
-  vectors = {k: ev[k] for k in ("x_q", "h_q", "logits_q", "labels")}
-  device_files.write_device_files(r.out / "device", r.tflite_bytes, settings, vectors,
-                                  fused_tflite_bytes=r.fused_bytes)
+      keyword_spotting=config.dataset in datasets.AUDIO_DATASETS,
+      arena_margin=config.arena_margin)
 
 
-def _numerics(r):
-  _log("numerics diff Keras ↔ LiteRT ↔ TFLM")
-  x_test, y_test = _test_subset(r.config, r.ds)
-  r.numerics = parity.diff_numerics(r.float_model, r.tflite_bytes, x_test, y_test,
-                                    source_model=r.source_model, plan=r.plan,
-                                    tflm_traces=r.traces, readout=r.config.readout)
-  parity.write_report(r.numerics, r.out / "numerics")
+def _run_stages(config, ds, out, start, manifest):
+  """Every stage of the run, in order; returns the report."""
+  ex = run_folder.Executor(out, _wanted(config), manifest=manifest, resume=config.resume,
+                           log=_log)
+  trained = ex.run("float training", lambda: _train_float(config, ds, out, True),
+                   lambda: compression.Trained.load(out))
+  qat = None
+  if config.qat:
+    qat = ex.run("QAT", lambda: _train_qat(config, ds, out, True, trained),
+                 lambda: compression.QATTrained.load(out))
+  deployable = qat.model if qat is not None else trained.model
+
+  def export_int8():
+    _log("exporting the int8 step model")
+    if config.cell in config_lib.LSTM_CELLS:
+      _log(f"σ(f)·c on {config_lib.lstm_product_grid(config)}")
+    return deployment.export_int8(
+        deployable, ds.x_train[:CALIBRATION_WINDOWS],
+        lstm_product_on_cell_grid=config.lstm_product_on_cell_grid).save(out)
+  int8 = ex.run("int8 export", export_int8, lambda: deployment.Int8Export.load(
+      out, qat.model if qat is not None else None))
+  window_bytes = None
+  if config.window_model:
+    window_bytes = ex.run("whole-window model",
+                          lambda: _export_window(config, ds, out, deployable),
+                          lambda: (out / WINDOW_MODEL).read_bytes())
+  fusion = deployment.fuse(int8)  # decided once: the fused kernel applies, or why not
+  ex.run("standalone C model", lambda: _standalone_c(out, fusion), lambda: fusion)
+  ex.run("fused .tflite", lambda: _fused_tflite(out, int8, fusion), lambda: fusion)
+  x_test, y_test = _test_subset(config, ds)
+  evaluation = ex.run("TFLM evaluation", lambda: deployment.evaluate_tflm(
+      int8, x_test, y_test, readout=config.readout, arena_margin=config.arena_margin,
+      num_test_vectors=config.num_test_vectors, log=_log).save(out),
+                      lambda: deployment.Evaluation.load(out))
+  ex.run("device files", lambda: deployment.write_device(
+      out, int8, fusion, evaluation, _device_spec(config, ds),
+      steps_per_window=ds.x_train.shape[1], readout=config.readout), lambda: None)
+  numerics = None
+  if config.numerics:
+    def diff():
+      _log("numerics diff Keras ↔ LiteRT ↔ TFLM")
+      return deployment.diff_numerics(trained.model, int8, evaluation, x_test, y_test,
+                                  readout=config.readout).save(out)
+    numerics = ex.run("numerics diff", diff, lambda: deployment.Numerics.load(out))
+  results = _Results(trained, qat, int8, window_bytes, fusion, evaluation, numerics)
+  return ex.run("report", lambda: _report(config, ds, out, start, results),
+                lambda: json.loads((out / "report.json").read_text()))
 
 
-def _load_numerics(r):
-  r.numerics = json.loads((r.out / "numerics" / "numerics.json").read_text())
+def _standalone_c(out, fusion):
+  """The fused kernel's standalone C model (no TFLM), where the kernel applies."""
+  if isinstance(fusion, deployment.NotApplicable):
+    _log(f"standalone C model not written: {fusion.reason}")
+    return fusion
+  _log("writing the standalone C model (fused int8 kernel, no TFLM)")
+  return fusion.save_standalone(out)
 
 
-def _noop(r):
-  del r
+def _fused_tflite(out, int8, fusion):
+  """model_int8_fused.tflite: the builtin model as one FASTGRNN_INT8 custom op, every
+  parameter derived from the builtin model (which stays written, and the reference)."""
+  if isinstance(fusion, deployment.NotApplicable):
+    _log(f"{FUSED_MODEL} not written ({TFLITE_MODEL} is): {fusion.reason}")
+    return fusion
+  _log(f"writing {FUSED_MODEL} ({len(fusion.tflite)} B, builtin {len(int8.tflite)} B; "
+       f"its op decodes {fusion.decoded_ram_bytes} B of parameters into the TFLM arena)")
+  return fusion.save_tflite(out)
 
 
-def _report(r):
-  config, ds, out, ev = r.config, r.ds, r.out, r.evaluation
+@dataclasses.dataclass(frozen=True)
+class _Results:
+  """The typed results the report reads (None: a stage the run does not have)."""
+  trained: compression.Trained
+  qat: compression.QATTrained
+  int8: deployment.Int8Export
+  window_bytes: bytes
+  fusion: object  # deployment.Fused or deployment.NotApplicable
+  evaluation: deployment.Evaluation
+  numerics: deployment.Numerics
+
+
+def _keras_accuracies(config, ds, results):
+  """Top-1 of Keras float and QAT on the test subset: the numerics diff's (same
+  windows, same read-out) where it ran, else computed here, once."""
+  if results.numerics is not None:
+    accuracy = results.numerics.result["accuracy"]
+    return accuracy.get("keras_float"), accuracy.get("keras_qat")
+  x_test, y_test = _test_subset(config, ds)
+
+  def top1(model):
+    # Large batches: the RNN loop's per-step cost (the int8 kernels' many small ops)
+    # is paid once per batch.
+    logits = model.predict(x_test, batch_size=max(config.batch_size, 512), verbose=0)
+    return float(np.mean(np.argmax(logits, -1) == y_test))
+  return (top1(results.trained.model),
+          top1(results.qat.model) if results.qat is not None else None)
+
+
+def _report(config, ds, out, start, results):
+  ev, numerics = results.evaluation, results.numerics
   num_classes = len(ds.labels)
   x_test, y_test = _test_subset(config, ds)
-  pred_tflm = ev["pred"]
-  histories = [("float", r.float_result["history"])]
-  if r.qat_history is not None:
-    histories.append(("qat", r.qat_history))
-  cm = report_lib.confusion_matrix(y_test, pred_tflm, num_classes)
+  histories = [("float", results.trained.record["history"])]
+  if results.qat is not None:
+    histories.append(("qat", results.qat.history))
+  cm = report_lib.confusion_matrix(y_test, ev.pred, num_classes)
   report_lib.plot_confusion(cm, ds.labels, out / "confusion_tflm.png",
                             "int8 TFLM, test set")
   report_lib.plot_history(histories, out / "training.png",
-                          r.float_result.get("phase_epochs", ()))
-  sparsity = pruning.sparsity_report(r.float_model)
-  macs = models.macs_per_step(r.float_model)
-  arena = int(ev["arena"])
-  numerics = r.numerics
+                          results.trained.record.get("phase_epochs", ()))
+  sparsity = pruning.sparsity_report(results.trained.model)
+  macs = models.macs_per_step(results.trained.model)
+  float_accuracy, qat_accuracy = _keras_accuracies(config, ds, results)
+  fusion = results.fusion if isinstance(results.fusion, deployment.Fused) else None
   report = {
       "command": _command_line(),
       "config": dataclasses.asdict(config),
       "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-      "seconds": time.time() - r.start,
+      "seconds": time.time() - start,
       "dataset": {"labels": list(ds.labels), "train": len(ds.x_train),
                   "val": len(ds.x_val), "test": len(ds.x_test),
                   "evaluated_test_windows": len(x_test), "meta": ds.meta},
@@ -663,15 +489,14 @@ def _report(r):
       # What the training stages ran (the tiny-data rules applied); its notes say why.
       "training": training_budget(config, ds),
       "accuracy": {
-          "float_sparse_keras": _accuracy(r.float_model, x_test, y_test, config.batch_size),
-          "qat_keras": (_accuracy(r.qat_model, x_test, y_test, config.batch_size)
-                        if r.qat_model is not None else None),
-          "int8_tflm": float(np.mean(pred_tflm == y_test)),
-          "int8_litert": numerics["accuracy"].get("litert") if numerics else None,
+          "float_sparse_keras": float_accuracy,
+          "qat_keras": qat_accuracy,
+          "int8_tflm": ev.accuracy,
+          "int8_litert": numerics.result["accuracy"].get("litert") if numerics else None,
       },
-      "phase_reports": r.float_result["phase_reports"],
+      "phase_reports": results.trained.record["phase_reports"],
       "export": {
-          "step_model": ("QAT's quantization plan" if r.plan is not None else
+          "step_model": ("QAT's quantization plan" if results.int8.plan is not None else
                          "post-training quantization (the converter's ranges)"),
           # How a window's class comes from the step model's logits.
           "readout": config.readout,
@@ -683,121 +508,47 @@ def _report(r):
       "size": {
           "weights_dense_int8_bytes": sparsity["totals"]["dense_int8_bytes"],
           "weights_nonzero": sparsity["totals"]["nonzero"],
-          "tflite_step_bytes": len(r.tflite_bytes),
-          "tflite_window_bytes": len(r.window_bytes) if r.window_bytes else None,
-          "fused_params_bytes": _fused_param_bytes(r),
-          "fused_tflite_bytes": len(r.fused_bytes) if r.fused_bytes else None,
-          **_standalone_flash(r),
-          "tflm_arena_bytes_measured": arena,
-          "tflm_arena_bytes_configured": arena + config.arena_margin,
+          "tflite_step_bytes": len(results.int8.tflite),
+          "tflite_window_bytes": (len(results.window_bytes) if results.window_bytes
+                                  else None),
+          # The fused kernel's constant parameters (None where it does not apply);
+          # the standalone C model's flash is measured by benchmarks/, with a compiler.
+          "fused_params_bytes": fusion.param_bytes if fusion else None,
+          "fused_tflite_bytes": len(fusion.tflite) if fusion else None,
+          "tflm_arena_bytes_measured": ev.arena,
+          "tflm_arena_bytes_configured": ev.arena + config.arena_margin,
           "macs_per_step_dense": macs["dense"],
           "macs_per_step_nonzero": macs["nonzero"],
       },
       "sparsity": sparsity["matrices"],
-      "numerics_summary": numerics["summary"] if numerics else None,
+      "numerics_summary": numerics.result["summary"] if numerics else None,
       "numerics_md": (out / "numerics" / "numerics.md").read_text() if numerics else None,
-      "epoch_seconds": r.float_result.get("epoch_seconds", []),
+      "epoch_seconds": results.trained.record.get("epoch_seconds", []),
   }
   report_lib.write(report, out)
-  r.report = report
+  return report
 
 
-def _fused_param_bytes(r):
-  """Constant bytes of the fused kernel's parameters (None for cells it does not cover)."""
-  if not (r.out / STANDALONE_DIR).is_dir():
-    return None
-  return fused.param_bytes(fused.extract(r.tflite_bytes))
-
-
-def _standalone_flash(r):
-  """The standalone C model's flash: text + data of model.c and the kernel built for a
-  Cortex-M4F (``arm-none-eabi-gcc -Os -DFASTGRNN_INT8_SMALL``) where that compiler is
-  installed; else only its constant parameters (the kernel's code not counted)."""
-  folder = r.out / STANDALONE_DIR
-  if not folder.is_dir():
-    return {"standalone_c_flash_bytes": None, "standalone_c_flash_how": None}
-  cc, size = shutil.which("arm-none-eabi-gcc"), shutil.which("arm-none-eabi-size")
-  if cc and size:
-    with tempfile.TemporaryDirectory() as tmp:
-      total = 0
-      for name in ("model.c", "fastgrnn_int8.c"):
-        obj = pathlib.Path(tmp) / (name + ".o")
-        subprocess.run([cc, "-std=c99", "-Os", "-mcpu=cortex-m4", "-mthumb",
-                        "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16", "-DFASTGRNN_INT8_SMALL",
-                        "-ffunction-sections", "-fdata-sections", "-c", str(folder / name),
-                        "-o", str(obj)], check=True, capture_output=True)
-        text, data_bytes = subprocess.run([size, str(obj)], check=True, capture_output=True,
-                                          text=True).stdout.splitlines()[1].split()[:2]
-        total += int(text) + int(data_bytes)
-    return {"standalone_c_flash_bytes": total,
-            "standalone_c_flash_how": "Cortex-M4F model.c + kernel objects, text + data "
-                                      "(arm-none-eabi-gcc -Os -DFASTGRNN_INT8_SMALL)"}
-  return {"standalone_c_flash_bytes": fused.param_bytes(fused.extract(r.tflite_bytes)),
-          "standalone_c_flash_how": "constant parameters only: arm-none-eabi-gcc not "
-                                    "installed, the kernel's code is not counted"}
-
-
-def _load_report(r):
-  r.report = json.loads((r.out / "report.json").read_text())
-
-
-@dataclasses.dataclass(frozen=True)
-class Stage:
-  """One step of a run: ``artifact`` (relative to the run folder) is written last.
-  ``outputs`` (default: the artifact alone) are the files and folders the stage writes;
-  ``manifest.json`` lists their files when it finishes. On ``--resume`` a stage is
-  loaded (``load``) instead of run when ``manifest.json`` says it finished, its files are
-  as it wrote them, its artifact exists and no stage before it ran again.
-  ``wanted(config)`` says whether the run has the stage at all."""
-  name: str
-  artifact: str
-  run: typing.Callable
-  load: typing.Callable
-  wanted: typing.Callable = lambda config: True
-  distributed: bool = False  # runs under --distribute, on every worker
-  outputs: tuple = ()
-
-  @property
-  def files(self):
-    """What the stage writes: ``outputs``, or its artifact alone."""
-    return tuple(self.outputs) or (self.artifact,)
-
-
-STAGES = (
-    Stage("float training", FLOAT_MODEL, _train_float, _load_float, distributed=True,
-          outputs=("float_training.json", FLOAT_MODEL, "checkpoints/float",
-                   "tensorboard/float")),
-    Stage("QAT", QAT_MODEL, _train_qat, _load_qat, lambda c: c.qat, distributed=True,
-          outputs=("qat_training.json", QAT_MODEL, "checkpoints/qat", "tensorboard/qat")),
-    Stage("int8 export", TFLITE_MODEL, _export, _load_export,
-          outputs=(QUANTIZATION_PLAN, EXPORT_SOURCE, TFLITE_MODEL)),
-    Stage("whole-window model", WINDOW_MODEL, _export_window, _load_window,
-          lambda c: c.window_model),
-    Stage("standalone C model", f"{STANDALONE_DIR}/{fused.STANDALONE_FILES[-1]}",
-          _standalone_c, _noop, outputs=(STANDALONE_DIR,)),
-    Stage("fused .tflite", FUSED_MODEL, _fused_tflite, _load_fused),
-    Stage("TFLM evaluation", TFLM_EVAL, _evaluate_tflm, _load_tflm),
-    Stage("device files", "device", _device_files, _noop),
-    Stage("numerics diff", "numerics/numerics.json", _numerics, _load_numerics,
-          lambda c: c.numerics, outputs=("numerics",)),
-    Stage("report", "report.json", _report, _load_report,
-          outputs=("training.png", "confusion_tflm.png", "report.md", "report.json")),
-)
-
-
-def run(config, ds=None, on_output_ready=None):
-  """Runs every stage of ``config`` (a ``Config``); returns the report (None on a
-  multi-worker worker that is not the chief: it runs the training stages only).
+def run(spec_or_config, ds=None, on_output_ready=None, *, output_dir=None, **run_options):
+  """Runs every stage of a run; returns the report (None on a multi-worker worker that
+  is not the chief: it runs the training stages only).
 
   Nothing is written before the flags, the data, the model and the output folder have
   all been checked.
 
   Args:
-    config: the resolved configuration.
+    spec_or_config: a ``tf_fastgrnn.Spec`` (with ``output_dir``, and as ``run_options``
+      ``resume``, ``overwrite``, ``distribute``, ``preset``: ``Config.from_spec``), or
+      a resolved ``Config`` (the CLI's; then neither).
     ds: the loaded dataset, when the caller (the benchmark) already has it.
     on_output_ready: called with the run folder once it exists (the CLI moves its log
       there).
+
+  Example (what the sweep and the benchmarks call)::
+
+    report = stages.run(Spec.preset("har6"), output_dir="runs/har6")
   """
+  config = _as_config(spec_or_config, output_dir, run_options)
   start = time.time()
   validate_config(config, data_given=ds is not None)
   if ds is None:
@@ -812,7 +563,7 @@ def run(config, ds=None, on_output_ready=None):
     out = pathlib.Path(config.output_dir)
     if config.resume:
       _check_resume(config, out, ds)
-    return _run_training_only(config, ds, out, start)
+    return _run_training_only(config, ds, out)
   folder_state = run_folder.check(config.output_dir, resume=config.resume,
                                   overwrite=config.overwrite)
   preflight(config, ds)
@@ -829,71 +580,40 @@ def run(config, ds=None, on_output_ready=None):
       _log(f"warning: {warning}")
     for note in training_budget(config, ds)["notes"]:
       _log(note)
-    r = _Run(config, ds, out, start, manifest=manifest)
-    _run_stages(r, STAGES, "")
+    report = _run_stages(config, ds, out, start, manifest)
   finally:
     held.release()
-  return r.report
+  return report
 
 
-def _resume_status(manifest, stage, out):
-  """On ``--resume``: True if ``stage`` finished and its files are as it wrote them
-  (``manifest.json``), a reason (str) if it finished but they are not, None if it did
-  not finish. Without a manifest (another worker reading a run from before manifests),
-  only a training stage's existing model is taken, as before.
-
-  Raises:
-    ValueError: a finished stage's checkpoint is not the one it wrote: continuing
-      from it is not safe.
-  """
-  if manifest is None:
-    return True if stage.distributed and (out / stage.artifact).exists() else None
-  if not manifest.done(stage.name):
-    return None
-  mismatch = manifest.mismatch(stage.name)
-  if mismatch is None:
-    return True
-  rel, why = mismatch
-  if rel.startswith("checkpoints/"):
-    raise ValueError(f"--resume: {out / rel} {why}: the {stage.name} cannot continue from "
-                     "it; run again without --resume")
-  return f"{rel} {why}"
+def _as_config(spec_or_config, output_dir, run_options):
+  if isinstance(spec_or_config, Config):
+    if output_dir is not None or run_options:
+      raise ValueError("run(config): the Config holds output_dir and how the run runs; "
+                       "pass them only with a Spec")
+    return spec_or_config
+  if not isinstance(spec_or_config, config_lib.spec_lib.Spec):
+    raise ValueError(f"run() takes a tf_fastgrnn.Spec or a Config, got "
+                     f"{type(spec_or_config).__name__}")
+  if output_dir is None:
+    raise ValueError("run(spec) needs output_dir (the run folder)")
+  return Config.from_spec(spec_or_config, output_dir, **run_options)
 
 
-def _run_stages(r, stages, whose):
-  """Runs each wanted stage of ``stages``, or on ``--resume`` loads it where it finished
-  and its files are as it wrote them (``manifest.json``); once one stage runs again, so
-  does every stage after it (``whose``: how the log names the artifacts' writer, e.g.
-  "the chief's ")."""
-  stages = [stage for stage in stages if stage.wanted(r.config)]
-  if r.config.resume:
-    manifest = r.manifest if r.chief else run_folder.Manifest.read(r.out)
-    status = {stage.name: _resume_status(manifest, stage, r.out) for stage in stages}
-  again = not r.config.resume
-  for stage in stages:
-    trusted = not again and status[stage.name] is True
-    if trusted and (r.out / stage.artifact).exists():
-      _log(f"resume: {whose}{stage.artifact} exists, {stage.name} skipped")
-      stage.load(r)
-      continue
-    if not again and isinstance(status[stage.name], str):
-      _log(f"resume: {status[stage.name]}: {stage.name} and every stage after it run again")
-    if r.manifest is not None:
-      r.manifest.begin(stage.name)
-    stage.run(r)
-    if r.manifest is not None:
-      r.manifest.finish(stage.name)
-    # A stage that finished without an artifact (one the cell does not have) runs
-    # again as before and changes nothing; any other means its successors run too.
-    again = again or not trusted
-
-
-def _run_training_only(config, ds, out, start):
-  """The distributed stages on a worker that is not the chief; returns None."""
+def _run_training_only(config, ds, out):
+  """The training stages on a multi-worker worker that is not the chief: in step with
+  the chief, writing nothing into the run folder (on --resume it reads the chief's
+  trained models); returns None."""
   training.set_seed(config.seed)
-  r = _Run(config, ds, out, start, chief=False)
-  _run_stages(r, itertools.takewhile(lambda stage: stage.distributed, STAGES),
-              "the chief's ")
+  stages = [s for s in _wanted(config) if s.distributed]
+  ex = run_folder.Executor(out, stages, manifest=run_folder.Manifest.read(out)
+                           if config.resume else None, resume=config.resume, log=_log,
+                           whose="the chief's ", write_manifest=False)
+  trained = ex.run("float training", lambda: _train_float(config, ds, out, False),
+                   lambda: compression.Trained.load(out))
+  if config.qat:
+    ex.run("QAT", lambda: _train_qat(config, ds, out, False, trained),
+           lambda: compression.QATTrained.load(out))
   _log("training done on this worker; the chief writes the run folder, exports and "
        "evaluates")
   return None

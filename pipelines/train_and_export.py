@@ -44,100 +44,102 @@ from absl import app
 from absl import flags
 
 from pipelines import config as config_lib
-from pipelines import presets
 
+# Every flag's default is the specification's (tf_fastgrnn.spec); the preset's values
+# replace those of the flags not given.
+_D = config_lib.spec_lib.Spec()
 _DATASET = flags.DEFINE_string(
-    "dataset", "har6", "har6 | har2 | fsdd | google12 | google30 | speech_commands | npz")
+    "dataset", _D.data.dataset, "har6 | har2 | fsdd | google12 | google30 | speech_commands | npz")
 _DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "Local copy of the data (fsdd, speech commands) or the .npz file.")
+    "data_dir", _D.data.data_dir, "Local copy of the data (fsdd, speech commands) or the .npz file.")
 _CELL = flags.DEFINE_enum(
-    "cell", "fastgrnn", list(config_lib.CELLS),
+    "cell", _D.model.cell, list(config_lib.CELLS),
     "Recurrent cell. gru, lstm, lowrank_lstm: the baselines, trained dense and "
     "quantized after training (--qat and sparsity default off for them; lowrank_lstm "
     "needs --w_rank and --u_rank, gru and lstm take neither).")
-_UNITS = flags.DEFINE_integer("units", 48, "Hidden units H.")
-_W_RANK = flags.DEFINE_integer("w_rank", None, "Rank of W (None: full).")
-_U_RANK = flags.DEFINE_integer("u_rank", 16, "Rank of U (0 or None: full).")
+_UNITS = flags.DEFINE_integer("units", _D.model.units, "Hidden units H.")
+_W_RANK = flags.DEFINE_integer("w_rank", _D.model.w_rank, "Rank of W (None: full).")
+_U_RANK = flags.DEFINE_integer("u_rank", _D.model.u_rank, "Rank of U (0 or None: full).")
 _SPARSITY_W = flags.DEFINE_float(
-    "sparsity_w", 0.5, "Fraction of W's weights ZEROED (TF-MOT's meaning; 0 = dense).")
+    "sparsity_w", _D.sparsity.w, "Fraction of W's weights ZEROED (TF-MOT's meaning; 0 = dense).")
 _SPARSITY_U = flags.DEFINE_float(
-    "sparsity_u", 0.5, "Fraction of U's weights ZEROED (TF-MOT's meaning; 0 = dense).")
+    "sparsity_u", _D.sparsity.u, "Fraction of U's weights ZEROED (TF-MOT's meaning; 0 = dense).")
 _EPOCHS = flags.DEFINE_integer(
-    "epochs", 45, "Float training epochs, split in three phases (dense, sparsify, fixed).")
-_QAT = flags.DEFINE_boolean("qat", True, "Quantization-aware fine-tuning before export.")
-_QAT_EPOCHS = flags.DEFINE_integer("qat_epochs", 8, "QAT fine-tuning epochs.")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Batch size.")
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.01, "Adam learning rate.")
-_QAT_LEARNING_RATE = flags.DEFINE_float("qat_learning_rate", 0.001,
+    "epochs", _D.recipe.epochs, "Float training epochs, split in three phases (dense, sparsify, fixed).")
+_QAT = flags.DEFINE_boolean("qat", _D.export.qat, "Quantization-aware fine-tuning before export.")
+_QAT_EPOCHS = flags.DEFINE_integer("qat_epochs", _D.recipe.qat_epochs, "QAT fine-tuning epochs.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", _D.recipe.batch_size, "Batch size.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", _D.recipe.learning_rate, "Adam learning rate.")
+_QAT_LEARNING_RATE = flags.DEFINE_float("qat_learning_rate", _D.recipe.qat_learning_rate,
                                         "Adam learning rate of the QAT fine-tuning.")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of data splits, initialisation and order.")
+_SEED = flags.DEFINE_integer("seed", _D.data.seed, "Seed of data splits, initialisation and order.")
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Run folder (default runs/<dataset>_<cell>). It must be new, "
     "empty, or hold an earlier run of this tool and nothing else: that run is moved to "
     "<folder>.replaced-<time> (see --overwrite); any other folder is refused.")
 _RESUME = flags.DEFINE_boolean(
-    "resume", False, "Continue a killed run in --output_dir from its checkpoints (a "
+    "resume", config_lib.RUN_DEFAULTS["resume"], "Continue a killed run in --output_dir from its checkpoints (a "
     "stage whose files are no longer as manifest.json lists them runs again).")
 _OVERWRITE = flags.DEFINE_boolean(
-    "overwrite", False, "Delete an earlier run in --output_dir instead of moving it aside "
+    "overwrite", config_lib.RUN_DEFAULTS["overwrite"], "Delete an earlier run in --output_dir instead of moving it aside "
     "(only the files it wrote; refused if one changed since).")
 _WINDOW_MODEL = flags.DEFINE_boolean(
-    "window_model", True, "Also export the unrolled whole-window model for comparison "
+    "window_model", _D.export.window_model, "Also export the unrolled whole-window model for comparison "
     "(skipped, with a line saying why, above 512 steps per window).")
 _VERBOSE = flags.DEFINE_boolean(
     "verbose", False, "Show TensorFlow's and the converter's own log lines on the console "
     "(default: they go to run.log in the run folder).")
 _MAX_TEST_WINDOWS = flags.DEFINE_integer(
-    "max_test_windows", None, "Evaluate int8 TFLM/LiteRT on at most this many test "
+    "max_test_windows", _D.export.max_test_windows, "Evaluate int8 TFLM/LiteRT on at most this many test "
     "windows (default: all).")
 _NUM_TEST_VECTORS = flags.DEFINE_integer(
-    "num_test_vectors", 4, "Test windows written as C test vectors for the app.")
+    "num_test_vectors", _D.export.num_test_vectors, "Test windows written as C test vectors for the app.")
 _NUMERICS = flags.DEFINE_boolean(
-    "numerics", True, "Run the numerics diff Keras ↔ LiteRT ↔ TFLM and put it in the report.")
+    "numerics", _D.export.numerics, "Run the numerics diff Keras ↔ LiteRT ↔ TFLM and put it in the report.")
 _AUDIO_FRONTEND = flags.DEFINE_enum(
-    "audio_frontend", "logmel32", ["logmel32", "micro32"],
+    "audio_frontend", _D.data.audio_frontend, list(config_lib.spec_lib.AUDIO_FRONTENDS),
     "Audio features (fsdd, speech_commands): logmel32 = numpy log-mel as in the paper; "
     "micro32 = TFLM's micro front end. The device must compute the same.")
 _IMU_FRONTEND = flags.DEFINE_enum(
-    "imu_frontend", "raw_imu", ["raw_imu", "imu_gravity"],
+    "imu_frontend", _D.data.imu_frontend, list(config_lib.IMU_FRONTENDS),
     "IMU features (har6, har2): raw_imu = the 6 raw channels; imu_gravity = UCI HAR's "
     "9 (body acceleration, gravity by a 0.3 Hz one-pole low-pass, gyro; data.har."
     "gravity_split, tflm_app/imu_frontend.h). The device must compute the same.")
 _DISTRIBUTE = flags.DEFINE_string(
-    "distribute", "none",
+    "distribute", config_lib.RUN_DEFAULTS["distribute"],
     "Training stages (float, the three pruning phases, QAT) under tf.distribute: none "
     "(one device), mirrored (MirroredStrategy: every local GPU), multi_worker "
     "(MultiWorkerMirroredStrategy from TF_CONFIG; the same command on every worker, "
     "worker 0 writes the run folder). --batch_size is the global batch. Export and "
     "evaluation run on one process.")
 _FEATURE_CACHE = flags.DEFINE_string(
-    "feature_cache", "default",
+    "feature_cache", _D.data.feature_cache,
     "Audio features (fsdd, speech_commands) computed once on all cores and kept: "
     "default = $TF_FASTGRNN_FEATURE_CACHE or ~/.cache/tf_fastgrnn/features; a folder; "
     "none = computed in this process on every run.")
 _ARENA_MARGIN = flags.DEFINE_integer(
-    "arena_margin", 1024, "Bytes added to the measured TFLM arena in model_settings.h.")
+    "arena_margin", _D.export.arena_margin, "Bytes added to the measured TFLM arena in model_settings.h.")
 _PRESET = flags.DEFINE_string(
-    "preset", "auto", "Training preset (pipelines/presets.py): auto = the dataset's own "
+    "preset", "auto", "Training preset (tf_fastgrnn/spec.py, PRESETS): auto = the dataset's own "
     "(har6, har2, fsdd) else recipe; plain = constant rate, last epoch; flags given explicitly override its values.")
 _LR_SCHEDULE = flags.DEFINE_enum(
-    "lr_schedule", "cosine", ["constant", "cosine"],
+    "lr_schedule", _D.recipe.lr_schedule, list(config_lib.LR_SCHEDULES),
     "Learning rate: constant, or cosine decay within each pruning phase and over QAT.")
-_CLIPNORM = flags.DEFINE_float("clipnorm", 5.0, "Clip each gradient to this L2 norm "
+_CLIPNORM = flags.DEFINE_float("clipnorm", _D.recipe.clipnorm or 0.0, "Clip each gradient to this L2 norm "
                                "(0: no clipping).")
-_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 0.0,
+_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", _D.recipe.weight_decay,
                                    "Decoupled weight decay (AdamW); 0 = plain Adam.")
 _AUGMENT = flags.DEFINE_string(
-    "augment", "none", "Input augmentation of the training batches only "
+    "augment", _D.recipe.augment or "none", "Input augmentation of the training batches only "
     "(tf_fastgrnn/augment.py): none; auto = by the dataset's sensor (imu for har6/har2, "
     "audio for spoken words, none for npz); imu = small rotation of each tri-axial "
     "triplet, gain per sensor, jitter; audio = time shift, SpecAugment masks, noise. "
     "Dense training only (--sparsity_w=0 --sparsity_u=0) for now.")
 _AUGMENT_STRENGTH = flags.DEFINE_float(
-    "augment_strength", 1.0, "Every magnitude of --augment (angle, gain, jitter, shift, "
+    "augment_strength", _D.recipe.augment_strength, "Every magnitude of --augment (angle, gain, jitter, shift, "
     "mask widths, noise) times this.")
 _LSTM_PRODUCT_ON_CELL_GRID = flags.DEFINE_boolean(
-    "lstm_product_on_cell_grid", True,
+    "lstm_product_on_cell_grid", _D.export.lstm_product_on_cell_grid,
     "--cell=lstm|lowrank_lstm only (ignored for the other cells): the int8 step model "
     "puts the product σ(f)·c on the cell state c's int8 grid (c capped at ±8, 1/16 per "
     "LSB) instead of the converter's range, calibrated on the float c that drifts to "
@@ -147,95 +149,79 @@ _LSTM_PRODUCT_ON_CELL_GRID = flags.DEFINE_boolean(
     "96.00 %. --nolstm_product_on_cell_grid: the converter's range, as the sweep's "
     "plain LSTM rows were exported.")
 _READOUT = flags.DEFINE_string(
-    "readout", "last", "How a window's logits come from the per-step logits: last = the "
+    "readout", _D.model.readout, "How a window's logits come from the per-step logits: last = the "
     "last step's; mean = the mean over the window's steps (trained that way; the "
     "deployed step model is the same, the device sums its int8 logits over the window "
     "in int32 and takes the argmax).")
 _KEEP_BEST = flags.DEFINE_boolean(
-    "keep_best", True, "Keep the epoch with the best validation accuracy (of the "
+    "keep_best", _D.recipe.keep_best, "Keep the epoch with the best validation accuracy (of the "
     "fixed-support phase when sparsifying; of QAT) instead of the last one.")
 
 _TRAIN_ON_VAL = flags.DEFINE_boolean(
-    "train_on_val", False, "Train (float, pruning phases, QAT) on the training and the "
+    "train_on_val", _D.recipe.train_on_val, "Train (float, pruning phases, QAT) on the training and the "
     "validation windows together and keep the last epoch (needs --nokeep_best): the "
     "model learns from more subjects or speakers; validation figures are then "
     "in-sample.")
 _MIN_PHASE_STEPS = flags.DEFINE_integer(
-    "min_phase_steps", 256, "Tiny data sets: raise --epochs/--qat_epochs so that every "
+    "min_phase_steps", _D.recipe.min_phase_steps, "Tiny data sets: raise --epochs/--qat_epochs so that every "
     "training phase (dense float, each pruning phase, QAT) gets at least this many "
     "optimizer steps (36 windows in batches of 64 are one step an epoch); 0: off. "
     "256 binds on no preset's default run (the fewest, fsdd's QAT: 8 x 38 = 304).")
 _MAX_BATCH_FRACTION = flags.DEFINE_float(
-    "max_batch_fraction", 0.25, "Tiny data sets: the batch is at most this fraction of "
+    "max_batch_fraction", _D.recipe.max_batch_fraction, "Tiny data sets: the batch is at most this fraction of "
     "the training windows (at least 1), so an epoch is several steps; 1: off.")
 _MIN_VAL_WINDOWS = flags.DEFINE_integer(
-    "min_val_windows", 100, "With fewer validation windows than this, --keep_best keeps "
+    "min_val_windows", _D.recipe.min_val_windows, "With fewer validation windows than this, --keep_best keeps "
     "the last epoch instead (one window would move validation accuracy by more than a "
     "point; the log and the report say so); 0: off.")
 
+# The flags of the specification's fields, by flat name (Spec.flat()).
+_HOLDERS = {h.name: h for h in (
+    _DATASET, _DATA_DIR, _CELL, _UNITS, _W_RANK, _U_RANK, _SPARSITY_W, _SPARSITY_U,
+    _EPOCHS, _QAT, _QAT_EPOCHS, _BATCH_SIZE, _LEARNING_RATE, _QAT_LEARNING_RATE, _SEED,
+    _WINDOW_MODEL, _MAX_TEST_WINDOWS, _NUM_TEST_VECTORS, _NUMERICS, _AUDIO_FRONTEND,
+    _IMU_FRONTEND, _FEATURE_CACHE, _ARENA_MARGIN, _LR_SCHEDULE, _CLIPNORM, _WEIGHT_DECAY,
+    _AUGMENT, _AUGMENT_STRENGTH, _LSTM_PRODUCT_ON_CELL_GRID, _READOUT, _KEEP_BEST,
+    _TRAIN_ON_VAL, _MIN_PHASE_STEPS, _MAX_BATCH_FRACTION, _MIN_VAL_WINDOWS)}
 
-def _preset_values(sparse):
-  """The preset's values (its ``sparse`` ones too for a pruned model), overridden by
-  every flag given on the command line."""
-  holders = {"epochs": _EPOCHS, "qat_epochs": _QAT_EPOCHS, "lr_schedule": _LR_SCHEDULE,
-             "clipnorm": _CLIPNORM, "weight_decay": _WEIGHT_DECAY, "keep_best": _KEEP_BEST,
-             "augment": _AUGMENT, "augment_strength": _AUGMENT_STRENGTH,
-             "imu_frontend": _IMU_FRONTEND, "train_on_val": _TRAIN_ON_VAL}
-  return presets.apply(
-      _PRESET.value, _DATASET.value, {k: h.value for k, h in holders.items()},
-      {k for k, h in holders.items() if flags.FLAGS[h.name].present}, sparse=sparse)
+
+def _spec_from_flags():
+  """The specification of the run: the preset's (``--preset``, by dataset and cell),
+  with the value of every flag given on the command line on top.
+
+  Returns:
+    ``(preset name, Spec)``.
+  """
+  spec_lib = config_lib.spec_lib
+  given = {name for name, holder in _HOLDERS.items() if flags.FLAGS[holder.name].present}
+  dataset, cell = _DATASET.value, _CELL.value
+  name, values = spec_lib.Spec.preset_values(_PRESET.value, dataset=dataset, cell=cell,
+                                             sparse=False)
+  flat = spec_lib.Spec().replace(**values).flat()
+  flat.update({k: _HOLDERS[k].value for k in given})
+  # A preset's values for pruned models apply as one choice: a flag given for any of
+  # them sets them aside whole.
+  overlay = spec_lib.PRESETS[name].get("sparse", {})
+  overlay_flat = {k: v for part in overlay.values() for k, v in part.items()}
+  if (flat["sparsity_w"] or flat["sparsity_u"]) and not set(overlay_flat) & given:
+    flat.update(overlay_flat)
+  # The flags' own spellings: rank 0 and clipnorm 0 mean none; --augment auto/none.
+  for rank in ("w_rank", "u_rank"):
+    flat[rank] = flat[rank] or None
+  flat["clipnorm"] = flat["clipnorm"] or None
+  if "augment" in given:
+    flat["augment"] = config_lib.resolve_augment(flat["augment"], dataset)
+  return name, spec_lib.Spec.from_flat(flat)
 
 
 def _config_from_flags():
   """Reads the flags (only here) and checks that they fit together."""
-  def rank(value):
-    return None if value in (None, 0) else value
-
-  def given(holder):
-    return flags.FLAGS[holder.name].present
-
-  cell = _CELL.value
-  qat, sparsity_w, sparsity_u = _QAT.value, _SPARSITY_W.value, _SPARSITY_U.value
-  w_rank, u_rank = rank(_W_RANK.value), rank(_U_RANK.value)
-  if cell not in config_lib.QAT_CELLS:
-    # The baselines train dense, post-training int8: the FastGRNN defaults of --qat and
-    # sparsity do not apply (given explicitly, validate_config refuses them).
-    qat = qat if given(_QAT) else False
-    sparsity_w = sparsity_w if given(_SPARSITY_W) else 0.0
-    sparsity_u = sparsity_u if given(_SPARSITY_U) else 0.0
-  if cell in ("gru", "lstm"):
-    w_rank = w_rank if given(_W_RANK) else None
-    u_rank = u_rank if given(_U_RANK) else None
-  preset, values = _preset_values(bool(sparsity_w or sparsity_u))
-  augment = config_lib.resolve_augment(values["augment"], _DATASET.value)
+  preset, spec = _spec_from_flags()
   output_dir = os.path.normpath(
       _OUTPUT_DIR.value or os.path.join("runs", f"{_DATASET.value}_{_CELL.value}"))
-  config = config_lib.Config(
-      dataset=_DATASET.value, data_dir=_DATA_DIR.value, cell=cell,
-      units=_UNITS.value, w_rank=w_rank, u_rank=u_rank,
-      sparsity_w=sparsity_w, sparsity_u=sparsity_u,
-      epochs=values["epochs"], qat=qat, qat_epochs=values["qat_epochs"],
-      batch_size=_BATCH_SIZE.value,
-      learning_rate=_LEARNING_RATE.value, qat_learning_rate=_QAT_LEARNING_RATE.value,
-      seed=_SEED.value, output_dir=output_dir, resume=_RESUME.value,
-      max_test_windows=_MAX_TEST_WINDOWS.value, num_test_vectors=_NUM_TEST_VECTORS.value,
-      arena_margin=_ARENA_MARGIN.value, numerics=_NUMERICS.value,
-      window_model=_WINDOW_MODEL.value, audio_frontend=_AUDIO_FRONTEND.value,
-      imu_frontend=(values["imu_frontend"] if _DATASET.value in config_lib.IMU_DATASETS
-                    or flags.FLAGS["imu_frontend"].present else "raw_imu"),
-      overwrite=_OVERWRITE.value, lr_schedule=values["lr_schedule"],
-      clipnorm=values["clipnorm"], weight_decay=values["weight_decay"],
-      keep_best=values["keep_best"], augment=augment,
-      augment_strength=values["augment_strength"], preset=preset,
-      distribute=_DISTRIBUTE.value, feature_cache=_FEATURE_CACHE.value,
-      # The Config holds what runs: False for cells without c (and so for every run
-      # folder made before the flag, whose flags.json lacks it).
-      lstm_product_on_cell_grid=(_LSTM_PRODUCT_ON_CELL_GRID.value
-                                 and cell in config_lib.LSTM_CELLS),
-      readout=_READOUT.value, train_on_val=values["train_on_val"],
-      min_phase_steps=_MIN_PHASE_STEPS.value,
-      max_batch_fraction=_MAX_BATCH_FRACTION.value,
-      min_val_windows=_MIN_VAL_WINDOWS.value)
+  config = config_lib.Config.from_spec(
+      spec, output_dir, resume=_RESUME.value, overwrite=_OVERWRITE.value,
+      distribute=_DISTRIBUTE.value, preset=preset)
   config_lib.validate_config(config)
   return config
 

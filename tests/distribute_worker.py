@@ -57,6 +57,7 @@ def main(argv):
   import numpy as np  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import export, models, pruning, quantization, training  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn._keras import keras  # pylint: disable=import-outside-toplevel
+  from tests import helpers  # pylint: disable=import-outside-toplevel
 
   out = pathlib.Path(args.out)
   x, y = data()
@@ -81,18 +82,19 @@ def main(argv):
     tempfile.mkdtemp = mkdtemp
   try:
     result = pruning.train_three_phase(
-        model, (x, y), (x[:8], y[:8]),
-        config=pruning.PruningConfig(sparsity_w=0.5, sparsity_u=0.75), epochs=EPOCHS,
-        batch_size=BATCH, learning_rate=1e-2, checkpoint_dir=out / "ckpt_float", seed=0,
-        verbose=0, callbacks=callbacks, distribute=strategy, **RECIPE)
+        model, (x, y), (x[:8], y[:8]), pruning.SparsitySpec(w=0.5, u=0.75),
+        **helpers.fit_args(epochs=EPOCHS, batch_size=BATCH, learning_rate=1e-2,
+                           checkpoint_dir=out / "ckpt_float", seed=0, verbose=0,
+                           callbacks=callbacks, distribute=strategy, **RECIPE))
   except Interrupted:
     print("interrupted")
     return 3
   float_weights = [w.copy() for w in result.model.get_weights()]
   qat = quantization.quantize_model(result.model, x[:16])
-  training.fit(qat, (x, y), (x[:8], y[:8]), epochs=QAT_EPOCHS, batch_size=BATCH,
-               learning_rate=1e-3, checkpoint_dir=out / "ckpt_qat", seed=0, verbose=0,
-               distribute=strategy, **RECIPE)
+  training.fit(qat, (x, y), (x[:8], y[:8]),
+               **helpers.fit_args(epochs=QAT_EPOCHS, batch_size=BATCH, learning_rate=1e-3,
+                                  checkpoint_dir=out / "ckpt_qat", seed=0, verbose=0,
+                                  distribute=strategy, **RECIPE))
   print("worker temp dirs:", json.dumps(temp_dirs))
   print(f"replicas in sync: {strategy.num_replicas_in_sync}")
   # Export and evaluation on one process, from the ordinary model written back.

@@ -4,6 +4,8 @@ import numpy as np
 
 from tf_fastgrnn import export
 from tf_fastgrnn import models
+from tf_fastgrnn import spec
+from tf_fastgrnn import training
 
 
 def random_classifier(rng, cell, units, input_shape, num_classes, std=0.4, **cell_kwargs):
@@ -22,3 +24,28 @@ def converted_classifier(cell, units, input_shape, num_classes, *, windows, seed
   model = random_classifier(rng, cell, units, input_shape, num_classes, std, **cell_kwargs)
   x = rng.normal(0, 1, (windows,) + tuple(input_shape)).astype(np.float32)
   return model, export.convert_step_model(model, x), x, rng
+
+
+def recipe(**changes):
+  """A ``Recipe`` of the ``plain`` preset (constant rate, no clipping, last epoch kept)
+  with ``changes``: the recipe the training tests were written for."""
+  return spec.Spec.preset("plain").recipe.replace(**changes)
+
+
+def options(**fields):
+  """``training.FitOptions(**fields)``, callbacks as a tuple."""
+  if "callbacks" in fields:
+    fields["callbacks"] = tuple(fields["callbacks"])
+  return training.FitOptions(**fields)
+
+
+_OPTIONS = {f for f in training.FitOptions.__dataclass_fields__}
+
+
+def fit_args(**kwargs):
+  """The keyword arguments of ``training.fit``/``pruning.train_three_phase`` from one
+  flat dict: recipe fields (on the plain preset, see ``recipe``), ``FitOptions`` fields,
+  ``seed`` and ``checkpoint_dir``."""
+  direct = {k: kwargs.pop(k) for k in ("seed", "checkpoint_dir") if k in kwargs}
+  opts = {k: kwargs.pop(k) for k in list(kwargs) if k in _OPTIONS}
+  return {"recipe": recipe(**kwargs), **direct, "options": options(**opts)}

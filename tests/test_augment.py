@@ -9,6 +9,7 @@ import pytest
 
 from pipelines import config as config_lib
 from tf_fastgrnn import augment
+from tests import helpers
 
 
 def _imu(**params):
@@ -187,14 +188,11 @@ def test_fit_records_the_augmentation_and_refuses_a_resume_without_it(tmp_path):
   x, y = rng.normal(size=(12, 4, 6)).astype(np.float32), np.arange(12) % 2
   model = models.sequence_classifier("fastgrnn", 4, (4, 6), 2)
   with pytest.raises(ValueError, match="augment must be None or an augment.Augmenter"):
-    training.fit(model, (x, y), epochs=1, batch_size=4, learning_rate=0.01,
-                 augment=lambda xb, r: xb, verbose=0)
-  training.fit(model, (x, y), (x, y), epochs=1, batch_size=4, learning_rate=0.01,
-               checkpoint_dir=tmp_path, verbose=0, augment=_imu())
+    training.fit(model, (x, y), None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.01), options=helpers.options(augment=lambda xb, r: xb, verbose=0))
+  training.fit(model, (x, y), (x, y), helpers.recipe(epochs=1, batch_size=4, learning_rate=0.01), checkpoint_dir=tmp_path, options=helpers.options(verbose=0, augment=_imu()))
   model = models.sequence_classifier("fastgrnn", 4, (4, 6), 2)
   with pytest.raises(ValueError, match="augment"):
-    training.fit(model, (x, y), (x, y), epochs=2, batch_size=4, learning_rate=0.01,
-                 checkpoint_dir=tmp_path, verbose=0)
+    training.fit(model, (x, y), (x, y), helpers.recipe(epochs=2, batch_size=4, learning_rate=0.01), checkpoint_dir=tmp_path, options=helpers.options(verbose=0))
 
 
 def test_three_phase_training_augments_and_records_it(tmp_path):
@@ -202,15 +200,13 @@ def test_three_phase_training_augments_and_records_it(tmp_path):
   from tf_fastgrnn import pruning  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(0)
   x, y = rng.normal(size=(12, 4, 6)).astype(np.float32), np.arange(12) % 2
-  config = pruning.PruningConfig(sparsity_w=0.5, sparsity_u=0.5)
+  config = pruning.SparsitySpec(w=0.5, u=0.5)
 
   def train(augmenter, ckpt=None):
     model = models.sequence_classifier("fastgrnn", 4, (4, 6), 2)
     model.set_weights([np.full(w.shape, 0.1, np.float32) * (1 + i)
                        for i, w in enumerate(model.get_weights())])
-    pruning.train_three_phase(model, (x, y), (x, y), config=config, epochs=3,
-                              batch_size=4, learning_rate=0.01, checkpoint_dir=ckpt,
-                              verbose=0, augment=augmenter)
+    pruning.train_three_phase(model, (x, y), (x, y), config, helpers.recipe(epochs=3, batch_size=4, learning_rate=0.01), checkpoint_dir=ckpt, options=helpers.options(verbose=0, augment=augmenter))
     return model.get_weights()
 
   plain, again = train(None), train(None)
@@ -223,12 +219,12 @@ def test_three_phase_training_augments_and_records_it(tmp_path):
 
 
 def test_config_accepts_resolved_choices_dense_or_sparse_and_refuses_unknown(tmp_path):
-  base = config_lib.Config(
+  base = config_lib.Config.from_flags(dict(
       dataset="har6", data_dir=None, cell="fastgrnn", units=8, w_rank=None, u_rank=None,
       sparsity_w=0.0, sparsity_u=0.0, epochs=3, qat=False, qat_epochs=0, batch_size=8,
       learning_rate=0.01, qat_learning_rate=0.001, seed=0,
       output_dir=str(tmp_path / "run"), resume=False, max_test_windows=None,
-      num_test_vectors=1, arena_margin=0)
+      num_test_vectors=1, arena_margin=0))
   assert base.augment is None  # flags.json of earlier runs (no key) still resume
   config_lib.validate_config(base.__class__(**{**base.__dict__, "augment": "imu"}))
   with pytest.raises(ValueError, match="--augment must be one of none, auto, imu, audio"):

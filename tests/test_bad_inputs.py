@@ -218,11 +218,11 @@ def test_resume_without_earlier_run(tmp_path):
 
 def test_resume_accepts_the_folder_written_with_a_slash(tmp_path):
   out = tmp_path / "run"
-  config = config_lib.Config(
+  config = config_lib.Config.from_flags(dict(
       dataset="npz", data_dir="d.npz", cell="fastgrnn", units=6, w_rank=None, u_rank=3,
       sparsity_w=0.5, sparsity_u=0.5, epochs=3, qat=True, qat_epochs=1, batch_size=16,
       learning_rate=0.01, qat_learning_rate=0.001, seed=0, output_dir=str(out),
-      resume=False, max_test_windows=None, num_test_vectors=2, arena_margin=0)
+      resume=False, max_test_windows=None, num_test_vectors=2, arena_margin=0))
   out.mkdir()
   (out / "flags.json").write_text(json.dumps(dataclasses.asdict(config)))
   again = dataclasses.replace(config, output_dir=f"{out}/", resume=True)
@@ -276,11 +276,11 @@ def test_the_run_folder_knows_the_names_its_writers_use():
 
 
 def test_window_model_skipped_above_the_stated_length():
-  config = config_lib.Config(
+  config = config_lib.Config.from_flags(dict(
       dataset="npz", data_dir="d.npz", cell="fastgrnn", units=8, w_rank=None, u_rank=None,
       sparsity_w=0.0, sparsity_u=0.0, epochs=3, qat=False, qat_epochs=1, batch_size=16,
       learning_rate=0.01, qat_learning_rate=0.001, seed=0, output_dir="x", resume=False,
-      max_test_windows=None, num_test_vectors=2, arena_margin=0)
+      max_test_windows=None, num_test_vectors=2, arena_margin=0))
   skip = stages._window_model_skip_reason  # pylint: disable=protected-access
   assert skip(config, 128) is None
   assert skip(config, stages.WINDOW_MODEL_MAX_STEPS) is None
@@ -336,12 +336,12 @@ def test_multi_worker_resume_needs_the_chiefs_folder(tmp_path, monkeypatch):
   """Another worker resumes from the chief's run folder: not visible, refused at once."""
   monkeypatch.setenv("TF_CONFIG", json.dumps(
       {"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}))
-  config = config_lib.Config(
+  config = config_lib.Config.from_flags(dict(
       dataset="npz", data_dir="x.npz", cell="fastgrnn", units=6, w_rank=None, u_rank=3,
       sparsity_w=0.5, sparsity_u=0.5, epochs=3, qat=True, qat_epochs=1, batch_size=8,
       learning_rate=0.01, qat_learning_rate=0.001, seed=0,
       output_dir=str(tmp_path / "run"), resume=True, max_test_windows=None,
-      num_test_vectors=2, arena_margin=0, distribute="multi_worker")
+      num_test_vectors=2, arena_margin=0, distribute="multi_worker"))
   with pytest.raises(ValueError, match="cannot see; put --output_dir on a file system"):
     config_lib.validate_config(config)
   # Not resuming, the other worker never looks at the folder (the chief makes it).
@@ -362,12 +362,12 @@ def test_preflight_refuses_data_of_another_imu_front_end(tmp_path, rng):
   x = rng.normal(size=(12, 4, 6)).astype(np.float32)
   y = np.arange(12) % 2
   ds = datasets.normalise([(x, y), (x, y), (x, y)], ["a", "b"], {"frontend": "raw_imu"})
-  config = stages.Config(
+  config = stages.Config.from_flags(dict(
       dataset="har6", data_dir=None, cell="fastgrnn", units=4, w_rank=None, u_rank=None,
       sparsity_w=0.0, sparsity_u=0.0, epochs=3, qat=False, qat_epochs=0, batch_size=4,
       learning_rate=0.01, qat_learning_rate=0.001, seed=0,
       output_dir=str(tmp_path / "run"), resume=False, max_test_windows=None,
-      num_test_vectors=1, arena_margin=0, imu_frontend="imu_gravity")
+      num_test_vectors=1, arena_margin=0, imu_frontend="imu_gravity"))
   with pytest.raises(ValueError, match="--imu_frontend=imu_gravity, but the data handed "
                      "over was made with the raw_imu front end"):
     stages.preflight(config, ds)
@@ -382,12 +382,12 @@ def test_preflight_refuses_labels_no_c_string_can_hold(tmp_path, rng):
   x = rng.normal(size=(12, 4, 6)).astype(np.float32)
   y = np.arange(12) % 2
   ds = datasets.normalise([(x, y), (x, y), (x, y)], ["a", "b\0c"], {"frontend": "npz"})
-  config = stages.Config(
+  config = stages.Config.from_flags(dict(
       dataset="npz", data_dir=None, cell="fastgrnn", units=4, w_rank=None, u_rank=None,
       sparsity_w=0.0, sparsity_u=0.0, epochs=3, qat=False, qat_epochs=0, batch_size=4,
       learning_rate=0.01, qat_learning_rate=0.001, seed=0,
       output_dir=str(tmp_path / "run"), resume=False, max_test_windows=None,
-      num_test_vectors=1, arena_margin=0)
+      num_test_vectors=1, arena_margin=0))
   with pytest.raises(ValueError, match=r"the data's label 1 'b\\x00c' holds a NUL character"):
     stages.preflight(config, ds)
   stages.preflight(config, dataclasses.replace(ds, labels=["a", 'b"}; int x; //??/']))

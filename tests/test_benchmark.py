@@ -8,7 +8,8 @@ import pytest
 from benchmarks import benchmark
 from tests.test_pipeline import _npz
 
-TINY = dict(epochs=3, qat_epochs=1, units=8, max_test_windows=8, timing_steps=5)
+LENGTHS = dict(epochs=3, qat_epochs=1, units=8, max_test_windows=8)
+BASE = benchmark.base_spec(**LENGTHS)
 
 
 @pytest.mark.slow
@@ -19,7 +20,8 @@ def test_benchmark_runs_on_a_tiny_task(tmp_path, rng, monkeypatch):
                       dict(benchmark.MODELS["fastgrnn_lsq"], w_rank=2, u_rank=4))
   out = tmp_path / "bench"
   models = ["fastgrnn_lsq", "lstm"]
-  rows, agg = benchmark.run(["npz"], models, [0], out, data_dir=str(data), **TINY)
+  rows, agg = benchmark.run(BASE, ["npz"], models, [0], out,
+                             data_dirs={"npz": str(data)}, timing_steps=5)
   assert sorted(rows) == [("npz", "fastgrnn_lsq", 0), ("npz", "lstm", 0)]
   lsq, lstm = agg[("npz", "fastgrnn_lsq")], agg[("npz", "lstm")]
   for stats in (lsq, lstm):
@@ -32,26 +34,27 @@ def test_benchmark_runs_on_a_tiny_task(tmp_path, rng, monkeypatch):
   report = json.loads((out / "npz" / "lstm" / "seed0" / "report.json").read_text())
   assert report["size"]["tflite_step_bytes"] == lstm["tflite_bytes"][0]
 
-  text = benchmark.markdown(agg, "python -m benchmarks.benchmark (test)", dict(TINY))
+  text = benchmark.markdown(agg, "python -m benchmarks.benchmark (test)", dict(LENGTHS))
   assert "fastgrnn_lsq" in text and "lstm" in text
   benchmark.plot_pareto(agg, out / "pareto.png")
   assert (out / "pareto.png").stat().st_size > 0
 
   # Finished runs are reused as they are...
-  rows_again, _ = benchmark.run(["npz"], models, [0], out, data_dir=str(data),
-                                aggregate_only=True, **TINY)
+  rows_again, _ = benchmark.run(BASE, ["npz"], models, [0], out,
+                                data_dirs={"npz": str(data)}, timing_steps=5,
+                                aggregate_only=True)
   assert sorted(rows_again) == sorted(rows)
   assert (rows_again[("npz", "lstm", 0)]["int8_tflm_accuracy"] ==
           rows[("npz", "lstm", 0)]["int8_tflm_accuracy"])
   # ...but never under other settings.
   with pytest.raises(ValueError, match="made with other settings"):
-    benchmark.run(["npz"], models, [0], out, data_dir=str(data),
-                  **dict(TINY, epochs=6))
+    benchmark.run(benchmark.base_spec(**dict(LENGTHS, epochs=6)), ["npz"], models, [0],
+                  out, data_dirs={"npz": str(data)}, timing_steps=5)
 
 
 def test_unknown_model_is_refused(tmp_path):
   with pytest.raises(ValueError, match="unknown model 'transformer'"):
-    benchmark.run(["npz"], ["transformer"], [0], tmp_path, **TINY)
+    benchmark.run(BASE, ["npz"], ["transformer"], [0], tmp_path, timing_steps=5)
 
 
 def test_aggregate_is_mean_and_std_over_seeds():

@@ -19,6 +19,7 @@ from tf_fastgrnn import fused
 from tf_fastgrnn import models
 from tf_fastgrnn import quantization
 from tf_fastgrnn import runtime
+from tests import helpers
 
 T, D, H, C = 5, 4, 8, 3
 STEPS, WINDOWS = 12, 5
@@ -218,7 +219,7 @@ def test_fused_kernel_bit_exact_on_a_model_trained_on_real_har(kernel, tmp_path)
   x_te = ds.x_test[pick.choice(len(ds.x_test), 24, replace=False), ::4]
   training.set_seed(0)
   model = models.sequence_classifier("fastgrnn", 16, x_tr.shape[1:], 6, u_rank=4)
-  training.fit(model, (x_tr, y_tr), epochs=3, batch_size=32, learning_rate=0.01, verbose=0)
+  training.fit(model, (x_tr, y_tr), None, helpers.recipe(epochs=3, batch_size=32, learning_rate=0.01), options=helpers.options(verbose=0))
   tflite_bytes = export.convert_step_model(model, x_tr[:128])
   want = runtime.TFLMStepRunner(tflite_bytes).run_windows(x_te)
   got = fused.FusedStepRunner(tflite_bytes, kernel).run_windows(x_te)

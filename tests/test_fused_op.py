@@ -329,21 +329,35 @@ def test_fused_export_refuses_models_the_kernel_cannot_express(rng):
     fused.custom_options(builtin)
 
 
-def test_pipeline_stage_writes_the_fused_model_or_says_why_not(tmp_path, rng, capsys):
-  import types  # pylint: disable=import-outside-toplevel
+def test_fuse_decides_once_and_the_stages_write_its_forms_or_say_why_not(tmp_path, rng,
+                                                                         capsys):
+  """deployment.fuse: NotApplicable (with the extractor's reason) for an LSTM; for a
+  FastRNN the fused .tflite, standalone C and sizes equal those fused computes on its
+  own (each storage extracted once and handed over)."""
   from pipelines import stages  # pylint: disable=import-outside-toplevel
-  lstm = export.convert_step_model(models.sequence_classifier("lstm", H, (T, D), C),
-                                   rng.normal(0, 1, (8, T, D)))
-  r = types.SimpleNamespace(tflite_bytes=lstm, out=tmp_path, fused_bytes=None,
-                            config=types.SimpleNamespace(cell="lstm"))
-  stages._fused_tflite(r)  # pylint: disable=protected-access
-  assert not (tmp_path / stages.FUSED_MODEL).exists() and r.fused_bytes is None
+  from tf_fastgrnn import deployment  # pylint: disable=import-outside-toplevel
+  lstm = deployment.Int8Export(export.convert_step_model(
+      models.sequence_classifier("lstm", H, (T, D), C), rng.normal(0, 1, (8, T, D))))
+  fusion = deployment.fuse(lstm)
+  assert isinstance(fusion, deployment.NotApplicable)
+  assert "cannot express this model" in fusion.reason
+  stages._standalone_c(tmp_path, fusion)  # pylint: disable=protected-access
+  stages._fused_tflite(tmp_path, lstm, fusion)  # pylint: disable=protected-access
+  assert list(tmp_path.iterdir()) == []
   assert "not written (model_int8.tflite is)" in capsys.readouterr().out
-  r.tflite_bytes = export.convert_step_model(_model(rng, "fastrnn", u_rank=3),
-                                             rng.normal(0, 1, (8, T, D)))
-  r.config.cell = "fastrnn"
-  stages._fused_tflite(r)  # pylint: disable=protected-access
-  assert (tmp_path / stages.FUSED_MODEL).read_bytes() == fused.convert_fused(r.tflite_bytes)
+  fastrnn = deployment.Int8Export(export.convert_step_model(
+      _model(rng, "fastrnn", u_rank=3), rng.normal(0, 1, (8, T, D))))
+  fusion = deployment.fuse(fastrnn)
+  assert fusion.tflite == fused.convert_fused(fastrnn.tflite)
+  assert fusion.sources == fused.standalone_sources(fastrnn.tflite)
+  params = fused.extract(fastrnn.tflite)
+  assert fusion.param_bytes == fused.param_bytes(params)
+  assert fusion.decoded_ram_bytes == fused.decoded_ram_bytes(params)
+  stages._standalone_c(tmp_path, fusion)  # pylint: disable=protected-access
+  stages._fused_tflite(tmp_path, fastrnn, fusion)  # pylint: disable=protected-access
+  assert (tmp_path / stages.FUSED_MODEL).read_bytes() == fusion.tflite
+  assert {p.name: p.read_text() for p in (tmp_path / "standalone").iterdir()} == (
+      fusion.sources)
 
 
 def test_test_vectors_take_the_classes_in_turn():

@@ -95,6 +95,16 @@ def test_no_import_cycles():
   assert _cycles(edges) == []
 
 
+def test_the_product_imports_neither_the_clis_nor_the_data_loaders():
+  """tf_fastgrnn (compress, deploy, run_folder, ...) stands alone: pipelines and data
+  build on it, never the reverse."""
+  _, graph = _graph()
+  uses = sorted(f"{name} imports {target}" for name, (found, _) in graph.items()
+                if name.split(".")[0] == "tf_fastgrnn" for target in found
+                if target.split(".")[0] in ("pipelines", "data"))
+  assert uses == []
+
+
 def test_export_does_not_import_quantization():
   _, graph = _graph()
   assert "tf_fastgrnn.quantization" not in graph["tf_fastgrnn.export"][0]

@@ -12,6 +12,7 @@ from tf_fastgrnn import stepping
 from tf_fastgrnn import training
 from tf_fastgrnn._keras import keras
 from tests.test_qat_activations import assert_qat_equals_tflm_every_step
+from tests import helpers
 
 T, D, H, C = 4, 3, 6, 3
 
@@ -36,7 +37,7 @@ def test_user_layouts_train_quantize_and_export_bit_exact(build, rng):
   y = rng.integers(0, C, 24)
   qat = quantization.quantize_model(model, windows)
   assert [l.name for l in stepping.parts(qat)] == [l.name for l in stepping.parts(model)]
-  training.fit(qat, (windows, y), epochs=1, batch_size=8, learning_rate=0.001, verbose=0)
+  training.fit(qat, (windows, y), None, helpers.recipe(epochs=1, batch_size=8, learning_rate=0.001), options=helpers.options(verbose=0))
   quantization.calibrate(qat, windows)
   float_model, plan = quantization.export_inputs(qat)
   tflite_bytes = export.convert_step_model(float_model, windows, plan=plan)

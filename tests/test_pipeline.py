@@ -68,7 +68,9 @@ def test_end_to_end_tiny(tmp_path, rng):
   assert report["size"]["fused_tflite_bytes"] == (
       out / "model_int8_fused.tflite").stat().st_size
   assert report["size"]["fused_params_bytes"] < report["size"]["fused_tflite_bytes"]
-  assert report["size"]["standalone_c_flash_bytes"] >= report["size"]["fused_params_bytes"]
+  # The report holds only what the product computes: a flash figure needs a cross
+  # compiler, which benchmarks/bench_fused.py runs.
+  assert not [k for k in report["size"] if "flash" in k]
   flags = json.loads((out / "flags.json").read_text())
   assert flags["units"] == 6 and flags["sparsity_u"] == 0.5
   # Keras QAT, rebuilt from the export's source model and plan, is TFLM byte for byte.
@@ -278,7 +280,7 @@ def test_lstm_product_on_cell_grid_reaches_the_export(tmp_path, rng):
   flags = json.loads((off / "flags.json").read_text())
   assert flags.pop("lstm_product_on_cell_grid") is False
   (off / "flags.json").write_text(json.dumps(flags))
-  config = dataclasses.replace(config_lib.Config(**flags), resume=True)
+  config = dataclasses.replace(config_lib.Config.from_flags(flags), resume=True)
   stages._check_resume(config, off)  # pylint: disable=protected-access
   with pytest.raises(ValueError, match="'lstm_product_on_cell_grid': \\(False, True\\)"):
     stages._check_resume(dataclasses.replace(  # pylint: disable=protected-access

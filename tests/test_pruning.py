@@ -8,6 +8,7 @@ from tf_fastgrnn import models
 from tf_fastgrnn import pruning
 from tf_fastgrnn import training
 from tf_fastgrnn._keras import keras
+from tests import helpers
 
 T, D, H, C, N, BATCH = 3, 4, 5, 3, 16, 8  # 2 steps per epoch
 
@@ -29,8 +30,8 @@ def _model(cell, rng, **cell_kwargs):
 
 def _train(model, data, config, epochs=3, **kwargs):
   kwargs = {"batch_size": BATCH, "learning_rate": 1e-2, "verbose": 0, **kwargs}
-  return pruning.train_three_phase(model, data, data, config=config, epochs=epochs,
-                                   **kwargs)
+  return pruning.train_three_phase(model, data, data, sparsity=config,
+                                   **helpers.fit_args(epochs=epochs, **kwargs))
 
 
 class _Spy(keras.callbacks.Callback):
@@ -66,7 +67,7 @@ def test_targets_reached_per_matrix_and_the_rest_stays_dense(data, rng, cell,
                                                               cell_kwargs, sw, su):
   model = _model(cell, rng, **cell_kwargs)
   spy = _Spy()
-  result = _train(model, data, pruning.PruningConfig(sw, su, frequency=1),
+  result = _train(model, data, pruning.SparsitySpec(sw, su, frequency=1),
                   callbacks=[spy])
   cell_obj = result.model.get_layer("rnn").cell
   report = pruning.sparsity_report(result.model)
@@ -104,7 +105,7 @@ def test_targets_reached_per_matrix_and_the_rest_stays_dense(data, rng, cell,
 def test_stripped_model_predicts_as_the_pruned_one_and_zeros_stay_zero(data, rng):
   model = _model("fastgrnn", rng, w_rank=2)
   spy = _Spy()
-  config = pruning.PruningConfig(0.5, 0.6, phase_fractions=(0.25, 0.25, 0.5), frequency=1)
+  config = pruning.SparsitySpec(0.5, 0.6, phase_fractions=(0.25, 0.25, 0.5), frequency=1)
   result = _train(model, data, config, epochs=4, callbacks=[spy])
   x = data[0]
   np.testing.assert_array_equal(spy.wrapped.predict(x, verbose=0),
@@ -139,7 +140,7 @@ def test_resume_mid_iht_equals_uninterrupted_run(data, rng, tmp_path, recipe):
   Epochs 1/2/1 of 2 steps: IHT covers steps 3-6 and, every 10 steps, thresholds only at
   step 3; without its masks the resumed run would train dense from step 5 on.
   """
-  config = pruning.PruningConfig(0.5, 0.7, phase_fractions=(0.25, 0.5, 0.25), frequency=10)
+  config = pruning.SparsitySpec(0.5, 0.7, phase_fractions=(0.25, 0.5, 0.25), frequency=10)
   init = _model("fastgrnn", rng, u_rank=2).get_weights()
 
   def fresh():
@@ -187,28 +188,28 @@ def test_achievable_sparsity_rounds_like_tfmot():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"sparsity_w": 1.0}, r"sparsity_w must be in \[0, 1\)"),
-    ({"sparsity_u": -0.1}, r"sparsity_u must be in \[0, 1\)"),
+    ({"w": 1.0}, r"sparsity_w is the fraction zeroed and must be in \[0, 1\)"),
+    ({"u": -0.1}, r"sparsity_u is the fraction zeroed and must be in \[0, 1\)"),
     ({"phase_fractions": (0.5, 0.5, 0.5)}, "phase_fractions must sum to 1"),
     ({"phase_fractions": (0.5, 0.5, 0.0)}, "phase_fractions must be three numbers > 0"),
     ({"frequency": 0}, "frequency must be a positive int"),
 ])
 def test_bad_config(kwargs, match):
   with pytest.raises(ValueError, match=match):
-    pruning.PruningConfig(**kwargs)
+    pruning.SparsitySpec(**kwargs)
 
 
 def test_bad_training_requests(data, rng):
-  config = pruning.PruningConfig(0.5, 0.5)
+  config = pruning.SparsitySpec(0.5, 0.5)
   with pytest.raises(ValueError, match="epochs=2 cannot hold three phases"):
     _train(_model("fastgrnn", rng), data, config, epochs=2)
   with pytest.raises(ValueError, match=r"epochs per phase \(0, 2, 2\)"):
     _train(_model("fastgrnn", rng), data,
-           pruning.PruningConfig(0.5, 0.5, phase_fractions=(0.1, 0.45, 0.45)), epochs=4)
+           pruning.SparsitySpec(0.5, 0.5, phase_fractions=(0.1, 0.45, 0.45)), epochs=4)
   with pytest.raises(ValueError, match="has no tf_fastgrnn cell"):
     _train(models.sequence_classifier("lstm", H, (T, D), C), data, config)
   wrapped = tfmot.sparsity.keras.prune_low_magnitude(_model("fastgrnn", rng))
   with pytest.raises(ValueError, match="already has pruning wrappers"):
     _train(wrapped, data, config)
-  with pytest.raises(ValueError, match="config must be a PruningConfig"):
+  with pytest.raises(ValueError, match="sparsity must be a SparsitySpec"):
     _train(_model("fastgrnn", rng), data, {"sparsity_w": 0.5})

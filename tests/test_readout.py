@@ -163,7 +163,7 @@ def mean_qat():
   windows = rng.normal(0, 1.5, (16, T, D)).astype(np.float32)
   y = rng.integers(0, C, len(windows))
   qat = quantization.quantize_model(model, windows)
-  training.fit(qat, (windows, y), epochs=1, batch_size=8, learning_rate=0.001, verbose=0)
+  training.fit(qat, (windows, y), None, helpers.recipe(epochs=1, batch_size=8, learning_rate=0.001), options=helpers.options(verbose=0))
   quantization.calibrate(qat, windows)
   float_model, plan = quantization.export_inputs(qat)
   tflite_bytes = export.convert_step_model(float_model, windows, plan=plan)
@@ -225,9 +225,7 @@ def test_three_phase_pruning_keeps_the_mean_readout(rng):
   model = models.sequence_classifier("fastgrnn", 8, (T, D), C, readout="mean", u_rank=4)
   x = rng.normal(0, 1, (24, T, D)).astype(np.float32)
   y = rng.integers(0, C, len(x))
-  result = pruning.train_three_phase(
-      model, (x, y), (x, y), config=pruning.PruningConfig(sparsity_w=0.5, sparsity_u=0.5),
-      epochs=3, batch_size=8, learning_rate=0.01, verbose=0)
+  result = pruning.train_three_phase(model, (x, y), (x, y), pruning.SparsitySpec(w=0.5, u=0.5), helpers.recipe(epochs=3, batch_size=8, learning_rate=0.01), options=helpers.options(verbose=0))
   assert stepping.readout(result.model) == "mean"
   report = pruning.sparsity_report(result.model)["matrices"]
   assert report["rnn/W"]["sparsity"] == pytest.approx(0.5, abs=0.05)
@@ -240,13 +238,13 @@ def test_a_checkpoint_does_not_resume_with_the_other_readout(tmp_path, rng):
   args = dict(epochs=1, batch_size=8, learning_rate=0.01, verbose=0,
               checkpoint_dir=tmp_path / "ckpt")
   training.fit(models.sequence_classifier("gru", 4, (T, D), C, readout="mean"), (x, y),
-               **args)
+               None, **helpers.fit_args(**args))
   last = models.sequence_classifier("gru", 4, (T, D), C)
   with pytest.raises(ValueError, match="readout"):
-    training.fit(last, (x, y), **dict(args, epochs=2))
+    training.fit(last, (x, y), None, **helpers.fit_args(**dict(args, epochs=2)))
   # The same read-out resumes.
   training.fit(models.sequence_classifier("gru", 4, (T, D), C, readout="mean"), (x, y),
-               **dict(args, epochs=2))
+               None, **helpers.fit_args(**dict(args, epochs=2)))
 
 
 def _settings(tflite_bytes, readout):
@@ -279,11 +277,11 @@ def test_config_checks_the_readout_and_resume_compares_it(tmp_path):
   from pipelines import config as config_lib  # pylint: disable=import-outside-toplevel
   from pipelines import stages  # pylint: disable=import-outside-toplevel
   assert config_lib.READOUTS == stepping.READOUTS
-  base = config_lib.Config(
+  base = config_lib.Config.from_flags(dict(
       dataset="npz", data_dir="x.npz", cell="fastgrnn", units=4, w_rank=None, u_rank=None,
       sparsity_w=0.0, sparsity_u=0.0, epochs=3, qat=True, qat_epochs=1, batch_size=8,
       learning_rate=0.01, qat_learning_rate=0.001, seed=0, output_dir=str(tmp_path / "run"),
-      resume=False, max_test_windows=None, num_test_vectors=1, arena_margin=0)
+      resume=False, max_test_windows=None, num_test_vectors=1, arena_margin=0))
   assert base.readout == "last"
   with pytest.raises(ValueError, match="--readout must be one of last, mean, got 'max'"):
     config_lib.validate_config(dataclasses.replace(base, readout="max"))

@@ -12,7 +12,7 @@ from pipelines import stages
 from tf_fastgrnn import pruning
 from tf_fastgrnn import training
 
-THIRDS = pruning.PruningConfig(sparsity_w=0.5, sparsity_u=0.5).phase_epochs
+THIRDS = pruning.SparsitySpec(w=0.5, u=0.5).phase_epochs
 RULES = {"min_phase_steps": 256, "max_batch_fraction": 0.25}  # train_and_export's
 
 
@@ -56,12 +56,12 @@ def test_step_budget_refuses_bad_rules(kwargs, match):
 
 
 def _config(**changes):
-  base = config_lib.Config(
+  base = config_lib.Config.from_flags(dict(
       dataset="npz", data_dir="x.npz", cell="fastgrnn", units=4, w_rank=None, u_rank=None,
       sparsity_w=0.5, sparsity_u=0.5, epochs=45, qat=True, qat_epochs=8, batch_size=64,
       learning_rate=0.01, qat_learning_rate=0.001, seed=0, output_dir="unused",
       resume=False, max_test_windows=None, num_test_vectors=1, arena_margin=0,
-      keep_best=True)
+      keep_best=True))
   return dataclasses.replace(base, **changes)
 
 
@@ -87,7 +87,7 @@ def test_training_budget_of_the_issues_run_and_its_notes():
           "every training phase gets >= 256 optimizer steps; --max_batch_fraction=0.25)",
           "tiny data: 4 validation windows < --min_val_windows=100: the last epoch is "
           "kept, not the best (one window is 25.0 points of validation accuracy)"]}
-  assert stages._recipe(config, ds)["keep_best"] is False  # pylint: disable=protected-access
+  assert stages._recipe(config, ds).keep_best is False  # pylint: disable=protected-access
   # Dense training is one phase of all the epochs.
   dense = stages.training_budget(_config(sparsity_w=0.0, sparsity_u=0.0, **TINY_RULES), ds)
   assert (dense["batch_size"], dense["epochs"], dense["qat_epochs"]) == (9, 64, 64)
@@ -179,7 +179,8 @@ def test_resume_of_a_run_from_before_the_rules_depends_on_what_they_change(tmp_p
   off): resuming with the CLI's rules on is refused only where they change the run."""
   config = _config(**TINY_RULES)
   old = {k: v for k, v in dataclasses.asdict(config).items()
-         if k not in ("min_phase_steps", "max_batch_fraction", "min_val_windows")}
+         if k not in ("min_phase_steps", "max_batch_fraction", "min_val_windows",
+                      "schema_version", "min_lr_fraction")}  # a pre-schema layout
   (tmp_path / "flags.json").write_text(json.dumps(old))
   resumed = dataclasses.replace(config, resume=True)
   stages._check_resume(resumed, tmp_path, _data(7143, 1151))  # pylint: disable=protected-access

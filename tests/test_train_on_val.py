@@ -11,11 +11,11 @@ from benchmarks import sweep
 
 
 def _config(tmp_path, **changes):
-  base = config_lib.Config(
+  base = config_lib.Config.from_flags(dict(
       dataset="npz", data_dir="x.npz", cell="fastgrnn", units=4, w_rank=None, u_rank=None,
       sparsity_w=0.0, sparsity_u=0.0, epochs=3, qat=True, qat_epochs=1, batch_size=8,
       learning_rate=0.01, qat_learning_rate=0.001, seed=0, output_dir=str(tmp_path / "run"),
-      resume=False, max_test_windows=None, num_test_vectors=1, arena_margin=0)
+      resume=False, max_test_windows=None, num_test_vectors=1, arena_margin=0))
   return dataclasses.replace(base, **changes)
 
 

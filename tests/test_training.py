@@ -8,6 +8,7 @@ import pytest
 
 from tf_fastgrnn import models
 from tf_fastgrnn import training
+from tests import helpers
 
 T, D, H, C, N = 3, 4, 5, 3, 24
 
@@ -26,7 +27,7 @@ def _model(seed=0):
 
 def _fit(model, data, **kwargs):
   kwargs = {"epochs": 3, "batch_size": 8, "learning_rate": 1e-2, "verbose": 0, **kwargs}
-  return training.fit(model, data, data, **kwargs)
+  return training.fit(model, data, data, **helpers.fit_args(**kwargs))
 
 
 def test_resume_after_kill_equals_uninterrupted_run(data, tmp_path):
@@ -85,27 +86,29 @@ def test_tensorboard_logs_are_written_or_their_absence_said(data, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    ({"epochs": 0}, "epochs must be a positive int, got 0"),
-    ({"batch_size": -1}, "batch_size must be a positive int, got -1"),
-    ({"batch_size": 2.0}, "batch_size must be a positive int, got 2.0"),
+    ({"epochs": 0}, "--epochs must be positive, got 0"),
+    ({"batch_size": -1}, "--batch_size must be positive, got -1"),
+    ({"batch_size": 2.0}, "--batch_size must be positive, got 2.0"),
     ({"learning_rate": 0.0}, "learning_rate must be a finite number > 0"),
     ({"learning_rate": float("nan")}, "learning_rate must be a finite number > 0"),
 ])
 def test_bad_arguments(data, kwargs, match):
   with pytest.raises(ValueError, match=match):
     _fit(_model(), data, **kwargs)
+  with pytest.raises(ValueError, match="recipe must be a tf_fastgrnn.spec.Recipe, got dict"):
+    training.fit(_model(), data, data, {"epochs": 3})
 
 
 def test_bad_data(data):
   x, y = data
   with pytest.raises(ValueError, match=r"y must be integer labels of shape \[N\]"):
-    training.fit(_model(), (x, y[:-1]), epochs=1, batch_size=4, learning_rate=0.1)
+    training.fit(_model(), (x, y[:-1]), None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1))
   with pytest.raises(ValueError, match="integer class labels"):
-    training.fit(_model(), (x, y.astype(float)), epochs=1, batch_size=4, learning_rate=0.1)
+    training.fit(_model(), (x, y.astype(float)), None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1))
   bad = x.copy()
   bad[0, 0, 0] = np.nan
   with pytest.raises(ValueError, match="NaN or inf"):
-    training.fit(_model(), (bad, y), epochs=1, batch_size=4, learning_rate=0.1)
+    training.fit(_model(), (bad, y), None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1))
   with pytest.raises(ValueError, match="seed must be a non-negative int"):
     training.set_seed(-1)
 
@@ -176,8 +179,8 @@ def test_resume_with_the_recipe_equals_uninterrupted_run(data, tmp_path):
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"lr_schedule": "step"}, "lr_schedule must be one of"),
-    ({"clipnorm": 0}, "clipnorm must be None or a number > 0"),
-    ({"weight_decay": -1.0}, "weight_decay must be a number >= 0"),
+    ({"clipnorm": 0}, "--clipnorm must be a finite number > 0 \\(or unset\\), got 0"),
+    ({"weight_decay": -1.0}, "--weight_decay must be a finite number >= 0, got -1.0"),
     ({"best_from_epoch": 3}, r"best_from_epoch must be in \[0, epochs=3\)"),
     ({"phase_boundaries": (3,)}, r"phase_boundaries must be epochs inside \(0, 3\)"),
 ])
@@ -188,4 +191,4 @@ def test_bad_recipe_arguments(data, kwargs, match):
 
 def test_keep_best_needs_validation(data):
   with pytest.raises(ValueError, match="keep_best=True needs validation data"):
-    training.fit(_model(), data, epochs=1, batch_size=4, learning_rate=0.1, keep_best=True)
+    training.fit(_model(), data, None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1, keep_best=True))

@@ -1,6 +1,6 @@
 """Input augmentation of training batches, fitting each sensor (IMU windows, audio frames).
 
-Only training batches are augmented (``training.fit(augment=...)``): validation, test and
+Only training batches are augmented (``training.FitOptions(augment=...)``): validation, test and
 every calibration set see the data as it is. Each batch's random draws come from
 ``batch_rng(seed, epoch, batch)``, a function of the run's seed, the epoch and the
 batch's position alone, so a run resumed at any epoch sees the very batches the
@@ -24,8 +24,8 @@ The windows arrive normalised (``(raw - feature_mean) / feature_std``, see
 
 Example:
   >>> aug = augment.make("auto", "fsdd", ds.feature_mean, ds.feature_std)
-  >>> training.fit(model, (x, y), (xv, yv), epochs=45, batch_size=64,
-  ...              learning_rate=1e-2, augment=aug)
+  >>> training.fit(model, (x, y), (xv, yv), Recipe(epochs=45),
+  ...              options=training.FitOptions(augment=aug))
 """
 
 import dataclasses

@@ -818,7 +818,7 @@ SMALLEST_FORM = {"storage": "auto", "bias_terms": False, "compact": True, "expan
 
 
 def convert_fused(tflite_bytes, storage="fast:dsp", bias_terms=True, compact=False,
-                  expand=False):
+                  expand=False, params=None):
   """``model_int8_fused.tflite``: the builtin int8 step model as ONE custom op.
 
   Inputs and outputs (x, h -> h_next, logits) keep the builtin model's order, shapes,
@@ -839,11 +839,14 @@ def convert_fused(tflite_bytes, storage="fast:dsp", bias_terms=True, compact=Fal
   (``decoded_ram_bytes(params, False, True, True)``); ``expand=False`` keeps the slower
   packed kernel with less arena.
 
+  ``params``: ``extract(tflite_bytes, storage)`` where the caller has it already.
+
   Raises:
     FusedExportError: the builtin model is not one the kernel computes exactly (e.g. an
       LSTM or GRU step model).
   """
-  params = extract(tflite_bytes, storage)
+  if params is None:
+    params = extract(tflite_bytes, storage)
   blob = options_blob(params, bias_terms, compact, expand)
   src = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
   graph = src.subgraphs[0]
@@ -1119,7 +1122,22 @@ def _c_binop(p):
   return "{" + ", ".join(f".{f} = {int(p[f])}" for f in fields) + "}"
 
 
-def standalone_sources(tflite_bytes, storage="auto"):
+def _standalone_builds(storage):
+  """``(preprocessor condition or None, storage)`` of each build of the standalone C."""
+  # One weight storage per build (the C preprocessor picks the branch): the size build
+  # the smallest, the others the fastest by their core's cost model.
+  if storage == "auto":
+    return (("defined(FASTGRNN_INT8_SMALL)", "auto"), ("defined(__AVR__)", "fast:avr"),
+            ("defined(__ARM_FEATURE_DSP)", "fast:dsp"), (None, "fast:scalar"))
+  return ((None, storage),)
+
+
+def standalone_storages(storage="auto"):
+  """The weight storages ``standalone_sources(..., storage)`` extracts, in build order."""
+  return tuple(dict.fromkeys(st for _, st in _standalone_builds(storage)))
+
+
+def standalone_sources(tflite_bytes, storage="auto", extracted=None):
   """The standalone C model (no TFLM) for the builtin int8 step model, as text.
 
   ``model.c`` holds every weight, table and parameter as ``const`` data and
@@ -1135,18 +1153,17 @@ def standalone_sources(tflite_bytes, storage="auto"):
       is faster on their core (``fast:dsp`` where ``__ARM_FEATURE_DSP``, ``fast:avr`` on
       AVR, ``fast:scalar`` elsewhere), and the int32 bias terms; any other ``STORAGES``
       value: that storage in every build.
+    extracted: ``{storage: extract(tflite_bytes, storage)}`` the caller has already
+      (``standalone_storages(storage)`` lists those the builds need); the rest are
+      extracted here.
 
   Returns:
     ``{file name: text}`` for ``STANDALONE_FILES``.
   """
-  # One weight storage per build (the C preprocessor picks the branch): the size build
-  # the smallest, the others the fastest by their core's cost model.
-  if storage == "auto":
-    builds = (("defined(FASTGRNN_INT8_SMALL)", "auto"), ("defined(__AVR__)", "fast:avr"),
-              ("defined(__ARM_FEATURE_DSP)", "fast:dsp"), (None, "fast:scalar"))
-  else:
-    builds = ((None, storage),)
-  by_storage = {st: extract(tflite_bytes, st) for st in {st for _, st in builds}}
+  builds = _standalone_builds(storage)
+  extracted = extracted or {}
+  by_storage = {st: extracted[st] if st in extracted else extract(tflite_bytes, st)
+                for st in {st for _, st in builds}}
   params = by_storage[builds[-1][1]]
   io = runtime.step_io(tflite_bytes)
   arrays, fcs = [], {}

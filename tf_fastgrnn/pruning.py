@@ -44,11 +44,12 @@ import tensorflow_model_optimization as tfmot
 
 from tf_fastgrnn import cells
 from tf_fastgrnn import distribute as distribute_lib
+from tf_fastgrnn import spec as spec_lib
 from tf_fastgrnn import tfmot_compat
 from tf_fastgrnn import training
 from tf_fastgrnn._keras import keras
 
-__all__ = ["PHASE_NAMES", "PruningConfig", "ThreePhaseResult", "achievable_sparsity",
+__all__ = ["PHASE_NAMES", "SparsitySpec", "ThreePhaseResult", "achievable_sparsity",
            "sparsity_report", "support_masks", "train_three_phase"]
 
 PHASE_NAMES = ("dense", "iht", "sparse")
@@ -56,74 +57,9 @@ PHASE_NAMES = ("dense", "iht", "sparse")
 _sparsity_keras = tfmot.sparsity.keras
 
 
-def _check_sparsity(name, value):
-  if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (
-      0.0 <= value < 1.0):
-    raise ValueError(f"{name} must be in [0, 1) (the fraction of entries zeroed; 0.0 = "
-                     f"dense), got {value!r}")
-  return float(value)
-
-
-@dataclasses.dataclass(frozen=True)
-class PruningConfig:
-  """Targets and timing of the three-phase training.
-
-  Args:
-    sparsity_w: fraction of the entries of W (or of each of W1, W2) ZEROED, in [0, 1).
-      TF-MOT's meaning; EdgeML's ``sW`` is the fraction kept (``sW = 1 - sparsity_w``).
-    sparsity_u: likewise for U (or each of U1, U2).
-    phase_fractions: fractions of the epochs for (dense, IHT, sparse retraining); they
-      must sum to 1. Phase boundaries fall on epoch ends: ``round(epochs * f1)`` and
-      ``round(epochs * (f1 + f2))``.
-    frequency: training steps between two hard thresholdings in the IHT phase (EdgeML:
-      15).
-
-  Rounding: a matrix of ``size`` entries keeps ``max(round(size * (1 - s)), 1)`` of them
-  (TF-MOT's rule, round half to even), so small matrices such as a low-rank factor
-  ``W1 [6, 2]`` (12 entries) reach the nearest achievable sparsity (``s = 0.3`` keeps 8:
-  0.333) and never lose every entry (``s = 0.95`` keeps 1: 0.917). See
-  ``achievable_sparsity``; the reports give the sparsity actually reached.
-  """
-
-  sparsity_w: float = 0.0
-  sparsity_u: float = 0.0
-  phase_fractions: tuple = (1 / 3, 1 / 3, 1 / 3)
-  frequency: int = 15
-
-  def __post_init__(self):
-    object.__setattr__(self, "sparsity_w", _check_sparsity("sparsity_w", self.sparsity_w))
-    object.__setattr__(self, "sparsity_u", _check_sparsity("sparsity_u", self.sparsity_u))
-    fractions = tuple(self.phase_fractions)
-    if len(fractions) != 3 or any(
-        isinstance(f, bool) or not isinstance(f, (int, float)) or not f > 0
-        for f in fractions):
-      raise ValueError(f"phase_fractions must be three numbers > 0 (dense, IHT, sparse), "
-                       f"got {self.phase_fractions!r}")
-    if not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
-      raise ValueError(f"phase_fractions must sum to 1, got {self.phase_fractions!r} "
-                       f"(sum {sum(fractions):.6g})")
-    object.__setattr__(self, "phase_fractions", tuple(float(f) for f in fractions))
-    if isinstance(self.frequency, bool) or not isinstance(
-        self.frequency, (int, np.integer)) or self.frequency <= 0:
-      raise ValueError(f"frequency must be a positive int (steps between hard "
-                       f"thresholdings), got {self.frequency!r}")
-    object.__setattr__(self, "frequency", int(self.frequency))
-
-  def phase_epochs(self, epochs):
-    """The epochs of each phase, ``(dense, iht, sparse)``, summing to ``epochs``.
-
-    Raises:
-      ValueError: a phase would get no epoch.
-    """
-    f1, f2, _ = self.phase_fractions
-    b1, b2 = round(epochs * f1), round(epochs * (f1 + f2))
-    counts = (b1, b2 - b1, epochs - b2)
-    if min(counts) < 1:
-      raise ValueError(
-          f"epochs={epochs} cannot hold three phases with phase_fractions="
-          f"{self.phase_fractions} (epochs per phase {counts}); use more epochs (at least "
-          f"3 with equal thirds) or phase_fractions that give every phase an epoch")
-    return counts
+# The targets and timing of the three phases: tf_fastgrnn.spec.SparsitySpec (w, u =
+# fractions ZEROED, phase_fractions, frequency).
+SparsitySpec = spec_lib.SparsitySpec
 
 
 def achievable_sparsity(size, sparsity):
@@ -263,7 +199,7 @@ def _wrap(model, config, phase_epochs, steps_per_epoch):
   begin, end = e1 * steps_per_epoch + 1, (e1 + e2) * steps_per_epoch
   schedules = {g: _sparsity_keras.ConstantSparsity(s, begin_step=begin, end_step=end,
                                                    frequency=config.frequency)
-               for g, s in (("W", config.sparsity_w), ("U", config.sparsity_u))}
+               for g, s in (("W", config.w), ("U", config.u))}
   wrapped = _sparsity_keras.prune_low_magnitude(
       model, pruning_schedule=schedules["W"], pruning_policy=_FastCellsOnly())
   for rnn, wrapper in _fast_rnns(wrapped):
@@ -289,8 +225,8 @@ class _PhaseLogger(keras.callbacks.Callback):
     if self._verbose and epoch in self._starts:
       phase, count = self._starts[epoch]
       what = {1: "dense training",
-              2: (f"iterative hard thresholding to sparsity_w={self._config.sparsity_w}, "
-                  f"sparsity_u={self._config.sparsity_u} every {self._config.frequency} "
+              2: (f"iterative hard thresholding to sparsity_w={self._config.w}, "
+                  f"sparsity_u={self._config.u} every {self._config.frequency} "
                   f"steps"),
               3: "sparse retraining, support fixed"}[phase]
       print(f"Phase {phase}/3 ({PHASE_NAMES[phase - 1]}): {what}; epochs {epoch + 1}-"
@@ -319,7 +255,7 @@ class ThreePhaseResult:
       1-based), ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` (None without
       ``val``) at the phase's last epoch, and the ``sparsity_report`` at that point with
       each matrix's ``target`` sparsity added.
-    phase_epochs: epochs of (dense, IHT, sparse), as ``PruningConfig.phase_epochs``.
+    phase_epochs: epochs of (dense, IHT, sparse), as ``SparsitySpec.phase_epochs``.
   """
 
   model: keras.Model
@@ -338,7 +274,7 @@ def _phase_reports(model, history, config, phase_epochs):
     entries = {}
     for key, var, _, group in matrices:
       entry = _entry(var.shape, history[f"nonzero/{key}"][i])
-      target = 0.0 if phase == 1 else {"W": config.sparsity_w, "U": config.sparsity_u}[group]
+      target = 0.0 if phase == 1 else {"W": config.w, "U": config.u}[group]
       entry["target"] = target
       entries[key] = entry
     report = _report(entries, params, history["nonzero/total"][i])
@@ -350,17 +286,18 @@ def _phase_reports(model, history, config, phase_epochs):
   return reports
 
 
-def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
-                      learning_rate, checkpoint_dir=None, seed=0, verbose=1,
-                      callbacks=(), tensorboard_dir=None, lr_schedule="constant",
-                      min_lr_fraction=0.05, clipnorm=None, weight_decay=0.0,
-                      keep_best=False, distribute="none", augment=None):
+def train_three_phase(model, train, val, sparsity, recipe, *, seed=0, checkpoint_dir=None,
+                      options=None):
   """Trains dense, then with iterative hard thresholding, then with the support fixed.
 
-  One ``training.fit`` run over all ``epochs`` (one Adam state throughout, as EdgeML);
-  TF-MOT's schedules switch the phases at epoch boundaries (``config.phase_epochs``).
-  With ``checkpoint_dir`` every epoch is checkpointed, pruning masks and step included,
-  and a second call resumes wherever the first stopped, in any phase.
+  One ``training.fit`` run over all ``recipe.epochs`` (one Adam state throughout, as
+  EdgeML); TF-MOT's schedules switch the phases at epoch boundaries
+  (``sparsity.phase_epochs``). With ``checkpoint_dir`` every epoch is checkpointed,
+  pruning masks and step included, and a second call resumes wherever the first stopped,
+  in any phase. With ``lr_schedule="cosine"`` the rate decays within each phase and
+  restarts at the next phase's first epoch; ``keep_best`` keeps the fixed-support
+  phase's best epoch (only that phase: its weights have the asked sparsity; needs
+  ``val``).
 
   The model's own layers are trained in place (TF-MOT's wrappers share their weights).
 
@@ -369,37 +306,36 @@ def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
       ``FastGRNNCell``/``FastRNNCell`` (e.g. ``models.sequence_classifier``), no pruning
       wrappers.
     train: ``(x, y)``, as ``training.fit``.
-    val: optional ``(x, y)``, evaluated every epoch.
-    config: a ``PruningConfig`` (sparsity = fraction ZEROED).
-    epochs: total epochs of the three phases.
-    batch_size, learning_rate, checkpoint_dir, seed, verbose, callbacks,
-      tensorboard_dir, min_lr_fraction, clipnorm, weight_decay: as ``training.fit``.
-    lr_schedule: ``"constant"`` or ``"cosine"``: with cosine the rate decays within each
-      phase and restarts at the next phase's first epoch.
-    keep_best: the model ends with the weights of the fixed-support phase's epoch with
-      the best validation accuracy (only that phase: its weights have the asked
-      sparsity); needs ``val``.
-    distribute: as ``training.fit``: the wrappers, masks and pruning step of a copy of
-      ``model`` live under the strategy; the trained, stripped weights end in ``model``
-      (the returned model is then ``model`` itself).
-    augment: as ``training.fit`` (training batches only, every phase).
+    val: None or ``(x, y)``, evaluated every epoch.
+    sparsity: a ``SparsitySpec`` (``w``, ``u`` = fraction ZEROED; phase split).
+    recipe: a ``tf_fastgrnn.spec.Recipe``.
+    seed, checkpoint_dir: as ``training.fit``.
+    options: a ``training.FitOptions`` (callbacks, progress, logs, strategy,
+      augmentation); its phases are set here. Under a strategy the wrappers, masks and
+      pruning step of a copy of ``model`` live under it; the trained, stripped weights
+      end in ``model`` (the returned model is then ``model`` itself).
 
   Returns:
     A ``ThreePhaseResult``.
 
   Raises:
     ValueError: no tf_fastgrnn cell, a model already wrapped, phases that do not fit in
-      ``epochs``, or ``training.fit``'s checks.
+      ``recipe.epochs``, or ``training.fit``'s checks.
 
   Example:
     >>> model = models.sequence_classifier("fastgrnn", 32, (128, 9), 6, w_rank=4)
-    >>> result = train_three_phase(model, (x, y), (xv, yv), epochs=30, batch_size=64,
-    ...     learning_rate=1e-2, config=PruningConfig(sparsity_w=0.5, sparsity_u=0.8))
+    >>> result = train_three_phase(model, (x, y), (xv, yv), SparsitySpec(w=0.5, u=0.8),
+    ...                            Recipe(epochs=30, lr_schedule="constant"))
     >>> result.phase_reports[-1]["matrices"]["rnn/U"]["nonzero"]  # round(1024 * 0.2)
     205
   """
-  if not isinstance(config, PruningConfig):
-    raise ValueError(f"config must be a PruningConfig, got {type(config).__name__}")
+  config = sparsity
+  if not isinstance(config, SparsitySpec):
+    raise ValueError(f"sparsity must be a SparsitySpec, got {type(config).__name__}")
+  if not isinstance(recipe, spec_lib.Recipe):
+    raise ValueError(f"recipe must be a tf_fastgrnn.spec.Recipe, got "
+                     f"{type(recipe).__name__}")
+  options = training.FitOptions() if options is None else options
   if not isinstance(model, keras.Model):
     raise ValueError(f"model must be a keras.Model, got {type(model).__name__}")
   if any(tfmot_compat.is_pruning_wrapper(l) for l in model.submodules):
@@ -407,29 +343,32 @@ def train_three_phase(model, train, val=None, *, config, epochs, batch_size,
                      "(tfmot.sparsity.keras.strip_pruning)")
   if not _fast_rnns(model):
     _FastCellsOnly().ensure_model_supports_pruning(model)
-  epochs = training.check_positive_int("epochs", epochs)
-  batch_size = training.check_positive_int("batch_size", batch_size)
+  epochs, batch_size = recipe.epochs, recipe.batch_size
   phase_epochs = config.phase_epochs(epochs)
   if not (isinstance(train, (tuple, list)) and len(train) == 2):
     raise ValueError(f"train must be a pair (x, y) of arrays, got {type(train).__name__}")
   steps_per_epoch = math.ceil(len(train[0]) / batch_size)
 
-  strategy = distribute_lib.get_strategy(distribute)
+  strategy = distribute_lib.get_strategy(options.distribute)
   work = (model if distribute_lib.is_default(strategy)
           else distribute_lib.replicate(model, strategy))
   with strategy.scope():
     wrapped = _wrap(work, config, phase_epochs, steps_per_epoch)
+  # The record a resume must match: the targets under their earlier names, so
+  # checkpoints made before SparsitySpec still resume.
+  record = {"sparsity_w": config.w, "sparsity_u": config.u,
+            "phase_fractions": config.phase_fractions, "frequency": config.frequency}
   history = training.fit(
-      wrapped, train, val, distribute=strategy, epochs=epochs, batch_size=batch_size,
-      learning_rate=learning_rate, checkpoint_dir=checkpoint_dir, seed=seed,
-      verbose=verbose, tensorboard_dir=tensorboard_dir,
-      # UpdatePruningStep re-masks at epoch end, before _PhaseLogger counts the zeros.
-      callbacks=[_sparsity_keras.UpdatePruningStep(),
-                 _PhaseLogger(config, phase_epochs, verbose), *callbacks],
-      run_config={"pruning": dataclasses.asdict(config), "epochs": epochs},
-      lr_schedule=lr_schedule, phase_boundaries=(phase_epochs[0], sum(phase_epochs[:2])),
-      min_lr_fraction=min_lr_fraction, clipnorm=clipnorm, weight_decay=weight_decay,
-      keep_best=keep_best, best_from_epoch=sum(phase_epochs[:2]), augment=augment)
+      wrapped, train, val, recipe, seed=seed, checkpoint_dir=checkpoint_dir,
+      options=dataclasses.replace(
+          options, distribute=strategy,
+          # UpdatePruningStep re-masks at epoch end, before _PhaseLogger counts the zeros.
+          callbacks=(_sparsity_keras.UpdatePruningStep(),
+                     _PhaseLogger(config, phase_epochs, options.verbose),
+                     *options.callbacks),
+          run_config={"pruning": record, "epochs": epochs},
+          phase_boundaries=(phase_epochs[0], sum(phase_epochs[:2])),
+          best_from_epoch=sum(phase_epochs[:2])))
   with strategy.scope():
     stripped = _sparsity_keras.strip_pruning(wrapped)
   if work is not model:  # hand back the caller's one-device model, trained

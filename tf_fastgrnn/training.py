@@ -20,6 +20,7 @@ others write into a temporary folder removed at the end, and resume by reading t
 chief's ``checkpoint_dir`` (a folder every worker sees).
 """
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -35,15 +36,16 @@ import tensorflow as tf
 from tf_fastgrnn import distribute as distribute_lib
 from tf_fastgrnn import fileio
 from tf_fastgrnn import input_pipeline
+from tf_fastgrnn import spec as spec_lib
 from tf_fastgrnn._keras import keras
 
-__all__ = ["LR_SCHEDULES", "NonFiniteLossError", "PhasedCosine", "check_positive_int", "fit",
+__all__ = ["FitOptions", "LR_SCHEDULES", "NonFiniteLossError", "PhasedCosine", "check_positive_int", "fit",
            "load_history", "set_seed", "step_budget"]
 
 HISTORY_FILE = "history.json"
 BEST_WEIGHTS_FILE = "best_weights.npz"
 _RUN_FILE = "run.json"
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = spec_lib.LR_SCHEDULES
 
 
 @keras.utils.register_keras_serializable(package="tf_fastgrnn")
@@ -389,120 +391,124 @@ def _check_run(directory, run, resuming, write=True):
     fileio.write_json(path, run)
 
 
-def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
-        checkpoint_dir=None, callbacks=(), seed=0, verbose=1, tensorboard_dir=None,
-        run_config=None, lr_schedule="constant", phase_boundaries=(), min_lr_fraction=0.05,
-        clipnorm=None, weight_decay=0.0, keep_best=False, best_from_epoch=0,
-        distribute="none", augment=None):
-  """Compiles and trains ``model``; checkpoints every epoch and resumes from the last.
-
-  The model is compiled with Adam(``learning_rate``) (AdamW with ``weight_decay``),
-  sparse categorical cross-entropy on logits and accuracy, and trained in place. With ``checkpoint_dir``, the model's
-  variables (pruning masks and step included), the optimizer's, the epoch count and the
-  history are saved at every epoch end (a ``tf.train.CheckpointManager``, whose index
-  file is replaced atomically, so a kill leaves the previous epoch's checkpoint intact).
-  Calling ``fit`` again with the same directory and settings restores the latest
-  checkpoint and runs only the epochs left; the returned history covers all of them.
+@dataclasses.dataclass(frozen=True)
+class FitOptions:
+  """How ``fit`` runs, beside the ``Recipe`` (what it trains with).
 
   Args:
-    model: a built ``keras.Model`` mapping ``x`` to logits ``[N, C]``.
-    train: ``(x [N, ...], y [N])`` with integer labels.
-    val: optional ``(x, y)`` evaluated at every epoch end (``val_loss``,
-      ``val_accuracy``).
-    epochs: total number of epochs, counting those of a resumed run.
-    batch_size: windows per step; an epoch is ``ceil(N / batch_size)`` steps.
-    learning_rate: Adam's learning rate, > 0.
-    checkpoint_dir: where to checkpoint and resume; None trains without saving.
     callbacks: extra Keras callbacks, called before the checkpoint is written (so logs
       they add to an epoch's ``logs`` enter the history).
-    seed: seeds the run (``set_seed``) and each epoch's data order.
     verbose: Keras' progress (0 silent, 1 progress bar, 2 one line per epoch).
     tensorboard_dir: if set, Keras' TensorBoard logs go there (with a warning and no
       logs where the tensorboard package is not installed).
     run_config: JSON-able settings of the caller that must match to resume (e.g. the
-      pruning targets); ``batch_size``, ``learning_rate``, ``seed``, the training
-      set size and the recipe arguments below always must.
-    lr_schedule: ``"constant"`` or ``"cosine"`` (``PhasedCosine``: a cosine from
-      ``learning_rate`` down to ``min_lr_fraction * learning_rate``, restarted at each of
-      ``phase_boundaries``).
-    phase_boundaries: epochs (0-based) where a new cosine starts, e.g. the pruning
-      phases' starts.
-    min_lr_fraction: the cosine's floor as a fraction of ``learning_rate``.
-    clipnorm: if set, each gradient is clipped to this L2 norm (Keras' ``clipnorm``).
-    weight_decay: decoupled weight decay (AdamW) on weight matrices (biases and the
-      cells' scalars excluded); 0 for plain Adam.
-    keep_best: needs ``val``; at the end the model gets the weights of the epoch with the
-      best ``val_accuracy`` (ties: lower ``val_loss``) among epochs ``best_from_epoch``
-      onwards (0-based), and the history gains ``best_epoch`` ([1-based epoch]).
-    best_from_epoch: first epoch eligible for ``keep_best`` (e.g. the first epoch of the
-      fixed-support phase, so the kept weights have the asked sparsity).
+      pruning targets).
     distribute: ``"none"``, ``"mirrored"``, ``"multi_worker"`` or a
       ``tf.distribute.Strategy`` (``tf_fastgrnn.distribute``). A model built outside the
       strategy's scope is trained as a copy inside it and the trained weights are written
-      back into ``model``; ``batch_size`` is the global batch.
+      back into ``model``; the recipe's ``batch_size`` is the global batch.
     augment: None, or an ``augment.Augmenter`` applied to the training batches only
       (validation is evaluated as it is); its draws come from (seed, epoch, batch), so a
       resume continues exactly. Its ``spec`` is part of the settings a resume must match.
+    phase_boundaries: epochs (0-based) where a new cosine starts (``lr_schedule`` cosine),
+      e.g. the pruning phases' starts.
+    best_from_epoch: first epoch (0-based) eligible for ``keep_best`` (e.g. the first
+      epoch of the fixed-support phase, so the kept weights have the asked sparsity).
+  """
+  callbacks: tuple = ()
+  verbose: int = 1
+  tensorboard_dir: object = None
+  run_config: object = None
+  distribute: object = "none"
+  augment: object = None
+  phase_boundaries: tuple = ()
+  best_from_epoch: int = 0
+
+
+def fit(model, train, val, recipe, *, seed=0, checkpoint_dir=None, options=None):
+  """Compiles and trains ``model`` with ``recipe``; checkpoints every epoch and resumes
+  from the last.
+
+  The model is compiled with Adam(``recipe.learning_rate``) (AdamW with
+  ``weight_decay``), sparse categorical cross-entropy on logits and accuracy, and trained
+  in place for ``recipe.epochs`` epochs of ``recipe.batch_size`` windows. The rate is
+  constant or (``lr_schedule="cosine"``, ``PhasedCosine``) a cosine from the rate down to
+  ``min_lr_fraction`` of it, restarted at each of ``options.phase_boundaries``; gradients
+  clipped to ``clipnorm``; with ``keep_best`` the model ends with the weights of the
+  epoch of best ``val_accuracy`` (ties: lower ``val_loss``) from
+  ``options.best_from_epoch`` on, and the history gains ``best_epoch`` ([1-based]).
+
+  With ``checkpoint_dir``, the model's variables (pruning masks and step included), the
+  optimizer's, the epoch count and the history are saved at every epoch end (a
+  ``tf.train.CheckpointManager``, whose index file is replaced atomically, so a kill
+  leaves the previous epoch's checkpoint intact). Calling ``fit`` again with the same
+  directory and settings restores the latest checkpoint and runs only the epochs left;
+  the returned history covers all of them.
+
+  Args:
+    model: a built ``keras.Model`` mapping ``x`` to logits ``[N, C]``.
+    train: ``(x [N, ...], y [N])`` with integer labels.
+    val: None or ``(x, y)`` evaluated at every epoch end (``val_loss``,
+      ``val_accuracy``); ``keep_best`` needs it.
+    recipe: a ``tf_fastgrnn.spec.Recipe`` (its epochs count those of a resumed run).
+    seed: seeds the run (``set_seed``) and each epoch's data order.
+    checkpoint_dir: where to checkpoint and resume; None trains without saving. The
+      batch size, rate, seed, training set size and recipe must match to resume.
+    options: a ``FitOptions`` (callbacks, progress, logs, strategy, augmentation,
+      phases); None: ``FitOptions()``.
 
   Returns:
     The history ``{metric: [value per epoch]}`` over all epochs (``loss``, ``accuracy``,
-    ``val_loss``, ``val_accuracy`` and whatever ``callbacks`` logged).
+    ``val_loss``, ``val_accuracy`` and whatever callbacks logged).
 
   Raises:
-    ValueError: bad epochs, batch size, learning rate or data; a checkpoint made with
-      other settings or another model.
+    ValueError: not a Recipe, bad options or data; a checkpoint made with other settings
+      or another model.
     NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is kept).
 
   Example:
     >>> model = models.sequence_classifier("fastgrnn", 8, (5, 4), 3)
-    >>> history = fit(model, (x, y), (xv, yv), epochs=3, batch_size=8,
-    ...               learning_rate=1e-2, checkpoint_dir="runs/x/ckpt")
+    >>> history = fit(model, (x, y), (xv, yv), Recipe(epochs=3, batch_size=8),
+    ...               checkpoint_dir="runs/x/ckpt")
   """
-  epochs = check_positive_int("epochs", epochs)
-  batch_size = check_positive_int("batch_size", batch_size)
-  if isinstance(learning_rate, bool) or not isinstance(
-      learning_rate, (int, float, np.floating)) or not (
-          math.isfinite(learning_rate) and learning_rate > 0):
-    raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
+  if not isinstance(recipe, spec_lib.Recipe):
+    raise ValueError(f"recipe must be a tf_fastgrnn.spec.Recipe, got "
+                     f"{type(recipe).__name__}")
+  options = FitOptions() if options is None else options
+  if not isinstance(options, FitOptions):
+    raise ValueError(f"options must be a training.FitOptions, got "
+                     f"{type(options).__name__}")
+  epochs = recipe.epochs
+  tensorboard_dir = options.tensorboard_dir
   if tensorboard_dir is not None and importlib.util.find_spec("tensorboard") is None:
     # An optional log must not stop a long run: the pinned stack has no tensorboard.
     warnings.warn(f"tensorboard_dir={str(tensorboard_dir)!r} ignored: the tensorboard "
                   f"package is not installed (pip install tensorboard to get the logs)")
-    tensorboard_dir = None
-  if lr_schedule not in LR_SCHEDULES:
-    raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
-  if clipnorm is not None and not (isinstance(clipnorm, (int, float)) and clipnorm > 0):
-    raise ValueError(f"clipnorm must be None or a number > 0, got {clipnorm!r}")
-  if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
-    raise ValueError(f"weight_decay must be a number >= 0, got {weight_decay!r}")
+    options = dataclasses.replace(options, tensorboard_dir=None)
+  augment = options.augment
   if augment is not None and not (callable(augment) and isinstance(
       getattr(augment, "spec", None), dict)):
     raise ValueError(f"augment must be None or an augment.Augmenter, got "
                      f"{type(augment).__name__}")
-  if keep_best and val is None:
+  if recipe.keep_best and val is None:
     raise ValueError("keep_best=True needs validation data (val) to pick the best epoch")
-  if not 0 <= best_from_epoch < epochs:
+  if not 0 <= options.best_from_epoch < epochs:
     raise ValueError(f"best_from_epoch must be in [0, epochs={epochs}), got "
-                     f"{best_from_epoch!r}")
-  boundaries = sorted(int(b) for b in phase_boundaries)
+                     f"{options.best_from_epoch!r}")
+  boundaries = sorted(int(b) for b in options.phase_boundaries)
   if any(not 0 < b < epochs for b in boundaries):
     raise ValueError(f"phase_boundaries must be epochs inside (0, {epochs}), got "
-                     f"{list(phase_boundaries)}")
+                     f"{list(options.phase_boundaries)}")
+  options = dataclasses.replace(options, phase_boundaries=tuple(boundaries))
   x, y = _check_data("train", train)
   val_data = None if val is None else _check_data("val", val)
-  strategy = distribute_lib.get_strategy(distribute)
+  strategy = distribute_lib.get_strategy(options.distribute)
   set_seed(seed)
-  recipe_args = {"lr_schedule": lr_schedule, "phase_boundaries": boundaries,
-                 "min_lr_fraction": min_lr_fraction, "clipnorm": clipnorm,
-                 "weight_decay": weight_decay, "keep_best": keep_best,
-                 "best_from_epoch": best_from_epoch, "augment": augment}
   if not distribute_lib.is_default(strategy) and model.distribute_strategy is not strategy:
     replica = distribute_lib.replicate(model, strategy)
-    history = fit(replica, (x, y), val_data, epochs=epochs, batch_size=batch_size,
-                  learning_rate=learning_rate, checkpoint_dir=checkpoint_dir,
-                  callbacks=callbacks, seed=seed, verbose=verbose,
-                  tensorboard_dir=tensorboard_dir, run_config=run_config,
-                  distribute=strategy, **recipe_args)
+    history = fit(replica, (x, y), val_data, recipe, seed=seed,
+                  checkpoint_dir=checkpoint_dir,
+                  options=dataclasses.replace(options, distribute=strategy))
     distribute_lib.copy_back(replica, model)
     return history
   # The epoch count and the history are ordinary variables made outside the strategy (a
@@ -514,27 +520,32 @@ def fit(model, train, val=None, *, epochs, batch_size, learning_rate,
   write_dir = None
   if checkpoint_dir is not None and not chief:
     write_dir = pathlib.Path(tempfile.mkdtemp(prefix="tf_fastgrnn-worker-ckpt-"))
+  if not chief:
+    options = dataclasses.replace(options, tensorboard_dir=None)
   try:
     with strategy.scope():
-      return _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
-                           checkpoint_dir, write_dir, callbacks, seed, verbose,
-                           tensorboard_dir if chief else None, run_config, state,
-                           **recipe_args)
+      return _fit_in_scope(model, (x, y, val_data), recipe, seed,
+                           (checkpoint_dir, write_dir, state), options)
   finally:
     if write_dir is not None:
       shutil.rmtree(write_dir, ignore_errors=True)
 
 
-def _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
-                  checkpoint_dir, write_dir, callbacks, seed, verbose, tensorboard_dir,
-                  run_config, state, *, lr_schedule, phase_boundaries, min_lr_fraction,
-                  clipnorm, weight_decay, keep_best, best_from_epoch, augment):
+def _fit_in_scope(model, data, recipe, seed, checkpoint, options):
   """``fit`` after its checks, inside the model's strategy scope.
 
+  ``data``: ``(x, y, val_data)``. ``checkpoint``: ``(checkpoint_dir, write_dir, state)``;
   ``write_dir``: where a non-chief worker writes its checkpoints (None: into
   ``checkpoint_dir``, which is always where a resume reads from).
   """
-  boundaries = phase_boundaries
+  x, y, val_data = data
+  checkpoint_dir, write_dir, state = checkpoint
+  epochs, batch_size = int(recipe.epochs), int(recipe.batch_size)
+  learning_rate = float(recipe.learning_rate)
+  lr_schedule, clipnorm, weight_decay = recipe.lr_schedule, recipe.clipnorm, recipe.weight_decay
+  keep_best, min_lr_fraction = recipe.keep_best, recipe.min_lr_fraction
+  boundaries, best_from_epoch = list(options.phase_boundaries), options.best_from_epoch
+  augment = options.augment
   steps = math.ceil(len(x) / batch_size)
   rate = float(learning_rate)
   if lr_schedule == "cosine":
@@ -556,15 +567,15 @@ def _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
   optimizer.build(model.trainable_variables)
 
   cosine = lr_schedule == "cosine"
-  recipe = {"lr_schedule": lr_schedule, "phase_boundaries": boundaries if cosine else [],
+  record = {"lr_schedule": lr_schedule, "phase_boundaries": boundaries if cosine else [],
             "min_lr_fraction": float(min_lr_fraction) if cosine else 0.05,
             "clipnorm": None if clipnorm is None else float(clipnorm),
             "weight_decay": float(weight_decay), "keep_best": bool(keep_best),
             "best_from_epoch": int(best_from_epoch) if keep_best else 0}
   if cosine:  # the schedule spans the whole run: resuming with other epochs changes it
-    recipe["total_epochs"] = epochs
+    record["total_epochs"] = epochs
   if augment is not None:  # absent otherwise: earlier checkpoints still resume
-    recipe["augment"] = augment.spec
+    record["augment"] = augment.spec
   history, initial_epoch = {}, 0
   nan_guard = _StopOnNonFinite()
   manager = directory = out_dir = None
@@ -580,15 +591,15 @@ def _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
     resuming = directory.is_dir() and bool(_checkpoint_prefixes(directory))
     _check_run(directory, {"batch_size": batch_size, "learning_rate": float(learning_rate),
                            "seed": int(seed), "num_train": int(len(x)), "epochs": epochs,
-                           "run_config": run_config, **_readout_record(model),
-                           **({} if recipe == _DEFAULT_RECIPE else {"recipe": recipe})},
+                           "run_config": options.run_config, **_readout_record(model),
+                           **({} if record == _DEFAULT_RECIPE else {"recipe": record})},
                resuming=resuming, write=write_dir is None)
     restored = (_restore_newest_intact(ckpt, reader, directory) if directory.is_dir()
                 else None)
     if restored:
       initial_epoch = int(state["epoch"].numpy())
       history = json.loads(state["history"].numpy().decode() or "{}")
-      if verbose:
+      if options.verbose:
         print(f"Resuming from {restored}: {initial_epoch}/{epochs} epochs done")
   best = _KeepBest(int(best_from_epoch)) if keep_best else None
   if best is not None and initial_epoch:
@@ -597,9 +608,9 @@ def _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
     return _finish(model, history, best)
 
   saver = _EpochCheckpoint(history, nan_guard, manager, state, out_dir, best)
-  all_callbacks = [nan_guard, *callbacks]
-  if tensorboard_dir is not None:
-    all_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(tensorboard_dir)))
+  all_callbacks = [nan_guard, *options.callbacks]
+  if options.tensorboard_dir is not None:
+    all_callbacks.append(keras.callbacks.TensorBoard(log_dir=str(options.tensorboard_dir)))
   all_callbacks.append(saver)
 
   model.fit(input_pipeline.train_dataset(x, y, batch_size, int(seed), initial_epoch,
@@ -607,7 +618,7 @@ def _fit_in_scope(model, x, y, val_data, epochs, batch_size, learning_rate,
             epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
             validation_data=(None if val_data is None else
                              input_pipeline.eval_dataset(*val_data, batch_size)),
-            callbacks=all_callbacks, verbose=verbose)
+            callbacks=all_callbacks, verbose=options.verbose)
   if nan_guard.where is not None:
     epoch, batch, loss = nan_guard.where
     raise NonFiniteLossError(
