@@ -136,6 +136,118 @@ FG_INLINE int32_t srdhm(int32_t a, int32_t b) {
   const int32_t hi = mul_parts(a, b, UINT32_C(1) << 14, &t);
   return (int32_t)((uint32_t)hi << 1) + (int32_t)(t >> 15);
 }
+#elif defined(__AVR__)
+/* 8-bit AVR: avr-gcc's 64-bit multiply and shift routines cost hundreds of cycles per
+ * rescale. FG_AVR_MULHI(h, a, b, round, tail) sets h = bits 32..63 of a b + round 2^24
+ * (signed a, b) from sixteen 8 x 8 -> 16 MULs: the unsigned product of the two bit
+ * patterns column by column (each partial product added to bytes k, k + 1 with its carry
+ * into byte k + 2, which at that point holds only a few carries: none is lost), the
+ * rounding constant starting in byte 3, then minus 2^32 b if a < 0 and minus 2^32 a if
+ * b < 0 (two's complement: a = a_u - 2^32 [a < 0]; the 2^64 term vanishes). Byte 0 is
+ * never needed: nothing carries out of it. `tail` may use byte 3 (p3). */
+#define FG_AVR_MULHI(h, a, b, round, tail) \
+  do { \
+    uint8_t p1_, p2_, p3_, z_; \
+    __asm__("clr %[z]\n\t" \
+          "clr %[p2]\n\t" \
+          "ldi %[p3], " round "\n\t" \
+          "clr %A[h]\n\t" \
+          "clr %B[h]\n\t" \
+          "clr %C[h]\n\t" \
+          "clr %D[h]\n\t" \
+          "mul %A[a], %A[b]\n\t" \
+          "mov %[p1], r1\n\t" \
+          "mul %A[a], %B[b]\n\t" \
+          "add %[p1], r0\n\t" \
+          "adc %[p2], r1\n\t" \
+          "adc %[p3], %[z]\n\t" \
+          "mul %B[a], %A[b]\n\t" \
+          "add %[p1], r0\n\t" \
+          "adc %[p2], r1\n\t" \
+          "adc %[p3], %[z]\n\t" \
+          "mul %A[a], %C[b]\n\t" \
+          "add %[p2], r0\n\t" \
+          "adc %[p3], r1\n\t" \
+          "adc %A[h], %[z]\n\t" \
+          "mul %B[a], %B[b]\n\t" \
+          "add %[p2], r0\n\t" \
+          "adc %[p3], r1\n\t" \
+          "adc %A[h], %[z]\n\t" \
+          "mul %C[a], %A[b]\n\t" \
+          "add %[p2], r0\n\t" \
+          "adc %[p3], r1\n\t" \
+          "adc %A[h], %[z]\n\t" \
+          "mul %A[a], %D[b]\n\t" \
+          "add %[p3], r0\n\t" \
+          "adc %A[h], r1\n\t" \
+          "adc %B[h], %[z]\n\t" \
+          "mul %B[a], %C[b]\n\t" \
+          "add %[p3], r0\n\t" \
+          "adc %A[h], r1\n\t" \
+          "adc %B[h], %[z]\n\t" \
+          "mul %C[a], %B[b]\n\t" \
+          "add %[p3], r0\n\t" \
+          "adc %A[h], r1\n\t" \
+          "adc %B[h], %[z]\n\t" \
+          "mul %D[a], %A[b]\n\t" \
+          "add %[p3], r0\n\t" \
+          "adc %A[h], r1\n\t" \
+          "adc %B[h], %[z]\n\t" \
+          "mul %B[a], %D[b]\n\t" \
+          "add %A[h], r0\n\t" \
+          "adc %B[h], r1\n\t" \
+          "adc %C[h], %[z]\n\t" \
+          "mul %C[a], %C[b]\n\t" \
+          "add %A[h], r0\n\t" \
+          "adc %B[h], r1\n\t" \
+          "adc %C[h], %[z]\n\t" \
+          "mul %D[a], %B[b]\n\t" \
+          "add %A[h], r0\n\t" \
+          "adc %B[h], r1\n\t" \
+          "adc %C[h], %[z]\n\t" \
+          "mul %C[a], %D[b]\n\t" \
+          "add %B[h], r0\n\t" \
+          "adc %C[h], r1\n\t" \
+          "adc %D[h], %[z]\n\t" \
+          "mul %D[a], %C[b]\n\t" \
+          "add %B[h], r0\n\t" \
+          "adc %C[h], r1\n\t" \
+          "adc %D[h], %[z]\n\t" \
+          "mul %D[a], %D[b]\n\t" \
+          "add %C[h], r0\n\t" \
+          "adc %D[h], r1\n\t" \
+          "sbrs %D[a], 7\n\t" \
+          "rjmp 1f\n\t" \
+          "sub %A[h], %A[b]\n\t" \
+          "sbc %B[h], %B[b]\n\t" \
+          "sbc %C[h], %C[b]\n\t" \
+          "sbc %D[h], %D[b]\n" \
+          "1:\n\t" \
+          "sbrs %D[b], 7\n\t" \
+          "rjmp 2f\n\t" \
+          "sub %A[h], %A[a]\n\t" \
+          "sbc %B[h], %B[a]\n\t" \
+          "sbc %C[h], %C[a]\n\t" \
+          "sbc %D[h], %D[a]\n" \
+          "2:\n\t" \
+          tail \
+          "clr r1" \
+          : [h] "=&r"(h), [p1] "=&r"(p1_), [p2] "=&r"(p2_), [p3] "=&d"(p3_), \
+            [z] "=&r"(z_) \
+          : [a] "r"(a), [b] "r"(b) \
+          : "r0", "r1", "cc"); \
+  } while (0)
+/* (a b + 2^30) >> 31: bits 32..63 of a b + 2^30, shifted left by one, bit 31 below. */
+static __attribute__((noinline)) int32_t srdhm(int32_t a, int32_t b) {
+  int32_t h;
+  FG_AVR_MULHI(h, a, b, "0x40",
+               "lsl %[p3]\n\t"
+               "rol %A[h]\n\t"
+               "rol %B[h]\n\t"
+               "rol %C[h]\n\t"
+               "rol %D[h]\n\t");
+  return h;
+}
 #else
 FG_INLINE int32_t srdhm(int32_t a, int32_t b) {
   return (int32_t)(((int64_t)a * (int64_t)b + (INT64_C(1) << 30)) >> 31);
@@ -267,6 +379,13 @@ FG_INLINE int32_t smmulr(int32_t a, int32_t b) {
   uint32_t t;
   const int32_t hi = mul_parts(a, b, UINT32_C(1) << 15, &t);
   return hi + (int32_t)(t >> 16);
+}
+#elif defined(__AVR__)
+/* (a b + 2^31) >> 32 */
+static __attribute__((noinline)) int32_t smmulr(int32_t a, int32_t b) {
+  int32_t h;
+  FG_AVR_MULHI(h, a, b, "0x80", "");
+  return h;
 }
 #else
 static inline int32_t smmulr(int32_t a, int32_t b) {
