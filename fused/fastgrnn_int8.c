@@ -428,6 +428,57 @@ static int32_t dot_packed(const ROM uint8_t *mask, const ROM int8_t **wp, const 
 }
 
 
+#if defined(__AVR__) && !defined(FASTGRNN_INT8_NO_ASM)
+#define FG_AVR_ASM 1
+/* 8-bit AVR: S_ = the sparse row at flash address IP_ (its count n, then n column
+ * indices) times the n weights at WP_, over X_ in RAM; IP_ and WP_ advance past the row.
+ * ~27 cycles per MAC: the index and the weight by LPM (Z switched between the two flash
+ * streams), x[index] by LD X, one MULS, the 16-bit product added into a 24-bit sum (its
+ * sign by SBRC/DEC), sign-extended once at the end. 24 bits hold any sparse row: n <= cols
+ * <= 255 (the parser's check), |product| <= 2^14, so |sum| < 2^22. */
+#define FG_AVR_SPARSE_SUM(S_, IP_, WP_, X_)                                               \
+  do {                                                                                  \
+    uint8_t t_, xv_, wv_, z_, n_;                                                       \
+    __asm__ volatile("movw r30, %[ip]\n\t"                                              \
+                     "lpm %[n], Z+\n\t"                                                 \
+                     "movw %[ip], r30\n\t"                                              \
+                     "clr %[z]\n\t"                                                     \
+                     "clr %A[s]\n\t"                                                    \
+                     "clr %B[s]\n\t"                                                    \
+                     "clr %C[s]\n\t"                                                    \
+                     "tst %[n]\n\t"                                                     \
+                     "breq 2f\n"                                                        \
+                     "1:\n\t"                                                           \
+                     "movw r30, %[ip]\n\t"                                              \
+                     "lpm %[t], Z+\n\t"                                                 \
+                     "movw %[ip], r30\n\t"                                              \
+                     "movw r26, %[x]\n\t"                                               \
+                     "add r26, %[t]\n\t"                                                \
+                     "adc r27, %[z]\n\t"                                                \
+                     "ld %[xv], X\n\t"                                                  \
+                     "movw r30, %[wp]\n\t"                                              \
+                     "lpm %[wv], Z+\n\t"                                                \
+                     "movw %[wp], r30\n\t"                                              \
+                     "muls %[xv], %[wv]\n\t"                                            \
+                     "add %A[s], r0\n\t"                                                \
+                     "adc %B[s], r1\n\t"                                                \
+                     "adc %C[s], %[z]\n\t"                                              \
+                     "sbrc r1, 7\n\t"                                                   \
+                     "dec %C[s]\n\t"                                                    \
+                     "dec %[n]\n\t"                                                     \
+                     "brne 1b\n"                                                        \
+                     "2:\n\t"                                                           \
+                     "clr %D[s]\n\t"                                                    \
+                     "sbrc %C[s], 7\n\t"                                                \
+                     "com %D[s]\n\t"                                                    \
+                     "clr r1"                                                           \
+                     : [s] "=&r"(S_), [t] "=&r"(t_), [xv] "=&d"(xv_), [wv] "=&d"(wv_), \
+                       [z] "=&r"(z_), [n] "=&r"(n_), [ip] "+r"(IP_), [wp] "+r"(WP_)       \
+                     : [x] "r"(X_)                                                       \
+                     : "r0", "r1", "r26", "r27", "r30", "r31", "cc", "memory");         \
+  } while (0)
+#endif
+
 /* acc + sum over one sparse row: *ip at its count n, then n column indices; *wp at its
  * n non-zeros. Both advance past the row. Exact int32 sums: any order. */
 FG_INLINE int32_t sparse_row(const ROM uint8_t **ip, const ROM int8_t **wp,
@@ -553,51 +604,14 @@ FG_INLINE int32_t sparse_row(const ROM uint8_t **ip, const ROM int8_t **wp,
         [w] "+l"(w)
       : [x] "l"(x)
       : "cc", "memory");
-#elif defined(__AVR__) && !defined(FASTGRNN_INT8_NO_ASM)
-  /* 8-bit AVR, ~27 cycles per MAC: the index and the weight by LPM (Z switched between the
-   * two flash streams), x[index] by LD X, one MULS, the 16-bit product added into a 24-bit
-   * sum (its sign by SBRC/DEC). 24 bits hold any sparse row: n <= cols <= 255 (the
-   * parser's check), |product| <= 2^14, so |sum| < 2^22. The sum is sign-extended once. */
-  if (n) {
-    uint16_t ip = (uint16_t)idx, wp = (uint16_t)w;
-    uint8_t t, xv, wv, z, cnt = (uint8_t)n;
-    int32_t sum;
-    __asm__ volatile(
-        "clr %[z]\n\t"
-        "clr %A[s]\n\t"
-        "clr %B[s]\n\t"
-        "clr %C[s]\n"
-        "1:\n\t"
-        "movw r30, %[ip]\n\t"
-        "lpm %[t], Z+\n\t"
-        "movw %[ip], r30\n\t"
-        "movw r26, %[x]\n\t"
-        "add r26, %[t]\n\t"
-        "adc r27, %[z]\n\t"
-        "ld %[xv], X\n\t"
-        "movw r30, %[wp]\n\t"
-        "lpm %[wv], Z+\n\t"
-        "movw %[wp], r30\n\t"
-        "muls %[xv], %[wv]\n\t"
-        "add %A[s], r0\n\t"
-        "adc %B[s], r1\n\t"
-        "adc %C[s], %[z]\n\t"
-        "sbrc r1, 7\n\t"
-        "dec %C[s]\n\t"
-        "dec %[n]\n\t"
-        "brne 1b\n\t"
-        "clr %D[s]\n\t"
-        "sbrc %C[s], 7\n\t"
-        "com %D[s]\n\t"
-        "clr r1"
-        : [s] "=&r"(sum), [t] "=&r"(t), [xv] "=&d"(xv), [wv] "=&d"(wv), [z] "=&r"(z),
-          [n] "+r"(cnt), [ip] "+r"(ip), [wp] "+r"(wp)
-        : [x] "r"(x)
-        : "r0", "r1", "r26", "r27", "r30", "r31", "cc", "memory");
-    idx = (const ROM uint8_t *)ip;
-    w = (const ROM int8_t *)wp;
-    acc += sum;
-  }
+#elif defined(FG_AVR_ASM)
+  uint16_t ia = (uint16_t)(idx - 1), wa = (uint16_t)w; /* from the count on */
+  int32_t sum;
+  (void)n;
+  FG_AVR_SPARSE_SUM(sum, ia, wa, x);
+  idx = (const ROM uint8_t *)ia;
+  w = (const ROM int8_t *)wa;
+  acc += sum;
 #else
   for (; n >= 4; n -= 4, idx += 4, w += 4) { /* one int32 sum per product (int is 16 bits on AVR) */
     acc += FG_MUL8(x[idx[0]], w[0]);
@@ -797,6 +811,30 @@ FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, in
 
 #if defined(FG_FASTPATH)
 /* Sparse rows, no fused activation. */
+#if defined(FG_AVR_ASM)
+/* AVR: the rows' sums in place (no call per row, the flash pointers in registers) and
+ * fc_out_full's arithmetic inline. */
+static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
+  const int32_t zo = f->out_offset;
+  const int8_t *const end = out + f->rows;
+  uint16_t ip = (uint16_t)f->idx, wp = (uint16_t)f->w;
+  const ROM int32_t *bias = f->bias, *mult = f->mult;
+  const ROM int8_t *shift = f->shift;
+  while (out != end) {
+    int32_t acc, t;
+    int8_t s = *shift++;
+    FG_AVR_SPARSE_SUM(acc, ip, wp, x);
+    acc += *bias++;
+    if (FG_UNLIKELY(s >= 0)) {
+      *out++ = (int8_t)ssat8(mbqm(acc, *mult++, s) + zo);
+      continue;
+    }
+    t = srdhm(acc, *mult++);
+    t = FG_ASR(t - (int32_t)((uint32_t)t >> 31), ~s);
+    *out++ = (int8_t)ssat8((t + 1 + 2 * zo) >> 1);
+  }
+}
+#else
 FG_HOT static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
   const int32_t rows = f->rows, zo = f->out_offset;
   const ROM uint8_t *idx = f->idx;
@@ -807,6 +845,7 @@ FG_HOT static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, i
   for (r = 0; r < rows; ++r)
     out[r] = (int8_t)fc_out_full(mult, shift, zo, r, sparse_row(&idx, &w, x, bias[r]));
 }
+#endif
 #endif
 
 /* FullyConnectedPerChannel (int8), dense, bitmap-packed or sparse weights. */
