@@ -1013,7 +1013,12 @@ FG_INLINE int32_t in_scaled(const fg_in *r, int32_t v) {
   return FG_ASR(r->half + a * r->mh + ((a * r->ml + (INT32_C(1) << (r->k - 1))) >> r->k) -
                     (int32_t)((uint32_t)a >> 31), r->e);
 #else
+#if defined(__AVR__)
+  /* l is 21 or 22: two whole bytes first (a variable shift is a loop of 1-bit shifts) */
+  const int32_t x = (int32_t)(((uint32_t)v << 16) << (r->l - 16)) + r->off;
+#else
   const int32_t x = (int32_t)((uint32_t)v << r->l) + r->off;
+#endif
   return FG_ASR(smmlar(x, r->m, r->half) - (int32_t)((uint32_t)x >> 31), r->e);
 #endif
 }
@@ -1033,7 +1038,12 @@ FG_INLINE int32_t add_hg(int32_t hoff2, const fg_in *g, const fg_out *o, int32_t
 
 /* MUL(a, b). */
 FG_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
+#if defined(__AVR__)
+  /* |2 (a + o1)| <= 766, |b + o2| <= 383 (fast_out): one 16 x 16 -> 32 product */
+  return out8(o, FG_SMUL16(2 * a + o->in1x2, b + o->in2));
+#else
   return out8(o, (2 * a + o->in1x2) * (b + o->in2));
+#endif
 }
 
 FG_HOT static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int8_t *b,
