@@ -18,6 +18,10 @@
     !defined(FASTGRNN_INT8_NO_ASM)
 #define FG_THUMB1 1
 #endif
+/* 8-bit AVR: the rescales' high words and the sparse rows in inline assembly. */
+#if defined(__AVR__) && defined(__GNUC__) && !defined(FASTGRNN_INT8_NO_ASM)
+#define FG_AVR_ASM 1
+#endif
 
 /* The hot passes at -O2 on Thumb-2 cores (gcc -Os reloads their constants from the stack:
  * -1.7 k instructions per HAR-2 step on the M3/M4F); not on Armv6-M, where -O2 is slower. */
@@ -145,7 +149,7 @@ FG_INLINE int32_t srdhm(int32_t a, int32_t b) {
   const int32_t hi = mul_parts(a, b, UINT32_C(1) << 14, &t);
   return (int32_t)((uint32_t)hi << 1) + (int32_t)(t >> 15);
 }
-#elif defined(__AVR__)
+#elif defined(FG_AVR_ASM)
 /* 8-bit AVR: avr-gcc's 64-bit multiply and shift routines cost hundreds of cycles per
  * rescale. FG_AVR_MULHI(h, a, b, round, tail) sets h = bits 32..63 of a b + round 2^24
  * (signed a, b) from sixteen 8 x 8 -> 16 MULs: the unsigned product of the two bit
@@ -389,7 +393,7 @@ FG_INLINE int32_t smmulr(int32_t a, int32_t b) {
   const int32_t hi = mul_parts(a, b, UINT32_C(1) << 15, &t);
   return hi + (int32_t)(t >> 16);
 }
-#elif defined(__AVR__)
+#elif defined(FG_AVR_ASM)
 /* (a b + 2^31) >> 32 */
 static __attribute__((noinline)) int32_t smmulr(int32_t a, int32_t b) {
   int32_t h;
@@ -437,8 +441,7 @@ static int32_t dot_packed(const ROM uint8_t *mask, const ROM int8_t **wp, const 
 }
 
 
-#if defined(__AVR__) && !defined(FASTGRNN_INT8_NO_ASM)
-#define FG_AVR_ASM 1
+#if defined(FG_AVR_ASM)
 /* 8-bit AVR: S_ = the sparse row at flash address IP_ (its count n, then n column
  * indices) times the n weights at WP_, over X_ in RAM; IP_ and WP_ advance past the row.
  * ~27 cycles per MAC: the index and the weight by LPM (Z switched between the two flash

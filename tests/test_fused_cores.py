@@ -191,7 +191,8 @@ int main(void) {
                     reason="needs avr-gcc and simavr")
 def test_avr_builds_on_simavr_are_bit_exact(tmp_path):
   """ATmega328P: weights and tables in __flash, int16 products, byte-wise variable
-  shifts; the default build (sparse rows, fast elementwise passes) and the size build."""
+  shifts; the default build (assembly sparse rows and rescales, fast elementwise passes),
+  the size build and the default build's C (``-DFASTGRNN_INT8_NO_ASM``)."""
   import re  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(9)
   model = _sparse_model(rng, "fastgrnn", 24, 9, 4, w_rank=3, u_rank=12)
@@ -210,7 +211,7 @@ def test_avr_builds_on_simavr_are_bit_exact(tmp_path):
             f"static const int8_t windows[{x_q.shape[0]}][{x_q.shape[1]}][9] = {{{body}}};\n")
   with open(os.path.join(src, "avr_main.c"), "w") as f:
     f.write(_AVR_MAIN)
-  for flags in ((), ("-DFASTGRNN_INT8_SMALL",)):
+  for flags in ((), ("-DFASTGRNN_INT8_SMALL",), ("-DFASTGRNN_INT8_NO_ASM",)):
     elf = os.path.join(src, "verify_avr.elf")
     subprocess.run(["avr-gcc", "-std=gnu99", "-Os", "-mmcu=atmega328p", *flags, f"-I{src}",
                     os.path.join(src, "avr_main.c"), os.path.join(src, "model.c"),
