@@ -966,6 +966,9 @@ typedef struct {
 typedef struct {
   int32_t m, e, round; /* round = 2^(e-1) + output offset 2^e */
   int32_t in1x2, in2;  /* MUL input offsets (2 o1, o2) */
+#if defined(FG_MUL32)
+  int32_t mh, ml; /* m = mh 2^16 + ml */
+#endif
 } fg_out;
 
 static int fast_in(fg_in *r, int32_t offset, int32_t mult, int32_t shift) {
@@ -1000,6 +1003,10 @@ static int fast_out(fg_out *r, const fastgrnn_int8_binop *p) {
   r->round = (INT32_C(1) << (r->e - 1)) + p->out_offset * (INT32_C(1) << r->e);
   r->in1x2 = 2 * p->in1_offset;
   r->in2 = p->in2_offset;
+#if defined(FG_MUL32)
+  r->mh = r->m >> 16;
+  r->ml = r->m & 0xffff;
+#endif
   return 1;
 }
 
@@ -1038,7 +1045,22 @@ FG_EW_INLINE int32_t in_scaled(const fg_in *r, int32_t v) {
 /* clamp8(mbqm(x, m, shift) + offset) from x2 = 2x: the offset goes in before the shift
  * as offset 2^e (|y| < 2^28, e <= 23, |offset| <= 128: no overflow). */
 FG_EW_INLINE int32_t out8(const fg_out *r, int32_t x2) {
+#if defined(FG_MUL32)
+  /* y = (x2 m + 2^31) >> 32 from four 16 x 16 products (x2 = 2^16 ah + al, al unsigned):
+   * x2 m + 2^31 = 2^32 ah mh + 2^16 (ah ml + al mh + (al ml >> 16) + 2^15) + (al ml mod 2^16),
+   * so y = ah mh + floor(u / 2^16) with u the middle sum. Under the parser's bounds
+   * (input offsets -127..128, multipliers in [0, 2^31)) each ADD term is at most 2^28 in
+   * magnitude (|v + offset| <= 256 times 2^20 times a multiplier below one; a stored bias
+   * term equals that), so -2^30 <= x2 < 2^30 (MUL: |x2| <= 2^17): -2^14 <= ah < 2^14, and
+   * u + 2^30 lies in [2^14, 2^32 - 2^16): one unsigned sum, one shift, minus 2^14 after. */
+  const uint32_t al = (uint32_t)x2 & 0xffffu;
+  const int32_t ah = x2 >> 16;
+  const uint32_t u = (uint32_t)(ah * r->ml) + al * (uint32_t)r->mh +
+                     ((al * (uint32_t)r->ml) >> 16) + UINT32_C(0x40008000);
+  const int32_t y = ah * r->mh + (int32_t)(u >> 16) - 0x4000;
+#else
   const int32_t y = smmulr(x2, r->m);
+#endif
   return ssat8(FG_ASR(y + r->round - (int32_t)((uint32_t)y >> 31), r->e));
 }
 

@@ -368,3 +368,54 @@ def test_avr_assembly_arithmetic_is_exact_on_edge_cases(tmp_path):
   assert len(got) == len(want), (len(got), len(want))
   bad = [(i, g, w) for i, (g, w) in enumerate(zip(got, want)) if g != w]
   assert not bad, f"{len(bad)} differ, first {bad[:5]}"
+
+
+_MUL32_EDGES = r"""
+#include "fastgrnn_int8_equiv.c"
+/* out8 (FG_MUL32: four 16 x 16 products, one unsigned middle sum) against mbqm_add at the
+ * ends of its range, x2 = 2x with -2^29 <= x < 2^29, and on a sweep between. */
+int32_t edges_out8(int32_t mult, int32_t shift, int32_t offset) {
+  fastgrnn_int8_binop p = {0};
+  fg_out o;
+  int32_t x, bad = 0;
+  p.out_mult = mult;
+  p.out_shift = shift;
+  p.out_offset = offset;
+  p.act_min = -128;
+  p.act_max = 127;
+  if (!fast_out(&o, &p)) return -1;
+  for (x = -(INT32_C(1) << 29); x < -(INT32_C(1) << 29) + (INT32_C(1) << 17); ++x)
+    bad += out8(&o, 2 * x) != clamp8(mbqm_add(x, mult, shift) + offset, -128, 127);
+  for (x = (INT32_C(1) << 29) - (INT32_C(1) << 17); x < (INT32_C(1) << 29); ++x)
+    bad += out8(&o, 2 * x) != clamp8(mbqm_add(x, mult, shift) + offset, -128, 127);
+  for (x = -(INT32_C(1) << 29); x < (INT32_C(1) << 29) - 65521; x += 65521)
+    bad += out8(&o, 2 * x) != clamp8(mbqm_add(x, mult, shift) + offset, -128, 127);
+  return bad;
+}
+"""
+
+
+def test_mul32_elementwise_passes_equal_the_generic_ones(tmp_path):
+  """The 32-bit-only build (-DFASTGRNN_INT8_MUL32, what the M0 runs) of the fast
+  elementwise passes against its generic passes (tests/fastgrnn_int8_equiv.c: every int8
+  operand pair of random ADDs and MULs, both operand orders, stored bias terms), and its
+  output rescale (out8: four 16 x 16 products summed unsigned, valid for -2^30 <= x2 <
+  2^30) at both ends of that range for multipliers at the ends of [0, 2^31) and shifts
+  -1 and -23."""
+  import ctypes  # pylint: disable=import-outside-toplevel
+  from tests import test_fused  # pylint: disable=import-outside-toplevel
+  tests_dir = os.path.dirname(os.path.abspath(__file__))
+  (tmp_path / "edges.c").write_text(_MUL32_EDGES)
+  lib_path = str(tmp_path / "libmul32equiv.so")
+  subprocess.run([os.environ.get("CC", "cc"), "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2",
+                  "-shared", "-fPIC", "-DFASTGRNN_INT8_MUL32", f"-I{fused.KERNEL_DIR}",
+                  f"-I{tests_dir}", str(tmp_path / "edges.c"), "-o", lib_path],
+                 check=True, capture_output=True)
+  lib = ctypes.CDLL(lib_path)
+  for name in ("equiv_add", "equiv_bias", "equiv_grnn", "equiv_rnn", "equiv_terms",
+               "equiv_mul", "equiv_fc", "edges_out8"):
+    getattr(lib, name).restype = ctypes.c_int32
+  for mult in (0, 1, 0xffff, 0x10000, 1 << 30, 0x7fff0000, 0x4000ffff, 2**31 - 1):
+    for shift, offset in ((-1, 0), (-1, -128), (-23, 127), (-20, 128)):
+      assert lib.edges_out8(mult, shift, offset) == 0, (mult, shift, offset)
+  test_fused.test_fast_passes_equal_the_generic_ones(lib)
