@@ -18,6 +18,10 @@
     !defined(FASTGRNN_INT8_NO_ASM)
 #define FG_THUMB1 1
 #endif
+/* 8-bit AVR: the rescales' high words and the sparse rows in inline assembly. */
+#if defined(__AVR__) && defined(__GNUC__) && !defined(FASTGRNN_INT8_NO_ASM)
+#define FG_AVR_ASM 1
+#endif
 
 /* The hot passes at -O2 on Thumb-2 cores (gcc -Os reloads their constants from the stack:
  * -1.7 k instructions per HAR-2 step on the M3/M4F); not on Armv6-M, where -O2 is slower. */
@@ -34,6 +38,15 @@
 #define FG_INLINE static inline __attribute__((always_inline))
 #else
 #define FG_INLINE static inline
+#endif
+
+/* The fast elementwise passes' helpers: on AVR inlined after all (+2 KB of flash, -18 k
+ * cycles per HAR-2 step: each call saved and restored a dozen registers); FG_INLINE
+ * elsewhere. */
+#if defined(__AVR__) && !defined(FASTGRNN_INT8_SMALL) && defined(__GNUC__)
+#define FG_EW_INLINE static inline __attribute__((always_inline))
+#else
+#define FG_EW_INLINE FG_INLINE
 #endif
 
 #if defined(__GNUC__)
@@ -135,6 +148,118 @@ FG_INLINE int32_t srdhm(int32_t a, int32_t b) {
   uint32_t t;
   const int32_t hi = mul_parts(a, b, UINT32_C(1) << 14, &t);
   return (int32_t)((uint32_t)hi << 1) + (int32_t)(t >> 15);
+}
+#elif defined(FG_AVR_ASM)
+/* 8-bit AVR: avr-gcc's 64-bit multiply and shift routines cost hundreds of cycles per
+ * rescale. FG_AVR_MULHI(h, a, b, round, tail) sets h = bits 32..63 of a b + round 2^24
+ * (signed a, b) from sixteen 8 x 8 -> 16 MULs: the unsigned product of the two bit
+ * patterns column by column (each partial product added to bytes k, k + 1 with its carry
+ * into byte k + 2, which at that point holds only a few carries: none is lost), the
+ * rounding constant starting in byte 3, then minus 2^32 b if a < 0 and minus 2^32 a if
+ * b < 0 (two's complement: a = a_u - 2^32 [a < 0]; the 2^64 term vanishes). Byte 0 is
+ * never needed: nothing carries out of it. `tail` may use byte 3 (p3). */
+#define FG_AVR_MULHI(h, a, b, round, tail) \
+  do { \
+    uint8_t p1_, p2_, p3_, z_; \
+    __asm__("clr %[z]\n\t" \
+          "clr %[p2]\n\t" \
+          "ldi %[p3], " round "\n\t" \
+          "clr %A[h]\n\t" \
+          "clr %B[h]\n\t" \
+          "clr %C[h]\n\t" \
+          "clr %D[h]\n\t" \
+          "mul %A[a], %A[b]\n\t" \
+          "mov %[p1], r1\n\t" \
+          "mul %A[a], %B[b]\n\t" \
+          "add %[p1], r0\n\t" \
+          "adc %[p2], r1\n\t" \
+          "adc %[p3], %[z]\n\t" \
+          "mul %B[a], %A[b]\n\t" \
+          "add %[p1], r0\n\t" \
+          "adc %[p2], r1\n\t" \
+          "adc %[p3], %[z]\n\t" \
+          "mul %A[a], %C[b]\n\t" \
+          "add %[p2], r0\n\t" \
+          "adc %[p3], r1\n\t" \
+          "adc %A[h], %[z]\n\t" \
+          "mul %B[a], %B[b]\n\t" \
+          "add %[p2], r0\n\t" \
+          "adc %[p3], r1\n\t" \
+          "adc %A[h], %[z]\n\t" \
+          "mul %C[a], %A[b]\n\t" \
+          "add %[p2], r0\n\t" \
+          "adc %[p3], r1\n\t" \
+          "adc %A[h], %[z]\n\t" \
+          "mul %A[a], %D[b]\n\t" \
+          "add %[p3], r0\n\t" \
+          "adc %A[h], r1\n\t" \
+          "adc %B[h], %[z]\n\t" \
+          "mul %B[a], %C[b]\n\t" \
+          "add %[p3], r0\n\t" \
+          "adc %A[h], r1\n\t" \
+          "adc %B[h], %[z]\n\t" \
+          "mul %C[a], %B[b]\n\t" \
+          "add %[p3], r0\n\t" \
+          "adc %A[h], r1\n\t" \
+          "adc %B[h], %[z]\n\t" \
+          "mul %D[a], %A[b]\n\t" \
+          "add %[p3], r0\n\t" \
+          "adc %A[h], r1\n\t" \
+          "adc %B[h], %[z]\n\t" \
+          "mul %B[a], %D[b]\n\t" \
+          "add %A[h], r0\n\t" \
+          "adc %B[h], r1\n\t" \
+          "adc %C[h], %[z]\n\t" \
+          "mul %C[a], %C[b]\n\t" \
+          "add %A[h], r0\n\t" \
+          "adc %B[h], r1\n\t" \
+          "adc %C[h], %[z]\n\t" \
+          "mul %D[a], %B[b]\n\t" \
+          "add %A[h], r0\n\t" \
+          "adc %B[h], r1\n\t" \
+          "adc %C[h], %[z]\n\t" \
+          "mul %C[a], %D[b]\n\t" \
+          "add %B[h], r0\n\t" \
+          "adc %C[h], r1\n\t" \
+          "adc %D[h], %[z]\n\t" \
+          "mul %D[a], %C[b]\n\t" \
+          "add %B[h], r0\n\t" \
+          "adc %C[h], r1\n\t" \
+          "adc %D[h], %[z]\n\t" \
+          "mul %D[a], %D[b]\n\t" \
+          "add %C[h], r0\n\t" \
+          "adc %D[h], r1\n\t" \
+          "sbrs %D[a], 7\n\t" \
+          "rjmp 1f\n\t" \
+          "sub %A[h], %A[b]\n\t" \
+          "sbc %B[h], %B[b]\n\t" \
+          "sbc %C[h], %C[b]\n\t" \
+          "sbc %D[h], %D[b]\n" \
+          "1:\n\t" \
+          "sbrs %D[b], 7\n\t" \
+          "rjmp 2f\n\t" \
+          "sub %A[h], %A[a]\n\t" \
+          "sbc %B[h], %B[a]\n\t" \
+          "sbc %C[h], %C[a]\n\t" \
+          "sbc %D[h], %D[a]\n" \
+          "2:\n\t" \
+          tail \
+          "clr r1" \
+          : [h] "=&r"(h), [p1] "=&r"(p1_), [p2] "=&r"(p2_), [p3] "=&d"(p3_), \
+            [z] "=&r"(z_) \
+          : [a] "r"(a), [b] "r"(b) \
+          : "r0", "r1", "cc"); \
+  } while (0)
+/* (a b + 2^30) >> 31: bits 32..63 of a b + 2^30, shifted left by one, bit 31 below. */
+static __attribute__((noinline)) int32_t srdhm(int32_t a, int32_t b) {
+  int32_t h;
+  FG_AVR_MULHI(h, a, b, "0x40",
+               "lsl %[p3]\n\t"
+               "rol %A[h]\n\t"
+               "rol %B[h]\n\t"
+               "rol %C[h]\n\t"
+               "rol %D[h]\n\t");
+  return h;
 }
 #else
 FG_INLINE int32_t srdhm(int32_t a, int32_t b) {
@@ -268,6 +393,13 @@ FG_INLINE int32_t smmulr(int32_t a, int32_t b) {
   const int32_t hi = mul_parts(a, b, UINT32_C(1) << 15, &t);
   return hi + (int32_t)(t >> 16);
 }
+#elif defined(FG_AVR_ASM)
+/* (a b + 2^31) >> 32 */
+static __attribute__((noinline)) int32_t smmulr(int32_t a, int32_t b) {
+  int32_t h;
+  FG_AVR_MULHI(h, a, b, "0x80", "");
+  return h;
+}
 #else
 static inline int32_t smmulr(int32_t a, int32_t b) {
   return (int32_t)(((int64_t)a * b + (INT64_C(1) << 31)) >> 32);
@@ -308,6 +440,56 @@ static int32_t dot_packed(const ROM uint8_t *mask, const ROM int8_t **wp, const 
   return acc;
 }
 
+
+#if defined(FG_AVR_ASM)
+/* 8-bit AVR: S_ = the sparse row at flash address IP_ (its count n, then n column
+ * indices) times the n weights at WP_, over X_ in RAM; IP_ and WP_ advance past the row.
+ * ~27 cycles per MAC: the index and the weight by LPM (Z switched between the two flash
+ * streams), x[index] by LD X, one MULS, the 16-bit product added into a 24-bit sum (its
+ * sign by SBRC/DEC), sign-extended once at the end. 24 bits hold any sparse row: n <= cols
+ * <= 255 (the parser's check), |product| <= 2^14, so |sum| < 2^22. */
+#define FG_AVR_SPARSE_SUM(S_, IP_, WP_, X_)                                               \
+  do {                                                                                  \
+    uint8_t t_, xv_, wv_, z_, n_;                                                       \
+    __asm__ volatile("movw r30, %[ip]\n\t"                                              \
+                     "lpm %[n], Z+\n\t"                                                 \
+                     "movw %[ip], r30\n\t"                                              \
+                     "clr %[z]\n\t"                                                     \
+                     "clr %A[s]\n\t"                                                    \
+                     "clr %B[s]\n\t"                                                    \
+                     "clr %C[s]\n\t"                                                    \
+                     "tst %[n]\n\t"                                                     \
+                     "breq 2f\n"                                                        \
+                     "1:\n\t"                                                           \
+                     "movw r30, %[ip]\n\t"                                              \
+                     "lpm %[t], Z+\n\t"                                                 \
+                     "movw %[ip], r30\n\t"                                              \
+                     "movw r26, %[x]\n\t"                                               \
+                     "add r26, %[t]\n\t"                                                \
+                     "adc r27, %[z]\n\t"                                                \
+                     "ld %[xv], X\n\t"                                                  \
+                     "movw r30, %[wp]\n\t"                                              \
+                     "lpm %[wv], Z+\n\t"                                                \
+                     "movw %[wp], r30\n\t"                                              \
+                     "muls %[xv], %[wv]\n\t"                                            \
+                     "add %A[s], r0\n\t"                                                \
+                     "adc %B[s], r1\n\t"                                                \
+                     "adc %C[s], %[z]\n\t"                                              \
+                     "sbrc r1, 7\n\t"                                                   \
+                     "dec %C[s]\n\t"                                                    \
+                     "dec %[n]\n\t"                                                     \
+                     "brne 1b\n"                                                        \
+                     "2:\n\t"                                                           \
+                     "clr %D[s]\n\t"                                                    \
+                     "sbrc %C[s], 7\n\t"                                                \
+                     "com %D[s]\n\t"                                                    \
+                     "clr r1"                                                           \
+                     : [s] "=&r"(S_), [t] "=&r"(t_), [xv] "=&d"(xv_), [wv] "=&d"(wv_), \
+                       [z] "=&r"(z_), [n] "=&r"(n_), [ip] "+r"(IP_), [wp] "+r"(WP_)       \
+                     : [x] "r"(X_)                                                       \
+                     : "r0", "r1", "r26", "r27", "r30", "r31", "cc", "memory");         \
+  } while (0)
+#endif
 
 /* acc + sum over one sparse row: *ip at its count n, then n column indices; *wp at its
  * n non-zeros. Both advance past the row. Exact int32 sums: any order. */
@@ -434,6 +616,14 @@ FG_INLINE int32_t sparse_row(const ROM uint8_t **ip, const ROM int8_t **wp,
         [w] "+l"(w)
       : [x] "l"(x)
       : "cc", "memory");
+#elif defined(FG_AVR_ASM)
+  uint16_t ia = (uint16_t)(idx - 1), wa = (uint16_t)w; /* from the count on */
+  int32_t sum;
+  (void)n;
+  FG_AVR_SPARSE_SUM(sum, ia, wa, x);
+  idx = (const ROM uint8_t *)ia;
+  w = (const ROM int8_t *)wa;
+  acc += sum;
 #else
   for (; n >= 4; n -= 4, idx += 4, w += 4) { /* one int32 sum per product (int is 16 bits on AVR) */
     acc += FG_MUL8(x[idx[0]], w[0]);
@@ -633,6 +823,30 @@ FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, in
 
 #if defined(FG_FASTPATH)
 /* Sparse rows, no fused activation. */
+#if defined(FG_AVR_ASM)
+/* AVR: the rows' sums in place (no call per row, the flash pointers in registers) and
+ * fc_out_full's arithmetic inline. */
+static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
+  const int32_t zo = f->out_offset;
+  const int8_t *const end = out + f->rows;
+  uint16_t ip = (uint16_t)f->idx, wp = (uint16_t)f->w;
+  const ROM int32_t *bias = f->bias, *mult = f->mult;
+  const ROM int8_t *shift = f->shift;
+  while (out != end) {
+    int32_t acc, t;
+    int8_t s = *shift++;
+    FG_AVR_SPARSE_SUM(acc, ip, wp, x);
+    acc += *bias++;
+    if (FG_UNLIKELY(s >= 0)) {
+      *out++ = (int8_t)ssat8(mbqm(acc, *mult++, s) + zo);
+      continue;
+    }
+    t = srdhm(acc, *mult++);
+    t = FG_ASR(t - (int32_t)((uint32_t)t >> 31), ~s);
+    *out++ = (int8_t)ssat8((t + 1 + 2 * zo) >> 1);
+  }
+}
+#else
 FG_HOT static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
   const int32_t rows = f->rows, zo = f->out_offset;
   const ROM uint8_t *idx = f->idx;
@@ -643,6 +857,7 @@ FG_HOT static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, i
   for (r = 0; r < rows; ++r)
     out[r] = (int8_t)fc_out_full(mult, shift, zo, r, sparse_row(&idx, &w, x, bias[r]));
 }
+#endif
 #endif
 
 /* FullyConnectedPerChannel (int8), dense, bitmap-packed or sparse weights. */
@@ -751,6 +966,9 @@ typedef struct {
 typedef struct {
   int32_t m, e, round; /* round = 2^(e-1) + output offset 2^e */
   int32_t in1x2, in2;  /* MUL input offsets (2 o1, o2) */
+#if defined(FG_MUL32)
+  int32_t mh, ml; /* m = mh 2^16 + ml */
+#endif
 } fg_out;
 
 static int fast_in(fg_in *r, int32_t offset, int32_t mult, int32_t shift) {
@@ -785,6 +1003,10 @@ static int fast_out(fg_out *r, const fastgrnn_int8_binop *p) {
   r->round = (INT32_C(1) << (r->e - 1)) + p->out_offset * (INT32_C(1) << r->e);
   r->in1x2 = 2 * p->in1_offset;
   r->in2 = p->in2_offset;
+#if defined(FG_MUL32)
+  r->mh = r->m >> 16;
+  r->ml = r->m & 0xffff;
+#endif
   return 1;
 }
 
@@ -802,7 +1024,7 @@ static int fast_add(int32_t *hoff2, fg_in *g, fg_out *o, const fastgrnn_int8_bin
 }
 
 /* A g operand scaled: mbqm_add((v + offset) 2^20, m, shift). */
-FG_INLINE int32_t in_scaled(const fg_in *r, int32_t v) {
+FG_EW_INLINE int32_t in_scaled(const fg_in *r, int32_t v) {
 #if defined(FG_MUL32)
   /* smmlar(a 2^l, m, half) = half + floor((a m + 2^(k-1)) / 2^k) with a = v + offset,
    * = half + a mh + ((a ml + 2^(k-1)) >> k): |a| <= 255, mh < 2^21, ml < 2^11. */
@@ -810,27 +1032,52 @@ FG_INLINE int32_t in_scaled(const fg_in *r, int32_t v) {
   return FG_ASR(r->half + a * r->mh + ((a * r->ml + (INT32_C(1) << (r->k - 1))) >> r->k) -
                     (int32_t)((uint32_t)a >> 31), r->e);
 #else
+#if defined(__AVR__)
+  /* l is 21 or 22: two whole bytes first (a variable shift is a loop of 1-bit shifts) */
+  const int32_t x = (int32_t)(((uint32_t)v << 16) << (r->l - 16)) + r->off;
+#else
   const int32_t x = (int32_t)((uint32_t)v << r->l) + r->off;
+#endif
   return FG_ASR(smmlar(x, r->m, r->half) - (int32_t)((uint32_t)x >> 31), r->e);
 #endif
 }
 
 /* clamp8(mbqm(x, m, shift) + offset) from x2 = 2x: the offset goes in before the shift
  * as offset 2^e (|y| < 2^28, e <= 23, |offset| <= 128: no overflow). */
-FG_INLINE int32_t out8(const fg_out *r, int32_t x2) {
+FG_EW_INLINE int32_t out8(const fg_out *r, int32_t x2) {
+#if defined(FG_MUL32)
+  /* y = (x2 m + 2^31) >> 32 from four 16 x 16 products (x2 = 2^16 ah + al, al unsigned):
+   * x2 m + 2^31 = 2^32 ah mh + 2^16 (ah ml + al mh + (al ml >> 16) + 2^15) + (al ml mod 2^16),
+   * so y = ah mh + floor(u / 2^16) with u the middle sum. Under the parser's bounds
+   * (input offsets -127..128, multipliers in [0, 2^31)) each ADD term is at most 2^28 in
+   * magnitude (|v + offset| <= 256 times 2^20 times a multiplier below one; a stored bias
+   * term equals that), so -2^30 <= x2 < 2^30 (MUL: |x2| <= 2^17): -2^14 <= ah < 2^14, and
+   * u + 2^30 lies in [2^14, 2^32 - 2^16): one unsigned sum, one shift, minus 2^14 after. */
+  const uint32_t al = (uint32_t)x2 & 0xffffu;
+  const int32_t ah = x2 >> 16;
+  const uint32_t u = (uint32_t)(ah * r->ml) + al * (uint32_t)r->mh +
+                     ((al * (uint32_t)r->ml) >> 16) + UINT32_C(0x40008000);
+  const int32_t y = ah * r->mh + (int32_t)(u >> 16) - 0x4000;
+#else
   const int32_t y = smmulr(x2, r->m);
+#endif
   return ssat8(FG_ASR(y + r->round - (int32_t)((uint32_t)y >> 31), r->e));
 }
 
 /* ADD(hv, gv): 2 (h term + g term) = hv 2^20 + hoff2 + 2 g term. */
-FG_INLINE int32_t add_hg(int32_t hoff2, const fg_in *g, const fg_out *o, int32_t hv,
+FG_EW_INLINE int32_t add_hg(int32_t hoff2, const fg_in *g, const fg_out *o, int32_t hv,
                          int32_t gv) {
   return out8(o, (int32_t)((uint32_t)hv << 20) + hoff2 + 2 * in_scaled(g, gv));
 }
 
 /* MUL(a, b). */
-FG_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
+FG_EW_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
+#if defined(__AVR__)
+  /* |2 (a + o1)| <= 766, |b + o2| <= 383 (fast_out): one 16 x 16 -> 32 product */
+  return out8(o, FG_SMUL16(2 * a + o->in1x2, b + o->in2));
+#else
   return out8(o, (2 * a + o->in1x2) * (b + o->in2));
+#endif
 }
 
 FG_HOT static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int8_t *b,

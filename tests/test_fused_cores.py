@@ -191,7 +191,8 @@ int main(void) {
                     reason="needs avr-gcc and simavr")
 def test_avr_builds_on_simavr_are_bit_exact(tmp_path):
   """ATmega328P: weights and tables in __flash, int16 products, byte-wise variable
-  shifts; the default build (sparse rows, fast elementwise passes) and the size build."""
+  shifts; the default build (assembly sparse rows and rescales, fast elementwise passes),
+  the size build and the default build's C (``-DFASTGRNN_INT8_NO_ASM``)."""
   import re  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(9)
   model = _sparse_model(rng, "fastgrnn", 24, 9, 4, w_rank=3, u_rank=12)
@@ -210,7 +211,7 @@ def test_avr_builds_on_simavr_are_bit_exact(tmp_path):
             f"static const int8_t windows[{x_q.shape[0]}][{x_q.shape[1]}][9] = {{{body}}};\n")
   with open(os.path.join(src, "avr_main.c"), "w") as f:
     f.write(_AVR_MAIN)
-  for flags in ((), ("-DFASTGRNN_INT8_SMALL",)):
+  for flags in ((), ("-DFASTGRNN_INT8_SMALL",), ("-DFASTGRNN_INT8_NO_ASM",)):
     elf = os.path.join(src, "verify_avr.elf")
     subprocess.run(["avr-gcc", "-std=gnu99", "-Os", "-mmcu=atmega328p", *flags, f"-I{src}",
                     os.path.join(src, "avr_main.c"), os.path.join(src, "model.c"),
@@ -249,3 +250,172 @@ def test_har2_shape_is_bit_exact_on_every_path(tmp_path_factory):
       got = fused.FusedStepRunner(tflite_bytes, library, storage).run_windows(windows)
       for key in ("h_q", "logits_q"):
         np.testing.assert_array_equal(got[key], want[key], err_msg=f"{name} {storage} {key}")
+
+
+_AVR_ARITH_MAIN = r"""
+#include <avr/io.h>
+#include <avr/sleep.h>
+#include <avr/interrupt.h>
+#include "fastgrnn_int8.c"
+#include "arith_cases.h"
+static void put(char c) { while (!(UCSR0A & (1 << UDRE0))) {} UDR0 = c; }
+static void put_i32(int32_t v) {
+  char b[12]; int n = 0; uint32_t u = (uint32_t)v;
+  if (v < 0) { put('-'); u = 0u - u; }
+  do { b[n++] = (char)('0' + u % 10u); u /= 10u; } while (u);
+  while (n) put(b[--n]);
+  put(' ');
+}
+int main(void) {
+  int i;
+  UCSR0B = (1 << TXEN0);
+  for (i = 0; i < N_PAIRS; ++i) {
+    put_i32(srdhm(kA[i], kB[i]));
+    put_i32(smmulr(kA[i], kB[i]));
+    put('\n');
+  }
+  for (i = 0; i < N_ROWS; ++i) {
+    const __flash uint8_t *ip = kIdx[i];
+    const __flash int8_t *wp = kW[i];
+    put_i32(sparse_row(&ip, &wp, kX[i], kAcc[i]));
+    put_i32((int32_t)(ip - kIdx[i]) * 1000 + (int32_t)(wp - kW[i]));
+    put('\n');
+  }
+  cli();
+  sleep_cpu();
+  return 0;
+}
+"""
+
+
+@pytest.mark.skipif(not (shutil.which("avr-gcc") and shutil.which("simavr")),
+                    reason="needs avr-gcc and simavr")
+def test_avr_assembly_arithmetic_is_exact_on_edge_cases(tmp_path):
+  """AVR's inline assembly against the NumPy/int reference: ``srdhm`` (TFLM's
+  SaturatingRoundingDoublingHighMul, ``fixed_point.multiply_by_quantized_multiplier``
+  with shift 0) and ``smmulr`` ((a b + 2^31) >> 32) from sixteen 8 x 8 MULs, on operands
+  whose bytes carry (0xff, 0x80 patterns), both signs, the int32 extremes and
+  QuantizeMultiplier values; the sparse row's 24-bit sum at its bound (255 products of
+  ±2^14 and 127 · −128) and on a random row, with the bias added and both pointers
+  advanced past the row."""
+  import re  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import fixed_point  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(5)
+  edges = [0, 1, -1, 2, -2, 127, -128, 255, -256, 0xff, 0xffff, -0xffff, 0x10000, -0x10000,
+           0x7fffff, -0x800000, 0xffffff, 0x1000000, 0x7fffffff, -0x7fffffff, -0x80000000,
+           0x40000000, -0x40000000, 0x3fffffff, 0x7f7f7f7f, -0x7f7f7f7f, 0x00ff00ff,
+           -0x00ff00ff, 0x12345678, -0x12345678, 0x7fff8000, 0x80ff * 0x100]
+  mults = [0, 1, 0xff, 0xffff, 0x10000, 0x40000000, 0x7fffffff, 0x7f7f7f7f, 0x7fff8001,
+           0x4000ffff, 0x00ff00ff] + [fixed_point.quantize_multiplier(r)[0]
+                                      for r in rng.uniform(0.01, 1.0, 6)]
+  pairs = [(a, m) for a in edges for m in mults]
+  pairs += [(int(a), int(m)) for a, m in zip(
+      rng.integers(-2**31, 2**31, 400) >> rng.integers(0, 31, 400),
+      rng.integers(0, 2**31, 400) >> rng.integers(0, 31, 400))]
+  # smmulr also takes a negative second operand (its correction for b < 0)
+  pairs += [(a, -m) for a, m in pairs[:60] if m]
+  # sparse rows: (x, the row's column indices, weights, bias)
+  rows = [(np.full(255, -128), np.arange(255), np.full(255, -128), 0),
+          (np.full(255, -128), np.arange(255), np.full(255, 127), 0),
+          (np.full(255, 127), np.arange(255), np.full(255, 127), -2**30),
+          (np.full(255, -128), np.arange(255), np.full(255, 127), 2**30)]
+  x = rng.integers(-128, 128, 200)
+  idx = np.sort(rng.choice(200, 77, replace=False))
+  rows += [(x, idx, rng.integers(-128, 128, 77), 123456), (x, idx[:1], np.array([-128]), -7),
+           (x, idx[:0], idx[:0], 99)]
+
+  def c_array(values):
+    return "{" + ",".join(str(int(v)) for v in values) + "}"
+
+  lines = [f"#define N_PAIRS {len(pairs)}\n#define N_ROWS {len(rows)}",
+           f"static const __flash int32_t kA[] = {c_array(a for a, _ in pairs)};".replace(
+               "-2147483648", "(-2147483647 - 1)"),
+           f"static const __flash int32_t kB[] = {c_array(m for _, m in pairs)};"]
+  xs = []  # the x vectors in RAM (2 KB on the 328P): each distinct one once
+  for k, (xr, ir, wr, _) in enumerate(rows):
+    lines.append(f"static const __flash uint8_t kIdx{k}[] = {c_array([len(ir), *ir])};")
+    lines.append(f"static const __flash int8_t kW{k}[] = {c_array([*wr, 0])};")
+    if not any(np.array_equal(xr, v) for v in xs):
+      lines.append(f"static int8_t kXv{len(xs)}[] = {c_array(xr)};")
+      xs.append(xr)
+    lines.append(f"#define kX{k} kXv{[np.array_equal(xr, v) for v in xs].index(True)}")
+  lines.append("static const __flash uint8_t *const kIdx[] = {"
+               + ",".join(f"kIdx{k}" for k in range(len(rows))) + "};")
+  lines.append("static const __flash int8_t *const kW[] = {"
+               + ",".join(f"kW{k}" for k in range(len(rows))) + "};")
+  lines.append("static int8_t *const kX[] = {" + ",".join(f"kX{k}" for k in range(len(rows)))
+               + "};")
+  lines.append(f"static const int32_t kAcc[] = {c_array(r[3] for r in rows)};")
+  (tmp_path / "arith_cases.h").write_text("\n".join(lines) + "\n")
+  (tmp_path / "arith_main.c").write_text(_AVR_ARITH_MAIN)
+  fused_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fused")
+  elf = str(tmp_path / "arith.elf")
+  subprocess.run(["avr-gcc", "-std=gnu99", "-Os", "-mmcu=atmega328p", f"-I{tmp_path}",
+                  f"-I{fused_dir}", str(tmp_path / "arith_main.c"), "-o", elf],
+                 check=True, capture_output=True)
+  run = subprocess.run(["timeout", "300", "simavr", "-m", "atmega328p", "-f", "16000000", elf],
+                       capture_output=True, text=True)
+  text = "".join(line for line in run.stderr.splitlines() if not line.startswith("Loaded"))
+  got = [int(v) for v in re.findall(r"-?\d+", re.sub(r"\x1b\[[0-9;]*m", "", text))]
+  want = []
+  for a, m in pairs:
+    srdhm = (int(fixed_point.multiply_by_quantized_multiplier(a, m, 0)) if m >= 0 and
+             not (a == m == -2**31) else (a * m + 2**30) >> 31)
+    want += [srdhm, (a * m + 2**31) >> 32]
+  for xr, ir, wr, bias in rows:
+    want += [bias + int(np.dot(xr[ir].astype(np.int64), wr.astype(np.int64))),
+             (len(ir) + 1) * 1000 + len(ir)]
+  assert len(got) == len(want), (len(got), len(want))
+  bad = [(i, g, w) for i, (g, w) in enumerate(zip(got, want)) if g != w]
+  assert not bad, f"{len(bad)} differ, first {bad[:5]}"
+
+
+_MUL32_EDGES = r"""
+#include "fastgrnn_int8_equiv.c"
+/* out8 (FG_MUL32: four 16 x 16 products, one unsigned middle sum) against mbqm_add at the
+ * ends of its range, x2 = 2x with -2^29 <= x < 2^29, and on a sweep between. */
+int32_t edges_out8(int32_t mult, int32_t shift, int32_t offset) {
+  fastgrnn_int8_binop p = {0};
+  fg_out o;
+  int32_t x, bad = 0;
+  p.out_mult = mult;
+  p.out_shift = shift;
+  p.out_offset = offset;
+  p.act_min = -128;
+  p.act_max = 127;
+  if (!fast_out(&o, &p)) return -1;
+  for (x = -(INT32_C(1) << 29); x < -(INT32_C(1) << 29) + (INT32_C(1) << 17); ++x)
+    bad += out8(&o, 2 * x) != clamp8(mbqm_add(x, mult, shift) + offset, -128, 127);
+  for (x = (INT32_C(1) << 29) - (INT32_C(1) << 17); x < (INT32_C(1) << 29); ++x)
+    bad += out8(&o, 2 * x) != clamp8(mbqm_add(x, mult, shift) + offset, -128, 127);
+  for (x = -(INT32_C(1) << 29); x < (INT32_C(1) << 29) - 65521; x += 65521)
+    bad += out8(&o, 2 * x) != clamp8(mbqm_add(x, mult, shift) + offset, -128, 127);
+  return bad;
+}
+"""
+
+
+def test_mul32_elementwise_passes_equal_the_generic_ones(tmp_path):
+  """The 32-bit-only build (-DFASTGRNN_INT8_MUL32, what the M0 runs) of the fast
+  elementwise passes against its generic passes (tests/fastgrnn_int8_equiv.c: every int8
+  operand pair of random ADDs and MULs, both operand orders, stored bias terms), and its
+  output rescale (out8: four 16 x 16 products summed unsigned, valid for -2^30 <= x2 <
+  2^30) at both ends of that range for multipliers at the ends of [0, 2^31) and shifts
+  -1 and -23."""
+  import ctypes  # pylint: disable=import-outside-toplevel
+  from tests import test_fused  # pylint: disable=import-outside-toplevel
+  tests_dir = os.path.dirname(os.path.abspath(__file__))
+  (tmp_path / "edges.c").write_text(_MUL32_EDGES)
+  lib_path = str(tmp_path / "libmul32equiv.so")
+  subprocess.run([os.environ.get("CC", "cc"), "-std=c99", "-Wall", "-Wextra", "-Werror", "-O2",
+                  "-shared", "-fPIC", "-DFASTGRNN_INT8_MUL32", f"-I{fused.KERNEL_DIR}",
+                  f"-I{tests_dir}", str(tmp_path / "edges.c"), "-o", lib_path],
+                 check=True, capture_output=True)
+  lib = ctypes.CDLL(lib_path)
+  for name in ("equiv_add", "equiv_bias", "equiv_grnn", "equiv_rnn", "equiv_terms",
+               "equiv_mul", "equiv_fc", "edges_out8"):
+    getattr(lib, name).restype = ctypes.c_int32
+  for mult in (0, 1, 0xffff, 0x10000, 1 << 30, 0x7fff0000, 0x4000ffff, 2**31 - 1):
+    for shift, offset in ((-1, 0), (-1, -128), (-23, 127), (-20, 128)):
+      assert lib.edges_out8(mult, shift, offset) == 0, (mult, shift, offset)
+  test_fused.test_fast_passes_equal_the_generic_ones(lib)

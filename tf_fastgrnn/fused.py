@@ -231,11 +231,12 @@ def _sparse(weights):
 # (per dense weight, per dense row, per sparse non-zero, per sparse row).
 #   dsp:    Armv7E-M (__ARM_FEATURE_DSP: M4, M7, M33 with DSP): SXTB16/SMLAD dense rows.
 #   scalar: Armv6-M / Armv7-M without DSP (M0, M0+, M3), RISC-V, hosts.
-#   avr:    8-bit AVR (int16 products).
+#   avr:    8-bit AVR, cycles (simavr, ATmega328P): dense rows in C (int16 products), sparse
+#           rows in inline assembly (~27 cycles per non-zero); a row's rescale ~300 either way.
 CORE_COSTS = {
     "dsp": (1.6, 20.0, 4.5, 30.0),
     "scalar": (10.0, 20.0, 5.5, 30.0),
-    "avr": (40.0, 100.0, 45.0, 120.0),
+    "avr": (80.0, 300.0, 27.0, 340.0),
 }
 STORAGES = ("auto", "dense", "packed", "sparse") + tuple(f"fast:{c}" for c in CORE_COSTS)
 
