@@ -136,6 +136,24 @@ FG_INLINE int32_t srdhm(int32_t a, int32_t b) {
   const int32_t hi = mul_parts(a, b, UINT32_C(1) << 14, &t);
   return (int32_t)((uint32_t)hi << 1) + (int32_t)(t >> 15);
 }
+#elif defined(FG_THUMB2)
+/* The same as the C form below in 4 instructions and no constant registers (gcc's SMLAL
+ * form takes 5 and two registers for 2^30): (a b + 2^30) >> 31 = (2 a b + 2^31) >> 32,
+ * the high word H of 2 a b (SMULL, then the 64-bit doubling ADDS/ADC) plus the top bit of
+ * its low word L: floor((2^32 H + L + 2^31) / 2^32) = H + (L >> 31). Exact for every a, b
+ * but a = b = INT32_MIN (2 a b = 2^63 does not fit int64; the C form has no saturation
+ * either), which no QuantizeMultiplier multiplier (in [0, 2^31)) gives. */
+FG_INLINE int32_t srdhm(int32_t a, int32_t b) {
+  int32_t lo, hi;
+  __asm__("smull %0, %1, %2, %3\n\t"
+          "adds %0, %0, %0\n\t"
+          "adc %1, %1, %1\n\t"
+          "add %1, %1, %0, lsr #31"
+          : "=&r"(lo), "=&r"(hi)
+          : "r"(a), "r"(b)
+          : "cc");
+  return hi;
+}
 #else
 FG_INLINE int32_t srdhm(int32_t a, int32_t b) {
   return (int32_t)(((int64_t)a * (int64_t)b + (INT64_C(1) << 30)) >> 31);
@@ -283,6 +301,17 @@ static inline int32_t ssat8(int32_t v) { /* SSAT is Armv7-M, not only DSP */
 #else
 static inline int32_t ssat8(int32_t v) { return v < -128 ? -128 : (v > 127 ? 127 : v); }
 #endif
+#endif
+
+/* ssat8(v >> 1) (arithmetic shift): SSAT's own shifted operand on Armv7-M and later. */
+#if defined(FG_DSP) || defined(FG_THUMB2)
+static inline int32_t ssat8_half(int32_t v) {
+  int32_t r;
+  __asm__("ssat %0, #8, %1, asr #1" : "=r"(r) : "r"(v));
+  return r;
+}
+#else
+static inline int32_t ssat8_half(int32_t v) { return ssat8(v >> 1); }
 #endif
 
 /* acc + sum over one bitmap-packed row: mask bytes, then its non-zeros in order. */
@@ -593,19 +622,19 @@ FG_INLINE void dot4(const int8_t *w, const int8_t *x, int32_t n, int32_t *acc0,
  * s <= -1, e = -s: RoundingDivideByPOT(y, e) = floor((y + 2^(e-1) - [y < 0]) / 2^e)
  * = floor((floor((y - [y < 0]) / 2^(e-1)) + 1) / 2) (nested floors), e - 1 = ~s; the
  * output offset joins the last halving as 2 offset. */
-FG_INLINE int32_t fc_out_full(const ROM int32_t *mult, const ROM int8_t *shift, int32_t zo,
+FG_INLINE int32_t fc_out_full(const ROM int32_t *mult, const ROM int8_t *shift, int32_t zo2,
                               int32_t r, int32_t acc) {
   const int32_t s = shift[r], m = mult[r];
   int32_t t;
-  if (FG_UNLIKELY(s >= 0)) return ssat8(mbqm(acc, m, s) + zo);
+  if (FG_UNLIKELY(s >= 0)) return ssat8(mbqm(acc, m, s) + ((zo2 - 1) >> 1));
   t = srdhm(acc, m);
   t = FG_ASR(t - (int32_t)((uint32_t)t >> 31), ~s);
-  return ssat8((t + 1 + 2 * zo) >> 1);
+  return ssat8_half(t + zo2);
 }
 
 /* Dense rows, no fused activation: rows in pairs on SIMD targets. */
 FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
-  const int32_t rows = f->rows, cols = f->cols, zo = f->out_offset;
+  const int32_t rows = f->rows, cols = f->cols, zo = 1 + 2 * f->out_offset;
   const ROM int8_t *w = f->w;
   const ROM int32_t *bias = f->bias, *mult = f->mult;
   const ROM int8_t *shift = f->shift;
@@ -631,10 +660,146 @@ FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, in
 }
 #endif
 
-#if defined(FG_FASTPATH)
+#if defined(FG_FASTPATH) && defined(FG_THUMB2)
+/* A whole sparse layer without fused activation in Thumb-2 assembly (Armv7-M: M3 has no
+ * DSP), so that every pointer and constant stays in a register (gcc spills them around
+ * the row loop's inline assembly): per row its count, the bias, the MACs as in
+ * sparse_row (4 instructions each, TBB into the unrolled body), then fc_out_full's
+ * arithmetic: srdhm's SMULL form, for s <= -1 the nested-floor RoundingDivideByPOT with
+ * the output offset in the last halving (SSAT's ASR #1), for s >= 0 srdhm(acc << s) then
+ * (2 t + 1 + 2 offset) >> 1 = t + offset. The fields are in the order LDM loads them. */
+typedef struct {
+  const ROM uint8_t *idx;     /* r0 */
+  const ROM int8_t *w;        /* r1 */
+  const int8_t *x;            /* r2 */
+  const ROM int32_t *bias;    /* r7 */
+  const ROM int32_t *mult;    /* r8 */
+  const ROM int8_t *shift;    /* r9 */
+  int8_t *out, *out_end;      /* r10, r11 */
+  int32_t zo2;                /* r12: 1 + 2 output offset */
+} fg_sparse_args;
+
+void fastgrnn_int8_sparse_rows_t2(const fg_sparse_args *a)
+#if defined(__ELF__)
+    __attribute__((visibility("hidden")))
+#endif
+    ;
+__asm__(
+    ".section .text.fastgrnn_int8_sparse_rows_t2,\"ax\",%progbits\n\t"
+    ".syntax unified\n\t"
+    ".thumb\n\t"
+    ".p2align 2\n\t"
+    ".global fastgrnn_int8_sparse_rows_t2\n\t"
+    ".type fastgrnn_int8_sparse_rows_t2, %function\n\t"
+    ".thumb_func\n"
+    "fastgrnn_int8_sparse_rows_t2:\n\t"
+    "push {r4-r11, lr}\n\t"
+    "ldm r0, {r0-r2, r7-r12}\n"
+    "1:\n\t"
+    "ldrb r4, [r0], #1\n\t"
+    "ldr r3, [r7], #4\n\t"
+    "and r5, r4, #7\n\t"
+    "lsr r4, r4, #3\n\t"
+    "tbb [pc, r5]\n"
+    "2:\n\t"
+    ".byte (10f-2b)/2, (17f-2b)/2, (16f-2b)/2, (15f-2b)/2\n\t"
+    ".byte (14f-2b)/2, (13f-2b)/2, (12f-2b)/2, (11f-2b)/2\n"
+    "10:\n\t"
+    "subs r4, r4, #1\n\t"
+    "blt 20f\n"
+    "3:\n\t"
+    "ldrb r5, [r0], #1\n\t"
+    "ldrsb r5, [r2, r5]\n\t"
+    "ldrsb r6, [r1], #1\n\t"
+    "mla r3, r5, r6, r3\n"
+    "11:\n\t"
+    "ldrb r5, [r0], #1\n\t"
+    "ldrsb r5, [r2, r5]\n\t"
+    "ldrsb r6, [r1], #1\n\t"
+    "mla r3, r5, r6, r3\n"
+    "12:\n\t"
+    "ldrb r5, [r0], #1\n\t"
+    "ldrsb r5, [r2, r5]\n\t"
+    "ldrsb r6, [r1], #1\n\t"
+    "mla r3, r5, r6, r3\n"
+    "13:\n\t"
+    "ldrb r5, [r0], #1\n\t"
+    "ldrsb r5, [r2, r5]\n\t"
+    "ldrsb r6, [r1], #1\n\t"
+    "mla r3, r5, r6, r3\n"
+    "14:\n\t"
+    "ldrb r5, [r0], #1\n\t"
+    "ldrsb r5, [r2, r5]\n\t"
+    "ldrsb r6, [r1], #1\n\t"
+    "mla r3, r5, r6, r3\n"
+    "15:\n\t"
+    "ldrb r5, [r0], #1\n\t"
+    "ldrsb r5, [r2, r5]\n\t"
+    "ldrsb r6, [r1], #1\n\t"
+    "mla r3, r5, r6, r3\n"
+    "16:\n\t"
+    "ldrb r5, [r0], #1\n\t"
+    "ldrsb r5, [r2, r5]\n\t"
+    "ldrsb r6, [r1], #1\n\t"
+    "mla r3, r5, r6, r3\n"
+    "17:\n\t"
+    "ldrb r5, [r0], #1\n\t"
+    "ldrsb r5, [r2, r5]\n\t"
+    "ldrsb r6, [r1], #1\n\t"
+    "mla r3, r5, r6, r3\n\t"
+    "subs r4, r4, #1\n\t"
+    "bge 3b\n"
+    "20:\n\t"
+    "ldr r5, [r8], #4\n\t"           /* m */
+    "ldrsb r6, [r9], #1\n\t"         /* s */
+    "mvns r6, r6\n\t"                /* ~s = e - 1; N: s >= 0 */
+    "bmi 30f\n\t"
+    "smull r4, lr, r3, r5\n\t"       /* t = srdhm(acc, m) */
+    "adds r4, r4, r4\n\t"
+    "adc lr, lr, lr\n\t"
+    "add lr, lr, r4, lsr #31\n\t"
+    "sub lr, lr, lr, lsr #31\n\t"    /* (t - [t < 0]) >> (e - 1) */
+    "asr lr, lr, r6\n\t"
+    "add lr, lr, r12\n\t"            /* (. + 1 + 2 offset) >> 1, clamped */
+    "ssat lr, #8, lr, asr #1\n\t"
+    "strb lr, [r10], #1\n\t"
+    "cmp r10, r11\n\t"
+    "bne 1b\n\t"
+    "pop {r4-r11, pc}\n"
+    "30:\n\t"
+    "mvn r6, r6\n\t"                 /* s >= 0: t = srdhm(acc << s, m) */
+    "lsl r3, r3, r6\n\t"
+    "smull r4, lr, r3, r5\n\t"
+    "adds r4, r4, r4\n\t"
+    "adc lr, lr, lr\n\t"
+    "add lr, lr, r4, lsr #31\n\t"
+    "add lr, r12, lr, lsl #1\n\t"    /* (2 t + 1 + 2 offset) >> 1 = t + offset */
+    "ssat lr, #8, lr, asr #1\n\t"
+    "strb lr, [r10], #1\n\t"
+    "cmp r10, r11\n\t"
+    "bne 1b\n\t"
+    "pop {r4-r11, pc}\n\t"
+    ".size fastgrnn_int8_sparse_rows_t2, .-fastgrnn_int8_sparse_rows_t2\n\t"
+    ".text");
+
+/* Sparse rows, no fused activation. */
+static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
+  fg_sparse_args a;
+  a.idx = f->idx;
+  a.w = f->w;
+  a.x = x;
+  a.bias = f->bias;
+  a.mult = f->mult;
+  a.shift = f->shift;
+  a.out = out;
+  a.out_end = out + f->rows;
+  a.zo2 = 1 + 2 * f->out_offset;
+  fastgrnn_int8_sparse_rows_t2(&a);
+}
+#elif defined(FG_FASTPATH)
 /* Sparse rows, no fused activation. */
 FG_HOT static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
-  const int32_t rows = f->rows, zo = f->out_offset;
+  const int32_t rows = f->rows, zo = 1 + 2 * f->out_offset;
   const ROM uint8_t *idx = f->idx;
   const ROM int8_t *w = f->w;
   const ROM int32_t *bias = f->bias, *mult = f->mult;
@@ -904,17 +1069,32 @@ FG_HOT static int bias_vec_fast(const fastgrnn_int8_binop *p, const ROM int8_t *
   return 1;
 }
 
-/* h_out[j] = ADD(MUL(coef(z), h~), MUL(z, h)); swap: MUL(z, h) is the h side. */
-FG_INLINE void grnn_loop(const fg_out *zm, const fg_out *cm, int32_t hoff2, const fg_in *g,
-                         const fg_out *o, const ROM int8_t *coef, const int8_t *z,
-                         const int8_t *ht, const int8_t *h_in, int8_t *h_out, int32_t n,
-                         const int swap) {
+/* h_out[j] = ADD(MUL(coef(z), h~), MUL(z, h)) in two loops, so that each keeps its
+ * constants in registers (one loop spilled 17 of them per unit under -O2 on the M4F):
+ * zh = MUL(z, h) into h_out (h_out may be h_in: element j is read before it is written),
+ * then the rest from h_out. swap: MUL(z, h) is the ADD's h side. */
+FG_INLINE void grnn_loop(const fg_out *cm, int32_t hoff2, const fg_in *g, const fg_out *o,
+                         const ROM int8_t *coef, const int8_t *z, const int8_t *ht,
+                         int8_t *h_out, int32_t n, const int swap) {
   const int8_t *const end = z + n;
   while (z != end) {
     const int32_t zj = *z++;
-    const int32_t zh = mul_fast(zm, zj, *h_in++);
+    const int32_t zh = *h_out;
     const int32_t ch = mul_fast(cm, LUT(coef, zj), *ht++);
     *h_out++ = (int8_t)(swap ? add_hg(hoff2, g, o, zh, ch) : add_hg(hoff2, g, o, ch, zh));
+  }
+}
+
+#if defined(__GNUC__)
+__attribute__((noinline)) /* its registers apart from grnn_loop's */
+#endif
+static void zh_loop(const fg_out *zm, const int8_t *z, const int8_t *h_in, int8_t *h_out,
+                    int32_t n) {
+  const fg_out o = *zm;
+  const int8_t *const end = z + n;
+  while (z != end) {
+    const int32_t zj = *z++;
+    *h_out++ = (int8_t)mul_fast(&o, zj, *h_in++);
   }
 }
 
@@ -927,10 +1107,11 @@ FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, 
   if (!fast_out(&zm, &p->zh_mul) || !fast_out(&cm, &p->ch_mul) ||
       !fast_add(&hoff2, &g, &o, &p->out_add, &swap))
     return 0;
+  zh_loop(&zm, z, h_in, h_out, n);
   if (swap)
-    grnn_loop(&zm, &cm, hoff2, &g, &o, p->coef_table, z, ht, h_in, h_out, n, 1);
+    grnn_loop(&cm, hoff2, &g, &o, p->coef_table, z, ht, h_out, n, 1);
   else
-    grnn_loop(&zm, &cm, hoff2, &g, &o, p->coef_table, z, ht, h_in, h_out, n, 0);
+    grnn_loop(&cm, hoff2, &g, &o, p->coef_table, z, ht, h_out, n, 0);
   return 1;
 }
 
