@@ -941,7 +941,8 @@ static int fast_in(fg_in *r, int32_t offset, int32_t mult, int32_t shift) {
 }
 
 static int fast_out(fg_out *r, const fastgrnn_int8_binop *p) {
-  if (p->out_shift >= 0 || p->out_shift < -23 || p->act_min != -128 || p->act_max != 127 ||
+  if (p->out_mult < 0 || p->out_shift >= 0 || p->out_shift < -23 || p->act_min != -128 ||
+      p->act_max != 127 ||
       p->in1_offset < -255 || p->in1_offset > 255 || p->in2_offset < -255 ||
       p->in2_offset > 255 || p->out_offset < -128 || p->out_offset > 128)
     return 0;
@@ -981,10 +982,12 @@ FG_INLINE int32_t in_scaled(const fg_in *r, int32_t v) {
 }
 
 /* clamp8(mbqm(x, m, shift) + offset) from x2 = 2x: the offset goes in before the shift
- * as offset 2^e (|y| < 2^28, e <= 23, |offset| <= 128: no overflow). */
+ * as offset 2^e (|y| < 2^28, e <= 23, |offset| <= 128: no overflow), y = smmulr(x2, m)
+ * and round = 2^(e-1) + offset 2^e added by one SMMLAR. RoundingDivideByPOT's [y < 0] is
+ * taken as [x2 < 0]: m > 0, so y < 0 implies x2 < 0 and y > 0 implies x2 > 0, and where
+ * y = 0 both give offset ((round - 1) >> e = round >> e = offset for e >= 1). */
 FG_INLINE int32_t out8(const fg_out *r, int32_t x2) {
-  const int32_t y = smmulr(x2, r->m);
-  return ssat8(FG_ASR(y + r->round - (int32_t)((uint32_t)y >> 31), r->e));
+  return ssat8(FG_ASR(smmlar(x2, r->m, r->round) - (int32_t)((uint32_t)x2 >> 31), r->e));
 }
 
 /* ADD(hv, gv): 2 (h term + g term) = hv 2^20 + hoff2 + 2 g term. */
