@@ -1101,6 +1101,88 @@ static void zh_loop(const fg_out *zm, const int8_t *z, const int8_t *h_in, int8_
   }
 }
 
+#if defined(FG_THUMB2)
+/* Thumb-2 assembly of the elementwise loops (gcc -O2 spills their constants: 8 stack
+ * reloads per unit in grnn_loop on the M4F), instruction for instruction the C helpers
+ * in_scaled, out8, mul_fast and add_hg (l = 21). The constants come from an int32 array
+ * by LDM/LDRD. SMMLAR(d, a, b, c) = c + ((a b + 2^31) >> 32): one instruction with DSP,
+ * else SMULL + two adds (lo: a scratch register; d must differ from c). */
+#if defined(FG_DSP)
+#define FG_A_SMMLAR(d, lo, a, b, c) "smmlar " d ", " a ", " b ", " c "\n\t"
+#else
+#define FG_A_SMMLAR(d, lo, a, b, c)                      \
+  "smull " lo ", " d ", " a ", " b "\n\t"                \
+  "add " d ", " d ", " c "\n\t"                          \
+  "add " d ", " d ", " lo ", lsr #31\n\t"
+#endif
+#define FG_A_FUNC(name)                                                    \
+  ".section .text." name ",\"ax\",%progbits\n\t"                           \
+  ".syntax unified\n\t"                                                    \
+  ".thumb\n\t"                                                             \
+  ".p2align 2\n\t"                                                         \
+  ".global " name "\n\t"                                                   \
+  ".type " name ", %function\n\t"                                          \
+  ".thumb_func\n" name ":\n\t"
+#define FG_A_END(name) ".size " name ", .-" name "\n\t.text"
+
+/* FastGRNN's output after zh_loop: h_out[j] = ADD(MUL(coef[z[j]], ht[j]), h_out[j]).
+ * a = {z, ht, h_out, z + n, k}; k = {coef + 128, 2 o1, o2, m, round, e of MUL(coef, h~);
+ * off, m, half, e of the ADD's g side; hoff2, m, round, e of the ADD}; n >= 1. HV / GV:
+ * the registers of the ADD's h and g operands (r11 = MUL(coef, h~), r10 = MUL(z, h)). */
+#define FG_A_GRNN(name, HV, GV)                                            \
+  FG_A_FUNC(name)                                                          \
+  "push {r4-r11, lr}\n\t"                                                  \
+  "ldm r0, {r0-r3, r12}\n\t"                                               \
+  "add lr, r12, #24\n"                                                     \
+  "1:\n\t"                                                                 \
+  "ldm r12, {r4-r9}\n\t"                                                   \
+  "ldrsb r10, [r0], #1\n\t"                                                \
+  "ldrsb r10, [r4, r10]\n\t"                                               \
+  "ldrsb r11, [r1], #1\n\t"                                                \
+  "add r10, r5, r10, lsl #1\n\t"                                           \
+  "add r11, r11, r6\n\t"                                                   \
+  "mul r10, r10, r11\n\t"                                                  \
+  FG_A_SMMLAR("r11", "r6", "r10", "r7", "r8")                              \
+  "sub r11, r11, r10, lsr #31\n\t"                                         \
+  "asr r11, r11, r9\n\t"                                                   \
+  "ssat r11, #8, r11\n\t"                                                  \
+  "ldrsb r10, [r2]\n\t"                                                    \
+  "ldm lr, {r4-r7}\n\t"                                                    \
+  "add " GV ", r4, " GV ", lsl #21\n\t"                                    \
+  FG_A_SMMLAR("r8", "r4", GV, "r5", "r6")                                  \
+  "sub r8, r8, " GV ", lsr #31\n\t"                                        \
+  "asr r8, r8, r7\n\t"                                                     \
+  "ldrd r4, r5, [lr, #16]\n\t"                                             \
+  "add " HV ", r4, " HV ", lsl #20\n\t"                                    \
+  "add " HV ", " HV ", r8, lsl #1\n\t"                                     \
+  "ldrd r6, r7, [lr, #24]\n\t"                                             \
+  FG_A_SMMLAR("r8", "r4", HV, "r5", "r6")                                  \
+  "sub r8, r8, " HV ", lsr #31\n\t"                                        \
+  "asr r8, r8, r7\n\t"                                                     \
+  "ssat r8, #8, r8\n\t"                                                    \
+  "strb r8, [r2], #1\n\t"                                                  \
+  "cmp r0, r3\n\t"                                                         \
+  "bne 1b\n\t"                                                             \
+  "pop {r4-r11, pc}\n\t"                                                   \
+  FG_A_END(name)
+
+typedef struct {
+  const int8_t *z, *ht;
+  int8_t *h_out;
+  const int8_t *z_end;
+  const int32_t *k;
+} fg_grnn_args;
+#if defined(__ELF__)
+#define FG_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define FG_HIDDEN
+#endif
+void fastgrnn_int8_grnn_t2(const fg_grnn_args *a) FG_HIDDEN;
+void fastgrnn_int8_grnn_swap_t2(const fg_grnn_args *a) FG_HIDDEN;
+__asm__(FG_A_GRNN("fastgrnn_int8_grnn_t2", "r11", "r10"));
+__asm__(FG_A_GRNN("fastgrnn_int8_grnn_swap_t2", "r10", "r11"));
+#endif
+
 FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, const int8_t *ht,
                          const int8_t *h_in, int8_t *h_out, int32_t n) {
   fg_in g;
@@ -1111,6 +1193,23 @@ FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, 
       !fast_add(&hoff2, &g, &o, &p->out_add, &swap))
     return 0;
   zh_loop(&zm, z, h_in, h_out, n);
+#if defined(FG_THUMB2)
+  if (g.l == 21) {
+    const int32_t k[14] = {(int32_t)(intptr_t)(p->coef_table + 128), cm.in1x2, cm.in2, cm.m,
+                           cm.round, cm.e, g.off, g.m, g.half, g.e, hoff2, o.m, o.round, o.e};
+    fg_grnn_args a;
+    a.z = z;
+    a.ht = ht;
+    a.h_out = h_out;
+    a.z_end = z + n;
+    a.k = k;
+    if (swap)
+      fastgrnn_int8_grnn_swap_t2(&a);
+    else
+      fastgrnn_int8_grnn_t2(&a);
+    return 1;
+  }
+#endif
   if (swap)
     grnn_loop(&cm, hoff2, &g, &o, p->coef_table, z, ht, h_out, n, 1);
   else
