@@ -1001,6 +1001,151 @@ FG_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
   return out8(o, (2 * a + o->in1x2) * (b + o->in2));
 }
 
+#if defined(FG_THUMB2)
+/* Thumb-2 assembly of the elementwise loops (gcc -O2 spills their constants: 8 stack
+ * reloads per unit in grnn_loop on the M4F), instruction for instruction the C helpers
+ * in_scaled, out8, mul_fast and add_hg (l = 21). The constants come from an int32 array
+ * by LDM/LDRD. SMMLAR(d, a, b, c) = c + ((a b + 2^31) >> 32): one instruction with DSP,
+ * else SMULL + two adds (lo: a scratch register; d must differ from c). */
+#if defined(FG_DSP)
+#define FG_A_SMMLAR(d, lo, a, b, c) "smmlar " d ", " a ", " b ", " c "\n\t"
+#else
+#define FG_A_SMMLAR(d, lo, a, b, c)                      \
+  "smull " lo ", " d ", " a ", " b "\n\t"                \
+  "add " d ", " d ", " c "\n\t"                          \
+  "add " d ", " d ", " lo ", lsr #31\n\t"
+#endif
+#define FG_A_FUNC(name)                                                    \
+  ".section .text." name ",\"ax\",%progbits\n\t"                           \
+  ".syntax unified\n\t"                                                    \
+  ".thumb\n\t"                                                             \
+  ".p2align 2\n\t"                                                         \
+  ".global " name "\n\t"                                                   \
+  ".type " name ", %function\n\t"                                          \
+  ".thumb_func\n" name ":\n\t"
+#define FG_A_END(name) ".size " name ", .-" name "\n\t.text"
+
+/* FastGRNN's output after zh_loop: h_out[j] = ADD(MUL(coef[z[j]], ht[j]), h_out[j]).
+ * a = {z, ht, h_out, z + n, k}; k = {coef + 128, 2 o1, o2, m, round, e of MUL(coef, h~);
+ * off, m, half, e of the ADD's g side; hoff2, m, round, e of the ADD}; n >= 1. HV / GV:
+ * the registers of the ADD's h and g operands (r11 = MUL(coef, h~), r10 = MUL(z, h)). */
+#define FG_A_GRNN(name, HV, GV)                                            \
+  FG_A_FUNC(name)                                                          \
+  "push {r4-r11, lr}\n\t"                                                  \
+  "ldm r0, {r0-r3, r12}\n\t"                                               \
+  "add lr, r12, #24\n"                                                     \
+  "1:\n\t"                                                                 \
+  "ldm r12, {r4-r9}\n\t"                                                   \
+  "ldrsb r10, [r0], #1\n\t"                                                \
+  "ldrsb r10, [r4, r10]\n\t"                                               \
+  "ldrsb r11, [r1], #1\n\t"                                                \
+  "add r10, r5, r10, lsl #1\n\t"                                           \
+  "add r11, r11, r6\n\t"                                                   \
+  "mul r10, r10, r11\n\t"                                                  \
+  FG_A_SMMLAR("r11", "r6", "r10", "r7", "r8")                              \
+  "sub r11, r11, r10, lsr #31\n\t"                                         \
+  "asr r11, r11, r9\n\t"                                                   \
+  "ssat r11, #8, r11\n\t"                                                  \
+  "ldrsb r10, [r2]\n\t"                                                    \
+  "ldm lr, {r4-r7}\n\t"                                                    \
+  "add " GV ", r4, " GV ", lsl #21\n\t"                                    \
+  FG_A_SMMLAR("r8", "r4", GV, "r5", "r6")                                  \
+  "sub r8, r8, " GV ", lsr #31\n\t"                                        \
+  "asr r8, r8, r7\n\t"                                                     \
+  "ldrd r4, r5, [lr, #16]\n\t"                                             \
+  "add " HV ", r4, " HV ", lsl #20\n\t"                                    \
+  "add " HV ", " HV ", r8, lsl #1\n\t"                                     \
+  "ldrd r6, r7, [lr, #24]\n\t"                                             \
+  FG_A_SMMLAR("r8", "r4", HV, "r5", "r6")                                  \
+  "sub r8, r8, " HV ", lsr #31\n\t"                                        \
+  "asr r8, r8, r7\n\t"                                                     \
+  "ssat r8, #8, r8\n\t"                                                    \
+  "strb r8, [r2], #1\n\t"                                                  \
+  "cmp r0, r3\n\t"                                                         \
+  "bne 1b\n\t"                                                             \
+  "pop {r4-r11, pc}\n\t"                                                   \
+  FG_A_END(name)
+
+typedef struct {
+  const int8_t *z, *ht;
+  int8_t *h_out;
+  const int8_t *z_end;
+  const int32_t *k;
+} fg_grnn_args;
+#if defined(__ELF__)
+#define FG_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define FG_HIDDEN
+#endif
+void fastgrnn_int8_grnn_t2(const fg_grnn_args *a) FG_HIDDEN;
+void fastgrnn_int8_grnn_swap_t2(const fg_grnn_args *a) FG_HIDDEN;
+__asm__(FG_A_GRNN("fastgrnn_int8_grnn_t2", "r11", "r10"));
+__asm__(FG_A_GRNN("fastgrnn_int8_grnn_swap_t2", "r10", "r11"));
+/* ADD in place: out[j] = ADD(ph[j], pg[j]) with out = ph (OUT r0) or pg (OUT r1).
+ * a = {ph + n, pg + n, -n, k}, k = {off, m, half, e of the g side; hoff2, m, round, e};
+ * n >= 1. */
+#define FG_A_ADD(name, OUT)                                                \
+  FG_A_FUNC(name)                                                          \
+  "push {r4-r11, lr}\n\t"                                                  \
+  "ldm r0, {r0-r3}\n\t"                                                    \
+  "ldm r3, {r3-r10}\n"                                                     \
+  "1:\n\t"                                                                 \
+  "ldrsb r11, [r1, r2]\n\t"                                                \
+  "add r11, r3, r11, lsl #21\n\t"                                          \
+  FG_A_SMMLAR("r12", "lr", "r11", "r4", "r5")                              \
+  "sub r12, r12, r11, lsr #31\n\t"                                         \
+  "asr r12, r12, r6\n\t"                                                   \
+  "ldrsb r11, [r0, r2]\n\t"                                                \
+  "add r11, r7, r11, lsl #20\n\t"                                          \
+  "add r11, r11, r12, lsl #1\n\t"                                          \
+  FG_A_SMMLAR("r12", "lr", "r11", "r8", "r9")                              \
+  "sub r12, r12, r11, lsr #31\n\t"                                         \
+  "asr r12, r12, r10\n\t"                                                  \
+  "ssat r12, #8, r12\n\t"                                                  \
+  "strb r12, [" OUT ", r2]\n\t"                                            \
+  "adds r2, r2, #1\n\t"                                                    \
+  "bne 1b\n\t"                                                             \
+  "pop {r4-r11, pc}\n\t"                                                   \
+  FG_A_END(name)
+
+/* The same when both operands have the multiplier 1/2 (equal scales; fast_in's l = 22,
+ * whose g term is then exactly (v + offset) 2^19, an h side too): x2 = (ph[j] + pg[j])
+ * 2^20 + both offsets 2^20. k = {that constant, m, round, e}. */
+#define FG_A_ADD2(name, OUT)                                               \
+  FG_A_FUNC(name)                                                          \
+  "push {r4-r11, lr}\n\t"                                                  \
+  "ldm r0, {r0-r3}\n\t"                                                    \
+  "ldm r3, {r3-r6}\n"                                                      \
+  "1:\n\t"                                                                 \
+  "ldrsb r11, [r1, r2]\n\t"                                                \
+  "ldrsb r12, [r0, r2]\n\t"                                                \
+  "add r11, r11, r12\n\t"                                                  \
+  "add r11, r3, r11, lsl #20\n\t"                                          \
+  FG_A_SMMLAR("r12", "lr", "r11", "r4", "r5")                              \
+  "sub r12, r12, r11, lsr #31\n\t"                                         \
+  "asr r12, r12, r6\n\t"                                                   \
+  "ssat r12, #8, r12\n\t"                                                  \
+  "strb r12, [" OUT ", r2]\n\t"                                            \
+  "adds r2, r2, #1\n\t"                                                    \
+  "bne 1b\n\t"                                                             \
+  "pop {r4-r11, pc}\n\t"                                                   \
+  FG_A_END(name)
+
+typedef struct {
+  const int8_t *ph_end, *pg_end;
+  int32_t neg_n;
+  const int32_t *k;
+} fg_add_args;
+void fastgrnn_int8_add_h_t2(const fg_add_args *a) FG_HIDDEN;
+void fastgrnn_int8_add_g_t2(const fg_add_args *a) FG_HIDDEN;
+__asm__(FG_A_ADD("fastgrnn_int8_add_h_t2", "r0"));
+__asm__(FG_A_ADD("fastgrnn_int8_add_g_t2", "r1"));
+void fastgrnn_int8_add2_h_t2(const fg_add_args *a) FG_HIDDEN;
+void fastgrnn_int8_add2_g_t2(const fg_add_args *a) FG_HIDDEN;
+__asm__(FG_A_ADD2("fastgrnn_int8_add2_h_t2", "r0"));
+__asm__(FG_A_ADD2("fastgrnn_int8_add2_g_t2", "r1"));
+#endif
+
 FG_HOT static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int8_t *b,
                         int8_t *out, int32_t n) {
   fg_in g;
@@ -1014,6 +1159,31 @@ FG_HOT static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, co
     a = b;
     b = t;
   }
+#if defined(FG_THUMB2)
+  if (out == a || out == b) { /* in place, as the step calls it */
+    int32_t k[8] = {g.off, g.m, g.half, g.e, hoff2, o.m, o.round, o.e};
+    fg_add_args args;
+    args.ph_end = a + n;
+    args.pg_end = b + n;
+    args.neg_n = -n;
+    args.k = k;
+    if (g.l == 22) { /* g.off = offset 2^22: 2^20 offset = g.off / 4 */
+      k[0] = hoff2 + g.off / 4;
+      k[1] = o.m;
+      k[2] = o.round;
+      k[3] = o.e;
+      if (out == a)
+        fastgrnn_int8_add2_h_t2(&args);
+      else
+        fastgrnn_int8_add2_g_t2(&args);
+    } else if (out == a) {
+      fastgrnn_int8_add_h_t2(&args);
+    } else {
+      fastgrnn_int8_add_g_t2(&args);
+    }
+    return 1;
+  }
+#endif
   for (end = out + n; out != end;) *out++ = (int8_t)add_hg(hoff2, &g, &o, *a++, *b++);
   return 1;
 }
@@ -1100,88 +1270,6 @@ static void zh_loop(const fg_out *zm, const int8_t *z, const int8_t *h_in, int8_
     *h_out++ = (int8_t)mul_fast(&o, zj, *h_in++);
   }
 }
-
-#if defined(FG_THUMB2)
-/* Thumb-2 assembly of the elementwise loops (gcc -O2 spills their constants: 8 stack
- * reloads per unit in grnn_loop on the M4F), instruction for instruction the C helpers
- * in_scaled, out8, mul_fast and add_hg (l = 21). The constants come from an int32 array
- * by LDM/LDRD. SMMLAR(d, a, b, c) = c + ((a b + 2^31) >> 32): one instruction with DSP,
- * else SMULL + two adds (lo: a scratch register; d must differ from c). */
-#if defined(FG_DSP)
-#define FG_A_SMMLAR(d, lo, a, b, c) "smmlar " d ", " a ", " b ", " c "\n\t"
-#else
-#define FG_A_SMMLAR(d, lo, a, b, c)                      \
-  "smull " lo ", " d ", " a ", " b "\n\t"                \
-  "add " d ", " d ", " c "\n\t"                          \
-  "add " d ", " d ", " lo ", lsr #31\n\t"
-#endif
-#define FG_A_FUNC(name)                                                    \
-  ".section .text." name ",\"ax\",%progbits\n\t"                           \
-  ".syntax unified\n\t"                                                    \
-  ".thumb\n\t"                                                             \
-  ".p2align 2\n\t"                                                         \
-  ".global " name "\n\t"                                                   \
-  ".type " name ", %function\n\t"                                          \
-  ".thumb_func\n" name ":\n\t"
-#define FG_A_END(name) ".size " name ", .-" name "\n\t.text"
-
-/* FastGRNN's output after zh_loop: h_out[j] = ADD(MUL(coef[z[j]], ht[j]), h_out[j]).
- * a = {z, ht, h_out, z + n, k}; k = {coef + 128, 2 o1, o2, m, round, e of MUL(coef, h~);
- * off, m, half, e of the ADD's g side; hoff2, m, round, e of the ADD}; n >= 1. HV / GV:
- * the registers of the ADD's h and g operands (r11 = MUL(coef, h~), r10 = MUL(z, h)). */
-#define FG_A_GRNN(name, HV, GV)                                            \
-  FG_A_FUNC(name)                                                          \
-  "push {r4-r11, lr}\n\t"                                                  \
-  "ldm r0, {r0-r3, r12}\n\t"                                               \
-  "add lr, r12, #24\n"                                                     \
-  "1:\n\t"                                                                 \
-  "ldm r12, {r4-r9}\n\t"                                                   \
-  "ldrsb r10, [r0], #1\n\t"                                                \
-  "ldrsb r10, [r4, r10]\n\t"                                               \
-  "ldrsb r11, [r1], #1\n\t"                                                \
-  "add r10, r5, r10, lsl #1\n\t"                                           \
-  "add r11, r11, r6\n\t"                                                   \
-  "mul r10, r10, r11\n\t"                                                  \
-  FG_A_SMMLAR("r11", "r6", "r10", "r7", "r8")                              \
-  "sub r11, r11, r10, lsr #31\n\t"                                         \
-  "asr r11, r11, r9\n\t"                                                   \
-  "ssat r11, #8, r11\n\t"                                                  \
-  "ldrsb r10, [r2]\n\t"                                                    \
-  "ldm lr, {r4-r7}\n\t"                                                    \
-  "add " GV ", r4, " GV ", lsl #21\n\t"                                    \
-  FG_A_SMMLAR("r8", "r4", GV, "r5", "r6")                                  \
-  "sub r8, r8, " GV ", lsr #31\n\t"                                        \
-  "asr r8, r8, r7\n\t"                                                     \
-  "ldrd r4, r5, [lr, #16]\n\t"                                             \
-  "add " HV ", r4, " HV ", lsl #20\n\t"                                    \
-  "add " HV ", " HV ", r8, lsl #1\n\t"                                     \
-  "ldrd r6, r7, [lr, #24]\n\t"                                             \
-  FG_A_SMMLAR("r8", "r4", HV, "r5", "r6")                                  \
-  "sub r8, r8, " HV ", lsr #31\n\t"                                        \
-  "asr r8, r8, r7\n\t"                                                     \
-  "ssat r8, #8, r8\n\t"                                                    \
-  "strb r8, [r2], #1\n\t"                                                  \
-  "cmp r0, r3\n\t"                                                         \
-  "bne 1b\n\t"                                                             \
-  "pop {r4-r11, pc}\n\t"                                                   \
-  FG_A_END(name)
-
-typedef struct {
-  const int8_t *z, *ht;
-  int8_t *h_out;
-  const int8_t *z_end;
-  const int32_t *k;
-} fg_grnn_args;
-#if defined(__ELF__)
-#define FG_HIDDEN __attribute__((visibility("hidden")))
-#else
-#define FG_HIDDEN
-#endif
-void fastgrnn_int8_grnn_t2(const fg_grnn_args *a) FG_HIDDEN;
-void fastgrnn_int8_grnn_swap_t2(const fg_grnn_args *a) FG_HIDDEN;
-__asm__(FG_A_GRNN("fastgrnn_int8_grnn_t2", "r11", "r10"));
-__asm__(FG_A_GRNN("fastgrnn_int8_grnn_swap_t2", "r10", "r11"));
-#endif
 
 FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, const int8_t *ht,
                          const int8_t *h_in, int8_t *h_out, int32_t n) {
