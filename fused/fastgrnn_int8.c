@@ -1131,6 +1131,40 @@ __asm__(FG_A_GRNN("fastgrnn_int8_grnn_swap_t2", "r10", "r11"));
   "pop {r4-r11, pc}\n\t"                                                   \
   FG_A_END(name)
 
+/* table[ADD(pre[j], bias operand j)] with pre the h side: out[j] = table[out8(pre[j]
+ * 2^20 + hoff2 + 2 term[j])]. a = {pre + n, term + n, out + n, -n, k}, k = {hoff2, m,
+ * round, e, table + 128}; n >= 1. */
+#define FG_A_TERM(name)                                                    \
+  FG_A_FUNC(name)                                                          \
+  "push {r4-r11, lr}\n\t"                                                  \
+  "ldm r0, {r0-r4}\n\t"                                                    \
+  "ldm r4, {r4-r8}\n"                                                      \
+  "1:\n\t"                                                                 \
+  "ldrsb r9, [r0, r3]\n\t"                                                 \
+  "ldr r10, [r1, r3, lsl #2]\n\t"                                          \
+  "add r9, r4, r9, lsl #20\n\t"                                            \
+  "add r9, r9, r10, lsl #1\n\t"                                            \
+  FG_A_SMMLAR("r10", "r11", "r9", "r5", "r6")                              \
+  "sub r10, r10, r9, lsr #31\n\t"                                          \
+  "asr r10, r10, r7\n\t"                                                   \
+  "ssat r10, #8, r10\n\t"                                                  \
+  "ldrsb r10, [r8, r10]\n\t"                                               \
+  "strb r10, [r2, r3]\n\t"                                                 \
+  "adds r3, r3, #1\n\t"                                                    \
+  "bne 1b\n\t"                                                             \
+  "pop {r4-r11, pc}\n\t"                                                   \
+  FG_A_END(name)
+
+typedef struct {
+  const int8_t *pre_end;
+  const int32_t *term_end;
+  int8_t *out_end;
+  int32_t neg_n;
+  const int32_t *k;
+} fg_term_args;
+void fastgrnn_int8_term_t2(const fg_term_args *a) FG_HIDDEN;
+__asm__(FG_A_TERM("fastgrnn_int8_term_t2"));
+
 typedef struct {
   const int8_t *ph_end, *pg_end;
   int32_t neg_n;
@@ -1230,6 +1264,18 @@ FG_HOT static int bias_vec_fast(const fastgrnn_int8_binop *p, const ROM int8_t *
   if (term) {
     if (!fast_out(&o, p)) return 0;
     if (p->in1_mult == (INT32_C(1) << 30) && p->in1_shift == 0) {
+#if defined(FG_THUMB2)
+      const int32_t k[5] = {p->in1_offset * (INT32_C(1) << 20), o.m, o.round, o.e,
+                            (int32_t)(intptr_t)(table + 128)};
+      fg_term_args args;
+      args.pre_end = a + n;
+      args.term_end = term + n;
+      args.out_end = out + n;
+      args.neg_n = -n;
+      args.k = k;
+      fastgrnn_int8_term_t2(&args);
+      return 1;
+#endif
       term_loop(p->in1_offset * (INT32_C(1) << 20), &g, &o, table, a, term, out, n, 1);
     } else {
       if (!fast_in(&g, p->in1_offset, p->in1_mult, p->in1_shift)) return 0;
