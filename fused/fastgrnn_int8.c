@@ -666,8 +666,8 @@ FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, in
  * the row loop's inline assembly): per row its count, the bias, the MACs as in
  * sparse_row (4 instructions each, TBB into the unrolled body), then fc_out_full's
  * arithmetic: srdhm's SMULL form, for s <= -1 the nested-floor RoundingDivideByPOT with
- * the output offset in the last halving (SSAT's ASR #1), for s >= 0 srdhm(acc << s) then
- * (2 t + 1 + 2 offset) >> 1 = t + offset. The fields are in the order LDM loads them. */
+ * the output offset in the last halving (SSAT's ASR #1), for s >= 0 srdhm(acc << s) +
+ * offset. The fields are in the order LDM loads them. */
 typedef struct {
   const ROM uint8_t *idx;     /* r0 */
   const ROM int8_t *w;        /* r1 */
@@ -773,8 +773,9 @@ __asm__(
     "adds r4, r4, r4\n\t"
     "adc lr, lr, lr\n\t"
     "add lr, lr, r4, lsr #31\n\t"
-    "add lr, r12, lr, lsl #1\n\t"    /* (2 t + 1 + 2 offset) >> 1 = t + offset */
-    "ssat lr, #8, lr, asr #1\n\t"
+    "sub r4, r12, #1\n\t"            /* offset = (zo2 - 1) / 2 (2 t may overflow) */
+    "add lr, lr, r4, asr #1\n\t"
+    "ssat lr, #8, lr\n\t"
     "strb lr, [r10], #1\n\t"
     "cmp r10, r11\n\t"
     "bne 1b\n\t"
