@@ -4,7 +4,7 @@
  * the sparse layer with its requantisation, the elementwise loops) and every other fast
  * form of the build, against the kernel's generic passes and the NumPy reference.
  *
- * Prints one line per item: "srdhm a b r", "fc zo acc m s sparse_out c_out",
+ * Prints one line per item: "srdhm a b r", "fc zo acc m s sparse_out c_out dense_out",
  * "add k bad" (both in-place orders), "bias k bad", "grnn k bad" (-1: the fast pass
  * declined the parameters). */
 #include <stdio.h>
@@ -32,7 +32,7 @@ static int32_t equiv_add_in_place(const fastgrnn_int8_binop *p) {
 }
 
 int main(void) {
-  static int8_t out[N_FC];
+  static int8_t out[N_FC], dense[N_FC];
   static uint8_t idx[N_FC]; /* every row without non-zeros: acc = bias */
   int32_t k, r;
   for (k = 0; k < N_SRDHM; ++k)
@@ -53,10 +53,14 @@ int main(void) {
     f.act_min = -128;
     f.act_max = 127;
     fc8(&f, &x, out);
+    /* the same rows dense (one zero weight each: acc = bias): rows in fours in assembly
+     * with DSP, the last N_FC % 4 in C */
+    f.idx = 0;
+    fc8(&f, &x, dense);
     for (r = 0; r < N_FC; ++r)
-      printf("fc %ld %ld %ld %ld %ld %ld\n", (long)kZo[k], (long)kFcAcc[r], (long)kFcMult[r],
+      printf("fc %ld %ld %ld %ld %ld %ld %ld\n", (long)kZo[k], (long)kFcAcc[r], (long)kFcMult[r],
              (long)kFcShift[r], (long)out[r],
-             (long)fc_out_full(kFcMult, kFcShift, 1 + 2 * kZo[k], r, kFcAcc[r]));
+             (long)fc_out_full(kFcMult, kFcShift, 1 + 2 * kZo[k], r, kFcAcc[r]), (long)dense[r]);
   }
   for (k = 0; k < N_ADD; ++k) {
     fastgrnn_int8_params p;

@@ -233,7 +233,7 @@ def _arm_cases(rng):
 @pytest.mark.parametrize("core", ["m3", "m4"])
 def test_thumb2_arithmetic_on_qemu(core, tmp_path):
   """The Thumb-2 builds' own arithmetic (SMULL-form SaturatingRoundingDoublingHighMul,
-  the sparse layer's requantisation in assembly, the elementwise loops in assembly) on
+  the sparse and dense layers' requantisation in assembly, the elementwise loops) on
   QEMU: srdhm over edge cases (INT32_MIN/MAX operands, products at +-1/2 ulp: the
   negative rounding) against the NumPy reference; FC requantisation (every shift sign,
   m = 0, ties of each shift, the parser's accumulator bound) against it; every int8
@@ -264,9 +264,9 @@ def test_thumb2_arithmetic_on_qemu(core, tmp_path):
       assert r == int(fixed_point.multiply_by_quantized_multiplier(a, b, 0)), (a, b, r)
   got_fc = [[int(v) for v in ln[1:]] for ln in lines if ln[0] == "fc"]
   assert len(got_fc) == len(fc) * len(zos)
-  for zo, acc, m, s, sparse_out, c_out in got_fc:
+  for zo, acc, m, s, sparse_out, c_out, dense_out in got_fc:
     want = int(np.clip(fixed_point.multiply_by_quantized_multiplier(acc, m, s) + zo, -128, 127))
-    assert (sparse_out, c_out) == (want, want), (zo, acc, m, s)
+    assert (sparse_out, c_out, dense_out) == (want, want, want), (zo, acc, m, s)
   counts = {(ln[0], int(ln[1])): int(ln[2]) for ln in lines if ln[0] in ("add", "bias", "grnn")}
   assert len(counts) == 36
   # -1: the fast pass declined the parameters (a shift out of its range, a MUL multiplier

@@ -233,7 +233,7 @@ def _sparse(weights):
 #   scalar: Armv6-M / Armv7-M without DSP (M0, M0+, M3), RISC-V, hosts.
 #   avr:    8-bit AVR (int16 products).
 CORE_COSTS = {
-    "dsp": (1.6, 40.0, 4.0, 22.0),
+    "dsp": (1.6, 20.0, 4.0, 22.0),
     "scalar": (10.0, 20.0, 5.5, 30.0),
     "avr": (40.0, 100.0, 45.0, 120.0),
 }
