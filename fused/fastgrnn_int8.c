@@ -261,6 +261,24 @@ static __attribute__((noinline)) int32_t srdhm(int32_t a, int32_t b) {
                "rol %D[h]\n\t");
   return h;
 }
+#elif defined(FG_THUMB2)
+/* The same as the C form below in 4 instructions and no constant registers (gcc's SMLAL
+ * form takes 5 and two registers for 2^30): (a b + 2^30) >> 31 = (2 a b + 2^31) >> 32,
+ * the high word H of 2 a b (SMULL, then the 64-bit doubling ADDS/ADC) plus the top bit of
+ * its low word L: floor((2^32 H + L + 2^31) / 2^32) = H + (L >> 31). Exact for every a, b
+ * but a = b = INT32_MIN (2 a b = 2^63 does not fit int64; the C form has no saturation
+ * either), which no QuantizeMultiplier multiplier (in [0, 2^31)) gives. */
+FG_INLINE int32_t srdhm(int32_t a, int32_t b) {
+  int32_t lo, hi;
+  __asm__("smull %0, %1, %2, %3\n\t"
+          "adds %0, %0, %0\n\t"
+          "adc %1, %1, %1\n\t"
+          "add %1, %1, %0, lsr #31"
+          : "=&r"(lo), "=&r"(hi)
+          : "r"(a), "r"(b)
+          : "cc");
+  return hi;
+}
 #else
 FG_INLINE int32_t srdhm(int32_t a, int32_t b) {
   return (int32_t)(((int64_t)a * (int64_t)b + (INT64_C(1) << 30)) >> 31);
@@ -415,6 +433,17 @@ static inline int32_t ssat8(int32_t v) { /* SSAT is Armv7-M, not only DSP */
 #else
 static inline int32_t ssat8(int32_t v) { return v < -128 ? -128 : (v > 127 ? 127 : v); }
 #endif
+#endif
+
+/* ssat8(v >> 1) (arithmetic shift): SSAT's own shifted operand on Armv7-M and later. */
+#if defined(FG_DSP) || defined(FG_THUMB2)
+static inline int32_t ssat8_half(int32_t v) {
+  int32_t r;
+  __asm__("ssat %0, #8, %1, asr #1" : "=r"(r) : "r"(v));
+  return r;
+}
+#else
+static inline int32_t ssat8_half(int32_t v) { return ssat8(v >> 1); }
 #endif
 
 /* acc + sum over one bitmap-packed row: mask bytes, then its non-zeros in order. */
@@ -783,23 +812,242 @@ FG_INLINE void dot4(const int8_t *w, const int8_t *x, int32_t n, int32_t *acc0,
  * s <= -1, e = -s: RoundingDivideByPOT(y, e) = floor((y + 2^(e-1) - [y < 0]) / 2^e)
  * = floor((floor((y - [y < 0]) / 2^(e-1)) + 1) / 2) (nested floors), e - 1 = ~s; the
  * output offset joins the last halving as 2 offset. */
-FG_INLINE int32_t fc_out_full(const ROM int32_t *mult, const ROM int8_t *shift, int32_t zo,
+FG_INLINE int32_t fc_out_full(const ROM int32_t *mult, const ROM int8_t *shift, int32_t zo2,
                               int32_t r, int32_t acc) {
   const int32_t s = shift[r], m = mult[r];
   int32_t t;
-  if (FG_UNLIKELY(s >= 0)) return ssat8(mbqm(acc, m, s) + zo);
+  if (FG_UNLIKELY(s >= 0)) return ssat8(mbqm(acc, m, s) + ((zo2 - 1) >> 1));
   t = srdhm(acc, m);
   t = FG_ASR(t - (int32_t)((uint32_t)t >> 31), ~s);
-  return ssat8((t + 1 + 2 * zo) >> 1);
+  return ssat8_half(t + zo2);
 }
+
+#if defined(FG_FASTPATH) && defined(FG_THUMB2) && defined(FG_DSP)
+/* Dense rows without fused activation, four at a time, in one assembly function (gcc kept
+ * ~32 instructions per row around dot4's loop): the same SXTB16/SMLAD loop as dot4 (25
+ * instructions per 16 MACs), the cols % 4 last columns by MLA, then the four rows'
+ * requantisation as in fastgrnn_int8_sparse_rows_t2. The struct is updated in place
+ * (row, bias, multiplier, shift and output pointers) so that its fields are reloaded per
+ * group of four rows; rows = a multiple of 4, >= 4. */
+typedef struct {
+  const ROM int8_t *w;          /* 0: the group's first row */
+  const int8_t *x;              /* 4 */
+  int32_t cols;                 /* 8 */
+  const ROM int32_t *bias;      /* 12 */
+  const ROM int32_t *mult;      /* 16 */
+  const ROM int8_t *shift;      /* 20 */
+  int8_t *out;                  /* 24 */
+  int32_t zo2;                  /* 28: 1 + 2 output offset */
+  int8_t *out_end;              /* 32 */
+} fg_dense_args;
+void fastgrnn_int8_dense4_t2(fg_dense_args *a)
+#if defined(__ELF__)
+    __attribute__((visibility("hidden")))
+#endif
+    ;
+__asm__(
+    ".section .text.fastgrnn_int8_dense4_t2,\"ax\",%progbits\n\t"
+    ".syntax unified\n\t"
+    ".thumb\n\t"
+    ".p2align 2\n\t"
+    ".global fastgrnn_int8_dense4_t2\n\t"
+    ".type fastgrnn_int8_dense4_t2, %function\n\t"
+    ".thumb_func\n"
+    "fastgrnn_int8_dense4_t2:\n\t"
+    "push {r4-r11, lr}\n\t"
+    "mov r12, r0\n"
+    "1:\n\t"
+    "ldr r1, [r12, #12]\n\t"
+    "ldm r1!, {r4-r7}\n\t"
+    "str r1, [r12, #12]\n\t"
+    "ldm r12, {r0, r2, r3}\n\t"
+    "add r1, r0, r3, lsl #1\n\t"
+    "lsrs r8, r3, #2\n\t"
+    "beq 5f\n"
+    "4:\n\t"
+    "ldr r9, [r2], #4\n\t"
+    "sxtb16 r10, r9\n\t"
+    "sxtb16 r9, r9, ror #8\n\t"
+    "ldr r11, [r0, r3]\n\t"
+    "sxtb16 lr, r11\n\t"
+    "smlad r5, r10, lr, r5\n\t"
+    "sxtb16 lr, r11, ror #8\n\t"
+    "smlad r5, r9, lr, r5\n\t"
+    "ldr r11, [r0], #4\n\t"
+    "sxtb16 lr, r11\n\t"
+    "smlad r4, r10, lr, r4\n\t"
+    "sxtb16 lr, r11, ror #8\n\t"
+    "smlad r4, r9, lr, r4\n\t"
+    "ldr r11, [r1, r3]\n\t"
+    "sxtb16 lr, r11\n\t"
+    "smlad r7, r10, lr, r7\n\t"
+    "sxtb16 lr, r11, ror #8\n\t"
+    "smlad r7, r9, lr, r7\n\t"
+    "ldr r11, [r1], #4\n\t"
+    "sxtb16 lr, r11\n\t"
+    "smlad r6, r10, lr, r6\n\t"
+    "sxtb16 lr, r11, ror #8\n\t"
+    "smlad r6, r9, lr, r6\n\t"
+    "subs r8, r8, #1\n\t"
+    "bne 4b\n"
+    "5:\n\t"
+    "ands r8, r3, #3\n\t"
+    "beq 7f\n"
+    "6:\n\t"
+    "ldrsb r9, [r2], #1\n\t"
+    "ldrsb r10, [r0, r3]\n\t"
+    "mla r5, r9, r10, r5\n\t"
+    "ldrsb r10, [r0], #1\n\t"
+    "mla r4, r9, r10, r4\n\t"
+    "ldrsb r10, [r1, r3]\n\t"
+    "mla r7, r9, r10, r7\n\t"
+    "ldrsb r10, [r1], #1\n\t"
+    "mla r6, r9, r10, r6\n\t"
+    "subs r8, r8, #1\n\t"
+    "bne 6b\n"
+    "7:\n\t"
+    "add r0, r0, r3, lsl #1\n\t"     /* row 0's end + 3 cols: the next group */
+    "add r0, r0, r3\n\t"
+    "str r0, [r12]\n\t"
+    "add r8, r12, #16\n\t"
+    "ldm r8, {r0-r3}\n\t"            /* mult, shift, out, zo2 */
+    "ldr r9, [r0], #4\n\t"
+    "ldrsb r10, [r1], #1\n\t"
+    "mvns r10, r10\n\t"
+    "bmi 81f\n\t"
+    "smull r11, lr, r4, r9\n\t"
+    "adds r11, r11, r11\n\t"
+    "adc lr, lr, lr\n\t"
+    "add lr, lr, r11, lsr #31\n\t"
+    "sub lr, lr, lr, lsr #31\n\t"
+    "asr lr, lr, r10\n\t"
+    "add lr, lr, r3\n\t"
+    "ssat lr, #8, lr, asr #1\n\t"
+    "strb lr, [r2], #1\n"
+    "91:\n\t"
+    "ldr r9, [r0], #4\n\t"
+    "ldrsb r10, [r1], #1\n\t"
+    "mvns r10, r10\n\t"
+    "bmi 82f\n\t"
+    "smull r11, lr, r5, r9\n\t"
+    "adds r11, r11, r11\n\t"
+    "adc lr, lr, lr\n\t"
+    "add lr, lr, r11, lsr #31\n\t"
+    "sub lr, lr, lr, lsr #31\n\t"
+    "asr lr, lr, r10\n\t"
+    "add lr, lr, r3\n\t"
+    "ssat lr, #8, lr, asr #1\n\t"
+    "strb lr, [r2], #1\n"
+    "92:\n\t"
+    "ldr r9, [r0], #4\n\t"
+    "ldrsb r10, [r1], #1\n\t"
+    "mvns r10, r10\n\t"
+    "bmi 83f\n\t"
+    "smull r11, lr, r6, r9\n\t"
+    "adds r11, r11, r11\n\t"
+    "adc lr, lr, lr\n\t"
+    "add lr, lr, r11, lsr #31\n\t"
+    "sub lr, lr, lr, lsr #31\n\t"
+    "asr lr, lr, r10\n\t"
+    "add lr, lr, r3\n\t"
+    "ssat lr, #8, lr, asr #1\n\t"
+    "strb lr, [r2], #1\n"
+    "93:\n\t"
+    "ldr r9, [r0], #4\n\t"
+    "ldrsb r10, [r1], #1\n\t"
+    "mvns r10, r10\n\t"
+    "bmi 84f\n\t"
+    "smull r11, lr, r7, r9\n\t"
+    "adds r11, r11, r11\n\t"
+    "adc lr, lr, lr\n\t"
+    "add lr, lr, r11, lsr #31\n\t"
+    "sub lr, lr, lr, lsr #31\n\t"
+    "asr lr, lr, r10\n\t"
+    "add lr, lr, r3\n\t"
+    "ssat lr, #8, lr, asr #1\n\t"
+    "strb lr, [r2], #1\n"
+    "94:\n\t"
+    "stm r8, {r0-r2}\n\t"
+    "ldr r9, [r12, #32]\n\t"
+    "cmp r2, r9\n\t"
+    "bne 1b\n\t"
+    "pop {r4-r11, pc}\n\t"
+    "81:\n\t"
+    "mvn r10, r10\n\t"
+    "lsl lr, r4, r10\n\t"
+    "smull r11, r10, lr, r9\n\t"
+    "adds r11, r11, r11\n\t"
+    "adc r10, r10, r10\n\t"
+    "add r10, r10, r11, lsr #31\n\t"
+    "sub r11, r3, #1\n\t"
+    "add r10, r10, r11, asr #1\n\t"
+    "ssat r10, #8, r10\n\t"
+    "strb r10, [r2], #1\n\t"
+    "b 91b\n\t"
+    "82:\n\t"
+    "mvn r10, r10\n\t"
+    "lsl lr, r5, r10\n\t"
+    "smull r11, r10, lr, r9\n\t"
+    "adds r11, r11, r11\n\t"
+    "adc r10, r10, r10\n\t"
+    "add r10, r10, r11, lsr #31\n\t"
+    "sub r11, r3, #1\n\t"
+    "add r10, r10, r11, asr #1\n\t"
+    "ssat r10, #8, r10\n\t"
+    "strb r10, [r2], #1\n\t"
+    "b 92b\n\t"
+    "83:\n\t"
+    "mvn r10, r10\n\t"
+    "lsl lr, r6, r10\n\t"
+    "smull r11, r10, lr, r9\n\t"
+    "adds r11, r11, r11\n\t"
+    "adc r10, r10, r10\n\t"
+    "add r10, r10, r11, lsr #31\n\t"
+    "sub r11, r3, #1\n\t"
+    "add r10, r10, r11, asr #1\n\t"
+    "ssat r10, #8, r10\n\t"
+    "strb r10, [r2], #1\n\t"
+    "b 93b\n\t"
+    "84:\n\t"
+    "mvn r10, r10\n\t"
+    "lsl lr, r7, r10\n\t"
+    "smull r11, r10, lr, r9\n\t"
+    "adds r11, r11, r11\n\t"
+    "adc r10, r10, r10\n\t"
+    "add r10, r10, r11, lsr #31\n\t"
+    "sub r11, r3, #1\n\t"
+    "add r10, r10, r11, asr #1\n\t"
+    "ssat r10, #8, r10\n\t"
+    "strb r10, [r2], #1\n\t"
+    "b 94b\n\t"
+    ".size fastgrnn_int8_dense4_t2, .-fastgrnn_int8_dense4_t2\n\t"
+    ".text");
+#endif
 
 /* Dense rows, no fused activation: rows in pairs on SIMD targets. */
 FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
-  const int32_t rows = f->rows, cols = f->cols, zo = f->out_offset;
+  const int32_t rows = f->rows, cols = f->cols, zo = 1 + 2 * f->out_offset;
   const ROM int8_t *w = f->w;
   const ROM int32_t *bias = f->bias, *mult = f->mult;
   const ROM int8_t *shift = f->shift;
   int32_t r = 0;
+#if defined(FG_THUMB2) && defined(FG_DSP)
+  if (rows >= 4) {
+    fg_dense_args a;
+    r = rows & ~3;
+    a.w = w;
+    a.x = x;
+    a.cols = cols;
+    a.bias = bias;
+    a.mult = mult;
+    a.shift = shift;
+    a.out = out;
+    a.zo2 = zo;
+    a.out_end = out + r;
+    fastgrnn_int8_dense4_t2(&a);
+    w += r * cols;
+  }
+#endif
 #if defined(FG_SIMD)
   for (; r + 3 < rows; r += 4, w += 4 * cols) {
     int32_t a0 = bias[r], a1 = bias[r + 1], a2 = bias[r + 2], a3 = bias[r + 3];
@@ -821,7 +1069,230 @@ FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, in
 }
 #endif
 
-#if defined(FG_FASTPATH)
+#if defined(FG_FASTPATH) && defined(FG_THUMB2)
+/* The MACs of one sparse row (TBB into a body by n % 8). With DSP (M4, M7, M33, M55) the
+ * n % 8 first ones singly, then groups of 8: 4 weights per LDR (unaligned: Armv7-M and
+ * later allow it for LDR), sign-extended in pairs by SXTB16, each product by SMLABB /
+ * SMLABT (the weight's half): 30 + 2 instructions per 8 instead of 34. */
+#if defined(FG_DSP)
+#define FG_A_SPARSE_MACS                                                     \
+  "tbb [pc, r5]\n"                                                           \
+  "2:\n\t"                                                                   \
+  ".byte (10f-2b)/2, (11f-2b)/2, (12f-2b)/2, (13f-2b)/2\n\t"                 \
+  ".byte (14f-2b)/2, (15f-2b)/2, (16f-2b)/2, (17f-2b)/2\n"                   \
+  "17:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "16:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "15:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "14:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "13:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "12:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "11:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "10:\n\t"                                                                  \
+  "subs r4, r4, #1\n\t"                                                      \
+  "blt 20f\n"                                                                \
+  "3:\n\t"                                                                   \
+  "ldr lr, [r1], #4\n\t"                                                     \
+  "sxtb16 r6, lr\n\t"                                                        \
+  "sxtb16 lr, lr, ror #8\n\t"                                                \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "smlabb r3, r5, r6, r3\n\t"                                                \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "smlabb r3, r5, lr, r3\n\t"                                                \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "smlabt r3, r5, r6, r3\n\t"                                                \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "smlabt r3, r5, lr, r3\n\t"                                                \
+  "ldr lr, [r1], #4\n\t"                                                     \
+  "sxtb16 r6, lr\n\t"                                                        \
+  "sxtb16 lr, lr, ror #8\n\t"                                                \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "smlabb r3, r5, r6, r3\n\t"                                                \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "smlabb r3, r5, lr, r3\n\t"                                                \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "smlabt r3, r5, r6, r3\n\t"                                                \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "smlabt r3, r5, lr, r3\n\t"                                                \
+  "subs r4, r4, #1\n\t"                                                      \
+  "bge 3b\n"
+#else
+#define FG_A_SPARSE_MACS                                                     \
+    "tbb [pc, r5]\n"                                                         \
+    "2:\n\t"                                                                 \
+    ".byte (10f-2b)/2, (17f-2b)/2, (16f-2b)/2, (15f-2b)/2\n\t"               \
+    ".byte (14f-2b)/2, (13f-2b)/2, (12f-2b)/2, (11f-2b)/2\n"                 \
+    "10:\n\t"                                                                \
+    "subs r4, r4, #1\n\t"                                                    \
+    "blt 20f\n"                                                              \
+    "3:\n\t"                                                                 \
+    "ldrb r5, [r0], #1\n\t"                                                  \
+    "ldrsb r5, [r2, r5]\n\t"                                                 \
+    "ldrsb r6, [r1], #1\n\t"                                                 \
+    "mla r3, r5, r6, r3\n"                                                   \
+    "11:\n\t"                                                                \
+    "ldrb r5, [r0], #1\n\t"                                                  \
+    "ldrsb r5, [r2, r5]\n\t"                                                 \
+    "ldrsb r6, [r1], #1\n\t"                                                 \
+    "mla r3, r5, r6, r3\n"                                                   \
+    "12:\n\t"                                                                \
+    "ldrb r5, [r0], #1\n\t"                                                  \
+    "ldrsb r5, [r2, r5]\n\t"                                                 \
+    "ldrsb r6, [r1], #1\n\t"                                                 \
+    "mla r3, r5, r6, r3\n"                                                   \
+    "13:\n\t"                                                                \
+    "ldrb r5, [r0], #1\n\t"                                                  \
+    "ldrsb r5, [r2, r5]\n\t"                                                 \
+    "ldrsb r6, [r1], #1\n\t"                                                 \
+    "mla r3, r5, r6, r3\n"                                                   \
+    "14:\n\t"                                                                \
+    "ldrb r5, [r0], #1\n\t"                                                  \
+    "ldrsb r5, [r2, r5]\n\t"                                                 \
+    "ldrsb r6, [r1], #1\n\t"                                                 \
+    "mla r3, r5, r6, r3\n"                                                   \
+    "15:\n\t"                                                                \
+    "ldrb r5, [r0], #1\n\t"                                                  \
+    "ldrsb r5, [r2, r5]\n\t"                                                 \
+    "ldrsb r6, [r1], #1\n\t"                                                 \
+    "mla r3, r5, r6, r3\n"                                                   \
+    "16:\n\t"                                                                \
+    "ldrb r5, [r0], #1\n\t"                                                  \
+    "ldrsb r5, [r2, r5]\n\t"                                                 \
+    "ldrsb r6, [r1], #1\n\t"                                                 \
+    "mla r3, r5, r6, r3\n"                                                   \
+    "17:\n\t"                                                                \
+    "ldrb r5, [r0], #1\n\t"                                                  \
+    "ldrsb r5, [r2, r5]\n\t"                                                 \
+    "ldrsb r6, [r1], #1\n\t"                                                 \
+    "mla r3, r5, r6, r3\n\t"                                                 \
+    "subs r4, r4, #1\n\t"                                                    \
+    "bge 3b\n"
+#endif
+
+/* A whole sparse layer without fused activation in Thumb-2 assembly (Armv7-M: M3 has no
+ * DSP), so that every pointer and constant stays in a register (gcc spills them around
+ * the row loop's inline assembly): per row its count, the bias, the MACs as in
+ * sparse_row (4 instructions each, TBB into the unrolled body), then fc_out_full's
+ * arithmetic: srdhm's SMULL form, for s <= -1 the nested-floor RoundingDivideByPOT with
+ * the output offset in the last halving (SSAT's ASR #1), for s >= 0 srdhm(acc << s) +
+ * offset. The fields are in the order LDM loads them. */
+typedef struct {
+  const ROM uint8_t *idx;     /* r0 */
+  const ROM int8_t *w;        /* r1 */
+  const int8_t *x;            /* r2 */
+  const ROM int32_t *bias;    /* r7 */
+  const ROM int32_t *mult;    /* r8 */
+  const ROM int8_t *shift;    /* r9 */
+  int8_t *out, *out_end;      /* r10, r11 */
+  int32_t zo2;                /* r12: 1 + 2 output offset */
+} fg_sparse_args;
+
+void fastgrnn_int8_sparse_rows_t2(const fg_sparse_args *a)
+#if defined(__ELF__)
+    __attribute__((visibility("hidden")))
+#endif
+    ;
+__asm__(
+    ".section .text.fastgrnn_int8_sparse_rows_t2,\"ax\",%progbits\n\t"
+    ".syntax unified\n\t"
+    ".thumb\n\t"
+    ".p2align 2\n\t"
+    ".global fastgrnn_int8_sparse_rows_t2\n\t"
+    ".type fastgrnn_int8_sparse_rows_t2, %function\n\t"
+    ".thumb_func\n"
+    "fastgrnn_int8_sparse_rows_t2:\n\t"
+    "push {r4-r11, lr}\n\t"
+    "ldm r0, {r0-r2, r7-r12}\n"
+    "1:\n\t"
+    "ldrb r4, [r0], #1\n\t"
+    "ldr r3, [r7], #4\n\t"
+    "and r5, r4, #7\n\t"
+    "lsr r4, r4, #3\n\t"
+    FG_A_SPARSE_MACS
+    "20:\n\t"
+    "ldr r5, [r8], #4\n\t"           /* m */
+    "ldrsb r6, [r9], #1\n\t"         /* s */
+    "mvns r6, r6\n\t"                /* ~s = e - 1; N: s >= 0 */
+    "bmi 30f\n\t"
+    "smull r4, lr, r3, r5\n\t"       /* t = srdhm(acc, m) */
+    "adds r4, r4, r4\n\t"
+    "adc lr, lr, lr\n\t"
+    "add lr, lr, r4, lsr #31\n\t"
+    "sub lr, lr, lr, lsr #31\n\t"    /* (t - [t < 0]) >> (e - 1) */
+    "asr lr, lr, r6\n\t"
+    "add lr, lr, r12\n\t"            /* (. + 1 + 2 offset) >> 1, clamped */
+    "ssat lr, #8, lr, asr #1\n\t"
+    "strb lr, [r10], #1\n\t"
+    "cmp r10, r11\n\t"
+    "bne 1b\n\t"
+    "pop {r4-r11, pc}\n"
+    "30:\n\t"
+    "mvn r6, r6\n\t"                 /* s >= 0: t = srdhm(acc << s, m) */
+    "lsl r3, r3, r6\n\t"
+    "smull r4, lr, r3, r5\n\t"
+    "adds r4, r4, r4\n\t"
+    "adc lr, lr, lr\n\t"
+    "add lr, lr, r4, lsr #31\n\t"
+    "sub r4, r12, #1\n\t"            /* offset = (zo2 - 1) / 2 (2 t may overflow) */
+    "add lr, lr, r4, asr #1\n\t"
+    "ssat lr, #8, lr\n\t"
+    "strb lr, [r10], #1\n\t"
+    "cmp r10, r11\n\t"
+    "bne 1b\n\t"
+    "pop {r4-r11, pc}\n\t"
+    ".size fastgrnn_int8_sparse_rows_t2, .-fastgrnn_int8_sparse_rows_t2\n\t"
+    ".text");
+
+/* Sparse rows, no fused activation. */
+static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
+  fg_sparse_args a;
+  a.idx = f->idx;
+  a.w = f->w;
+  a.x = x;
+  a.bias = f->bias;
+  a.mult = f->mult;
+  a.shift = f->shift;
+  a.out = out;
+  a.out_end = out + f->rows;
+  a.zo2 = 1 + 2 * f->out_offset;
+  fastgrnn_int8_sparse_rows_t2(&a);
+}
+#elif defined(FG_FASTPATH)
 /* Sparse rows, no fused activation. */
 #if defined(FG_AVR_ASM)
 /* AVR: the rows' sums in place (no call per row, the flash pointers in registers) and
@@ -848,7 +1319,7 @@ static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *
 }
 #else
 FG_HOT static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
-  const int32_t rows = f->rows, zo = f->out_offset;
+  const int32_t rows = f->rows, zo = 1 + 2 * f->out_offset;
   const ROM uint8_t *idx = f->idx;
   const ROM int8_t *w = f->w;
   const ROM int32_t *bias = f->bias, *mult = f->mult;
@@ -994,7 +1465,8 @@ static int fast_in(fg_in *r, int32_t offset, int32_t mult, int32_t shift) {
 }
 
 static int fast_out(fg_out *r, const fastgrnn_int8_binop *p) {
-  if (p->out_shift >= 0 || p->out_shift < -23 || p->act_min != -128 || p->act_max != 127 ||
+  if (p->out_mult < 0 || p->out_shift >= 0 || p->out_shift < -23 || p->act_min != -128 ||
+      p->act_max != 127 ||
       p->in1_offset < -255 || p->in1_offset > 255 || p->in2_offset < -255 ||
       p->in2_offset > 255 || p->out_offset < -128 || p->out_offset > 128)
     return 0;
@@ -1043,8 +1515,15 @@ FG_EW_INLINE int32_t in_scaled(const fg_in *r, int32_t v) {
 }
 
 /* clamp8(mbqm(x, m, shift) + offset) from x2 = 2x: the offset goes in before the shift
- * as offset 2^e (|y| < 2^28, e <= 23, |offset| <= 128: no overflow). */
+ * as offset 2^e (|y| < 2^28, e <= 23, |offset| <= 128: no overflow), y = smmulr(x2, m)
+ * and round = 2^(e-1) + offset 2^e added by one SMMLAR. RoundingDivideByPOT's [y < 0] is
+ * taken as [x2 < 0]: m > 0, so y < 0 implies x2 < 0 and y > 0 implies x2 > 0, and where
+ * y = 0 both give offset ((round - 1) >> e = round >> e = offset for e >= 1). */
 FG_EW_INLINE int32_t out8(const fg_out *r, int32_t x2) {
+#if defined(__AVR__) || defined(FG_MUL32)
+  /* The SMMLAR form measured slower there (HAR-2 step: M0 61,321 against 60,470
+   * instructions, ATmega328P 808,273 against 770,490 cycles): x2 stays live across the
+   * multiply routine. */
 #if defined(FG_MUL32)
   /* y = (x2 m + 2^31) >> 32 from four 16 x 16 products (x2 = 2^16 ah + al, al unsigned):
    * x2 m + 2^31 = 2^32 ah mh + 2^16 (ah ml + al mh + (al ml >> 16) + 2^15) + (al ml mod 2^16),
@@ -1062,6 +1541,9 @@ FG_EW_INLINE int32_t out8(const fg_out *r, int32_t x2) {
   const int32_t y = smmulr(x2, r->m);
 #endif
   return ssat8(FG_ASR(y + r->round - (int32_t)((uint32_t)y >> 31), r->e));
+#else
+  return ssat8(FG_ASR(smmlar(x2, r->m, r->round) - (int32_t)((uint32_t)x2 >> 31), r->e));
+#endif
 }
 
 /* ADD(hv, gv): 2 (h term + g term) = hv 2^20 + hoff2 + 2 g term. */
@@ -1080,6 +1562,185 @@ FG_EW_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
 #endif
 }
 
+#if defined(FG_THUMB2)
+/* Thumb-2 assembly of the elementwise loops (gcc -O2 spills their constants: 8 stack
+ * reloads per unit in grnn_loop on the M4F), instruction for instruction the C helpers
+ * in_scaled, out8, mul_fast and add_hg (l = 21). The constants come from an int32 array
+ * by LDM/LDRD. SMMLAR(d, a, b, c) = c + ((a b + 2^31) >> 32): one instruction with DSP,
+ * else SMULL + two adds (lo: a scratch register; d must differ from c). */
+#if defined(FG_DSP)
+#define FG_A_SMMLAR(d, lo, a, b, c) "smmlar " d ", " a ", " b ", " c "\n\t"
+#else
+#define FG_A_SMMLAR(d, lo, a, b, c)                      \
+  "smull " lo ", " d ", " a ", " b "\n\t"                \
+  "add " d ", " d ", " c "\n\t"                          \
+  "add " d ", " d ", " lo ", lsr #31\n\t"
+#endif
+#define FG_A_FUNC(name)                                                    \
+  ".section .text." name ",\"ax\",%progbits\n\t"                           \
+  ".syntax unified\n\t"                                                    \
+  ".thumb\n\t"                                                             \
+  ".p2align 2\n\t"                                                         \
+  ".global " name "\n\t"                                                   \
+  ".type " name ", %function\n\t"                                          \
+  ".thumb_func\n" name ":\n\t"
+#define FG_A_END(name) ".size " name ", .-" name "\n\t.text"
+
+/* FastGRNN's output after zh_loop: h_out[j] = ADD(MUL(coef[z[j]], ht[j]), h_out[j]).
+ * a = {z, ht, h_out, z + n, k}; k = {coef + 128, 2 o1, o2, m, round, e of MUL(coef, h~);
+ * off, m, half, e of the ADD's g side; hoff2, m, round, e of the ADD}; n >= 1. HV / GV:
+ * the registers of the ADD's h and g operands (r11 = MUL(coef, h~), r10 = MUL(z, h)). */
+#define FG_A_GRNN(name, HV, GV)                                            \
+  FG_A_FUNC(name)                                                          \
+  "push {r4-r11, lr}\n\t"                                                  \
+  "ldm r0, {r0-r3, r12}\n\t"                                               \
+  "add lr, r12, #24\n"                                                     \
+  "1:\n\t"                                                                 \
+  "ldm r12, {r4-r9}\n\t"                                                   \
+  "ldrsb r10, [r0], #1\n\t"                                                \
+  "ldrsb r10, [r4, r10]\n\t"                                               \
+  "ldrsb r11, [r1], #1\n\t"                                                \
+  "add r10, r5, r10, lsl #1\n\t"                                           \
+  "add r11, r11, r6\n\t"                                                   \
+  "mul r10, r10, r11\n\t"                                                  \
+  FG_A_SMMLAR("r11", "r6", "r10", "r7", "r8")                              \
+  "sub r11, r11, r10, lsr #31\n\t"                                         \
+  "asr r11, r11, r9\n\t"                                                   \
+  "ssat r11, #8, r11\n\t"                                                  \
+  "ldrsb r10, [r2]\n\t"                                                    \
+  "ldm lr, {r4-r7}\n\t"                                                    \
+  "add " GV ", r4, " GV ", lsl #21\n\t"                                    \
+  FG_A_SMMLAR("r8", "r4", GV, "r5", "r6")                                  \
+  "sub r8, r8, " GV ", lsr #31\n\t"                                        \
+  "asr r8, r8, r7\n\t"                                                     \
+  "ldrd r4, r5, [lr, #16]\n\t"                                             \
+  "add " HV ", r4, " HV ", lsl #20\n\t"                                    \
+  "add " HV ", " HV ", r8, lsl #1\n\t"                                     \
+  "ldrd r6, r7, [lr, #24]\n\t"                                             \
+  FG_A_SMMLAR("r8", "r4", HV, "r5", "r6")                                  \
+  "sub r8, r8, " HV ", lsr #31\n\t"                                        \
+  "asr r8, r8, r7\n\t"                                                     \
+  "ssat r8, #8, r8\n\t"                                                    \
+  "strb r8, [r2], #1\n\t"                                                  \
+  "cmp r0, r3\n\t"                                                         \
+  "bne 1b\n\t"                                                             \
+  "pop {r4-r11, pc}\n\t"                                                   \
+  FG_A_END(name)
+
+typedef struct {
+  const int8_t *z, *ht;
+  int8_t *h_out;
+  const int8_t *z_end;
+  const int32_t *k;
+} fg_grnn_args;
+#if defined(__ELF__)
+#define FG_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define FG_HIDDEN
+#endif
+void fastgrnn_int8_grnn_t2(const fg_grnn_args *a) FG_HIDDEN;
+void fastgrnn_int8_grnn_swap_t2(const fg_grnn_args *a) FG_HIDDEN;
+__asm__(FG_A_GRNN("fastgrnn_int8_grnn_t2", "r11", "r10"));
+__asm__(FG_A_GRNN("fastgrnn_int8_grnn_swap_t2", "r10", "r11"));
+/* ADD in place: out[j] = ADD(ph[j], pg[j]) with out = ph (OUT r0) or pg (OUT r1).
+ * a = {ph + n, pg + n, -n, k}, k = {off, m, half, e of the g side; hoff2, m, round, e};
+ * n >= 1. */
+#define FG_A_ADD(name, OUT)                                                \
+  FG_A_FUNC(name)                                                          \
+  "push {r4-r11, lr}\n\t"                                                  \
+  "ldm r0, {r0-r3}\n\t"                                                    \
+  "ldm r3, {r3-r10}\n"                                                     \
+  "1:\n\t"                                                                 \
+  "ldrsb r11, [r1, r2]\n\t"                                                \
+  "add r11, r3, r11, lsl #21\n\t"                                          \
+  FG_A_SMMLAR("r12", "lr", "r11", "r4", "r5")                              \
+  "sub r12, r12, r11, lsr #31\n\t"                                         \
+  "asr r12, r12, r6\n\t"                                                   \
+  "ldrsb r11, [r0, r2]\n\t"                                                \
+  "add r11, r7, r11, lsl #20\n\t"                                          \
+  "add r11, r11, r12, lsl #1\n\t"                                          \
+  FG_A_SMMLAR("r12", "lr", "r11", "r8", "r9")                              \
+  "sub r12, r12, r11, lsr #31\n\t"                                         \
+  "asr r12, r12, r10\n\t"                                                  \
+  "ssat r12, #8, r12\n\t"                                                  \
+  "strb r12, [" OUT ", r2]\n\t"                                            \
+  "adds r2, r2, #1\n\t"                                                    \
+  "bne 1b\n\t"                                                             \
+  "pop {r4-r11, pc}\n\t"                                                   \
+  FG_A_END(name)
+
+/* The same when both operands have the multiplier 1/2 (equal scales; fast_in's l = 22,
+ * whose g term is then exactly (v + offset) 2^19, an h side too): x2 = (ph[j] + pg[j])
+ * 2^20 + both offsets 2^20. k = {that constant, m, round, e}. */
+#define FG_A_ADD2(name, OUT)                                               \
+  FG_A_FUNC(name)                                                          \
+  "push {r4-r11, lr}\n\t"                                                  \
+  "ldm r0, {r0-r3}\n\t"                                                    \
+  "ldm r3, {r3-r6}\n"                                                      \
+  "1:\n\t"                                                                 \
+  "ldrsb r11, [r1, r2]\n\t"                                                \
+  "ldrsb r12, [r0, r2]\n\t"                                                \
+  "add r11, r11, r12\n\t"                                                  \
+  "add r11, r3, r11, lsl #20\n\t"                                          \
+  FG_A_SMMLAR("r12", "lr", "r11", "r4", "r5")                              \
+  "sub r12, r12, r11, lsr #31\n\t"                                         \
+  "asr r12, r12, r6\n\t"                                                   \
+  "ssat r12, #8, r12\n\t"                                                  \
+  "strb r12, [" OUT ", r2]\n\t"                                            \
+  "adds r2, r2, #1\n\t"                                                    \
+  "bne 1b\n\t"                                                             \
+  "pop {r4-r11, pc}\n\t"                                                   \
+  FG_A_END(name)
+
+/* table[ADD(pre[j], bias operand j)] with pre the h side: out[j] = table[out8(pre[j]
+ * 2^20 + hoff2 + 2 term[j])]. a = {pre + n, term + n, out + n, -n, k}, k = {hoff2, m,
+ * round, e, table + 128}; n >= 1. */
+#define FG_A_TERM(name)                                                    \
+  FG_A_FUNC(name)                                                          \
+  "push {r4-r11, lr}\n\t"                                                  \
+  "ldm r0, {r0-r4}\n\t"                                                    \
+  "ldm r4, {r4-r8}\n"                                                      \
+  "1:\n\t"                                                                 \
+  "ldrsb r9, [r0, r3]\n\t"                                                 \
+  "ldr r10, [r1, r3, lsl #2]\n\t"                                          \
+  "add r9, r4, r9, lsl #20\n\t"                                            \
+  "add r9, r9, r10, lsl #1\n\t"                                            \
+  FG_A_SMMLAR("r10", "r11", "r9", "r5", "r6")                              \
+  "sub r10, r10, r9, lsr #31\n\t"                                          \
+  "asr r10, r10, r7\n\t"                                                   \
+  "ssat r10, #8, r10\n\t"                                                  \
+  "ldrsb r10, [r8, r10]\n\t"                                               \
+  "strb r10, [r2, r3]\n\t"                                                 \
+  "adds r3, r3, #1\n\t"                                                    \
+  "bne 1b\n\t"                                                             \
+  "pop {r4-r11, pc}\n\t"                                                   \
+  FG_A_END(name)
+
+typedef struct {
+  const int8_t *pre_end;
+  const int32_t *term_end;
+  int8_t *out_end;
+  int32_t neg_n;
+  const int32_t *k;
+} fg_term_args;
+void fastgrnn_int8_term_t2(const fg_term_args *a) FG_HIDDEN;
+__asm__(FG_A_TERM("fastgrnn_int8_term_t2"));
+
+typedef struct {
+  const int8_t *ph_end, *pg_end;
+  int32_t neg_n;
+  const int32_t *k;
+} fg_add_args;
+void fastgrnn_int8_add_h_t2(const fg_add_args *a) FG_HIDDEN;
+void fastgrnn_int8_add_g_t2(const fg_add_args *a) FG_HIDDEN;
+__asm__(FG_A_ADD("fastgrnn_int8_add_h_t2", "r0"));
+__asm__(FG_A_ADD("fastgrnn_int8_add_g_t2", "r1"));
+void fastgrnn_int8_add2_h_t2(const fg_add_args *a) FG_HIDDEN;
+void fastgrnn_int8_add2_g_t2(const fg_add_args *a) FG_HIDDEN;
+__asm__(FG_A_ADD2("fastgrnn_int8_add2_h_t2", "r0"));
+__asm__(FG_A_ADD2("fastgrnn_int8_add2_g_t2", "r1"));
+#endif
+
 FG_HOT static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int8_t *b,
                         int8_t *out, int32_t n) {
   fg_in g;
@@ -1093,6 +1754,31 @@ FG_HOT static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, co
     a = b;
     b = t;
   }
+#if defined(FG_THUMB2)
+  if (out == a || out == b) { /* in place, as the step calls it */
+    int32_t k[8] = {g.off, g.m, g.half, g.e, hoff2, o.m, o.round, o.e};
+    fg_add_args args;
+    args.ph_end = a + n;
+    args.pg_end = b + n;
+    args.neg_n = -n;
+    args.k = k;
+    if (g.l == 22) { /* g.off = offset 2^22: 2^20 offset = g.off / 4 */
+      k[0] = hoff2 + g.off / 4;
+      k[1] = o.m;
+      k[2] = o.round;
+      k[3] = o.e;
+      if (out == a)
+        fastgrnn_int8_add2_h_t2(&args);
+      else
+        fastgrnn_int8_add2_g_t2(&args);
+    } else if (out == a) {
+      fastgrnn_int8_add_h_t2(&args);
+    } else {
+      fastgrnn_int8_add_g_t2(&args);
+    }
+    return 1;
+  }
+#endif
   for (end = out + n; out != end;) *out++ = (int8_t)add_hg(hoff2, &g, &o, *a++, *b++);
   return 1;
 }
@@ -1139,6 +1825,18 @@ FG_HOT static int bias_vec_fast(const fastgrnn_int8_binop *p, const ROM int8_t *
   if (term) {
     if (!fast_out(&o, p)) return 0;
     if (p->in1_mult == (INT32_C(1) << 30) && p->in1_shift == 0) {
+#if defined(FG_THUMB2)
+      const int32_t k[5] = {p->in1_offset * (INT32_C(1) << 20), o.m, o.round, o.e,
+                            (int32_t)(intptr_t)(table + 128)};
+      fg_term_args args;
+      args.pre_end = a + n;
+      args.term_end = term + n;
+      args.out_end = out + n;
+      args.neg_n = -n;
+      args.k = k;
+      fastgrnn_int8_term_t2(&args);
+      return 1;
+#endif
       term_loop(p->in1_offset * (INT32_C(1) << 20), &g, &o, table, a, term, out, n, 1);
     } else {
       if (!fast_in(&g, p->in1_offset, p->in1_mult, p->in1_shift)) return 0;
@@ -1165,6 +1863,23 @@ FG_INLINE void grnn_loop(const fg_out *zm, const fg_out *cm, int32_t hoff2, cons
   }
 }
 
+#if defined(FG_THUMB2)
+/* Thumb-2: zh = MUL(z, h) into h_out first (h_out may be h_in: element j is read before
+ * it is written), then the rest in assembly from h_out (fastgrnn_int8_grnn_t2). */
+#if defined(__GNUC__)
+__attribute__((noinline))
+#endif
+static void zh_loop(const fg_out *zm, const int8_t *z, const int8_t *h_in, int8_t *h_out,
+                    int32_t n) {
+  const fg_out o = *zm;
+  const int8_t *const end = z + n;
+  while (z != end) {
+    const int32_t zj = *z++;
+    *h_out++ = (int8_t)mul_fast(&o, zj, *h_in++);
+  }
+}
+#endif
+
 FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, const int8_t *ht,
                          const int8_t *h_in, int8_t *h_out, int32_t n) {
   fg_in g;
@@ -1174,6 +1889,24 @@ FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, 
   if (!fast_out(&zm, &p->zh_mul) || !fast_out(&cm, &p->ch_mul) ||
       !fast_add(&hoff2, &g, &o, &p->out_add, &swap))
     return 0;
+#if defined(FG_THUMB2)
+  if (g.l == 21) {
+    zh_loop(&zm, z, h_in, h_out, n);
+    const int32_t k[14] = {(int32_t)(intptr_t)(p->coef_table + 128), cm.in1x2, cm.in2, cm.m,
+                           cm.round, cm.e, g.off, g.m, g.half, g.e, hoff2, o.m, o.round, o.e};
+    fg_grnn_args a;
+    a.z = z;
+    a.ht = ht;
+    a.h_out = h_out;
+    a.z_end = z + n;
+    a.k = k;
+    if (swap)
+      fastgrnn_int8_grnn_swap_t2(&a);
+    else
+      fastgrnn_int8_grnn_t2(&a);
+    return 1;
+  }
+#endif
   if (swap)
     grnn_loop(&zm, &cm, hoff2, &g, &o, p->coef_table, z, ht, h_in, h_out, n, 1);
   else

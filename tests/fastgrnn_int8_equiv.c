@@ -118,7 +118,7 @@ int32_t equiv_mul(const fastgrnn_int8_binop *p) {
 int32_t equiv_fc(const int32_t *acc, int32_t n, int32_t mult, int8_t shift, int32_t zo) {
   int32_t i, bad = 0;
   for (i = 0; i < n; ++i)
-    bad += fc_out_full(&mult, &shift, zo, 0, acc[i]) !=
+    bad += fc_out_full(&mult, &shift, 1 + 2 * zo, 0, acc[i]) !=
            clamp8(mbqm(acc[i], mult, shift) + zo, -128, 127);
   return bad;
 }

@@ -20,6 +20,7 @@ import pytest
 from tests import helpers
 from tests.conftest import compiled_kernel
 from tf_fastgrnn import export
+from tf_fastgrnn import fixed_point
 from tf_fastgrnn import fused
 from tf_fastgrnn import models
 from tf_fastgrnn import runtime
@@ -149,6 +150,130 @@ def test_cortex_m_builds_on_qemu_are_bit_exact(core, tmp_path):
     fused.write_standalone(tflite_bytes, str(src), storage=storage)
     got = _run_on_qemu(core, str(src), want["x_q"], flags)
     np.testing.assert_array_equal(got, expected, err_msg=f"{core} {storage} {flags}")
+
+
+_INT32_MIN, _INT32_MAX = -2**31, 2**31 - 1
+_BINOP_FIELDS = ("in1_offset", "in2_offset", "in1_mult", "in2_mult", "out_mult", "out_offset",
+                 "in1_shift", "in2_shift", "out_shift", "act_min", "act_max")
+
+
+def _c_int(v):
+  return "(-2147483647 - 1)" if v == _INT32_MIN else str(v)
+
+
+def _c_array(ctype, name, values):
+  return f"static const {ctype} {name}[{len(values)}] = {{{','.join(values)}}};\n"
+
+
+def _arm_cases(rng):
+  """arm_cases.h for fastgrnn_int8_arm_equiv.c, and the cases as Python values."""
+  from tests.test_fused import _random_add, _random_mul  # pylint: disable=import-outside-toplevel
+  edges_a = [_INT32_MIN, _INT32_MIN + 1, -2**30 - 1, -2**30, -2**30 + 1, -3 * 2**29, -3, -2,
+             -1, 0, 1, 2, 3, 3 * 2**29, 2**30 - 1, 2**30, 2**30 + 1, _INT32_MAX - 1, _INT32_MAX]
+  edges_b = [0, 1, 2, 3, 2**29, 2**30 - 1, 2**30, 2**30 + 1, 3 * 2**29, _INT32_MAX - 1,
+             _INT32_MAX]
+  srdhm = [(a, b) for a in edges_a for b in edges_b]
+  srdhm += [(int(a), int(b)) for a, b in zip(rng.integers(_INT32_MIN, _INT32_MAX, 300,
+                                                           endpoint=True),
+                                              rng.integers(0, _INT32_MAX, 300, endpoint=True))]
+  srdhm.append((_INT32_MIN, _INT32_MIN))  # outside the kernel's domain (multipliers >= 0)
+  # FC rows: multipliers as QuantizeMultiplier gives them (incl. 0, shifts -31..+6), and
+  # accumulators within the parser's bound |acc 2^max(s, 0)| < 2^31 - 2^10: edges, the
+  # ties of every shift, random.
+  fc = []
+  pairs = [fixed_point.quantize_multiplier(2.0 ** v) for v in rng.uniform(-33, 6, 40)]
+  pairs += [(0, 0), (2**30, 0), (2**30, -1), (_INT32_MAX, -1), (2**30, 3), (_INT32_MAX, -31)]
+  for m, s in pairs:
+    bound = (2**31 - 2**10 - 1) >> max(s, 0)
+    accs = [0, 1, -1, bound, -bound, bound // 2, -bound // 2]
+    for e in (1, 2, 5, 12, 20):
+      accs += [k * 2**(e - 1) for k in (-3, -1, 1, 3)]
+    accs += [int(v) for v in rng.integers(-bound, bound, 8, endpoint=True)]
+    fc += [(a, m, s) for a in accs if -bound <= a <= bound]
+  zos = [-128, -1, 0, 77, 127]
+  adds = [_random_add(rng, equal_scales=k % 3 == 0)[0] for k in range(9)]
+  # Scales in power-of-two ratios: exact ties in the roundings (where RoundingDivideByPOT's
+  # sign correction decides): equal input scales, and 2^20 apart (the smaller operand's
+  # term (v + offset) / 2 before rounding) in both operand orders.
+  for sa, sb, so in ((0.01, 0.01, 0.02), (2.0**-4, 2.0**-24, 2.0**-3),
+                     (2.0**-24, 2.0**-4, 2.0**-5)):
+    (m1, e1), (m2, e2), (mo, eo) = fused._addsub_constants(sa, sb, so, False)  # pylint: disable=protected-access
+    z1, z2, zo = (int(v) for v in rng.integers(-128, 128, 3))
+    adds.append({"in1_offset": -z1, "in2_offset": -z2, "out_offset": zo, "act_min": -128,
+                 "act_max": 127, "in1_mult": m1, "in1_shift": e1, "in2_mult": m2,
+                 "in2_shift": e2, "out_mult": mo, "out_shift": eo})
+  muls = [_random_mul(rng) for _ in range(2 * len(adds))]
+  for k in range(len(adds) - 3, len(adds)):  # their MULs: s1 s2 / s_out = 2^-9, 2^-6
+    for j, shift in ((2 * k, -8), (2 * k + 1, -5)):
+      muls[j].update(out_mult=2**30, out_shift=shift)
+  table = rng.integers(-128, 128, 256)
+  other = rng.integers(-128, 128, 256)
+  binop = lambda b: "{" + ",".join(str(int(b[f])) for f in _BINOP_FIELDS) + "}"  # noqa: E731
+  terms = [fused._bias_term(np.arange(-128, 128).astype(np.int8), a)  # pylint: disable=protected-access
+           for a in adds]
+  header = (f"#define N_SRDHM {len(srdhm)}\n#define N_FC {len(fc)}\n#define N_ZO {len(zos)}\n"
+            f"#define N_ADD {len(adds)}\n" +
+            "static const int32_t kSrdhm[N_SRDHM][2] = {" +
+            ",".join(f"{{{_c_int(a)},{_c_int(b)}}}" for a, b in srdhm) + "};\n" +
+            _c_array("int32_t", "kFcAcc", [str(a) for a, _, _ in fc]) +
+            _c_array("int32_t", "kFcMult", [str(m) for _, m, _ in fc]) +
+            _c_array("int8_t", "kFcShift", [str(s) for _, _, s in fc]) +
+            _c_array("int32_t", "kZo", [str(z) for z in zos]) +
+            _c_array("fastgrnn_int8_binop", "kAdd", [binop(a) for a in adds]) +
+            _c_array("fastgrnn_int8_binop", "kMul", [binop(m) for m in muls]) +
+            _c_array("int8_t", "kTable", [str(int(v)) for v in table]) +
+            _c_array("int8_t", "kOther", [str(int(v)) for v in other]) +
+            "static const int32_t kTerm[N_ADD][256] = {" +
+            ",".join("{" + ",".join(str(int(v)) for v in t) + "}" for t in terms) + "};\n")
+  return header, srdhm, fc, zos
+
+
+@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+@pytest.mark.parametrize("core", ["m3", "m4"])
+def test_thumb2_arithmetic_on_qemu(core, tmp_path):
+  """The Thumb-2 builds' own arithmetic (SMULL-form SaturatingRoundingDoublingHighMul,
+  the sparse and dense layers' requantisation in assembly, the elementwise loops) on
+  QEMU: srdhm over edge cases (INT32_MIN/MAX operands, products at +-1/2 ulp: the
+  negative rounding) against the NumPy reference; FC requantisation (every shift sign,
+  m = 0, ties of each shift, the parser's accumulator bound) against it; every int8
+  operand pair of the ADD/MUL/table passes against the generic passes."""
+  arch, machine, ld = _CORES[core]
+  header, srdhm, fc, zos = _arm_cases(np.random.default_rng(29))
+  (tmp_path / "arm_cases.h").write_text(header)
+  here = os.path.dirname(os.path.abspath(__file__))
+  elf = str(tmp_path / "arm_equiv.elf")
+  subprocess.run(["arm-none-eabi-gcc", "-std=gnu99", "-Os", *arch, "-DSEMIHOSTING",
+                  f"-I{tmp_path}", f"-I{here}", f"-I{fused.KERNEL_DIR}",
+                  "-T", os.path.join(CORTEX_M, ld), "-nostartfiles", "-Wl,--gc-sections",
+                  "--specs=nano.specs", "--specs=rdimon.specs", "-o", elf,
+                  os.path.join(CORTEX_M, "startup.c"),
+                  os.path.join(here, "fastgrnn_int8_arm_equiv.c")],
+                 check=True, capture_output=True)
+  out = subprocess.run(["timeout", "600", "qemu-system-arm", *machine, "-nographic",
+                        "-monitor", "none", "-serial", "none", "-semihosting-config",
+                        "enable=on,target=native", "-kernel", elf],
+                       check=True, capture_output=True, text=True).stdout
+  lines = [ln.split() for ln in out.splitlines() if ln.strip()]
+  got_srdhm = [[int(v) for v in ln[1:]] for ln in lines if ln[0] == "srdhm"]
+  assert [(a, b) for a, b, _ in got_srdhm] == srdhm
+  for a, b, r in got_srdhm:
+    if a == b == _INT32_MIN:  # 2^62 + 2^30 >> 31 wraps as in the kernel's C form
+      assert r == _INT32_MIN
+    else:
+      assert r == int(fixed_point.multiply_by_quantized_multiplier(a, b, 0)), (a, b, r)
+  got_fc = [[int(v) for v in ln[1:]] for ln in lines if ln[0] == "fc"]
+  assert len(got_fc) == len(fc) * len(zos)
+  for zo, acc, m, s, sparse_out, c_out, dense_out in got_fc:
+    want = int(np.clip(fixed_point.multiply_by_quantized_multiplier(acc, m, s) + zo, -128, 127))
+    assert (sparse_out, c_out, dense_out) == (want, want, want), (zo, acc, m, s)
+  counts = {(ln[0], int(ln[1])): int(ln[2]) for ln in lines if ln[0] in ("add", "bias", "grnn")}
+  assert len(counts) == 36
+  # -1: the fast pass declined the parameters (a shift out of its range, a MUL multiplier
+  # >= 1/2) and the generic one runs; every fast pass that ran equals the generic one
+  assert all(v in (0, -1) for v in counts.values()), sorted(counts.items())
+  for kind in ("add", "bias", "grnn"):
+    assert sum(v == 0 for k, v in counts.items() if k[0] == kind) >= 5, sorted(counts.items())
 
 
 _AVR_MAIN = r"""

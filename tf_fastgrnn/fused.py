@@ -234,7 +234,7 @@ def _sparse(weights):
 #   avr:    8-bit AVR, cycles (simavr, ATmega328P): dense rows in C (int16 products), sparse
 #           rows in inline assembly (~27 cycles per non-zero); a row's rescale ~300 either way.
 CORE_COSTS = {
-    "dsp": (1.6, 20.0, 4.5, 30.0),
+    "dsp": (1.6, 20.0, 4.0, 22.0),
     "scalar": (10.0, 20.0, 5.5, 30.0),
     "avr": (80.0, 300.0, 27.0, 340.0),
 }

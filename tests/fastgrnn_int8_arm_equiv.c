@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: Apache-2.0
+/* The Cortex-M builds' own arithmetic on QEMU (tests/test_fused_cores.py writes
+ * arm_cases.h and compares what this prints): the Thumb-2 assembly (srdhm's SMULL form,
+ * the sparse layer with its requantisation, the elementwise loops) and every other fast
+ * form of the build, against the kernel's generic passes and the NumPy reference.
+ *
+ * Prints one line per item: "srdhm a b r", "fc zo acc m s sparse_out c_out dense_out",
+ * "add k bad" (both in-place orders), "bias k bad", "grnn k bad" (-1: the fast pass
+ * declined the parameters). */
+#include <stdio.h>
+
+#include "fastgrnn_int8_equiv.c"
+#include "arm_cases.h"
+
+/* ADD(i, j) for all i, j, computed in place as the step does (out = first or second
+ * operand: the assembly loops run only then). */
+static int32_t equiv_add_in_place(const fastgrnn_int8_binop *p) {
+  int8_t a[256], b[256], want[256], got[256];
+  int32_t i, j, bad = 0;
+  for (j = 0; j < 256; ++j) b[j] = (int8_t)(j - 128);
+  for (i = 0; i < 256; ++i) {
+    for (j = 0; j < 256; ++j) a[j] = (int8_t)(i - 128);
+    add_vec(p, a, b, want, 256);
+    for (j = 0; j < 256; ++j) got[j] = a[j];
+    if (!add_vec_fast(p, got, b, got, 256)) return -1;
+    bad += count(got, want);
+    for (j = 0; j < 256; ++j) got[j] = b[j];
+    if (!add_vec_fast(p, a, got, got, 256)) return -1;
+    bad += count(got, want);
+  }
+  return bad;
+}
+
+int main(void) {
+  static int8_t out[N_FC], dense[N_FC];
+  static uint8_t idx[N_FC]; /* every row without non-zeros: acc = bias */
+  int32_t k, r;
+  for (k = 0; k < N_SRDHM; ++k)
+    printf("srdhm %ld %ld %ld\n", (long)kSrdhm[k][0], (long)kSrdhm[k][1],
+           (long)srdhm(kSrdhm[k][0], kSrdhm[k][1]));
+  for (k = 0; k < N_ZO; ++k) {
+    fastgrnn_int8_fc f;
+    const int8_t x = 0;
+    f.rows = N_FC;
+    f.cols = 1;
+    f.w = (const int8_t *)idx;
+    f.mask = 0;
+    f.idx = idx;
+    f.bias = kFcAcc;
+    f.mult = kFcMult;
+    f.shift = kFcShift;
+    f.out_offset = kZo[k];
+    f.act_min = -128;
+    f.act_max = 127;
+    fc8(&f, &x, out);
+    /* the same rows dense (one zero weight each: acc = bias): rows in fours in assembly
+     * with DSP, the last N_FC % 4 in C */
+    f.idx = 0;
+    fc8(&f, &x, dense);
+    for (r = 0; r < N_FC; ++r)
+      printf("fc %ld %ld %ld %ld %ld %ld %ld\n", (long)kZo[k], (long)kFcAcc[r], (long)kFcMult[r],
+             (long)kFcShift[r], (long)out[r],
+             (long)fc_out_full(kFcMult, kFcShift, 1 + 2 * kZo[k], r, kFcAcc[r]), (long)dense[r]);
+  }
+  for (k = 0; k < N_ADD; ++k) {
+    fastgrnn_int8_params p;
+    int32_t b1, b2;
+    printf("add %ld %ld\n", (long)k, (long)equiv_add_in_place(&kAdd[k]));
+    b1 = equiv_bias(&kAdd[k], kTerm[k], kTable);
+    b2 = equiv_bias(&kAdd[k], 0, kTable);
+    printf("bias %ld %ld\n", (long)k, (long)(b1 < 0 || b2 < 0 ? -1 : b1 + b2));
+    __builtin_memset(&p, 0, sizeof p);
+    p.zh_mul = kMul[2 * k];
+    p.ch_mul = kMul[2 * k + 1];
+    p.out_add = kAdd[k];
+    p.coef_table = kTable;
+    printf("grnn %ld %ld\n", (long)k, (long)equiv_grnn(&p, kOther));
+  }
+  return 0;
+}
