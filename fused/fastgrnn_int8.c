@@ -846,6 +846,258 @@ static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *
     *out++ = (int8_t)ssat8((t + 1 + 2 * zo) >> 1);
   }
 }
+#elif defined(FG_THUMB1)
+/* Armv6-M: the layer in two passes over blocks of FG_T1_BLOCK rows, so that neither pass
+ * runs short of the eight low registers (one loop doing both spilled ~20 instructions per
+ * row): fg_t1_rows (assembly below) sums the block's sparse rows into an int32 array on
+ * the stack, then C adds the biases and rescales. */
+#define FG_T1_BLOCK 32
+typedef struct {
+  const ROM uint8_t *ip; /* the next row's count */
+  const ROM int8_t *wp;  /* its first non-zero */
+  int32_t *sums, *sums_end;
+  const int8_t *x;
+} fg_t1_state;
+void fastgrnn_int8_t1_rows(fg_t1_state *s);
+/* Per row: p walks its column indices; its weights sit at p + d (d = wp - first index
+ * address: one less per row, as each row's count byte lies between), read by LDRSB with
+ * a register offset (signed, no SXTB: Armv6-M's LDRSB has no immediate form). Four MACs
+ * per pass, two indices per pointer step ([p, #0] with d, [p, #1] with d + 1): 6
+ * instructions per MAC; the n % 4 first MACs by entering the body part-way (p one back
+ * for odd n). r0 x, r1 p, r2 d, r3 d + 1, r4 sum, r5 r6 temporaries, r7 the row's end,
+ * r12 the sums pointer, r9 its end, r8 the state. */
+__asm__(
+    "  .section .text.fastgrnn_int8_t1_rows,\"ax\",%progbits\n"
+    "  .balign 2\n"
+    "  .syntax unified\n"
+    "  .thumb\n"
+    "  .thumb_func\n"
+    "  .type fastgrnn_int8_t1_rows, %function\n"
+    "fastgrnn_int8_t1_rows:\n"
+    "  push {r4, r5, r6, r7, lr}\n"
+    "  mov r4, r8\n"
+    "  mov r5, r9\n"
+    "  push {r4, r5}\n"
+    "  mov r8, r0\n"
+    "  ldr r1, [r0, #0]\n"
+    "  ldr r2, [r0, #4]\n"
+    "  ldr r3, [r0, #8]\n"
+    "  mov r12, r3\n"
+    "  ldr r3, [r0, #12]\n"
+    "  mov r9, r3\n"
+    "  ldr r0, [r0, #16]\n"
+    "  subs r2, r2, r1\n"
+    "  subs r2, #1\n"
+    "10:\n"
+    "  ldrb r7, [r1]\n"
+    "  adds r1, #1\n"
+    "  adds r7, r7, r1\n"
+    "  adds r3, r2, #1\n"
+    "  movs r4, #0\n"
+    "  subs r5, r7, r1\n"
+    "  lsrs r5, r5, #1\n"
+    "  bcc 16f\n"
+    "  subs r1, #1\n"
+    "  lsrs r5, r5, #1\n"
+    "  bcs 11f\n"
+    "  b 13f\n"
+    "16:\n"
+    "  lsrs r5, r5, #1\n"
+    "  bcs 12f\n"
+    "  beq 19f\n"
+    "20:\n"
+    "  ldrb r5, [r1, #0]\n"
+    "  ldrsb r5, [r0, r5]\n"
+    "  ldrsb r6, [r1, r2]\n"
+    "  muls r5, r6\n"
+    "  adds r4, r4, r5\n"
+    "11:\n"
+    "  ldrb r5, [r1, #1]\n"
+    "  ldrsb r5, [r0, r5]\n"
+    "  ldrsb r6, [r1, r3]\n"
+    "  muls r5, r6\n"
+    "  adds r4, r4, r5\n"
+    "  adds r1, #2\n"
+    "12:\n"
+    "  ldrb r5, [r1, #0]\n"
+    "  ldrsb r5, [r0, r5]\n"
+    "  ldrsb r6, [r1, r2]\n"
+    "  muls r5, r6\n"
+    "  adds r4, r4, r5\n"
+    "13:\n"
+    "  ldrb r5, [r1, #1]\n"
+    "  ldrsb r5, [r0, r5]\n"
+    "  ldrsb r6, [r1, r3]\n"
+    "  muls r5, r6\n"
+    "  adds r4, r4, r5\n"
+    "  adds r1, #2\n"
+    "  cmp r1, r7\n"
+    "  blo 20b\n"
+    "19:\n"
+    "  mov r5, r12\n"
+    "  stmia r5!, {r4}\n"
+    "  mov r12, r5\n"
+    "  subs r2, #1\n"
+    "  cmp r5, r9\n"
+    "  blo 10b\n"
+    "  mov r0, r8\n"
+    "  str r1, [r0, #0]\n"
+    "  adds r2, r1, r2\n"
+    "  adds r2, #1\n"
+    "  str r2, [r0, #4]\n"
+    "  pop {r4, r5}\n"
+    "  mov r8, r4\n"
+    "  mov r9, r5\n"
+    "  pop {r4, r5, r6, r7, pc}\n"
+    "  .size fastgrnn_int8_t1_rows, .-fastgrnn_int8_t1_rows\n"
+    "  .text\n");
+
+/* The rows' rescale (fc_out_full) over a block: out[k] = ssat8(RoundingDivideByPOT(
+ * srdhm(sums[k] + bias[k], mult[k]), -shift[k]) + zo), or for shift >= 0 ssat8(srdhm((sum
+ * + bias) << shift, mult) + zo); srdhm from four 16 x 16 products as mul_parts (exact for
+ * any int32 a and 0 <= m < 2^31). r7 the row, r8 sums, r9 bias, r10 mult, r11 shift, r12
+ * 2^14; on the stack out, n, 1 + 2 zo. */
+typedef struct {
+  const int32_t *sums;
+  const ROM int32_t *bias, *mult;
+  const ROM int8_t *shift;
+  int8_t *out;
+  int32_t n, zo21; /* rows; 1 + 2 out_offset */
+} fg_t1_rq;
+void fastgrnn_int8_t1_rescale(const fg_t1_rq *q);
+__asm__(
+    "  .section .text.fastgrnn_int8_t1_rescale,\"ax\",%progbits\n"
+    "  .balign 2\n"
+    "  .syntax unified\n"
+    "  .thumb\n"
+    "  .thumb_func\n"
+    "  .type fastgrnn_int8_t1_rescale, %function\n"
+    "fastgrnn_int8_t1_rescale:\n"
+    "  push {r4, r5, r6, r7, lr}\n"
+    "  mov r4, r8\n"
+    "  mov r5, r9\n"
+    "  mov r6, r10\n"
+    "  mov r7, r11\n"
+    "  push {r4, r5, r6, r7}\n"
+    "  sub sp, #12\n"
+    "  ldr r1, [r0, #0]\n"
+    "  mov r8, r1\n"
+    "  ldr r1, [r0, #4]\n"
+    "  mov r9, r1\n"
+    "  ldr r1, [r0, #8]\n"
+    "  mov r10, r1\n"
+    "  ldr r1, [r0, #12]\n"
+    "  mov r11, r1\n"
+    "  ldr r1, [r0, #16]\n"
+    "  str r1, [sp, #0]\n"
+    "  ldr r1, [r0, #20]\n"
+    "  str r1, [sp, #4]\n"
+    "  ldr r1, [r0, #24]\n"
+    "  str r1, [sp, #8]\n"
+    "  movs r1, #1\n"
+    "  lsls r1, r1, #14\n"
+    "  mov r12, r1\n"
+    "  movs r7, #0\n"
+    "10:\n"
+    "  lsls r6, r7, #2\n"
+    "  mov r0, r8\n"
+    "  ldr r0, [r0, r6]\n"
+    "  mov r1, r9\n"
+    "  ldr r1, [r1, r6]\n"
+    "  adds r0, r0, r1\n"
+    "  mov r1, r10\n"
+    "  ldr r1, [r1, r6]\n"
+    "  mov r2, r11\n"
+    "  ldrsb r2, [r2, r7]\n"
+    "  cmp r2, #0\n"
+    "  blt 11f\n"
+    "  lsls r0, r2\n"
+    "11:\n"
+    "  uxth r3, r0\n"
+    "  asrs r0, r0, #16\n"
+    "  uxth r4, r1\n"
+    "  lsrs r1, r1, #16\n"
+    "  movs r5, r3\n"
+    "  muls r5, r4\n"
+    "  muls r3, r1\n"
+    "  muls r4, r0\n"
+    "  muls r0, r1\n"
+    "  lsrs r5, r5, #16\n"
+    "  uxth r6, r3\n"
+    "  adds r5, r5, r6\n"
+    "  uxth r6, r4\n"
+    "  adds r5, r5, r6\n"
+    "  mov r6, r12\n"
+    "  adds r5, r5, r6\n"
+    "  lsrs r3, r3, #16\n"
+    "  adds r0, r0, r3\n"
+    "  asrs r4, r4, #16\n"
+    "  adds r0, r0, r4\n"
+    "  lsls r0, r0, #1\n"
+    "  lsrs r5, r5, #15\n"
+    "  adds r0, r0, r5\n"
+    "  cmp r2, #0\n"
+    "  bge 12f\n"
+    "  lsrs r3, r0, #31\n"
+    "  subs r0, r0, r3\n"
+    "  mvns r2, r2\n"
+    "  asrs r0, r2\n"
+    "  b 13f\n"
+    "12:\n"
+    "  lsls r0, r0, #1\n"
+    "13:\n"
+    "  ldr r3, [sp, #8]\n"
+    "  adds r0, r0, r3\n"
+    "  asrs r0, r0, #1\n"
+    "  sxtb r3, r0\n"
+    "  cmp r3, r0\n"
+    "  beq 14f\n"
+    "  asrs r3, r0, #31\n"
+    "  movs r0, #127\n"
+    "  eors r3, r0\n"
+    "14:\n"
+    "  ldr r0, [sp, #0]\n"
+    "  strb r3, [r0, r7]\n"
+    "  adds r7, #1\n"
+    "  ldr r0, [sp, #4]\n"
+    "  cmp r7, r0\n"
+    "  blt 10b\n"
+    "  add sp, #12\n"
+    "  pop {r4, r5, r6, r7}\n"
+    "  mov r8, r4\n"
+    "  mov r9, r5\n"
+    "  mov r10, r6\n"
+    "  mov r11, r7\n"
+    "  pop {r4, r5, r6, r7, pc}\n"
+    "  .size fastgrnn_int8_t1_rescale, .-fastgrnn_int8_t1_rescale\n"
+    "  .text\n");
+
+static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
+  int32_t sums[FG_T1_BLOCK], left = f->rows;
+  fg_t1_state st;
+  fg_t1_rq q;
+  st.ip = f->idx;
+  st.wp = f->w;
+  st.sums = sums;
+  st.x = x;
+  q.sums = sums;
+  q.bias = f->bias;
+  q.mult = f->mult;
+  q.shift = f->shift;
+  q.out = out;
+  q.zo21 = 1 + 2 * f->out_offset;
+  while (left > 0) {
+    q.n = left < FG_T1_BLOCK ? left : FG_T1_BLOCK;
+    st.sums_end = sums + q.n;
+    fastgrnn_int8_t1_rows(&st);
+    fastgrnn_int8_t1_rescale(&q);
+    q.bias += q.n;
+    q.mult += q.n;
+    q.shift += q.n;
+    q.out += q.n;
+    left -= q.n;
+  }
+}
 #else
 FG_HOT static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
   const int32_t rows = f->rows, zo = f->out_offset;
