@@ -1228,6 +1228,7 @@ typedef struct {
   int32_t in1x2, in2;  /* MUL input offsets (2 o1, o2) */
 #if defined(FG_MUL32)
   int32_t mh, ml; /* m = mh 2^16 + ml */
+  int32_t q, b0;  /* ml = 2 q + (b0 & 1); b0 = 0 or -1 (a mask) */
 #endif
 } fg_out;
 
@@ -1264,8 +1265,15 @@ static int fast_out(fg_out *r, const fastgrnn_int8_binop *p) {
   r->in1x2 = 2 * p->in1_offset;
   r->in2 = p->in2_offset;
 #if defined(FG_MUL32)
+  /* mul_fast's two-product form needs |v + offset| <= 255, the parser's bound on every
+   * input offset (-127 .. 128), which out8's MUL32 form assumes too */
+  if (p->in1_offset < -127 || p->in1_offset > 128 || p->in2_offset < -127 ||
+      p->in2_offset > 128)
+    return 0;
   r->mh = r->m >> 16;
   r->ml = r->m & 0xffff;
+  r->q = r->ml >> 1;
+  r->b0 = -(r->ml & 1);
 #endif
   return 1;
 }
@@ -1335,6 +1343,17 @@ FG_EW_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
 #if defined(__AVR__)
   /* |2 (a + o1)| <= 766, |b + o2| <= 383 (fast_out): one 16 x 16 -> 32 product */
   return out8(o, FG_SMUL16(2 * a + o->in1x2, b + o->in2));
+#elif defined(FG_MUL32)
+  /* y = (2 P m + 2^31) >> 32 = floor((P m + 2^30) / 2^31), P = (a + o1)(b + o2), from two
+   * products instead of out8's four: with m = 2^16 mh + 2 q + b0 (q < 2^15),
+   * P m + 2^30 = 2^16 (P mh) + 2 (P q + b0 P / 2) + 2^30, so
+   * y = floor((P mh + 2^14 + floor((P q + floor(b0 P / 2)) / 2^15)) / 2^15) (nested
+   * floors of exact integers). |a + o| <= 255 (fast_out), so |P| <= 65025: |P q| <
+   * 2^31 - 2^16, |P mh| <= 65025 (2^15 - 1) < 2^31 - 2^17, and no sum overflows. */
+  const int32_t prod = (a + (o->in1x2 >> 1)) * (b + o->in2);
+  const int32_t c = prod * o->q + ((prod >> 1) & o->b0);
+  const int32_t y = (prod * o->mh + (c >> 15) + (INT32_C(1) << 14)) >> 15;
+  return ssat8(FG_ASR(y + o->round - (int32_t)((uint32_t)y >> 31), o->e));
 #else
   return out8(o, (2 * a + o->in1x2) * (b + o->in2));
 #endif
