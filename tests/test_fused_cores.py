@@ -392,6 +392,25 @@ int32_t edges_out8(int32_t mult, int32_t shift, int32_t offset) {
     bad += out8(&o, 2 * x) != clamp8(mbqm_add(x, mult, shift) + offset, -128, 127);
   return bad;
 }
+/* mul_fast (FG_MUL32: two products) on every int8 operand pair, out[(a + 128) 256 + b +
+ * 128]; -1 if the fast form refuses the op. */
+int32_t mul_all(int32_t mult, int32_t shift, int32_t o1, int32_t o2, int32_t zo,
+                int8_t *out) {
+  fastgrnn_int8_binop p = {0};
+  fg_out o;
+  int32_t a, b;
+  p.in1_offset = o1;
+  p.in2_offset = o2;
+  p.out_mult = mult;
+  p.out_shift = shift;
+  p.out_offset = zo;
+  p.act_min = -128;
+  p.act_max = 127;
+  if (!fast_out(&o, &p)) return -1;
+  for (a = -128; a < 128; ++a)
+    for (b = -128; b < 128; ++b) out[(a + 128) * 256 + b + 128] = (int8_t)mul_fast(&o, a, b);
+  return 0;
+}
 """
 
 
@@ -419,6 +438,23 @@ def test_mul32_elementwise_passes_equal_the_generic_ones(tmp_path):
     for shift, offset in ((-1, 0), (-1, -128), (-23, 127), (-20, 128)):
       assert lib.edges_out8(mult, shift, offset) == 0, (mult, shift, offset)
   test_fused.test_fast_passes_equal_the_generic_ones(lib)
+  # The MUL's two-product form against fixed_point on every operand pair: the input
+  # offsets at the parser's ends (-127, 128: |P| up to 255^2), multipliers whose low half
+  # is odd (the b0 term) or at the ends of [2^30, 2^31), shifts from -1 to -23.
+  from tf_fastgrnn import fixed_point  # pylint: disable=import-outside-toplevel
+  lib.mul_all.restype = ctypes.c_int32
+  a = np.arange(-128, 128).repeat(256)
+  b = np.tile(np.arange(-128, 128), 256)
+  out = np.zeros(65536, np.int8)
+  for mult in (1 << 30, 0x40000001, 0x4000ffff, 0x40008001, 0x7fff8001, 0x7fffffff,
+               0x7ffeffff, 0x55555555, 0x6d3a06d3):
+    for shift, o1, o2, zo in ((-1, 128, 128, 0), (-8, -127, -127, -128), (-23, 128, -127, 127),
+                              (-12, 0, 128, 5), (-16, -127, 128, -3)):
+      assert lib.mul_all(mult, shift, o1, o2, zo, out.ctypes.data_as(ctypes.c_void_p)) == 0
+      want = np.clip(fixed_point.multiply_by_quantized_multiplier((a + o1) * (b + o2), mult,
+                                                                  shift) + zo, -128, 127)
+      np.testing.assert_array_equal(out, want, err_msg=f"{mult:#x} {shift} {o1} {o2} {zo}")
+  assert lib.mul_all(1 << 30, -1, -128, 0, 0, out.ctypes.data_as(ctypes.c_void_p)) == -1
 
 
 _M0_ROWS_MAIN = r"""
