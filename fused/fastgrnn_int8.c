@@ -867,7 +867,7 @@ void fastgrnn_int8_t1_rows(fg_t1_state *s);
  * for odd n). r0 x, r1 p, r2 d, r3 d + 1, r4 sum, r5 r6 temporaries, r7 the row's end,
  * r12 the sums pointer, r9 its end, r8 the state. */
 __asm__(
-    "  .section .text.fastgrnn_int8_t1_rows,\"ax\",%progbits\n"
+    "  .pushsection .text.fastgrnn_int8_t1_rows,\"ax\",%progbits\n"
     "  .balign 2\n"
     "  .syntax unified\n"
     "  .thumb\n"
@@ -950,7 +950,7 @@ __asm__(
     "  mov r9, r5\n"
     "  pop {r4, r5, r6, r7, pc}\n"
     "  .size fastgrnn_int8_t1_rows, .-fastgrnn_int8_t1_rows\n"
-    "  .text\n");
+    "  .popsection\n");
 
 /* The rows' rescale (fc_out_full) over a block: out[k] = ssat8(RoundingDivideByPOT(
  * srdhm(sums[k] + bias[k], mult[k]), -shift[k]) + zo), or for shift >= 0 ssat8(srdhm((sum
@@ -967,7 +967,7 @@ typedef struct {
 } fg_t1_rq;
 void fastgrnn_int8_t1_rescale(const fg_t1_rq *q);
 __asm__(
-    "  .section .text.fastgrnn_int8_t1_rescale,\"ax\",%progbits\n"
+    "  .pushsection .text.fastgrnn_int8_t1_rescale,\"ax\",%progbits\n"
     "  .balign 2\n"
     "  .syntax unified\n"
     "  .thumb\n"
@@ -1078,7 +1078,7 @@ __asm__(
     "  b 13b\n"
     "  .purgem fg_t1_srdhm\n"
     "  .size fastgrnn_int8_t1_rescale, .-fastgrnn_int8_t1_rescale\n"
-    "  .text\n");
+    "  .popsection\n");
 
 static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
   int32_t sums[FG_T1_BLOCK], left = f->rows;
