@@ -1317,6 +1317,268 @@ static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *
     *out++ = (int8_t)ssat8((t + 1 + 2 * zo) >> 1);
   }
 }
+#elif defined(FG_THUMB1)
+/* Armv6-M: the layer in two assembly passes over blocks of FG_T1_BLOCK rows, so that
+ * neither runs short of the eight low registers (gcc's one loop doing both kept its
+ * pointers on the stack: ~70 instructions per row besides the MACs, against 19 + 51
+ * here, HAR-2 shape): fastgrnn_int8_t1_rows sums the block's sparse rows into an int32
+ * array on the stack (128 B), fastgrnn_int8_t1_rescale adds the biases and rescales.
+ * Blocks of 16 rows: +440 instructions per HAR-2 step. */
+#define FG_T1_BLOCK 32
+typedef struct {
+  const ROM uint8_t *ip; /* the next row's count */
+  const ROM int8_t *wp;  /* its first non-zero */
+  int32_t *sums, *sums_end;
+  const int8_t *x;
+} fg_t1_state;
+void fastgrnn_int8_t1_rows(fg_t1_state *s);
+/* Per row: p walks its column indices; its weights sit at p + d (d = wp - first index
+ * address: one less per row, as each row's count byte lies between), read by LDRSB with
+ * a register offset (signed, no SXTB: Armv6-M's LDRSB has no immediate form). Four MACs
+ * per pass, two indices per pointer step ([p, #0] with d, [p, #1] with d + 1): 6
+ * instructions per MAC; the n % 4 first MACs by entering the body part-way (p one back
+ * for odd n). r0 x, r1 p, r2 d, r3 d + 1, r4 sum, r5 r6 temporaries, r7 the row's end,
+ * r12 the sums pointer, r9 its end, r8 the state. */
+__asm__(
+    "  .pushsection .text.fastgrnn_int8_t1_rows,\"ax\",%progbits\n"
+    "  .balign 2\n"
+    "  .syntax unified\n"
+    "  .thumb\n"
+    "  .thumb_func\n"
+    "  .type fastgrnn_int8_t1_rows, %function\n"
+    "fastgrnn_int8_t1_rows:\n"
+    "  push {r4, r5, r6, r7, lr}\n"
+    "  mov r4, r8\n"
+    "  mov r5, r9\n"
+    "  push {r4, r5}\n"
+    "  mov r8, r0\n"
+    "  ldr r1, [r0, #0]\n"
+    "  ldr r2, [r0, #4]\n"
+    "  ldr r3, [r0, #8]\n"
+    "  mov r12, r3\n"
+    "  ldr r3, [r0, #12]\n"
+    "  mov r9, r3\n"
+    "  ldr r0, [r0, #16]\n"
+    "  subs r2, r2, r1\n"
+    "  subs r2, #1\n"
+    "10:\n"
+    "  ldrb r7, [r1]\n"
+    "  adds r1, #1\n"
+    "  adds r7, r7, r1\n"
+    "  adds r3, r2, #1\n"
+    "  movs r4, #0\n"
+    "  subs r5, r7, r1\n"
+    "  lsrs r5, r5, #1\n"
+    "  bcc 16f\n"
+    "  subs r1, #1\n"
+    "  lsrs r5, r5, #1\n"
+    "  bcs 11f\n"
+    "  b 13f\n"
+    "16:\n"
+    "  lsrs r5, r5, #1\n"
+    "  bcs 12f\n"
+    "  beq 19f\n"
+    "20:\n"
+    "  ldrb r5, [r1, #0]\n"
+    "  ldrsb r5, [r0, r5]\n"
+    "  ldrsb r6, [r1, r2]\n"
+    "  muls r5, r6\n"
+    "  adds r4, r4, r5\n"
+    "11:\n"
+    "  ldrb r5, [r1, #1]\n"
+    "  ldrsb r5, [r0, r5]\n"
+    "  ldrsb r6, [r1, r3]\n"
+    "  muls r5, r6\n"
+    "  adds r4, r4, r5\n"
+    "  adds r1, #2\n"
+    "12:\n"
+    "  ldrb r5, [r1, #0]\n"
+    "  ldrsb r5, [r0, r5]\n"
+    "  ldrsb r6, [r1, r2]\n"
+    "  muls r5, r6\n"
+    "  adds r4, r4, r5\n"
+    "13:\n"
+    "  ldrb r5, [r1, #1]\n"
+    "  ldrsb r5, [r0, r5]\n"
+    "  ldrsb r6, [r1, r3]\n"
+    "  muls r5, r6\n"
+    "  adds r4, r4, r5\n"
+    "  adds r1, #2\n"
+    "  cmp r1, r7\n"
+    "  blo 20b\n"
+    "19:\n"
+    "  mov r5, r12\n"
+    "  stmia r5!, {r4}\n"
+    "  mov r12, r5\n"
+    "  subs r2, #1\n"
+    "  cmp r5, r9\n"
+    "  blo 10b\n"
+    "  mov r0, r8\n"
+    "  str r1, [r0, #0]\n"
+    "  adds r2, r1, r2\n"
+    "  adds r2, #1\n"
+    "  str r2, [r0, #4]\n"
+    "  pop {r4, r5}\n"
+    "  mov r8, r4\n"
+    "  mov r9, r5\n"
+    "  pop {r4, r5, r6, r7, pc}\n"
+    "  .size fastgrnn_int8_t1_rows, .-fastgrnn_int8_t1_rows\n"
+    "  .popsection\n");
+
+/* The rows' rescale (fc_out_full) over a block: out[k] = ssat8(RoundingDivideByPOT(
+ * srdhm(sums[k] + bias[k], mult[k]), -shift[k]) + zo), or for shift >= 0 ssat8(srdhm((sum
+ * + bias) << shift, mult) + zo); srdhm from four 16 x 16 products as mul_parts (exact for
+ * any int32 a and 0 <= m < 2^31). r7 the row minus n (counts up to 0), r8 sums, r9 bias,
+ * r10 mult, r11 shift (each + n rows), r12 2^14; on the stack out + n, 1 + 2 zo. The rare
+ * shift >= 0 rows take a second copy of srdhm (one test of the sign per row). */
+typedef struct {
+  const int32_t *sums;
+  const ROM int32_t *bias, *mult;
+  const ROM int8_t *shift;
+  int8_t *out;
+  int32_t n, zo21; /* rows; 1 + 2 out_offset */
+} fg_t1_rq;
+void fastgrnn_int8_t1_rescale(const fg_t1_rq *q);
+__asm__(
+    "  .pushsection .text.fastgrnn_int8_t1_rescale,\"ax\",%progbits\n"
+    "  .balign 2\n"
+    "  .syntax unified\n"
+    "  .thumb\n"
+    "  .thumb_func\n"
+    "  .type fastgrnn_int8_t1_rescale, %function\n"
+    "  .macro fg_t1_srdhm\n" /* r0 = srdhm(r0, r1); r1 r3 r4 r5 r6 clobbered */
+    "  uxth r3, r0\n"
+    "  asrs r0, r0, #16\n"
+    "  uxth r4, r1\n"
+    "  lsrs r1, r1, #16\n"
+    "  movs r5, r3\n"
+    "  muls r5, r4\n"
+    "  muls r3, r1\n"
+    "  muls r4, r0\n"
+    "  muls r0, r1\n"
+    "  lsrs r5, r5, #16\n"
+    "  uxth r6, r3\n"
+    "  adds r5, r5, r6\n"
+    "  uxth r6, r4\n"
+    "  adds r5, r5, r6\n"
+    "  mov r6, r12\n"
+    "  adds r5, r5, r6\n"
+    "  lsrs r3, r3, #16\n"
+    "  adds r0, r0, r3\n"
+    "  asrs r4, r4, #16\n"
+    "  adds r0, r0, r4\n"
+    "  lsls r0, r0, #1\n"
+    "  lsrs r5, r5, #15\n"
+    "  adds r0, r0, r5\n"
+    "  .endm\n"
+    "fastgrnn_int8_t1_rescale:\n"
+    "  push {r4, r5, r6, r7, lr}\n"
+    "  mov r4, r8\n"
+    "  mov r5, r9\n"
+    "  mov r6, r10\n"
+    "  mov r7, r11\n"
+    "  push {r4, r5, r6, r7}\n"
+    "  sub sp, #12\n"
+    "  ldr r7, [r0, #20]\n"
+    "  lsls r6, r7, #2\n"
+    "  ldr r1, [r0, #0]\n"
+    "  adds r1, r1, r6\n"
+    "  mov r8, r1\n"
+    "  ldr r1, [r0, #4]\n"
+    "  adds r1, r1, r6\n"
+    "  mov r9, r1\n"
+    "  ldr r1, [r0, #8]\n"
+    "  adds r1, r1, r6\n"
+    "  mov r10, r1\n"
+    "  ldr r1, [r0, #12]\n"
+    "  adds r1, r1, r7\n"
+    "  mov r11, r1\n"
+    "  ldr r1, [r0, #16]\n"
+    "  adds r1, r1, r7\n"
+    "  str r1, [sp, #0]\n"
+    "  ldr r1, [r0, #24]\n"
+    "  str r1, [sp, #8]\n"
+    "  movs r1, #1\n"
+    "  lsls r1, r1, #14\n"
+    "  mov r12, r1\n"
+    "  negs r7, r7\n"
+    "10:\n"
+    "  lsls r6, r7, #2\n"
+    "  mov r0, r8\n"
+    "  ldr r0, [r0, r6]\n"
+    "  mov r1, r9\n"
+    "  ldr r1, [r1, r6]\n"
+    "  adds r0, r0, r1\n"
+    "  mov r1, r10\n"
+    "  ldr r1, [r1, r6]\n"
+    "  mov r2, r11\n"
+    "  ldrsb r2, [r2, r7]\n"
+    "  cmp r2, #0\n"
+    "  bge 20f\n"
+    "  fg_t1_srdhm\n"
+    "  lsrs r3, r0, #31\n"
+    "  subs r0, r0, r3\n"
+    "  mvns r2, r2\n"
+    "  asrs r0, r2\n"
+    "  ldr r3, [sp, #8]\n"
+    "  adds r0, r0, r3\n"
+    "  asrs r0, r0, #1\n"
+    "13:\n"
+    "  sxtb r3, r0\n"
+    "  cmp r3, r0\n"
+    "  beq 14f\n"
+    "  asrs r3, r0, #31\n"
+    "  movs r0, #127\n"
+    "  eors r3, r0\n"
+    "14:\n"
+    "  ldr r0, [sp, #0]\n"
+    "  strb r3, [r0, r7]\n"
+    "  adds r7, #1\n"
+    "  bne 10b\n"
+    "  add sp, #12\n"
+    "  pop {r4, r5, r6, r7}\n"
+    "  mov r8, r4\n"
+    "  mov r9, r5\n"
+    "  mov r10, r6\n"
+    "  mov r11, r7\n"
+    "  pop {r4, r5, r6, r7, pc}\n"
+    "20:\n" /* shift >= 0 (rare): srdhm(acc << shift, m) + zo; 2 t could overflow */
+    "  lsls r0, r2\n"
+    "  fg_t1_srdhm\n"
+    "  ldr r3, [sp, #8]\n"
+    "  asrs r3, r3, #1\n"
+    "  adds r0, r0, r3\n"
+    "  b 13b\n"
+    "  .purgem fg_t1_srdhm\n"
+    "  .size fastgrnn_int8_t1_rescale, .-fastgrnn_int8_t1_rescale\n"
+    "  .popsection\n");
+
+static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
+  int32_t sums[FG_T1_BLOCK], left = f->rows;
+  fg_t1_state st;
+  fg_t1_rq q;
+  st.ip = f->idx;
+  st.wp = f->w;
+  st.sums = sums;
+  st.x = x;
+  q.sums = sums;
+  q.bias = f->bias;
+  q.mult = f->mult;
+  q.shift = f->shift;
+  q.out = out;
+  q.zo21 = 1 + 2 * f->out_offset;
+  while (left > 0) {
+    q.n = left < FG_T1_BLOCK ? left : FG_T1_BLOCK;
+    st.sums_end = sums + q.n;
+    fastgrnn_int8_t1_rows(&st);
+    fastgrnn_int8_t1_rescale(&q);
+    q.bias += q.n;
+    q.mult += q.n;
+    q.shift += q.n;
+    q.out += q.n;
+    left -= q.n;
+  }
+}
 #else
 FG_HOT static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
   const int32_t rows = f->rows, zo = 1 + 2 * f->out_offset;
@@ -1439,6 +1701,7 @@ typedef struct {
   int32_t in1x2, in2;  /* MUL input offsets (2 o1, o2) */
 #if defined(FG_MUL32)
   int32_t mh, ml; /* m = mh 2^16 + ml */
+  int32_t q, b0;  /* ml = 2 q + (b0 & 1); b0 = 0 or -1 (a mask) */
 #endif
 } fg_out;
 
@@ -1476,8 +1739,15 @@ static int fast_out(fg_out *r, const fastgrnn_int8_binop *p) {
   r->in1x2 = 2 * p->in1_offset;
   r->in2 = p->in2_offset;
 #if defined(FG_MUL32)
+  /* mul_fast's two-product form needs |v + offset| <= 255, the parser's bound on every
+   * input offset (-127 .. 128), which out8's MUL32 form assumes too */
+  if (p->in1_offset < -127 || p->in1_offset > 128 || p->in2_offset < -127 ||
+      p->in2_offset > 128)
+    return 0;
   r->mh = r->m >> 16;
   r->ml = r->m & 0xffff;
+  r->q = r->ml >> 1;
+  r->b0 = -(r->ml & 1);
 #endif
   return 1;
 }
@@ -1557,6 +1827,17 @@ FG_EW_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
 #if defined(__AVR__)
   /* |2 (a + o1)| <= 766, |b + o2| <= 383 (fast_out): one 16 x 16 -> 32 product */
   return out8(o, FG_SMUL16(2 * a + o->in1x2, b + o->in2));
+#elif defined(FG_MUL32)
+  /* y = (2 P m + 2^31) >> 32 = floor((P m + 2^30) / 2^31), P = (a + o1)(b + o2), from two
+   * products instead of out8's four: with m = 2^16 mh + 2 q + b0 (q < 2^15),
+   * P m + 2^30 = 2^16 (P mh) + 2 (P q + b0 P / 2) + 2^30, so
+   * y = floor((P mh + 2^14 + floor((P q + floor(b0 P / 2)) / 2^15)) / 2^15) (nested
+   * floors of exact integers). |a + o| <= 255 (fast_out), so |P| <= 65025: |P q| <
+   * 2^31 - 2^16, |P mh| <= 65025 (2^15 - 1) < 2^31 - 2^17, and no sum overflows. */
+  const int32_t prod = (a + (o->in1x2 >> 1)) * (b + o->in2);
+  const int32_t c = prod * o->q + ((prod >> 1) & o->b0);
+  const int32_t y = (prod * o->mh + (c >> 15) + (INT32_C(1) << 14)) >> 15;
+  return ssat8(FG_ASR(y + o->round - (int32_t)((uint32_t)y >> 31), o->e));
 #else
   return out8(o, (2 * a + o->in1x2) * (b + o->in2));
 #endif

@@ -517,6 +517,25 @@ int32_t edges_out8(int32_t mult, int32_t shift, int32_t offset) {
     bad += out8(&o, 2 * x) != clamp8(mbqm_add(x, mult, shift) + offset, -128, 127);
   return bad;
 }
+/* mul_fast (FG_MUL32: two products) on every int8 operand pair, out[(a + 128) 256 + b +
+ * 128]; -1 if the fast form refuses the op. */
+int32_t mul_all(int32_t mult, int32_t shift, int32_t o1, int32_t o2, int32_t zo,
+                int8_t *out) {
+  fastgrnn_int8_binop p = {0};
+  fg_out o;
+  int32_t a, b;
+  p.in1_offset = o1;
+  p.in2_offset = o2;
+  p.out_mult = mult;
+  p.out_shift = shift;
+  p.out_offset = zo;
+  p.act_min = -128;
+  p.act_max = 127;
+  if (!fast_out(&o, &p)) return -1;
+  for (a = -128; a < 128; ++a)
+    for (b = -128; b < 128; ++b) out[(a + 128) * 256 + b + 128] = (int8_t)mul_fast(&o, a, b);
+  return 0;
+}
 """
 
 
@@ -544,3 +563,135 @@ def test_mul32_elementwise_passes_equal_the_generic_ones(tmp_path):
     for shift, offset in ((-1, 0), (-1, -128), (-23, 127), (-20, 128)):
       assert lib.edges_out8(mult, shift, offset) == 0, (mult, shift, offset)
   test_fused.test_fast_passes_equal_the_generic_ones(lib)
+  # The MUL's two-product form against fixed_point on every operand pair: the input
+  # offsets at the parser's ends (-127, 128: |P| up to 255^2), multipliers whose low half
+  # is odd (the b0 term) or at the ends of [2^30, 2^31), shifts from -1 to -23.
+  from tf_fastgrnn import fixed_point  # pylint: disable=import-outside-toplevel
+  lib.mul_all.restype = ctypes.c_int32
+  a = np.arange(-128, 128).repeat(256)
+  b = np.tile(np.arange(-128, 128), 256)
+  out = np.zeros(65536, np.int8)
+  for mult in (1 << 30, 0x40000001, 0x4000ffff, 0x40008001, 0x7fff8001, 0x7fffffff,
+               0x7ffeffff, 0x55555555, 0x6d3a06d3):
+    for shift, o1, o2, zo in ((-1, 128, 128, 0), (-8, -127, -127, -128), (-23, 128, -127, 127),
+                              (-12, 0, 128, 5), (-16, -127, 128, -3)):
+      assert lib.mul_all(mult, shift, o1, o2, zo, out.ctypes.data_as(ctypes.c_void_p)) == 0
+      want = np.clip(fixed_point.multiply_by_quantized_multiplier((a + o1) * (b + o2), mult,
+                                                                  shift) + zo, -128, 127)
+      np.testing.assert_array_equal(out, want, err_msg=f"{mult:#x} {shift} {o1} {o2} {zo}")
+  assert lib.mul_all(1 << 30, -1, -128, 0, 0, out.ctypes.data_as(ctypes.c_void_p)) == -1
+
+
+_M0_ROWS_MAIN = r"""
+#include <stdio.h>
+#include "fastgrnn_int8.c"
+#include "rows_cases.h"
+int main(void) {
+  int8_t out[N_ROWS];
+  int32_t l, r;
+  for (l = 0; l < N_LAYERS; ++l) {
+    fc8_sparse_full(&kLayers[l], kX, out);
+    for (r = 0; r < kLayers[l].rows; ++r) printf("%d ", out[r]);
+    printf("\n");
+  }
+  return 0;
+}
+"""
+
+
+@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+def test_m0_sparse_layer_assembly_is_exact_on_edge_cases(tmp_path):
+  """The Cortex-M0's sparse layer (``fc8_sparse_full``: the row sums and the rows'
+  rescale in Thumb-1 assembly, blocks of 32 rows) against ``fixed_point`` on QEMU: rows
+  without non-zeros whose bias is the accumulator (int32 extremes within the parser's
+  bound, carries across the 16-bit halves, ties of both roundings, negative values) under
+  edge multipliers and every shift from −31 to 8 (left shifts within the bound), four
+  output offsets; then rows of 0 … 9 non-zeros (every entry into the unrolled loop), of
+  255 at the product bound, and random rows, more than one block per layer."""
+  from tf_fastgrnn import fixed_point  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(11)
+  bound = 2**31 - 2**10
+  accs = [0, 1, -1, 2, -2, 0x7fff, 0x8000, -0x8000, 0xffff, 0x10000, -0x10000, 0x10001,
+          -0xffff, 0x12345678, -0x12345678, 0x40000000, -0x40000000, bound - 1, -(bound - 1),
+          0x7fff0000 - 2**10, -0x7fff0000, 0x00ff00ff, -0x00ff00ff]
+  mults = [0, 1, 0x8000, 0xffff, 0x10000, 0x40000000, 0x7fffffff, 0x7fff8000, 0x40008000,
+           0x4000ffff] + [fixed_point.quantize_multiplier(r)[0]
+                          for r in rng.uniform(0.01, 1.0, 4)]
+  x = rng.integers(-128, 128, 255).astype(np.int8)
+  x[:4] = [-128, 127, -128, 127]
+  layers = []  # (rows of (cols idx, weights), bias, mult, shift, zo)
+  for zo in (-128, 0, 5, 127):
+    rows, bias, mult, shift = [], [], [], []
+    for s in range(-31, 9):
+      for a in accs:
+        m = mults[len(bias) % len(mults)]
+        if s > 0:  # the parser's bound: |bias| 2^shift < 2^31 - 2^10
+          a = int(np.clip(a, -(bound >> s), bound >> s))
+        rows.append((np.zeros(0, int), np.zeros(0, int)))
+        bias.append(a)
+        mult.append(m)
+        shift.append(s)
+    # ties: acc m / 2^31 exactly half-way for both srdhm and the division by 2^e
+    for e in range(1, 12):
+      for sign in (1, -1):
+        rows.append((np.zeros(0, int), np.zeros(0, int)))
+        bias.append(sign * ((2 * 7 + 1) << (e - 1)))
+        mult.append(2**30)
+        shift.append(-e + 1)
+    layers.append((rows, bias, mult, shift, zo))
+  rows = []
+  for n in list(range(10)) + [40, 255, 255, 255, 77]:
+    idx = np.sort(rng.choice(255, n, replace=False))
+    rows.append((idx, rng.integers(-128, 128, n)))
+  rows[-4] = (np.arange(255), np.full(255, -128))
+  rows[-3] = (np.arange(255), np.full(255, 127))
+  rows += [(np.sort(rng.choice(255, k, replace=False)), None) for k in rng.integers(0, 30, 60)]
+  rows = [(i, w if w is not None else rng.integers(-128, 128, len(i))) for i, w in rows]
+  n = len(rows)
+  layers.append((rows, list(rng.integers(-2**20, 2**20, n)),
+                 [fixed_point.quantize_multiplier(r)[0] for r in rng.uniform(0.001, 0.9, n)],
+                 list(rng.integers(-20, 1, n)), -3))
+
+  def c_array(values):
+    return ("{" + ",".join(str(int(v)) for v in values) + "}").replace(
+        "-2147483648", "(-2147483647 - 1)")
+
+  lines = [f"#define N_LAYERS {len(layers)}",
+           f"#define N_ROWS {max(len(l[0]) for l in layers)}",
+           f"static int8_t kX[] = {c_array(x)};"]
+  structs, want = [], []
+  for k, (rows, bias, mult, shift, zo) in enumerate(layers):
+    idx = [v for i, _ in rows for v in (len(i), *i)]
+    w = [v for _, wr in rows for v in wr] + [0]
+    lines += [f"static const uint8_t kIdx{k}[] = {c_array(idx)};",
+              f"static const int8_t kW{k}[] = {c_array(w)};",
+              f"static const int32_t kBias{k}[] = {c_array(bias)};",
+              f"static const int32_t kMult{k}[] = {c_array(mult)};",
+              f"static const int8_t kShift{k}[] = {c_array(shift)};"]
+    structs.append(f"{{{len(rows)}, 255, kW{k}, 0, kIdx{k}, kBias{k}, kMult{k}, kShift{k}, "
+                   f"{zo}, -128, 127}}")
+    for (i, wr), b, m, s in zip(rows, bias, mult, shift):
+      acc = int(b) + int(np.dot(x[i].astype(np.int64), np.asarray(wr, np.int64)))
+      want.append(int(np.clip(int(fixed_point.multiply_by_quantized_multiplier(acc, m, s))
+                              + zo, -128, 127)))
+  lines.append("static const fastgrnn_int8_fc kLayers[] = {" + ",".join(structs) + "};")
+  (tmp_path / "rows_cases.h").write_text("\n".join(lines) + "\n")
+  (tmp_path / "rows_main.c").write_text(_M0_ROWS_MAIN)
+  fused_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fused")
+  elf = str(tmp_path / "rows.elf")
+  arch, machine, _ = _CORES["m0"]
+  subprocess.run(["arm-none-eabi-gcc", "-std=gnu99", "-Os", *arch, "-DSEMIHOSTING",
+                  f"-I{tmp_path}", f"-I{fused_dir}", "-T", os.path.join(ARMRUN, "m0.ld"),
+                  "-nostartfiles", "-Wl,--gc-sections", "--specs=nano.specs",
+                  "--specs=rdimon.specs", "-o", elf, os.path.join(CORTEX_M, "startup.c"),
+                  str(tmp_path / "rows_main.c")], check=True, capture_output=True)
+  out = subprocess.run(["timeout", "300", "qemu-system-arm", *machine, "-nographic",
+                        "-monitor", "none", "-serial", "none", "-semihosting-config",
+                        "enable=on,target=native", "-kernel", elf],
+                       check=True, capture_output=True, text=True).stdout
+  got = [int(v) for v in out.split()]
+  assert len(got) == len(want), (len(got), len(want))
+  bad = [(i, g, w) for i, (g, w) in enumerate(zip(got, want)) if g != w]
+  assert not bad, f"{len(bad)} of {len(want)} differ, first {bad[:5]}"
+  assert len(set(want)) > 100  # the cases reach most of the int8 range
