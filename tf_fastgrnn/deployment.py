@@ -462,10 +462,12 @@ def deploy(model, calibration, output_dir, *, test=None, labels=None, normalisat
   state = run_folder.check(output_dir, resume=False, overwrite=options["overwrite"],
                            flag="output_dir", record=run_folder.DEPLOY)
   out = pathlib.Path(output_dir)
-  held, _ = run_folder.claim(out, state, resume=False, overwrite=options["overwrite"],
-                             what="tf_fastgrnn.deploy", flag="output_dir",
-                             record=run_folder.DEPLOY)
+  held, note = run_folder.claim(out, state, resume=False, overwrite=options["overwrite"],
+                                what="tf_fastgrnn.deploy", flag="output_dir",
+                                record=run_folder.DEPLOY)
   try:
+    if note:  # where the earlier deploy went
+      _log(note)
     readout = stepping.readout(model)
     fileio.write_json(out / run_folder.DEPLOY, {
         "format": run_folder.DEPLOY_FORMAT,
@@ -481,13 +483,17 @@ def deploy(model, calibration, output_dir, *, test=None, labels=None, normalisat
       stages = [s for s in stages if s.name != "numerics diff"]
     manifest = run_folder.Manifest.create(out, {s.name: s.files for s in stages},
                                           record=run_folder.DEPLOY)
-    ex = run_folder.Executor(out, stages, manifest=manifest, resume=False, log=print)
+    ex = run_folder.Executor(out, stages, manifest=manifest, resume=False, log=_log)
     float_model = getattr(original, "float_model", None)
     if float_model is None and not quantization.is_qat_model(model):
       float_model = model
     return _run(ex, model, float_model, calibration, test, device, options, readout)
   finally:
     held.release()
+
+
+def _log(message):
+  print(f"[tf_fastgrnn.deploy] {message}", flush=True)
 
 
 _OPTIONS = {"overwrite": False, "numerics": True, "arena_margin": 1024,
