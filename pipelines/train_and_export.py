@@ -175,14 +175,9 @@ _MIN_VAL_WINDOWS = flags.DEFINE_integer(
     "the last epoch instead (one window would move validation accuracy by more than a "
     "point; the log and the report say so); 0: off.")
 
-# The flags of the specification's fields, by flat name (Spec.flat()).
-_HOLDERS = {h.name: h for h in (
-    _DATASET, _DATA_DIR, _CELL, _UNITS, _W_RANK, _U_RANK, _SPARSITY_W, _SPARSITY_U,
-    _EPOCHS, _QAT, _QAT_EPOCHS, _BATCH_SIZE, _LEARNING_RATE, _QAT_LEARNING_RATE, _SEED,
-    _WINDOW_MODEL, _MAX_TEST_WINDOWS, _NUM_TEST_VECTORS, _NUMERICS, _AUDIO_FRONTEND,
-    _IMU_FRONTEND, _FEATURE_CACHE, _ARENA_MARGIN, _LR_SCHEDULE, _CLIPNORM, _WEIGHT_DECAY,
-    _AUGMENT, _AUGMENT_STRENGTH, _LSTM_PRODUCT_ON_CELL_GRID, _READOUT, _KEEP_BEST,
-    _TRAIN_ON_VAL, _MIN_PHASE_STEPS, _MAX_BATCH_FRACTION, _MIN_VAL_WINDOWS)}
+# The flags of the specification's fields, by flat name (Spec.flat()): every flag of
+# this module named as a field (a new field's flag is its DEFINE line alone).
+_HOLDERS = {name: flags.FLAGS[name] for name in _D.flat() if name in flags.FLAGS}
 
 
 def _spec_from_flags():
@@ -193,7 +188,7 @@ def _spec_from_flags():
     ``(preset name, Spec)``.
   """
   spec_lib = config_lib.spec_lib
-  given = {name for name, holder in _HOLDERS.items() if flags.FLAGS[holder.name].present}
+  given = {name for name, holder in _HOLDERS.items() if holder.present}
   dataset, cell = _DATASET.value, _CELL.value
   name, values = spec_lib.Spec.preset_values(_PRESET.value, dataset=dataset, cell=cell,
                                              sparse=False)
