@@ -174,6 +174,9 @@ _MIN_VAL_WINDOWS = flags.DEFINE_integer(
     "min_val_windows", _D.recipe.min_val_windows, "With fewer validation windows than this, --keep_best keeps "
     "the last epoch instead (one window would move validation accuracy by more than a "
     "point; the log and the report say so); 0: off.")
+_LABEL_SMOOTHING = flags.DEFINE_float(
+    "label_smoothing", _D.recipe.label_smoothing, "Cross-entropy on (1 - e) one-hot + e/C "
+    "targets (e this value, C the classes) in every training stage; 0: plain one-hot.")
 
 # The flags of the specification's fields, by flat name (Spec.flat()): every flag of
 # this module named as a field (a new field's flag is its DEFINE line alone).
