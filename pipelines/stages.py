@@ -590,14 +590,15 @@ def _load_tflm(r):
 
 def _device_files(r):
   ev, config, ds = r.evaluation, r.config, r.ds
-  settings = device_files.settings_from_model(
-      r.tflite_bytes, labels=ds.labels, steps_per_window=ds.x_train.shape[1],
+  task = device_files.Task(
+      labels=ds.labels, steps_per_window=ds.x_train.shape[1],
       feature_mean=ds.feature_mean, feature_std=ds.feature_std,
-      arena_used=int(ev["arena"]), arena_margin=config.arena_margin,
       frontend=ds.meta.get("frontend", "raw"),
       frontend_constants=({"kGravityAlpha": ds.meta["gravity_alpha"]}
                           if "gravity_alpha" in ds.meta else None),
       keyword_spotting=config.dataset in datasets.AUDIO_DATASETS, readout=config.readout)
+  settings = device_files.settings_from_model(r.tflite_bytes, task, arena_used=int(ev["arena"]),
+                                              arena_margin=config.arena_margin)
   if r.fused_bytes is not None:
     settings = dataclasses.replace(settings, fused_decoded_bytes=fused.decoded_ram_bytes(
         fused.extract(r.tflite_bytes)))

@@ -370,7 +370,10 @@ def _tiny_fit(ckpt_dir, epochs):
   y = rng.integers(0, 2, 16)
   training.set_seed(0)
   model = models.sequence_classifier("fastgrnn", 4, (3, 2), 2)
-  history = training.fit(model, (x, y), (x[:4], y[:4]), helpers.recipe(epochs=epochs, batch_size=8, learning_rate=0.01), checkpoint_dir=ckpt_dir, seed=0, options=helpers.options(verbose=0))
+  history = training.fit(
+      model, (x, y), (x[:4], y[:4]),
+      helpers.recipe(epochs=epochs, batch_size=8, learning_rate=0.01), checkpoint_dir=ckpt_dir,
+      seed=0, options=helpers.options(verbose=0))
   return model, history
 
 

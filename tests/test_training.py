@@ -103,13 +103,17 @@ def test_bad_arguments(data, kwargs, match):
 def test_bad_data(data):
   x, y = data
   with pytest.raises(ValueError, match=r"y must be integer labels of shape \[N\]"):
-    training.fit(_model(), (x, y[:-1]), None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1))
+    training.fit(
+        _model(), (x, y[:-1]), None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1))
   with pytest.raises(ValueError, match="integer class labels"):
-    training.fit(_model(), (x, y.astype(float)), None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1))
+    training.fit(
+        _model(), (x, y.astype(float)), None,
+        helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1))
   bad = x.copy()
   bad[0, 0, 0] = np.nan
   with pytest.raises(ValueError, match="NaN or inf"):
-    training.fit(_model(), (bad, y), None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1))
+    training.fit(
+        _model(), (bad, y), None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1))
   with pytest.raises(ValueError, match="seed must be a non-negative int"):
     training.set_seed(-1)
 
@@ -192,7 +196,9 @@ def test_bad_recipe_arguments(data, kwargs, match):
 
 def test_keep_best_needs_validation(data):
   with pytest.raises(ValueError, match="keep_best=True needs validation data"):
-    training.fit(_model(), data, None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1, keep_best=True))
+    training.fit(
+        _model(), data, None,
+        helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1, keep_best=True))
 
 
 def test_label_smoothing_loss_is_the_numpy_formula():

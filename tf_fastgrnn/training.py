@@ -39,7 +39,8 @@ from tf_fastgrnn import input_pipeline
 from tf_fastgrnn import spec as spec_lib
 from tf_fastgrnn._keras import keras
 
-__all__ = ["FitOptions", "SmoothedCrossentropy", "classification_loss", "LR_SCHEDULES", "NonFiniteLossError", "PhasedCosine", "check_positive_int", "fit",
+__all__ = ["FitOptions", "SmoothedCrossentropy", "classification_loss", "LR_SCHEDULES",
+           "NonFiniteLossError", "PhasedCosine", "check_positive_int", "fit",
            "load_history", "set_seed", "step_budget"]
 
 HISTORY_FILE = "history.json"
