@@ -365,6 +365,7 @@ def test_unwritable_har_cache_names_the_file(monkeypatch, tmp_path, rng):
 def _tiny_fit(ckpt_dir, epochs):
   from tf_fastgrnn import models  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import training  # pylint: disable=import-outside-toplevel
+  from tests import helpers  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(0)
   x = rng.normal(size=(16, 3, 2)).astype(np.float32)
   y = rng.integers(0, 2, 16)
