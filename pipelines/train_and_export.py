@@ -208,12 +208,12 @@ def _spec_from_flags():
   dataset, cell = _DATASET.value, _CELL.value
   name, values = spec_lib.Spec.preset_values(_PRESET.value, dataset=dataset, cell=cell,
                                              sparse=False)
-  flat = spec_lib.Spec().replace(**values).flat()
+  # Checked once, whole: the preset alone may not be a valid run (lowrank_lstm's ranks).
+  flat = {**spec_lib.Spec().flat(), **spec_lib.flat_changes(values)}
   flat.update({k: _HOLDERS[k].value for k in given})
   # A preset's values for pruned models apply as one choice: a flag given for any of
   # them sets them aside whole.
-  overlay = spec_lib.PRESETS[name].get("sparse", {})
-  overlay_flat = {k: v for part in overlay.values() for k, v in part.items()}
+  overlay_flat = spec_lib.flat_changes(spec_lib.PRESETS[name].get("sparse", {}))
   if (flat["sparsity_w"] or flat["sparsity_u"]) and not set(overlay_flat) & given:
     flat.update(overlay_flat)
   # The flags' own spellings: rank 0 and clipnorm 0 mean none; --augment auto/none.

@@ -30,7 +30,7 @@ import numbers
 __all__ = ["AUDIO_DATASETS", "AUGMENT", "AUGMENT_CHOICES", "CELLS", "DataSpec",
            "ExportSpec", "IMU_DATASETS", "IMU_FRONTENDS", "AUDIO_FRONTENDS", "LR_SCHEDULES",
            "LSTM_CELLS", "ModelSpec", "PRESETS", "QAT_CELLS", "READOUTS", "RANKED_CELLS",
-           "Recipe", "SCHEMA_VERSION", "SparsitySpec", "Spec", "migrate",
+           "Recipe", "SCHEMA_VERSION", "SparsitySpec", "Spec", "flat_changes", "migrate",
            "resolve_augment"]
 
 # The choices of the fields, defined here (TensorFlow-free) and used by the modules that
@@ -604,6 +604,14 @@ def _flat_names():
 # flat name (a flag's, a flags.json key) → (part, field).
 _FLAT = _flat_names()
 FLAT_NAMES = tuple(_FLAT)
+
+
+def flat_changes(values):
+  """``{part: {field: value}}`` (``Spec.preset_values``) as ``{flat name: value}``, left
+  unchecked (a caller adds its own changes before building the ``Spec``)."""
+  names = {where: name for name, where in _FLAT.items()}
+  return {names[(part, field)]: value for part, fields in values.items()
+          for field, value in fields.items()}
 
 # migrate: the fields each older flags.json layout lacked, with the value its runs used
 # (the behaviour before the field existed; the history of pipelines/config.py).
