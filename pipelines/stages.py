@@ -46,6 +46,7 @@ from tf_fastgrnn import augment as augment_lib
 from tf_fastgrnn import c_text
 from tf_fastgrnn import compression
 from tf_fastgrnn import deployment
+from tf_fastgrnn import device_files
 from tf_fastgrnn import distribute
 from tf_fastgrnn import export
 from tf_fastgrnn import fileio
@@ -356,14 +357,15 @@ def _export_window(config, ds, out, model):
   return window_bytes
 
 
-def _device_spec(config, ds):
-  return deployment.DeviceSpec(
-      labels=tuple(ds.labels), feature_mean=ds.feature_mean, feature_std=ds.feature_std,
+def _task(config, ds):
+  """What the device does with the model besides the ``.tflite``."""
+  return device_files.Task(
+      labels=tuple(ds.labels), steps_per_window=ds.x_train.shape[1],
+      feature_mean=ds.feature_mean, feature_std=ds.feature_std,
       frontend=ds.meta.get("frontend", "raw"),
       frontend_constants=({"kGravityAlpha": ds.meta["gravity_alpha"]}
                           if "gravity_alpha" in ds.meta else None),
-      keyword_spotting=config.dataset in datasets.AUDIO_DATASETS,
-      arena_margin=config.arena_margin)
+      keyword_spotting=config.dataset in datasets.AUDIO_DATASETS, readout=config.readout)
 
 
 def _run_stages(config, ds, out, start, manifest):
@@ -401,8 +403,8 @@ def _run_stages(config, ds, out, start, manifest):
       num_test_vectors=config.num_test_vectors, log=_log).save(out),
                       lambda: deployment.Evaluation.load(out))
   ex.run("device files", lambda: deployment.write_device(
-      out, int8, fusion, evaluation, _device_spec(config, ds),
-      steps_per_window=ds.x_train.shape[1], readout=config.readout), lambda: None)
+      out, int8, fusion, evaluation, _task(config, ds), arena_margin=config.arena_margin),
+         lambda: None)
   numerics = None
   if config.numerics:
     def diff():
