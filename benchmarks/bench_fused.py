@@ -42,6 +42,7 @@ figure printed is measured in this run. Prints a Markdown table.
 """
 
 import bisect
+import dataclasses
 import json
 import pathlib
 import re
@@ -462,10 +463,27 @@ def tflm_app_m4(device, work, tflm_root, deps, lib):
   return result
 
 
-def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto", tflm_root=None,
-        tflm_build=None, includes=None, m4_lib=None, m4_deps=None):
-  """Measures everything; returns the result dict."""
+@dataclasses.dataclass(frozen=True)
+class TflmApp:
+  """Where the builtin column's ``tflm_app`` figures come from: a TFLM checkout
+  (``root``), its host build folder (``build``; default under ``work_dir``), the include
+  folders of its third-party code (``includes``: {make variable: folder}), and for the
+  Cortex-M4F build a prebuilt library and its dependencies (``m4_lib``, ``m4_deps``)."""
+  root: str
+  build: str | None = None
+  includes: dict | None = None
+  m4_lib: str | None = None
+  m4_deps: str | None = None
+
+
+def run(run_dir, windows=200, steps=128, work_dir=None, storage="auto", tflm=None):
+  """Measures everything; returns the result dict. ``tflm``: a ``TflmApp``, or None
+  (the builtin column's app figures are then not measured)."""
   from tf_fastgrnn import fused  # pylint: disable=import-outside-toplevel
+  tflm_root = tflm.root if tflm else None
+  tflm_build = tflm.build if tflm else None
+  includes, m4_lib, m4_deps = ((tflm.includes, tflm.m4_lib, tflm.m4_deps) if tflm
+                               else (None, None, None))
   run_dir = pathlib.Path(run_dir)
   tflite_path = run_dir / "model_int8.tflite"
   if not tflite_path.is_file():
@@ -613,9 +631,10 @@ def main(argv):
     raise app.UsageError("--run_dir is required")
   includes = {"FLATBUFFERS_INCLUDE": _FLATBUFFERS.value,
               "GEMMLOWP_INCLUDE": _GEMMLOWP.value, "RUY_INCLUDE": _RUY.value}
+  tflm = (TflmApp(_TFLM_ROOT.value, _TFLM_BUILD.value, includes, _M4_LIB.value,
+                  _M4_DEPS.value) if _TFLM_ROOT.value else None)
   result = run(_RUN_DIR.value, _WINDOWS.value, _STEPS.value, _WORK_DIR.value,
-               _STORAGE.value, _TFLM_ROOT.value, _TFLM_BUILD.value, includes,
-               _M4_LIB.value, _M4_DEPS.value)
+               _STORAGE.value, tflm)
   print(json.dumps(result, indent=2, default=str))
   print(table(result))
 

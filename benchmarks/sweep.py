@@ -715,7 +715,7 @@ def run_point(point, seed, results_dir, runs_dir, ds, data_dir=None):
   return result
 
 
-def run(points, seeds, results_dir, runs_dir, *, shard=0, num_shards=1, max_points=0,
+def run(points, seeds, results_dir, runs_dir, *, shard=(0, 1), max_points=0,
         data_dirs=None, load=None):
   """Runs this worker's share of ``points`` x seeds, skipping finished ones.
 
@@ -723,8 +723,8 @@ def run(points, seeds, results_dir, runs_dir, *, shard=0, num_shards=1, max_poin
     points: ``Point`` list (``schedule()`` or a test's).
     seeds: number of seeds per point.
     results_dir, runs_dir: where result files and run folders go.
-    shard, num_shards: this worker takes the pairs whose position in the order (tier,
-      seed, point) is ``shard`` modulo ``num_shards``.
+    shard: ``(index, count)``: this worker takes the pairs whose position in the order
+      (tier, seed, point) is ``index`` modulo ``count`` (``--shard``, ``--num_shards``).
     max_points: stop after training this many (0: no limit).
     data_dirs: ``{dataset: data_dir}`` for datasets that need a path.
     load: ``(dataset, data_dir, seed) -> Dataset`` (default ``data.load_dataset``).
@@ -732,6 +732,7 @@ def run(points, seeds, results_dir, runs_dir, *, shard=0, num_shards=1, max_poin
   Returns:
     the number of points trained.
   """
+  shard, num_shards = shard
   if not 0 <= shard < num_shards:
     raise ValueError(f"shard must be in [0, num_shards={num_shards}), got {shard}")
   if load is None:
@@ -1125,8 +1126,8 @@ def main(argv):
       tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
       tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
     try:
-      run(points, _SEEDS.value, _RESULTS_DIR.value, _RUNS_DIR.value, shard=_SHARD.value,
-          num_shards=_NUM_SHARDS.value, max_points=_MAX_POINTS.value,
+      run(points, _SEEDS.value, _RESULTS_DIR.value, _RUNS_DIR.value,
+          shard=(_SHARD.value, _NUM_SHARDS.value), max_points=_MAX_POINTS.value,
           data_dirs={"fsdd": _FSDD_DIR.value})
     except (ValueError, FileNotFoundError) as e:
       print(f"sweep: {e}", file=sys.stderr)

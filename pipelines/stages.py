@@ -1,16 +1,19 @@
 """The stages of ``train_and_export``, each resumable, each leaving whole files only.
 
-The CLI over the public API: the same stage functions as ``tf_fastgrnn.compress`` and
-``tf_fastgrnn.deploy`` (``train_float``, ``train_qat``, ``export_int8``, ``fuse``,
-``evaluate_tflm``, ``write_device``, ``diff_numerics``), each returning a typed result
-that saves and loads itself, plus the CLI's own whole-window model and report.
+The CLI over the public API: the stage functions of ``tf_fastgrnn.compress`` and
+``tf_fastgrnn.deploy`` (``compression.train_float``, ``train_qat``;
+``deployment.export_int8``, ``fuse``, ``evaluate_tflm``, ``write_device``,
+``diff_numerics``), each returning a typed result that saves and loads itself, plus the
+CLI's own whole-window model and report. ``run(spec_or_config)`` is the whole run, for
+the command line (a ``Config``) and for the sweep and the benchmarks (a ``Spec``).
+
 ``run_folder.Executor`` owns resume: as each stage finishes, ``manifest.json`` lists the
 files it wrote (size, sha256; ``run_folder.Manifest``). On ``--resume`` a stage is
 loaded instead of run only if it finished and its files are still as listed; otherwise
 it runs again, and so does every stage after it. ``STAGES`` lists the stages (name,
 artifact, outputs) as the manifest knows them; ``_run_stages`` is the run itself,
-results handed from stage to stage as arguments. A training stage
-killed midway continues from its checkpoints (``checkpoints/float``,
+results handed from stage to stage as arguments. A training stage killed midway
+continues from its checkpoints (``checkpoints/float``,
 ``checkpoints/qat``). ``report.json`` is written last: a run folder without it is
 unfinished. Before anything is written, ``validate_config`` checks the flags,
 ``run_folder.check`` the output folder and ``preflight`` the data against the flags;
@@ -43,6 +46,7 @@ from tf_fastgrnn import augment as augment_lib
 from tf_fastgrnn import c_text
 from tf_fastgrnn import compression
 from tf_fastgrnn import deployment
+from tf_fastgrnn import device_files
 from tf_fastgrnn import distribute
 from tf_fastgrnn import export
 from tf_fastgrnn import fileio
@@ -332,7 +336,7 @@ def _train_qat(config, ds, out, chief, trained):
       trained.model, _training_windows(config, ds), (ds.x_val, ds.y_val), recipe,
       ds.x_train[:CALIBRATION_WINDOWS], seed=config.seed,
       checkpoint_dir=out / "checkpoints" / "qat",
-      options=_fit_options(config, ds, out, "qat", chief), finish=chief)
+      options=_fit_options(config, ds, out, "qat", chief))
   return qat.save(out) if chief else qat
 
 
@@ -353,14 +357,15 @@ def _export_window(config, ds, out, model):
   return window_bytes
 
 
-def _device_spec(config, ds):
-  return deployment.DeviceSpec(
-      labels=tuple(ds.labels), feature_mean=ds.feature_mean, feature_std=ds.feature_std,
+def _task(config, ds):
+  """What the device does with the model besides the ``.tflite``."""
+  return device_files.Task(
+      labels=tuple(ds.labels), steps_per_window=ds.x_train.shape[1],
+      feature_mean=ds.feature_mean, feature_std=ds.feature_std,
       frontend=ds.meta.get("frontend", "raw"),
       frontend_constants=({"kGravityAlpha": ds.meta["gravity_alpha"]}
                           if "gravity_alpha" in ds.meta else None),
-      keyword_spotting=config.dataset in datasets.AUDIO_DATASETS,
-      arena_margin=config.arena_margin)
+      keyword_spotting=config.dataset in datasets.AUDIO_DATASETS, readout=config.readout)
 
 
 def _run_stages(config, ds, out, start, manifest):
@@ -398,8 +403,8 @@ def _run_stages(config, ds, out, start, manifest):
       num_test_vectors=config.num_test_vectors, log=_log).save(out),
                       lambda: deployment.Evaluation.load(out))
   ex.run("device files", lambda: deployment.write_device(
-      out, int8, fusion, evaluation, _device_spec(config, ds),
-      steps_per_window=ds.x_train.shape[1], readout=config.readout), lambda: None)
+      out, int8, fusion, evaluation, _task(config, ds), arena_margin=config.arena_margin),
+         lambda: None)
   numerics = None
   if config.numerics:
     def diff():

@@ -51,7 +51,8 @@ _D = config_lib.spec_lib.Spec()
 _DATASET = flags.DEFINE_string(
     "dataset", _D.data.dataset, "har6 | har2 | fsdd | google12 | google30 | speech_commands | npz")
 _DATA_DIR = flags.DEFINE_string(
-    "data_dir", _D.data.data_dir, "Local copy of the data (fsdd, speech commands) or the .npz file.")
+    "data_dir", _D.data.data_dir,
+    "Local copy of the data (fsdd, speech commands) or the .npz file.")
 _CELL = flags.DEFINE_enum(
     "cell", _D.model.cell, list(config_lib.CELLS),
     "Recurrent cell. gru, lstm, lowrank_lstm: the baselines, trained dense and "
@@ -65,7 +66,8 @@ _SPARSITY_W = flags.DEFINE_float(
 _SPARSITY_U = flags.DEFINE_float(
     "sparsity_u", _D.sparsity.u, "Fraction of U's weights ZEROED (TF-MOT's meaning; 0 = dense).")
 _EPOCHS = flags.DEFINE_integer(
-    "epochs", _D.recipe.epochs, "Float training epochs, split in three phases (dense, sparsify, fixed).")
+    "epochs", _D.recipe.epochs,
+    "Float training epochs, split in three phases (dense, sparsify, fixed).")
 _QAT = flags.DEFINE_boolean("qat", _D.export.qat, "Quantization-aware fine-tuning before export.")
 _QAT_EPOCHS = flags.DEFINE_integer("qat_epochs", _D.recipe.qat_epochs, "QAT fine-tuning epochs.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", _D.recipe.batch_size, "Batch size.")
@@ -84,18 +86,22 @@ _OVERWRITE = flags.DEFINE_boolean(
     "overwrite", config_lib.RUN_DEFAULTS["overwrite"], "Delete an earlier run in --output_dir instead of moving it aside "
     "(only the files it wrote; refused if one changed since).")
 _WINDOW_MODEL = flags.DEFINE_boolean(
-    "window_model", _D.export.window_model, "Also export the unrolled whole-window model for comparison "
+    "window_model", _D.export.window_model,
+    "Also export the unrolled whole-window model for comparison "
     "(skipped, with a line saying why, above 512 steps per window).")
 _VERBOSE = flags.DEFINE_boolean(
     "verbose", False, "Show TensorFlow's and the converter's own log lines on the console "
     "(default: they go to run.log in the run folder).")
 _MAX_TEST_WINDOWS = flags.DEFINE_integer(
-    "max_test_windows", _D.export.max_test_windows, "Evaluate int8 TFLM/LiteRT on at most this many test "
+    "max_test_windows", _D.export.max_test_windows,
+    "Evaluate int8 TFLM/LiteRT on at most this many test "
     "windows (default: all).")
 _NUM_TEST_VECTORS = flags.DEFINE_integer(
-    "num_test_vectors", _D.export.num_test_vectors, "Test windows written as C test vectors for the app.")
+    "num_test_vectors", _D.export.num_test_vectors,
+    "Test windows written as C test vectors for the app.")
 _NUMERICS = flags.DEFINE_boolean(
-    "numerics", _D.export.numerics, "Run the numerics diff Keras ↔ LiteRT ↔ TFLM and put it in the report.")
+    "numerics", _D.export.numerics,
+    "Run the numerics diff Keras ↔ LiteRT ↔ TFLM and put it in the report.")
 _AUDIO_FRONTEND = flags.DEFINE_enum(
     "audio_frontend", _D.data.audio_frontend, list(config_lib.spec_lib.AUDIO_FRONTENDS),
     "Audio features (fsdd, speech_commands): logmel32 = numpy log-mel as in the paper; "
@@ -118,15 +124,17 @@ _FEATURE_CACHE = flags.DEFINE_string(
     "default = $TF_FASTGRNN_FEATURE_CACHE or ~/.cache/tf_fastgrnn/features; a folder; "
     "none = computed in this process on every run.")
 _ARENA_MARGIN = flags.DEFINE_integer(
-    "arena_margin", _D.export.arena_margin, "Bytes added to the measured TFLM arena in model_settings.h.")
+    "arena_margin", _D.export.arena_margin,
+    "Bytes added to the measured TFLM arena in model_settings.h.")
 _PRESET = flags.DEFINE_string(
     "preset", "auto", "Training preset (tf_fastgrnn/spec.py, PRESETS): auto = the dataset's own "
     "(har6, har2, fsdd) else recipe; plain = constant rate, last epoch; flags given explicitly override its values.")
 _LR_SCHEDULE = flags.DEFINE_enum(
     "lr_schedule", _D.recipe.lr_schedule, list(config_lib.LR_SCHEDULES),
     "Learning rate: constant, or cosine decay within each pruning phase and over QAT.")
-_CLIPNORM = flags.DEFINE_float("clipnorm", _D.recipe.clipnorm or 0.0, "Clip each gradient to this L2 norm "
-                               "(0: no clipping).")
+_CLIPNORM = flags.DEFINE_float(
+    "clipnorm", _D.recipe.clipnorm or 0.0,
+    "Clip each gradient to this L2 norm (0: no clipping).")
 _WEIGHT_DECAY = flags.DEFINE_float("weight_decay", _D.recipe.weight_decay,
                                    "Decoupled weight decay (AdamW); 0 = plain Adam.")
 _AUGMENT = flags.DEFINE_string(
@@ -136,7 +144,8 @@ _AUGMENT = flags.DEFINE_string(
     "triplet, gain per sensor, jitter; audio = time shift, SpecAugment masks, noise. "
     "Dense training only (--sparsity_w=0 --sparsity_u=0) for now.")
 _AUGMENT_STRENGTH = flags.DEFINE_float(
-    "augment_strength", _D.recipe.augment_strength, "Every magnitude of --augment (angle, gain, jitter, shift, "
+    "augment_strength", _D.recipe.augment_strength,
+    "Every magnitude of --augment (angle, gain, jitter, shift, "
     "mask widths, noise) times this.")
 _LSTM_PRODUCT_ON_CELL_GRID = flags.DEFINE_boolean(
     "lstm_product_on_cell_grid", _D.export.lstm_product_on_cell_grid,
@@ -158,31 +167,33 @@ _KEEP_BEST = flags.DEFINE_boolean(
     "fixed-support phase when sparsifying; of QAT) instead of the last one.")
 
 _TRAIN_ON_VAL = flags.DEFINE_boolean(
-    "train_on_val", _D.recipe.train_on_val, "Train (float, pruning phases, QAT) on the training and the "
+    "train_on_val", _D.recipe.train_on_val,
+    "Train (float, pruning phases, QAT) on the training and the "
     "validation windows together and keep the last epoch (needs --nokeep_best): the "
     "model learns from more subjects or speakers; validation figures are then "
     "in-sample.")
 _MIN_PHASE_STEPS = flags.DEFINE_integer(
-    "min_phase_steps", _D.recipe.min_phase_steps, "Tiny data sets: raise --epochs/--qat_epochs so that every "
+    "min_phase_steps", _D.recipe.min_phase_steps,
+    "Tiny data sets: raise --epochs/--qat_epochs so that every "
     "training phase (dense float, each pruning phase, QAT) gets at least this many "
     "optimizer steps (36 windows in batches of 64 are one step an epoch); 0: off. "
     "256 binds on no preset's default run (the fewest, fsdd's QAT: 8 x 38 = 304).")
 _MAX_BATCH_FRACTION = flags.DEFINE_float(
-    "max_batch_fraction", _D.recipe.max_batch_fraction, "Tiny data sets: the batch is at most this fraction of "
+    "max_batch_fraction", _D.recipe.max_batch_fraction,
+    "Tiny data sets: the batch is at most this fraction of "
     "the training windows (at least 1), so an epoch is several steps; 1: off.")
 _MIN_VAL_WINDOWS = flags.DEFINE_integer(
-    "min_val_windows", _D.recipe.min_val_windows, "With fewer validation windows than this, --keep_best keeps "
+    "min_val_windows", _D.recipe.min_val_windows,
+    "With fewer validation windows than this, --keep_best keeps "
     "the last epoch instead (one window would move validation accuracy by more than a "
     "point; the log and the report say so); 0: off.")
+_LABEL_SMOOTHING = flags.DEFINE_float(
+    "label_smoothing", _D.recipe.label_smoothing, "Cross-entropy on (1 - e) one-hot + e/C "
+    "targets (e this value, C the classes) in every training stage; 0: plain one-hot.")
 
-# The flags of the specification's fields, by flat name (Spec.flat()).
-_HOLDERS = {h.name: h for h in (
-    _DATASET, _DATA_DIR, _CELL, _UNITS, _W_RANK, _U_RANK, _SPARSITY_W, _SPARSITY_U,
-    _EPOCHS, _QAT, _QAT_EPOCHS, _BATCH_SIZE, _LEARNING_RATE, _QAT_LEARNING_RATE, _SEED,
-    _WINDOW_MODEL, _MAX_TEST_WINDOWS, _NUM_TEST_VECTORS, _NUMERICS, _AUDIO_FRONTEND,
-    _IMU_FRONTEND, _FEATURE_CACHE, _ARENA_MARGIN, _LR_SCHEDULE, _CLIPNORM, _WEIGHT_DECAY,
-    _AUGMENT, _AUGMENT_STRENGTH, _LSTM_PRODUCT_ON_CELL_GRID, _READOUT, _KEEP_BEST,
-    _TRAIN_ON_VAL, _MIN_PHASE_STEPS, _MAX_BATCH_FRACTION, _MIN_VAL_WINDOWS)}
+# The flags of the specification's fields, by flat name (Spec.flat()): every flag of
+# this module named as a field (a new field's flag is its DEFINE line alone).
+_HOLDERS = {name: flags.FLAGS[name] for name in _D.flat() if name in flags.FLAGS}
 
 
 def _spec_from_flags():
@@ -193,16 +204,16 @@ def _spec_from_flags():
     ``(preset name, Spec)``.
   """
   spec_lib = config_lib.spec_lib
-  given = {name for name, holder in _HOLDERS.items() if flags.FLAGS[holder.name].present}
+  given = {name for name, holder in _HOLDERS.items() if holder.present}
   dataset, cell = _DATASET.value, _CELL.value
   name, values = spec_lib.Spec.preset_values(_PRESET.value, dataset=dataset, cell=cell,
                                              sparse=False)
-  flat = spec_lib.Spec().replace(**values).flat()
+  # Checked once, whole: the preset alone may not be a valid run (lowrank_lstm's ranks).
+  flat = {**spec_lib.Spec().flat(), **spec_lib.flat_changes(values)}
   flat.update({k: _HOLDERS[k].value for k in given})
   # A preset's values for pruned models apply as one choice: a flag given for any of
   # them sets them aside whole.
-  overlay = spec_lib.PRESETS[name].get("sparse", {})
-  overlay_flat = {k: v for part in overlay.values() for k, v in part.items()}
+  overlay_flat = spec_lib.flat_changes(spec_lib.PRESETS[name].get("sparse", {}))
   if (flat["sparsity_w"] or flat["sparsity_u"]) and not set(overlay_flat) & given:
     flat.update(overlay_flat)
   # The flags' own spellings: rank 0 and clipnorm 0 mean none; --augment auto/none.

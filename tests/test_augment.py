@@ -188,11 +188,17 @@ def test_fit_records_the_augmentation_and_refuses_a_resume_without_it(tmp_path):
   x, y = rng.normal(size=(12, 4, 6)).astype(np.float32), np.arange(12) % 2
   model = models.sequence_classifier("fastgrnn", 4, (4, 6), 2)
   with pytest.raises(ValueError, match="augment must be None or an augment.Augmenter"):
-    training.fit(model, (x, y), None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.01), options=helpers.options(augment=lambda xb, r: xb, verbose=0))
-  training.fit(model, (x, y), (x, y), helpers.recipe(epochs=1, batch_size=4, learning_rate=0.01), checkpoint_dir=tmp_path, options=helpers.options(verbose=0, augment=_imu()))
+    training.fit(
+        model, (x, y), None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.01),
+        options=helpers.options(augment=lambda xb, r: xb, verbose=0))
+  training.fit(
+      model, (x, y), (x, y), helpers.recipe(epochs=1, batch_size=4, learning_rate=0.01),
+      checkpoint_dir=tmp_path, options=helpers.options(verbose=0, augment=_imu()))
   model = models.sequence_classifier("fastgrnn", 4, (4, 6), 2)
   with pytest.raises(ValueError, match="augment"):
-    training.fit(model, (x, y), (x, y), helpers.recipe(epochs=2, batch_size=4, learning_rate=0.01), checkpoint_dir=tmp_path, options=helpers.options(verbose=0))
+    training.fit(
+        model, (x, y), (x, y), helpers.recipe(epochs=2, batch_size=4, learning_rate=0.01),
+        checkpoint_dir=tmp_path, options=helpers.options(verbose=0))
 
 
 def test_three_phase_training_augments_and_records_it(tmp_path):
@@ -206,7 +212,9 @@ def test_three_phase_training_augments_and_records_it(tmp_path):
     model = models.sequence_classifier("fastgrnn", 4, (4, 6), 2)
     model.set_weights([np.full(w.shape, 0.1, np.float32) * (1 + i)
                        for i, w in enumerate(model.get_weights())])
-    pruning.train_three_phase(model, (x, y), (x, y), config, helpers.recipe(epochs=3, batch_size=4, learning_rate=0.01), checkpoint_dir=ckpt, options=helpers.options(verbose=0, augment=augmenter))
+    pruning.train_three_phase(
+        model, (x, y), (x, y), config, helpers.recipe(epochs=3, batch_size=4, learning_rate=0.01),
+        checkpoint_dir=ckpt, options=helpers.options(verbose=0, augment=augmenter))
     return model.get_weights()
 
   plain, again = train(None), train(None)

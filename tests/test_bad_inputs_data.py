@@ -365,12 +365,16 @@ def test_unwritable_har_cache_names_the_file(monkeypatch, tmp_path, rng):
 def _tiny_fit(ckpt_dir, epochs):
   from tf_fastgrnn import models  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import training  # pylint: disable=import-outside-toplevel
+  from tests import helpers  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(0)
   x = rng.normal(size=(16, 3, 2)).astype(np.float32)
   y = rng.integers(0, 2, 16)
   training.set_seed(0)
   model = models.sequence_classifier("fastgrnn", 4, (3, 2), 2)
-  history = training.fit(model, (x, y), (x[:4], y[:4]), helpers.recipe(epochs=epochs, batch_size=8, learning_rate=0.01), checkpoint_dir=ckpt_dir, seed=0, options=helpers.options(verbose=0))
+  history = training.fit(
+      model, (x, y), (x[:4], y[:4]),
+      helpers.recipe(epochs=epochs, batch_size=8, learning_rate=0.01), checkpoint_dir=ckpt_dir,
+      seed=0, options=helpers.options(verbose=0))
   return model, history
 
 

@@ -22,9 +22,11 @@ def exported():
                                                              windows=8, w_rank=2)
   traces = runtime.TFLMStepRunner(tflite_bytes).run_windows(windows[:2])
   settings = device_files.settings_from_model(
-      tflite_bytes, labels=["a", "b", "c"], steps_per_window=T,
-      feature_mean=[0.1, 0.2, 0.3], feature_std=[1.0, 2.0, 3.0], arena_used=4000,
-      arena_margin=512, frontend="raw_imu")
+      tflite_bytes,
+      device_files.Task(
+          labels=['a', 'b', 'c'], steps_per_window=T, feature_mean=[0.1, 0.2, 0.3],
+          feature_std=[1.0, 2.0, 3.0], frontend='raw_imu'),
+      arena_used=4000, arena_margin=512)
   vectors = dict({k: traces[k] for k in ("x_q", "h_q", "logits_q")}, labels=[0, 2])
   return tflite_bytes, settings, vectors, traces
 
@@ -69,13 +71,17 @@ def test_test_vectors_hold_the_runtime_outputs(exported, tmp_path):
 def test_bad_settings_are_refused(exported):
   tflite_bytes, _, _, _ = exported
   with pytest.raises(ValueError, match="2 labels for a model with 3 classes"):
-    device_files.settings_from_model(tflite_bytes, labels=["a", "b"], steps_per_window=T,
-                                     feature_mean=[0] * D, feature_std=[1] * D,
-                                     arena_used=1)
+    device_files.settings_from_model(
+        tflite_bytes,
+        device_files.Task(
+            labels=['a', 'b'], steps_per_window=T, feature_mean=[0] * D, feature_std=[1] * D),
+        arena_used=1)
   with pytest.raises(ValueError, match="feature_mean/std must have 3 values"):
-    device_files.settings_from_model(tflite_bytes, labels="abc", steps_per_window=T,
-                                     feature_mean=[0] * 2, feature_std=[1] * 2,
-                                     arena_used=1)
+    device_files.settings_from_model(
+        tflite_bytes,
+        device_files.Task(
+            labels='abc', steps_per_window=T, feature_mean=[0] * 2, feature_std=[1] * 2),
+        arena_used=1)
 
 
 def test_rewrite_replaces_the_whole_folder(exported, tmp_path):
@@ -125,9 +131,14 @@ def _header(tflite_bytes, tmp_path, **kwargs):
   args = dict(labels=[f"k{i}" for i in range(classes)], steps_per_window=T,
               feature_mean=[0.0] * dim, feature_std=[1.0] * dim, arena_used=1000)
   args.update(kwargs)
-  settings = device_files.settings_from_model(tflite_bytes, **args)
+  settings = _settings(tflite_bytes, **args)
   device_files.write_device_files(tmp_path / "dev", tflite_bytes, settings)
   return settings, (tmp_path / "dev" / "model_settings.h").read_text()
+
+
+def _settings(tflite_bytes, arena_used, **task):
+  return device_files.settings_from_model(tflite_bytes, device_files.Task(**task),
+                                          arena_used=arena_used)
 
 
 def test_float_literals_are_valid_cpp(exported, tmp_path):
@@ -254,8 +265,11 @@ def test_hostile_labels_frontend_and_origin_compile_to_their_exact_bytes(exporte
   for k, labels in enumerate(groups):
     frontend = hostile[(k * 7) % len(hostile)]
     settings = device_files.settings_from_model(
-        tflite_bytes, labels=labels, steps_per_window=T, feature_mean=[0.0] * D,
-        feature_std=[1.0] * D, arena_used=1000, frontend=frontend)
+        tflite_bytes,
+        device_files.Task(
+            labels=labels, steps_per_window=T, feature_mean=[0.0] * D, feature_std=[1.0] * D,
+            frontend=frontend),
+        arena_used=1000)
     out = tmp_path / f"dev{k}"
     device_files.write_device_files(out, tflite_bytes, settings)
     (out / "main.cc").write_text(main)
@@ -275,12 +289,12 @@ def test_labels_a_c_string_cannot_hold_are_refused(exported):
   args = dict(steps_per_window=T, feature_mean=[0.0] * D, feature_std=[1.0] * D,
               arena_used=1000)
   with pytest.raises(ValueError, match=r"label 1 'b\\x00c' holds a NUL character"):
-    device_files.settings_from_model(tflite_bytes, labels=["a", "b\0c", "d"], **args)
+    _settings(tflite_bytes, labels=["a", "b\0c", "d"], **args)
   with pytest.raises(ValueError, match=r"label 2 .* lone surrogate"):
-    device_files.settings_from_model(tflite_bytes, labels=["a", "b", "\ud800"], **args)
+    _settings(tflite_bytes, labels=["a", "b", "\ud800"], **args)
   with pytest.raises(ValueError, match="frontend constant 'k\u00e9'"):
-    device_files.settings_from_model(tflite_bytes, labels="abc",
-                                     frontend_constants={"k\u00e9": 1.0}, **args)
+    _settings(tflite_bytes, labels="abc",
+              frontend_constants={"k\u00e9": 1.0}, **args)
   with pytest.raises(ValueError, match=r"feature_mean must be finite, got \[0.0, inf, 0.0\]"):
-    device_files.settings_from_model(tflite_bytes, labels="abc",
-                                     **dict(args, feature_mean=[0, float("inf"), 0]))
+    _settings(tflite_bytes, labels="abc",
+              **dict(args, feature_mean=[0, float("inf"), 0]))

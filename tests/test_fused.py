@@ -183,7 +183,8 @@ def test_refuses_models_it_cannot_compute_exactly(rng):
 def test_kernel_error_codes(small_export, kernel):
   runner = fused.FusedStepRunner(small_export, kernel)
   lib = ctypes.CDLL(kernel)
-  need = lib.fastgrnn_int8_scratch_bytes(ctypes.byref(runner._c))  # pylint: disable=protected-access
+  need = lib.fastgrnn_int8_scratch_bytes(
+      ctypes.byref(runner._c))
   assert need == 2 * H + 4
   buf = np.zeros(need, np.int8)
   i8 = lambda a: a.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
@@ -219,7 +220,9 @@ def test_fused_kernel_bit_exact_on_a_model_trained_on_real_har(kernel, tmp_path)
   x_te = ds.x_test[pick.choice(len(ds.x_test), 24, replace=False), ::4]
   training.set_seed(0)
   model = models.sequence_classifier("fastgrnn", 16, x_tr.shape[1:], 6, u_rank=4)
-  training.fit(model, (x_tr, y_tr), None, helpers.recipe(epochs=3, batch_size=32, learning_rate=0.01), options=helpers.options(verbose=0))
+  training.fit(
+      model, (x_tr, y_tr), None, helpers.recipe(epochs=3, batch_size=32, learning_rate=0.01),
+      options=helpers.options(verbose=0))
   tflite_bytes = export.convert_step_model(model, x_tr[:128])
   want = runtime.TFLMStepRunner(tflite_bytes).run_windows(x_te)
   got = fused.FusedStepRunner(tflite_bytes, kernel).run_windows(x_te)
@@ -349,7 +352,8 @@ def _random_add(rng, equal_scales=False):
   if equal_scales:
     sb = sa
   z1, z2, zo = (int(v) for v in rng.integers(-128, 128, 3))
-  (m1, e1), (m2, e2), (mo, eo) = fused._addsub_constants(sa, sb, so, False)  # pylint: disable=protected-access
+  (m1, e1), (m2, e2), (mo, eo) = fused._addsub_constants(
+      sa, sb, so, False)
   return {"in1_offset": -z1, "in2_offset": -z2, "out_offset": zo, "act_min": -128,
           "act_max": 127, "in1_mult": m1, "in1_shift": e1, "in2_mult": m2, "in2_shift": e2,
           "out_mult": mo, "out_shift": eo}, sb > sa
@@ -379,7 +383,8 @@ def test_fast_passes_equal_the_generic_ones(equiv):
     binop = fused._Binop(**add)  # pylint: disable=protected-access
     assert equiv.equiv_add(ctypes.byref(binop)) == 0, add
     assert equiv.equiv_terms(ctypes.byref(binop)) == 0, add
-    term = fused._bias_term(np.arange(-128, 128).astype(np.int8), add)  # pylint: disable=protected-access
+    term = fused._bias_term(
+        np.arange(-128, 128).astype(np.int8), add)
     assert equiv.equiv_bias(ctypes.byref(binop), term.ctypes.data_as(
         ctypes.POINTER(ctypes.c_int32)), i8(table)) == 0, add
     assert equiv.equiv_bias(ctypes.byref(binop), None, i8(table)) == 0, add
@@ -405,6 +410,7 @@ def test_fast_fc_requantisation_equals_the_generic_one(equiv):
                         rng.integers(-2**31, 2**31, 100000)]).astype(np.int32)
   ptr = acc.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
   for _ in range(8):
-    m, e = fused._quantize_multiplier(2.0 ** rng.uniform(-24, 0.5))  # pylint: disable=protected-access
+    m, e = fused._quantize_multiplier(
+        2.0 ** rng.uniform(-24, 0.5))
     zo = int(rng.integers(-128, 128))
     assert equiv.equiv_fc(ptr, len(acc), int(m.reshape(-1)[0]), int(e.reshape(-1)[0]), zo) == 0

@@ -374,8 +374,11 @@ def test_device_files_carry_the_fused_model(tmp_path, rng):
   builtin = export.convert_step_model(_model(rng, "fastgrnn", u_rank=4),
                                       rng.normal(0, 1.5, (16, T, D)))
   settings = device_files.settings_from_model(
-      builtin, labels=["a", "b", "c"], steps_per_window=T, feature_mean=np.zeros(D),
-      feature_std=np.ones(D), arena_used=1000)
+      builtin,
+      device_files.Task(
+          labels=['a', 'b', 'c'], steps_per_window=T, feature_mean=np.zeros(D),
+          feature_std=np.ones(D)),
+      arena_used=1000)
   fused_bytes = fused.convert_fused(builtin)
   device_files.write_device_files(tmp_path / "dev", builtin, settings,
                                   fused_tflite_bytes=fused_bytes)

@@ -37,7 +37,9 @@ def test_user_layouts_train_quantize_and_export_bit_exact(build, rng):
   y = rng.integers(0, C, 24)
   qat = quantization.quantize_model(model, windows)
   assert [l.name for l in stepping.parts(qat)] == [l.name for l in stepping.parts(model)]
-  training.fit(qat, (windows, y), None, helpers.recipe(epochs=1, batch_size=8, learning_rate=0.001), options=helpers.options(verbose=0))
+  training.fit(
+      qat, (windows, y), None, helpers.recipe(epochs=1, batch_size=8, learning_rate=0.001),
+      options=helpers.options(verbose=0))
   quantization.calibrate(qat, windows)
   float_model, plan = quantization.export_inputs(qat)
   tflite_bytes = export.convert_step_model(float_model, windows, plan=plan)

@@ -279,6 +279,7 @@ def test_lstm_product_on_cell_grid_reaches_the_export(tmp_path, rng):
   # A run folder from before the flag (flags.json without it) resumes as off, only so.
   flags = json.loads((off / "flags.json").read_text())
   assert flags.pop("lstm_product_on_cell_grid") is False
+  assert flags.pop("schema_version") == 1  # made before the flag: before the schema too
   (off / "flags.json").write_text(json.dumps(flags))
   config = dataclasses.replace(config_lib.Config.from_flags(flags), resume=True)
   stages._check_resume(config, off)  # pylint: disable=protected-access

@@ -76,7 +76,8 @@ def test_cli_resolves_to_the_preset_spec_field_by_field(tmp_path):
            ["--dataset=har6", "--cell=lstm"], ["--dataset=har6", "--preset=plain"]]
   configs = _resolve(tmp_path, argvs)
   wants = [Spec.preset("har6"), Spec.preset("har2"), Spec.preset("fsdd"),
-           Spec.preset(dataset="npz").replace(data={"data_dir": "d.npz"}), Spec.preset("har6", cell="lstm"),
+           Spec.preset(dataset="npz").replace(data={"data_dir": "d.npz"}),
+           Spec.preset("har6", cell="lstm"),
            Spec.preset("plain", dataset="har6")]
   for argv, config, want in zip(argvs, configs, wants):
     got = config_lib.Config.from_flags(config)

@@ -56,7 +56,9 @@ def test_quantized_model_keeps_weights_and_zeros_through_training(rng, cell):
   # Same weights: the QAT model differs from the float one by int8 rounding only.
   diff = np.abs(qat.predict(x, verbose=0) - model.predict(x, verbose=0))
   assert diff.mean() < 0.05 and diff.max() < 0.5
-  training.fit(qat, (x, y), None, helpers.recipe(epochs=2, batch_size=16, learning_rate=0.01), options=helpers.options(verbose=0))
+  training.fit(
+      qat, (x, y), None, helpers.recipe(epochs=2, batch_size=16, learning_rate=0.01),
+      options=helpers.options(verbose=0))
   qcell, fcell = qat.get_layer("rnn").cell, model.get_layer("rnn").cell
   effective = quantization.float_twin(qat).get_layer("rnn").cell
   for fw, ew in zip(fcell.w_factors + fcell.u_factors, effective.w_factors + effective.u_factors):
@@ -87,10 +89,14 @@ def test_save_load_round_trip(rng, tmp_path):
 def test_qat_export_matches_tflm_and_float_accuracy(rng):
   x, y = _task(rng, 400)
   model = models.sequence_classifier("fastgrnn", H, (T, D), C, u_rank=4)
-  training.fit(model, (x[:300], y[:300]), None, helpers.recipe(epochs=15, batch_size=32, learning_rate=0.01), options=helpers.options(verbose=0))
+  training.fit(
+      model, (x[:300], y[:300]), None, helpers.recipe(epochs=15, batch_size=32, learning_rate=0.01),
+      options=helpers.options(verbose=0))
   float_acc = np.mean(model.predict(x[300:], verbose=0).argmax(-1) == y[300:])
   qat = quantization.quantize_model(model)
-  training.fit(qat, (x[:300], y[:300]), None, helpers.recipe(epochs=3, batch_size=32, learning_rate=0.001), options=helpers.options(verbose=0))
+  training.fit(
+      qat, (x[:300], y[:300]), None, helpers.recipe(epochs=3, batch_size=32, learning_rate=0.001),
+      options=helpers.options(verbose=0))
   quantization.calibrate(qat, x[:100])  # as the pipeline does after QAT training
   float_model, plan = quantization.export_inputs(qat)
   tflite_bytes = export.convert_step_model(float_model, x[:100], plan=plan)
@@ -199,7 +205,8 @@ def test_int8_input_rounds_as_tflite_quantize_near_a_half_step():
   cell.w_factors[0].assign([[1.0]])
   cell.u_factors[0].assign([[0.0]])
   for point in ("x", "xw", "hu", "pre"):
-    cell.ranges[point].assign(quantization._grid_ends(scale, zero_point))  # pylint: disable=protected-access
+    cell.ranges[point].assign(
+        quantization._grid_ends(scale, zero_point))
   cell.calibrated.assign(1.0)
   cell.int8_exact.assign(1.0)
   pre = cell.pre_activation(tf.constant([[x]]), tf.zeros([1, 1]))
@@ -224,10 +231,14 @@ def test_qat_within_one_point_of_float_on_real_har2():
   x_te, y_te = ds.x_test[test, ::4], ds.y_test[test]
   training.set_seed(0)
   model = models.sequence_classifier("fastgrnn", 16, x_tr.shape[1:], 2, u_rank=4)
-  training.fit(model, (x_tr, y_tr), None, helpers.recipe(epochs=6, batch_size=32, learning_rate=0.01), options=helpers.options(verbose=0))
+  training.fit(
+      model, (x_tr, y_tr), None, helpers.recipe(epochs=6, batch_size=32, learning_rate=0.01),
+      options=helpers.options(verbose=0))
   float_acc = np.mean(model.predict(x_te, verbose=0).argmax(-1) == y_te)
   qat = quantization.quantize_model(model, x_tr[:128])
-  training.fit(qat, (x_tr, y_tr), None, helpers.recipe(epochs=2, batch_size=32, learning_rate=0.001), options=helpers.options(verbose=0))
+  training.fit(
+      qat, (x_tr, y_tr), None, helpers.recipe(epochs=2, batch_size=32, learning_rate=0.001),
+      options=helpers.options(verbose=0))
   quantization.calibrate(qat, x_tr[:128])
   quantization.use_int8_kernels(qat, True)
   qat_acc = np.mean(qat.predict(x_te, verbose=0).argmax(-1) == y_te)

@@ -163,7 +163,9 @@ def mean_qat():
   windows = rng.normal(0, 1.5, (16, T, D)).astype(np.float32)
   y = rng.integers(0, C, len(windows))
   qat = quantization.quantize_model(model, windows)
-  training.fit(qat, (windows, y), None, helpers.recipe(epochs=1, batch_size=8, learning_rate=0.001), options=helpers.options(verbose=0))
+  training.fit(
+      qat, (windows, y), None, helpers.recipe(epochs=1, batch_size=8, learning_rate=0.001),
+      options=helpers.options(verbose=0))
   quantization.calibrate(qat, windows)
   float_model, plan = quantization.export_inputs(qat)
   tflite_bytes = export.convert_step_model(float_model, windows, plan=plan)
@@ -225,7 +227,10 @@ def test_three_phase_pruning_keeps_the_mean_readout(rng):
   model = models.sequence_classifier("fastgrnn", 8, (T, D), C, readout="mean", u_rank=4)
   x = rng.normal(0, 1, (24, T, D)).astype(np.float32)
   y = rng.integers(0, C, len(x))
-  result = pruning.train_three_phase(model, (x, y), (x, y), pruning.SparsitySpec(w=0.5, u=0.5), helpers.recipe(epochs=3, batch_size=8, learning_rate=0.01), options=helpers.options(verbose=0))
+  result = pruning.train_three_phase(
+      model, (x, y), (x, y), pruning.SparsitySpec(w=0.5, u=0.5),
+      helpers.recipe(epochs=3, batch_size=8, learning_rate=0.01),
+      options=helpers.options(verbose=0))
   assert stepping.readout(result.model) == "mean"
   report = pruning.sparsity_report(result.model)["matrices"]
   assert report["rnn/W"]["sparsity"] == pytest.approx(0.5, abs=0.05)
@@ -249,8 +254,11 @@ def test_a_checkpoint_does_not_resume_with_the_other_readout(tmp_path, rng):
 
 def _settings(tflite_bytes, readout):
   return device_files.settings_from_model(
-      tflite_bytes, labels=["a", "b", "c"], steps_per_window=T, feature_mean=[0.0] * D,
-      feature_std=[1.0] * D, arena_used=4000, readout=readout)
+      tflite_bytes,
+      device_files.Task(
+          labels=["a", "b", "c"], steps_per_window=T, feature_mean=[0.0] * D, feature_std=[1.0] * D,
+          readout=readout),
+      arena_used=4000)
 
 
 @pytest.mark.parametrize("readout", ["last", "mean"])
@@ -288,11 +296,14 @@ def test_config_checks_the_readout_and_resume_compares_it(tmp_path):
   out = tmp_path / "run"
   out.mkdir()
   old = dataclasses.asdict(base)
-  del old["readout"]  # a run folder made before the flag: its read-out was the last step
+  # A run folder made before the flag (and the schema): its read-out was the last step.
+  del old["readout"], old["schema_version"]
   (out / "flags.json").write_text(json.dumps(old))
-  stages._check_resume(dataclasses.replace(base, resume=True), out)  # pylint: disable=protected-access
+  stages._check_resume(
+      dataclasses.replace(base, resume=True), out)
   with pytest.raises(ValueError, match="'readout': \\('last', 'mean'\\)"):
-    stages._check_resume(dataclasses.replace(base, resume=True, readout="mean"), out)  # pylint: disable=protected-access
+    stages._check_resume(
+        dataclasses.replace(base, resume=True, readout="mean"), out)
   assert "readout=mean" in stages._window_model_skip_reason(  # pylint: disable=protected-access
       dataclasses.replace(base, readout="mean"), T)
 

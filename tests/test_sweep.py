@@ -35,7 +35,7 @@ def test_sweep_writes_reuses_resumes_and_aggregates(tiny):
   points, load, loads, tmp = tiny
   results, runs = tmp / "results", tmp / "runs"
   # Two workers share the schedule; together they run every (point, seed) once.
-  trained = [sweep.run(points, 2, results, runs, shard=s, num_shards=2, load=load)
+  trained = [sweep.run(points, 2, results, runs, shard=(s, 2), load=load)
              for s in (0, 1)]
   assert sum(trained) == 6
   files = sorted(p.relative_to(results).as_posix() for p in results.rglob("*.json"))
@@ -122,7 +122,7 @@ def test_schedule_names_are_unique_and_ordered_by_tier():
 
 def test_bad_shard_is_refused(tmp_path):
   with pytest.raises(ValueError, match=r"shard must be in \[0, num_shards=2\)"):
-    sweep.run([], 1, tmp_path, tmp_path, shard=2, num_shards=2)
+    sweep.run([], 1, tmp_path, tmp_path, shard=(2, 2))
 
 
 def test_fill_doc_replaces_only_the_marked_block(tmp_path):

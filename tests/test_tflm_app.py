@@ -216,8 +216,11 @@ def test_tflm_host_test_runs_the_baselines(tflm_host, tmp_path, cell):
   arena = runtime.measure_arena(tflite_bytes)
   traces = runtime.TFLMStepRunner(tflite_bytes, arena_size=arena).run_windows(windows[:3])
   settings = device_files.settings_from_model(
-      tflite_bytes, labels=["a", "b", "c"], steps_per_window=steps, feature_mean=[0.0] * dim,
-      feature_std=[1.0] * dim, arena_used=arena, arena_margin=256)
+      tflite_bytes,
+      device_files.Task(
+          labels=["a", "b", "c"], steps_per_window=steps, feature_mean=[0.0] * dim,
+          feature_std=[1.0] * dim),
+      arena_used=arena, arena_margin=256)
   assert settings.states == (("h", "c") if cell == "lstm" else ("h",))
   vectors = dict({k: traces[k] for k in ("x_q", "h_q", "logits_q")}, labels=[0, 1, 2])
   device_files.write_device_files(tmp_path / "device", tflite_bytes, settings, vectors)
@@ -245,9 +248,11 @@ def test_tflm_host_test_checks_the_mean_readouts_window_classes(tflm_host, tmp_p
   assert len(differ) >= 2, "no window where the read-outs disagree: pick another seed"
   pick = np.concatenate([differ[:2], np.flatnonzero(mean == mean[differ[0]])[:1]])
   settings = device_files.settings_from_model(
-      tflite_bytes, labels=["a", "b", "c", "d"], steps_per_window=steps,
-      feature_mean=[0.0] * dim, feature_std=[1.0] * dim, arena_used=arena, arena_margin=256,
-      readout="mean")
+      tflite_bytes,
+      device_files.Task(
+          labels=["a", "b", "c", "d"], steps_per_window=steps, feature_mean=[0.0] * dim,
+          feature_std=[1.0] * dim, readout="mean"),
+      arena_used=arena, arena_margin=256)
   vectors = dict({k: traces[k][pick] for k in ("x_q", "h_q", "logits_q")}, labels=[0, 1, 2])
   device_files.write_device_files(tmp_path / "device", tflite_bytes, settings, vectors)
   result = _make(*args, timeout=3000)
@@ -315,8 +320,11 @@ def test_smoother_is_linked_only_for_keyword_spotting(tflm_host, tmp_path):
   for kws in (False, True):
     device = tmp_path / f"device_kws{kws}"
     settings = device_files.settings_from_model(
-        tflite_bytes, labels=["a", "b", "c"], steps_per_window=5, feature_mean=[0.0] * 3,
-        feature_std=[1.0] * 3, arena_used=8000, keyword_spotting=kws)
+        tflite_bytes,
+        device_files.Task(
+            labels=["a", "b", "c"], steps_per_window=5, feature_mean=[0.0] * 3,
+            feature_std=[1.0] * 3, keyword_spotting=kws),
+        arena_used=8000)
     device_files.write_device_files(device, tflite_bytes, settings, vectors)
     args = _tflm_test_args(tflm_host, tmp_path, model_dir=device)
     build = next(a for a in args if a.startswith("BUILD=")).split("=", 1)[1]

@@ -8,6 +8,7 @@ import pytest
 
 from tf_fastgrnn import models
 from tf_fastgrnn import training
+from tf_fastgrnn._keras import keras
 from tests import helpers
 
 T, D, H, C, N = 3, 4, 5, 3, 24
@@ -102,13 +103,17 @@ def test_bad_arguments(data, kwargs, match):
 def test_bad_data(data):
   x, y = data
   with pytest.raises(ValueError, match=r"y must be integer labels of shape \[N\]"):
-    training.fit(_model(), (x, y[:-1]), None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1))
+    training.fit(
+        _model(), (x, y[:-1]), None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1))
   with pytest.raises(ValueError, match="integer class labels"):
-    training.fit(_model(), (x, y.astype(float)), None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1))
+    training.fit(
+        _model(), (x, y.astype(float)), None,
+        helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1))
   bad = x.copy()
   bad[0, 0, 0] = np.nan
   with pytest.raises(ValueError, match="NaN or inf"):
-    training.fit(_model(), (bad, y), None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1))
+    training.fit(
+        _model(), (bad, y), None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1))
   with pytest.raises(ValueError, match="seed must be a non-negative int"):
     training.set_seed(-1)
 
@@ -191,4 +196,35 @@ def test_bad_recipe_arguments(data, kwargs, match):
 
 def test_keep_best_needs_validation(data):
   with pytest.raises(ValueError, match="keep_best=True needs validation data"):
-    training.fit(_model(), data, None, helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1, keep_best=True))
+    training.fit(
+        _model(), data, None,
+        helpers.recipe(epochs=1, batch_size=4, learning_rate=0.1, keep_best=True))
+
+
+def test_label_smoothing_loss_is_the_numpy_formula():
+  """Cross-entropy of given logits against (1 - e) one-hot + e/C targets; e = 0 is the
+  sparse cross-entropy the recipe always used."""
+  logits = np.array([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]], np.float32)
+  labels = np.array([0, 2])
+  log_softmax = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  for eps in (0.0, 0.1, 0.5):
+    targets = (1 - eps) * np.eye(3)[labels] + eps / 3
+    want = np.mean(-(targets * log_softmax).sum(-1))
+    got = float(training.classification_loss(eps)(labels, logits))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+  # By hand for the first window at e = 0.1: targets (0.9333, 0.0333, 0.0333).
+  first = -(0.9 + 0.1 / 3) * log_softmax[0, 0] - 0.1 / 3 * log_softmax[0, 1:].sum()
+  np.testing.assert_allclose(float(training.classification_loss(0.1)(labels[:1], logits[:1])),
+                             first, rtol=1e-6)
+  with pytest.raises(ValueError, match="--label_smoothing must be in \\[0, 1\\)"):
+    helpers.recipe(label_smoothing=1.0)
+
+
+def test_label_smoothing_trains_and_is_part_of_the_resume_record(data, tmp_path):
+  model = _model()
+  _fit(model, data, epochs=1, label_smoothing=0.2, checkpoint_dir=tmp_path / "a")
+  assert model.loss.label_smoothing == 0.2
+  model.save(tmp_path / "m.keras")  # the compiled loss is saved and loads back
+  assert keras.models.load_model(tmp_path / "m.keras").loss.label_smoothing == 0.2
+  with pytest.raises(ValueError, match="label_smoothing"):  # another ε: not the same run
+    _fit(_model(), data, epochs=2, checkpoint_dir=tmp_path / "a")

@@ -103,9 +103,11 @@ class Augmenter:
     if x.ndim != 3 or x.shape[2] != len(self.feature_mean):
       raise ValueError(f"augment: windows must be [N, T, {len(self.feature_mean)}], got "
                        f"shape {x.shape}")
-    fn = _imu if self.kind == "imu" else _audio
-    return fn(x, rng, self.feature_mean, self.feature_std, **dict(self.params)).astype(
-        np.float32)
+    if self.kind == "imu":
+      out = _imu(x, rng, self.feature_mean, self.feature_std, **dict(self.params))
+    else:  # the masks fill with the training mean: 0 in normalised units
+      out = _audio(x, rng, **dict(self.params))
+    return out.astype(np.float32)
 
 
 _IMU_DEFAULTS = {"max_angle_deg": 10.0, "gain": 0.1, "jitter": 0.03}
@@ -185,9 +187,8 @@ def _imu(x, rng, mean, std, *, max_angle_deg, gain, jitter):
   return out + jitter * rng.normal(size=out.shape)
 
 
-def _audio(x, rng, mean, std, *, max_shift, freq_masks, max_freq_width, time_masks,
-           max_time_width, noise):
-  del mean, std  # masks fill with the training mean: 0 in normalised units
+def _audio(x, rng, *, max_shift, freq_masks, max_freq_width, time_masks, max_time_width,
+           noise):
   n, steps, mels = x.shape
   out = np.empty_like(x)
   shifts = rng.integers(-int(max_shift), int(max_shift) + 1, size=n)

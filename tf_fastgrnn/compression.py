@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from tf_fastgrnn import deployment
+from tf_fastgrnn import distribute
 from tf_fastgrnn import fileio
 from tf_fastgrnn import pruning
 from tf_fastgrnn import quantization
@@ -191,22 +192,22 @@ def train_float(model, train, validation, sparsity, recipe, *, seed=0, checkpoin
 
 
 def train_qat(float_model, train, validation, recipe, calibration, *, seed=0,
-              checkpoint_dir=None, options=None, finish=True):
+              checkpoint_dir=None, options=None):
   """Fine-tunes a QAT copy of ``float_model`` (``recipe.qat()``: its QAT epochs and
-  rate), its grids first calibrated on ``calibration`` windows; then (``finish``)
-  calibrates them again and switches on TFLM's integer kernels, so it computes what the
-  int8 model computes (``finish=False``: a multi-worker worker that only trains).
+  rate), its grids first calibrated on ``calibration`` windows; then calibrates them
+  again and switches on TFLM's integer kernels, so it computes what the int8 model
+  computes (on the chief alone: another multi-worker worker only trains).
 
   Returns:
     ``QATTrained`` (not yet saved).
   """
+  options = options or training.FitOptions(verbose=0)
   model = quantization.quantize_model(float_model, calibration)
   history = training.fit(model, train, validation, recipe.qat(), seed=seed,
-                         checkpoint_dir=checkpoint_dir,
-                         options=options or training.FitOptions(verbose=0))
+                         checkpoint_dir=checkpoint_dir, options=options)
   check_finite_weights(model, "the QAT model")
-  if not finish:
-    return QATTrained(model, history)
+  if not distribute.is_chief(distribute.get_strategy(options.distribute)):
+    return QATTrained(model, history)  # calibration, export, evaluation: the chief's
   # The weights moved: measure the grids again on the export's calibration windows.
   quantization.calibrate(model, calibration)
   # From here on Keras QAT computes with TFLM's integer kernels (bit-exact).

@@ -43,10 +43,11 @@ from tf_fastgrnn import plan as plan_lib
 from tf_fastgrnn import quantization
 from tf_fastgrnn import run_folder
 from tf_fastgrnn import runtime
+from tf_fastgrnn import spec as spec_lib
 from tf_fastgrnn import stepping
 from tf_fastgrnn._keras import keras
 
-__all__ = ["DeviceFiles", "DeviceSpec", "Deployment", "Evaluation", "Fused", "Int8Export",
+__all__ = ["DeviceFiles", "Deployment", "Evaluation", "Fused", "Int8Export",
            "NotApplicable", "Numerics", "STAGES", "deploy", "diff_numerics",
            "evaluate_tflm", "export_int8", "fuse", "vector_windows", "write_device"]
 
@@ -251,39 +252,20 @@ def evaluate_tflm(int8, x, y, *, readout, arena_margin, num_test_vectors, log=No
 # --- device files -----------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
-class DeviceSpec:
-  """What the device files say besides the model: class ``labels``, the
-  normalisation the model expects (``feature_mean``, ``feature_std``: raw feature →
-  (x - mean) / std on the device), the front end's name and constants, whether the app
-  smooths posteriors (keyword spotting), and the arena margin (bytes added to the
-  measured arena)."""
-  labels: tuple
-  feature_mean: tuple
-  feature_std: tuple
-  frontend: str = "raw"
-  frontend_constants: dict = None
-  keyword_spotting: bool = False
-  arena_margin: int = 1024
-
-
-@dataclasses.dataclass(frozen=True)
 class DeviceFiles:
   """``device/``: ``model_data.*``, ``model_settings.h``, test vectors, the fused
   model's data where the kernel applies (``tflm_app/`` builds them)."""
   folder: pathlib.Path
 
 
-def write_device(folder, int8, fusion, evaluation, device, *, steps_per_window, readout):
+def write_device(folder, int8, fusion, evaluation, task, *, arena_margin):
   """Writes ``folder/device`` from the int8 model, its fused form (``Fused`` or
   ``NotApplicable``), its TFLM ``Evaluation`` (arena and test vectors; None: the
-  arena is measured here, no test vectors) and a ``DeviceSpec``."""
+  arena is measured here, no test vectors) and a ``device_files.Task`` (labels,
+  normalisation, front end, read-out); ``arena_margin`` bytes on top of the arena."""
   arena = evaluation.arena if evaluation is not None else runtime.measure_arena(int8.tflite)
-  settings = device_files.settings_from_model(
-      int8.tflite, labels=device.labels, steps_per_window=steps_per_window,
-      feature_mean=device.feature_mean, feature_std=device.feature_std,
-      arena_used=arena, arena_margin=device.arena_margin, frontend=device.frontend,
-      frontend_constants=device.frontend_constants,
-      keyword_spotting=device.keyword_spotting, readout=readout)
+  settings = device_files.settings_from_model(int8.tflite, task, arena_used=arena,
+                                              arena_margin=arena_margin)
   fused_bytes = None
   if isinstance(fusion, Fused):
     settings = dataclasses.replace(settings, fused_decoded_bytes=fusion.decoded_ram_bytes)
@@ -367,7 +349,7 @@ def _check_windows(name, windows, steps, features):
 
 def _check_arguments(model, calibration, test, labels, normalisation, options):
   """Every argument of ``deploy``, before any work: ``(model, calibration, test,
-  DeviceSpec)``, or one ``ValueError`` naming the bad value."""
+  device_files.Task)``, or one ``ValueError`` naming the bad value."""
   model = _deployable(model)
   _, dense = stepping.parts(model)
   steps, features = (int(d) for d in model.input_shape[1:])
@@ -412,10 +394,11 @@ def _check_arguments(model, calibration, test, labels, normalisation, options):
   for name in ("numerics", "overwrite", "lstm_product_on_cell_grid"):
     if not isinstance(options[name], bool):
       raise ValueError(f"{name} must be True or False, got {options[name]!r}")
-  device = DeviceSpec(labels=labels, feature_mean=tuple(float(v) for v in mean),
-                      feature_std=tuple(float(v) for v in std),
-                      arena_margin=options["arena_margin"])
-  return model, calibration, test, device
+  task = device_files.Task(labels=labels, steps_per_window=steps,
+                           feature_mean=tuple(float(v) for v in mean),
+                           feature_std=tuple(float(v) for v in std),
+                           readout=stepping.readout(model))
+  return model, calibration, test, task
 
 
 def deploy(model, calibration, output_dir, *, test=None, labels=None, normalisation=None,
@@ -441,9 +424,10 @@ def deploy(model, calibration, output_dir, *, test=None, labels=None, normalisat
     labels: the class names (default ``"0"``, ``"1"``, ...).
     normalisation: ``(mean, std)`` of the raw features, as the device normalises them
       (default: none, mean 0 and std 1).
-    **options: ``overwrite`` (False), ``numerics`` (True: the diff Keras ↔ LiteRT ↔
-      TFLM when ``test`` is given), ``arena_margin`` (1024 bytes), ``num_test_vectors``
-      (4), ``lstm_product_on_cell_grid`` (False).
+    **options: ``overwrite`` (False); the export's, defaulting to ``ExportSpec()``'s
+      (the command line's): ``numerics`` (the diff Keras ↔ LiteRT ↔ TFLM, when
+      ``test`` is given), ``arena_margin`` (bytes), ``num_test_vectors``,
+      ``lstm_product_on_cell_grid`` (LSTM cells only).
 
   Returns:
     A ``Deployment``.
@@ -457,48 +441,63 @@ def deploy(model, calibration, output_dir, *, test=None, labels=None, normalisat
     raise ValueError(f"deploy() got unknown options {unknown}; known: {sorted(_OPTIONS)}")
   options = {**_OPTIONS, **options}
   original = model
-  model, calibration, test, device = _check_arguments(model, calibration, test, labels,
-                                                      normalisation, options)
+  model, calibration, test, task = _check_arguments(model, calibration, test, labels,
+                                                    normalisation, options)
   state = run_folder.check(output_dir, resume=False, overwrite=options["overwrite"],
                            flag="output_dir", record=run_folder.DEPLOY)
   out = pathlib.Path(output_dir)
-  held, _ = run_folder.claim(out, state, resume=False, overwrite=options["overwrite"],
-                             what="tf_fastgrnn.deploy", flag="output_dir",
-                             record=run_folder.DEPLOY)
+  held, note = run_folder.claim(out, state, resume=False, overwrite=options["overwrite"],
+                                what="tf_fastgrnn.deploy", flag="output_dir",
+                                record=run_folder.DEPLOY)
   try:
-    readout = stepping.readout(model)
+    if note:  # where the earlier deploy went
+      _log(note)
     fileio.write_json(out / run_folder.DEPLOY, {
         "format": run_folder.DEPLOY_FORMAT,
         "made": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "input_shape": list(model.input_shape[1:]), "readout": readout,
+        "input_shape": list(model.input_shape[1:]), "readout": task.readout,
         "qat": quantization.is_qat_model(model), "calibration_windows": len(calibration),
         "test_windows": None if test is None else len(test[0]),
-        "labels": list(device.labels), "feature_mean": list(device.feature_mean),
-        "feature_std": list(device.feature_std), "options": options})
+        "labels": list(task.labels), "feature_mean": list(task.feature_mean),
+        "feature_std": list(task.feature_std), "options": options})
     stages = [s for s in STAGES if test is not None or s.name not in (
         "TFLM evaluation", "numerics diff")]
     if not options["numerics"]:
       stages = [s for s in stages if s.name != "numerics diff"]
     manifest = run_folder.Manifest.create(out, {s.name: s.files for s in stages},
                                           record=run_folder.DEPLOY)
-    ex = run_folder.Executor(out, stages, manifest=manifest, resume=False, log=print)
+    ex = run_folder.Executor(out, stages, manifest=manifest, resume=False, log=_log)
     float_model = getattr(original, "float_model", None)
     if float_model is None and not quantization.is_qat_model(model):
       float_model = model
-    return _run(ex, model, float_model, calibration, test, device, options, readout)
+    return _run(ex, model, float_model, calibration, test, task, options)
   finally:
     held.release()
 
 
-_OPTIONS = {"overwrite": False, "numerics": True, "arena_margin": 1024,
-            "num_test_vectors": 4, "lstm_product_on_cell_grid": False}
+def _log(message):
+  print(f"[tf_fastgrnn.deploy] {message}", flush=True)
 
 
-def _run(ex, model, float_model, calibration, test, device, options, readout):
-  out = ex.out
+# The export's defaults are the specification's (the command line's too).
+_OPTIONS = {"overwrite": False, "numerics": spec_lib.ExportSpec().numerics,
+            "arena_margin": spec_lib.ExportSpec().arena_margin,
+            "num_test_vectors": spec_lib.ExportSpec().num_test_vectors,
+            "lstm_product_on_cell_grid": spec_lib.ExportSpec().lstm_product_on_cell_grid}
+
+
+def _has_cell_state(model):
+  """An LSTM (Keras' or the low-rank one): its step carries c besides h."""
+  size = stepping.parts(model)[0].cell.state_size
+  return isinstance(size, (list, tuple)) and len(size) == 2
+
+
+def _run(ex, model, float_model, calibration, test, task, options):
+  out, readout = ex.out, task.readout
+  # Like the command line, σ(f)·c's grid is a choice for cells with c only.
+  on_cell_grid = options["lstm_product_on_cell_grid"] and _has_cell_state(model)
   int8 = ex.run("int8 export", lambda: export_int8(
-      model, calibration,
-      lstm_product_on_cell_grid=options["lstm_product_on_cell_grid"]).save(out), None)
+      model, calibration, lstm_product_on_cell_grid=on_cell_grid).save(out), None)
   fusion = fuse(int8)
   # NotApplicable: both stages finish having written nothing.
   applies = isinstance(fusion, Fused)
@@ -510,11 +509,10 @@ def _run(ex, model, float_model, calibration, test, device, options, readout):
   evaluation = numerics = None
   if test is not None:
     evaluation = ex.run("TFLM evaluation", lambda: evaluate_tflm(
-        int8, *test, readout=readout, arena_margin=device.arena_margin,
+        int8, *test, readout=readout, arena_margin=options["arena_margin"],
         num_test_vectors=options["num_test_vectors"]).save(out), None)
   device_result = ex.run("device files", lambda: write_device(
-      out, int8, fusion, evaluation, device, steps_per_window=int(model.input_shape[1]),
-      readout=readout), None)
+      out, int8, fusion, evaluation, task, arena_margin=options["arena_margin"]), None)
   if test is not None and options["numerics"]:
     numerics = ex.run("numerics diff", lambda: diff_numerics(
         float_model, int8, evaluation, *test, readout=readout).save(out), None)

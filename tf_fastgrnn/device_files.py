@@ -33,10 +33,11 @@ from tf_fastgrnn import c_text
 from tf_fastgrnn import export
 from tf_fastgrnn import fileio
 from tf_fastgrnn import runtime
+from tf_fastgrnn import spec as spec_lib
 from tf_fastgrnn import stepping
 
-__all__ = ["DEVICE_FILES", "DeviceSettings", "settings_from_model", "write_device_files", "c_array",
-           "model_data_source"]
+__all__ = ["DEVICE_FILES", "DeviceSettings", "Task", "settings_from_model", "write_device_files",
+           "c_array", "model_data_source"]
 
 # TFLM resolver method per builtin op name (MicroMutableOpResolver::AddXxx).
 # Each op's MicroMutableOpResolver method. Only ops TFLM has a kernel for: RELU_N1_TO_1,
@@ -134,19 +135,43 @@ def _check_app_can_run(tflite_bytes, io):
                        "out: the app carries a state by position")
 
 
-def settings_from_model(tflite_bytes, *, labels, steps_per_window, feature_mean,
-                        feature_std, arena_used, arena_margin=1024, frontend="raw",
-                        keyword_spotting=False, frontend_constants=None,
-                        readout="last"):
-  """Reads dims, I/O quantization and ops from the ``.tflite``; checks them against
-  ``labels`` and the normalisation statistics, and that the app can run the model.
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What the device does with the model, beyond the ``.tflite``.
 
-  ``keyword_spotting`` (audio tasks) configures the app's posterior smoother, sized from
-  the model: ``min(10, steps_per_window)`` steps × the classes. ``frontend_constants``:
-  ``{name: value}`` the front end needs (C identifiers ``k...``, finite floats).
-  ``readout``: the trained model's (``stepping.readout``); the step model is the same for
-  both.
+  Attributes:
+    labels: class names, one per class.
+    steps_per_window: T, the time steps of one classification window.
+    feature_mean, feature_std: the training split's normalisation statistics (D each).
+    frontend: the feature front end the device must run (e.g. ``raw_imu``, ``logmel32``).
+    frontend_constants: ``{name: value}`` the front end needs (C identifiers ``k...``,
+      finite floats), or None.
+    keyword_spotting: audio tasks: configures the app's posterior smoother, sized from
+      the model: ``min(10, steps_per_window)`` steps × the classes.
+    readout: the trained model's (``stepping.readout``); the step model is the same for
+      both.
   """
+  labels: tuple
+  steps_per_window: int
+  feature_mean: tuple
+  feature_std: tuple
+  frontend: str = "raw"
+  frontend_constants: dict | None = None
+  keyword_spotting: bool = False
+  readout: str = "last"
+
+
+def settings_from_model(tflite_bytes, task, *, arena_used,
+                        arena_margin=spec_lib.ExportSpec().arena_margin):
+  """Reads dims, I/O quantization and ops from the ``.tflite``; checks them against
+  ``task`` (a ``Task``: labels, normalisation statistics, front end, read-out), and that
+  the app can run the model. ``arena_used``: the measured TFLM arena; ``arena_margin``:
+  bytes added on top.
+  """
+  labels, steps_per_window = task.labels, task.steps_per_window
+  feature_mean, feature_std = task.feature_mean, task.feature_std
+  frontend, frontend_constants = task.frontend, task.frontend_constants
+  keyword_spotting, readout = task.keyword_spotting, task.readout
   stepping.check_readout(readout)
   constants = tuple((str(k), float(v)) for k, v in (frontend_constants or {}).items())
   for name, value in constants:

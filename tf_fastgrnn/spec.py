@@ -30,7 +30,7 @@ import numbers
 __all__ = ["AUDIO_DATASETS", "AUGMENT", "AUGMENT_CHOICES", "CELLS", "DataSpec",
            "ExportSpec", "IMU_DATASETS", "IMU_FRONTENDS", "AUDIO_FRONTENDS", "LR_SCHEDULES",
            "LSTM_CELLS", "ModelSpec", "PRESETS", "QAT_CELLS", "READOUTS", "RANKED_CELLS",
-           "Recipe", "SCHEMA_VERSION", "SparsitySpec", "Spec", "migrate",
+           "Recipe", "SCHEMA_VERSION", "SparsitySpec", "Spec", "flat_changes", "migrate",
            "resolve_augment"]
 
 # The choices of the fields, defined here (TensorFlow-free) and used by the modules that
@@ -245,6 +245,8 @@ class Recipe(_Part):
       training windows, the epochs raised so every phase gets ``min_phase_steps``
       optimizer steps, and with fewer than ``min_val_windows`` validation windows the
       last epoch is kept; 0, 1, 0: off.
+    label_smoothing: the cross-entropy's targets are ``(1 - ε)·onehot + ε/C`` (ε this
+      value, C the classes; ``training.classification_loss``); 0: plain one-hot.
   """
   epochs: int = 45
   qat_epochs: int = 8
@@ -263,6 +265,7 @@ class Recipe(_Part):
   min_phase_steps: int = 256
   max_batch_fraction: float = 0.25
   min_val_windows: int = 100
+  label_smoothing: float = 0.0
 
   def _problems(self):
     problems = []
@@ -302,6 +305,9 @@ class Recipe(_Part):
     for name in ("min_phase_steps", "min_val_windows"):
       if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
         problems.append(f"--{name} must be >= 0 (0: off), got {getattr(self, name)}")
+    if not (_is_number(self.label_smoothing) and 0 <= self.label_smoothing < 1):
+      problems.append(f"--label_smoothing must be in [0, 1) (0: off), got "
+                      f"{self.label_smoothing}")
     if not (_is_number(self.max_batch_fraction) and 0 < self.max_batch_fraction <= 1):
       problems.append(f"--max_batch_fraction must be in (0, 1] (1: off), got "
                       f"{self.max_batch_fraction}")
@@ -599,6 +605,14 @@ def _flat_names():
 _FLAT = _flat_names()
 FLAT_NAMES = tuple(_FLAT)
 
+
+def flat_changes(values):
+  """``{part: {field: value}}`` (``Spec.preset_values``) as ``{flat name: value}``, left
+  unchecked (a caller adds its own changes before building the ``Spec``)."""
+  names = {where: name for name, where in _FLAT.items()}
+  return {names[(part, field)]: value for part, fields in values.items()
+          for field, value in fields.items()}
+
 # migrate: the fields each older flags.json layout lacked, with the value its runs used
 # (the behaviour before the field existed; the history of pipelines/config.py).
 _V0_ADDED = (  # each added to the layout of version 0 (no schema_version) over time
@@ -614,6 +628,7 @@ _V0_ADDED = (  # each added to the layout of version 0 (no schema_version) over 
     ("readout", "last"), ("imu_frontend", "raw_imu"), ("train_on_val", False),
     # 15d61e2: the tiny-data rules, off before
     ("min_phase_steps", 0), ("max_batch_fraction", 1.0), ("min_val_windows", 0),
+    ("label_smoothing", 0.0),
 )
 def migrate(values):
   """A run's ``flags.json`` dict of any layout, upgraded to ``SCHEMA_VERSION``.

@@ -39,7 +39,8 @@ from tf_fastgrnn import input_pipeline
 from tf_fastgrnn import spec as spec_lib
 from tf_fastgrnn._keras import keras
 
-__all__ = ["FitOptions", "LR_SCHEDULES", "NonFiniteLossError", "PhasedCosine", "check_positive_int", "fit",
+__all__ = ["FitOptions", "SmoothedCrossentropy", "classification_loss", "LR_SCHEDULES",
+           "NonFiniteLossError", "PhasedCosine", "check_positive_int", "fit",
            "load_history", "set_seed", "step_budget"]
 
 HISTORY_FILE = "history.json"
@@ -391,6 +392,34 @@ def _check_run(directory, run, resuming, write=True):
     fileio.write_json(path, run)
 
 
+@keras.utils.register_keras_serializable(package="tf_fastgrnn")
+class SmoothedCrossentropy(keras.losses.Loss):
+  """Cross-entropy of logits against smoothed one-hot targets of integer labels:
+  ``-Σ_k t_k log softmax(z)_k`` with ``t = (1 - ε)·onehot(y) + ε/C``."""
+
+  def __init__(self, label_smoothing, name="smoothed_crossentropy", **kwargs):
+    super().__init__(name=name, **kwargs)
+    self.label_smoothing = float(label_smoothing)
+
+  def call(self, y_true, y_pred):
+    classes = tf.shape(y_pred)[-1]
+    labels = tf.cast(tf.reshape(y_true, tf.shape(y_pred)[:-1]), tf.int32)
+    return keras.losses.categorical_crossentropy(
+        tf.one_hot(labels, classes, dtype=y_pred.dtype), y_pred, from_logits=True,
+        label_smoothing=self.label_smoothing)
+
+  def get_config(self):
+    return {**super().get_config(), "label_smoothing": self.label_smoothing}
+
+
+def classification_loss(label_smoothing=0.0):
+  """The training loss on logits and integer labels: sparse categorical cross-entropy,
+  or with ``label_smoothing`` ε > 0 ``SmoothedCrossentropy(ε)``."""
+  if not label_smoothing:
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+  return SmoothedCrossentropy(label_smoothing)
+
+
 @dataclasses.dataclass(frozen=True)
 class FitOptions:
   """How ``fit`` runs, beside the ``Recipe`` (what it trains with).
@@ -430,7 +459,8 @@ def fit(model, train, val, recipe, *, seed=0, checkpoint_dir=None, options=None)
   from the last.
 
   The model is compiled with Adam(``recipe.learning_rate``) (AdamW with
-  ``weight_decay``), sparse categorical cross-entropy on logits and accuracy, and trained
+  ``weight_decay``), cross-entropy on logits (``classification_loss``: with
+  ``label_smoothing`` against smoothed one-hot targets) and accuracy, and trained
   in place for ``recipe.epochs`` epochs of ``recipe.batch_size`` windows. The rate is
   constant or (``lr_schedule="cosine"``, ``PhasedCosine``) a cosine from the rate down to
   ``min_lr_fraction`` of it, restarted at each of ``options.phase_boundaries``; gradients
@@ -559,8 +589,7 @@ def _fit_in_scope(model, data, recipe, seed, checkpoint, options):
         var_names=["bias", "zeta", "nu", "alpha", "beta", "mask", "threshold"])
   else:
     optimizer = keras.optimizers.Adam(learning_rate=rate, **opt_kwargs)
-  model.compile(optimizer=optimizer,
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+  model.compile(optimizer=optimizer, loss=classification_loss(recipe.label_smoothing),
                 metrics=["accuracy"])
   # Create the slots now, so a checkpoint restores them at once rather than on the
   # first step.
@@ -576,6 +605,8 @@ def _fit_in_scope(model, data, recipe, seed, checkpoint, options):
     record["total_epochs"] = epochs
   if augment is not None:  # absent otherwise: earlier checkpoints still resume
     record["augment"] = augment.spec
+  if recipe.label_smoothing:  # likewise
+    record["label_smoothing"] = float(recipe.label_smoothing)
   history, initial_epoch = {}, 0
   nan_guard = _StopOnNonFinite()
   manager = directory = out_dir = None
