@@ -76,11 +76,12 @@ PUBLISHED = [
 
 
 def base_spec(epochs, qat_epochs, units, max_test_windows):
-  """What every model of the benchmark runs with: the ``plain`` recipe (constant rate,
-  last epoch), the tiny-data rules off, no numerics, window model or LSTM product grid,
-  2 test vectors, no arena margin."""
+  """What every model of the benchmark runs with: ``units`` (each model of ``MODELS``
+  sets its cell and ranks), the ``plain`` recipe (constant rate, last epoch), the
+  tiny-data rules off, no numerics, window model or LSTM product grid, 2 test vectors, no
+  arena margin."""
   return Spec.preset("plain").replace(
-      model={"units": units},
+      model={"units": units, "w_rank": None, "u_rank": None},  # each model sets its own
       recipe={"epochs": epochs, "qat_epochs": qat_epochs, "min_phase_steps": 0,
               "max_batch_fraction": 1.0, "min_val_windows": 0},
       data={"feature_cache": "none"},
