@@ -307,8 +307,8 @@ def test_other_backends(backend):
 
 @pytest.mark.slow
 def test_jax_model_through_compress_and_deploy(tmp_path):
-  """A Keras 3 FastGRNN trained on JAX, copied with to_tf_keras, through compress and
-  deploy: its int8 model's TFLM classes equal those of the tf_keras path (the pipeline's
+  """A Keras 3 FastGRNN trained on JAX, given to compress as it is (which copies it into
+  its tf_keras twin with to_tf_keras), then deploy: its int8 model's TFLM classes equal those of the tf_keras path (the pipeline's
   own classifier given the same weights) through the same compress and deploy."""
   if BACKEND != "jax":
     pytest.skip("trains on the JAX backend: test_trained_on_jax_to_the_board runs it")
@@ -329,8 +329,7 @@ def test_jax_model_through_compress_and_deploy(tmp_path):
   trained = {v.name: _np(v) for v in k3.weights}
   assert all(not np.array_equal(_np(v), before[v.path]) for v in k3.weights)
 
-  twin = tf_fastgrnn.to_tf_keras(k3, validation[0])
-  # The tf_keras path: the pipeline's own classifier, the same weights set by name here.
+  # The Keras 3 model goes into compress as it is (its twin made there); the tf_keras path: the pipeline's own classifier, the same weights set by name here.
   own = models.sequence_classifier("fastgrnn", units, (steps, dim), classes, u_rank=4)
   for var in own.weights:
     var.assign(trained[_short(var)])
@@ -339,7 +338,7 @@ def test_jax_model_through_compress_and_deploy(tmp_path):
                               min_val_windows=0)
   sparsity = tf_fastgrnn.SparsitySpec(w=0.5, u=0.5, frequency=2)
   done = {}
-  for name, model in (("keras3", twin), ("tf_keras", own)):
+  for name, model in (("keras3", k3), ("tf_keras", own)):
     compressed = tf_fastgrnn.compress(model, train, validation, sparsity=sparsity,
                                       recipe=recipe, seed=0)
     done[name] = tf_fastgrnn.deploy(compressed, train[0][:64], tmp_path / name, test=test)
@@ -368,3 +367,26 @@ def test_trained_on_jax_to_the_board():
       check=False, timeout=1800, cwd=os.path.dirname(os.path.dirname(__file__)))
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   assert "1 passed" in result.stdout, result.stdout[-3000:]
+
+
+def test_compress_and_deploy_take_a_keras3_model_through_its_twin(rng, tmp_path):
+  """A Keras 3 model given to deploy is exported as its tf_keras twin (same int8 bytes as
+  deploying to_tf_keras's copy); compress trains the twin and leaves the Keras 3 model."""
+  if BACKEND != "tensorflow":
+    pytest.skip("the TensorFlow-backend session covers it (JAX: the slow board test)")
+  w = _weights(rng, "fastgrnn", None, 3)
+  k3 = _keras3_model(keras3.FastGRNN(H, u_rank=3, name="rnn"), "last", functional=False)
+  _set_by_name(k3, w)
+  x = rng.normal(0, 1, (32, T, D)).astype(np.float32)
+  y = rng.integers(0, C, 32)
+  a = tf_fastgrnn.deploy(k3, x, tmp_path / "k3", numerics=False)
+  b = tf_fastgrnn.deploy(tf_fastgrnn.to_tf_keras(k3, x), x, tmp_path / "twin", numerics=False)
+  assert a.int8.tflite == b.int8.tflite
+  before = [_np(v).copy() for v in k3.weights]
+  recipe = tf_fastgrnn.Recipe(epochs=1, batch_size=16, min_phase_steps=0,
+                              max_batch_fraction=1, min_val_windows=0)
+  done = tf_fastgrnn.compress(k3, (x, y), (x, y), sparsity=None, recipe=recipe, qat=False)
+  assert type(done.deployable).__module__.startswith("tf_keras")
+  assert all(np.array_equal(_np(v), b0) for v, b0 in zip(k3.weights, before))
+  with pytest.raises(ValueError, match="validation must be"):
+    tf_fastgrnn.compress(k3, (x, y), x, recipe=recipe)

@@ -304,6 +304,9 @@ def compress(model, train, validation, *, sparsity=spec_lib.SparsitySpec(),
   Args:
     model: a tf_keras ``Input → RNN(FastGRNNCell | FastRNNCell) → Dense`` classifier
       (last or mean read-out), e.g. ``models.sequence_classifier``; trained in place.
+      A Keras 3 one (``tf_fastgrnn.keras3`` cells, any backend) is first copied into its
+      tf_keras twin (``to_tf_keras``, checked on the validation windows), which trains;
+      the Keras 3 model is left as it was.
     train, validation: ``(windows [N, T, D], integer labels [N])``.
     sparsity: a ``SparsitySpec``, or None to train dense.
     recipe: a ``Recipe`` (with ``train_on_val``: train fits train + validation).
@@ -316,6 +319,11 @@ def compress(model, train, validation, *, sparsity=spec_lib.SparsitySpec(),
   Raises:
     ValueError: a bad argument, one line naming it, before any training.
   """
+  if deployment.is_keras3_model(model):
+    if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
+      raise ValueError(f"validation must be (windows, labels), got "
+                       f"{type(validation).__name__}")
+    model = deployment.tf_keras_twin(model, validation[0])
   train, validation = _check_compress(model, train, validation, sparsity, recipe, qat)
   fit_on = train
   if recipe.train_on_val:

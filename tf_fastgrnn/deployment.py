@@ -328,9 +328,27 @@ def _float_array(name, value, ndim):
   return array
 
 
-def _deployable(model):
-  """The tf_keras model to export: ``model`` itself or a ``Compressed``'s."""
-  model = getattr(model, "deployable", model)
+KERAS3_CHECK_WINDOWS = 256  # windows a Keras 3 model and its tf_keras twin must agree on
+
+
+def is_keras3_model(model):
+  """Whether ``model`` is a Keras 3 (``import keras``) model; Keras 3 is not imported."""
+  return any(c.__module__.split(".")[0] == "keras" for c in type(model).__mro__)
+
+
+def tf_keras_twin(model, windows):
+  """``model``, or for a Keras 3 model its tf_keras twin: ``to_tf_keras``'s explicit copy
+  by weight name, checked to give the same logits on (up to 256 of) ``windows``."""
+  if not is_keras3_model(model):
+    return model
+  from tf_fastgrnn import keras3_bridge  # pylint: disable=import-outside-toplevel
+  return keras3_bridge.to_tf_keras(model, np.asarray(windows)[:KERAS3_CHECK_WINDOWS])
+
+
+def _deployable(model, calibration):
+  """The tf_keras model to export: ``model`` itself, a ``Compressed``'s, or a Keras 3
+  model's twin (checked on the calibration windows)."""
+  model = tf_keras_twin(getattr(model, "deployable", model), calibration)
   if not isinstance(model, keras.Model):
     raise ValueError(f"model must be a tf_keras model (tf_fastgrnn.keras) or the result "
                      f"of tf_fastgrnn.compress, got {type(model).__module__}."
@@ -350,7 +368,7 @@ def _check_windows(name, windows, steps, features):
 def _check_arguments(model, calibration, test, labels, normalisation, options):
   """Every argument of ``deploy``, before any work: ``(model, calibration, test,
   device_files.Task)``, or one ``ValueError`` naming the bad value."""
-  model = _deployable(model)
+  model = _deployable(model, calibration)
   _, dense = stepping.parts(model)
   steps, features = (int(d) for d in model.input_shape[1:])
   classes = int(dense.units)
@@ -415,7 +433,9 @@ def deploy(model, calibration, output_dir, *, test=None, labels=None, normalisat
 
   Args:
     model: a tf_keras ``Input → RNN(cell) → Dense`` classifier (last or mean read-out,
-      ``stepping.parts``), float or QAT, or ``compress``'s result.
+      ``stepping.parts``), float or QAT, or ``compress``'s result; or a Keras 3 one with
+      ``tf_fastgrnn.keras3`` cells, first copied into its tf_keras twin
+      (``to_tf_keras``, checked on the calibration windows).
     calibration: ``[N, T, D]`` windows (normalised as the model was trained) the int8
       ranges are calibrated on.
     output_dir: the folder to write.
