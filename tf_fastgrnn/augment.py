@@ -22,10 +22,11 @@ The windows arrive normalised (``(raw - feature_mean) / feature_std``, see
   frames set to the training mean, 0 once normalised) and white noise of ``noise``
   standard deviations.
 
-Example:
-  >>> aug = augment.make("auto", "fsdd", ds.feature_mean, ds.feature_std)
-  >>> training.fit(model, (x, y), (xv, yv), Recipe(epochs=45),
-  ...              options=training.FitOptions(augment=aug))
+Example (``training.fit(..., options=FitOptions(augment=aug))`` applies it per batch):
+  >>> aug = make("auto", "har6", feature_mean=np.zeros(6), feature_std=np.ones(6))
+  >>> windows = np.zeros((2, 4, 6), np.float32)
+  >>> aug(windows, batch_rng(seed=0, epoch=0, batch=0)).shape
+  (2, 4, 6)
 """
 
 import dataclasses

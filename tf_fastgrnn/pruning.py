@@ -323,11 +323,16 @@ def train_three_phase(model, train, val, sparsity, recipe, *, seed=0, checkpoint
       ``recipe.epochs``, or ``training.fit``'s checks.
 
   Example:
-    >>> model = models.sequence_classifier("fastgrnn", 32, (128, 9), 6, w_rank=4)
-    >>> result = train_three_phase(model, (x, y), (xv, yv), SparsitySpec(w=0.5, u=0.8),
-    ...                            Recipe(epochs=30, lr_schedule="constant"))
-    >>> result.phase_reports[-1]["matrices"]["rnn/U"]["nonzero"]  # round(1024 * 0.2)
-    205
+    >>> from tf_fastgrnn import models, training
+    >>> from tf_fastgrnn.spec import Recipe, SparsitySpec
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(32, 5, 4)).astype("float32"), rng.integers(0, 3, 32)
+    >>> model = models.sequence_classifier("fastgrnn", 8, (5, 4), 3, w_rank=2)
+    >>> result = train_three_phase(model, (x, y), (x, y), SparsitySpec(w=0.5, u=0.8),
+    ...                            Recipe(epochs=6, batch_size=8),
+    ...                            options=training.FitOptions(verbose=0))
+    >>> result.phase_reports[-1]["matrices"]["rnn/U"]["nonzero"]  # round(64 * 0.2)
+    13
   """
   config = sparsity
   if not isinstance(config, SparsitySpec):

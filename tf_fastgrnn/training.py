@@ -497,9 +497,15 @@ def fit(model, train, val, recipe, *, seed=0, checkpoint_dir=None, options=None)
     NonFiniteLossError: the loss became NaN/inf (the last good checkpoint is kept).
 
   Example:
+    >>> from tf_fastgrnn import models
+    >>> from tf_fastgrnn.spec import Recipe
+    >>> rng = np.random.default_rng(0)
+    >>> x, y = rng.normal(size=(32, 5, 4)).astype("float32"), rng.integers(0, 3, 32)
     >>> model = models.sequence_classifier("fastgrnn", 8, (5, 4), 3)
-    >>> history = fit(model, (x, y), (xv, yv), Recipe(epochs=3, batch_size=8),
-    ...               checkpoint_dir="runs/x/ckpt")
+    >>> history = fit(model, (x, y), (x, y), Recipe(epochs=2, batch_size=8),
+    ...               checkpoint_dir="ckpt", options=FitOptions(verbose=0))
+    >>> sorted(history), len(history["loss"])
+    (['accuracy', 'best_epoch', 'loss', 'val_accuracy', 'val_loss'], 2)
   """
   if not isinstance(recipe, spec_lib.Recipe):
     raise ValueError(f"recipe must be a tf_fastgrnn.spec.Recipe, got "
