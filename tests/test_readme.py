@@ -14,11 +14,22 @@ def test_the_readme_has_python_examples():
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_example_runs(index):
+def test_readme_example_runs(index, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # an example that writes a folder writes it here
   namespace = {}
   exec(compile(BLOCKS[index], f"README.md python block {index}", "exec"), namespace)  # pylint: disable=exec-used
   model = namespace["model"]
   assert model.count_params() > 0 and len(model.trainable_weights) >= 5
+  if "deployment" in namespace:  # the compress/deploy example: what it says it writes
+    folder = namespace["deployment"].folder
+    for name in ("model_int8.tflite", "model_int8_fused.tflite", "standalone",
+                 "device/model_settings.h", "tflm_eval.npz", "numerics/numerics.json"):
+      assert (folder / name).exists(), name
+    assert 0 <= namespace["deployment"].evaluation.accuracy <= 1
+
+
+def test_the_readme_has_the_api_example():
+  assert any("tfg.compress(" in b and "tfg.deploy(" in b for b in BLOCKS)
 
 
 def test_readme_results_table_is_generated_from_the_committed_sweep():
