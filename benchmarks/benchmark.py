@@ -189,7 +189,7 @@ def markdown(agg, command, settings):
 
 def plot_pareto(agg, path):
   from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
-  plt = fileio.pyplot()
+  plt = fileio.pyplot(required="the benchmark's plot")
   datasets = list(dict.fromkeys(d for d, _ in agg))
   fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 4), squeeze=False)
   for ax, dataset in zip(axes[0], datasets):

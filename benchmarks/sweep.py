@@ -961,7 +961,7 @@ def _plotted(agg, dataset, family):
 def plot_fronts(agg, path):
   """One panel per dataset: score vs dense int8 weight bytes (log x), ± std, per family."""
   from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
-  plt = fileio.pyplot()
+  plt = fileio.pyplot(required="the sweep's fronts")
   import matplotlib.ticker  # pylint: disable=import-outside-toplevel
   datasets = sorted({k[0] for k in agg})
   fig, axes = plt.subplots(1, max(len(datasets), 1), figsize=(5.5 * max(len(datasets), 1),

@@ -29,6 +29,8 @@ def _figure():
 
 def plot_confusion(cm, labels, path, title):
   plt = _figure()
+  if plt is None:
+    return False
   fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(labels), 1.0 + 0.6 * len(labels)))
   ax.imshow(cm, cmap="Blues")
   ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
@@ -40,11 +42,14 @@ def plot_confusion(cm, labels, path, title):
     ax.text(j, i, str(v), ha="center", va="center",
             color="white" if v > cm.max() / 2 else "black", fontsize=8)
   fileio.save_figure(fig, path)
+  return True
 
 
 def plot_history(histories, path, phase_epochs=()):
   """Training curves: loss and accuracy (train/val) over all stages, one x axis."""
   plt = _figure()
+  if plt is None:
+    return False
   fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
   offset = 0
   for stage, hist in histories:
@@ -67,6 +72,7 @@ def plot_history(histories, path, phase_epochs=()):
   ax_loss.legend(fontsize=7)
   ax_acc.legend(fontsize=7)
   fileio.save_figure(fig, path)
+  return True
 
 
 def _table(rows, header):
@@ -108,8 +114,9 @@ def markdown(report):
               "sum of its steps' int8 logits (int32), as the device computes it.", ""]
     elif export.get("readout"):
       out += ["Read-out: last (a window's class is its last step's logits' argmax).", ""]
+  plots = report.get("plots", True)  # False: matplotlib was not installed
   out += [
-      "![confusion matrix](confusion_tflm.png)",
+      "![confusion matrix](confusion_tflm.png)" if plots else fileio.PLOT_HINT + ".",
       "",
       "## Size",
       "",
@@ -133,13 +140,11 @@ def markdown(report):
             "in-sample.", ""]
   for note in (report.get("training") or {}).get("notes", []):
     out += [f"{note[0].upper()}{note[1:]}.", ""]
-  out += [
-      "![training curves](training.png)",
-      "",
-  ]
+  if plots:
+    out += ["![training curves](training.png)", ""]
   if report.get("numerics_md"):
-    out += ["## Numerics: Keras ↔ LiteRT ↔ TFLM", "", report["numerics_md"], "",
-            "![numerics](numerics/numerics.png)", ""]
+    out += ["## Numerics: Keras ↔ LiteRT ↔ TFLM", "", report["numerics_md"], ""]
+    out += ["![numerics](numerics/numerics.png)", ""] if plots else []
   return "\n".join(out)
 
 

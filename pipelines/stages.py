@@ -474,15 +474,16 @@ def _report(config, ds, out, start, results):
   if results.qat is not None:
     histories.append(("qat", results.qat.history))
   cm = report_lib.confusion_matrix(y_test, ev.pred, num_classes)
-  report_lib.plot_confusion(cm, ds.labels, out / "confusion_tflm.png",
-                            "int8 TFLM, test set")
-  report_lib.plot_history(histories, out / "training.png",
-                          results.trained.record.get("phase_epochs", ()))
+  plots = report_lib.plot_confusion(cm, ds.labels, out / "confusion_tflm.png",
+                                    "int8 TFLM, test set")
+  plots = report_lib.plot_history(histories, out / "training.png",
+                                  results.trained.record.get("phase_epochs", ())) and plots
   sparsity = pruning.sparsity_report(results.trained.model)
   macs = models.macs_per_step(results.trained.model)
   float_accuracy, qat_accuracy = _keras_accuracies(config, ds, results)
   fusion = results.fusion if isinstance(results.fusion, deployment.Fused) else None
   report = {
+      "plots": plots,
       "command": _command_line(),
       "config": dataclasses.asdict(config),
       "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -2,7 +2,7 @@
 # Creates ./.venv with the pinned stack from pyproject.toml and installs this project into
 # it (editable), with the optional dependency groups named in the first argument.
 # Idempotent: it reinstalls only when pyproject.toml or the groups changed.
-# Usage: scripts/setup.sh [data,test,keras3]   (PYTHON=/path/to/python3.11 to choose the interpreter)
+# Usage: scripts/setup.sh [data,plot,test,keras3]   (PYTHON=/path/to/python3.11 to choose the interpreter)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,8 +10,8 @@ extras=${1:-}
 IFS=, read -ra groups <<< "$extras"
 for g in "${groups[@]}"; do
   case "$g" in
-    test|keras3|data) ;;
-    *) echo "setup: unknown optional group '$g' (data, test, keras3)" >&2; exit 2 ;;
+    test|keras3|data|plot) ;;
+    *) echo "setup: unknown optional group '$g' (data, plot, test, keras3)" >&2; exit 2 ;;
   esac
 done
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up ./.venv (scripts/setup.sh, with the test, keras3 and data groups) and runs the test
+# Sets up ./.venv (scripts/setup.sh, with the test, keras3, data and plot groups) and runs the test
 # suite in two processes (pytest-xdist; TEST_WORKERS=0 runs it in this one):
 #   scripts/test.sh         every test not marked slow, and the device tests (the TFLM app
 #                           built and checked bit-exact on the host and, where
@@ -9,7 +9,7 @@
 # Extra arguments go to pytest: scripts/test.sh -k cells; scripts/test.sh --all -x
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh test,keras3,data
+scripts/setup.sh test,keras3,data,plot
 select=(-m "not slow or device")
 if [ "${1:-}" = "--all" ]; then
   shift

@@ -9,8 +9,8 @@ import pytest
 
 import tf_fastgrnn
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(tf_fastgrnn.__path__, "tf_fastgrnn.")
-                 if not m.name.rsplit(".", 1)[1].startswith("_"))
+PUBLIC = sorted(m.name for m in pkgutil.iter_modules(tf_fastgrnn.__path__, "tf_fastgrnn.")
+                if not m.name.rsplit(".", 1)[1].startswith("_"))
 
 
 def _examples(name):
@@ -18,17 +18,18 @@ def _examples(name):
   return module, [t for t in doctest.DocTestFinder().find(module) if t.examples]
 
 
+WITH_EXAMPLES = [name for name in PUBLIC if _examples(name)[1]]
+
+
 def test_the_examples_are_found():
-  found = {name for name in MODULES if _examples(name)[1]}
-  assert {"tf_fastgrnn.cells", "tf_fastgrnn.c_text", "tf_fastgrnn.training"} <= found
+  assert {"tf_fastgrnn.cells", "tf_fastgrnn.c_text", "tf_fastgrnn.training",
+          "tf_fastgrnn.pruning", "tf_fastgrnn.augment"} <= set(WITH_EXAMPLES)
 
 
-@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("name", WITH_EXAMPLES)
 def test_docstring_examples_run(name, tmp_path, monkeypatch):
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   module, tests = _examples(name)
-  if not tests:
-    pytest.skip(f"{name} has no docstring example")
   monkeypatch.chdir(tmp_path)  # examples that write files write them here
   tf.keras.utils.set_random_seed(0)
   runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)

@@ -85,9 +85,22 @@ def _jsonable(value):
   raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def pyplot():
-  """``matplotlib.pyplot`` on the file-only Agg backend (no display needed)."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
+PLOT_HINT = ("plots not drawn: matplotlib is not installed "
+             "(pip install 'tf_fastgrnn[plot]')")
+
+
+def pyplot(required=None):
+  """``matplotlib.pyplot`` on the file-only Agg backend (no display needed), or None
+  where matplotlib (the ``plot`` extra) is not installed: the product's reports then
+  say ``PLOT_HINT`` instead of drawing. ``required``: what needs the plot; then a
+  missing matplotlib raises ``ModuleNotFoundError`` in one line naming it."""
+  try:
+    import matplotlib  # pylint: disable=import-outside-toplevel
+  except ModuleNotFoundError:
+    if required:
+      raise ModuleNotFoundError(f"{required} needs matplotlib: pip install "
+                                "'tf_fastgrnn[plot]'") from None
+    return None
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
   return plt

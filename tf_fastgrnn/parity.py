@@ -177,6 +177,11 @@ def markdown(result):
 def write_report(result, out_dir):
   """Writes ``numerics.json``, ``numerics.md`` and ``numerics.png`` into ``out_dir``."""
   plt = fileio.pyplot()
+  if plt is None:  # the plot extra is not installed: the numbers, not the picture
+    fileio.write_text(f"{out_dir}/numerics.md",
+                      markdown(result) + "\n" + fileio.PLOT_HINT + ".\n")
+    fileio.write_json(f"{out_dir}/numerics.json", result)
+    return
   fig, (ax_h, ax_a) = plt.subplots(1, 2, figsize=(11, 3.8))
   for name, d in result["vs_tflm"].items():
     steps = np.arange(1, len(d["state_lsb_mean_per_step"]) + 1)
