@@ -8,35 +8,16 @@ without ``tf_fastgrnn/__init__.py``, which imports TensorFlow.
 """
 
 import dataclasses
-import importlib.util
 import json
 import os
 import pathlib
-import sys
 
 from data import paths
+from pipelines import _light
 from pipelines import run_folder
 
 
-def _load_spec():
-  """``tf_fastgrnn.spec`` without running the package's ``__init__`` (6 s of TensorFlow
-  import); the same module object a later ``import tf_fastgrnn`` uses."""
-  name = "tf_fastgrnn.spec"
-  if name not in sys.modules:
-    package = importlib.util.find_spec("tf_fastgrnn")  # finds, does not import
-    location = pathlib.Path(package.submodule_search_locations[0]) / "spec.py"
-    loader_spec = importlib.util.spec_from_file_location(name, location)
-    module = importlib.util.module_from_spec(loader_spec)
-    sys.modules[name] = module
-    try:
-      loader_spec.loader.exec_module(module)
-    except BaseException:
-      del sys.modules[name]
-      raise
-  return sys.modules[name]
-
-
-spec_lib = _load_spec()
+spec_lib = _light.load("spec")
 
 __all__ = ["AUGMENT", "AUGMENT_CHOICES", "CELLS", "Config", "DISTRIBUTE", "LR_SCHEDULES",
            "LSTM_CELLS", "NOT_COMPARED_ON_RESUME", "QAT_CELLS", "READOUTS",

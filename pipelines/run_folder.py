@@ -10,26 +10,8 @@ its own name ``tf_fastgrnn.run_folder``, and stands for it: ``pipelines.run_fold
 classes (``RunFolderError``, ``Manifest``) are the same on both paths.
 """
 
-import importlib.util
 import sys
 
-_NAME = "tf_fastgrnn.run_folder"
+from pipelines import _light
 
-
-def _load():
-  if _NAME in sys.modules:
-    return sys.modules[_NAME]
-  package = importlib.util.find_spec("tf_fastgrnn")  # finds, does not import, it
-  (folder,) = package.submodule_search_locations
-  spec = importlib.util.spec_from_file_location(_NAME, f"{folder}/run_folder.py")
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[_NAME] = module
-  try:
-    spec.loader.exec_module(module)
-  except BaseException:
-    del sys.modules[_NAME]
-    raise
-  return module
-
-
-sys.modules[__name__] = _load()
+sys.modules[__name__] = _light.load("run_folder")
