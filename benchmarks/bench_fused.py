@@ -337,7 +337,7 @@ def _qemu_count(elf, work):
   return None
 
 
-_VERIFY_MAIN = r"""
+VERIFY_MAIN = r"""
 #include <stdio.h>
 #include "model.h"
 #include "windows.h"
@@ -369,7 +369,7 @@ def m4_bit_exact(src, work, traces):
                                  for j in range(t)) + "}" for i in range(n))
   (work / "windows.h").write_text(f"#define N_WINDOWS {n}\n#define N_STEPS {t}\n"
                                   f"static const int8_t windows[{n}][{t}][{d}] = {{{body}}};\n")
-  (work / "verify_main.c").write_text(_VERIFY_MAIN)
+  (work / "verify_main.c").write_text(VERIFY_MAIN)
   elf = work / "verify_m4.elf"
   _run(["arm-none-eabi-gcc", "-std=c99", "-Os", *M4_ARCH, "-DSEMIHOSTING", f"-I{src}",
         f"-I{work}", "-T", str(M4_TOOLS / "m4.ld"), "-nostartfiles", "-Wl,--gc-sections",

@@ -151,12 +151,8 @@ _LSTM_PRODUCT_ON_CELL_GRID = flags.DEFINE_boolean(
     "lstm_product_on_cell_grid", _D.export.lstm_product_on_cell_grid,
     "--cell=lstm|lowrank_lstm only (ignored for the other cells): the int8 step model "
     "puts the product σ(f)·c on the cell state c's int8 grid (c capped at ±8, 1/16 per "
-    "LSB) instead of the converter's range, calibrated on the float c that drifts to "
-    "±62 (har6 LSTM h12) or ±113 (low-rank LSTM h16 r3-4): 0.34-0.85 per LSB. "
-    "Measured (docs/benchmarks.md, 5 seeds, int8 in TFLM): har6 macro-F1 LSTM h12 "
-    "0.740 -> 0.864, low-rank LSTM h16 r3-4 0.665 -> 0.870, fsdd LSTM h16 93.20 -> "
-    "96.00 %. --nolstm_product_on_cell_grid: the converter's range, as the sweep's "
-    "plain LSTM rows were exported.")
+    "LSB) instead of the converter's range, calibrated on a float c that drifts far "
+    "wider (docs/benchmarks.md). --nolstm_product_on_cell_grid: the converter's range.")
 _READOUT = flags.DEFINE_string(
     "readout", _D.model.readout, "How a window's logits come from the per-step logits: last = the "
     "last step's; mean = the mean over the window's steps (trained that way; the "

@@ -87,25 +87,6 @@ _CORES = {  # gcc flags, QEMU machine, linker script
     "m4": (["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
            ["-M", "mps2-an386", "-cpu", "cortex-m4"], "m4.ld"),
 }
-_MAIN = r"""
-#include <stdio.h>
-#include "model.h"
-#include "windows.h"
-int main(void) {
-  int8_t h[MODEL_HIDDEN_DIM], logits[MODEL_NUM_CLASSES];
-  int32_t n, t, i;
-  for (n = 0; n < N_WINDOWS; ++n) {
-    model_reset(h);
-    for (t = 0; t < N_STEPS; ++t) {
-      if (model_step(windows[n][t], h, logits) != 0) return 1;
-      for (i = 0; i < MODEL_HIDDEN_DIM; ++i) printf("%d ", h[i]);
-      for (i = 0; i < MODEL_NUM_CLASSES; ++i) printf("%d ", logits[i]);
-      printf("\n");
-    }
-  }
-  return 0;
-}
-"""
 
 
 def _run_on_qemu(core, src, x_q, flags=()):
@@ -117,7 +98,8 @@ def _run_on_qemu(core, src, x_q, flags=()):
     f.write(f"#define N_WINDOWS {n}\n#define N_STEPS {t}\n"
             f"static const int8_t windows[{n}][{t}][{d}] = {{{body}}};\n")
   with open(os.path.join(src, "verify_main.c"), "w") as f:
-    f.write(_MAIN)
+    from benchmarks import bench_fused  # pylint: disable=import-outside-toplevel
+    f.write(bench_fused.VERIFY_MAIN)  # the benchmark's verify harness, the same C
   elf = os.path.join(src, f"verify_{core}.elf")
   subprocess.run(["arm-none-eabi-gcc", "-std=gnu99", "-Os", *arch, *flags, "-DSEMIHOSTING",
                   f"-I{src}", "-T", os.path.join(ARMRUN if ld == "m0.ld" else CORTEX_M, ld),
