@@ -85,7 +85,7 @@ SHAPES = {
 # The paper's per-step figures (cycles), quoted, not measured here.
 PAPER = {"har2_paper": {"Arduino Due (Cortex-M3)": 40_700, "MKR1000 (Cortex-M0+)": 60_800},
          "g12_paper": {"Arduino Due (Cortex-M3)": 205_000, "MKR1000 (Cortex-M0+)": 260_000}}
-# Issue 23's targets: (model, core, bound on the default build's count per step).
+# The targets: (model, core, bound on the default build's count per step).
 STEP_TARGETS = [("har2_paper", "m3", 20_000), ("har2_paper", "m0", 45_000),
                 ("har2_paper", "m4f", 15_000), ("har2_paper", "atmega328p", 400_000),
                 ("g12_paper", "m3", 30_000), ("g12_paper", "m0", 60_000),
@@ -374,7 +374,7 @@ def table(results):
 
 
 def targets(results):
-  """``(target, measured, "met"/"missed"/"not measured")`` for issue 23's targets."""
+  """``(target, measured, "met"/"missed"/"not measured")`` for STEP_TARGETS and FLASH_TARGETS."""
   rows, models = [], results["models"]
 
   def get(model, core, key="fused"):

@@ -23,7 +23,7 @@ On a train_and_export run folder (``model_int8.tflite``, ``flags.json``):
      the UART).
 
 3. writes ``model_int8_fused.tflite`` (``fused.convert_fused``: one FASTGRNN_INT8 custom
-   op, the pipeline's form: COMPACT options with EXPAND) and counts its bytes, where they
+   op, the pipeline's form: the zero-copy fast form) and counts its bytes, where they
    go (``fused.options_sizes``) and the arena bytes the op's Prepare decodes them into;
    its custom options go through the C parser and kernel on the same windows (must
    differ in 0 bytes too);

@@ -136,6 +136,12 @@ def test_fill_doc_replaces_only_the_marked_block(tmp_path):
   with pytest.raises(ValueError, match="needs one line"):
     sweep.fill_doc(bad, "x")
   assert bad.read_text() == "no markers\n"
+  # The page's prose may name the markers: only whole marker lines count.
+  prose = tmp_path / "prose.md"
+  prose.write_text(f"see `{sweep.BEGIN}` and `{sweep.END}`\n{sweep.BEGIN}\nold\n{sweep.END}\n")
+  sweep.fill_doc(prose, "new")
+  assert prose.read_text() == (f"see `{sweep.BEGIN}` and `{sweep.END}`\n{sweep.BEGIN}\nnew\n"
+                               f"{sweep.END}\n")
 
 
 def test_augmented_points_come_last_and_leave_the_other_tiers_settings_alone():
