@@ -437,69 +437,56 @@ def _run_export(point, seed, ds, run_dir, base_dir, settings):
   exported the variant's way, evaluated in TFLM on test and validation. Trains nothing:
   a worker never writes into a run folder another worker may be training."""
   from pipelines import report as report_lib  # pylint: disable=import-outside-toplevel
-  from pipelines import stages  # pylint: disable=import-outside-toplevel
-  from tf_fastgrnn import export  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import compression  # pylint: disable=import-outside-toplevel
+  from tf_fastgrnn import deployment  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import lstm_int16  # pylint: disable=import-outside-toplevel
-  from tf_fastgrnn import runtime  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import stepping  # pylint: disable=import-outside-toplevel
-  from tf_fastgrnn._keras import keras  # pylint: disable=import-outside-toplevel
   start = time.time()
   base = _base_point(point)
+  # The run's figures that no typed result holds (the report's) are read from report.json.
   base_report = json.loads((base_dir / "report.json").read_text())
-  float_hist = json.loads((base_dir / "float_training.json").read_text())["history"]
-  model = keras.models.load_model(base_dir / stages.FLOAT_MODEL)
-  windows = ds.x_train[:stages.CALIBRATION_WINDOWS]
+  trained = compression.Trained.load(base_dir)
+  float_hist = trained.record["history"]
+  windows = ds.x_train[:compression.CALIBRATION_WINDOWS]
   x_test, y_test = _test_subset(ds, settings["max_test_windows"], seed)
   if point.kw.get("int16c"):
-    window_bytes = lstm_int16.convert_window_model(model, windows)
-    tflite_bytes = lstm_int16.streaming_model(window_bytes)
-    name = "model_int8_int16c_step.tflite"
-    runner = lstm_int16.TFLMRunner(tflite_bytes)
-    test = runner.run_windows(x_test)["logits_q"]
-    val = runner.run_windows(ds.x_val)["logits_q"]
-    # The window model: same bytes (checked on the test split); LiteRT: its own kernel.
-    window_test = lstm_int16.TFLMRunner(window_bytes).run_windows(x_test)["logits_q"]
-    litert_test = lstm_int16.LiteRTRunner(tflite_bytes).run_windows(x_test)["logits_q"]
-    lsb = np.abs(test.astype(np.int32) - litert_test)
+    ev = lstm_int16.export_and_evaluate(trained.model, windows, x_test, ds.x_val)
+    tflite_bytes, arena, test_pred, val_pred = ev.tflite, ev.arena, ev.test_pred, \
+        ev.validation_pred
     extra = {
         "export": "TFLite's fused UNIDIRECTIONAL_SEQUENCE_LSTM, int8 weights and "
                   "activations, int16 cell state; streaming: one time step per invoke, "
                   "h and c in variable tensors, reset per window",
-        "window_model_tflite_bytes": len(window_bytes),
-        "window_model_arena_bytes": lstm_int16.measure_arena(window_bytes),
-        "streaming_equals_window_model": bool(np.array_equal(test, window_test)),
-        "litert_top1_agreement": float(np.mean(test.argmax(-1) == litert_test.argmax(-1))),
-        "litert_logits_max_lsb": int(lsb.max()),
-        "litert_logits_bytes_differing": float(np.mean(lsb > 0)),
+        "window_model_tflite_bytes": len(ev.window_tflite),
+        "window_model_arena_bytes": ev.window_arena,
+        **{k: getattr(ev, k) for k in (
+            "streaming_equals_window_model", "litert_top1_agreement",
+            "litert_logits_max_lsb", "litert_logits_bytes_differing")},
     }
-    fileio.write_bytes(run_dir / "model_int8_int16c_window.tflite", window_bytes)
-    arena = lstm_int16.measure_arena(tflite_bytes)
+    fileio.write_bytes(run_dir / "model_int8_int16c_window.tflite", ev.window_tflite)
+    fileio.write_bytes(run_dir / "model_int8_int16c_step.tflite", tflite_bytes)
   else:
-    tflite_bytes = export.convert_step_model(model, windows,
-                                             forget_product_on_cell_grid=True)
-    name = stages.TFLITE_MODEL
-    # The window logits as the device computes them, for the float model's read-out.
-    readout = stepping.readout(model)
-    runner = runtime.TFLMStepRunner(tflite_bytes)
-    zero_point = runner.io["logits"]["zero_point"]
-    test, val = (stepping.window_logits(runner.run_windows(x)["logits_q"], readout,
-                                        zero_point) for x in (x_test, ds.x_val))
+    int8 = deployment.export_int8(trained.model, windows,
+                                  lstm_product_on_cell_grid=True).save(run_dir)
+    # Each window's class as the device computes it, for the float model's read-out.
+    readout = stepping.readout(trained.model)
+    test, val = (deployment.evaluate_tflm(int8, x, y, readout=readout, arena_margin=0,
+                                          num_test_vectors=0)
+                 for x, y in ((x_test, y_test), (ds.x_val, ds.y_val)))
+    tflite_bytes, arena, test_pred, val_pred = int8.tflite, test.arena, test.pred, val.pred
     extra = {"export": "the int8 step model (c int8, capped at ±8), σ(f)·c on c's grid "
                        "(export.convert_step_model(forget_product_on_cell_grid=True))"}
-    arena = runtime.measure_arena(tflite_bytes)
-  fileio.write_bytes(run_dir / name, tflite_bytes)
-  pred = test.argmax(-1)
-  cm = report_lib.confusion_matrix(y_test, pred, len(ds.labels))
+  cm = report_lib.confusion_matrix(y_test, test_pred, len(ds.labels))
   size = base_report["size"]
   return {
-      "int8_tflm_accuracy": float(np.mean(pred == y_test)),
+      "int8_tflm_accuracy": float(np.mean(test_pred == y_test)),
       "int8_tflm_macro_f1": report_lib.macro_f1(cm),
       "float_accuracy": base_report["accuracy"]["float_sparse_keras"],
       "qat_keras_accuracy": None,
       "val_accuracy_float": _val_accuracy(float_hist),
       "val_accuracy_qat": None,
-      "int8_tflm_val_accuracy": float(np.mean(val.argmax(-1) == ds.y_val)),
+      "int8_tflm_val_accuracy": float(np.mean(val_pred == ds.y_val)),
       "best_epoch_float": (float_hist.get("best_epoch") or [None])[0],
       "weights_dense_int8_bytes": size["weights_dense_int8_bytes"],
       "weights_nonzero_int8_bytes": size["weights_nonzero"],
@@ -512,9 +499,10 @@ def _run_export(point, seed, ds, run_dir, base_dir, settings):
       "evaluated_test_windows": int(len(x_test)),
       "train_seconds": base_report["seconds"],
       "export_seconds": time.time() - start,
-      "float_model_from": {"point": base.file(seed), "run_dir": str(base_dir),
-                           "reused": True, "sha256": hashlib.sha256(
-                               (base_dir / stages.FLOAT_MODEL).read_bytes()).hexdigest()},
+      "float_model_from": {
+          "point": base.file(seed), "run_dir": str(base_dir), "reused": True,
+          "sha256": hashlib.sha256(
+              (base_dir / compression.FLOAT_MODEL).read_bytes()).hexdigest()},
       **extra,
   }
 

@@ -19,26 +19,20 @@ from pipelines import run_folder
 
 spec_lib = _light.load("spec")
 
-__all__ = ["AUGMENT", "AUGMENT_CHOICES", "CELLS", "Config", "DISTRIBUTE", "LR_SCHEDULES",
-           "LSTM_CELLS", "NOT_COMPARED_ON_RESUME", "QAT_CELLS", "READOUTS",
-           "dataset_args", "lstm_product_grid", "read_flags", "run_dataset_args",
-           "multi_worker_task", "resolve_augment", "spec_lib", "validate_config"]
+__all__ = ["CELLS", "Config", "DISTRIBUTE", "IMU_DATASETS", "IMU_FRONTENDS", "LR_SCHEDULES",
+           "LSTM_CELLS", "NOT_COMPARED_ON_RESUME", "dataset_args", "lstm_product_grid",
+           "multi_worker_task", "read_flags", "resolve_augment", "run_dataset_args",
+           "spec_lib", "validate_config"]
 
-# The choices, defined once in tf_fastgrnn.spec.
+# The choices the CLIs use, defined once in tf_fastgrnn.spec (the same objects).
 LR_SCHEDULES = spec_lib.LR_SCHEDULES
-READOUTS = spec_lib.READOUTS
 CELLS = spec_lib.CELLS
-QAT_CELLS = spec_lib.QAT_CELLS
 LSTM_CELLS = spec_lib.LSTM_CELLS
-AUGMENT = spec_lib.AUGMENT
-AUGMENT_CHOICES = spec_lib.AUGMENT_CHOICES
 IMU_DATASETS = spec_lib.IMU_DATASETS
 IMU_FRONTENDS = spec_lib.IMU_FRONTENDS
 _AUDIO_DATASETS = spec_lib.AUDIO_DATASETS
 resolve_augment = spec_lib.resolve_augment
-# distribute.CHOICES, repeated here to keep this module free of TensorFlow (a test
-# checks they agree).
-DISTRIBUTE = ("none", "mirrored", "multi_worker")
+DISTRIBUTE = spec_lib.DISTRIBUTE
 # Flags a resumed run may change: how it runs, not what it computes (a checkpoint
 # restores under any strategy; the cache holds the same features wherever it is).
 NOT_COMPARED_ON_RESUME = ("resume", "overwrite", "output_dir", "distribute",

@@ -349,13 +349,6 @@ def test_multi_worker_resume_needs_the_chiefs_folder(tmp_path, monkeypatch):
   assert not (tmp_path / "run").exists()
 
 
-def test_config_module_agrees_with_training():
-  from tf_fastgrnn import training  # pylint: disable=import-outside-toplevel
-  assert config_lib.LR_SCHEDULES == training.LR_SCHEDULES
-  from tf_fastgrnn import models  # pylint: disable=import-outside-toplevel
-  assert sorted(config_lib.CELLS) == sorted(models.CELL_TYPES)
-
-
 def test_preflight_refuses_data_of_another_imu_front_end(tmp_path, rng):
   from data import datasets  # pylint: disable=import-outside-toplevel
   from pipelines import stages  # pylint: disable=import-outside-toplevel

@@ -127,6 +127,31 @@ def test_the_state_is_reset_per_window(fused):
   assert not np.array_equal(out.reshape(-1), runner.run_windows(windows[1:2])["logits_q"][0])
 
 
+def test_export_and_evaluate_runs_both_splits_and_checks_the_streaming_model(fused):
+  weights, model, windows, _, _ = fused
+  validation = _windows(n=10, amplitude=0.5)
+  ev = lstm_int16.export_and_evaluate(model, windows, windows, validation)
+  # Not compared with the fixture's bytes: a second conversion of the model in one
+  # process differs from the first in two buffers that no tensor uses.
+  assert lstm_int16.TFLMRunner(ev.window_tflite).x_shape == (1, T, D)
+  assert ev.tflite == lstm_int16.streaming_model(ev.window_tflite)
+  tflm = lstm_int16.TFLMRunner(ev.tflite)
+  test = tflm.run_windows(windows)["logits_q"]
+  np.testing.assert_array_equal(ev.test_pred, test.argmax(-1))
+  np.testing.assert_array_equal(ev.validation_pred,
+                                tflm.run_windows(validation)["logits_q"].argmax(-1))
+  want, _ = _numpy_lstm(weights, windows.astype(np.float64))
+  assert np.mean(ev.test_pred == want.argmax(-1)) >= 0.9
+  assert ev.streaming_equals_window_model is True
+  litert = lstm_int16.LiteRTRunner(ev.tflite).run_windows(windows)["logits_q"]
+  lsb = np.abs(test.astype(np.int32) - litert)
+  assert ev.litert_logits_max_lsb == lsb.max() <= 1
+  assert ev.litert_logits_bytes_differing == np.mean(lsb > 0)
+  assert ev.litert_top1_agreement == np.mean(test.argmax(-1) == litert.argmax(-1))
+  assert ev.arena == lstm_int16.measure_arena(ev.tflite) > 0
+  assert ev.window_arena == lstm_int16.measure_arena(ev.window_tflite) > 0
+
+
 def test_other_layers_are_refused_with_the_way_out():
   x = keras.Input((T, D))
   lowrank = keras.Model(x, keras.layers.Dense(C)(

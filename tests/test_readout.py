@@ -284,7 +284,6 @@ def test_device_files_state_the_readout_and_the_window_classes(tmp_path, readout
 def test_config_checks_the_readout_and_resume_compares_it(tmp_path):
   from pipelines import config as config_lib  # pylint: disable=import-outside-toplevel
   from pipelines import stages  # pylint: disable=import-outside-toplevel
-  assert config_lib.READOUTS == stepping.READOUTS
   base = config_lib.Config.from_flags(dict(
       dataset="npz", data_dir="x.npz", cell="fastgrnn", units=4, w_rank=None, u_rank=None,
       sparsity_w=0.0, sparsity_u=0.0, epochs=3, qat=True, qat_epochs=1, batch_size=8,

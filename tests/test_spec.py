@@ -1,5 +1,6 @@
 """tf_fastgrnn.spec: one value per default, presets as values, checks, JSON, migrate."""
 
+import ast
 import dataclasses
 import json
 import subprocess
@@ -20,6 +21,26 @@ def test_spec_imports_without_tensorflow():
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                        text=True, timeout=120, env={"PYTHONPATH": str(REPO)})
   assert out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+def test_each_choice_tuple_is_written_out_in_spec_alone():
+  """The product's modules (TensorFlow ones included) take spec's choice tuples; none
+  writes one out again, a copy that could drift from it."""
+  choices = {frozenset(value): name for name, value in vars(spec_lib).items()
+             if name in spec_lib.__all__ and isinstance(value, tuple) and len(value) > 1}
+  assert {"CELLS", "READOUTS", "AUGMENT_CHOICES", "LR_SCHEDULES"} <= set(choices.values())
+  copies = []
+  for package in ("tf_fastgrnn", "pipelines"):
+    for path in sorted((REPO / package).glob("*.py")):
+      if path.name == "spec.py":
+        continue
+      for node in ast.walk(ast.parse(path.read_text())):
+        if (isinstance(node, (ast.Tuple, ast.List, ast.Set))
+            and all(isinstance(e, ast.Constant) for e in node.elts)):
+          name = choices.get(frozenset(e.value for e in node.elts))
+          if name:
+            copies.append(f"{path.relative_to(REPO)}:{node.lineno} spells out spec.{name}")
+  assert copies == []
 
 
 def test_every_bad_value_is_refused_in_one_line_naming_it():

@@ -34,33 +34,24 @@ import math
 
 import numpy as np
 
-__all__ = ["AUDIO_DATASETS", "CHOICES", "IMU_DATASETS", "Augmenter", "batch_rng",
-           "make", "resolve", "rotation_matrices"]
+from tf_fastgrnn import spec as spec_lib
 
-CHOICES = ("none", "auto", "imu", "audio")
-IMU_DATASETS = ("har6", "har2")
-# data.AUDIO_DATASETS, repeated to keep this module free of the data package.
-AUDIO_DATASETS = ("fsdd", "speech_commands", "google12", "google30")
+__all__ = ["Augmenter", "batch_rng", "make", "resolve", "rotation_matrices"]
+
 _STREAM = 0xA06  # separates the augmentation's draws from the epoch order's
 
 
 def resolve(choice, dataset):
   """The augmentation a run uses: ``None``, ``"imu"`` or ``"audio"``.
 
-  ``auto`` picks by the dataset's sensor: ``imu`` for HAR, ``audio`` for spoken words,
-  none for anything else (``npz``: the layout of its features is unknown).
+  ``choice`` None is no augmentation; otherwise ``spec.resolve_augment``: ``auto``
+  picks by the dataset's sensor, ``imu`` for HAR, ``audio`` for spoken words, none for
+  anything else (``npz``: the layout of its features is unknown).
 
   Raises:
-    ValueError: ``choice`` is not one of ``CHOICES``.
+    ValueError: ``choice`` is not one of ``spec.AUGMENT_CHOICES``.
   """
-  if choice is None:
-    return None
-  if choice not in CHOICES:
-    raise ValueError(f"--augment must be one of {', '.join(CHOICES)}, got {choice!r}")
-  if choice == "auto":
-    choice = ("imu" if dataset in IMU_DATASETS else
-              "audio" if dataset in AUDIO_DATASETS else "none")
-  return None if choice == "none" else choice
+  return None if choice is None else spec_lib.resolve_augment(choice, dataset)
 
 
 def batch_rng(seed, epoch, batch):
@@ -125,7 +116,7 @@ def make(choice, dataset, feature_mean, feature_std, strength=None, **params):
   """The ``Augmenter`` of ``choice`` for a dataset, or None (no augmentation).
 
   Args:
-    choice: one of ``CHOICES`` (``auto``: by ``dataset``, see ``resolve``) or None.
+    choice: one of ``spec.AUGMENT_CHOICES`` (``auto``: by ``dataset``, see ``resolve``) or None.
     dataset: the dataset's name.
     strength: None or 1 for the defaults; otherwise every magnitude (angle, gain,
       jitter, shift, mask widths, noise; the widths and shift rounded) times this, > 0.

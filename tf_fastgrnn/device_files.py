@@ -75,7 +75,7 @@ class DeviceSettings:
       spotting, the steps whose posteriors the app averages (its history is
       ``smoothing_steps × num_classes`` floats).
     cell_dim: size of an LSTM's cell state c (0: no c).
-    readout: ``"last"`` or ``"mean"`` (``stepping.READOUTS``): how the app makes a
+    readout: ``"last"`` or ``"mean"`` (``spec.READOUTS``): how the app makes a
       window's class from its steps' int8 logits (``kReadoutMean``).
     fused_decoded_bytes: bytes the fused model's FASTGRNN_INT8 op decodes its options
       into (``fused.decoded_ram_bytes``; 0: no fused model). The fused build's arena is

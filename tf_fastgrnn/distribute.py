@@ -22,12 +22,12 @@ import os
 
 import tensorflow as tf
 
+from tf_fastgrnn import spec as spec_lib
 from tf_fastgrnn._keras import keras
 
-__all__ = ["CHOICES", "check_tf_config", "copy_back", "get_strategy", "is_chief",
+__all__ = ["check_tf_config", "copy_back", "get_strategy", "is_chief",
            "is_default", "register", "replicate"]
 
-CHOICES = ("none", "mirrored", "multi_worker")
 _CACHE = {}
 
 
@@ -45,8 +45,9 @@ def get_strategy(distribute="none"):
     return distribute
   if distribute is None:
     distribute = "none"
-  if distribute not in CHOICES:
-    raise ValueError(f"distribute must be one of {list(CHOICES)}, got {distribute!r}")
+  if distribute not in spec_lib.DISTRIBUTE:
+    raise ValueError(f"distribute must be one of {list(spec_lib.DISTRIBUTE)}, got "
+                     f"{distribute!r}")
   if distribute == "multi_worker":
     check_tf_config(os.environ.get("TF_CONFIG"))
   if distribute not in _CACHE:

@@ -12,7 +12,9 @@ int32>``). This module exports a float ``Input → keras.layers.LSTM → Dense``
   (the LSTM op loops over T inside; then the last step's h → FULLY_CONNECTED);
 - ``streaming_model``: the same graph with T = 1: ``x [1, 1, D] -> logits [1, C]``, one
   invoke per time step. Same tensors, same quantization, so stepping it T times computes
-  exactly what the window model computes in one invoke (tested byte for byte).
+  exactly what the window model computes in one invoke (tested byte for byte);
+- ``export_and_evaluate``: both, run in TFLM over test and validation windows, the
+  streaming model checked against the window model and LiteRT (the sweep's tier 5).
 
 In both the states h (int8) and c (int16) are *variable tensors* inside the arena, not
 model inputs: they persist across invokes, so the device (and the runners here) reset the
@@ -27,6 +29,7 @@ keeps its factors; its int8 step model takes ``export.convert_step_model(...,
 forget_product_on_cell_grid=True)``.
 """
 
+import dataclasses
 import faulthandler
 import os
 
@@ -40,8 +43,9 @@ from tf_fastgrnn import runtime
 from tf_fastgrnn import stepping
 from tf_fastgrnn._keras import keras
 
-__all__ = ["LiteRTRunner", "TFLMRunner", "check_fused", "convert_window_model",
-           "measure_arena", "streaming_model"]
+__all__ = ["Evaluation", "LiteRTRunner", "TFLMRunner", "check_fused",
+           "convert_window_model", "export_and_evaluate", "measure_arena",
+           "streaming_model"]
 
 LSTM_OP = "UNIDIRECTIONAL_SEQUENCE_LSTM"
 
@@ -286,3 +290,60 @@ def measure_arena(tflite_bytes, granularity=16):
     mid = (low + high) // 2
     low, high = (low, mid) if _fits_in_child(tflite_bytes, mid) else (mid, high)
   return high
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  """A float LSTM model's fused export, run in TFLM (what the board computes).
+
+  ``window_tflite`` (one invoke per window) and ``tflite`` (streaming: one invoke per
+  time step) with their smallest TFLM arenas (``window_arena``, ``arena``: bytes, this
+  host); ``test_pred`` and ``validation_pred``, each window's class from the streaming
+  model's int8 logits at the window's end; on the test windows, whether the streaming
+  model's int8 logits equal the window model's (``streaming_equals_window_model``) and
+  how LiteRT's reference kernels differ from TFLM's: the share of windows with the same
+  class (``litert_top1_agreement``), the largest logit difference in LSBs
+  (``litert_logits_max_lsb``) and the share of int8 logits that differ
+  (``litert_logits_bytes_differing``)."""
+  window_tflite: bytes
+  tflite: bytes
+  window_arena: int
+  arena: int
+  test_pred: np.ndarray
+  validation_pred: np.ndarray
+  streaming_equals_window_model: bool
+  litert_top1_agreement: float
+  litert_logits_max_lsb: int
+  litert_logits_bytes_differing: float
+
+
+def export_and_evaluate(model, calibration, test_windows, validation_windows):
+  """Exports ``model`` the fused way and runs it in TFLM over both splits' windows.
+
+  Args:
+    model: as ``convert_window_model`` takes it.
+    calibration: real windows ``[N, T, D]`` the converter calibrates on
+      (``convert_window_model``'s ``representative_windows``).
+    test_windows: ``[N, T, D]`` windows, normalised as in training; the checks against
+      the window model and LiteRT run on these.
+    validation_windows: ``[M, T, D]`` windows, run in TFLM only.
+
+  Returns:
+    An ``Evaluation``.
+  """
+  window_bytes = convert_window_model(model, calibration)
+  tflite_bytes = streaming_model(window_bytes)
+  runner = TFLMRunner(tflite_bytes)
+  test = runner.run_windows(test_windows)["logits_q"]
+  validation = runner.run_windows(validation_windows)["logits_q"]
+  window_test = TFLMRunner(window_bytes).run_windows(test_windows)["logits_q"]
+  litert_test = LiteRTRunner(tflite_bytes).run_windows(test_windows)["logits_q"]
+  lsb = np.abs(test.astype(np.int32) - litert_test)
+  return Evaluation(
+      window_tflite=window_bytes, tflite=tflite_bytes,
+      window_arena=measure_arena(window_bytes), arena=measure_arena(tflite_bytes),
+      test_pred=test.argmax(-1), validation_pred=validation.argmax(-1),
+      streaming_equals_window_model=bool(np.array_equal(test, window_test)),
+      litert_top1_agreement=float(np.mean(test.argmax(-1) == litert_test.argmax(-1))),
+      litert_logits_max_lsb=int(lsb.max()),
+      litert_logits_bytes_differing=float(np.mean(lsb > 0)))

@@ -11,12 +11,11 @@ sums its int8 logits over the window: ``stepping.window_logits``).
 
 from tf_fastgrnn import baselines
 from tf_fastgrnn import cells
+from tf_fastgrnn import spec as spec_lib
 from tf_fastgrnn import stepping
 from tf_fastgrnn._keras import keras
 
-__all__ = ["CELL_TYPES", "sequence_classifier"]
-
-CELL_TYPES = ("fastgrnn", "fastrnn", "lstm", "gru", "lowrank_lstm")
+__all__ = ["sequence_classifier"]
 
 
 def sequence_classifier(cell, units, input_shape, num_classes, *, name=None,
@@ -24,7 +23,7 @@ def sequence_classifier(cell, units, input_shape, num_classes, *, name=None,
   """Builds ``Input(input_shape) → RNN(cell) → Dense(num_classes)`` (logits).
 
   Args:
-    cell: one of ``CELL_TYPES``.
+    cell: one of ``spec.CELLS``.
     units: hidden size H.
     input_shape: ``(T, D)``; T may be None for variable-length use (not for export).
     num_classes: number of classes C.
@@ -42,8 +41,8 @@ def sequence_classifier(cell, units, input_shape, num_classes, *, name=None,
     ValueError: unknown cell or read-out, bad shape or class count.
   """
   stepping.check_readout(readout)
-  if cell not in CELL_TYPES:
-    raise ValueError(f"cell must be one of {CELL_TYPES}, got {cell!r}")
+  if cell not in spec_lib.CELLS:
+    raise ValueError(f"cell must be one of {spec_lib.CELLS}, got {cell!r}")
   if len(tuple(input_shape)) != 2 or input_shape[-1] is None:
     raise ValueError(f"input_shape must be (T, D) with D known, got {input_shape!r}")
   if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:

@@ -27,14 +27,14 @@ import json
 import math
 import numbers
 
-__all__ = ["AUDIO_DATASETS", "AUGMENT", "AUGMENT_CHOICES", "CELLS", "DataSpec",
-           "ExportSpec", "IMU_DATASETS", "IMU_FRONTENDS", "AUDIO_FRONTENDS", "LR_SCHEDULES",
+__all__ = ["AUDIO_DATASETS", "AUGMENT", "AUGMENT_CHOICES", "CELLS", "DISTRIBUTE",
+           "DataSpec", "ExportSpec", "IMU_DATASETS", "IMU_FRONTENDS", "AUDIO_FRONTENDS", "LR_SCHEDULES",
            "LSTM_CELLS", "ModelSpec", "PRESETS", "QAT_CELLS", "READOUTS", "RANKED_CELLS",
            "Recipe", "SCHEMA_VERSION", "SparsitySpec", "Spec", "flat_changes", "migrate",
            "resolve_augment"]
 
-# The choices of the fields, defined here (TensorFlow-free) and used by the modules that
-# act on them (training, stepping, models, augment, data).
+# The choices of the fields, defined here alone (TensorFlow-free) and imported by the
+# modules that act on them (training, stepping, models, augment, distribute; the CLIs).
 LR_SCHEDULES = ("constant", "cosine")
 READOUTS = ("last", "mean")
 # QAT and pruning cover the FastGRNN cells; the baselines train dense and are quantized
@@ -51,6 +51,8 @@ IMU_DATASETS = ("har6", "har2")
 AUDIO_DATASETS = ("fsdd", "speech_commands", "google12", "google30")
 IMU_FRONTENDS = ("raw_imu", "imu_gravity")
 AUDIO_FRONTENDS = ("logmel32", "micro32")
+# --distribute's choices: a run option (pipelines.config.Config), not a Spec field.
+DISTRIBUTE = ("none", "mirrored", "multi_worker")
 
 # 1: the first layout with a schema_version (flags.json of runs before it: version 0).
 SCHEMA_VERSION = 1

@@ -21,12 +21,12 @@ export's calibration, QAT's calibration and the numerics diff all use.
 import numpy as np
 import tensorflow as tf
 
+from tf_fastgrnn import spec as spec_lib
 from tf_fastgrnn._keras import keras
 
-__all__ = ["LAYOUT", "READOUTS", "check_readout", "parts", "readout", "representative_pairs",
+__all__ = ["LAYOUT", "check_readout", "parts", "readout", "representative_pairs",
            "run_steps", "step_function", "step_model", "window_classes", "window_logits"]
 
-READOUTS = ("last", "mean")
 LAYOUT = ("Input → RNN(cell) → Dense, or Input → RNN(cell, return_sequences=True) → "
           "Dense → GlobalAveragePooling1D for the mean read-out (the layouts of "
           "tf_fastgrnn.models.sequence_classifier)")
@@ -100,9 +100,9 @@ def readout(model):
 
 
 def check_readout(name):
-  """Raises ValueError unless ``name`` is one of ``READOUTS``."""
-  if name not in READOUTS:
-    raise ValueError(f"readout must be one of {READOUTS}, got {name!r}")
+  """Raises ValueError unless ``name`` is one of ``spec.READOUTS``."""
+  if name not in spec_lib.READOUTS:
+    raise ValueError(f"readout must be one of {spec_lib.READOUTS}, got {name!r}")
 
 
 def window_logits(step_logits, readout_name, zero_point=None):

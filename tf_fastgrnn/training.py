@@ -39,14 +39,13 @@ from tf_fastgrnn import input_pipeline
 from tf_fastgrnn import spec as spec_lib
 from tf_fastgrnn._keras import keras
 
-__all__ = ["FitOptions", "SmoothedCrossentropy", "classification_loss", "LR_SCHEDULES",
-           "NonFiniteLossError", "PhasedCosine", "check_positive_int", "fit",
-           "load_history", "set_seed", "step_budget"]
+__all__ = ["FitOptions", "NonFiniteLossError", "PhasedCosine", "SmoothedCrossentropy",
+           "check_positive_int", "classification_loss", "fit", "load_history", "set_seed",
+           "step_budget"]
 
 HISTORY_FILE = "history.json"
 BEST_WEIGHTS_FILE = "best_weights.npz"
 _RUN_FILE = "run.json"
-LR_SCHEDULES = spec_lib.LR_SCHEDULES
 
 
 @keras.utils.register_keras_serializable(package="tf_fastgrnn")
