@@ -2020,6 +2020,95 @@ void fastgrnn_int8_add2_h_t2(const fg_add_args *a) FG_HIDDEN;
 void fastgrnn_int8_add2_g_t2(const fg_add_args *a) FG_HIDDEN;
 __asm__(FG_A_ADD2("fastgrnn_int8_add2_h_t2", "r0"));
 __asm__(FG_A_ADD2("fastgrnn_int8_add2_g_t2", "r1"));
+
+/* FastGRNN's whole elementwise chain in one loop (pre, h~ and z read back from no buffer):
+ * per unit j, pre = ADD(xw[j], hu[j]) for equal input scales (as fastgrnn_int8_add2_*_t2),
+ * P = pre 2^20 + hoff2 (both bias ADDs take pre as their h side, with one offset), h~ =
+ * update_table[out8(P + 2 uterm[j])], z = gate_table[out8(P + 2 gterm[j])] (as
+ * fastgrnn_int8_term_t2), zh = MUL(z, h_in[j]), ch = MUL(coef[z], h~), h_out[j] =
+ * ADD(ch, zh) (as fastgrnn_int8_grnn_t2; HV / GV: the registers of its h and g sides, r8
+ * = ch, r9 = zh). Only lr (j, -n .. -1) and r12 (k) stay across stages: each stage loads
+ * its constants and array ends (at ..._end[j]) with one LDM, so r0-r11 are free for it.
+ * k = {xw_end, hu_end, K0, m, round, e, hoff2 | uterm_end, m, round, e, utable + 128 |
+ * gterm_end, m, round, e, gtable + 128 | h_in_end, 2 o1, o2, m, round, e (MUL(z, h)) |
+ * coef + 128, 2 o1, o2, m, round, e (MUL(coef, h~)) | off, m, half, e (ADD's g side) |
+ * hoff2, m, round, e, h_out_end (ADD)}; a = {k, -n}, n >= 1. */
+#define FG_A_EW(name, HV, GV)                                              \
+  FG_A_FUNC(name)                                                          \
+  "push {r4-r11, lr}\n\t"                                                  \
+  "ldm r0, {r12, lr}\n"                                                    \
+  "1:\n\t"                                                                 \
+  "ldm r12!, {r0-r6}\n\t"                                                  \
+  "ldrsb r7, [r0, lr]\n\t"                                                 \
+  "ldrsb r8, [r1, lr]\n\t"                                                 \
+  "add r7, r7, r8\n\t"                                                     \
+  "add r7, r2, r7, lsl #20\n\t"                                            \
+  FG_A_SMMLAR("r8", "r9", "r7", "r3", "r4")                                \
+  "sub r8, r8, r7, lsr #31\n\t"                                            \
+  "asr r8, r8, r5\n\t"                                                     \
+  "ssat r8, #8, r8\n\t"                                                    \
+  "add r11, r6, r8, lsl #20\n\t"                                           \
+  "ldm r12!, {r0-r4}\n\t"                                                  \
+  "ldr r5, [r0, lr, lsl #2]\n\t"                                           \
+  "add r5, r11, r5, lsl #1\n\t"                                            \
+  FG_A_SMMLAR("r6", "r7", "r5", "r1", "r2")                                \
+  "sub r6, r6, r5, lsr #31\n\t"                                            \
+  "asr r6, r6, r3\n\t"                                                     \
+  "ssat r6, #8, r6\n\t"                                                    \
+  "ldrsb r10, [r4, r6]\n\t"                                                \
+  "ldm r12!, {r0-r4}\n\t"                                                  \
+  "ldr r5, [r0, lr, lsl #2]\n\t"                                           \
+  "add r5, r11, r5, lsl #1\n\t"                                            \
+  FG_A_SMMLAR("r6", "r7", "r5", "r1", "r2")                                \
+  "sub r6, r6, r5, lsr #31\n\t"                                            \
+  "asr r6, r6, r3\n\t"                                                     \
+  "ssat r6, #8, r6\n\t"                                                    \
+  "ldrsb r11, [r4, r6]\n\t"                                                \
+  "ldm r12!, {r0-r5}\n\t"                                                  \
+  "ldrsb r6, [r0, lr]\n\t"                                                 \
+  "add r6, r6, r2\n\t"                                                     \
+  "add r7, r1, r11, lsl #1\n\t"                                            \
+  "mul r7, r7, r6\n\t"                                                     \
+  FG_A_SMMLAR("r9", "r8", "r7", "r3", "r4")                                \
+  "sub r9, r9, r7, lsr #31\n\t"                                            \
+  "asr r9, r9, r5\n\t"                                                     \
+  "ssat r9, #8, r9\n\t"                                                    \
+  "ldm r12!, {r0-r5}\n\t"                                                  \
+  "ldrsb r6, [r0, r11]\n\t"                                                \
+  "add r6, r1, r6, lsl #1\n\t"                                             \
+  "add r10, r10, r2\n\t"                                                   \
+  "mul r6, r6, r10\n\t"                                                    \
+  FG_A_SMMLAR("r8", "r7", "r6", "r3", "r4")                                \
+  "sub r8, r8, r6, lsr #31\n\t"                                            \
+  "asr r8, r8, r5\n\t"                                                     \
+  "ssat r8, #8, r8\n\t"                                                    \
+  "ldm r12!, {r0-r3}\n\t"                                                  \
+  "add " GV ", r0, " GV ", lsl #21\n\t"                                    \
+  FG_A_SMMLAR("r4", "r5", GV, "r1", "r2")                                  \
+  "sub r4, r4, " GV ", lsr #31\n\t"                                        \
+  "asr r4, r4, r3\n\t"                                                     \
+  "ldm r12, {r0-r3, r5}\n\t"                                               \
+  "add " HV ", r0, " HV ", lsl #20\n\t"                                    \
+  "add " HV ", " HV ", r4, lsl #1\n\t"                                     \
+  FG_A_SMMLAR("r6", "r7", HV, "r1", "r2")                                  \
+  "sub r6, r6, " HV ", lsr #31\n\t"                                        \
+  "asr r6, r6, r3\n\t"                                                     \
+  "ssat r6, #8, r6\n\t"                                                    \
+  "strb r6, [r5, lr]\n\t"                                                  \
+  "sub r12, r12, #132\n\t"                                                 \
+  "adds lr, lr, #1\n\t"                                                    \
+  "bne 1b\n\t"                                                             \
+  "pop {r4-r11, pc}\n\t"                                                   \
+  FG_A_END(name)
+
+typedef struct {
+  const int32_t *k;
+  int32_t neg_n;
+} fg_ew_args;
+void fastgrnn_int8_ew_t2(const fg_ew_args *a) FG_HIDDEN;
+void fastgrnn_int8_ew_swap_t2(const fg_ew_args *a) FG_HIDDEN;
+__asm__(FG_A_EW("fastgrnn_int8_ew_t2", "r8", "r9"));
+__asm__(FG_A_EW("fastgrnn_int8_ew_swap_t2", "r9", "r8"));
 #endif
 
 FG_HOT static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int8_t *b,
@@ -2195,6 +2284,78 @@ FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, 
   return 1;
 }
 
+#if defined(FG_THUMB2)
+/* FastGRNN's elementwise chain in one pass (fastgrnn_int8_ew_t2) when pre's ADD has equal
+ * input scales, both bias ADDs take pre as their h side with one offset and have their
+ * bias terms and tables, and every ADD/MUL has its fast form; else 0 (the passes run). */
+FG_HOT static int ew_fused_fast(const fastgrnn_int8_params *p, const int8_t *xw,
+                                const int8_t *hu, const int8_t *h_in, int8_t *h_out,
+                                int32_t n) {
+  const int32_t half = INT32_C(1) << 30;
+  const fastgrnn_int8_binop *ua = &p->update_add, *ga = &p->gate_add;
+  fg_in pg, g;
+  fg_out po, uo, go, zm, cm, o;
+  int32_t phoff2, hoff2, k[38];
+  int pswap, swap;
+  fg_ew_args a;
+  if (!p->update_bias || !p->gate_bias || !p->update_bias_term || !p->gate_bias_term ||
+      !p->update_table || !p->gate_table || ua->in1_mult != half || ua->in1_shift != 0 ||
+      ga->in1_mult != half || ga->in1_shift != 0 || ua->in1_offset != ga->in1_offset ||
+      !fast_out(&uo, ua) || !fast_out(&go, ga) ||
+      !fast_add(&phoff2, &pg, &po, &p->pre, &pswap) || pg.l != 22 ||
+      !fast_out(&zm, &p->zh_mul) || !fast_out(&cm, &p->ch_mul) ||
+      !fast_add(&hoff2, &g, &o, &p->out_add, &swap) || g.l != 21)
+    return 0;
+  k[0] = (int32_t)(intptr_t)(xw + n);
+  k[1] = (int32_t)(intptr_t)(hu + n);
+  k[2] = phoff2 + pg.off / 4; /* pg.off = offset 2^22 */
+  k[3] = po.m;
+  k[4] = po.round;
+  k[5] = po.e;
+  k[6] = ua->in1_offset * (INT32_C(1) << 20);
+  k[7] = (int32_t)(intptr_t)(p->update_bias_term + n);
+  k[8] = uo.m;
+  k[9] = uo.round;
+  k[10] = uo.e;
+  k[11] = (int32_t)(intptr_t)(p->update_table + 128);
+  k[12] = (int32_t)(intptr_t)(p->gate_bias_term + n);
+  k[13] = go.m;
+  k[14] = go.round;
+  k[15] = go.e;
+  k[16] = (int32_t)(intptr_t)(p->gate_table + 128);
+  k[17] = (int32_t)(intptr_t)(h_in + n);
+  k[18] = zm.in1x2;
+  k[19] = zm.in2;
+  k[20] = zm.m;
+  k[21] = zm.round;
+  k[22] = zm.e;
+  k[23] = (int32_t)(intptr_t)(p->coef_table + 128);
+  k[24] = cm.in1x2;
+  k[25] = cm.in2;
+  k[26] = cm.m;
+  k[27] = cm.round;
+  k[28] = cm.e;
+  k[29] = g.off;
+  k[30] = g.m;
+  k[31] = g.half;
+  k[32] = g.e;
+  k[33] = hoff2;
+  k[34] = o.m;
+  k[35] = o.round;
+  k[36] = o.e;
+  k[37] = (int32_t)(intptr_t)(h_out + n);
+  a.k = k;
+  a.neg_n = -n;
+  if (swap)
+    fastgrnn_int8_ew_swap_t2(&a);
+  else
+    fastgrnn_int8_ew_t2(&a);
+  return 1;
+}
+#define FG_EW_FUSED(p, xw, hu, h_in, h_out, n) \
+  ((p)->cell == FASTGRNN_INT8_FASTGRNN && ew_fused_fast(p, xw, hu, h_in, h_out, n))
+#endif
+
 /* h_out[j] = ADD(alpha h~ [j], beta(h[j])). */
 FG_INLINE void rnn_loop(int32_t hoff2, const fg_in *g, const fg_out *o,
                         const ROM int8_t *state,
@@ -2224,6 +2385,9 @@ FG_HOT static int rnn_out_fast(const fastgrnn_int8_binop *p, const ROM int8_t *s
 #define FG_FAST(call) (call)
 #else
 #define FG_FAST(call) 0
+#endif
+#if !defined(FG_EW_FUSED)
+#define FG_EW_FUSED(p, xw, hu, h_in, h_out, n) 0
 #endif
 
 static int fc_ok(const fastgrnn_int8_fc *f, int32_t rows, int32_t cols) {
@@ -2289,18 +2453,20 @@ int fastgrnn_int8_step(const fastgrnn_int8_params *p, const int8_t *x, const int
   }
   /* Elementwise passes, each with its few parameters in registers (a local copy: the
    * int8 stores could alias the params otherwise). pre -> xw; h~ (or alpha h~) -> hu;
-   * z -> xw; then h_out. */
-  if (!FG_FAST(add_vec_fast(&p->pre, xw, hu, xw, h))) add_vec(&p->pre, xw, hu, xw, h);
-  if (!FG_FAST(bias_vec_fast(&p->update_add, p->update_bias, p->update_bias_term,
-                             p->update_table, xw, hu, h)))
-    bias_vec(&p->update_add, p->update_bias, p->update_table, xw, hu, h);
-  if (p->cell == FASTGRNN_INT8_FASTGRNN) {
-    if (!FG_FAST(bias_vec_fast(&p->gate_add, p->gate_bias, p->gate_bias_term, p->gate_table,
-                               xw, xw, h)))
-      bias_vec(&p->gate_add, p->gate_bias, p->gate_table, xw, xw, h);
-    if (!FG_FAST(grnn_out_fast(p, xw, hu, h_in, h_out, h))) grnn_out(p, xw, hu, h_in, h_out, h);
-  } else if (!FG_FAST(rnn_out_fast(&p->out_add, p->state_table, hu, h_in, h_out, h))) {
-    rnn_out(&p->out_add, p->state_table, hu, h_in, h_out, h);
+   * z -> xw; then h_out. Thumb-2: FastGRNN's whole chain in one pass where it applies. */
+  if (!FG_EW_FUSED(p, xw, hu, h_in, h_out, h)) {
+    if (!FG_FAST(add_vec_fast(&p->pre, xw, hu, xw, h))) add_vec(&p->pre, xw, hu, xw, h);
+    if (!FG_FAST(bias_vec_fast(&p->update_add, p->update_bias, p->update_bias_term,
+                               p->update_table, xw, hu, h)))
+      bias_vec(&p->update_add, p->update_bias, p->update_table, xw, hu, h);
+    if (p->cell == FASTGRNN_INT8_FASTGRNN) {
+      if (!FG_FAST(bias_vec_fast(&p->gate_add, p->gate_bias, p->gate_bias_term, p->gate_table,
+                                 xw, xw, h)))
+        bias_vec(&p->gate_add, p->gate_bias, p->gate_table, xw, xw, h);
+      if (!FG_FAST(grnn_out_fast(p, xw, hu, h_in, h_out, h))) grnn_out(p, xw, hu, h_in, h_out, h);
+    } else if (!FG_FAST(rnn_out_fast(&p->out_add, p->state_table, hu, h_in, h_out, h))) {
+      rnn_out(&p->out_add, p->state_table, hu, h_in, h_out, h);
+    }
   }
   if (logits) fc8(&p->classifier, h_out, logits);
   return FASTGRNN_INT8_OK;
