@@ -1070,11 +1070,14 @@ FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, in
 #endif
 
 #if defined(FG_FASTPATH) && defined(FG_THUMB2)
-/* The MACs of one sparse row (TBB into a body by n % 8). With DSP (M4, M7, M33, M55) the
- * n % 8 first ones singly, then groups of 8: 4 weights per LDR (unaligned: Armv7-M and
- * later allow it for LDR), sign-extended in pairs by SXTB16, each product by SMLABB /
- * SMLABT (the weight's half): 30 + 2 instructions per 8 instead of 34. */
+/* The MACs of one sparse row (TBB into a body by n % 8, or n % 16). With DSP (M4, M7,
+ * M33, M55) the n % 8 first ones singly, then groups of 8: 4 weights per LDR (unaligned:
+ * Armv7-M and later allow it for LDR), sign-extended in pairs by SXTB16, each product by
+ * SMLABB / SMLABT (the weight's half): 30 + 2 instructions per 8 instead of 34. Without
+ * DSP (M3) a body of 16 MACs of 4 instructions, + 2 per pass. */
 #if defined(FG_DSP)
+#define FG_A_SPARSE_LOW "7"
+#define FG_A_SPARSE_LOG2 "3"
 #define FG_A_SPARSE_MACS                                                     \
   "tbb [pc, r5]\n"                                                           \
   "2:\n\t"                                                                   \
@@ -1152,56 +1155,100 @@ FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, in
   "subs r4, r4, #1\n\t"                                                      \
   "bge 3b\n"
 #else
+#define FG_A_SPARSE_LOW "15"
+#define FG_A_SPARSE_LOG2 "4"
 #define FG_A_SPARSE_MACS                                                     \
-    "tbb [pc, r5]\n"                                                         \
-    "2:\n\t"                                                                 \
-    ".byte (10f-2b)/2, (17f-2b)/2, (16f-2b)/2, (15f-2b)/2\n\t"               \
-    ".byte (14f-2b)/2, (13f-2b)/2, (12f-2b)/2, (11f-2b)/2\n"                 \
-    "10:\n\t"                                                                \
-    "subs r4, r4, #1\n\t"                                                    \
-    "blt 20f\n"                                                              \
-    "3:\n\t"                                                                 \
-    "ldrb r5, [r0], #1\n\t"                                                  \
-    "ldrsb r5, [r2, r5]\n\t"                                                 \
-    "ldrsb r6, [r1], #1\n\t"                                                 \
-    "mla r3, r5, r6, r3\n"                                                   \
-    "11:\n\t"                                                                \
-    "ldrb r5, [r0], #1\n\t"                                                  \
-    "ldrsb r5, [r2, r5]\n\t"                                                 \
-    "ldrsb r6, [r1], #1\n\t"                                                 \
-    "mla r3, r5, r6, r3\n"                                                   \
-    "12:\n\t"                                                                \
-    "ldrb r5, [r0], #1\n\t"                                                  \
-    "ldrsb r5, [r2, r5]\n\t"                                                 \
-    "ldrsb r6, [r1], #1\n\t"                                                 \
-    "mla r3, r5, r6, r3\n"                                                   \
-    "13:\n\t"                                                                \
-    "ldrb r5, [r0], #1\n\t"                                                  \
-    "ldrsb r5, [r2, r5]\n\t"                                                 \
-    "ldrsb r6, [r1], #1\n\t"                                                 \
-    "mla r3, r5, r6, r3\n"                                                   \
-    "14:\n\t"                                                                \
-    "ldrb r5, [r0], #1\n\t"                                                  \
-    "ldrsb r5, [r2, r5]\n\t"                                                 \
-    "ldrsb r6, [r1], #1\n\t"                                                 \
-    "mla r3, r5, r6, r3\n"                                                   \
-    "15:\n\t"                                                                \
-    "ldrb r5, [r0], #1\n\t"                                                  \
-    "ldrsb r5, [r2, r5]\n\t"                                                 \
-    "ldrsb r6, [r1], #1\n\t"                                                 \
-    "mla r3, r5, r6, r3\n"                                                   \
-    "16:\n\t"                                                                \
-    "ldrb r5, [r0], #1\n\t"                                                  \
-    "ldrsb r5, [r2, r5]\n\t"                                                 \
-    "ldrsb r6, [r1], #1\n\t"                                                 \
-    "mla r3, r5, r6, r3\n"                                                   \
-    "17:\n\t"                                                                \
-    "ldrb r5, [r0], #1\n\t"                                                  \
-    "ldrsb r5, [r2, r5]\n\t"                                                 \
-    "ldrsb r6, [r1], #1\n\t"                                                 \
-    "mla r3, r5, r6, r3\n\t"                                                 \
-    "subs r4, r4, #1\n\t"                                                    \
-    "bge 3b\n"
+  "tbb [pc, r5]\n"                                                           \
+  "2:\n\t"                                                                   \
+  ".byte (10f-2b)/2, (55f-2b)/2, (54f-2b)/2, (53f-2b)/2\n\t"                 \
+  ".byte (52f-2b)/2, (51f-2b)/2, (50f-2b)/2, (49f-2b)/2\n\t"                 \
+  ".byte (48f-2b)/2, (47f-2b)/2, (46f-2b)/2, (45f-2b)/2\n\t"                 \
+  ".byte (44f-2b)/2, (43f-2b)/2, (42f-2b)/2, (41f-2b)/2\n"                   \
+  "10:\n\t"                                                                  \
+  "subs r4, r4, #1\n\t"                                                      \
+  "blt 20f\n"                                                                \
+  "3:\n\t"                                                                   \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "41:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "42:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "43:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "44:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "45:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "46:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "47:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "48:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "49:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "50:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "51:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "52:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "53:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "54:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "55:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n\t"                                                   \
+  "subs r4, r4, #1\n\t"                                                      \
+  "bge 3b\n"
 #endif
 
 /* A whole sparse layer without fused activation in Thumb-2 assembly (Armv7-M: M3 has no
@@ -1241,8 +1288,8 @@ __asm__(
     "1:\n\t"
     "ldrb r4, [r0], #1\n\t"
     "ldr r3, [r7], #4\n\t"
-    "and r5, r4, #7\n\t"
-    "lsr r4, r4, #3\n\t"
+    "and r5, r4, #" FG_A_SPARSE_LOW "\n\t"
+    "lsr r4, r4, #" FG_A_SPARSE_LOG2 "\n\t"
     FG_A_SPARSE_MACS
     "20:\n\t"
     "ldr r5, [r8], #4\n\t"           /* m */
@@ -1857,6 +1904,19 @@ FG_EW_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
   "add " d ", " d ", " c "\n\t"                          \
   "add " d ", " d ", " lo ", lsr #31\n\t"
 #endif
+/* SMMLAR then RoundingDivideByPOT's sign term: d = c - [a < 0] + ((a b + 2^31) >> 32).
+ * Without DSP one SMLAL onto {d : lo} = {c + (a >> 31) : 2^31}: 3 instructions instead
+ * of 4 (d, lo, a, b all different). */
+#if defined(FG_DSP)
+#define FG_A_SMMLAR_SUB(d, lo, a, b, c)                  \
+  "smmlar " d ", " a ", " b ", " c "\n\t"                \
+  "sub " d ", " d ", " a ", lsr #31\n\t"
+#else
+#define FG_A_SMMLAR_SUB(d, lo, a, b, c)                  \
+  "mov " lo ", #0x80000000\n\t"                         \
+  "add " d ", " c ", " a ", asr #31\n\t"                \
+  "smlal " lo ", " d ", " a ", " b "\n\t"
+#endif
 #define FG_A_FUNC(name)                                                    \
   ".section .text." name ",\"ax\",%progbits\n\t"                           \
   ".syntax unified\n\t"                                                    \
@@ -2043,24 +2103,21 @@ __asm__(FG_A_ADD2("fastgrnn_int8_add2_g_t2", "r1"));
   "ldrsb r8, [r1, lr]\n\t"                                                 \
   "add r7, r7, r8\n\t"                                                     \
   "add r7, r2, r7, lsl #20\n\t"                                            \
-  FG_A_SMMLAR("r8", "r9", "r7", "r3", "r4")                                \
-  "sub r8, r8, r7, lsr #31\n\t"                                            \
+  FG_A_SMMLAR_SUB("r8", "r9", "r7", "r3", "r4")                            \
   "asr r8, r8, r5\n\t"                                                     \
   "ssat r8, #8, r8\n\t"                                                    \
   "add r11, r6, r8, lsl #20\n\t"                                           \
   "ldm r12!, {r0-r4}\n\t"                                                  \
   "ldr r5, [r0, lr, lsl #2]\n\t"                                           \
   "add r5, r11, r5, lsl #1\n\t"                                            \
-  FG_A_SMMLAR("r6", "r7", "r5", "r1", "r2")                                \
-  "sub r6, r6, r5, lsr #31\n\t"                                            \
+  FG_A_SMMLAR_SUB("r6", "r7", "r5", "r1", "r2")                            \
   "asr r6, r6, r3\n\t"                                                     \
   "ssat r6, #8, r6\n\t"                                                    \
   "ldrsb r10, [r4, r6]\n\t"                                                \
   "ldm r12!, {r0-r4}\n\t"                                                  \
   "ldr r5, [r0, lr, lsl #2]\n\t"                                           \
   "add r5, r11, r5, lsl #1\n\t"                                            \
-  FG_A_SMMLAR("r6", "r7", "r5", "r1", "r2")                                \
-  "sub r6, r6, r5, lsr #31\n\t"                                            \
+  FG_A_SMMLAR_SUB("r6", "r7", "r5", "r1", "r2")                            \
   "asr r6, r6, r3\n\t"                                                     \
   "ssat r6, #8, r6\n\t"                                                    \
   "ldrsb r11, [r4, r6]\n\t"                                                \
@@ -2069,8 +2126,7 @@ __asm__(FG_A_ADD2("fastgrnn_int8_add2_g_t2", "r1"));
   "add r6, r6, r2\n\t"                                                     \
   "add r7, r1, r11, lsl #1\n\t"                                            \
   "mul r7, r7, r6\n\t"                                                     \
-  FG_A_SMMLAR("r9", "r8", "r7", "r3", "r4")                                \
-  "sub r9, r9, r7, lsr #31\n\t"                                            \
+  FG_A_SMMLAR_SUB("r9", "r8", "r7", "r3", "r4")                            \
   "asr r9, r9, r5\n\t"                                                     \
   "ssat r9, #8, r9\n\t"                                                    \
   "ldm r12!, {r0-r5}\n\t"                                                  \
@@ -2078,20 +2134,17 @@ __asm__(FG_A_ADD2("fastgrnn_int8_add2_g_t2", "r1"));
   "add r6, r1, r6, lsl #1\n\t"                                             \
   "add r10, r10, r2\n\t"                                                   \
   "mul r6, r6, r10\n\t"                                                    \
-  FG_A_SMMLAR("r8", "r7", "r6", "r3", "r4")                                \
-  "sub r8, r8, r6, lsr #31\n\t"                                            \
+  FG_A_SMMLAR_SUB("r8", "r7", "r6", "r3", "r4")                            \
   "asr r8, r8, r5\n\t"                                                     \
   "ssat r8, #8, r8\n\t"                                                    \
   "ldm r12!, {r0-r3}\n\t"                                                  \
   "add " GV ", r0, " GV ", lsl #21\n\t"                                    \
-  FG_A_SMMLAR("r4", "r5", GV, "r1", "r2")                                  \
-  "sub r4, r4, " GV ", lsr #31\n\t"                                        \
+  FG_A_SMMLAR_SUB("r4", "r5", GV, "r1", "r2")                              \
   "asr r4, r4, r3\n\t"                                                     \
   "ldm r12, {r0-r3, r5}\n\t"                                               \
   "add " HV ", r0, " HV ", lsl #20\n\t"                                    \
   "add " HV ", " HV ", r4, lsl #1\n\t"                                     \
-  FG_A_SMMLAR("r6", "r7", HV, "r1", "r2")                                  \
-  "sub r6, r6, " HV ", lsr #31\n\t"                                        \
+  FG_A_SMMLAR_SUB("r6", "r7", HV, "r1", "r2")                              \
   "asr r6, r6, r3\n\t"                                                     \
   "ssat r6, #8, r6\n\t"                                                    \
   "strb r6, [r5, lr]\n\t"                                                  \
