@@ -1251,6 +1251,32 @@ FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, in
   "bge 3b\n"
 #endif
 
+/* lr = srdhm(r3, r5) (r4 scratch). With DSP, when 2 acc fits int32 (ADDS sets V if not),
+ * SMMULR's rounded high word of 2 acc m: 3 instructions; else (label 39, and always
+ * without DSP) the high word of 2 acc m by SMULL and the 64-bit doubling, plus the top bit
+ * of its low word. */
+#if defined(FG_DSP)
+#define FG_A_ROW_SRDHM                                                       \
+  "adds r4, r3, r3\n\t"                                                     \
+  "bvs 39f\n\t"                                                             \
+  "smmulr lr, r4, r5\n"                                                     \
+  "38:\n\t"
+#define FG_A_ROW_SRDHM_WIDE                                                  \
+  "39:\n\t"                                                                 \
+  "smull r4, lr, r3, r5\n\t"                                                \
+  "adds r4, r4, r4\n\t"                                                     \
+  "adc lr, lr, lr\n\t"                                                      \
+  "add lr, lr, r4, lsr #31\n\t"                                             \
+  "b 38b\n\t"
+#else
+#define FG_A_ROW_SRDHM                                                       \
+  "smull r4, lr, r3, r5\n\t"                                                \
+  "adds r4, r4, r4\n\t"                                                     \
+  "adc lr, lr, lr\n\t"                                                      \
+  "add lr, lr, r4, lsr #31\n\t"
+#define FG_A_ROW_SRDHM_WIDE
+#endif
+
 /* A whole sparse layer without fused activation in Thumb-2 assembly (Armv7-M: M3 has no
  * DSP), so that every pointer and constant stays in a register (gcc spills them around
  * the row loop's inline assembly): per row its count, the bias, the MACs as in
@@ -1296,10 +1322,7 @@ __asm__(
     "ldrsb r6, [r9], #1\n\t"         /* s */
     "mvns r6, r6\n\t"                /* ~s = e - 1; N: s >= 0 */
     "bmi 30f\n\t"
-    "smull r4, lr, r3, r5\n\t"       /* t = srdhm(acc, m) */
-    "adds r4, r4, r4\n\t"
-    "adc lr, lr, lr\n\t"
-    "add lr, lr, r4, lsr #31\n\t"
+    FG_A_ROW_SRDHM                   /* lr = t = srdhm(acc, m) */
     "sub lr, lr, lr, lsr #31\n\t"    /* (t - [t < 0]) >> (e - 1) */
     "asr lr, lr, r6\n\t"
     "add lr, lr, r12\n\t"            /* (. + 1 + 2 offset) >> 1, clamped */
@@ -1322,6 +1345,7 @@ __asm__(
     "cmp r10, r11\n\t"
     "bne 1b\n\t"
     "pop {r4-r11, pc}\n\t"
+    FG_A_ROW_SRDHM_WIDE
     ".size fastgrnn_int8_sparse_rows_t2, .-fastgrnn_int8_sparse_rows_t2\n\t"
     ".text");
 

@@ -234,6 +234,11 @@ def _arm_cases(rng):
       accs += [k * 2**(e - 1) for k in (-3, -1, 1, 3)]
     accs += [int(v) for v in rng.integers(-bound, bound, 8, endpoint=True)]
     fc += [(a, m, s) for a in accs if -bound <= a <= bound]
+  # accumulators beyond 2^30 (2 acc overflows: the DSP rows' SMULL form) at the ties of
+  # RoundingDivideByPOT after an exact srdhm (m = 2^30: t = floor((acc + 1) / 2))
+  for e in (1, 2, 20, 29, 30):
+    t = 2**29 + (2**(e - 1) if e < 30 else 0)
+    fc += [(sg * (2 * t + d), 2**30, -e) for sg in (1, -1) for d in (-2, -1, 0, 1)]
   zos = [-128, -1, 0, 77, 127]
   adds = [_random_add(rng, equal_scales=k % 3 == 0)[0] for k in range(9)]
   # Scales in power-of-two ratios: exact ties in the roundings (where RoundingDivideByPOT's
