@@ -1071,7 +1071,8 @@ FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, in
 
 #if defined(FG_FASTPATH) && defined(FG_THUMB2)
 /* The MACs of one sparse row (TBB into a body by n % 8, or n % 16). With DSP (M4, M7,
- * M33, M55) the n % 8 first ones singly, then groups of 8: 4 weights per LDR (unaligned:
+ * M33, M55) the n % 8 first ones singly, then the n / 8 groups of 8 (none if the row
+ * header's LSRS set Z: no flag changes between): 4 weights per LDR (unaligned:
  * Armv7-M and later allow it for LDR), sign-extended in pairs by SXTB16, each product by
  * SMLABB / SMLABT (the weight's half): 30 + 2 instructions per 8 instead of 34. Without
  * DSP (M3) a body of 16 MACs of 4 instructions, + 2 per pass. */
@@ -1119,8 +1120,7 @@ FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, in
   "ldrsb r6, [r1], #1\n\t"                                                   \
   "mla r3, r5, r6, r3\n"                                                     \
   "10:\n\t"                                                                  \
-  "subs r4, r4, #1\n\t"                                                      \
-  "blt 20f\n"                                                                \
+  "beq 20f\n"                                                                \
   "3:\n\t"                                                                   \
   "ldr lr, [r1], #4\n\t"                                                     \
   "sxtb16 r6, lr\n\t"                                                        \
@@ -1153,7 +1153,7 @@ FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, in
   "ldrsb r5, [r2, r5]\n\t"                                                   \
   "smlabt r3, r5, lr, r3\n\t"                                                \
   "subs r4, r4, #1\n\t"                                                      \
-  "bge 3b\n"
+  "bne 3b\n"
 #else
 #define FG_A_SPARSE_LOW "15"
 #define FG_A_SPARSE_LOG2 "4"
@@ -1315,7 +1315,7 @@ __asm__(
     "ldrb r4, [r0], #1\n\t"
     "ldr r3, [r7], #4\n\t"
     "and r5, r4, #" FG_A_SPARSE_LOW "\n\t"
-    "lsr r4, r4, #" FG_A_SPARSE_LOG2 "\n\t"
+    "lsrs r4, r4, #" FG_A_SPARSE_LOG2 "\n\t" /* Z: no full group (DSP's test at 10) */
     FG_A_SPARSE_MACS
     "20:\n\t"
     "ldr r5, [r8], #4\n\t"           /* m */
