@@ -1918,19 +1918,10 @@ FG_EW_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
 /* Thumb-2 assembly of the elementwise loops (gcc -O2 spills their constants: 8 stack
  * reloads per unit in grnn_loop on the M4F), instruction for instruction the C helpers
  * in_scaled, out8, mul_fast and add_hg (l = 21). The constants come from an int32 array
- * by LDM/LDRD. SMMLAR(d, a, b, c) = c + ((a b + 2^31) >> 32): one instruction with DSP,
- * else SMULL + two adds (lo: a scratch register; d must differ from c). */
-#if defined(FG_DSP)
-#define FG_A_SMMLAR(d, lo, a, b, c) "smmlar " d ", " a ", " b ", " c "\n\t"
-#else
-#define FG_A_SMMLAR(d, lo, a, b, c)                      \
-  "smull " lo ", " d ", " a ", " b "\n\t"                \
-  "add " d ", " d ", " c "\n\t"                          \
-  "add " d ", " d ", " lo ", lsr #31\n\t"
-#endif
-/* SMMLAR then RoundingDivideByPOT's sign term: d = c - [a < 0] + ((a b + 2^31) >> 32).
- * Without DSP one SMLAL onto {d : lo} = {c + (a >> 31) : 2^31}: 3 instructions instead
- * of 4 (d, lo, a, b all different). */
+ * by LDM/LDRD. FG_A_SMMLAR_SUB(d, lo, a, b, c): SMMLAR (c + ((a b + 2^31) >> 32)) then
+ * RoundingDivideByPOT's sign term, d = c - [a < 0] + ((a b + 2^31) >> 32): with DSP
+ * SMMLAR + SUB; without, one SMLAL onto {d : lo} = {c + (a >> 31) : 2^31}, 3 instructions
+ * instead of SMULL + 3 (lo a scratch register; d, lo, a, b all different, lo not c). */
 #if defined(FG_DSP)
 #define FG_A_SMMLAR_SUB(d, lo, a, b, c)                  \
   "smmlar " d ", " a ", " b ", " c "\n\t"                \
@@ -1968,22 +1959,19 @@ FG_EW_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
   "add r10, r5, r10, lsl #1\n\t"                                           \
   "add r11, r11, r6\n\t"                                                   \
   "mul r10, r10, r11\n\t"                                                  \
-  FG_A_SMMLAR("r11", "r6", "r10", "r7", "r8")                              \
-  "sub r11, r11, r10, lsr #31\n\t"                                         \
+  FG_A_SMMLAR_SUB("r11", "r6", "r10", "r7", "r8")                          \
   "asr r11, r11, r9\n\t"                                                   \
   "ssat r11, #8, r11\n\t"                                                  \
   "ldrsb r10, [r2]\n\t"                                                    \
   "ldm lr, {r4-r7}\n\t"                                                    \
   "add " GV ", r4, " GV ", lsl #21\n\t"                                    \
-  FG_A_SMMLAR("r8", "r4", GV, "r5", "r6")                                  \
-  "sub r8, r8, " GV ", lsr #31\n\t"                                        \
+  FG_A_SMMLAR_SUB("r8", "r4", GV, "r5", "r6")                              \
   "asr r8, r8, r7\n\t"                                                     \
   "ldrd r4, r5, [lr, #16]\n\t"                                             \
   "add " HV ", r4, " HV ", lsl #20\n\t"                                    \
   "add " HV ", " HV ", r8, lsl #1\n\t"                                     \
   "ldrd r6, r7, [lr, #24]\n\t"                                             \
-  FG_A_SMMLAR("r8", "r4", HV, "r5", "r6")                                  \
-  "sub r8, r8, " HV ", lsr #31\n\t"                                        \
+  FG_A_SMMLAR_SUB("r8", "r4", HV, "r5", "r6")                              \
   "asr r8, r8, r7\n\t"                                                     \
   "ssat r8, #8, r8\n\t"                                                    \
   "strb r8, [r2], #1\n\t"                                                  \
@@ -2018,14 +2006,12 @@ __asm__(FG_A_GRNN("fastgrnn_int8_grnn_swap_t2", "r10", "r11"));
   "1:\n\t"                                                                 \
   "ldrsb r11, [r1, r2]\n\t"                                                \
   "add r11, r3, r11, lsl #21\n\t"                                          \
-  FG_A_SMMLAR("r12", "lr", "r11", "r4", "r5")                              \
-  "sub r12, r12, r11, lsr #31\n\t"                                         \
+  FG_A_SMMLAR_SUB("r12", "lr", "r11", "r4", "r5")                          \
   "asr r12, r12, r6\n\t"                                                   \
   "ldrsb r11, [r0, r2]\n\t"                                                \
   "add r11, r7, r11, lsl #20\n\t"                                          \
   "add r11, r11, r12, lsl #1\n\t"                                          \
-  FG_A_SMMLAR("r12", "lr", "r11", "r8", "r9")                              \
-  "sub r12, r12, r11, lsr #31\n\t"                                         \
+  FG_A_SMMLAR_SUB("r12", "lr", "r11", "r8", "r9")                          \
   "asr r12, r12, r10\n\t"                                                  \
   "ssat r12, #8, r12\n\t"                                                  \
   "strb r12, [" OUT ", r2]\n\t"                                            \
@@ -2047,8 +2033,7 @@ __asm__(FG_A_GRNN("fastgrnn_int8_grnn_swap_t2", "r10", "r11"));
   "ldrsb r12, [r0, r2]\n\t"                                                \
   "add r11, r11, r12\n\t"                                                  \
   "add r11, r3, r11, lsl #20\n\t"                                          \
-  FG_A_SMMLAR("r12", "lr", "r11", "r4", "r5")                              \
-  "sub r12, r12, r11, lsr #31\n\t"                                         \
+  FG_A_SMMLAR_SUB("r12", "lr", "r11", "r4", "r5")                          \
   "asr r12, r12, r6\n\t"                                                   \
   "ssat r12, #8, r12\n\t"                                                  \
   "strb r12, [" OUT ", r2]\n\t"                                            \
@@ -2070,8 +2055,7 @@ __asm__(FG_A_GRNN("fastgrnn_int8_grnn_swap_t2", "r10", "r11"));
   "ldr r10, [r1, r3, lsl #2]\n\t"                                          \
   "add r9, r4, r9, lsl #20\n\t"                                            \
   "add r9, r9, r10, lsl #1\n\t"                                            \
-  FG_A_SMMLAR("r10", "r11", "r9", "r5", "r6")                              \
-  "sub r10, r10, r9, lsr #31\n\t"                                          \
+  FG_A_SMMLAR_SUB("r10", "r11", "r9", "r5", "r6")                          \
   "asr r10, r10, r7\n\t"                                                   \
   "ssat r10, #8, r10\n\t"                                                  \
   "ldrsb r10, [r8, r10]\n\t"                                               \
