@@ -2352,50 +2352,53 @@ FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, 
 FG_HOT static int ew_fused_fast(const fastgrnn_int8_params *p, const int8_t *xw,
                                 const int8_t *hu, const int8_t *h_in, int8_t *h_out,
                                 int32_t n) {
+  /* one fg_in / fg_out at a time, copied into k stage by stage (a smaller stack frame) */
   const int32_t half = INT32_C(1) << 30;
   const fastgrnn_int8_binop *ua = &p->update_add, *ga = &p->gate_add;
-  fg_in pg, g;
-  fg_out po, uo, go, zm, cm, o;
-  int32_t phoff2, hoff2, k[38];
-  int pswap, swap;
+  fg_in g;
+  fg_out o;
+  int32_t hoff2, k[38];
+  int swap;
   fg_ew_args a;
   if (!p->update_bias || !p->gate_bias || !p->update_bias_term || !p->gate_bias_term ||
       !p->update_table || !p->gate_table || ua->in1_mult != half || ua->in1_shift != 0 ||
       ga->in1_mult != half || ga->in1_shift != 0 || ua->in1_offset != ga->in1_offset ||
-      !fast_out(&uo, ua) || !fast_out(&go, ga) ||
-      !fast_add(&phoff2, &pg, &po, &p->pre, &pswap) || pg.l != 22 ||
-      !fast_out(&zm, &p->zh_mul) || !fast_out(&cm, &p->ch_mul) ||
-      !fast_add(&hoff2, &g, &o, &p->out_add, &swap) || g.l != 21)
+      !fast_add(&hoff2, &g, &o, &p->pre, &swap) || g.l != 22)
     return 0;
   k[0] = (int32_t)(intptr_t)(xw + n);
   k[1] = (int32_t)(intptr_t)(hu + n);
-  k[2] = phoff2 + pg.off / 4; /* pg.off = offset 2^22 */
-  k[3] = po.m;
-  k[4] = po.round;
-  k[5] = po.e;
+  k[2] = hoff2 + g.off / 4; /* g.off = offset 2^22 */
+  k[3] = o.m;
+  k[4] = o.round;
+  k[5] = o.e;
   k[6] = ua->in1_offset * (INT32_C(1) << 20);
+  if (!fast_out(&o, ua)) return 0;
   k[7] = (int32_t)(intptr_t)(p->update_bias_term + n);
-  k[8] = uo.m;
-  k[9] = uo.round;
-  k[10] = uo.e;
+  k[8] = o.m;
+  k[9] = o.round;
+  k[10] = o.e;
   k[11] = (int32_t)(intptr_t)(p->update_table + 128);
+  if (!fast_out(&o, ga)) return 0;
   k[12] = (int32_t)(intptr_t)(p->gate_bias_term + n);
-  k[13] = go.m;
-  k[14] = go.round;
-  k[15] = go.e;
+  k[13] = o.m;
+  k[14] = o.round;
+  k[15] = o.e;
   k[16] = (int32_t)(intptr_t)(p->gate_table + 128);
+  if (!fast_out(&o, &p->zh_mul)) return 0;
   k[17] = (int32_t)(intptr_t)(h_in + n);
-  k[18] = zm.in1x2;
-  k[19] = zm.in2;
-  k[20] = zm.m;
-  k[21] = zm.round;
-  k[22] = zm.e;
+  k[18] = o.in1x2;
+  k[19] = o.in2;
+  k[20] = o.m;
+  k[21] = o.round;
+  k[22] = o.e;
+  if (!fast_out(&o, &p->ch_mul)) return 0;
   k[23] = (int32_t)(intptr_t)(p->coef_table + 128);
-  k[24] = cm.in1x2;
-  k[25] = cm.in2;
-  k[26] = cm.m;
-  k[27] = cm.round;
-  k[28] = cm.e;
+  k[24] = o.in1x2;
+  k[25] = o.in2;
+  k[26] = o.m;
+  k[27] = o.round;
+  k[28] = o.e;
+  if (!fast_add(&hoff2, &g, &o, &p->out_add, &swap) || g.l != 21) return 0;
   k[29] = g.off;
   k[30] = g.m;
   k[31] = g.half;
