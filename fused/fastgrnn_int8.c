@@ -2099,8 +2099,8 @@ __asm__(FG_A_ADD2("fastgrnn_int8_add2_g_t2", "r1"));
  * its constants and array ends (at ..._end[j]) with one LDM, so r0-r11 are free for it.
  * k = {xw_end, hu_end, K0, m, round, e, hoff2 | uterm_end, m, round, e, utable + 128 |
  * gterm_end, m, round, e, gtable + 128 | h_in_end, 2 o1, o2, m, round, e (MUL(z, h)) |
- * coef + 128, 2 o1, o2, m, round, e (MUL(coef, h~)) | off, m, half, e (ADD's g side) |
- * hoff2, m, round, e, h_out_end (ADD)}; a = {k, -n}, n >= 1. */
+ * coef + 128, 2 o1, o2, m, round, e (MUL(coef, h~)) | off, m, half, e of the ADD's g
+ * side, hoff2, m, round, e, h_out_end (the ADD)}; a = {k, -n}, n >= 1. */
 #define FG_A_EW(name, HV, GV)                                              \
   FG_A_FUNC(name)                                                          \
   "push {r4-r11, lr}\n\t"                                                  \
@@ -2145,18 +2145,17 @@ __asm__(FG_A_ADD2("fastgrnn_int8_add2_g_t2", "r1"));
   FG_A_SMMLAR_SUB("r8", "r7", "r6", "r3", "r4")                            \
   "asr r8, r8, r5\n\t"                                                     \
   "ssat r8, #8, r8\n\t"                                                    \
-  "ldm r12!, {r0-r3}\n\t"                                                  \
+  "ldm r12, {r0-r7, r11}\n\t"                                              \
   "add " GV ", r0, " GV ", lsl #21\n\t"                                    \
-  FG_A_SMMLAR_SUB("r4", "r5", GV, "r1", "r2")                              \
-  "asr r4, r4, r3\n\t"                                                     \
-  "ldm r12, {r0-r3, r5}\n\t"                                               \
-  "add " HV ", r0, " HV ", lsl #20\n\t"                                    \
-  "add " HV ", " HV ", r4, lsl #1\n\t"                                     \
-  FG_A_SMMLAR_SUB("r6", "r7", HV, "r1", "r2")                              \
-  "asr r6, r6, r3\n\t"                                                     \
-  "ssat r6, #8, r6\n\t"                                                    \
-  "strb r6, [r5, lr]\n\t"                                                  \
-  "sub r12, r12, #132\n\t"                                                 \
+  FG_A_SMMLAR_SUB("r10", "r0", GV, "r1", "r2")                             \
+  "asr r10, r10, r3\n\t"                                                   \
+  "add " HV ", r4, " HV ", lsl #20\n\t"                                    \
+  "add " HV ", " HV ", r10, lsl #1\n\t"                                    \
+  FG_A_SMMLAR_SUB(GV, "r0", HV, "r5", "r6")                                \
+  "asr " GV ", " GV ", r7\n\t"                                             \
+  "ssat " GV ", #8, " GV "\n\t"                                            \
+  "strb " GV ", [r11, lr]\n\t"                                             \
+  "sub r12, r12, #116\n\t"                                                 \
   "adds lr, lr, #1\n\t"                                                    \
   "bne 1b\n\t"                                                             \
   "pop {r4-r11, pc}\n\t"                                                   \
