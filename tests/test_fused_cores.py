@@ -170,7 +170,7 @@ def _ew_cases(rng):
   parser's bounds, MUL multipliers near 2^31 and at 2^30 with shifts -1 and -23, the
   output ADD's g-side multiplier just above 2^10 (shift -31) and near 2^31 (shift -1); and
   chains it must decline (pre of unequal scales, the two bias ADDs' pre offsets unequal,
-  an output ADD of equal scales)."""
+  an output ADD of equal scales); both orders of the output ADD's sides."""
   cases = []
   for k in range(10):
     s_pre = float(np.exp(rng.uniform(np.log(1e-3), 0.0)))
@@ -180,11 +180,12 @@ def _ew_cases(rng):
     upd = _add(s_pre, s_pre * 2.0 ** -rng.uniform(0.1, 9), s_pre * 1.5, z[2], z[3], z[4])
     gate = _add(s_pre, s_pre * 2.0 ** -rng.uniform(0.1, 9), 1 / 256, z[2] if k != 8 else z[5],
                 z[5], -128)
-    s_ch, s_zh = (float(v) for v in np.exp(rng.uniform(np.log(1e-3), 0.0, 2)))
-    if k == 9:
-      s_zh = s_ch
-    out = _add(s_ch, s_zh, max(s_ch, s_zh) * 1.3, z[6], z[7], z[8]) if k % 2 else \
-        _add(s_zh, s_ch, max(s_ch, s_zh) * 1.3, z[7], z[6], z[8])
+    # the output ADD(MUL(coef, h~), MUL(z, h)): MUL(z, h) of the larger scale (its h side,
+    # the kernel's swapped form) for odd k, MUL(coef, h~) for even k; equal scales for k = 9
+    s_lo = float(np.exp(rng.uniform(np.log(1e-3), np.log(0.5))))
+    s_hi = s_lo if k == 9 else s_lo * 2.0 ** rng.uniform(0.2, 8)
+    out = _add(s_lo, s_hi, s_hi * 1.3, z[6], z[7], z[8]) if k % 2 else \
+        _add(s_hi, s_lo, s_hi * 1.3, z[6], z[7], z[8])
     zh, ch = _mul(rng), _mul(rng)
     if k == 1:  # offsets at the parser's bounds
       for b in (pre, upd, gate, out, zh, ch):
