@@ -1070,11 +1070,15 @@ FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, in
 #endif
 
 #if defined(FG_FASTPATH) && defined(FG_THUMB2)
-/* The MACs of one sparse row (TBB into a body by n % 8). With DSP (M4, M7, M33, M55) the
- * n % 8 first ones singly, then groups of 8: 4 weights per LDR (unaligned: Armv7-M and
- * later allow it for LDR), sign-extended in pairs by SXTB16, each product by SMLABB /
- * SMLABT (the weight's half): 30 + 2 instructions per 8 instead of 34. */
+/* The MACs of one sparse row (TBB into a body by n % 8, or n % 16). With DSP (M4, M7,
+ * M33, M55) the n % 8 first ones singly, then the n / 8 groups of 8 (none if the row
+ * header's LSRS set Z: no flag changes between): 4 weights per LDR (unaligned:
+ * Armv7-M and later allow it for LDR), sign-extended in pairs by SXTB16, each product by
+ * SMLABB / SMLABT (the weight's half): 30 + 2 instructions per 8 instead of 34. Without
+ * DSP (M3) a body of 16 MACs of 4 instructions, + 2 per pass. */
 #if defined(FG_DSP)
+#define FG_A_SPARSE_LOW "7"
+#define FG_A_SPARSE_LOG2 "3"
 #define FG_A_SPARSE_MACS                                                     \
   "tbb [pc, r5]\n"                                                           \
   "2:\n\t"                                                                   \
@@ -1116,8 +1120,7 @@ FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, in
   "ldrsb r6, [r1], #1\n\t"                                                   \
   "mla r3, r5, r6, r3\n"                                                     \
   "10:\n\t"                                                                  \
-  "subs r4, r4, #1\n\t"                                                      \
-  "blt 20f\n"                                                                \
+  "beq 20f\n"                                                                \
   "3:\n\t"                                                                   \
   "ldr lr, [r1], #4\n\t"                                                     \
   "sxtb16 r6, lr\n\t"                                                        \
@@ -1150,58 +1153,128 @@ FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, in
   "ldrsb r5, [r2, r5]\n\t"                                                   \
   "smlabt r3, r5, lr, r3\n\t"                                                \
   "subs r4, r4, #1\n\t"                                                      \
-  "bge 3b\n"
+  "bne 3b\n"
 #else
+#define FG_A_SPARSE_LOW "15"
+#define FG_A_SPARSE_LOG2 "4"
 #define FG_A_SPARSE_MACS                                                     \
-    "tbb [pc, r5]\n"                                                         \
-    "2:\n\t"                                                                 \
-    ".byte (10f-2b)/2, (17f-2b)/2, (16f-2b)/2, (15f-2b)/2\n\t"               \
-    ".byte (14f-2b)/2, (13f-2b)/2, (12f-2b)/2, (11f-2b)/2\n"                 \
-    "10:\n\t"                                                                \
-    "subs r4, r4, #1\n\t"                                                    \
-    "blt 20f\n"                                                              \
-    "3:\n\t"                                                                 \
-    "ldrb r5, [r0], #1\n\t"                                                  \
-    "ldrsb r5, [r2, r5]\n\t"                                                 \
-    "ldrsb r6, [r1], #1\n\t"                                                 \
-    "mla r3, r5, r6, r3\n"                                                   \
-    "11:\n\t"                                                                \
-    "ldrb r5, [r0], #1\n\t"                                                  \
-    "ldrsb r5, [r2, r5]\n\t"                                                 \
-    "ldrsb r6, [r1], #1\n\t"                                                 \
-    "mla r3, r5, r6, r3\n"                                                   \
-    "12:\n\t"                                                                \
-    "ldrb r5, [r0], #1\n\t"                                                  \
-    "ldrsb r5, [r2, r5]\n\t"                                                 \
-    "ldrsb r6, [r1], #1\n\t"                                                 \
-    "mla r3, r5, r6, r3\n"                                                   \
-    "13:\n\t"                                                                \
-    "ldrb r5, [r0], #1\n\t"                                                  \
-    "ldrsb r5, [r2, r5]\n\t"                                                 \
-    "ldrsb r6, [r1], #1\n\t"                                                 \
-    "mla r3, r5, r6, r3\n"                                                   \
-    "14:\n\t"                                                                \
-    "ldrb r5, [r0], #1\n\t"                                                  \
-    "ldrsb r5, [r2, r5]\n\t"                                                 \
-    "ldrsb r6, [r1], #1\n\t"                                                 \
-    "mla r3, r5, r6, r3\n"                                                   \
-    "15:\n\t"                                                                \
-    "ldrb r5, [r0], #1\n\t"                                                  \
-    "ldrsb r5, [r2, r5]\n\t"                                                 \
-    "ldrsb r6, [r1], #1\n\t"                                                 \
-    "mla r3, r5, r6, r3\n"                                                   \
-    "16:\n\t"                                                                \
-    "ldrb r5, [r0], #1\n\t"                                                  \
-    "ldrsb r5, [r2, r5]\n\t"                                                 \
-    "ldrsb r6, [r1], #1\n\t"                                                 \
-    "mla r3, r5, r6, r3\n"                                                   \
-    "17:\n\t"                                                                \
-    "ldrb r5, [r0], #1\n\t"                                                  \
-    "ldrsb r5, [r2, r5]\n\t"                                                 \
-    "ldrsb r6, [r1], #1\n\t"                                                 \
-    "mla r3, r5, r6, r3\n\t"                                                 \
-    "subs r4, r4, #1\n\t"                                                    \
-    "bge 3b\n"
+  "tbb [pc, r5]\n"                                                           \
+  "2:\n\t"                                                                   \
+  ".byte (10f-2b)/2, (55f-2b)/2, (54f-2b)/2, (53f-2b)/2\n\t"                 \
+  ".byte (52f-2b)/2, (51f-2b)/2, (50f-2b)/2, (49f-2b)/2\n\t"                 \
+  ".byte (48f-2b)/2, (47f-2b)/2, (46f-2b)/2, (45f-2b)/2\n\t"                 \
+  ".byte (44f-2b)/2, (43f-2b)/2, (42f-2b)/2, (41f-2b)/2\n"                   \
+  "10:\n\t"                                                                  \
+  "subs r4, r4, #1\n\t"                                                      \
+  "blt 20f\n"                                                                \
+  "3:\n\t"                                                                   \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "41:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "42:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "43:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "44:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "45:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "46:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "47:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "48:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "49:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "50:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "51:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "52:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "53:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "54:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n"                                                     \
+  "55:\n\t"                                                                  \
+  "ldrb r5, [r0], #1\n\t"                                                    \
+  "ldrsb r5, [r2, r5]\n\t"                                                   \
+  "ldrsb r6, [r1], #1\n\t"                                                   \
+  "mla r3, r5, r6, r3\n\t"                                                   \
+  "subs r4, r4, #1\n\t"                                                      \
+  "bge 3b\n"
+#endif
+
+/* lr = srdhm(r3, r5) (r4 scratch). With DSP, when 2 acc fits int32 (ADDS sets V if not),
+ * SMMULR's rounded high word of 2 acc m: 3 instructions; else (label 39, and always
+ * without DSP) the high word of 2 acc m by SMULL and the 64-bit doubling, plus the top bit
+ * of its low word. */
+#if defined(FG_DSP)
+#define FG_A_ROW_SRDHM                                                       \
+  "adds r4, r3, r3\n\t"                                                     \
+  "bvs 39f\n\t"                                                             \
+  "smmulr lr, r4, r5\n"                                                     \
+  "38:\n\t"
+#define FG_A_ROW_SRDHM_WIDE                                                  \
+  "39:\n\t"                                                                 \
+  "smull r4, lr, r3, r5\n\t"                                                \
+  "adds r4, r4, r4\n\t"                                                     \
+  "adc lr, lr, lr\n\t"                                                      \
+  "add lr, lr, r4, lsr #31\n\t"                                             \
+  "b 38b\n\t"
+#else
+#define FG_A_ROW_SRDHM                                                       \
+  "smull r4, lr, r3, r5\n\t"                                                \
+  "adds r4, r4, r4\n\t"                                                     \
+  "adc lr, lr, lr\n\t"                                                      \
+  "add lr, lr, r4, lsr #31\n\t"
+#define FG_A_ROW_SRDHM_WIDE
 #endif
 
 /* A whole sparse layer without fused activation in Thumb-2 assembly (Armv7-M: M3 has no
@@ -1241,18 +1314,15 @@ __asm__(
     "1:\n\t"
     "ldrb r4, [r0], #1\n\t"
     "ldr r3, [r7], #4\n\t"
-    "and r5, r4, #7\n\t"
-    "lsr r4, r4, #3\n\t"
+    "and r5, r4, #" FG_A_SPARSE_LOW "\n\t"
+    "lsrs r4, r4, #" FG_A_SPARSE_LOG2 "\n\t" /* Z: no full group (DSP's test at 10) */
     FG_A_SPARSE_MACS
     "20:\n\t"
     "ldr r5, [r8], #4\n\t"           /* m */
     "ldrsb r6, [r9], #1\n\t"         /* s */
     "mvns r6, r6\n\t"                /* ~s = e - 1; N: s >= 0 */
     "bmi 30f\n\t"
-    "smull r4, lr, r3, r5\n\t"       /* t = srdhm(acc, m) */
-    "adds r4, r4, r4\n\t"
-    "adc lr, lr, lr\n\t"
-    "add lr, lr, r4, lsr #31\n\t"
+    FG_A_ROW_SRDHM                   /* lr = t = srdhm(acc, m) */
     "sub lr, lr, lr, lsr #31\n\t"    /* (t - [t < 0]) >> (e - 1) */
     "asr lr, lr, r6\n\t"
     "add lr, lr, r12\n\t"            /* (. + 1 + 2 offset) >> 1, clamped */
@@ -1275,6 +1345,7 @@ __asm__(
     "cmp r10, r11\n\t"
     "bne 1b\n\t"
     "pop {r4-r11, pc}\n\t"
+    FG_A_ROW_SRDHM_WIDE
     ".size fastgrnn_int8_sparse_rows_t2, .-fastgrnn_int8_sparse_rows_t2\n\t"
     ".text");
 
@@ -1847,15 +1918,19 @@ FG_EW_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
 /* Thumb-2 assembly of the elementwise loops (gcc -O2 spills their constants: 8 stack
  * reloads per unit in grnn_loop on the M4F), instruction for instruction the C helpers
  * in_scaled, out8, mul_fast and add_hg (l = 21). The constants come from an int32 array
- * by LDM/LDRD. SMMLAR(d, a, b, c) = c + ((a b + 2^31) >> 32): one instruction with DSP,
- * else SMULL + two adds (lo: a scratch register; d must differ from c). */
+ * by LDM/LDRD. FG_A_SMMLAR_SUB(d, lo, a, b, c): SMMLAR (c + ((a b + 2^31) >> 32)) then
+ * RoundingDivideByPOT's sign term, d = c - [a < 0] + ((a b + 2^31) >> 32): with DSP
+ * SMMLAR + SUB; without, one SMLAL onto {d : lo} = {c + (a >> 31) : 2^31}, 3 instructions
+ * instead of SMULL + 3 (lo a scratch register; d, lo, a, b all different, lo not c). */
 #if defined(FG_DSP)
-#define FG_A_SMMLAR(d, lo, a, b, c) "smmlar " d ", " a ", " b ", " c "\n\t"
+#define FG_A_SMMLAR_SUB(d, lo, a, b, c)                  \
+  "smmlar " d ", " a ", " b ", " c "\n\t"                \
+  "sub " d ", " d ", " a ", lsr #31\n\t"
 #else
-#define FG_A_SMMLAR(d, lo, a, b, c)                      \
-  "smull " lo ", " d ", " a ", " b "\n\t"                \
-  "add " d ", " d ", " c "\n\t"                          \
-  "add " d ", " d ", " lo ", lsr #31\n\t"
+#define FG_A_SMMLAR_SUB(d, lo, a, b, c)                  \
+  "mov " lo ", #0x80000000\n\t"                         \
+  "add " d ", " c ", " a ", asr #31\n\t"                \
+  "smlal " lo ", " d ", " a ", " b "\n\t"
 #endif
 #define FG_A_FUNC(name)                                                    \
   ".section .text." name ",\"ax\",%progbits\n\t"                           \
@@ -1884,22 +1959,19 @@ FG_EW_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
   "add r10, r5, r10, lsl #1\n\t"                                           \
   "add r11, r11, r6\n\t"                                                   \
   "mul r10, r10, r11\n\t"                                                  \
-  FG_A_SMMLAR("r11", "r6", "r10", "r7", "r8")                              \
-  "sub r11, r11, r10, lsr #31\n\t"                                         \
+  FG_A_SMMLAR_SUB("r11", "r6", "r10", "r7", "r8")                          \
   "asr r11, r11, r9\n\t"                                                   \
   "ssat r11, #8, r11\n\t"                                                  \
   "ldrsb r10, [r2]\n\t"                                                    \
   "ldm lr, {r4-r7}\n\t"                                                    \
   "add " GV ", r4, " GV ", lsl #21\n\t"                                    \
-  FG_A_SMMLAR("r8", "r4", GV, "r5", "r6")                                  \
-  "sub r8, r8, " GV ", lsr #31\n\t"                                        \
+  FG_A_SMMLAR_SUB("r8", "r4", GV, "r5", "r6")                              \
   "asr r8, r8, r7\n\t"                                                     \
   "ldrd r4, r5, [lr, #16]\n\t"                                             \
   "add " HV ", r4, " HV ", lsl #20\n\t"                                    \
   "add " HV ", " HV ", r8, lsl #1\n\t"                                     \
   "ldrd r6, r7, [lr, #24]\n\t"                                             \
-  FG_A_SMMLAR("r8", "r4", HV, "r5", "r6")                                  \
-  "sub r8, r8, " HV ", lsr #31\n\t"                                        \
+  FG_A_SMMLAR_SUB("r8", "r4", HV, "r5", "r6")                              \
   "asr r8, r8, r7\n\t"                                                     \
   "ssat r8, #8, r8\n\t"                                                    \
   "strb r8, [r2], #1\n\t"                                                  \
@@ -1934,14 +2006,12 @@ __asm__(FG_A_GRNN("fastgrnn_int8_grnn_swap_t2", "r10", "r11"));
   "1:\n\t"                                                                 \
   "ldrsb r11, [r1, r2]\n\t"                                                \
   "add r11, r3, r11, lsl #21\n\t"                                          \
-  FG_A_SMMLAR("r12", "lr", "r11", "r4", "r5")                              \
-  "sub r12, r12, r11, lsr #31\n\t"                                         \
+  FG_A_SMMLAR_SUB("r12", "lr", "r11", "r4", "r5")                          \
   "asr r12, r12, r6\n\t"                                                   \
   "ldrsb r11, [r0, r2]\n\t"                                                \
   "add r11, r7, r11, lsl #20\n\t"                                          \
   "add r11, r11, r12, lsl #1\n\t"                                          \
-  FG_A_SMMLAR("r12", "lr", "r11", "r8", "r9")                              \
-  "sub r12, r12, r11, lsr #31\n\t"                                         \
+  FG_A_SMMLAR_SUB("r12", "lr", "r11", "r8", "r9")                          \
   "asr r12, r12, r10\n\t"                                                  \
   "ssat r12, #8, r12\n\t"                                                  \
   "strb r12, [" OUT ", r2]\n\t"                                            \
@@ -1963,8 +2033,7 @@ __asm__(FG_A_GRNN("fastgrnn_int8_grnn_swap_t2", "r10", "r11"));
   "ldrsb r12, [r0, r2]\n\t"                                                \
   "add r11, r11, r12\n\t"                                                  \
   "add r11, r3, r11, lsl #20\n\t"                                          \
-  FG_A_SMMLAR("r12", "lr", "r11", "r4", "r5")                              \
-  "sub r12, r12, r11, lsr #31\n\t"                                         \
+  FG_A_SMMLAR_SUB("r12", "lr", "r11", "r4", "r5")                          \
   "asr r12, r12, r6\n\t"                                                   \
   "ssat r12, #8, r12\n\t"                                                  \
   "strb r12, [" OUT ", r2]\n\t"                                            \
@@ -1986,8 +2055,7 @@ __asm__(FG_A_GRNN("fastgrnn_int8_grnn_swap_t2", "r10", "r11"));
   "ldr r10, [r1, r3, lsl #2]\n\t"                                          \
   "add r9, r4, r9, lsl #20\n\t"                                            \
   "add r9, r9, r10, lsl #1\n\t"                                            \
-  FG_A_SMMLAR("r10", "r11", "r9", "r5", "r6")                              \
-  "sub r10, r10, r9, lsr #31\n\t"                                          \
+  FG_A_SMMLAR_SUB("r10", "r11", "r9", "r5", "r6")                          \
   "asr r10, r10, r7\n\t"                                                   \
   "ssat r10, #8, r10\n\t"                                                  \
   "ldrsb r10, [r8, r10]\n\t"                                               \
@@ -2020,6 +2088,87 @@ void fastgrnn_int8_add2_h_t2(const fg_add_args *a) FG_HIDDEN;
 void fastgrnn_int8_add2_g_t2(const fg_add_args *a) FG_HIDDEN;
 __asm__(FG_A_ADD2("fastgrnn_int8_add2_h_t2", "r0"));
 __asm__(FG_A_ADD2("fastgrnn_int8_add2_g_t2", "r1"));
+
+/* FastGRNN's whole elementwise chain in one loop (pre, h~ and z read back from no buffer):
+ * per unit j, pre = ADD(xw[j], hu[j]) for equal input scales (as fastgrnn_int8_add2_*_t2),
+ * P = pre 2^20 + hoff2 (both bias ADDs take pre as their h side, with one offset), h~ =
+ * update_table[out8(P + 2 uterm[j])], z = gate_table[out8(P + 2 gterm[j])] (as
+ * fastgrnn_int8_term_t2), zh = MUL(z, h_in[j]), ch = MUL(coef[z], h~), h_out[j] =
+ * ADD(ch, zh) (as fastgrnn_int8_grnn_t2; HV / GV: the registers of its h and g sides, r8
+ * = ch, r9 = zh). Only lr (j, -n .. -1) and r12 (k) stay across stages: each stage loads
+ * its constants and array ends (at ..._end[j]) with one LDM, so r0-r11 are free for it.
+ * k = {xw_end, hu_end, K0, m, round, e, hoff2 | uterm_end, m, round, e, utable + 128 |
+ * gterm_end, m, round, e, gtable + 128 | h_in_end, 2 o1, o2, m, round, e (MUL(z, h)) |
+ * coef + 128, 2 o1, o2, m, round, e (MUL(coef, h~)) | off, m, half, e of the ADD's g
+ * side, hoff2, m, round, e, h_out_end (the ADD)}; a = {k, -n}, n >= 1. */
+#define FG_A_EW(name, HV, GV)                                              \
+  FG_A_FUNC(name)                                                          \
+  "push {r4-r11, lr}\n\t"                                                  \
+  "ldm r0, {r12, lr}\n"                                                    \
+  "1:\n\t"                                                                 \
+  "ldm r12!, {r0-r6}\n\t"                                                  \
+  "ldrsb r7, [r0, lr]\n\t"                                                 \
+  "ldrsb r8, [r1, lr]\n\t"                                                 \
+  "add r7, r7, r8\n\t"                                                     \
+  "add r7, r2, r7, lsl #20\n\t"                                            \
+  FG_A_SMMLAR_SUB("r8", "r9", "r7", "r3", "r4")                            \
+  "asr r8, r8, r5\n\t"                                                     \
+  "ssat r8, #8, r8\n\t"                                                    \
+  "add r11, r6, r8, lsl #20\n\t"                                           \
+  "ldm r12!, {r0-r4}\n\t"                                                  \
+  "ldr r5, [r0, lr, lsl #2]\n\t"                                           \
+  "add r5, r11, r5, lsl #1\n\t"                                            \
+  FG_A_SMMLAR_SUB("r6", "r7", "r5", "r1", "r2")                            \
+  "asr r6, r6, r3\n\t"                                                     \
+  "ssat r6, #8, r6\n\t"                                                    \
+  "ldrsb r10, [r4, r6]\n\t"                                                \
+  "ldm r12!, {r0-r4}\n\t"                                                  \
+  "ldr r5, [r0, lr, lsl #2]\n\t"                                           \
+  "add r5, r11, r5, lsl #1\n\t"                                            \
+  FG_A_SMMLAR_SUB("r6", "r7", "r5", "r1", "r2")                            \
+  "asr r6, r6, r3\n\t"                                                     \
+  "ssat r6, #8, r6\n\t"                                                    \
+  "ldrsb r11, [r4, r6]\n\t"                                                \
+  "ldm r12!, {r0-r5}\n\t"                                                  \
+  "ldrsb r6, [r0, lr]\n\t"                                                 \
+  "add r6, r6, r2\n\t"                                                     \
+  "add r7, r1, r11, lsl #1\n\t"                                            \
+  "mul r7, r7, r6\n\t"                                                     \
+  FG_A_SMMLAR_SUB("r9", "r8", "r7", "r3", "r4")                            \
+  "asr r9, r9, r5\n\t"                                                     \
+  "ssat r9, #8, r9\n\t"                                                    \
+  "ldm r12!, {r0-r5}\n\t"                                                  \
+  "ldrsb r6, [r0, r11]\n\t"                                                \
+  "add r6, r1, r6, lsl #1\n\t"                                             \
+  "add r10, r10, r2\n\t"                                                   \
+  "mul r6, r6, r10\n\t"                                                    \
+  FG_A_SMMLAR_SUB("r8", "r7", "r6", "r3", "r4")                            \
+  "asr r8, r8, r5\n\t"                                                     \
+  "ssat r8, #8, r8\n\t"                                                    \
+  "ldm r12, {r0-r7, r11}\n\t"                                              \
+  "add " GV ", r0, " GV ", lsl #21\n\t"                                    \
+  FG_A_SMMLAR_SUB("r10", "r0", GV, "r1", "r2")                             \
+  "asr r10, r10, r3\n\t"                                                   \
+  "add " HV ", r4, " HV ", lsl #20\n\t"                                    \
+  "add " HV ", " HV ", r10, lsl #1\n\t"                                    \
+  FG_A_SMMLAR_SUB(GV, "r0", HV, "r5", "r6")                                \
+  "asr " GV ", " GV ", r7\n\t"                                             \
+  "ssat " GV ", #8, " GV "\n\t"                                            \
+  "strb " GV ", [r11, lr]\n\t"                                             \
+  "sub r12, r12, #116\n\t"                                                 \
+  "adds lr, lr, #1\n\t"                                                    \
+  "bne 1b\n\t"                                                             \
+  "pop {r4-r11, pc}\n\t"                                                   \
+  FG_A_END(name)
+
+typedef struct {
+  const int32_t *k;
+  int32_t neg_n;
+} fg_ew_args;
+void fastgrnn_int8_ew_t2(const fg_ew_args *a) FG_HIDDEN;
+void fastgrnn_int8_ew_swap_t2(const fg_ew_args *a) FG_HIDDEN;
+__asm__(FG_A_EW("fastgrnn_int8_ew_t2", "r8", "r9"));
+__asm__(FG_A_EW("fastgrnn_int8_ew_swap_t2", "r9", "r8"));
 #endif
 
 FG_HOT static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int8_t *b,
@@ -2195,6 +2344,81 @@ FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, 
   return 1;
 }
 
+#if defined(FG_THUMB2)
+/* FastGRNN's elementwise chain in one pass (fastgrnn_int8_ew_t2) when pre's ADD has equal
+ * input scales, both bias ADDs take pre as their h side with one offset and have their
+ * bias terms and tables, and every ADD/MUL has its fast form; else 0 (the passes run). */
+FG_HOT static int ew_fused_fast(const fastgrnn_int8_params *p, const int8_t *xw,
+                                const int8_t *hu, const int8_t *h_in, int8_t *h_out,
+                                int32_t n) {
+  /* one fg_in / fg_out at a time, copied into k stage by stage (a smaller stack frame) */
+  const int32_t half = INT32_C(1) << 30;
+  const fastgrnn_int8_binop *ua = &p->update_add, *ga = &p->gate_add;
+  fg_in g;
+  fg_out o;
+  int32_t hoff2, k[38];
+  int swap;
+  fg_ew_args a;
+  if (!p->update_bias || !p->gate_bias || !p->update_bias_term || !p->gate_bias_term ||
+      !p->update_table || !p->gate_table || ua->in1_mult != half || ua->in1_shift != 0 ||
+      ga->in1_mult != half || ga->in1_shift != 0 || ua->in1_offset != ga->in1_offset ||
+      !fast_add(&hoff2, &g, &o, &p->pre, &swap) || g.l != 22)
+    return 0;
+  k[0] = (int32_t)(intptr_t)(xw + n);
+  k[1] = (int32_t)(intptr_t)(hu + n);
+  k[2] = hoff2 + g.off / 4; /* g.off = offset 2^22 */
+  k[3] = o.m;
+  k[4] = o.round;
+  k[5] = o.e;
+  k[6] = ua->in1_offset * (INT32_C(1) << 20);
+  if (!fast_out(&o, ua)) return 0;
+  k[7] = (int32_t)(intptr_t)(p->update_bias_term + n);
+  k[8] = o.m;
+  k[9] = o.round;
+  k[10] = o.e;
+  k[11] = (int32_t)(intptr_t)(p->update_table + 128);
+  if (!fast_out(&o, ga)) return 0;
+  k[12] = (int32_t)(intptr_t)(p->gate_bias_term + n);
+  k[13] = o.m;
+  k[14] = o.round;
+  k[15] = o.e;
+  k[16] = (int32_t)(intptr_t)(p->gate_table + 128);
+  if (!fast_out(&o, &p->zh_mul)) return 0;
+  k[17] = (int32_t)(intptr_t)(h_in + n);
+  k[18] = o.in1x2;
+  k[19] = o.in2;
+  k[20] = o.m;
+  k[21] = o.round;
+  k[22] = o.e;
+  if (!fast_out(&o, &p->ch_mul)) return 0;
+  k[23] = (int32_t)(intptr_t)(p->coef_table + 128);
+  k[24] = o.in1x2;
+  k[25] = o.in2;
+  k[26] = o.m;
+  k[27] = o.round;
+  k[28] = o.e;
+  if (!fast_add(&hoff2, &g, &o, &p->out_add, &swap) || g.l != 21) return 0;
+  k[29] = g.off;
+  k[30] = g.m;
+  k[31] = g.half;
+  k[32] = g.e;
+  k[33] = hoff2;
+  k[34] = o.m;
+  k[35] = o.round;
+  k[36] = o.e;
+  k[37] = (int32_t)(intptr_t)(h_out + n);
+  a.k = k;
+  a.neg_n = -n;
+  if (swap)
+    fastgrnn_int8_ew_swap_t2(&a);
+  else
+    fastgrnn_int8_ew_t2(&a);
+  return 1;
+}
+#define FG_EW_FUSED(p, xw, hu, h_in, h_out, n) \
+  ((p)->cell == FASTGRNN_INT8_FASTGRNN && ew_fused_fast(p, xw, hu, h_in, h_out, n))
+#endif
+
 /* h_out[j] = ADD(alpha h~ [j], beta(h[j])). */
 FG_INLINE void rnn_loop(int32_t hoff2, const fg_in *g, const fg_out *o,
                         const ROM int8_t *state,
@@ -2224,6 +2448,9 @@ FG_HOT static int rnn_out_fast(const fastgrnn_int8_binop *p, const ROM int8_t *s
 #define FG_FAST(call) (call)
 #else
 #define FG_FAST(call) 0
+#endif
+#if !defined(FG_EW_FUSED)
+#define FG_EW_FUSED(p, xw, hu, h_in, h_out, n) 0
 #endif
 
 static int fc_ok(const fastgrnn_int8_fc *f, int32_t rows, int32_t cols) {
@@ -2289,18 +2516,20 @@ int fastgrnn_int8_step(const fastgrnn_int8_params *p, const int8_t *x, const int
   }
   /* Elementwise passes, each with its few parameters in registers (a local copy: the
    * int8 stores could alias the params otherwise). pre -> xw; h~ (or alpha h~) -> hu;
-   * z -> xw; then h_out. */
-  if (!FG_FAST(add_vec_fast(&p->pre, xw, hu, xw, h))) add_vec(&p->pre, xw, hu, xw, h);
-  if (!FG_FAST(bias_vec_fast(&p->update_add, p->update_bias, p->update_bias_term,
-                             p->update_table, xw, hu, h)))
-    bias_vec(&p->update_add, p->update_bias, p->update_table, xw, hu, h);
-  if (p->cell == FASTGRNN_INT8_FASTGRNN) {
-    if (!FG_FAST(bias_vec_fast(&p->gate_add, p->gate_bias, p->gate_bias_term, p->gate_table,
-                               xw, xw, h)))
-      bias_vec(&p->gate_add, p->gate_bias, p->gate_table, xw, xw, h);
-    if (!FG_FAST(grnn_out_fast(p, xw, hu, h_in, h_out, h))) grnn_out(p, xw, hu, h_in, h_out, h);
-  } else if (!FG_FAST(rnn_out_fast(&p->out_add, p->state_table, hu, h_in, h_out, h))) {
-    rnn_out(&p->out_add, p->state_table, hu, h_in, h_out, h);
+   * z -> xw; then h_out. Thumb-2: FastGRNN's whole chain in one pass where it applies. */
+  if (!FG_EW_FUSED(p, xw, hu, h_in, h_out, h)) {
+    if (!FG_FAST(add_vec_fast(&p->pre, xw, hu, xw, h))) add_vec(&p->pre, xw, hu, xw, h);
+    if (!FG_FAST(bias_vec_fast(&p->update_add, p->update_bias, p->update_bias_term,
+                               p->update_table, xw, hu, h)))
+      bias_vec(&p->update_add, p->update_bias, p->update_table, xw, hu, h);
+    if (p->cell == FASTGRNN_INT8_FASTGRNN) {
+      if (!FG_FAST(bias_vec_fast(&p->gate_add, p->gate_bias, p->gate_bias_term, p->gate_table,
+                                 xw, xw, h)))
+        bias_vec(&p->gate_add, p->gate_bias, p->gate_table, xw, xw, h);
+      if (!FG_FAST(grnn_out_fast(p, xw, hu, h_in, h_out, h))) grnn_out(p, xw, hu, h_in, h_out, h);
+    } else if (!FG_FAST(rnn_out_fast(&p->out_add, p->state_table, hu, h_in, h_out, h))) {
+      rnn_out(&p->out_add, p->state_table, hu, h_in, h_out, h);
+    }
   }
   if (logits) fc8(&p->classifier, h_out, logits);
   return FASTGRNN_INT8_OK;

@@ -5,8 +5,8 @@
  * form of the build, against the kernel's generic passes and the NumPy reference.
  *
  * Prints one line per item: "srdhm a b r", "fc zo acc m s sparse_out c_out dense_out",
- * "add k bad" (both in-place orders), "bias k bad", "grnn k bad" (-1: the fast pass
- * declined the parameters). */
+ * "add k bad" (both in-place orders), "bias k bad", "grnn k bad", "ew k bad" (-1: the
+ * fast pass declined the parameters). */
 #include <stdio.h>
 
 #include "fastgrnn_int8_equiv.c"
@@ -27,6 +27,45 @@ static int32_t equiv_add_in_place(const fastgrnn_int8_binop *p) {
     for (j = 0; j < 256; ++j) got[j] = b[j];
     if (!add_vec_fast(p, a, got, got, 256)) return -1;
     bad += count(got, want);
+  }
+  return bad;
+}
+
+/* FastGRNN's chain fused in one pass (ew_fused_fast, Thumb-2) against the generic passes
+ * for every (xw, hu) pair, per-unit biases and h values; out of place, then in place. */
+static int32_t equiv_ew(int32_t k) {
+  static int8_t xw[256], hu[256], h_in[256], want[256], got[256], rx[256], rh[256];
+  fastgrnn_int8_params p;
+  int32_t i, j, bad = 0;
+  __builtin_memset(&p, 0, sizeof p);
+  p.cell = FASTGRNN_INT8_FASTGRNN;
+  p.pre = kEw[k][0];
+  p.update_add = kEw[k][1];
+  p.gate_add = kEw[k][2];
+  p.zh_mul = kEw[k][3];
+  p.ch_mul = kEw[k][4];
+  p.out_add = kEw[k][5];
+  p.update_bias = kEwBias[k][0];
+  p.gate_bias = kEwBias[k][1];
+  p.update_bias_term = kEwTerm[k][0];
+  p.gate_bias_term = kEwTerm[k][1];
+  p.update_table = kEwTab[0];
+  p.gate_table = kEwTab[1];
+  p.coef_table = kEwTab[2];
+  for (i = 0; i < 256; ++i) {
+    for (j = 0; j < 256; ++j) {
+      rx[j] = xw[j] = (int8_t)(i - 128);
+      rh[j] = hu[j] = (int8_t)(j - 128);
+      h_in[j] = kEwTab[3][(i + j) & 255];
+    }
+    add_vec(&p.pre, rx, rh, rx, 256);
+    bias_vec(&p.update_add, p.update_bias, p.update_table, rx, rh, 256);
+    bias_vec(&p.gate_add, p.gate_bias, p.gate_table, rx, rx, 256);
+    grnn_out(&p, rx, rh, h_in, want, 256);
+    if (!ew_fused_fast(&p, xw, hu, h_in, got, 256)) return -1;
+    bad += count(got, want);
+    if (!ew_fused_fast(&p, xw, hu, h_in, h_in, 256)) return -1;
+    bad += count(h_in, want);
   }
   return bad;
 }
@@ -76,5 +115,6 @@ int main(void) {
     p.coef_table = kTable;
     printf("grnn %ld %ld\n", (long)k, (long)equiv_grnn(&p, kOther));
   }
+  for (k = 0; k < N_EW; ++k) printf("ew %ld %ld\n", (long)k, (long)equiv_ew(k));
   return 0;
 }

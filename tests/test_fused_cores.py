@@ -147,6 +147,69 @@ def _c_array(ctype, name, values):
   return f"static const {ctype} {name}[{len(values)}] = {{{','.join(values)}}};\n"
 
 
+def _add(sa, sb, so, z1, z2, zo):
+  (m1, e1), (m2, e2), (mo, eo) = fused._addsub_constants(sa, sb, so, False)  # pylint: disable=protected-access
+  return {"in1_offset": -z1, "in2_offset": -z2, "out_offset": zo, "act_min": -128,
+          "act_max": 127, "in1_mult": m1, "in1_shift": e1, "in2_mult": m2, "in2_shift": e2,
+          "out_mult": mo, "out_shift": eo}
+
+
+def _mul(rng):
+  """A MUL below one half (shift <= -1: the fast form's range) of random zero points."""
+  z1, z2, zo = (int(v) for v in rng.integers(-128, 128, 3))
+  m, e = fused._quantize_multiplier(2.0 ** -rng.uniform(1.5, 20))  # pylint: disable=protected-access
+  return {"in1_offset": -z1, "in2_offset": -z2, "out_offset": zo, "act_min": -128,
+          "act_max": 127, "in1_mult": 0, "in1_shift": 0, "in2_mult": 0, "in2_shift": 0,
+          "out_mult": int(m.reshape(-1)[0]), "out_shift": int(e.reshape(-1)[0])}
+
+
+def _ew_cases(rng):
+  """FastGRNN elementwise chains for the Thumb-2 fused pass: (binops pre, update ADD, gate
+  ADD, MUL(z, h), MUL(coef, h~), output ADD; biases [2][256]; whether the fused pass
+  takes them). Random scales (both output-ADD orders), then edge cases: offsets at the
+  parser's bounds, MUL multipliers near 2^31 and at 2^30 with shifts -1 and -23, the
+  output ADD's g-side multiplier just above 2^10 (shift -31) and near 2^31 (shift -1); and
+  chains it must decline (pre of unequal scales, the two bias ADDs' pre offsets unequal,
+  an output ADD of equal scales); both orders of the output ADD's sides."""
+  cases = []
+  for k in range(10):
+    s_pre = float(np.exp(rng.uniform(np.log(1e-3), 0.0)))
+    z = [int(v) for v in rng.integers(-128, 128, 12)]
+    pre = _add(s_pre * 0.7, s_pre * 0.7 if k != 7 else s_pre * 0.3, s_pre, z[0], z[1], z[2])
+    # pre is the h side (the larger scale) of both bias ADDs, its zero point z[2]
+    upd = _add(s_pre, s_pre * 2.0 ** -rng.uniform(0.1, 9), s_pre * 1.5, z[2], z[3], z[4])
+    gate = _add(s_pre, s_pre * 2.0 ** -rng.uniform(0.1, 9), 1 / 256, z[2] if k != 8 else z[5],
+                z[5], -128)
+    # the output ADD(MUL(coef, h~), MUL(z, h)): MUL(z, h) of the larger scale (its h side,
+    # the kernel's swapped form) for odd k, MUL(coef, h~) for even k; equal scales for k = 9
+    s_lo = float(np.exp(rng.uniform(np.log(1e-3), np.log(0.5))))
+    s_hi = s_lo if k == 9 else s_lo * 2.0 ** rng.uniform(0.2, 8)
+    out = _add(s_lo, s_hi, s_hi * 1.3, z[6], z[7], z[8]) if k % 2 else \
+        _add(s_hi, s_lo, s_hi * 1.3, z[6], z[7], z[8])
+    zh, ch = _mul(rng), _mul(rng)
+    if k == 1:  # offsets at the parser's bounds
+      for b in (pre, upd, gate, out, zh, ch):
+        b.update(in1_offset=128, in2_offset=-127)
+      upd.update(out_offset=127)
+      out.update(out_offset=-128)
+      gate["in1_offset"] = upd["in1_offset"]
+    if k == 2:
+      zh.update(out_mult=2**31 - 1, out_shift=-1)
+      ch.update(out_mult=2**30, out_shift=-23)
+    if k == 3:
+      zh.update(out_mult=2**30, out_shift=-23)
+      ch.update(out_mult=2**31 - 2, out_shift=-1)
+    g = "in2" if (out["in1_mult"], out["in1_shift"]) == (2**30, 0) else "in1"  # the g side
+    if k == 4:
+      out.update({f"{g}_mult": 1025, f"{g}_shift": -31})
+    if k == 5:
+      out.update({f"{g}_mult": 2**31 - 1, f"{g}_shift": -1, "out_mult": 2**31 - 1,
+                  "out_shift": -1})
+    biases = rng.integers(-128, 128, (2, 256))
+    cases.append(((pre, upd, gate, zh, ch, out), biases, k not in (7, 8, 9)))
+  return cases
+
+
 def _arm_cases(rng):
   """arm_cases.h for fastgrnn_int8_arm_equiv.c, and the cases as Python values."""
   from tests.test_fused import _random_add, _random_mul  # pylint: disable=import-outside-toplevel
@@ -172,6 +235,11 @@ def _arm_cases(rng):
       accs += [k * 2**(e - 1) for k in (-3, -1, 1, 3)]
     accs += [int(v) for v in rng.integers(-bound, bound, 8, endpoint=True)]
     fc += [(a, m, s) for a in accs if -bound <= a <= bound]
+  # accumulators beyond 2^30 (2 acc overflows: the DSP rows' SMULL form) at the ties of
+  # RoundingDivideByPOT after an exact srdhm (m = 2^30: t = floor((acc + 1) / 2))
+  for e in (1, 2, 20, 29, 30):
+    t = 2**29 + (2**(e - 1) if e < 30 else 0)
+    fc += [(sg * (2 * t + d), 2**30, -e) for sg in (1, -1) for d in (-2, -1, 0, 1)]
   zos = [-128, -1, 0, 77, 127]
   adds = [_random_add(rng, equal_scales=k % 3 == 0)[0] for k in range(9)]
   # Scales in power-of-two ratios: exact ties in the roundings (where RoundingDivideByPOT's
@@ -207,7 +275,20 @@ def _arm_cases(rng):
             _c_array("int8_t", "kOther", [str(int(v)) for v in other]) +
             "static const int32_t kTerm[N_ADD][256] = {" +
             ",".join("{" + ",".join(str(int(v)) for v in t) + "}" for t in terms) + "};\n")
-  return header, srdhm, fc, zos
+  ew = _ew_cases(rng)
+  rows = lambda a: "{" + ",".join(str(int(v)) for v in a) + "}"  # noqa: E731
+  header += (f"#define N_EW {len(ew)}\n" +
+             "static const fastgrnn_int8_binop kEw[N_EW][6] = {" +
+             ",".join("{" + ",".join(binop(b) for b in ops) + "}" for ops, _, _ in ew) +
+             "};\nstatic const int8_t kEwBias[N_EW][2][256] = {" +
+             ",".join("{" + ",".join(rows(b) for b in bias) + "}" for _, bias, _ in ew) +
+             "};\nstatic const int32_t kEwTerm[N_EW][2][256] = {" +
+             ",".join("{" + ",".join(rows(fused._bias_term(b.astype(np.int8), a))  # pylint: disable=protected-access
+                                     for b, a in zip(bias, ops[1:3])) + "}"
+                      for ops, bias, _ in ew) + "};\n" +
+             "static const int8_t kEwTab[4][256] = {" +
+             ",".join(rows(t) for t in rng.integers(-128, 128, (4, 256))) + "};\n")
+  return header, srdhm, fc, zos, [taken for _, _, taken in ew]
 
 
 @pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
@@ -221,7 +302,7 @@ def test_thumb2_arithmetic_on_qemu(core, tmp_path):
   m = 0, ties of each shift, the parser's accumulator bound) against it; every int8
   operand pair of the ADD/MUL/table passes against the generic passes."""
   arch, machine, ld = _CORES[core]
-  header, srdhm, fc, zos = _arm_cases(np.random.default_rng(29))
+  header, srdhm, fc, zos, ew_taken = _arm_cases(np.random.default_rng(29))
   (tmp_path / "arm_cases.h").write_text(header)
   here = os.path.dirname(os.path.abspath(__file__))
   elf = str(tmp_path / "arm_equiv.elf")
@@ -256,6 +337,10 @@ def test_thumb2_arithmetic_on_qemu(core, tmp_path):
   assert all(v in (0, -1) for v in counts.values()), sorted(counts.items())
   for kind in ("add", "bias", "grnn"):
     assert sum(v == 0 for k, v in counts.items() if k[0] == kind) >= 5, sorted(counts.items())
+  # FastGRNN's chain fused in one pass against the generic passes, out of place and in
+  # place (h_out = h_in): 0 differing bytes where it applies, -1 (declined) elsewhere
+  ew = {int(ln[1]): int(ln[2]) for ln in lines if ln[0] == "ew"}
+  assert ew == {k: 0 if taken else -1 for k, taken in enumerate(ew_taken)}
 
 
 _AVR_MAIN = r"""
