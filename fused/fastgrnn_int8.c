@@ -1700,8 +1700,8 @@ typedef struct {
   int32_t m, e, round; /* round = 2^(e-1) + output offset 2^e */
   int32_t in1x2, in2;  /* MUL input offsets (2 o1, o2) */
 #if defined(FG_MUL32)
-  int32_t mh, ml; /* m = mh 2^16 + ml */
-  int32_t q, b0;  /* ml = 2 q + (b0 & 1); b0 = 0 or -1 (a mask) */
+  int32_t mh, ml;   /* m = mh 2^16 + ml, 0 <= ml < 2^16 (out8) */
+  int32_t mh1, ml1; /* m = mh1 2^16 + ml1, 1 <= ml1 <= 2^16 (mul_fast) */
 #endif
 } fg_out;
 
@@ -1746,8 +1746,8 @@ static int fast_out(fg_out *r, const fastgrnn_int8_binop *p) {
     return 0;
   r->mh = r->m >> 16;
   r->ml = r->m & 0xffff;
-  r->q = r->ml >> 1;
-  r->b0 = -(r->ml & 1);
+  r->ml1 = ((r->m - 1) & 0xffff) + 1;
+  r->mh1 = (r->m - r->ml1) >> 16; /* -1 for m = 0 */
 #endif
   return 1;
 }
@@ -1807,10 +1807,13 @@ FG_EW_INLINE int32_t out8(const fg_out *r, int32_t x2) {
   const uint32_t u = (uint32_t)(ah * r->ml) + al * (uint32_t)r->mh +
                      ((al * (uint32_t)r->ml) >> 16) + UINT32_C(0x40008000);
   const int32_t y = ah * r->mh + (int32_t)(u >> 16) - 0x4000;
+  /* [y < 0] taken as [x2 < 0] (as in the SMMLAR form below; the Thumb-1 loops keep no
+   * register for y's sign) */
+  return ssat8(FG_ASR(y + r->round - (int32_t)((uint32_t)x2 >> 31), r->e));
 #else
   const int32_t y = smmulr(x2, r->m);
-#endif
   return ssat8(FG_ASR(y + r->round - (int32_t)((uint32_t)y >> 31), r->e));
+#endif
 #else
   return ssat8(FG_ASR(smmlar(x2, r->m, r->round) - (int32_t)((uint32_t)x2 >> 31), r->e));
 #endif
@@ -1829,15 +1832,19 @@ FG_EW_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
   return out8(o, FG_SMUL16(2 * a + o->in1x2, b + o->in2));
 #elif defined(FG_MUL32)
   /* y = (2 P m + 2^31) >> 32 = floor((P m + 2^30) / 2^31), P = (a + o1)(b + o2), from two
-   * products instead of out8's four: with m = 2^16 mh + 2 q + b0 (q < 2^15),
-   * P m + 2^30 = 2^16 (P mh) + 2 (P q + b0 P / 2) + 2^30, so
-   * y = floor((P mh + 2^14 + floor((P q + floor(b0 P / 2)) / 2^15)) / 2^15) (nested
-   * floors of exact integers). |a + o| <= 255 (fast_out), so |P| <= 65025: |P q| <
-   * 2^31 - 2^16, |P mh| <= 65025 (2^15 - 1) < 2^31 - 2^17, and no sum overflows. */
+   * products instead of out8's four: with m = 2^16 mh1 + ml1 (1 <= ml1 <= 2^16),
+   * y = floor((P mh1 + floor(P ml1 / 2^16) + 2^14) / 2^15) (nested floors of exact
+   * integers). |a + o| <= 255 (fast_out), so |P| <= 65025 and |P ml1| < 2^32: the
+   * product mod 2^32 read unsigned is P ml1 for P >= 0 and P ml1 + 2^32 for P < 0 (never
+   * 0 there, as ml1 >= 1), so floor(P ml1 / 2^16) is its top half minus 2^16 [P < 0];
+   * |P mh1| <= 65025 (2^15 - 1) < 2^31 - 2^17, and no sum overflows. RoundingDivideByPOT's
+   * [y < 0] is [P < 0]: m >= 0, so y < 0 implies P < 0 and y > 0 implies P > 0, and where
+   * y = 0 both give the offset ((round - 1) >> e = round >> e for e >= 1). */
   const int32_t prod = (a + (o->in1x2 >> 1)) * (b + o->in2);
-  const int32_t c = prod * o->q + ((prod >> 1) & o->b0);
-  const int32_t y = (prod * o->mh + (c >> 15) + (INT32_C(1) << 14)) >> 15;
-  return ssat8(FG_ASR(y + o->round - (int32_t)((uint32_t)y >> 31), o->e));
+  const int32_t s = (int32_t)((uint32_t)prod >> 31);
+  const int32_t lo = (int32_t)(((uint32_t)prod * (uint32_t)o->ml1) >> 16) - s * 65536;
+  const int32_t y = (prod * o->mh1 + lo + (INT32_C(1) << 14)) >> 15;
+  return ssat8(FG_ASR(y + o->round - s, o->e));
 #else
   return out8(o, (2 * a + o->in1x2) * (b + o->in2));
 #endif
@@ -2022,6 +2029,343 @@ __asm__(FG_A_ADD2("fastgrnn_int8_add2_h_t2", "r0"));
 __asm__(FG_A_ADD2("fastgrnn_int8_add2_g_t2", "r1"));
 #endif
 
+#if defined(FG_THUMB1)
+/* Armv6-M assembly of the elementwise loops (gcc -Os kept ~70 % more instructions per
+ * unit: constants reloaded and spilled around the 16 x 16 products), instruction for
+ * instruction the FG_MUL32 helpers in_scaled (l = 21: k = 11), out8, mul_fast and
+ * add_hg, low registers only for the arithmetic. Constants that are added live in the
+ * high registers r8-r12 and lr (ADD Rd, Rm takes any register); multipliers, shifts and
+ * pointers sit on the stack, one LDR each (no more than a MOV from a high register). Each
+ * function takes an int32 array: pointers, the loop count -n (an index counting up to 0),
+ * then its constants. Macros (GNU as): fg_t1_in, in_scaled on a = v + offset in \x (its
+ * term into \t); fg_t1_out8, out8 on x2 in \x (before the clamp); fg_t1_mulp, mul_fast on
+ * P in \p (before the clamp); fg_t1_sat8, \t = ssat8(\x). */
+__asm__(
+    "  .pushsection .text.fastgrnn_int8_ew_t1,\"ax\",%progbits\n"
+    "  .balign 2\n"
+    "  .syntax unified\n"
+    "  .thumb\n"
+    /* half + a mh + ((a ml + 2^10) >> 11) - [a < 0], >> e; \x clobbered */
+    "  .macro fg_t1_in x, t, u, ml, rk, mh, half, e\n"
+    "  ldr \\t, [sp, #\\ml]\n"
+    "  muls \\t, \\x, \\t\n"
+    "  add \\t, \\rk\n"
+    "  asrs \\t, \\t, #11\n"
+    "  ldr \\u, [sp, #\\mh]\n"
+    "  muls \\u, \\x, \\u\n"
+    "  adds \\t, \\t, \\u\n"
+    "  lsrs \\x, \\x, #31\n"
+    "  subs \\t, \\t, \\x\n"
+    "  add \\t, \\half\n"
+    "  ldr \\u, [sp, #\\e]\n"
+    "  asrs \\t, \\t, \\u\n"
+    "  .endm\n"
+    /* x2 = 2^16 ah + al: u = ah ml + al mh + (al ml >> 16) + 0x40008000 (unsigned),
+     * y = ah mh + (u >> 16) - 2^14; (y + round - [x2 < 0]) >> e, rnd = round - 2^14 */
+    "  .macro fg_t1_out8 x, t, u, v, ml, mh, cc, rnd, e\n"
+    "  uxth \\t, \\x\n"
+    "  asrs \\x, \\x, #16\n"
+    "  ldr \\u, [sp, #\\ml]\n"
+    "  muls \\u, \\t, \\u\n"
+    "  lsrs \\u, \\u, #16\n"
+    "  ldr \\v, [sp, #\\mh]\n"
+    "  muls \\t, \\v, \\t\n"
+    "  adds \\u, \\u, \\t\n"
+    "  ldr \\t, [sp, #\\ml]\n"
+    "  muls \\t, \\x, \\t\n"
+    "  adds \\u, \\u, \\t\n"
+    "  add \\u, \\cc\n"
+    "  lsrs \\u, \\u, #16\n"
+    "  lsrs \\t, \\x, #31\n"
+    "  muls \\x, \\v, \\x\n"
+    "  adds \\x, \\x, \\u\n"
+    "  add \\x, \\rnd\n"
+    "  subs \\x, \\x, \\t\n"
+    "  ldr \\t, [sp, #\\e]\n"
+    "  asrs \\x, \\x, \\t\n"
+    "  .endm\n"
+    /* y = (P mh1 + (P ml1 mod 2^32 >> 16) - 2^16 [P < 0] + 2^14) >> 15;
+     * (y + round - [P < 0]) >> e */
+    "  .macro fg_t1_mulp p, s, t, u, ml, mh, k14, rnd, e\n"
+    "  lsrs \\s, \\p, #31\n"
+    "  ldr \\t, [sp, #\\ml]\n"
+    "  muls \\t, \\p, \\t\n"
+    "  lsrs \\t, \\t, #16\n"
+    "  lsls \\u, \\s, #16\n"
+    "  subs \\t, \\t, \\u\n"
+    "  ldr \\u, [sp, #\\mh]\n"
+    "  muls \\p, \\u, \\p\n"
+    "  adds \\p, \\p, \\t\n"
+    "  add \\p, \\k14\n"
+    "  asrs \\p, \\p, #15\n"
+    "  ldr \\t, [sp, #\\rnd]\n"
+    "  adds \\p, \\p, \\t\n"
+    "  subs \\p, \\p, \\s\n"
+    "  ldr \\t, [sp, #\\e]\n"
+    "  asrs \\p, \\p, \\t\n"
+    "  .endm\n"
+    "  .macro fg_t1_sat8 x, t\n"
+    "  sxtb \\t, \\x\n"
+    "  cmp \\t, \\x\n"
+    "  beq 9\\@f\n"
+    "  asrs \\t, \\x, #31\n"
+    "  movs \\x, #127\n"
+    "  eors \\t, \\t, \\x\n"
+    "9\\@:\n"
+    "  .endm\n"
+    "  .macro fg_t1_enter\n" /* saves r4-r11, lr */
+    "  push {r4, r5, r6, r7, lr}\n"
+    "  mov r4, r8\n"
+    "  mov r5, r9\n"
+    "  mov r6, r10\n"
+    "  mov r7, r11\n"
+    "  push {r4, r5, r6, r7}\n"
+    "  .endm\n"
+    "  .macro fg_t1_leave\n"
+    "  pop {r4, r5, r6, r7}\n"
+    "  mov r8, r4\n"
+    "  mov r9, r5\n"
+    "  mov r10, r6\n"
+    "  mov r11, r7\n"
+    "  pop {r4, r5, r6, r7, pc}\n"
+    "  .endm\n"
+    "  .macro fg_t1_cc reg, tmp\n" /* \reg = 0x40008000 */
+    "  movs \\tmp, #1\n"
+    "  lsls \\tmp, \\tmp, #15\n"
+    "  mov \\reg, \\tmp\n"
+    "  lsls \\tmp, \\tmp, #15\n"
+    "  add \\reg, \\tmp\n"
+    "  .endm\n"
+    /* ADD in place, l = 21: out[j] = ADD(ph[j], pg[j]), out = ph or pg.
+     * a = {ph + n, pg + n, -n, g: offset, ml, mh, half, e; hoff2; out: ml, mh, round - 2^14,
+     * e}. r0 ph, r1 pg, r2 j; r8 offset, r9 2^10, r10 half, r11 hoff2, r12 0x40008000, lr
+     * round - 2^14; stack: g ml, mh, e, out ml, mh, e. */
+    "  .macro fg_t1_add name, out\n"
+    "  .global \\name\n"
+    "  .type \\name, %function\n"
+    "  .thumb_func\n"
+    "\\name:\n"
+    "  fg_t1_enter\n"
+    "  sub sp, #24\n"
+    "  ldm r0!, {r1, r2, r3, r4, r5, r6, r7}\n"
+    "  mov r8, r4\n"
+    "  str r5, [sp, #0]\n"
+    "  str r6, [sp, #4]\n"
+    "  mov r10, r7\n"
+    "  ldm r0!, {r4, r5, r6, r7}\n"
+    "  str r4, [sp, #8]\n"
+    "  mov r11, r5\n"
+    "  str r6, [sp, #12]\n"
+    "  str r7, [sp, #16]\n"
+    "  ldm r0!, {r4, r5}\n"
+    "  mov lr, r4\n"
+    "  str r5, [sp, #20]\n"
+    "  movs r4, #1\n"
+    "  lsls r4, r4, #10\n"
+    "  mov r9, r4\n"
+    "  fg_t1_cc r12, r4\n"
+    "  mov r0, r1\n"
+    "  mov r1, r2\n"
+    "  mov r2, r3\n"
+    "1:\n"
+    "  ldrsb r3, [r1, r2]\n"
+    "  add r3, r8\n"
+    "  fg_t1_in r3, r4, r5, 0, r9, 4, r10, 8\n"
+    "  ldrsb r3, [r0, r2]\n"
+    "  lsls r3, r3, #20\n"
+    "  add r3, r11\n"
+    "  lsls r4, r4, #1\n"
+    "  adds r3, r3, r4\n"
+    "  fg_t1_out8 r3, r4, r5, r6, 12, 16, r12, lr, 20\n"
+    "  fg_t1_sat8 r3, r4\n"
+    "  strb r4, [\\out, r2]\n"
+    "  adds r2, r2, #1\n"
+    "  bne 1b\n"
+    "  add sp, #24\n"
+    "  fg_t1_leave\n"
+    "  .size \\name, .-\\name\n"
+    "  .endm\n"
+    /* The same when both operands have the multiplier 1/2 (fast_in's l = 22: the g term is
+     * (v + offset) 2^19 exactly): x2 = (ph[j] + pg[j]) 2^20 + c. a = {ph + n, pg + n, -n,
+     * c, out: ml, mh, round - 2^14, e}. */
+    "  .macro fg_t1_add2 name, out\n"
+    "  .global \\name\n"
+    "  .type \\name, %function\n"
+    "  .thumb_func\n"
+    "\\name:\n"
+    "  fg_t1_enter\n"
+    "  sub sp, #12\n"
+    "  ldm r0!, {r1, r2, r3, r4, r5, r6, r7}\n"
+    "  mov r8, r4\n"
+    "  str r5, [sp, #0]\n"
+    "  str r6, [sp, #4]\n"
+    "  mov lr, r7\n"
+    "  ldr r4, [r0, #0]\n"
+    "  str r4, [sp, #8]\n"
+    "  fg_t1_cc r12, r4\n"
+    "  mov r0, r1\n"
+    "  mov r1, r2\n"
+    "  mov r2, r3\n"
+    "1:\n"
+    "  ldrsb r3, [r1, r2]\n"
+    "  ldrsb r4, [r0, r2]\n"
+    "  adds r3, r3, r4\n"
+    "  lsls r3, r3, #20\n"
+    "  add r3, r8\n"
+    "  fg_t1_out8 r3, r4, r5, r6, 0, 4, r12, lr, 8\n"
+    "  fg_t1_sat8 r3, r4\n"
+    "  strb r4, [\\out, r2]\n"
+    "  adds r2, r2, #1\n"
+    "  bne 1b\n"
+    "  add sp, #12\n"
+    "  fg_t1_leave\n"
+    "  .size \\name, .-\\name\n"
+    "  .endm\n"
+    "  fg_t1_add fastgrnn_int8_add_h_t1, r0\n"
+    "  fg_t1_add fastgrnn_int8_add_g_t1, r1\n"
+    "  fg_t1_add2 fastgrnn_int8_add2_h_t1, r0\n"
+    "  fg_t1_add2 fastgrnn_int8_add2_g_t1, r1\n"
+    /* table[ADD(pre[j], bias operand j)], pre the h side: out[j] = table[out8(pre[j] 2^20 +
+     * hoff2 + 2 term[j])]. a = {pre + n, term, out + n, -n, hoff2, ml, mh, round - 2^14, e,
+     * table + 128}. r0 pre, r1 term (LDM), r2 out, r3 j; r8 hoff2, r12 0x40008000, lr
+     * round - 2^14; stack: ml, mh, e, table. */
+    "  .global fastgrnn_int8_term_t1\n"
+    "  .type fastgrnn_int8_term_t1, %function\n"
+    "  .thumb_func\n"
+    "fastgrnn_int8_term_t1:\n"
+    "  fg_t1_enter\n"
+    "  sub sp, #16\n"
+    "  adds r0, r0, #16\n"
+    "  ldm r0!, {r3, r4, r5, r6, r7}\n"
+    "  mov r8, r3\n"
+    "  str r4, [sp, #0]\n"
+    "  str r5, [sp, #4]\n"
+    "  mov lr, r6\n"
+    "  str r7, [sp, #8]\n"
+    "  ldr r4, [r0, #0]\n"
+    "  str r4, [sp, #12]\n"
+    "  fg_t1_cc r12, r4\n"
+    "  subs r0, r0, #36\n"
+    "  ldm r0, {r0, r1, r2, r3}\n"
+    "1:\n"
+    "  ldrsb r4, [r0, r3]\n"
+    "  ldm r1!, {r5}\n"
+    "  lsls r4, r4, #20\n"
+    "  add r4, r8\n"
+    "  lsls r5, r5, #1\n"
+    "  adds r4, r4, r5\n"
+    "  fg_t1_out8 r4, r5, r6, r7, 0, 4, r12, lr, 8\n"
+    "  fg_t1_sat8 r4, r5\n"
+    "  ldr r4, [sp, #12]\n"
+    "  ldrsb r5, [r4, r5]\n"
+    "  strb r5, [r2, r3]\n"
+    "  adds r3, r3, #1\n"
+    "  bne 1b\n"
+    "  add sp, #16\n"
+    "  fg_t1_leave\n"
+    "  .size fastgrnn_int8_term_t1, .-fastgrnn_int8_term_t1\n"
+    /* FastGRNN's output, l = 21: h_out[j] = ADD(MUL(coef[z[j]], ht[j]), MUL(z[j], h_in[j]))
+     * (swap: MUL(z, h) is the ADD's h side). a = {z + n, -n, ht + n, h_in + n, h_out + n,
+     * coef + 128, MUL(z, h): o1, o2, ml1, mh1, round, e; MUL(coef, h~): the same six; the
+     * ADD's g side: offset, ml, mh, half, e; hoff2; out: ml, mh, round - 2^14, e}, words 2
+     * to 27 copied to the stack. r0 j, r1 z; r8 2^14, r9 2^10, r10 half, r11 hoff2, r12
+     * 0x40008000, lr round - 2^14. MUL(z, h) into r7, MUL(coef, h~) into r6. */
+    "  .macro fg_t1_grnn name, gv, hv\n"
+    "  .global \\name\n"
+    "  .type \\name, %function\n"
+    "  .thumb_func\n"
+    "\\name:\n"
+    "  fg_t1_enter\n"
+    "  sub sp, #104\n"
+    "  ldm r0!, {r1, r2}\n"
+    "  mov r8, r2\n"
+    "  mov r3, sp\n"
+    "  movs r2, #26\n"
+    "2:\n"
+    "  ldm r0!, {r4}\n"
+    "  stm r3!, {r4}\n"
+    "  subs r2, r2, #1\n"
+    "  bne 2b\n"
+    "  ldr r4, [sp, #76]\n"
+    "  mov r10, r4\n"
+    "  ldr r4, [sp, #84]\n"
+    "  mov r11, r4\n"
+    "  ldr r4, [sp, #96]\n"
+    "  mov lr, r4\n"
+    "  fg_t1_cc r12, r4\n"
+    "  movs r4, #1\n"
+    "  lsls r4, r4, #10\n"
+    "  mov r9, r4\n"
+    "  mov r0, r8\n"
+    "  lsls r4, r4, #4\n"
+    "  mov r8, r4\n"
+    "1:\n"
+    "  ldrsb r2, [r1, r0]\n"
+    "  ldr r3, [sp, #4]\n"
+    "  ldrsb r3, [r3, r0]\n"
+    "  ldr r4, [sp, #16]\n"
+    "  adds r4, r2, r4\n"
+    "  ldr r5, [sp, #20]\n"
+    "  adds r3, r3, r5\n"
+    "  muls r4, r3, r4\n"
+    "  fg_t1_mulp r4, r3, r5, r6, 24, 28, r8, 32, 36\n"
+    "  fg_t1_sat8 r4, r7\n"
+    "  ldr r3, [sp, #12]\n"
+    "  ldrsb r2, [r3, r2]\n"
+    "  ldr r3, [sp, #0]\n"
+    "  ldrsb r3, [r3, r0]\n"
+    "  ldr r4, [sp, #40]\n"
+    "  adds r2, r2, r4\n"
+    "  ldr r4, [sp, #44]\n"
+    "  adds r3, r3, r4\n"
+    "  muls r2, r3, r2\n"
+    "  fg_t1_mulp r2, r3, r4, r5, 48, 52, r8, 56, 60\n"
+    "  fg_t1_sat8 r2, r6\n"
+    "  ldr r2, [sp, #64]\n"
+    "  adds \\gv, \\gv, r2\n"
+    "  fg_t1_in \\gv, r2, r3, 68, r9, 72, r10, 80\n"
+    "  lsls \\hv, \\hv, #20\n"
+    "  add \\hv, r11\n"
+    "  lsls r2, r2, #1\n"
+    "  adds \\hv, \\hv, r2\n"
+    "  fg_t1_out8 \\hv, r2, r3, r4, 88, 92, r12, lr, 100\n"
+    "  fg_t1_sat8 \\hv, r2\n"
+    "  ldr r3, [sp, #8]\n"
+    "  strb r2, [r3, r0]\n"
+    "  adds r0, r0, #1\n"
+    "  bne 1b\n"
+    "  add sp, #104\n"
+    "  fg_t1_leave\n"
+    "  .size \\name, .-\\name\n"
+    "  .endm\n"
+    "  fg_t1_grnn fastgrnn_int8_grnn_t1, r7, r6\n"
+    "  fg_t1_grnn fastgrnn_int8_grnn_swap_t1, r6, r7\n"
+    "  .purgem fg_t1_in\n"
+    "  .purgem fg_t1_out8\n"
+    "  .purgem fg_t1_mulp\n"
+    "  .purgem fg_t1_sat8\n"
+    "  .purgem fg_t1_enter\n"
+    "  .purgem fg_t1_leave\n"
+    "  .purgem fg_t1_cc\n"
+    "  .purgem fg_t1_add\n"
+    "  .purgem fg_t1_add2\n"
+    "  .purgem fg_t1_grnn\n"
+    "  .popsection\n");
+#if defined(__ELF__)
+#define FG_T1_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define FG_T1_HIDDEN
+#endif
+void fastgrnn_int8_add_h_t1(const int32_t *a) FG_T1_HIDDEN;
+void fastgrnn_int8_add_g_t1(const int32_t *a) FG_T1_HIDDEN;
+void fastgrnn_int8_add2_h_t1(const int32_t *a) FG_T1_HIDDEN;
+void fastgrnn_int8_add2_g_t1(const int32_t *a) FG_T1_HIDDEN;
+void fastgrnn_int8_term_t1(const int32_t *a) FG_T1_HIDDEN;
+void fastgrnn_int8_grnn_t1(const int32_t *a) FG_T1_HIDDEN;
+void fastgrnn_int8_grnn_swap_t1(const int32_t *a) FG_T1_HIDDEN;
+#define FG_T1_PTR(p) ((int32_t)(intptr_t)(p))
+#endif
+
 FG_HOT static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int8_t *b,
                         int8_t *out, int32_t n) {
   fg_in g;
@@ -2056,6 +2400,26 @@ FG_HOT static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, co
       fastgrnn_int8_add_h_t2(&args);
     } else {
       fastgrnn_int8_add_g_t2(&args);
+    }
+    return 1;
+  }
+#endif
+#if defined(FG_THUMB1)
+  if ((out == a || out == b) && n > 0) { /* in place, as the step calls it */
+    if (g.l == 22) { /* g.off = offset 2^22: 2^20 offset = g.off / 4 */
+      const int32_t k[8] = {FG_T1_PTR(a + n), FG_T1_PTR(b + n), -n, hoff2 + g.off / 4,
+                            o.ml, o.mh, o.round - 0x4000, o.e};
+      if (out == a)
+        fastgrnn_int8_add2_h_t1(k);
+      else
+        fastgrnn_int8_add2_g_t1(k);
+    } else {
+      const int32_t k[13] = {FG_T1_PTR(a + n), FG_T1_PTR(b + n), -n, g.offset, g.ml, g.mh,
+                             g.half, g.e, hoff2, o.ml, o.mh, o.round - 0x4000, o.e};
+      if (out == a)
+        fastgrnn_int8_add_h_t1(k);
+      else
+        fastgrnn_int8_add_g_t1(k);
     }
     return 1;
   }
@@ -2117,6 +2481,15 @@ FG_HOT static int bias_vec_fast(const fastgrnn_int8_binop *p, const ROM int8_t *
       args.k = k;
       fastgrnn_int8_term_t2(&args);
       return 1;
+#endif
+#if defined(FG_THUMB1)
+      if (n > 0) {
+        const int32_t k[10] = {FG_T1_PTR(a + n), FG_T1_PTR(term), FG_T1_PTR(out + n), -n,
+                               p->in1_offset * (INT32_C(1) << 20), o.ml, o.mh,
+                               o.round - 0x4000, o.e, FG_T1_PTR(table + 128)};
+        fastgrnn_int8_term_t1(k);
+        return 1;
+      }
 #endif
       term_loop(p->in1_offset * (INT32_C(1) << 20), &g, &o, table, a, term, out, n, 1);
     } else {
@@ -2185,6 +2558,21 @@ FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, 
       fastgrnn_int8_grnn_swap_t2(&a);
     else
       fastgrnn_int8_grnn_t2(&a);
+    return 1;
+  }
+#endif
+#if defined(FG_THUMB1)
+  if (g.l == 21 && n > 0) {
+    const int32_t k[28] = {FG_T1_PTR(z + n), -n, FG_T1_PTR(ht + n), FG_T1_PTR(h_in + n),
+                           FG_T1_PTR(h_out + n), FG_T1_PTR(p->coef_table + 128),
+                           zm.in1x2 >> 1, zm.in2, zm.ml1, zm.mh1, zm.round, zm.e,
+                           cm.in1x2 >> 1, cm.in2, cm.ml1, cm.mh1, cm.round, cm.e,
+                           g.offset, g.ml, g.mh, g.half, g.e, hoff2,
+                           o.ml, o.mh, o.round - 0x4000, o.e};
+    if (swap)
+      fastgrnn_int8_grnn_swap_t1(k);
+    else
+      fastgrnn_int8_grnn_t1(k);
     return 1;
   }
 #endif
