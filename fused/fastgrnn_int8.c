@@ -1429,7 +1429,7 @@ __asm__(
  * srdhm(sums[k] + bias[k], mult[k]), -shift[k]) + zo), or for shift >= 0 ssat8(srdhm((sum
  * + bias) << shift, mult) + zo); srdhm from four 16 x 16 products as mul_parts (exact for
  * any int32 a and 0 <= m < 2^31). r7 the row minus n (counts up to 0), r8 sums, r9 bias,
- * r10 mult, r11 shift (each + n rows), r12 2^14; on the stack out + n, 1 + 2 zo. The rare
+ * r10 mult, r11 shift (each + n rows), r12 2^14, lr 1 + 2 zo; on the stack out + n. The rare
  * shift >= 0 rows take a second copy of srdhm (one test of the sign per row). */
 typedef struct {
   const int32_t *sums;
@@ -1461,8 +1461,7 @@ __asm__(
     "  adds r5, r5, r6\n"
     "  uxth r6, r4\n"
     "  adds r5, r5, r6\n"
-    "  mov r6, r12\n"
-    "  adds r5, r5, r6\n"
+    "  add r5, r12\n"
     "  lsrs r3, r3, #16\n"
     "  adds r0, r0, r3\n"
     "  asrs r4, r4, #16\n"
@@ -1478,7 +1477,7 @@ __asm__(
     "  mov r6, r10\n"
     "  mov r7, r11\n"
     "  push {r4, r5, r6, r7}\n"
-    "  sub sp, #12\n"
+    "  sub sp, #4\n"
     "  ldr r7, [r0, #20]\n"
     "  lsls r6, r7, #2\n"
     "  ldr r1, [r0, #0]\n"
@@ -1497,7 +1496,7 @@ __asm__(
     "  adds r1, r1, r7\n"
     "  str r1, [sp, #0]\n"
     "  ldr r1, [r0, #24]\n"
-    "  str r1, [sp, #8]\n"
+    "  mov lr, r1\n"
     "  movs r1, #1\n"
     "  lsls r1, r1, #14\n"
     "  mov r12, r1\n"
@@ -1520,8 +1519,7 @@ __asm__(
     "  subs r0, r0, r3\n"
     "  mvns r2, r2\n"
     "  asrs r0, r2\n"
-    "  ldr r3, [sp, #8]\n"
-    "  adds r0, r0, r3\n"
+    "  add r0, lr\n"
     "  asrs r0, r0, #1\n"
     "13:\n"
     "  sxtb r3, r0\n"
@@ -1535,7 +1533,7 @@ __asm__(
     "  strb r3, [r0, r7]\n"
     "  adds r7, #1\n"
     "  bne 10b\n"
-    "  add sp, #12\n"
+    "  add sp, #4\n"
     "  pop {r4, r5, r6, r7}\n"
     "  mov r8, r4\n"
     "  mov r9, r5\n"
@@ -1545,7 +1543,7 @@ __asm__(
     "20:\n" /* shift >= 0 (rare): srdhm(acc << shift, m) + zo; 2 t could overflow */
     "  lsls r0, r2\n"
     "  fg_t1_srdhm\n"
-    "  ldr r3, [sp, #8]\n"
+    "  mov r3, lr\n"
     "  asrs r3, r3, #1\n"
     "  adds r0, r0, r3\n"
     "  b 13b\n"
