@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The Cortex-M builds' own arithmetic on QEMU (tests/test_fused_cores.py writes
  * arm_cases.h and compares what this prints): the Thumb-2 assembly (srdhm's SMULL form,
- * the sparse layer with its requantisation, the elementwise loops) and every other fast
- * form of the build, against the kernel's generic passes and the NumPy reference.
+ * the sparse layer with its requantisation, the elementwise loops), on the M0 the Thumb-1
+ * assembly (the sparse layer, the elementwise loops), and every other fast form of the
+ * build, against the kernel's generic passes and the NumPy reference.
  *
  * Prints one line per item: "srdhm a b r", "fc zo acc m s sparse_out c_out dense_out",
  * "add k bad" (both in-place orders), "bias k bad", "grnn k bad" (-1: the fast pass

@@ -188,6 +188,23 @@ def _arm_cases(rng):
   for k in range(len(adds) - 3, len(adds)):  # their MULs: s1 s2 / s_out = 2^-9, 2^-6
     for j, shift in ((2 * k, -8), (2 * k + 1, -5)):
       muls[j].update(out_mult=2**30, out_shift=shift)
+  # Edges of the fast forms' domain: input offsets at the parser's bounds (-127, 128: |v +
+  # offset| up to 255, MUL products up to 65025 in magnitude), output offsets at both ends,
+  # multipliers just above 2^10 (the g side's lower bound) and at 2^31 - 1, output shifts
+  # -1 and -23, multipliers whose low half is 0 or 1 (the MUL32 splits' ends).
+  for o1, o2, zo, gm, gs, om, os_, mm in (
+      (128, -127, -128, 2**10 + 1, -1, 2**31 - 1, -1, (2**31 - 1, -1)),
+      (-127, 128, 127, 2**31 - 1, -1, 2**30, -23, (2**30, -23)),
+      (128, 128, 0, 2**31 - 1, -31, 2**30 + 1, -1, (2**30 + 1, -1)),
+      (-127, -127, -1, 2**30, -2, 2**31 - 2**16, -12, (2**31 - 2**16, -9))):
+    adds.append({"in1_offset": o1, "in2_offset": o2, "out_offset": zo, "act_min": -128,
+                 "act_max": 127, "in1_mult": 2**30, "in1_shift": 0, "in2_mult": gm,
+                 "in2_shift": gs, "out_mult": om, "out_shift": os_})
+    for j in range(2):
+      muls.append({"in1_offset": o1 if j else o2, "in2_offset": o2 if j else o1,
+                   "out_offset": zo, "act_min": -128, "act_max": 127, "in1_mult": 0,
+                   "in1_shift": 0, "in2_mult": 0, "in2_shift": 0, "out_mult": mm[0],
+                   "out_shift": mm[1]})
   table = rng.integers(-128, 128, 256)
   other = rng.integers(-128, 128, 256)
   binop = lambda b: "{" + ",".join(str(int(b[f])) for f in _BINOP_FIELDS) + "}"  # noqa: E731
@@ -212,11 +229,12 @@ def _arm_cases(rng):
 
 @pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
                     reason="needs arm-none-eabi-gcc and qemu-system-arm")
-@pytest.mark.parametrize("core", ["m3", "m4"])
+@pytest.mark.parametrize("core", ["m0", "m3", "m4"])
 def test_thumb2_arithmetic_on_qemu(core, tmp_path):
-  """The Thumb-2 builds' own arithmetic (SMULL-form SaturatingRoundingDoublingHighMul,
-  the sparse and dense layers' requantisation in assembly, the elementwise loops) on
-  QEMU: srdhm over edge cases (INT32_MIN/MAX operands, products at +-1/2 ulp: the
+  """The Arm builds' own arithmetic on QEMU: Thumb-2 (M3, M4F: SMULL-form
+  SaturatingRoundingDoublingHighMul, the sparse and dense layers' requantisation in
+  assembly, the elementwise loops) and Thumb-1 (M0: the 32-bit-only srdhm, the sparse
+  layer's and the elementwise loops' assembly): srdhm over edge cases (INT32_MIN/MAX operands, products at +-1/2 ulp: the
   negative rounding) against the NumPy reference; FC requantisation (every shift sign,
   m = 0, ties of each shift, the parser's accumulator bound) against it; every int8
   operand pair of the ADD/MUL/table passes against the generic passes."""
@@ -227,7 +245,8 @@ def test_thumb2_arithmetic_on_qemu(core, tmp_path):
   elf = str(tmp_path / "arm_equiv.elf")
   subprocess.run(["arm-none-eabi-gcc", "-std=gnu99", "-Os", *arch, "-DSEMIHOSTING",
                   f"-I{tmp_path}", f"-I{here}", f"-I{fused.KERNEL_DIR}",
-                  "-T", os.path.join(CORTEX_M, ld), "-nostartfiles", "-Wl,--gc-sections",
+                  "-T", os.path.join(ARMRUN if ld == "m0.ld" else CORTEX_M, ld),
+                  "-nostartfiles", "-Wl,--gc-sections",
                   "--specs=nano.specs", "--specs=rdimon.specs", "-o", elf,
                   os.path.join(CORTEX_M, "startup.c"),
                   os.path.join(here, "fastgrnn_int8_arm_equiv.c")],
@@ -250,7 +269,7 @@ def test_thumb2_arithmetic_on_qemu(core, tmp_path):
     want = int(np.clip(fixed_point.multiply_by_quantized_multiplier(acc, m, s) + zo, -128, 127))
     assert (sparse_out, c_out, dense_out) == (want, want, want), (zo, acc, m, s)
   counts = {(ln[0], int(ln[1])): int(ln[2]) for ln in lines if ln[0] in ("add", "bias", "grnn")}
-  assert len(counts) == 36
+  assert len(counts) == 3 * 16
   # -1: the fast pass declined the parameters (a shift out of its range, a MUL multiplier
   # >= 1/2) and the generic one runs; every fast pass that ran equals the generic one
   assert all(v in (0, -1) for v in counts.values()), sorted(counts.items())
