@@ -234,10 +234,12 @@ def test_thumb2_arithmetic_on_qemu(core, tmp_path):
   """The Arm builds' own arithmetic on QEMU: Thumb-2 (M3, M4F: SMULL-form
   SaturatingRoundingDoublingHighMul, the sparse and dense layers' requantisation in
   assembly, the elementwise loops) and Thumb-1 (M0: the 32-bit-only srdhm, the sparse
-  layer's and the elementwise loops' assembly): srdhm over edge cases (INT32_MIN/MAX operands, products at +-1/2 ulp: the
-  negative rounding) against the NumPy reference; FC requantisation (every shift sign,
-  m = 0, ties of each shift, the parser's accumulator bound) against it; every int8
-  operand pair of the ADD/MUL/table passes against the generic passes."""
+  layer's and the elementwise loops' assembly): srdhm over edge cases (INT32_MIN/MAX
+  operands, products at +-1/2 ulp: the negative rounding) against the NumPy reference; FC
+  requantisation (every shift sign, m = 0, ties of each shift, the parser's accumulator
+  bound) against it; every int8 operand pair of the ADD/MUL/table passes against the
+  generic passes, for random parameters and edge ones (offsets at the parser's bounds,
+  multipliers 2^10 + 1 and 2^31 - 1, output shifts -1 and -23)."""
   arch, machine, ld = _CORES[core]
   header, srdhm, fc, zos = _arm_cases(np.random.default_rng(29))
   (tmp_path / "arm_cases.h").write_text(header)
