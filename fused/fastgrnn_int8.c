@@ -1318,47 +1318,99 @@ static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *
   }
 }
 #elif defined(FG_THUMB1)
-/* Armv6-M: the layer in two assembly passes over blocks of FG_T1_BLOCK rows, so that
- * neither runs short of the eight low registers (gcc's one loop doing both kept its
- * pointers on the stack: ~70 instructions per row besides the MACs, against 19 + 51
- * here, HAR-2 shape): fastgrnn_int8_t1_rows sums the block's sparse rows into an int32
- * array on the stack (128 B), fastgrnn_int8_t1_rescale adds the biases and rescales.
- * Blocks of 16 rows: +440 instructions per HAR-2 step. */
+/* Armv6-M: the layer in one assembly function (fastgrnn_int8_t1_layer) that works in
+ * blocks of FG_T1_BLOCK rows, each in two passes so that neither runs short of the eight
+ * low registers (gcc's one loop doing both kept its pointers on the stack: ~70
+ * instructions per row besides the MACs, against 19 + 47 here, HAR-2 shape): the block's
+ * sparse rows summed into an int32 array on the stack (128 B), then the biases added and
+ * the rows rescaled. Blocks of 16 rows: +440 instructions per HAR-2 step; a C loop over
+ * the blocks calling one function per pass: +290. */
 #define FG_T1_BLOCK 32
 typedef struct {
-  const ROM uint8_t *ip; /* the next row's count */
-  const ROM int8_t *wp;  /* its first non-zero */
-  int32_t *sums, *sums_end;
-  const int8_t *x;
-} fg_t1_state;
-void fastgrnn_int8_t1_rows(fg_t1_state *s);
-/* Per row: p walks its column indices; its weights sit at p + d (d = wp - first index
- * address: one less per row, as each row's count byte lies between), read by LDRSB with
- * a register offset (signed, no SXTB: Armv6-M's LDRSB has no immediate form). Four MACs
- * per pass, two indices per pointer step ([p, #0] with d, [p, #1] with d + 1): 6
- * instructions per MAC; the n % 4 first MACs by entering the body part-way (p one back
+  const ROM uint8_t *ip;       /* 0: the next row's count */
+  const ROM int8_t *wp;        /* 4: its first non-zero */
+  const int8_t *x;             /* 8 */
+  const ROM int32_t *bias;     /* 12: the next row's */
+  const ROM int32_t *mult;     /* 16 */
+  const ROM int8_t *shift;     /* 20 */
+  int8_t *out;                 /* 24 */
+  int32_t left, zo21;          /* 28: rows left (>= 1); 32: 1 + 2 out_offset */
+} fg_t1_layer;
+void fastgrnn_int8_t1_layer(fg_t1_layer *l);
+/* The rows pass, per row: p walks its column indices; its weights sit at p + d (d = wp -
+ * first index address: one less per row, as each row's count byte lies between), read by
+ * LDRSB with a register offset (signed, no SXTB: Armv6-M's LDRSB has no immediate form).
+ * Four MACs per pass, two indices per pointer step ([p, #0] with d, [p, #1] with d + 1):
+ * 6 instructions per MAC; the n % 4 first MACs by entering the body part-way (p one back
  * for odd n). r0 x, r1 p, r2 d, r3 d + 1, r4 sum, r5 r6 temporaries, r7 the row's end,
- * r12 the sums pointer, r9 its end, r8 the state. */
+ * r12 the sums pointer, r9 its end, r8 the layer struct, r10 the block's rows.
+ * The rescale pass (fc_out_full), per row: out[k] = ssat8(RoundingDivideByPOT(srdhm(sums[k]
+ * + bias[k], mult[k]), -shift[k]) + zo), or for shift >= 0 ssat8(srdhm((sum + bias) <<
+ * shift, mult) + zo); srdhm from four 16 x 16 products as mul_parts (exact for any int32 a
+ * and 0 <= m < 2^31). r7 the row minus n (counts up to 0), r8 sums, r9 bias, r10 mult,
+ * r11 shift (each + n rows), r12 2^14, lr 1 + 2 zo; on the stack out + n. The rare shift
+ * >= 0 rows take a second copy of srdhm (one test of the sign per row). Frame: [sp] out +
+ * n, [sp, #4] the struct, [sp, #8] the sums. */
 __asm__(
-    "  .pushsection .text.fastgrnn_int8_t1_rows,\"ax\",%progbits\n"
+    "  .pushsection .text.fastgrnn_int8_t1_layer,\"ax\",%progbits\n"
     "  .balign 2\n"
     "  .syntax unified\n"
     "  .thumb\n"
     "  .thumb_func\n"
-    "  .type fastgrnn_int8_t1_rows, %function\n"
-    "fastgrnn_int8_t1_rows:\n"
+    "  .type fastgrnn_int8_t1_layer, %function\n"
+    "  .macro fg_t1_srdhm\n" /* r0 = srdhm(r0, r1); r1 r3 r4 r5 r6 clobbered */
+    "  uxth r3, r0\n"
+    "  asrs r0, r0, #16\n"
+    "  uxth r4, r1\n"
+    "  lsrs r1, r1, #16\n"
+    "  movs r5, r3\n"
+    "  muls r5, r4\n"
+    "  muls r3, r1\n"
+    "  muls r4, r0\n"
+    "  muls r0, r1\n"
+    "  lsrs r5, r5, #16\n"
+    "  uxth r6, r3\n"
+    "  adds r5, r5, r6\n"
+    "  uxth r6, r4\n"
+    "  adds r5, r5, r6\n"
+    "  add r5, r12\n"
+    "  lsrs r3, r3, #16\n"
+    "  adds r0, r0, r3\n"
+    "  asrs r4, r4, #16\n"
+    "  adds r0, r0, r4\n"
+    "  lsls r0, r0, #1\n"
+    "  lsrs r5, r5, #15\n"
+    "  adds r0, r0, r5\n"
+    "  .endm\n"
+    "fastgrnn_int8_t1_layer:\n"
     "  push {r4, r5, r6, r7, lr}\n"
     "  mov r4, r8\n"
     "  mov r5, r9\n"
-    "  push {r4, r5}\n"
+    "  mov r6, r10\n"
+    "  mov r7, r11\n"
+    "  push {r4, r5, r6, r7}\n"
+    "  sub sp, #136\n"
+    "  str r0, [sp, #4]\n"
+    "30:\n" /* a block of n = min(left, 32) rows */
+    "  ldr r0, [sp, #4]\n"
+    "  ldr r6, [r0, #28]\n"
+    "  movs r7, #32\n"
+    "  cmp r6, r7\n"
+    "  bge 31f\n"
+    "  movs r7, r6\n"
+    "31:\n"
+    "  subs r6, r6, r7\n"
+    "  str r6, [r0, #28]\n"
     "  mov r8, r0\n"
+    "  mov r10, r7\n"
+    "  add r5, sp, #8\n"
+    "  mov r12, r5\n"
+    "  lsls r6, r7, #2\n"
+    "  adds r5, r5, r6\n"
+    "  mov r9, r5\n"
     "  ldr r1, [r0, #0]\n"
     "  ldr r2, [r0, #4]\n"
-    "  ldr r3, [r0, #8]\n"
-    "  mov r12, r3\n"
-    "  ldr r3, [r0, #12]\n"
-    "  mov r9, r3\n"
-    "  ldr r0, [r0, #16]\n"
+    "  ldr r0, [r0, #8]\n"
     "  subs r2, r2, r1\n"
     "  subs r2, #1\n"
     "10:\n"
@@ -1418,90 +1470,34 @@ __asm__(
     "  adds r2, r1, r2\n"
     "  adds r2, #1\n"
     "  str r2, [r0, #4]\n"
-    "  pop {r4, r5}\n"
-    "  mov r8, r4\n"
-    "  mov r9, r5\n"
-    "  pop {r4, r5, r6, r7, pc}\n"
-    "  .size fastgrnn_int8_t1_rows, .-fastgrnn_int8_t1_rows\n"
-    "  .popsection\n");
-
-/* The rows' rescale (fc_out_full) over a block: out[k] = ssat8(RoundingDivideByPOT(
- * srdhm(sums[k] + bias[k], mult[k]), -shift[k]) + zo), or for shift >= 0 ssat8(srdhm((sum
- * + bias) << shift, mult) + zo); srdhm from four 16 x 16 products as mul_parts (exact for
- * any int32 a and 0 <= m < 2^31). r7 the row minus n (counts up to 0), r8 sums, r9 bias,
- * r10 mult, r11 shift (each + n rows), r12 2^14, lr 1 + 2 zo; on the stack out + n. The rare
- * shift >= 0 rows take a second copy of srdhm (one test of the sign per row). */
-typedef struct {
-  const int32_t *sums;
-  const ROM int32_t *bias, *mult;
-  const ROM int8_t *shift;
-  int8_t *out;
-  int32_t n, zo21; /* rows; 1 + 2 out_offset */
-} fg_t1_rq;
-void fastgrnn_int8_t1_rescale(const fg_t1_rq *q);
-__asm__(
-    "  .pushsection .text.fastgrnn_int8_t1_rescale,\"ax\",%progbits\n"
-    "  .balign 2\n"
-    "  .syntax unified\n"
-    "  .thumb\n"
-    "  .thumb_func\n"
-    "  .type fastgrnn_int8_t1_rescale, %function\n"
-    "  .macro fg_t1_srdhm\n" /* r0 = srdhm(r0, r1); r1 r3 r4 r5 r6 clobbered */
-    "  uxth r3, r0\n"
-    "  asrs r0, r0, #16\n"
-    "  uxth r4, r1\n"
-    "  lsrs r1, r1, #16\n"
-    "  movs r5, r3\n"
-    "  muls r5, r4\n"
-    "  muls r3, r1\n"
-    "  muls r4, r0\n"
-    "  muls r0, r1\n"
-    "  lsrs r5, r5, #16\n"
-    "  uxth r6, r3\n"
-    "  adds r5, r5, r6\n"
-    "  uxth r6, r4\n"
-    "  adds r5, r5, r6\n"
-    "  add r5, r12\n"
-    "  lsrs r3, r3, #16\n"
-    "  adds r0, r0, r3\n"
-    "  asrs r4, r4, #16\n"
-    "  adds r0, r0, r4\n"
-    "  lsls r0, r0, #1\n"
-    "  lsrs r5, r5, #15\n"
-    "  adds r0, r0, r5\n"
-    "  .endm\n"
-    "fastgrnn_int8_t1_rescale:\n"
-    "  push {r4, r5, r6, r7, lr}\n"
-    "  mov r4, r8\n"
-    "  mov r5, r9\n"
-    "  mov r6, r10\n"
-    "  mov r7, r11\n"
-    "  push {r4, r5, r6, r7}\n"
-    "  sub sp, #4\n"
-    "  ldr r7, [r0, #20]\n"
+    "  mov r7, r10\n" /* the rescale pass: bases + n, stored back as the next block's */
     "  lsls r6, r7, #2\n"
-    "  ldr r1, [r0, #0]\n"
+    "  add r1, sp, #8\n"
     "  adds r1, r1, r6\n"
     "  mov r8, r1\n"
-    "  ldr r1, [r0, #4]\n"
-    "  adds r1, r1, r6\n"
-    "  mov r9, r1\n"
-    "  ldr r1, [r0, #8]\n"
-    "  adds r1, r1, r6\n"
-    "  mov r10, r1\n"
     "  ldr r1, [r0, #12]\n"
-    "  adds r1, r1, r7\n"
-    "  mov r11, r1\n"
+    "  adds r1, r1, r6\n"
+    "  str r1, [r0, #12]\n"
+    "  mov r9, r1\n"
     "  ldr r1, [r0, #16]\n"
+    "  adds r1, r1, r6\n"
+    "  str r1, [r0, #16]\n"
+    "  mov r10, r1\n"
+    "  ldr r1, [r0, #20]\n"
     "  adds r1, r1, r7\n"
-    "  str r1, [sp, #0]\n"
+    "  str r1, [r0, #20]\n"
+    "  mov r11, r1\n"
     "  ldr r1, [r0, #24]\n"
+    "  adds r1, r1, r7\n"
+    "  str r1, [r0, #24]\n"
+    "  str r1, [sp, #0]\n"
+    "  ldr r1, [r0, #32]\n"
     "  mov lr, r1\n"
     "  movs r1, #1\n"
     "  lsls r1, r1, #14\n"
     "  mov r12, r1\n"
     "  negs r7, r7\n"
-    "10:\n"
+    "40:\n"
     "  lsls r6, r7, #2\n"
     "  mov r0, r8\n"
     "  ldr r0, [r0, r6]\n"
@@ -1513,7 +1509,7 @@ __asm__(
     "  mov r2, r11\n"
     "  ldrsb r2, [r2, r7]\n"
     "  cmp r2, #0\n"
-    "  bge 20f\n"
+    "  bge 50f\n"
     "  fg_t1_srdhm\n"
     "  lsrs r3, r0, #31\n"
     "  subs r0, r0, r3\n"
@@ -1521,61 +1517,54 @@ __asm__(
     "  asrs r0, r2\n"
     "  add r0, lr\n"
     "  asrs r0, r0, #1\n"
-    "13:\n"
+    "43:\n"
     "  sxtb r3, r0\n"
     "  cmp r3, r0\n"
-    "  beq 14f\n"
+    "  beq 44f\n"
     "  asrs r3, r0, #31\n"
     "  movs r0, #127\n"
     "  eors r3, r0\n"
-    "14:\n"
+    "44:\n"
     "  ldr r0, [sp, #0]\n"
     "  strb r3, [r0, r7]\n"
     "  adds r7, #1\n"
-    "  bne 10b\n"
-    "  add sp, #4\n"
+    "  bne 40b\n"
+    "  ldr r0, [sp, #4]\n"
+    "  ldr r1, [r0, #28]\n"
+    "  cmp r1, #0\n"
+    "  ble 39f\n"
+    "  b 30b\n" /* beyond a conditional branch's reach */
+    "39:\n"
+    "  add sp, #136\n"
     "  pop {r4, r5, r6, r7}\n"
     "  mov r8, r4\n"
     "  mov r9, r5\n"
     "  mov r10, r6\n"
     "  mov r11, r7\n"
     "  pop {r4, r5, r6, r7, pc}\n"
-    "20:\n" /* shift >= 0 (rare): srdhm(acc << shift, m) + zo; 2 t could overflow */
+    "50:\n" /* shift >= 0 (rare): srdhm(acc << shift, m) + zo; 2 t could overflow */
     "  lsls r0, r2\n"
     "  fg_t1_srdhm\n"
     "  mov r3, lr\n"
     "  asrs r3, r3, #1\n"
     "  adds r0, r0, r3\n"
-    "  b 13b\n"
+    "  b 43b\n"
     "  .purgem fg_t1_srdhm\n"
-    "  .size fastgrnn_int8_t1_rescale, .-fastgrnn_int8_t1_rescale\n"
+    "  .size fastgrnn_int8_t1_layer, .-fastgrnn_int8_t1_layer\n"
     "  .popsection\n");
 
 static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
-  int32_t sums[FG_T1_BLOCK], left = f->rows;
-  fg_t1_state st;
-  fg_t1_rq q;
-  st.ip = f->idx;
-  st.wp = f->w;
-  st.sums = sums;
-  st.x = x;
-  q.sums = sums;
-  q.bias = f->bias;
-  q.mult = f->mult;
-  q.shift = f->shift;
-  q.out = out;
-  q.zo21 = 1 + 2 * f->out_offset;
-  while (left > 0) {
-    q.n = left < FG_T1_BLOCK ? left : FG_T1_BLOCK;
-    st.sums_end = sums + q.n;
-    fastgrnn_int8_t1_rows(&st);
-    fastgrnn_int8_t1_rescale(&q);
-    q.bias += q.n;
-    q.mult += q.n;
-    q.shift += q.n;
-    q.out += q.n;
-    left -= q.n;
-  }
+  fg_t1_layer l;
+  l.ip = f->idx;
+  l.wp = f->w;
+  l.x = x;
+  l.bias = f->bias;
+  l.mult = f->mult;
+  l.shift = f->shift;
+  l.out = out;
+  l.left = f->rows;
+  l.zo21 = 1 + 2 * f->out_offset;
+  if (l.left > 0) fastgrnn_int8_t1_layer(&l);
 }
 #else
 FG_HOT static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
