@@ -1321,10 +1321,10 @@ static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *
 /* Armv6-M: the layer in one assembly function (fastgrnn_int8_t1_layer) that works in
  * blocks of FG_T1_BLOCK rows, each in two passes so that neither runs short of the eight
  * low registers (gcc's one loop doing both kept its pointers on the stack: ~70
- * instructions per row besides the MACs, against 19 + 47 here, HAR-2 shape): the block's
- * sparse rows summed into an int32 array on the stack (128 B), then the biases added and
- * the rows rescaled. Blocks of 16 rows: +440 instructions per HAR-2 step; a C loop over
- * the blocks calling one function per pass: +290. */
+ * instructions per row besides the MACs): the block's sparse rows summed, each from its
+ * bias, into an int32 array on the stack (128 B), then the rows rescaled. Blocks of 16
+ * rows: +440 instructions per HAR-2 step; a C loop over the blocks calling one function
+ * per pass: +290. */
 #define FG_T1_BLOCK 32
 typedef struct {
   const ROM uint8_t *ip;       /* 0: the next row's count */
@@ -1337,20 +1337,21 @@ typedef struct {
   int32_t left, zo21;          /* 28: rows left (>= 1); 32: 1 + 2 out_offset */
 } fg_t1_layer;
 void fastgrnn_int8_t1_layer(fg_t1_layer *l);
-/* The rows pass, per row: p walks its column indices; its weights sit at p + d (d = wp -
- * first index address: one less per row, as each row's count byte lies between), read by
- * LDRSB with a register offset (signed, no SXTB: Armv6-M's LDRSB has no immediate form).
- * Four MACs per pass, two indices per pointer step ([p, #0] with d, [p, #1] with d + 1):
- * 6 instructions per MAC; the n % 4 first MACs by entering the body part-way (p one back
- * for odd n). r0 x, r1 p, r2 d, r3 d + 1, r4 sum, r5 r6 temporaries, r7 the row's end,
- * r12 the sums pointer, r9 its end, r8 the layer struct, r10 the block's rows.
- * The rescale pass (fc_out_full), per row: out[k] = ssat8(RoundingDivideByPOT(srdhm(sums[k]
- * + bias[k], mult[k]), -shift[k]) + zo), or for shift >= 0 ssat8(srdhm((sum + bias) <<
- * shift, mult) + zo); srdhm from four 16 x 16 products as mul_parts (exact for any int32 a
- * and 0 <= m < 2^31). r7 the row minus n (counts up to 0), r8 sums, r9 bias, r10 mult,
- * r11 shift (each + n rows), r12 2^14, lr 1 + 2 zo; on the stack out + n. The rare shift
- * >= 0 rows take a second copy of srdhm (one test of the sign per row). Frame: [sp] out +
- * n, [sp, #4] the struct, [sp, #8] the sums. */
+/* The rows pass, per row: the sum starts at the row's bias; p walks its column indices;
+ * its weights sit at p + d (d = wp - first index address: one less per row, as each row's
+ * count byte lies between), read by LDRSB with a register offset (signed, no SXTB:
+ * Armv6-M's LDRSB has no immediate form). Four MACs per pass, two indices per pointer
+ * step ([p, #0] with d, [p, #1] with d + 1): 6 instructions per MAC; the n % 4 first MACs
+ * by entering the body part-way (p one back for odd n). r0 x, r1 p, r2 d, r3 d + 1, r4
+ * sum, r5 r6 temporaries, r7 the row's end, r12 the sums pointer, r9 its end, r11 the
+ * bias pointer, r8 the layer struct, r10 the block's rows.
+ * The rescale pass (fc_out_full), per row: out[k] = ssat8(RoundingDivideByPOT(srdhm(
+ * sums[k], mult[k]), -shift[k]) + zo), or for shift >= 0 ssat8(srdhm(sum << shift, mult)
+ * + zo); srdhm from four 16 x 16 products as mul_parts (exact for any int32 a and 0 <= m <
+ * 2^31). r7 the row minus n (counts up to 0), r8 sums, r10 mult, r11 shift (each + n
+ * rows), r12 2^14, lr 1 + 2 zo; on the stack out + n. The rare shift >= 0 rows take a
+ * second copy of srdhm (one test of the sign per row). Frame: [sp] out + n, [sp, #4] the
+ * struct, [sp, #8] the sums. */
 __asm__(
     "  .pushsection .text.fastgrnn_int8_t1_layer,\"ax\",%progbits\n"
     "  .balign 2\n"
@@ -1403,6 +1404,8 @@ __asm__(
     "  str r6, [r0, #28]\n"
     "  mov r8, r0\n"
     "  mov r10, r7\n"
+    "  ldr r5, [r0, #12]\n"
+    "  mov r11, r5\n"
     "  add r5, sp, #8\n"
     "  mov r12, r5\n"
     "  lsls r6, r7, #2\n"
@@ -1418,7 +1421,9 @@ __asm__(
     "  adds r1, #1\n"
     "  adds r7, r7, r1\n"
     "  adds r3, r2, #1\n"
-    "  movs r4, #0\n"
+    "  mov r5, r11\n"
+    "  ldm r5!, {r4}\n"
+    "  mov r11, r5\n"
     "  subs r5, r7, r1\n"
     "  lsrs r5, r5, #1\n"
     "  bcc 16f\n"
@@ -1470,15 +1475,13 @@ __asm__(
     "  adds r2, r1, r2\n"
     "  adds r2, #1\n"
     "  str r2, [r0, #4]\n"
+    "  mov r1, r11\n"
+    "  str r1, [r0, #12]\n"
     "  mov r7, r10\n" /* the rescale pass: bases + n, stored back as the next block's */
     "  lsls r6, r7, #2\n"
     "  add r1, sp, #8\n"
     "  adds r1, r1, r6\n"
     "  mov r8, r1\n"
-    "  ldr r1, [r0, #12]\n"
-    "  adds r1, r1, r6\n"
-    "  str r1, [r0, #12]\n"
-    "  mov r9, r1\n"
     "  ldr r1, [r0, #16]\n"
     "  adds r1, r1, r6\n"
     "  str r1, [r0, #16]\n"
@@ -1501,9 +1504,6 @@ __asm__(
     "  lsls r6, r7, #2\n"
     "  mov r0, r8\n"
     "  ldr r0, [r0, r6]\n"
-    "  mov r1, r9\n"
-    "  ldr r1, [r1, r6]\n"
-    "  adds r0, r0, r1\n"
     "  mov r1, r10\n"
     "  ldr r1, [r1, r6]\n"
     "  mov r2, r11\n"
