@@ -1689,6 +1689,7 @@ typedef struct {
 #if defined(FG_MUL32)
   int32_t mh, ml;   /* m = mh 2^16 + ml, 0 <= ml < 2^16 (out8) */
   int32_t mh1, ml1; /* m = mh1 2^16 + ml1, 1 <= ml1 <= 2^16 (mul_fast) */
+  int32_t in1;      /* MUL input offset o1 */
 #endif
 } fg_out;
 
@@ -1735,6 +1736,7 @@ static int fast_out(fg_out *r, const fastgrnn_int8_binop *p) {
   r->ml = r->m & 0xffff;
   r->ml1 = ((r->m - 1) & 0xffff) + 1;
   r->mh1 = (r->m - r->ml1) >> 16; /* -1 for m = 0 */
+  r->in1 = p->in1_offset;
 #endif
   return 1;
 }
@@ -1827,7 +1829,7 @@ FG_EW_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
    * |P mh1| <= 65025 (2^15 - 1) < 2^31 - 2^17, and no sum overflows. RoundingDivideByPOT's
    * [y < 0] is [P < 0]: m >= 0, so y < 0 implies P < 0 and y > 0 implies P > 0, and where
    * y = 0 both give the offset ((round - 1) >> e = round >> e for e >= 1). */
-  const int32_t prod = (a + (o->in1x2 >> 1)) * (b + o->in2);
+  const int32_t prod = (a + o->in1) * (b + o->in2);
   const int32_t s = (int32_t)((uint32_t)prod >> 31);
   const int32_t lo = (int32_t)(((uint32_t)prod * (uint32_t)o->ml1) >> 16) - s * 65536;
   const int32_t y = (prod * o->mh1 + lo + (INT32_C(1) << 14)) >> 15;
@@ -2238,13 +2240,15 @@ __asm__(
     "  add sp, #16\n"
     "  fg_t1_leave\n"
     "  .size fastgrnn_int8_term_t1, .-fastgrnn_int8_term_t1\n"
-    /* FastGRNN's output, l = 21: h_out[j] = ADD(MUL(coef[z[j]], ht[j]), MUL(z[j], h_in[j]))
-     * (swap: MUL(z, h) is the ADD's h side). a = {z + n, -n, ht + n, h_in + n, h_out + n,
-     * coef + 128, MUL(z, h): o1, o2, ml1, mh1, round, e; MUL(coef, h~): the same six; the
-     * ADD's g side: offset, ml, mh, half, e; hoff2; out: ml, mh, round - 2^14, e}, read in
-     * place (r1). r0 j; r8 2^14, r9 2^10, r10 half, r11 hoff2, r12 0x40008000, lr round -
-     * 2^14. MUL(z, h) into r7, MUL(coef, h~) into r6. */
-    "  .macro fg_t1_grnn name, gv, hv\n"
+    /* FastGRNN's output: h_out[j] = ADD(MUL(coef[z[j]], ht[j]), MUL(z[j], h_in[j])) (swap:
+     * MUL(z, h) is the ADD's h side; eq: both ADD operands of multiplier 1/2, the g term
+     * exactly (v + offset) 2^19, so x2 = (hv + gv) 2^20 + hoff2 with hoff2 = both offsets
+     * 2^20). a = {z + n, -n, ht + n, h_in + n, h_out + n, coef + 128, MUL(z, h): o1, o2,
+     * ml1, mh1, round, e; MUL(coef, h~): the same six; the ADD's g side: offset, ml, mh,
+     * half, e; hoff2; out: ml, mh, round - 2^14, e}, read in place (r1). r0 j; r8 2^14, r9
+     * 2^10, r10 half, r11 hoff2, r12 0x40008000, lr round - 2^14. MUL(z, h) into r7,
+     * MUL(coef, h~) into r6. */
+    "  .macro fg_t1_grnn name, gv, hv, eq\n"
     "  .global \\name\n"
     "  .type \\name, %function\n"
     "  .thumb_func\n"
@@ -2287,6 +2291,11 @@ __asm__(
     "  muls r2, r3, r2\n"
     "  fg_t1_mulp r2, r3, r4, r5, 56, 60, r8, 64, 68, r1\n"
     "  fg_t1_sat8 r2, r6\n"
+    "  .if \\eq\n"
+    "  adds \\hv, \\hv, \\gv\n"
+    "  lsls \\hv, \\hv, #20\n"
+    "  add \\hv, r11\n"
+    "  .else\n"
     "  ldr r2, [r1, #72]\n"
     "  adds \\gv, \\gv, r2\n"
     "  fg_t1_in \\gv, r2, r3, 76, r9, 80, r10, 88, r1\n"
@@ -2294,6 +2303,7 @@ __asm__(
     "  add \\hv, r11\n"
     "  lsls r2, r2, #1\n"
     "  adds \\hv, \\hv, r2\n"
+    "  .endif\n"
     "  fg_t1_out8 \\hv, r2, r3, r4, 96, 100, r12, lr, 108, r1\n"
     "  fg_t1_sat8 \\hv, r2\n"
     "  ldr r3, [r1, #16]\n"
@@ -2303,8 +2313,9 @@ __asm__(
     "  fg_t1_leave\n"
     "  .size \\name, .-\\name\n"
     "  .endm\n"
-    "  fg_t1_grnn fastgrnn_int8_grnn_t1, r7, r6\n"
-    "  fg_t1_grnn fastgrnn_int8_grnn_swap_t1, r6, r7\n"
+    "  fg_t1_grnn fastgrnn_int8_grnn_t1, r7, r6, 0\n"
+    "  fg_t1_grnn fastgrnn_int8_grnn_swap_t1, r6, r7, 0\n"
+    "  fg_t1_grnn fastgrnn_int8_grnn2_t1, r7, r6, 1\n"
     "  .purgem fg_t1_in\n"
     "  .purgem fg_t1_out8\n"
     "  .purgem fg_t1_mulp\n"
@@ -2328,6 +2339,7 @@ void fastgrnn_int8_add2_g_t1(const int32_t *a) FG_T1_HIDDEN;
 void fastgrnn_int8_term_t1(const int32_t *a) FG_T1_HIDDEN;
 void fastgrnn_int8_grnn_t1(const int32_t *a) FG_T1_HIDDEN;
 void fastgrnn_int8_grnn_swap_t1(const int32_t *a) FG_T1_HIDDEN;
+void fastgrnn_int8_grnn2_t1(const int32_t *a) FG_T1_HIDDEN;
 #define FG_T1_PTR(p) ((int32_t)(intptr_t)(p))
 #endif
 
@@ -2499,6 +2511,57 @@ static void zh_loop(const fg_out *zm, const int8_t *z, const int8_t *h_in, int8_
 }
 #endif
 
+#if defined(FG_THUMB1)
+/* Armv6-M: the whole output loop in assembly (both ADD forms: l = 21, and l = 22 where
+ * the g term is exact); its constants go into one array, filled from one fg_out at a time
+ * (the C loop's three fg_out, fg_in and the array took 396 B of stack). */
+FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, const int8_t *ht,
+                                const int8_t *h_in, int8_t *h_out, int32_t n) {
+  int32_t k[28];
+  fg_out t;
+  fg_in g;
+  int swap;
+  if (n <= 0 || !fast_out(&t, &p->zh_mul)) return 0;
+  k[6] = t.in1;
+  k[7] = t.in2;
+  k[8] = t.ml1;
+  k[9] = t.mh1;
+  k[10] = t.round;
+  k[11] = t.e;
+  if (!fast_out(&t, &p->ch_mul)) return 0;
+  k[12] = t.in1;
+  k[13] = t.in2;
+  k[14] = t.ml1;
+  k[15] = t.mh1;
+  k[16] = t.round;
+  k[17] = t.e;
+  if (!fast_add(&k[23], &g, &t, &p->out_add, &swap)) return 0;
+  k[0] = FG_T1_PTR(z + n);
+  k[1] = -n;
+  k[2] = FG_T1_PTR(ht + n);
+  k[3] = FG_T1_PTR(h_in + n);
+  k[4] = FG_T1_PTR(h_out + n);
+  k[5] = FG_T1_PTR(p->coef_table + 128);
+  k[18] = g.offset;
+  k[19] = g.ml;
+  k[20] = g.mh;
+  k[21] = g.half;
+  k[22] = g.e;
+  k[24] = t.ml;
+  k[25] = t.mh;
+  k[26] = t.round - 0x4000;
+  k[27] = t.e;
+  if (g.l == 22) { /* g.off = offset 2^22: x2 = (hv + gv) 2^20 + hoff2 + 2^20 offset */
+    k[23] += g.off / 4;
+    fastgrnn_int8_grnn2_t1(k);
+  } else if (swap) {
+    fastgrnn_int8_grnn_swap_t1(k);
+  } else {
+    fastgrnn_int8_grnn_t1(k);
+  }
+  return 1;
+}
+#else
 FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, const int8_t *ht,
                          const int8_t *h_in, int8_t *h_out, int32_t n) {
   fg_in g;
@@ -2526,27 +2589,13 @@ FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, 
     return 1;
   }
 #endif
-#if defined(FG_THUMB1)
-  if (g.l == 21 && n > 0) {
-    const int32_t k[28] = {FG_T1_PTR(z + n), -n, FG_T1_PTR(ht + n), FG_T1_PTR(h_in + n),
-                           FG_T1_PTR(h_out + n), FG_T1_PTR(p->coef_table + 128),
-                           zm.in1x2 >> 1, zm.in2, zm.ml1, zm.mh1, zm.round, zm.e,
-                           cm.in1x2 >> 1, cm.in2, cm.ml1, cm.mh1, cm.round, cm.e,
-                           g.offset, g.ml, g.mh, g.half, g.e, hoff2,
-                           o.ml, o.mh, o.round - 0x4000, o.e};
-    if (swap)
-      fastgrnn_int8_grnn_swap_t1(k);
-    else
-      fastgrnn_int8_grnn_t1(k);
-    return 1;
-  }
-#endif
   if (swap)
     grnn_loop(&zm, &cm, hoff2, &g, &o, p->coef_table, z, ht, h_in, h_out, n, 1);
   else
     grnn_loop(&zm, &cm, hoff2, &g, &o, p->coef_table, z, ht, h_in, h_out, n, 0);
   return 1;
 }
+#endif
 
 /* h_out[j] = ADD(alpha h~ [j], beta(h[j])). */
 FG_INLINE void rnn_loop(int32_t hoff2, const fg_in *g, const fg_out *o,
