@@ -2240,6 +2240,73 @@ __asm__(
     "  add sp, #16\n"
     "  fg_t1_leave\n"
     "  .size fastgrnn_int8_term_t1, .-fastgrnn_int8_term_t1\n"
+    /* Both gate passes in one loop (FastGRNN, both ADDs with pre as the h side and bias
+     * terms): hu[j] = update_table[out8_u(x)], pre[j] = gate_table[out8_g(x')] with x = pre[j]
+     * 2^20 + hoff2 + 2 update_term[j], x' the same with gate_term[j]. a = {pre + n, -n,
+     * update_term, gate_term, hu + n, hoff2; update: ml, mh, round - 2^14, e, table + 128;
+     * gate: the same five}. r0 pre, r1 j, r2 r3 the terms (LDM); r8 hoff2, r9 0x40008000,
+     * r10 r11 round - 2^14 (update, gate), r12 pre[j] 2^20 + hoff2; stack: update ml, mh,
+     * e, table, hu; gate ml, mh, e, table. */
+    "  .global fastgrnn_int8_gates_t1\n"
+    "  .type fastgrnn_int8_gates_t1, %function\n"
+    "  .thumb_func\n"
+    "fastgrnn_int8_gates_t1:\n"
+    "  fg_t1_enter\n"
+    "  sub sp, #36\n"
+    "  ldr r4, [r0, #24]\n"
+    "  str r4, [sp, #0]\n"
+    "  ldr r4, [r0, #28]\n"
+    "  str r4, [sp, #4]\n"
+    "  ldr r4, [r0, #32]\n"
+    "  mov r10, r4\n"
+    "  ldr r4, [r0, #36]\n"
+    "  str r4, [sp, #8]\n"
+    "  ldr r4, [r0, #40]\n"
+    "  str r4, [sp, #12]\n"
+    "  ldr r4, [r0, #16]\n"
+    "  str r4, [sp, #16]\n"
+    "  ldr r4, [r0, #44]\n"
+    "  str r4, [sp, #20]\n"
+    "  ldr r4, [r0, #48]\n"
+    "  str r4, [sp, #24]\n"
+    "  ldr r4, [r0, #52]\n"
+    "  mov r11, r4\n"
+    "  ldr r4, [r0, #56]\n"
+    "  str r4, [sp, #28]\n"
+    "  ldr r4, [r0, #60]\n"
+    "  str r4, [sp, #32]\n"
+    "  ldr r4, [r0, #20]\n"
+    "  mov r8, r4\n"
+    "  fg_t1_cc r9, r4\n"
+    "  ldm r0, {r0, r1, r2, r3}\n"
+    "1:\n"
+    "  ldrsb r4, [r0, r1]\n"
+    "  lsls r4, r4, #20\n"
+    "  add r4, r8\n"
+    "  mov r12, r4\n"
+    "  ldm r2!, {r5}\n"
+    "  lsls r5, r5, #1\n"
+    "  adds r4, r4, r5\n"
+    "  fg_t1_out8 r4, r5, r6, r7, 0, 4, r9, r10, 8\n"
+    "  fg_t1_sat8 r4, r5\n"
+    "  ldr r4, [sp, #12]\n"
+    "  ldrsb r5, [r4, r5]\n"
+    "  ldr r4, [sp, #16]\n"
+    "  strb r5, [r4, r1]\n"
+    "  mov r4, r12\n"
+    "  ldm r3!, {r5}\n"
+    "  lsls r5, r5, #1\n"
+    "  adds r4, r4, r5\n"
+    "  fg_t1_out8 r4, r5, r6, r7, 20, 24, r9, r11, 28\n"
+    "  fg_t1_sat8 r4, r5\n"
+    "  ldr r4, [sp, #32]\n"
+    "  ldrsb r5, [r4, r5]\n"
+    "  strb r5, [r0, r1]\n"
+    "  adds r1, r1, #1\n"
+    "  bne 1b\n"
+    "  add sp, #36\n"
+    "  fg_t1_leave\n"
+    "  .size fastgrnn_int8_gates_t1, .-fastgrnn_int8_gates_t1\n"
     /* FastGRNN's output: h_out[j] = ADD(MUL(coef[z[j]], ht[j]), MUL(z[j], h_in[j])) (swap:
      * MUL(z, h) is the ADD's h side; eq: both ADD operands of multiplier 1/2, the g term
      * exactly (v + offset) 2^19, so x2 = (hv + gv) 2^20 + hoff2 with hoff2 = both offsets
@@ -2337,6 +2404,7 @@ void fastgrnn_int8_add_g_t1(const int32_t *a) FG_T1_HIDDEN;
 void fastgrnn_int8_add2_h_t1(const int32_t *a) FG_T1_HIDDEN;
 void fastgrnn_int8_add2_g_t1(const int32_t *a) FG_T1_HIDDEN;
 void fastgrnn_int8_term_t1(const int32_t *a) FG_T1_HIDDEN;
+void fastgrnn_int8_gates_t1(const int32_t *a) FG_T1_HIDDEN;
 void fastgrnn_int8_grnn_t1(const int32_t *a) FG_T1_HIDDEN;
 void fastgrnn_int8_grnn_swap_t1(const int32_t *a) FG_T1_HIDDEN;
 void fastgrnn_int8_grnn2_t1(const int32_t *a) FG_T1_HIDDEN;
@@ -2628,6 +2696,42 @@ FG_HOT static int rnn_out_fast(const fastgrnn_int8_binop *p, const ROM int8_t *s
 #define FG_FAST(call) 0
 #endif
 
+#if defined(FG_THUMB1) && defined(FG_FASTPATH)
+/* FastGRNN's update and gate passes in one loop (fastgrnn_int8_gates_t1) when both are
+ * table[ADD(pre, bias)] with pre the h side and bias terms given; 0: the passes run one
+ * by one. pre (xw) is overwritten by z, h~ goes to hu, as the two passes do. */
+static int gates_t1(const fastgrnn_int8_params *p, int8_t *xw, int8_t *hu, int32_t n) {
+  const fastgrnn_int8_binop *u = &p->update_add, *g = &p->gate_add;
+  const int32_t half = INT32_C(1) << 30;
+  int32_t k[16];
+  fg_out t;
+  if (n <= 0 || !p->update_bias || !p->update_table || !p->update_bias_term ||
+      !p->gate_bias || !p->gate_table || !p->gate_bias_term || u->in1_mult != half ||
+      u->in1_shift != 0 || g->in1_mult != half || g->in1_shift != 0 ||
+      u->in1_offset != g->in1_offset || !fast_out(&t, u))
+    return 0;
+  k[6] = t.ml;
+  k[7] = t.mh;
+  k[8] = t.round - 0x4000;
+  k[9] = t.e;
+  if (!fast_out(&t, g)) return 0;
+  k[11] = t.ml;
+  k[12] = t.mh;
+  k[13] = t.round - 0x4000;
+  k[14] = t.e;
+  k[0] = FG_T1_PTR(xw + n);
+  k[1] = -n;
+  k[2] = FG_T1_PTR(p->update_bias_term);
+  k[3] = FG_T1_PTR(p->gate_bias_term);
+  k[4] = FG_T1_PTR(hu + n);
+  k[5] = u->in1_offset * (INT32_C(1) << 20);
+  k[10] = FG_T1_PTR(p->update_table + 128);
+  k[15] = FG_T1_PTR(p->gate_table + 128);
+  fastgrnn_int8_gates_t1(k);
+  return 1;
+}
+#endif
+
 static int fc_ok(const fastgrnn_int8_fc *f, int32_t rows, int32_t cols) {
   return f->rows == rows && f->cols == cols && f->w && f->bias && f->mult && f->shift &&
          !(f->mask && f->idx) && (!f->idx || cols <= 255);
@@ -2670,6 +2774,7 @@ int fastgrnn_int8_step(const fastgrnn_int8_params *p, const int8_t *x, const int
   const int32_t need = check(p);
   int8_t *xw, *hu, *low;
   int32_t h;
+  int gates = 0; /* both gate passes done in one loop */
   if (need < 0) return (int)need;
   if (!x || !h_in || !h_out) return FASTGRNN_INT8_ERR_NULL;
   if (!scratch || !scratch->buf || scratch->size < need) return FASTGRNN_INT8_ERR_SCRATCH;
@@ -2693,12 +2798,15 @@ int fastgrnn_int8_step(const fastgrnn_int8_params *p, const int8_t *x, const int
    * int8 stores could alias the params otherwise). pre -> xw; h~ (or alpha h~) -> hu;
    * z -> xw; then h_out. */
   if (!FG_FAST(add_vec_fast(&p->pre, xw, hu, xw, h))) add_vec(&p->pre, xw, hu, xw, h);
-  if (!FG_FAST(bias_vec_fast(&p->update_add, p->update_bias, p->update_bias_term,
-                             p->update_table, xw, hu, h)))
+#if defined(FG_THUMB1) && defined(FG_FASTPATH)
+  gates = p->cell == FASTGRNN_INT8_FASTGRNN && gates_t1(p, xw, hu, h);
+#endif
+  if (!gates && !FG_FAST(bias_vec_fast(&p->update_add, p->update_bias, p->update_bias_term,
+                                       p->update_table, xw, hu, h)))
     bias_vec(&p->update_add, p->update_bias, p->update_table, xw, hu, h);
   if (p->cell == FASTGRNN_INT8_FASTGRNN) {
-    if (!FG_FAST(bias_vec_fast(&p->gate_add, p->gate_bias, p->gate_bias_term, p->gate_table,
-                               xw, xw, h)))
+    if (!gates && !FG_FAST(bias_vec_fast(&p->gate_add, p->gate_bias, p->gate_bias_term,
+                                         p->gate_table, xw, xw, h)))
       bias_vec(&p->gate_add, p->gate_bias, p->gate_table, xw, xw, h);
     if (!FG_FAST(grnn_out_fast(p, xw, hu, h_in, h_out, h))) grnn_out(p, xw, hu, h_in, h_out, h);
   } else if (!FG_FAST(rnn_out_fast(&p->out_add, p->state_table, hu, h_in, h_out, h))) {

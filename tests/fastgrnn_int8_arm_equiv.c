@@ -6,8 +6,8 @@
  * build, against the kernel's generic passes and the NumPy reference.
  *
  * Prints one line per item: "srdhm a b r", "fc zo acc m s sparse_out c_out dense_out",
- * "add k bad" (both in-place orders), "bias k bad", "grnn k bad" (-1: the fast pass
- * declined the parameters). */
+ * "add k bad" (both in-place orders), "bias k bad", "grnn k bad", on the M0 "gates k bad"
+ * (-1: the fast pass declined the parameters). */
 #include <stdio.h>
 
 #include "fastgrnn_int8_equiv.c"
@@ -31,6 +31,36 @@ static int32_t equiv_add_in_place(const fastgrnn_int8_binop *p) {
   }
   return bad;
 }
+
+#if defined(FG_THUMB1)
+/* The M0's update and gate passes in one loop (gates_t1) against the generic passes: every
+ * (pre, bias) pair, h~ = table[ADD_u(pre, bias)] and z = other[ADD_g(pre, bias)]. */
+static int32_t equiv_gates(const fastgrnn_int8_binop *u, const fastgrnn_int8_binop *g,
+                           const int32_t *term_u, const int32_t *term_g) {
+  fastgrnn_int8_params p;
+  int8_t bias[256], xw[256], hu[256], want_u[256], want_g[256];
+  int32_t i, j, bad = 0;
+  __builtin_memset(&p, 0, sizeof p);
+  p.cell = FASTGRNN_INT8_FASTGRNN;
+  p.update_add = *u;
+  p.gate_add = *g;
+  p.update_bias = bias;
+  p.gate_bias = bias;
+  p.update_bias_term = term_u;
+  p.gate_bias_term = term_g;
+  p.update_table = kTable;
+  p.gate_table = kOther;
+  for (j = 0; j < 256; ++j) bias[j] = (int8_t)(j - 128);
+  for (i = 0; i < 256; ++i) {
+    for (j = 0; j < 256; ++j) xw[j] = (int8_t)(i - 128);
+    bias_vec(u, bias, kTable, xw, want_u, 256);
+    bias_vec(g, bias, kOther, xw, want_g, 256);
+    if (!gates_t1(&p, xw, hu, 256)) return -1;
+    bad += count(hu, want_u) + count(xw, want_g);
+  }
+  return bad;
+}
+#endif
 
 int main(void) {
   static int8_t out[N_FC], dense[N_FC];
@@ -76,6 +106,14 @@ int main(void) {
     p.out_add = kAdd[k];
     p.coef_table = kTable;
     printf("grnn %ld %ld\n", (long)k, (long)equiv_grnn(&p, kOther));
+#if defined(FG_THUMB1)
+    { /* the next ADD's output and bias operand as the gate's, pre's offset shared */
+      fastgrnn_int8_binop g = kAdd[(k + 1) % N_ADD];
+      g.in1_offset = kAdd[k].in1_offset;
+      printf("gates %ld %ld\n", (long)k,
+             (long)equiv_gates(&kAdd[k], &g, kTerm[k], kTerm[(k + 1) % N_ADD]));
+    }
+#endif
   }
   return 0;
 }

@@ -277,6 +277,9 @@ def test_thumb2_arithmetic_on_qemu(core, tmp_path):
   assert all(v in (0, -1) for v in counts.values()), sorted(counts.items())
   for kind in ("add", "bias", "grnn"):
     assert sum(v == 0 for k, v in counts.items() if k[0] == kind) >= 5, sorted(counts.items())
+  gates = [int(ln[2]) for ln in lines if ln[0] == "gates"]  # the M0's fused gate passes
+  assert len(gates) == (16 if core == "m0" else 0)
+  assert all(v in (0, -1) for v in gates) and (core != "m0" or gates.count(0) >= 5), gates
 
 
 _AVR_MAIN = r"""
