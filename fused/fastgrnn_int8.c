@@ -1024,6 +1024,11 @@ __asm__(
     ".text");
 #endif
 
+#if defined(FG_THUMB1)
+/* Armv6-M: sparse rows, or dense ones (f->idx NULL), in fastgrnn_int8_t1_layer (below). */
+static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out);
+#endif
+
 /* Dense rows, no fused activation: rows in pairs on SIMD targets. */
 FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
   const int32_t rows = f->rows, cols = f->cols, zo = 1 + 2 * f->out_offset;
@@ -1031,6 +1036,12 @@ FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, in
   const ROM int32_t *bias = f->bias, *mult = f->mult;
   const ROM int8_t *shift = f->shift;
   int32_t r = 0;
+#if defined(FG_THUMB1)
+  if (rows > 0) { /* Armv6-M: rows in pairs in assembly, the sparse layers' rescale */
+    fc8_sparse_full(f, x, out);
+    return;
+  }
+#endif
 #if defined(FG_THUMB2) && defined(FG_DSP)
   if (rows >= 4) {
     fg_dense_args a;
@@ -1335,6 +1346,7 @@ typedef struct {
   const ROM int8_t *shift;     /* 20 */
   int8_t *out;                 /* 24 */
   int32_t left, zo21;          /* 28: rows left (>= 1); 32: 1 + 2 out_offset */
+  int32_t cols;                /* 36: dense rows (ip = NULL) */
 } fg_t1_layer;
 void fastgrnn_int8_t1_layer(fg_t1_layer *l);
 /* The rows pass, per row: the sum starts at the row's bias; p walks its column indices;
@@ -1412,6 +1424,10 @@ __asm__(
     "  adds r5, r5, r6\n"
     "  mov r9, r5\n"
     "  ldr r1, [r0, #0]\n"
+    "  cmp r1, #0\n"
+    "  bne 67f\n"
+    "  b 60f\n" /* dense rows */
+    "67:\n"
     "  ldr r2, [r0, #4]\n"
     "  ldr r0, [r0, #8]\n"
     "  subs r2, r2, r1\n"
@@ -1477,6 +1493,7 @@ __asm__(
     "  str r2, [r0, #4]\n"
     "  mov r1, r11\n"
     "  str r1, [r0, #12]\n"
+    "65:\n"
     "  mov r7, r10\n" /* the rescale pass: bases + n, stored back as the next block's */
     "  lsls r6, r7, #2\n"
     "  add r1, sp, #8\n"
@@ -1549,6 +1566,71 @@ __asm__(
     "  asrs r3, r3, #1\n"
     "  adds r0, r0, r3\n"
     "  b 43b\n"
+    "60:\n" /* dense rows in pairs: r0 x + cols, r1 -cols up to 0, r2 r3 the rows' ends, r4 r7
+              * their sums, lr cols */
+    "  ldr r1, [r0, #36]\n"
+    "  mov lr, r1\n"
+    "  ldr r2, [r0, #4]\n"
+    "  ldr r0, [r0, #8]\n"
+    "  adds r0, r0, r1\n"
+    "  adds r2, r2, r1\n"
+    "  adds r3, r2, r1\n"
+    "61:\n"
+    "  mov r5, r12\n"
+    "  adds r5, #4\n"
+    "  cmp r5, r9\n"
+    "  bhs 63f\n"
+    "  mov r1, lr\n"
+    "  negs r1, r1\n"
+    "  mov r5, r11\n"
+    "  ldm r5!, {r4, r7}\n"
+    "  mov r11, r5\n"
+    "62:\n"
+    "  ldrsb r5, [r0, r1]\n"
+    "  ldrsb r6, [r2, r1]\n"
+    "  muls r6, r5, r6\n"
+    "  adds r4, r4, r6\n"
+    "  ldrsb r6, [r3, r1]\n"
+    "  muls r6, r5, r6\n"
+    "  adds r7, r7, r6\n"
+    "  adds r1, r1, #1\n"
+    "  bne 62b\n"
+    "  mov r5, r12\n"
+    "  stmia r5!, {r4, r7}\n"
+    "  mov r12, r5\n"
+    "  mov r1, lr\n"
+    "  lsls r1, r1, #1\n"
+    "  adds r2, r2, r1\n"
+    "  adds r3, r3, r1\n"
+    "  cmp r5, r9\n"
+    "  blo 61b\n"
+    "  b 64f\n"
+    "63:\n" /* the block's last row, alone */
+    "  mov r1, lr\n"
+    "  negs r1, r1\n"
+    "  mov r5, r11\n"
+    "  ldm r5!, {r4}\n"
+    "  mov r11, r5\n"
+    "66:\n"
+    "  ldrsb r5, [r0, r1]\n"
+    "  ldrsb r6, [r2, r1]\n"
+    "  muls r6, r5, r6\n"
+    "  adds r4, r4, r6\n"
+    "  adds r1, r1, #1\n"
+    "  bne 66b\n"
+    "  mov r5, r12\n"
+    "  stmia r5!, {r4}\n"
+    "  mov r12, r5\n"
+    "  mov r1, lr\n"
+    "  adds r2, r2, r1\n"
+    "64:\n"
+    "  mov r0, r8\n"
+    "  mov r1, lr\n"
+    "  subs r2, r2, r1\n"
+    "  str r2, [r0, #4]\n"
+    "  mov r1, r11\n"
+    "  str r1, [r0, #12]\n"
+    "  b 65b\n"
     "  .purgem fg_t1_srdhm\n"
     "  .size fastgrnn_int8_t1_layer, .-fastgrnn_int8_t1_layer\n"
     "  .popsection\n");
@@ -1564,6 +1646,7 @@ static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *
   l.out = out;
   l.left = f->rows;
   l.zo21 = 1 + 2 * f->out_offset;
+  l.cols = f->cols;
   if (l.left > 0) fastgrnn_int8_t1_layer(&l);
 }
 #else
