@@ -1332,10 +1332,11 @@ static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *
 /* Armv6-M: the layer in one assembly function (fastgrnn_int8_t1_layer) that works in
  * blocks of FG_T1_BLOCK rows, each in two passes so that neither runs short of the eight
  * low registers (gcc's one loop doing both kept its pointers on the stack: ~70
- * instructions per row besides the MACs): the block's sparse rows summed, each from its
- * bias, into an int32 array on the stack (128 B), then the rows rescaled. Blocks of 16
- * rows: +440 instructions per HAR-2 step; a C loop over the blocks calling one function
- * per pass: +290. */
+ * instructions per row besides the MACs): the block's rows summed, each from its bias,
+ * into an int32 array on the stack (128 B), then the rows rescaled. Sparse rows (ip set)
+ * or dense ones (ip NULL: rows in pairs, each x[c] loaded once for both, 4.25
+ * instructions per weight). Blocks of 16 rows: +440 instructions per HAR-2 step; a C
+ * loop over the blocks calling one function per pass: +290. */
 #define FG_T1_BLOCK 32
 typedef struct {
   const ROM uint8_t *ip;       /* 0: the next row's count */
@@ -1567,7 +1568,7 @@ __asm__(
     "  adds r0, r0, r3\n"
     "  b 43b\n"
     "60:\n" /* dense rows in pairs: r0 x + cols, r1 -cols up to 0, r2 r3 the rows' ends, r4 r7
-              * their sums, lr cols */
+              * their sums, lr cols; 17 instructions per two columns */
     "  ldr r1, [r0, #36]\n"
     "  mov lr, r1\n"
     "  ldr r2, [r0, #4]\n"
@@ -1585,7 +1586,18 @@ __asm__(
     "  mov r5, r11\n"
     "  ldm r5!, {r4, r7}\n"
     "  mov r11, r5\n"
+    "  lsrs r5, r1, #1\n" /* two columns per pass; odd cols: enter at the second */
+    "  bcs 69f\n"
     "62:\n"
+    "  ldrsb r5, [r0, r1]\n"
+    "  ldrsb r6, [r2, r1]\n"
+    "  muls r6, r5, r6\n"
+    "  adds r4, r4, r6\n"
+    "  ldrsb r6, [r3, r1]\n"
+    "  muls r6, r5, r6\n"
+    "  adds r7, r7, r6\n"
+    "  adds r1, r1, #1\n"
+    "69:\n"
     "  ldrsb r5, [r0, r1]\n"
     "  ldrsb r6, [r2, r1]\n"
     "  muls r6, r5, r6\n"

@@ -608,13 +608,14 @@ int main(void) {
 @pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
                     reason="needs arm-none-eabi-gcc and qemu-system-arm")
 def test_m0_sparse_layer_assembly_is_exact_on_edge_cases(tmp_path):
-  """The Cortex-M0's sparse layer (``fc8_sparse_full``: the row sums and the rows'
+  """The Cortex-M0's layer function (``fc8_sparse_full``: the row sums and the rows'
   rescale in Thumb-1 assembly, blocks of 32 rows) against ``fixed_point`` on QEMU: rows
   without non-zeros whose bias is the accumulator (int32 extremes within the parser's
   bound, carries across the 16-bit halves, ties of both roundings, negative values) under
   edge multipliers and every shift from −31 to 8 (left shifts within the bound), four
   output offsets; then rows of 0 … 9 non-zeros (every entry into the unrolled loop), of
-  255 at the product bound, and random rows, more than one block per layer."""
+  255 at the product bound, and random rows, more than one block per layer; dense layers
+  (rows in pairs) of odd and even width and row count."""
   from tf_fastgrnn import fixed_point  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(11)
   bound = 2**31 - 2**10
@@ -658,6 +659,16 @@ def test_m0_sparse_layer_assembly_is_exact_on_edge_cases(tmp_path):
   layers.append((rows, list(rng.integers(-2**20, 2**20, n)),
                  [fixed_point.quantize_multiplier(r)[0] for r in rng.uniform(0.001, 0.9, n)],
                  list(rng.integers(-20, 1, n)), -3))
+  # Dense layers (the M0's rows in pairs; cols odd and even, an odd number of rows in the
+  # last block): random weights, rows of -128 and of 127 at the product bound; each row's
+  # scale brings its accumulator to about +-90, so that no product goes unseen.
+  for n, cols in ((75, 255), (33, 40)):
+    w = rng.integers(-128, 128, (n, cols))
+    w[0], w[1] = -128, 127
+    bias = rng.integers(-2**12, 2**12, n)
+    accs = bias + w.astype(np.int64) @ x[:cols].astype(np.int64)
+    ms = [fixed_point.quantize_multiplier(90.0 / max(1, abs(int(a)))) for a in accs]
+    layers.append((w, list(bias), [int(m) for m, _ in ms], [int(e) for _, e in ms], 9))
 
   def c_array(values):
     return ("{" + ",".join(str(int(v)) for v in values) + "}").replace(
@@ -668,15 +679,21 @@ def test_m0_sparse_layer_assembly_is_exact_on_edge_cases(tmp_path):
            f"static int8_t kX[] = {c_array(x)};"]
   structs, want = [], []
   for k, (rows, bias, mult, shift, zo) in enumerate(layers):
-    idx = [v for i, _ in rows for v in (len(i), *i)]
-    w = [v for _, wr in rows for v in wr] + [0]
-    lines += [f"static const uint8_t kIdx{k}[] = {c_array(idx)};",
-              f"static const int8_t kW{k}[] = {c_array(w)};",
-              f"static const int32_t kBias{k}[] = {c_array(bias)};",
+    lines += [f"static const int32_t kBias{k}[] = {c_array(bias)};",
               f"static const int32_t kMult{k}[] = {c_array(mult)};",
               f"static const int8_t kShift{k}[] = {c_array(shift)};"]
-    structs.append(f"{{{len(rows)}, 255, kW{k}, 0, kIdx{k}, kBias{k}, kMult{k}, kShift{k}, "
-                   f"{zo}, -128, 127}}")
+    if isinstance(rows, np.ndarray):  # dense
+      lines.append(f"static const int8_t kW{k}[] = {c_array(rows.reshape(-1))};")
+      structs.append(f"{{{len(rows)}, {rows.shape[1]}, kW{k}, 0, 0, kBias{k}, kMult{k}, "
+                     f"kShift{k}, {zo}, -128, 127}}")
+      rows = [(np.arange(rows.shape[1]), wr) for wr in rows]
+    else:
+      idx = [v for i, _ in rows for v in (len(i), *i)]
+      w = [v for _, wr in rows for v in wr] + [0]
+      lines += [f"static const uint8_t kIdx{k}[] = {c_array(idx)};",
+                f"static const int8_t kW{k}[] = {c_array(w)};"]
+      structs.append(f"{{{len(rows)}, 255, kW{k}, 0, kIdx{k}, kBias{k}, kMult{k}, "
+                     f"kShift{k}, {zo}, -128, 127}}")
     for (i, wr), b, m, s in zip(rows, bias, mult, shift):
       acc = int(b) + int(np.dot(x[i].astype(np.int64), np.asarray(wr, np.int64)))
       want.append(int(np.clip(int(fixed_point.multiply_by_quantized_multiplier(acc, m, s))

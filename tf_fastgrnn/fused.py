@@ -234,13 +234,13 @@ def _sparse(weights):
 #   avr:    8-bit AVR, cycles (simavr, ATmega328P): dense rows in C (int16 products), sparse
 #           rows in inline assembly (~27 cycles per non-zero); a row's rescale ~300 either way.
 #   m0:     Armv6-M (__ARM_ARCH_6M__, __ARM_ARCH_8M_BASE__: M0, M0+, M23): both in Thumb-1
-#           assembly, dense rows in pairs (4.5 per weight), sparse rows 6 per non-zero; a
+#           assembly, dense rows in pairs (4.25 per weight), sparse rows 6 per non-zero; a
 #           row's rescale ~44 either way.
 CORE_COSTS = {
     "dsp": (1.6, 20.0, 4.0, 22.0),
     "scalar": (10.0, 20.0, 5.5, 30.0),
     "avr": (80.0, 300.0, 27.0, 340.0),
-    "m0": (4.5, 52.0, 6.0, 63.0),
+    "m0": (4.25, 52.0, 6.0, 63.0),
 }
 STORAGES = ("auto", "dense", "packed", "sparse") + tuple(f"fast:{c}" for c in CORE_COSTS)
 
