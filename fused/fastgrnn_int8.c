@@ -1024,6 +1024,11 @@ __asm__(
     ".text");
 #endif
 
+#if defined(FG_THUMB1)
+/* Armv6-M: sparse rows, or dense ones (f->idx NULL), in fastgrnn_int8_t1_layer (below). */
+static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out);
+#endif
+
 /* Dense rows, no fused activation: rows in pairs on SIMD targets. */
 FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
   const int32_t rows = f->rows, cols = f->cols, zo = 1 + 2 * f->out_offset;
@@ -1031,6 +1036,12 @@ FG_HOT static void fc8_dense_full(const fastgrnn_int8_fc *f, const int8_t *x, in
   const ROM int32_t *bias = f->bias, *mult = f->mult;
   const ROM int8_t *shift = f->shift;
   int32_t r = 0;
+#if defined(FG_THUMB1)
+  if (rows > 0) { /* Armv6-M: rows in pairs in assembly, the sparse layers' rescale */
+    fc8_sparse_full(f, x, out);
+    return;
+  }
+#endif
 #if defined(FG_THUMB2) && defined(FG_DSP)
   if (rows >= 4) {
     fg_dense_args a;
@@ -1389,47 +1400,108 @@ static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *
   }
 }
 #elif defined(FG_THUMB1)
-/* Armv6-M: the layer in two assembly passes over blocks of FG_T1_BLOCK rows, so that
- * neither runs short of the eight low registers (gcc's one loop doing both kept its
- * pointers on the stack: ~70 instructions per row besides the MACs, against 19 + 51
- * here, HAR-2 shape): fastgrnn_int8_t1_rows sums the block's sparse rows into an int32
- * array on the stack (128 B), fastgrnn_int8_t1_rescale adds the biases and rescales.
- * Blocks of 16 rows: +440 instructions per HAR-2 step. */
+/* Armv6-M: the layer in one assembly function (fastgrnn_int8_t1_layer) that works in
+ * blocks of FG_T1_BLOCK rows, each in two passes so that neither runs short of the eight
+ * low registers (gcc's one loop doing both kept its pointers on the stack: ~70
+ * instructions per row besides the MACs): the block's rows summed, each from its bias,
+ * into an int32 array on the stack (128 B), then the rows rescaled. Sparse rows (ip set)
+ * or dense ones (ip NULL: rows in pairs, each x[c] loaded once for both, 4.25
+ * instructions per weight). Blocks of 16 rows: +440 instructions per HAR-2 step; a C
+ * loop over the blocks calling one function per pass: +290. */
 #define FG_T1_BLOCK 32
 typedef struct {
-  const ROM uint8_t *ip; /* the next row's count */
-  const ROM int8_t *wp;  /* its first non-zero */
-  int32_t *sums, *sums_end;
-  const int8_t *x;
-} fg_t1_state;
-void fastgrnn_int8_t1_rows(fg_t1_state *s);
-/* Per row: p walks its column indices; its weights sit at p + d (d = wp - first index
- * address: one less per row, as each row's count byte lies between), read by LDRSB with
- * a register offset (signed, no SXTB: Armv6-M's LDRSB has no immediate form). Four MACs
- * per pass, two indices per pointer step ([p, #0] with d, [p, #1] with d + 1): 6
- * instructions per MAC; the n % 4 first MACs by entering the body part-way (p one back
- * for odd n). r0 x, r1 p, r2 d, r3 d + 1, r4 sum, r5 r6 temporaries, r7 the row's end,
- * r12 the sums pointer, r9 its end, r8 the state. */
+  const ROM uint8_t *ip;       /* 0: the next row's count */
+  const ROM int8_t *wp;        /* 4: its first non-zero */
+  const int8_t *x;             /* 8 */
+  const ROM int32_t *bias;     /* 12: the next row's */
+  const ROM int32_t *mult;     /* 16 */
+  const ROM int8_t *shift;     /* 20 */
+  int8_t *out;                 /* 24 */
+  int32_t left, zo21;          /* 28: rows left (>= 1); 32: 1 + 2 out_offset */
+  int32_t cols;                /* 36: dense rows (ip = NULL) */
+} fg_t1_layer;
+void fastgrnn_int8_t1_layer(fg_t1_layer *l);
+/* The rows pass, per row: the sum starts at the row's bias; p walks its column indices;
+ * its weights sit at p + d (d = wp - first index address: one less per row, as each row's
+ * count byte lies between), read by LDRSB with a register offset (signed, no SXTB:
+ * Armv6-M's LDRSB has no immediate form). Four MACs per pass, two indices per pointer
+ * step ([p, #0] with d, [p, #1] with d + 1): 6 instructions per MAC; the n % 4 first MACs
+ * by entering the body part-way (p one back for odd n). r0 x, r1 p, r2 d, r3 d + 1, r4
+ * sum, r5 r6 temporaries, r7 the row's end, r12 the sums pointer, r9 its end, r11 the
+ * bias pointer, r8 the layer struct, r10 the block's rows.
+ * The rescale pass (fc_out_full), per row: out[k] = ssat8(RoundingDivideByPOT(srdhm(
+ * sums[k], mult[k]), -shift[k]) + zo), or for shift >= 0 ssat8(srdhm(sum << shift, mult)
+ * + zo); srdhm from four 16 x 16 products as mul_parts (exact for any int32 a and 0 <= m <
+ * 2^31). r7 the row minus n (counts up to 0), r8 sums, r10 mult, r11 shift (each + n
+ * rows), r12 2^14, lr 1 + 2 zo; on the stack out + n. The rare shift >= 0 rows take a
+ * second copy of srdhm (one test of the sign per row). Frame: [sp] out + n, [sp, #4] the
+ * struct, [sp, #8] the sums. */
 __asm__(
-    "  .pushsection .text.fastgrnn_int8_t1_rows,\"ax\",%progbits\n"
+    "  .pushsection .text.fastgrnn_int8_t1_layer,\"ax\",%progbits\n"
     "  .balign 2\n"
     "  .syntax unified\n"
     "  .thumb\n"
     "  .thumb_func\n"
-    "  .type fastgrnn_int8_t1_rows, %function\n"
-    "fastgrnn_int8_t1_rows:\n"
+    "  .type fastgrnn_int8_t1_layer, %function\n"
+    "  .macro fg_t1_srdhm\n" /* r0 = srdhm(r0, r1); r1 r3 r4 r5 r6 clobbered */
+    "  uxth r3, r0\n"
+    "  asrs r0, r0, #16\n"
+    "  uxth r4, r1\n"
+    "  lsrs r1, r1, #16\n"
+    "  movs r5, r3\n"
+    "  muls r5, r4\n"
+    "  muls r3, r1\n"
+    "  muls r4, r0\n"
+    "  muls r0, r1\n"
+    "  lsrs r5, r5, #16\n"
+    "  uxth r6, r3\n"
+    "  adds r5, r5, r6\n"
+    "  uxth r6, r4\n"
+    "  adds r5, r5, r6\n"
+    "  add r5, r12\n"
+    "  lsrs r3, r3, #16\n"
+    "  adds r0, r0, r3\n"
+    "  asrs r4, r4, #16\n"
+    "  adds r0, r0, r4\n"
+    "  lsls r0, r0, #1\n"
+    "  lsrs r5, r5, #15\n"
+    "  adds r0, r0, r5\n"
+    "  .endm\n"
+    "fastgrnn_int8_t1_layer:\n"
     "  push {r4, r5, r6, r7, lr}\n"
     "  mov r4, r8\n"
     "  mov r5, r9\n"
-    "  push {r4, r5}\n"
+    "  mov r6, r10\n"
+    "  mov r7, r11\n"
+    "  push {r4, r5, r6, r7}\n"
+    "  sub sp, #136\n"
+    "  str r0, [sp, #4]\n"
+    "30:\n" /* a block of n = min(left, 32) rows */
+    "  ldr r0, [sp, #4]\n"
+    "  ldr r6, [r0, #28]\n"
+    "  movs r7, #32\n"
+    "  cmp r6, r7\n"
+    "  bge 31f\n"
+    "  movs r7, r6\n"
+    "31:\n"
+    "  subs r6, r6, r7\n"
+    "  str r6, [r0, #28]\n"
     "  mov r8, r0\n"
+    "  mov r10, r7\n"
+    "  ldr r5, [r0, #12]\n"
+    "  mov r11, r5\n"
+    "  add r5, sp, #8\n"
+    "  mov r12, r5\n"
+    "  lsls r6, r7, #2\n"
+    "  adds r5, r5, r6\n"
+    "  mov r9, r5\n"
     "  ldr r1, [r0, #0]\n"
+    "  cmp r1, #0\n"
+    "  bne 67f\n"
+    "  b 60f\n" /* dense rows */
+    "67:\n"
     "  ldr r2, [r0, #4]\n"
-    "  ldr r3, [r0, #8]\n"
-    "  mov r12, r3\n"
-    "  ldr r3, [r0, #12]\n"
-    "  mov r9, r3\n"
-    "  ldr r0, [r0, #16]\n"
+    "  ldr r0, [r0, #8]\n"
     "  subs r2, r2, r1\n"
     "  subs r2, #1\n"
     "10:\n"
@@ -1437,7 +1509,9 @@ __asm__(
     "  adds r1, #1\n"
     "  adds r7, r7, r1\n"
     "  adds r3, r2, #1\n"
-    "  movs r4, #0\n"
+    "  mov r5, r11\n"
+    "  ldm r5!, {r4}\n"
+    "  mov r11, r5\n"
     "  subs r5, r7, r1\n"
     "  lsrs r5, r5, #1\n"
     "  bcc 16f\n"
@@ -1489,166 +1563,174 @@ __asm__(
     "  adds r2, r1, r2\n"
     "  adds r2, #1\n"
     "  str r2, [r0, #4]\n"
-    "  pop {r4, r5}\n"
-    "  mov r8, r4\n"
-    "  mov r9, r5\n"
-    "  pop {r4, r5, r6, r7, pc}\n"
-    "  .size fastgrnn_int8_t1_rows, .-fastgrnn_int8_t1_rows\n"
-    "  .popsection\n");
-
-/* The rows' rescale (fc_out_full) over a block: out[k] = ssat8(RoundingDivideByPOT(
- * srdhm(sums[k] + bias[k], mult[k]), -shift[k]) + zo), or for shift >= 0 ssat8(srdhm((sum
- * + bias) << shift, mult) + zo); srdhm from four 16 x 16 products as mul_parts (exact for
- * any int32 a and 0 <= m < 2^31). r7 the row minus n (counts up to 0), r8 sums, r9 bias,
- * r10 mult, r11 shift (each + n rows), r12 2^14; on the stack out + n, 1 + 2 zo. The rare
- * shift >= 0 rows take a second copy of srdhm (one test of the sign per row). */
-typedef struct {
-  const int32_t *sums;
-  const ROM int32_t *bias, *mult;
-  const ROM int8_t *shift;
-  int8_t *out;
-  int32_t n, zo21; /* rows; 1 + 2 out_offset */
-} fg_t1_rq;
-void fastgrnn_int8_t1_rescale(const fg_t1_rq *q);
-__asm__(
-    "  .pushsection .text.fastgrnn_int8_t1_rescale,\"ax\",%progbits\n"
-    "  .balign 2\n"
-    "  .syntax unified\n"
-    "  .thumb\n"
-    "  .thumb_func\n"
-    "  .type fastgrnn_int8_t1_rescale, %function\n"
-    "  .macro fg_t1_srdhm\n" /* r0 = srdhm(r0, r1); r1 r3 r4 r5 r6 clobbered */
-    "  uxth r3, r0\n"
-    "  asrs r0, r0, #16\n"
-    "  uxth r4, r1\n"
-    "  lsrs r1, r1, #16\n"
-    "  movs r5, r3\n"
-    "  muls r5, r4\n"
-    "  muls r3, r1\n"
-    "  muls r4, r0\n"
-    "  muls r0, r1\n"
-    "  lsrs r5, r5, #16\n"
-    "  uxth r6, r3\n"
-    "  adds r5, r5, r6\n"
-    "  uxth r6, r4\n"
-    "  adds r5, r5, r6\n"
-    "  mov r6, r12\n"
-    "  adds r5, r5, r6\n"
-    "  lsrs r3, r3, #16\n"
-    "  adds r0, r0, r3\n"
-    "  asrs r4, r4, #16\n"
-    "  adds r0, r0, r4\n"
-    "  lsls r0, r0, #1\n"
-    "  lsrs r5, r5, #15\n"
-    "  adds r0, r0, r5\n"
-    "  .endm\n"
-    "fastgrnn_int8_t1_rescale:\n"
-    "  push {r4, r5, r6, r7, lr}\n"
-    "  mov r4, r8\n"
-    "  mov r5, r9\n"
-    "  mov r6, r10\n"
-    "  mov r7, r11\n"
-    "  push {r4, r5, r6, r7}\n"
-    "  sub sp, #12\n"
-    "  ldr r7, [r0, #20]\n"
+    "  mov r1, r11\n"
+    "  str r1, [r0, #12]\n"
+    "65:\n"
+    "  mov r7, r10\n" /* the rescale pass: bases + n, stored back as the next block's */
     "  lsls r6, r7, #2\n"
-    "  ldr r1, [r0, #0]\n"
+    "  add r1, sp, #8\n"
     "  adds r1, r1, r6\n"
     "  mov r8, r1\n"
-    "  ldr r1, [r0, #4]\n"
-    "  adds r1, r1, r6\n"
-    "  mov r9, r1\n"
-    "  ldr r1, [r0, #8]\n"
-    "  adds r1, r1, r6\n"
-    "  mov r10, r1\n"
-    "  ldr r1, [r0, #12]\n"
-    "  adds r1, r1, r7\n"
-    "  mov r11, r1\n"
     "  ldr r1, [r0, #16]\n"
+    "  adds r1, r1, r6\n"
+    "  str r1, [r0, #16]\n"
+    "  mov r10, r1\n"
+    "  ldr r1, [r0, #20]\n"
     "  adds r1, r1, r7\n"
-    "  str r1, [sp, #0]\n"
+    "  str r1, [r0, #20]\n"
+    "  mov r11, r1\n"
     "  ldr r1, [r0, #24]\n"
-    "  str r1, [sp, #8]\n"
+    "  adds r1, r1, r7\n"
+    "  str r1, [r0, #24]\n"
+    "  str r1, [sp, #0]\n"
+    "  ldr r1, [r0, #32]\n"
+    "  mov lr, r1\n"
     "  movs r1, #1\n"
     "  lsls r1, r1, #14\n"
     "  mov r12, r1\n"
     "  negs r7, r7\n"
-    "10:\n"
+    "40:\n"
     "  lsls r6, r7, #2\n"
     "  mov r0, r8\n"
     "  ldr r0, [r0, r6]\n"
-    "  mov r1, r9\n"
-    "  ldr r1, [r1, r6]\n"
-    "  adds r0, r0, r1\n"
     "  mov r1, r10\n"
     "  ldr r1, [r1, r6]\n"
     "  mov r2, r11\n"
     "  ldrsb r2, [r2, r7]\n"
     "  cmp r2, #0\n"
-    "  bge 20f\n"
+    "  bge 50f\n"
     "  fg_t1_srdhm\n"
     "  lsrs r3, r0, #31\n"
     "  subs r0, r0, r3\n"
     "  mvns r2, r2\n"
     "  asrs r0, r2\n"
-    "  ldr r3, [sp, #8]\n"
-    "  adds r0, r0, r3\n"
+    "  add r0, lr\n"
     "  asrs r0, r0, #1\n"
-    "13:\n"
+    "43:\n"
     "  sxtb r3, r0\n"
     "  cmp r3, r0\n"
-    "  beq 14f\n"
+    "  beq 44f\n"
     "  asrs r3, r0, #31\n"
     "  movs r0, #127\n"
     "  eors r3, r0\n"
-    "14:\n"
+    "44:\n"
     "  ldr r0, [sp, #0]\n"
     "  strb r3, [r0, r7]\n"
     "  adds r7, #1\n"
-    "  bne 10b\n"
-    "  add sp, #12\n"
+    "  bne 40b\n"
+    "  ldr r0, [sp, #4]\n"
+    "  ldr r1, [r0, #28]\n"
+    "  cmp r1, #0\n"
+    "  ble 39f\n"
+    "  b 30b\n" /* beyond a conditional branch's reach */
+    "39:\n"
+    "  add sp, #136\n"
     "  pop {r4, r5, r6, r7}\n"
     "  mov r8, r4\n"
     "  mov r9, r5\n"
     "  mov r10, r6\n"
     "  mov r11, r7\n"
     "  pop {r4, r5, r6, r7, pc}\n"
-    "20:\n" /* shift >= 0 (rare): srdhm(acc << shift, m) + zo; 2 t could overflow */
+    "50:\n" /* shift >= 0 (rare): srdhm(acc << shift, m) + zo; 2 t could overflow */
     "  lsls r0, r2\n"
     "  fg_t1_srdhm\n"
-    "  ldr r3, [sp, #8]\n"
+    "  mov r3, lr\n"
     "  asrs r3, r3, #1\n"
     "  adds r0, r0, r3\n"
-    "  b 13b\n"
+    "  b 43b\n"
+    "60:\n" /* dense rows in pairs: r0 x + cols, r1 -cols up to 0, r2 r3 the rows' ends, r4 r7
+              * their sums, lr cols; 17 instructions per two columns */
+    "  ldr r1, [r0, #36]\n"
+    "  mov lr, r1\n"
+    "  ldr r2, [r0, #4]\n"
+    "  ldr r0, [r0, #8]\n"
+    "  adds r0, r0, r1\n"
+    "  adds r2, r2, r1\n"
+    "  adds r3, r2, r1\n"
+    "61:\n"
+    "  mov r5, r12\n"
+    "  adds r5, #4\n"
+    "  cmp r5, r9\n"
+    "  bhs 63f\n"
+    "  mov r1, lr\n"
+    "  negs r1, r1\n"
+    "  mov r5, r11\n"
+    "  ldm r5!, {r4, r7}\n"
+    "  mov r11, r5\n"
+    "  lsrs r5, r1, #1\n" /* two columns per pass; odd cols: enter at the second */
+    "  bcs 69f\n"
+    "62:\n"
+    "  ldrsb r5, [r0, r1]\n"
+    "  ldrsb r6, [r2, r1]\n"
+    "  muls r6, r5, r6\n"
+    "  adds r4, r4, r6\n"
+    "  ldrsb r6, [r3, r1]\n"
+    "  muls r6, r5, r6\n"
+    "  adds r7, r7, r6\n"
+    "  adds r1, r1, #1\n"
+    "69:\n"
+    "  ldrsb r5, [r0, r1]\n"
+    "  ldrsb r6, [r2, r1]\n"
+    "  muls r6, r5, r6\n"
+    "  adds r4, r4, r6\n"
+    "  ldrsb r6, [r3, r1]\n"
+    "  muls r6, r5, r6\n"
+    "  adds r7, r7, r6\n"
+    "  adds r1, r1, #1\n"
+    "  bne 62b\n"
+    "  mov r5, r12\n"
+    "  stmia r5!, {r4, r7}\n"
+    "  mov r12, r5\n"
+    "  mov r1, lr\n"
+    "  lsls r1, r1, #1\n"
+    "  adds r2, r2, r1\n"
+    "  adds r3, r3, r1\n"
+    "  cmp r5, r9\n"
+    "  blo 61b\n"
+    "  b 64f\n"
+    "63:\n" /* the block's last row, alone */
+    "  mov r1, lr\n"
+    "  negs r1, r1\n"
+    "  mov r5, r11\n"
+    "  ldm r5!, {r4}\n"
+    "  mov r11, r5\n"
+    "66:\n"
+    "  ldrsb r5, [r0, r1]\n"
+    "  ldrsb r6, [r2, r1]\n"
+    "  muls r6, r5, r6\n"
+    "  adds r4, r4, r6\n"
+    "  adds r1, r1, #1\n"
+    "  bne 66b\n"
+    "  mov r5, r12\n"
+    "  stmia r5!, {r4}\n"
+    "  mov r12, r5\n"
+    "  mov r1, lr\n"
+    "  adds r2, r2, r1\n"
+    "64:\n"
+    "  mov r0, r8\n"
+    "  mov r1, lr\n"
+    "  subs r2, r2, r1\n"
+    "  str r2, [r0, #4]\n"
+    "  mov r1, r11\n"
+    "  str r1, [r0, #12]\n"
+    "  b 65b\n"
     "  .purgem fg_t1_srdhm\n"
-    "  .size fastgrnn_int8_t1_rescale, .-fastgrnn_int8_t1_rescale\n"
+    "  .size fastgrnn_int8_t1_layer, .-fastgrnn_int8_t1_layer\n"
     "  .popsection\n");
 
 static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
-  int32_t sums[FG_T1_BLOCK], left = f->rows;
-  fg_t1_state st;
-  fg_t1_rq q;
-  st.ip = f->idx;
-  st.wp = f->w;
-  st.sums = sums;
-  st.x = x;
-  q.sums = sums;
-  q.bias = f->bias;
-  q.mult = f->mult;
-  q.shift = f->shift;
-  q.out = out;
-  q.zo21 = 1 + 2 * f->out_offset;
-  while (left > 0) {
-    q.n = left < FG_T1_BLOCK ? left : FG_T1_BLOCK;
-    st.sums_end = sums + q.n;
-    fastgrnn_int8_t1_rows(&st);
-    fastgrnn_int8_t1_rescale(&q);
-    q.bias += q.n;
-    q.mult += q.n;
-    q.shift += q.n;
-    q.out += q.n;
-    left -= q.n;
-  }
+  fg_t1_layer l;
+  l.ip = f->idx;
+  l.wp = f->w;
+  l.x = x;
+  l.bias = f->bias;
+  l.mult = f->mult;
+  l.shift = f->shift;
+  l.out = out;
+  l.left = f->rows;
+  l.zo21 = 1 + 2 * f->out_offset;
+  l.cols = f->cols;
+  if (l.left > 0) fastgrnn_int8_t1_layer(&l);
 }
 #else
 FG_HOT static void fc8_sparse_full(const fastgrnn_int8_fc *f, const int8_t *x, int8_t *out) {
@@ -1771,8 +1853,9 @@ typedef struct {
   int32_t m, e, round; /* round = 2^(e-1) + output offset 2^e */
   int32_t in1x2, in2;  /* MUL input offsets (2 o1, o2) */
 #if defined(FG_MUL32)
-  int32_t mh, ml; /* m = mh 2^16 + ml */
-  int32_t q, b0;  /* ml = 2 q + (b0 & 1); b0 = 0 or -1 (a mask) */
+  int32_t mh, ml;   /* m = mh 2^16 + ml, 0 <= ml < 2^16 (out8) */
+  int32_t mh1, ml1; /* m = mh1 2^16 + ml1, 1 <= ml1 <= 2^16 (mul_fast) */
+  int32_t in1;      /* MUL input offset o1 */
 #endif
 } fg_out;
 
@@ -1817,8 +1900,9 @@ static int fast_out(fg_out *r, const fastgrnn_int8_binop *p) {
     return 0;
   r->mh = r->m >> 16;
   r->ml = r->m & 0xffff;
-  r->q = r->ml >> 1;
-  r->b0 = -(r->ml & 1);
+  r->ml1 = ((r->m - 1) & 0xffff) + 1;
+  r->mh1 = (r->m - r->ml1) >> 16; /* -1 for m = 0 */
+  r->in1 = p->in1_offset;
 #endif
   return 1;
 }
@@ -1878,10 +1962,13 @@ FG_EW_INLINE int32_t out8(const fg_out *r, int32_t x2) {
   const uint32_t u = (uint32_t)(ah * r->ml) + al * (uint32_t)r->mh +
                      ((al * (uint32_t)r->ml) >> 16) + UINT32_C(0x40008000);
   const int32_t y = ah * r->mh + (int32_t)(u >> 16) - 0x4000;
+  /* [y < 0] taken as [x2 < 0] (as in the SMMLAR form below; the Thumb-1 loops keep no
+   * register for y's sign) */
+  return ssat8(FG_ASR(y + r->round - (int32_t)((uint32_t)x2 >> 31), r->e));
 #else
   const int32_t y = smmulr(x2, r->m);
-#endif
   return ssat8(FG_ASR(y + r->round - (int32_t)((uint32_t)y >> 31), r->e));
+#endif
 #else
   return ssat8(FG_ASR(smmlar(x2, r->m, r->round) - (int32_t)((uint32_t)x2 >> 31), r->e));
 #endif
@@ -1900,15 +1987,19 @@ FG_EW_INLINE int32_t mul_fast(const fg_out *o, int32_t a, int32_t b) {
   return out8(o, FG_SMUL16(2 * a + o->in1x2, b + o->in2));
 #elif defined(FG_MUL32)
   /* y = (2 P m + 2^31) >> 32 = floor((P m + 2^30) / 2^31), P = (a + o1)(b + o2), from two
-   * products instead of out8's four: with m = 2^16 mh + 2 q + b0 (q < 2^15),
-   * P m + 2^30 = 2^16 (P mh) + 2 (P q + b0 P / 2) + 2^30, so
-   * y = floor((P mh + 2^14 + floor((P q + floor(b0 P / 2)) / 2^15)) / 2^15) (nested
-   * floors of exact integers). |a + o| <= 255 (fast_out), so |P| <= 65025: |P q| <
-   * 2^31 - 2^16, |P mh| <= 65025 (2^15 - 1) < 2^31 - 2^17, and no sum overflows. */
-  const int32_t prod = (a + (o->in1x2 >> 1)) * (b + o->in2);
-  const int32_t c = prod * o->q + ((prod >> 1) & o->b0);
-  const int32_t y = (prod * o->mh + (c >> 15) + (INT32_C(1) << 14)) >> 15;
-  return ssat8(FG_ASR(y + o->round - (int32_t)((uint32_t)y >> 31), o->e));
+   * products instead of out8's four: with m = 2^16 mh1 + ml1 (1 <= ml1 <= 2^16),
+   * y = floor((P mh1 + floor(P ml1 / 2^16) + 2^14) / 2^15) (nested floors of exact
+   * integers). |a + o| <= 255 (fast_out), so |P| <= 65025 and |P ml1| < 2^32: the
+   * product mod 2^32 read unsigned is P ml1 for P >= 0 and P ml1 + 2^32 for P < 0 (never
+   * 0 there, as ml1 >= 1), so floor(P ml1 / 2^16) is its top half minus 2^16 [P < 0];
+   * |P mh1| <= 65025 (2^15 - 1) < 2^31 - 2^17, and no sum overflows. RoundingDivideByPOT's
+   * [y < 0] is [P < 0]: m >= 0, so y < 0 implies P < 0 and y > 0 implies P > 0, and where
+   * y = 0 both give the offset ((round - 1) >> e = round >> e for e >= 1). */
+  const int32_t prod = (a + o->in1) * (b + o->in2);
+  const int32_t s = (int32_t)((uint32_t)prod >> 31);
+  const int32_t lo = (int32_t)(((uint32_t)prod * (uint32_t)o->ml1) >> 16) - s * 65536;
+  const int32_t y = (prod * o->mh1 + lo + (INT32_C(1) << 14)) >> 15;
+  return ssat8(FG_ASR(y + o->round - s, o->e));
 #else
   return out8(o, (2 * a + o->in1x2) * (b + o->in2));
 #endif
@@ -2171,6 +2262,399 @@ __asm__(FG_A_EW("fastgrnn_int8_ew_t2", "r8", "r9"));
 __asm__(FG_A_EW("fastgrnn_int8_ew_swap_t2", "r9", "r8"));
 #endif
 
+#if defined(FG_THUMB1)
+/* Armv6-M assembly of the elementwise loops (gcc -Os kept ~70 % more instructions per
+ * unit: constants reloaded and spilled around the 16 x 16 products), instruction for
+ * instruction the FG_MUL32 helpers in_scaled (l = 21: k = 11), out8, mul_fast and
+ * add_hg, low registers only for the arithmetic. Constants that are added live in the
+ * high registers r8-r12 and lr (ADD Rd, Rm takes any register); multipliers, shifts and
+ * pointers are read from the caller's int32 array (its address in a low register), or,
+ * where the loop needs all eight low registers (the table pass), from a copy on the stack:
+ * one LDR each, no more than a MOV from a high register. The array: pointers, the loop
+ * count -n (an index counting up to 0), then the constants. Macros (GNU as): fg_t1_in, in_scaled on a = v + offset in \x (its
+ * term into \t); fg_t1_out8, out8 on x2 in \x (before the clamp); fg_t1_mulp, mul_fast on
+ * P in \p (before the clamp); fg_t1_sat8, \t = ssat8(\x). */
+__asm__(
+    "  .pushsection .text.fastgrnn_int8_ew_t1,\"ax\",%progbits\n"
+    "  .balign 2\n"
+    "  .syntax unified\n"
+    "  .thumb\n"
+    /* half + a mh + ((a ml + 2^10) >> 11) - [a < 0], >> e; \x clobbered */
+    "  .macro fg_t1_in x, t, u, ml, rk, mh, half, e, b=sp\n"
+    "  ldr \\t, [\\b, #\\ml]\n"
+    "  muls \\t, \\x, \\t\n"
+    "  add \\t, \\rk\n"
+    "  asrs \\t, \\t, #11\n"
+    "  ldr \\u, [\\b, #\\mh]\n"
+    "  muls \\u, \\x, \\u\n"
+    "  adds \\t, \\t, \\u\n"
+    "  lsrs \\x, \\x, #31\n"
+    "  subs \\t, \\t, \\x\n"
+    "  add \\t, \\half\n"
+    "  ldr \\u, [\\b, #\\e]\n"
+    "  asrs \\t, \\t, \\u\n"
+    "  .endm\n"
+    /* x2 = 2^16 ah + al: u = ah ml + al mh + (al ml >> 16) + 0x40008000 (unsigned),
+     * y = ah mh + (u >> 16) - 2^14; (y + round - [x2 < 0]) >> e, rnd = round - 2^14 */
+    "  .macro fg_t1_out8 x, t, u, v, ml, mh, cc, rnd, e, b=sp\n"
+    "  uxth \\t, \\x\n"
+    "  asrs \\x, \\x, #16\n"
+    "  ldr \\u, [\\b, #\\ml]\n"
+    "  muls \\u, \\t, \\u\n"
+    "  lsrs \\u, \\u, #16\n"
+    "  ldr \\v, [\\b, #\\mh]\n"
+    "  muls \\t, \\v, \\t\n"
+    "  adds \\u, \\u, \\t\n"
+    "  ldr \\t, [\\b, #\\ml]\n"
+    "  muls \\t, \\x, \\t\n"
+    "  adds \\u, \\u, \\t\n"
+    "  add \\u, \\cc\n"
+    "  lsrs \\u, \\u, #16\n"
+    "  lsrs \\t, \\x, #31\n"
+    "  muls \\x, \\v, \\x\n"
+    "  adds \\x, \\x, \\u\n"
+    "  add \\x, \\rnd\n"
+    "  subs \\x, \\x, \\t\n"
+    "  ldr \\t, [\\b, #\\e]\n"
+    "  asrs \\x, \\x, \\t\n"
+    "  .endm\n"
+    /* y = (P mh1 + (P ml1 mod 2^32 >> 16) - 2^16 [P < 0] + 2^14) >> 15;
+     * (y + round - [P < 0]) >> e */
+    "  .macro fg_t1_mulp p, s, t, u, ml, mh, k14, rnd, e, b=sp\n"
+    "  lsrs \\s, \\p, #31\n"
+    "  ldr \\t, [\\b, #\\ml]\n"
+    "  muls \\t, \\p, \\t\n"
+    "  lsrs \\t, \\t, #16\n"
+    "  lsls \\u, \\s, #16\n"
+    "  subs \\t, \\t, \\u\n"
+    "  ldr \\u, [\\b, #\\mh]\n"
+    "  muls \\p, \\u, \\p\n"
+    "  adds \\p, \\p, \\t\n"
+    "  add \\p, \\k14\n"
+    "  asrs \\p, \\p, #15\n"
+    "  ldr \\t, [\\b, #\\rnd]\n"
+    "  adds \\p, \\p, \\t\n"
+    "  subs \\p, \\p, \\s\n"
+    "  ldr \\t, [\\b, #\\e]\n"
+    "  asrs \\p, \\p, \\t\n"
+    "  .endm\n"
+    "  .macro fg_t1_sat8 x, t\n"
+    "  sxtb \\t, \\x\n"
+    "  cmp \\t, \\x\n"
+    "  beq 9\\@f\n"
+    "  asrs \\t, \\x, #31\n"
+    "  movs \\x, #127\n"
+    "  eors \\t, \\t, \\x\n"
+    "9\\@:\n"
+    "  .endm\n"
+    "  .macro fg_t1_enter\n" /* saves r4-r11, lr */
+    "  push {r4, r5, r6, r7, lr}\n"
+    "  mov r4, r8\n"
+    "  mov r5, r9\n"
+    "  mov r6, r10\n"
+    "  mov r7, r11\n"
+    "  push {r4, r5, r6, r7}\n"
+    "  .endm\n"
+    "  .macro fg_t1_leave\n"
+    "  pop {r4, r5, r6, r7}\n"
+    "  mov r8, r4\n"
+    "  mov r9, r5\n"
+    "  mov r10, r6\n"
+    "  mov r11, r7\n"
+    "  pop {r4, r5, r6, r7, pc}\n"
+    "  .endm\n"
+    "  .macro fg_t1_cc reg, tmp\n" /* \reg = 0x40008000 */
+    "  movs \\tmp, #1\n"
+    "  lsls \\tmp, \\tmp, #15\n"
+    "  mov \\reg, \\tmp\n"
+    "  lsls \\tmp, \\tmp, #15\n"
+    "  add \\reg, \\tmp\n"
+    "  .endm\n"
+    /* ADD in place, l = 21: out[j] = ADD(ph[j], pg[j]), out = ph or pg.
+     * a = {ph + n, pg + n, -n, g: offset, ml, mh, half, e; hoff2; out: ml, mh, round - 2^14,
+     * e}, read in place (r7). r0 ph, r1 pg, r2 j; r8 offset, r9 2^10, r10 half, r11 hoff2,
+     * r12 0x40008000, lr round - 2^14. */
+    "  .macro fg_t1_add name, out\n"
+    "  .global \\name\n"
+    "  .type \\name, %function\n"
+    "  .thumb_func\n"
+    "\\name:\n"
+    "  fg_t1_enter\n"
+    "  mov r7, r0\n"
+    "  ldr r4, [r7, #12]\n"
+    "  mov r8, r4\n"
+    "  ldr r4, [r7, #24]\n"
+    "  mov r10, r4\n"
+    "  ldr r4, [r7, #32]\n"
+    "  mov r11, r4\n"
+    "  ldr r4, [r7, #44]\n"
+    "  mov lr, r4\n"
+    "  movs r4, #1\n"
+    "  lsls r4, r4, #10\n"
+    "  mov r9, r4\n"
+    "  fg_t1_cc r12, r4\n"
+    "  ldm r0, {r0, r1, r2}\n"
+    "1:\n"
+    "  ldrsb r3, [r1, r2]\n"
+    "  add r3, r8\n"
+    "  fg_t1_in r3, r4, r5, 16, r9, 20, r10, 28, r7\n"
+    "  ldrsb r3, [r0, r2]\n"
+    "  lsls r3, r3, #20\n"
+    "  add r3, r11\n"
+    "  lsls r4, r4, #1\n"
+    "  adds r3, r3, r4\n"
+    "  fg_t1_out8 r3, r4, r5, r6, 36, 40, r12, lr, 48, r7\n"
+    "  fg_t1_sat8 r3, r4\n"
+    "  strb r4, [\\out, r2]\n"
+    "  adds r2, r2, #1\n"
+    "  bne 1b\n"
+    "  fg_t1_leave\n"
+    "  .size \\name, .-\\name\n"
+    "  .endm\n"
+    /* The same when both operands have the multiplier 1/2 (fast_in's l = 22: the g term is
+     * (v + offset) 2^19 exactly): x2 = (ph[j] + pg[j]) 2^20 + c. a = {ph + n, pg + n, -n,
+     * c, out: ml, mh, round - 2^14, e}, read in place (r7). */
+    "  .macro fg_t1_add2 name, out\n"
+    "  .global \\name\n"
+    "  .type \\name, %function\n"
+    "  .thumb_func\n"
+    "\\name:\n"
+    "  fg_t1_enter\n"
+    "  mov r7, r0\n"
+    "  ldr r4, [r7, #12]\n"
+    "  mov r8, r4\n"
+    "  ldr r4, [r7, #24]\n"
+    "  mov lr, r4\n"
+    "  fg_t1_cc r12, r4\n"
+    "  ldm r0, {r0, r1, r2}\n"
+    "1:\n"
+    "  ldrsb r3, [r1, r2]\n"
+    "  ldrsb r4, [r0, r2]\n"
+    "  adds r3, r3, r4\n"
+    "  lsls r3, r3, #20\n"
+    "  add r3, r8\n"
+    "  fg_t1_out8 r3, r4, r5, r6, 16, 20, r12, lr, 28, r7\n"
+    "  fg_t1_sat8 r3, r4\n"
+    "  strb r4, [\\out, r2]\n"
+    "  adds r2, r2, #1\n"
+    "  bne 1b\n"
+    "  fg_t1_leave\n"
+    "  .size \\name, .-\\name\n"
+    "  .endm\n"
+    "  fg_t1_add fastgrnn_int8_add_h_t1, r0\n"
+    "  fg_t1_add fastgrnn_int8_add_g_t1, r1\n"
+    "  fg_t1_add2 fastgrnn_int8_add2_h_t1, r0\n"
+    "  fg_t1_add2 fastgrnn_int8_add2_g_t1, r1\n"
+    /* table[ADD(pre[j], bias operand j)], pre the h side: out[j] = table[out8(pre[j] 2^20 +
+     * hoff2 + 2 term[j])]. a = {pre + n, term, out + n, -n, hoff2, ml, mh, round - 2^14, e,
+     * table + 128}. r0 pre, r1 term (LDM), r2 out, r3 j; r8 hoff2, r12 0x40008000, lr
+     * round - 2^14; stack: ml, mh, e, table. */
+    "  .global fastgrnn_int8_term_t1\n"
+    "  .type fastgrnn_int8_term_t1, %function\n"
+    "  .thumb_func\n"
+    "fastgrnn_int8_term_t1:\n"
+    "  fg_t1_enter\n"
+    "  sub sp, #16\n"
+    "  adds r0, r0, #16\n"
+    "  ldm r0!, {r3, r4, r5, r6, r7}\n"
+    "  mov r8, r3\n"
+    "  str r4, [sp, #0]\n"
+    "  str r5, [sp, #4]\n"
+    "  mov lr, r6\n"
+    "  str r7, [sp, #8]\n"
+    "  ldr r4, [r0, #0]\n"
+    "  str r4, [sp, #12]\n"
+    "  fg_t1_cc r12, r4\n"
+    "  subs r0, r0, #36\n"
+    "  ldm r0, {r0, r1, r2, r3}\n"
+    "1:\n"
+    "  ldrsb r4, [r0, r3]\n"
+    "  ldm r1!, {r5}\n"
+    "  lsls r4, r4, #20\n"
+    "  add r4, r8\n"
+    "  lsls r5, r5, #1\n"
+    "  adds r4, r4, r5\n"
+    "  fg_t1_out8 r4, r5, r6, r7, 0, 4, r12, lr, 8\n"
+    "  fg_t1_sat8 r4, r5\n"
+    "  ldr r4, [sp, #12]\n"
+    "  ldrsb r5, [r4, r5]\n"
+    "  strb r5, [r2, r3]\n"
+    "  adds r3, r3, #1\n"
+    "  bne 1b\n"
+    "  add sp, #16\n"
+    "  fg_t1_leave\n"
+    "  .size fastgrnn_int8_term_t1, .-fastgrnn_int8_term_t1\n"
+    /* Both gate passes in one loop (FastGRNN, both ADDs with pre as the h side and bias
+     * terms): hu[j] = update_table[out8_u(x)], pre[j] = gate_table[out8_g(x')] with x = pre[j]
+     * 2^20 + hoff2 + 2 update_term[j], x' the same with gate_term[j]. a = {pre + n, -n,
+     * update_term, gate_term, hu + n, hoff2; update: ml, mh, round - 2^14, e, table + 128;
+     * gate: the same five}. r0 pre, r1 j, r2 r3 the terms (LDM); r8 hoff2, r9 0x40008000,
+     * r10 r11 round - 2^14 (update, gate), r12 pre[j] 2^20 + hoff2; stack: update ml, mh,
+     * e, table, hu; gate ml, mh, e, table. */
+    "  .global fastgrnn_int8_gates_t1\n"
+    "  .type fastgrnn_int8_gates_t1, %function\n"
+    "  .thumb_func\n"
+    "fastgrnn_int8_gates_t1:\n"
+    "  fg_t1_enter\n"
+    "  sub sp, #36\n"
+    "  ldr r4, [r0, #24]\n"
+    "  str r4, [sp, #0]\n"
+    "  ldr r4, [r0, #28]\n"
+    "  str r4, [sp, #4]\n"
+    "  ldr r4, [r0, #32]\n"
+    "  mov r10, r4\n"
+    "  ldr r4, [r0, #36]\n"
+    "  str r4, [sp, #8]\n"
+    "  ldr r4, [r0, #40]\n"
+    "  str r4, [sp, #12]\n"
+    "  ldr r4, [r0, #16]\n"
+    "  str r4, [sp, #16]\n"
+    "  ldr r4, [r0, #44]\n"
+    "  str r4, [sp, #20]\n"
+    "  ldr r4, [r0, #48]\n"
+    "  str r4, [sp, #24]\n"
+    "  ldr r4, [r0, #52]\n"
+    "  mov r11, r4\n"
+    "  ldr r4, [r0, #56]\n"
+    "  str r4, [sp, #28]\n"
+    "  ldr r4, [r0, #60]\n"
+    "  str r4, [sp, #32]\n"
+    "  ldr r4, [r0, #20]\n"
+    "  mov r8, r4\n"
+    "  fg_t1_cc r9, r4\n"
+    "  ldm r0, {r0, r1, r2, r3}\n"
+    "1:\n"
+    "  ldrsb r4, [r0, r1]\n"
+    "  lsls r4, r4, #20\n"
+    "  add r4, r8\n"
+    "  mov r12, r4\n"
+    "  ldm r2!, {r5}\n"
+    "  lsls r5, r5, #1\n"
+    "  adds r4, r4, r5\n"
+    "  fg_t1_out8 r4, r5, r6, r7, 0, 4, r9, r10, 8\n"
+    "  fg_t1_sat8 r4, r5\n"
+    "  ldr r4, [sp, #12]\n"
+    "  ldrsb r5, [r4, r5]\n"
+    "  ldr r4, [sp, #16]\n"
+    "  strb r5, [r4, r1]\n"
+    "  mov r4, r12\n"
+    "  ldm r3!, {r5}\n"
+    "  lsls r5, r5, #1\n"
+    "  adds r4, r4, r5\n"
+    "  fg_t1_out8 r4, r5, r6, r7, 20, 24, r9, r11, 28\n"
+    "  fg_t1_sat8 r4, r5\n"
+    "  ldr r4, [sp, #32]\n"
+    "  ldrsb r5, [r4, r5]\n"
+    "  strb r5, [r0, r1]\n"
+    "  adds r1, r1, #1\n"
+    "  bne 1b\n"
+    "  add sp, #36\n"
+    "  fg_t1_leave\n"
+    "  .size fastgrnn_int8_gates_t1, .-fastgrnn_int8_gates_t1\n"
+    /* FastGRNN's output: h_out[j] = ADD(MUL(coef[z[j]], ht[j]), MUL(z[j], h_in[j])) (swap:
+     * MUL(z, h) is the ADD's h side; eq: both ADD operands of multiplier 1/2, the g term
+     * exactly (v + offset) 2^19, so x2 = (hv + gv) 2^20 + hoff2 with hoff2 = both offsets
+     * 2^20). a = {z + n, -n, ht + n, h_in + n, h_out + n, coef + 128, MUL(z, h): o1, o2,
+     * ml1, mh1, round, e; MUL(coef, h~): the same six; the ADD's g side: offset, ml, mh,
+     * half, e; hoff2; out: ml, mh, round - 2^14, e}, read in place (r1). r0 j; r8 2^14, r9
+     * 2^10, r10 half, r11 hoff2, r12 0x40008000, lr round - 2^14. MUL(z, h) into r7,
+     * MUL(coef, h~) into r6. */
+    "  .macro fg_t1_grnn name, gv, hv, eq\n"
+    "  .global \\name\n"
+    "  .type \\name, %function\n"
+    "  .thumb_func\n"
+    "\\name:\n"
+    "  fg_t1_enter\n"
+    "  mov r1, r0\n"
+    "  ldr r4, [r1, #84]\n"
+    "  mov r10, r4\n"
+    "  ldr r4, [r1, #92]\n"
+    "  mov r11, r4\n"
+    "  ldr r4, [r1, #104]\n"
+    "  mov lr, r4\n"
+    "  fg_t1_cc r12, r4\n"
+    "  movs r4, #1\n"
+    "  lsls r4, r4, #10\n"
+    "  mov r9, r4\n"
+    "  lsls r4, r4, #4\n"
+    "  mov r8, r4\n"
+    "  ldr r0, [r1, #4]\n"
+    "1:\n"
+    "  ldr r2, [r1, #0]\n"
+    "  ldrsb r2, [r2, r0]\n"
+    "  ldr r3, [r1, #12]\n"
+    "  ldrsb r3, [r3, r0]\n"
+    "  ldr r4, [r1, #24]\n"
+    "  adds r4, r2, r4\n"
+    "  ldr r5, [r1, #28]\n"
+    "  adds r3, r3, r5\n"
+    "  muls r4, r3, r4\n"
+    "  fg_t1_mulp r4, r3, r5, r6, 32, 36, r8, 40, 44, r1\n"
+    "  fg_t1_sat8 r4, r7\n"
+    "  ldr r3, [r1, #20]\n"
+    "  ldrsb r2, [r3, r2]\n"
+    "  ldr r3, [r1, #8]\n"
+    "  ldrsb r3, [r3, r0]\n"
+    "  ldr r4, [r1, #48]\n"
+    "  adds r2, r2, r4\n"
+    "  ldr r4, [r1, #52]\n"
+    "  adds r3, r3, r4\n"
+    "  muls r2, r3, r2\n"
+    "  fg_t1_mulp r2, r3, r4, r5, 56, 60, r8, 64, 68, r1\n"
+    "  fg_t1_sat8 r2, r6\n"
+    "  .if \\eq\n"
+    "  adds \\hv, \\hv, \\gv\n"
+    "  lsls \\hv, \\hv, #20\n"
+    "  add \\hv, r11\n"
+    "  .else\n"
+    "  ldr r2, [r1, #72]\n"
+    "  adds \\gv, \\gv, r2\n"
+    "  fg_t1_in \\gv, r2, r3, 76, r9, 80, r10, 88, r1\n"
+    "  lsls \\hv, \\hv, #20\n"
+    "  add \\hv, r11\n"
+    "  lsls r2, r2, #1\n"
+    "  adds \\hv, \\hv, r2\n"
+    "  .endif\n"
+    "  fg_t1_out8 \\hv, r2, r3, r4, 96, 100, r12, lr, 108, r1\n"
+    "  fg_t1_sat8 \\hv, r2\n"
+    "  ldr r3, [r1, #16]\n"
+    "  strb r2, [r3, r0]\n"
+    "  adds r0, r0, #1\n"
+    "  bne 1b\n"
+    "  fg_t1_leave\n"
+    "  .size \\name, .-\\name\n"
+    "  .endm\n"
+    "  fg_t1_grnn fastgrnn_int8_grnn_t1, r7, r6, 0\n"
+    "  fg_t1_grnn fastgrnn_int8_grnn_swap_t1, r6, r7, 0\n"
+    "  fg_t1_grnn fastgrnn_int8_grnn2_t1, r7, r6, 1\n"
+    "  .purgem fg_t1_in\n"
+    "  .purgem fg_t1_out8\n"
+    "  .purgem fg_t1_mulp\n"
+    "  .purgem fg_t1_sat8\n"
+    "  .purgem fg_t1_enter\n"
+    "  .purgem fg_t1_leave\n"
+    "  .purgem fg_t1_cc\n"
+    "  .purgem fg_t1_add\n"
+    "  .purgem fg_t1_add2\n"
+    "  .purgem fg_t1_grnn\n"
+    "  .popsection\n");
+#if defined(__ELF__)
+#define FG_T1_HIDDEN __attribute__((visibility("hidden")))
+#else
+#define FG_T1_HIDDEN
+#endif
+void fastgrnn_int8_add_h_t1(const int32_t *a) FG_T1_HIDDEN;
+void fastgrnn_int8_add_g_t1(const int32_t *a) FG_T1_HIDDEN;
+void fastgrnn_int8_add2_h_t1(const int32_t *a) FG_T1_HIDDEN;
+void fastgrnn_int8_add2_g_t1(const int32_t *a) FG_T1_HIDDEN;
+void fastgrnn_int8_term_t1(const int32_t *a) FG_T1_HIDDEN;
+void fastgrnn_int8_gates_t1(const int32_t *a) FG_T1_HIDDEN;
+void fastgrnn_int8_grnn_t1(const int32_t *a) FG_T1_HIDDEN;
+void fastgrnn_int8_grnn_swap_t1(const int32_t *a) FG_T1_HIDDEN;
+void fastgrnn_int8_grnn2_t1(const int32_t *a) FG_T1_HIDDEN;
+#define FG_T1_PTR(p) ((int32_t)(intptr_t)(p))
+#endif
+
 FG_HOT static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, const int8_t *b,
                         int8_t *out, int32_t n) {
   fg_in g;
@@ -2205,6 +2689,26 @@ FG_HOT static int add_vec_fast(const fastgrnn_int8_binop *p, const int8_t *a, co
       fastgrnn_int8_add_h_t2(&args);
     } else {
       fastgrnn_int8_add_g_t2(&args);
+    }
+    return 1;
+  }
+#endif
+#if defined(FG_THUMB1)
+  if ((out == a || out == b) && n > 0) { /* in place, as the step calls it */
+    if (g.l == 22) { /* g.off = offset 2^22: 2^20 offset = g.off / 4 */
+      const int32_t k[8] = {FG_T1_PTR(a + n), FG_T1_PTR(b + n), -n, hoff2 + g.off / 4,
+                            o.ml, o.mh, o.round - 0x4000, o.e};
+      if (out == a)
+        fastgrnn_int8_add2_h_t1(k);
+      else
+        fastgrnn_int8_add2_g_t1(k);
+    } else {
+      const int32_t k[13] = {FG_T1_PTR(a + n), FG_T1_PTR(b + n), -n, g.offset, g.ml, g.mh,
+                             g.half, g.e, hoff2, o.ml, o.mh, o.round - 0x4000, o.e};
+      if (out == a)
+        fastgrnn_int8_add_h_t1(k);
+      else
+        fastgrnn_int8_add_g_t1(k);
     }
     return 1;
   }
@@ -2267,6 +2771,15 @@ FG_HOT static int bias_vec_fast(const fastgrnn_int8_binop *p, const ROM int8_t *
       fastgrnn_int8_term_t2(&args);
       return 1;
 #endif
+#if defined(FG_THUMB1)
+      if (n > 0) {
+        const int32_t k[10] = {FG_T1_PTR(a + n), FG_T1_PTR(term), FG_T1_PTR(out + n), -n,
+                               p->in1_offset * (INT32_C(1) << 20), o.ml, o.mh,
+                               o.round - 0x4000, o.e, FG_T1_PTR(table + 128)};
+        fastgrnn_int8_term_t1(k);
+        return 1;
+      }
+#endif
       term_loop(p->in1_offset * (INT32_C(1) << 20), &g, &o, table, a, term, out, n, 1);
     } else {
       if (!fast_in(&g, p->in1_offset, p->in1_mult, p->in1_shift)) return 0;
@@ -2310,6 +2823,57 @@ static void zh_loop(const fg_out *zm, const int8_t *z, const int8_t *h_in, int8_
 }
 #endif
 
+#if defined(FG_THUMB1)
+/* Armv6-M: the whole output loop in assembly (both ADD forms: l = 21, and l = 22 where
+ * the g term is exact); its constants go into one array, filled from one fg_out at a time
+ * (the C loop's three fg_out, fg_in and the array took 396 B of stack). */
+FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, const int8_t *ht,
+                                const int8_t *h_in, int8_t *h_out, int32_t n) {
+  int32_t k[28];
+  fg_out t;
+  fg_in g;
+  int swap;
+  if (n <= 0 || !fast_out(&t, &p->zh_mul)) return 0;
+  k[6] = t.in1;
+  k[7] = t.in2;
+  k[8] = t.ml1;
+  k[9] = t.mh1;
+  k[10] = t.round;
+  k[11] = t.e;
+  if (!fast_out(&t, &p->ch_mul)) return 0;
+  k[12] = t.in1;
+  k[13] = t.in2;
+  k[14] = t.ml1;
+  k[15] = t.mh1;
+  k[16] = t.round;
+  k[17] = t.e;
+  if (!fast_add(&k[23], &g, &t, &p->out_add, &swap)) return 0;
+  k[0] = FG_T1_PTR(z + n);
+  k[1] = -n;
+  k[2] = FG_T1_PTR(ht + n);
+  k[3] = FG_T1_PTR(h_in + n);
+  k[4] = FG_T1_PTR(h_out + n);
+  k[5] = FG_T1_PTR(p->coef_table + 128);
+  k[18] = g.offset;
+  k[19] = g.ml;
+  k[20] = g.mh;
+  k[21] = g.half;
+  k[22] = g.e;
+  k[24] = t.ml;
+  k[25] = t.mh;
+  k[26] = t.round - 0x4000;
+  k[27] = t.e;
+  if (g.l == 22) { /* g.off = offset 2^22: x2 = (hv + gv) 2^20 + hoff2 + 2^20 offset */
+    k[23] += g.off / 4;
+    fastgrnn_int8_grnn2_t1(k);
+  } else if (swap) {
+    fastgrnn_int8_grnn_swap_t1(k);
+  } else {
+    fastgrnn_int8_grnn_t1(k);
+  }
+  return 1;
+}
+#else
 FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, const int8_t *ht,
                          const int8_t *h_in, int8_t *h_out, int32_t n) {
   fg_in g;
@@ -2343,6 +2907,7 @@ FG_HOT static int grnn_out_fast(const fastgrnn_int8_params *p, const int8_t *z, 
     grnn_loop(&zm, &cm, hoff2, &g, &o, p->coef_table, z, ht, h_in, h_out, n, 0);
   return 1;
 }
+#endif
 
 #if defined(FG_THUMB2)
 /* FastGRNN's elementwise chain in one pass (fastgrnn_int8_ew_t2) when pre's ADD has equal
@@ -2453,6 +3018,42 @@ FG_HOT static int rnn_out_fast(const fastgrnn_int8_binop *p, const ROM int8_t *s
 #define FG_EW_FUSED(p, xw, hu, h_in, h_out, n) 0
 #endif
 
+#if defined(FG_THUMB1) && defined(FG_FASTPATH)
+/* FastGRNN's update and gate passes in one loop (fastgrnn_int8_gates_t1) when both are
+ * table[ADD(pre, bias)] with pre the h side and bias terms given; 0: the passes run one
+ * by one. pre (xw) is overwritten by z, h~ goes to hu, as the two passes do. */
+static int gates_t1(const fastgrnn_int8_params *p, int8_t *xw, int8_t *hu, int32_t n) {
+  const fastgrnn_int8_binop *u = &p->update_add, *g = &p->gate_add;
+  const int32_t half = INT32_C(1) << 30;
+  int32_t k[16];
+  fg_out t;
+  if (n <= 0 || !p->update_bias || !p->update_table || !p->update_bias_term ||
+      !p->gate_bias || !p->gate_table || !p->gate_bias_term || u->in1_mult != half ||
+      u->in1_shift != 0 || g->in1_mult != half || g->in1_shift != 0 ||
+      u->in1_offset != g->in1_offset || !fast_out(&t, u))
+    return 0;
+  k[6] = t.ml;
+  k[7] = t.mh;
+  k[8] = t.round - 0x4000;
+  k[9] = t.e;
+  if (!fast_out(&t, g)) return 0;
+  k[11] = t.ml;
+  k[12] = t.mh;
+  k[13] = t.round - 0x4000;
+  k[14] = t.e;
+  k[0] = FG_T1_PTR(xw + n);
+  k[1] = -n;
+  k[2] = FG_T1_PTR(p->update_bias_term);
+  k[3] = FG_T1_PTR(p->gate_bias_term);
+  k[4] = FG_T1_PTR(hu + n);
+  k[5] = u->in1_offset * (INT32_C(1) << 20);
+  k[10] = FG_T1_PTR(p->update_table + 128);
+  k[15] = FG_T1_PTR(p->gate_table + 128);
+  fastgrnn_int8_gates_t1(k);
+  return 1;
+}
+#endif
+
 static int fc_ok(const fastgrnn_int8_fc *f, int32_t rows, int32_t cols) {
   return f->rows == rows && f->cols == cols && f->w && f->bias && f->mult && f->shift &&
          !(f->mask && f->idx) && (!f->idx || cols <= 255);
@@ -2495,6 +3096,7 @@ int fastgrnn_int8_step(const fastgrnn_int8_params *p, const int8_t *x, const int
   const int32_t need = check(p);
   int8_t *xw, *hu, *low;
   int32_t h;
+  int gates = 0; /* both gate passes done in one loop */
   if (need < 0) return (int)need;
   if (!x || !h_in || !h_out) return FASTGRNN_INT8_ERR_NULL;
   if (!scratch || !scratch->buf || scratch->size < need) return FASTGRNN_INT8_ERR_SCRATCH;
@@ -2516,15 +3118,19 @@ int fastgrnn_int8_step(const fastgrnn_int8_params *p, const int8_t *x, const int
   }
   /* Elementwise passes, each with its few parameters in registers (a local copy: the
    * int8 stores could alias the params otherwise). pre -> xw; h~ (or alpha h~) -> hu;
-   * z -> xw; then h_out. Thumb-2: FastGRNN's whole chain in one pass where it applies. */
+   * z -> xw; then h_out. Thumb-2: FastGRNN's whole chain in one pass where it applies;
+   * Armv6-M: both gate passes in one loop. */
   if (!FG_EW_FUSED(p, xw, hu, h_in, h_out, h)) {
     if (!FG_FAST(add_vec_fast(&p->pre, xw, hu, xw, h))) add_vec(&p->pre, xw, hu, xw, h);
-    if (!FG_FAST(bias_vec_fast(&p->update_add, p->update_bias, p->update_bias_term,
-                               p->update_table, xw, hu, h)))
+#if defined(FG_THUMB1) && defined(FG_FASTPATH)
+    gates = p->cell == FASTGRNN_INT8_FASTGRNN && gates_t1(p, xw, hu, h);
+#endif
+    if (!gates && !FG_FAST(bias_vec_fast(&p->update_add, p->update_bias, p->update_bias_term,
+                                         p->update_table, xw, hu, h)))
       bias_vec(&p->update_add, p->update_bias, p->update_table, xw, hu, h);
     if (p->cell == FASTGRNN_INT8_FASTGRNN) {
-      if (!FG_FAST(bias_vec_fast(&p->gate_add, p->gate_bias, p->gate_bias_term, p->gate_table,
-                                 xw, xw, h)))
+      if (!gates && !FG_FAST(bias_vec_fast(&p->gate_add, p->gate_bias, p->gate_bias_term,
+                                           p->gate_table, xw, xw, h)))
         bias_vec(&p->gate_add, p->gate_bias, p->gate_table, xw, xw, h);
       if (!FG_FAST(grnn_out_fast(p, xw, hu, h_in, h_out, h))) grnn_out(p, xw, hu, h_in, h_out, h);
     } else if (!FG_FAST(rnn_out_fast(&p->out_add, p->state_table, hu, h_in, h_out, h))) {

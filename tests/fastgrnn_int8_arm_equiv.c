@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 /* The Cortex-M builds' own arithmetic on QEMU (tests/test_fused_cores.py writes
  * arm_cases.h and compares what this prints): the Thumb-2 assembly (srdhm's SMULL form,
- * the sparse layer with its requantisation, the elementwise loops) and every other fast
- * form of the build, against the kernel's generic passes and the NumPy reference.
+ * the sparse layer with its requantisation, the elementwise loops), on the M0 the Thumb-1
+ * assembly (the sparse layer, the elementwise loops), and every other fast form of the
+ * build, against the kernel's generic passes and the NumPy reference.
  *
  * Prints one line per item: "srdhm a b r", "fc zo acc m s sparse_out c_out dense_out",
- * "add k bad" (both in-place orders), "bias k bad", "grnn k bad", "ew k bad" (-1: the
- * fast pass declined the parameters). */
+ * "add k bad" (both in-place orders), "bias k bad", "grnn k bad", "ew k bad" (Thumb-2),
+ * on the M0 "gates k bad" (-1: the fast pass declined the parameters). */
 #include <stdio.h>
 
 #include "fastgrnn_int8_equiv.c"
@@ -31,6 +32,7 @@ static int32_t equiv_add_in_place(const fastgrnn_int8_binop *p) {
   return bad;
 }
 
+#if defined(FG_THUMB2)
 /* FastGRNN's chain fused in one pass (ew_fused_fast, Thumb-2) against the generic passes
  * for every (xw, hu) pair, per-unit biases and h values; out of place, then in place. */
 static int32_t equiv_ew(int32_t k) {
@@ -69,6 +71,37 @@ static int32_t equiv_ew(int32_t k) {
   }
   return bad;
 }
+#endif
+
+#if defined(FG_THUMB1)
+/* The M0's update and gate passes in one loop (gates_t1) against the generic passes: every
+ * (pre, bias) pair, h~ = table[ADD_u(pre, bias)] and z = other[ADD_g(pre, bias)]. */
+static int32_t equiv_gates(const fastgrnn_int8_binop *u, const fastgrnn_int8_binop *g,
+                           const int32_t *term_u, const int32_t *term_g) {
+  fastgrnn_int8_params p;
+  int8_t bias[256], xw[256], hu[256], want_u[256], want_g[256];
+  int32_t i, j, bad = 0;
+  __builtin_memset(&p, 0, sizeof p);
+  p.cell = FASTGRNN_INT8_FASTGRNN;
+  p.update_add = *u;
+  p.gate_add = *g;
+  p.update_bias = bias;
+  p.gate_bias = bias;
+  p.update_bias_term = term_u;
+  p.gate_bias_term = term_g;
+  p.update_table = kTable;
+  p.gate_table = kOther;
+  for (j = 0; j < 256; ++j) bias[j] = (int8_t)(j - 128);
+  for (i = 0; i < 256; ++i) {
+    for (j = 0; j < 256; ++j) xw[j] = (int8_t)(i - 128);
+    bias_vec(u, bias, kTable, xw, want_u, 256);
+    bias_vec(g, bias, kOther, xw, want_g, 256);
+    if (!gates_t1(&p, xw, hu, 256)) return -1;
+    bad += count(hu, want_u) + count(xw, want_g);
+  }
+  return bad;
+}
+#endif
 
 int main(void) {
   static int8_t out[N_FC], dense[N_FC];
@@ -114,7 +147,17 @@ int main(void) {
     p.out_add = kAdd[k];
     p.coef_table = kTable;
     printf("grnn %ld %ld\n", (long)k, (long)equiv_grnn(&p, kOther));
+#if defined(FG_THUMB1)
+    { /* the next ADD's output and bias operand as the gate's, pre's offset shared */
+      fastgrnn_int8_binop g = kAdd[(k + 1) % N_ADD];
+      g.in1_offset = kAdd[k].in1_offset;
+      printf("gates %ld %ld\n", (long)k,
+             (long)equiv_gates(&kAdd[k], &g, kTerm[k], kTerm[(k + 1) % N_ADD]));
+    }
+#endif
   }
+#if defined(FG_THUMB2)
   for (k = 0; k < N_EW; ++k) printf("ew %ld %ld\n", (long)k, (long)equiv_ew(k));
+#endif
   return 0;
 }

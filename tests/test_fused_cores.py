@@ -256,6 +256,23 @@ def _arm_cases(rng):
   for k in range(len(adds) - 3, len(adds)):  # their MULs: s1 s2 / s_out = 2^-9, 2^-6
     for j, shift in ((2 * k, -8), (2 * k + 1, -5)):
       muls[j].update(out_mult=2**30, out_shift=shift)
+  # Edges of the fast forms' domain: input offsets at the parser's bounds (-127, 128: |v +
+  # offset| up to 255, MUL products up to 65025 in magnitude), output offsets at both ends,
+  # multipliers just above 2^10 (the g side's lower bound) and at 2^31 - 1, output shifts
+  # -1 and -23, multipliers whose low half is 0 or 1 (the MUL32 splits' ends).
+  for o1, o2, zo, gm, gs, om, os_, mm in (
+      (128, -127, -128, 2**10 + 1, -1, 2**31 - 1, -1, (2**31 - 1, -1)),
+      (-127, 128, 127, 2**31 - 1, -1, 2**30, -23, (2**30, -23)),
+      (128, 128, 0, 2**31 - 1, -31, 2**30 + 1, -1, (2**30 + 1, -1)),
+      (-127, -127, -1, 2**30, -2, 2**31 - 2**16, -12, (2**31 - 2**16, -9))):
+    adds.append({"in1_offset": o1, "in2_offset": o2, "out_offset": zo, "act_min": -128,
+                 "act_max": 127, "in1_mult": 2**30, "in1_shift": 0, "in2_mult": gm,
+                 "in2_shift": gs, "out_mult": om, "out_shift": os_})
+    for j in range(2):
+      muls.append({"in1_offset": o1 if j else o2, "in2_offset": o2 if j else o1,
+                   "out_offset": zo, "act_min": -128, "act_max": 127, "in1_mult": 0,
+                   "in1_shift": 0, "in2_mult": 0, "in2_shift": 0, "out_mult": mm[0],
+                   "out_shift": mm[1]})
   table = rng.integers(-128, 128, 256)
   other = rng.integers(-128, 128, 256)
   binop = lambda b: "{" + ",".join(str(int(b[f])) for f in _BINOP_FIELDS) + "}"  # noqa: E731
@@ -293,14 +310,17 @@ def _arm_cases(rng):
 
 @pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
                     reason="needs arm-none-eabi-gcc and qemu-system-arm")
-@pytest.mark.parametrize("core", ["m3", "m4"])
+@pytest.mark.parametrize("core", ["m0", "m3", "m4"])
 def test_thumb2_arithmetic_on_qemu(core, tmp_path):
-  """The Thumb-2 builds' own arithmetic (SMULL-form SaturatingRoundingDoublingHighMul,
-  the sparse and dense layers' requantisation in assembly, the elementwise loops) on
-  QEMU: srdhm over edge cases (INT32_MIN/MAX operands, products at +-1/2 ulp: the
-  negative rounding) against the NumPy reference; FC requantisation (every shift sign,
-  m = 0, ties of each shift, the parser's accumulator bound) against it; every int8
-  operand pair of the ADD/MUL/table passes against the generic passes."""
+  """The Arm builds' own arithmetic on QEMU: Thumb-2 (M3, M4F: SMULL-form
+  SaturatingRoundingDoublingHighMul, the sparse and dense layers' requantisation in
+  assembly, the elementwise loops) and Thumb-1 (M0: the 32-bit-only srdhm, the sparse
+  layer's and the elementwise loops' assembly): srdhm over edge cases (INT32_MIN/MAX
+  operands, products at +-1/2 ulp: the negative rounding) against the NumPy reference; FC
+  requantisation (every shift sign, m = 0, ties of each shift, the parser's accumulator
+  bound) against it; every int8 operand pair of the ADD/MUL/table passes against the
+  generic passes, for random parameters and edge ones (offsets at the parser's bounds,
+  multipliers 2^10 + 1 and 2^31 - 1, output shifts -1 and -23)."""
   arch, machine, ld = _CORES[core]
   header, srdhm, fc, zos, ew_taken = _arm_cases(np.random.default_rng(29))
   (tmp_path / "arm_cases.h").write_text(header)
@@ -308,7 +328,8 @@ def test_thumb2_arithmetic_on_qemu(core, tmp_path):
   elf = str(tmp_path / "arm_equiv.elf")
   subprocess.run(["arm-none-eabi-gcc", "-std=gnu99", "-Os", *arch, "-DSEMIHOSTING",
                   f"-I{tmp_path}", f"-I{here}", f"-I{fused.KERNEL_DIR}",
-                  "-T", os.path.join(CORTEX_M, ld), "-nostartfiles", "-Wl,--gc-sections",
+                  "-T", os.path.join(ARMRUN if ld == "m0.ld" else CORTEX_M, ld),
+                  "-nostartfiles", "-Wl,--gc-sections",
                   "--specs=nano.specs", "--specs=rdimon.specs", "-o", elf,
                   os.path.join(CORTEX_M, "startup.c"),
                   os.path.join(here, "fastgrnn_int8_arm_equiv.c")],
@@ -331,16 +352,19 @@ def test_thumb2_arithmetic_on_qemu(core, tmp_path):
     want = int(np.clip(fixed_point.multiply_by_quantized_multiplier(acc, m, s) + zo, -128, 127))
     assert (sparse_out, c_out, dense_out) == (want, want, want), (zo, acc, m, s)
   counts = {(ln[0], int(ln[1])): int(ln[2]) for ln in lines if ln[0] in ("add", "bias", "grnn")}
-  assert len(counts) == 36
+  assert len(counts) == 3 * 16
   # -1: the fast pass declined the parameters (a shift out of its range, a MUL multiplier
   # >= 1/2) and the generic one runs; every fast pass that ran equals the generic one
   assert all(v in (0, -1) for v in counts.values()), sorted(counts.items())
   for kind in ("add", "bias", "grnn"):
     assert sum(v == 0 for k, v in counts.items() if k[0] == kind) >= 5, sorted(counts.items())
-  # FastGRNN's chain fused in one pass against the generic passes, out of place and in
-  # place (h_out = h_in): 0 differing bytes where it applies, -1 (declined) elsewhere
+  # FastGRNN's chain fused in one pass (Thumb-2) against the generic passes, out of place
+  # and in place (h_out = h_in): 0 differing bytes where it applies, -1 (declined) elsewhere
   ew = {int(ln[1]): int(ln[2]) for ln in lines if ln[0] == "ew"}
-  assert ew == {k: 0 if taken else -1 for k, taken in enumerate(ew_taken)}
+  assert ew == ({} if core == "m0" else {k: 0 if taken else -1 for k, taken in enumerate(ew_taken)})
+  gates = [int(ln[2]) for ln in lines if ln[0] == "gates"]  # the M0's fused gate passes
+  assert len(gates) == (16 if core == "m0" else 0)
+  assert all(v in (0, -1) for v in gates) and (core != "m0" or gates.count(0) >= 5), gates
 
 
 _AVR_MAIN = r"""
@@ -669,13 +693,14 @@ int main(void) {
 @pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
                     reason="needs arm-none-eabi-gcc and qemu-system-arm")
 def test_m0_sparse_layer_assembly_is_exact_on_edge_cases(tmp_path):
-  """The Cortex-M0's sparse layer (``fc8_sparse_full``: the row sums and the rows'
+  """The Cortex-M0's layer function (``fc8_sparse_full``: the row sums and the rows'
   rescale in Thumb-1 assembly, blocks of 32 rows) against ``fixed_point`` on QEMU: rows
   without non-zeros whose bias is the accumulator (int32 extremes within the parser's
   bound, carries across the 16-bit halves, ties of both roundings, negative values) under
   edge multipliers and every shift from −31 to 8 (left shifts within the bound), four
   output offsets; then rows of 0 … 9 non-zeros (every entry into the unrolled loop), of
-  255 at the product bound, and random rows, more than one block per layer."""
+  255 at the product bound, and random rows, more than one block per layer; dense layers
+  (rows in pairs) of odd and even width and row count."""
   from tf_fastgrnn import fixed_point  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(11)
   bound = 2**31 - 2**10
@@ -719,6 +744,16 @@ def test_m0_sparse_layer_assembly_is_exact_on_edge_cases(tmp_path):
   layers.append((rows, list(rng.integers(-2**20, 2**20, n)),
                  [fixed_point.quantize_multiplier(r)[0] for r in rng.uniform(0.001, 0.9, n)],
                  list(rng.integers(-20, 1, n)), -3))
+  # Dense layers (the M0's rows in pairs; cols odd and even, an odd number of rows in the
+  # last block): random weights, rows of -128 and of 127 at the product bound; each row's
+  # scale brings its accumulator to about +-90, so that no product goes unseen.
+  for n, cols in ((75, 255), (33, 40)):
+    w = rng.integers(-128, 128, (n, cols))
+    w[0], w[1] = -128, 127
+    bias = rng.integers(-2**12, 2**12, n)
+    accs = bias + w.astype(np.int64) @ x[:cols].astype(np.int64)
+    ms = [fixed_point.quantize_multiplier(90.0 / max(1, abs(int(a)))) for a in accs]
+    layers.append((w, list(bias), [int(m) for m, _ in ms], [int(e) for _, e in ms], 9))
 
   def c_array(values):
     return ("{" + ",".join(str(int(v)) for v in values) + "}").replace(
@@ -729,15 +764,21 @@ def test_m0_sparse_layer_assembly_is_exact_on_edge_cases(tmp_path):
            f"static int8_t kX[] = {c_array(x)};"]
   structs, want = [], []
   for k, (rows, bias, mult, shift, zo) in enumerate(layers):
-    idx = [v for i, _ in rows for v in (len(i), *i)]
-    w = [v for _, wr in rows for v in wr] + [0]
-    lines += [f"static const uint8_t kIdx{k}[] = {c_array(idx)};",
-              f"static const int8_t kW{k}[] = {c_array(w)};",
-              f"static const int32_t kBias{k}[] = {c_array(bias)};",
+    lines += [f"static const int32_t kBias{k}[] = {c_array(bias)};",
               f"static const int32_t kMult{k}[] = {c_array(mult)};",
               f"static const int8_t kShift{k}[] = {c_array(shift)};"]
-    structs.append(f"{{{len(rows)}, 255, kW{k}, 0, kIdx{k}, kBias{k}, kMult{k}, kShift{k}, "
-                   f"{zo}, -128, 127}}")
+    if isinstance(rows, np.ndarray):  # dense
+      lines.append(f"static const int8_t kW{k}[] = {c_array(rows.reshape(-1))};")
+      structs.append(f"{{{len(rows)}, {rows.shape[1]}, kW{k}, 0, 0, kBias{k}, kMult{k}, "
+                     f"kShift{k}, {zo}, -128, 127}}")
+      rows = [(np.arange(rows.shape[1]), wr) for wr in rows]
+    else:
+      idx = [v for i, _ in rows for v in (len(i), *i)]
+      w = [v for _, wr in rows for v in wr] + [0]
+      lines += [f"static const uint8_t kIdx{k}[] = {c_array(idx)};",
+                f"static const int8_t kW{k}[] = {c_array(w)};"]
+      structs.append(f"{{{len(rows)}, 255, kW{k}, 0, kIdx{k}, kBias{k}, kMult{k}, "
+                     f"kShift{k}, {zo}, -128, 127}}")
     for (i, wr), b, m, s in zip(rows, bias, mult, shift):
       acc = int(b) + int(np.dot(x[i].astype(np.int64), np.asarray(wr, np.int64)))
       want.append(int(np.clip(int(fixed_point.multiply_by_quantized_multiplier(acc, m, s))

@@ -233,10 +233,14 @@ def _sparse(weights):
 #   scalar: Armv6-M / Armv7-M without DSP (M0, M0+, M3), RISC-V, hosts.
 #   avr:    8-bit AVR, cycles (simavr, ATmega328P): dense rows in C (int16 products), sparse
 #           rows in inline assembly (~27 cycles per non-zero); a row's rescale ~300 either way.
+#   m0:     Armv6-M (__ARM_ARCH_6M__, __ARM_ARCH_8M_BASE__: M0, M0+, M23): both in Thumb-1
+#           assembly, dense rows in pairs (4.25 per weight), sparse rows 6 per non-zero; a
+#           row's rescale ~44 either way.
 CORE_COSTS = {
     "dsp": (1.6, 20.0, 4.0, 22.0),
     "scalar": (10.0, 20.0, 5.5, 30.0),
     "avr": (80.0, 300.0, 27.0, 340.0),
+    "m0": (4.25, 52.0, 6.0, 63.0),
 }
 STORAGES = ("auto", "dense", "packed", "sparse") + tuple(f"fast:{c}" for c in CORE_COSTS)
 
@@ -1129,7 +1133,9 @@ def _standalone_builds(storage):
   # the smallest, the others the fastest by their core's cost model.
   if storage == "auto":
     return (("defined(FASTGRNN_INT8_SMALL)", "auto"), ("defined(__AVR__)", "fast:avr"),
-            ("defined(__ARM_FEATURE_DSP)", "fast:dsp"), (None, "fast:scalar"))
+            ("defined(__ARM_FEATURE_DSP)", "fast:dsp"),
+            ("defined(__ARM_ARCH_6M__) || defined(__ARM_ARCH_8M_BASE__)", "fast:m0"),
+            (None, "fast:scalar"))
   return ((None, storage),)
 
 
@@ -1152,8 +1158,8 @@ def standalone_sources(tflite_bytes, storage="auto", extracted=None):
       (``-DFASTGRNN_INT8_SMALL``) bitmap-packed weights where that is smaller than dense
       and no bias terms; the others dense or sparse rows, whichever ``CORE_COSTS`` says
       is faster on their core (``fast:dsp`` where ``__ARM_FEATURE_DSP``, ``fast:avr`` on
-      AVR, ``fast:scalar`` elsewhere), and the int32 bias terms; any other ``STORAGES``
-      value: that storage in every build.
+      AVR, ``fast:m0`` on Armv6-M, ``fast:scalar`` elsewhere), and the int32 bias terms;
+      any other ``STORAGES`` value: that storage in every build.
     extracted: ``{storage: extract(tflite_bytes, storage)}`` the caller has already
       (``standalone_storages(storage)`` lists those the builds need); the rest are
       extracted here.
