@@ -318,14 +318,6 @@ def _machine():
           "cpus": os.cpu_count()}
 
 
-def _test_subset(ds, max_windows, seed):
-  x, y = ds.x_test, ds.y_test
-  if max_windows and max_windows < len(x):
-    keep = np.sort(np.random.default_rng(seed).choice(len(x), max_windows, replace=False))
-    x, y = x[keep], y[keep]
-  return x, y
-
-
 def _val_accuracy(history):
   """Validation accuracy of the epoch the run kept (best, or last)."""
   acc = history.get("val_accuracy") or [None]
@@ -437,6 +429,7 @@ def _run_export(point, seed, ds, run_dir, base_dir, settings):
   exported the variant's way, evaluated in TFLM on test and validation. Trains nothing:
   a worker never writes into a run folder another worker may be training."""
   from pipelines import report as report_lib  # pylint: disable=import-outside-toplevel
+  from pipelines import stages  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import compression  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import deployment  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
@@ -449,7 +442,7 @@ def _run_export(point, seed, ds, run_dir, base_dir, settings):
   trained = compression.Trained.load(base_dir)
   float_hist = trained.record["history"]
   windows = ds.x_train[:compression.CALIBRATION_WINDOWS]
-  x_test, y_test = _test_subset(ds, settings["max_test_windows"], seed)
+  x_test, y_test = stages.test_subset(ds, settings["max_test_windows"], seed)
   if point.kw.get("int16c"):
     ev = lstm_int16.export_and_evaluate(trained.model, windows, x_test, ds.x_val)
     tflite_bytes, arena, test_pred, val_pred = ev.tflite, ev.arena, ev.test_pred, \
@@ -593,6 +586,7 @@ def window_arena(tflite_bytes, granularity=16):
 
 def _run_cnn(point, seed, ds, run_dir, settings):
   from pipelines import report as report_lib  # pylint: disable=import-outside-toplevel
+  from pipelines import stages  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import fileio  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import pruning  # pylint: disable=import-outside-toplevel
   from tf_fastgrnn import augment  # pylint: disable=import-outside-toplevel
@@ -615,7 +609,7 @@ def _run_cnn(point, seed, ds, run_dir, settings):
   tflite_bytes = convert_cnn(model, ds.x_train[:256])
   fileio.write_bytes(run_dir / "model_int8_window.tflite", tflite_bytes)
   arena = window_arena(tflite_bytes)
-  x_test, y_test = _test_subset(ds, settings["max_test_windows"], seed)
+  x_test, y_test = stages.test_subset(ds, settings["max_test_windows"], seed)
   runner = WindowRunner(tflite_bytes, arena)
   pred = np.argmax(runner.logits(x_test), -1)
   val_int8 = float(np.mean(np.argmax(runner.logits(ds.x_val), -1) == ds.y_val))

@@ -277,12 +277,13 @@ def _prepare_output(config, folder_state, ds):
   return out, held, manifest
 
 
-def _test_subset(config, ds):
+def test_subset(ds, max_windows, seed):
+  """The test windows a run evaluates: all, or a seeded random subset of ``max_windows``
+  (the test windows are stored by subject and class), in their stored order."""
   x_test, y_test = ds.x_test, ds.y_test
-  if config.max_test_windows and config.max_test_windows < len(x_test):
-    # A seeded random subset: the test windows are stored by subject and class.
-    keep = np.sort(np.random.default_rng(config.seed).choice(
-        len(x_test), config.max_test_windows, replace=False))
+  if max_windows and max_windows < len(x_test):
+    keep = np.sort(np.random.default_rng(seed).choice(len(x_test), max_windows,
+                                                      replace=False))
     x_test, y_test = x_test[keep], y_test[keep]
   return x_test, y_test
 
@@ -397,7 +398,7 @@ def _run_stages(config, ds, out, start, manifest):
   fusion = deployment.fuse(int8)  # decided once: the fused kernel applies, or why not
   ex.run("standalone C model", lambda: _standalone_c(out, fusion), lambda: fusion)
   ex.run("fused .tflite", lambda: _fused_tflite(out, int8, fusion), lambda: fusion)
-  x_test, y_test = _test_subset(config, ds)
+  x_test, y_test = test_subset(ds, config.max_test_windows, config.seed)
   evaluation = ex.run("TFLM evaluation", lambda: deployment.evaluate_tflm(
       int8, x_test, y_test, readout=config.readout, arena_margin=config.arena_margin,
       num_test_vectors=config.num_test_vectors, log=_log).save(out),
@@ -455,7 +456,7 @@ def _keras_accuracies(config, ds, results):
   if results.numerics is not None:
     accuracy = results.numerics.result["accuracy"]
     return accuracy.get("keras_float"), accuracy.get("keras_qat")
-  x_test, y_test = _test_subset(config, ds)
+  x_test, y_test = test_subset(ds, config.max_test_windows, config.seed)
 
   def top1(model):
     # Large batches: the RNN loop's per-step cost (the int8 kernels' many small ops)
@@ -469,7 +470,7 @@ def _keras_accuracies(config, ds, results):
 def _report(config, ds, out, start, results):
   ev, numerics = results.evaluation, results.numerics
   num_classes = len(ds.labels)
-  x_test, y_test = _test_subset(config, ds)
+  x_test, y_test = test_subset(ds, config.max_test_windows, config.seed)
   histories = [("float", results.trained.record["history"])]
   if results.qat is not None:
     histories.append(("qat", results.qat.history))
