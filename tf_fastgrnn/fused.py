@@ -230,7 +230,7 @@ def _sparse(weights):
 # storage choice "fast:<core>" (measured with -Os on QEMU, docs/fused_kernel.md):
 # (per dense weight, per dense row, per sparse non-zero, per sparse row).
 #   dsp:    Armv7E-M (__ARM_FEATURE_DSP: M4, M7, M33 with DSP): SXTB16/SMLAD dense rows.
-#   scalar: Armv6-M / Armv7-M without DSP (M0, M0+, M3), RISC-V, hosts.
+#   scalar: Armv7-M without DSP (M3), RISC-V, hosts.
 #   avr:    8-bit AVR, cycles (simavr, ATmega328P): dense rows in C (int16 products), sparse
 #           rows in inline assembly (~27 cycles per non-zero); a row's rescale ~300 either way.
 #   m0:     Armv6-M (__ARM_ARCH_6M__, __ARM_ARCH_8M_BASE__: M0, M0+, M23): both in Thumb-1
