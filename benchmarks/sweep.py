@@ -268,27 +268,18 @@ def _ordered(points, seeds):
   return out
 
 
+# A trial's keyword and the settings it changes, applied in this order.
+_TRIAL_SETTINGS = (("plain", _PLAIN), ("aug", _AUG), ("aug_light", _AUG_LIGHT),
+                   ("aug_norot", _AUG_NOROT), ("hop16", _HOP16), ("wd", _WD), ("grav", _GRAV),
+                   ("mean", _MEAN), ("refit", _REFIT))
+
+
 def settings_for(point):
   """The training settings of a point: its dataset's, with an ablation's changes."""
   settings = dict(SETTINGS.get(point.dataset, SETTINGS["har6"]))
-  if point.kw.get("plain"):
-    settings.update(_PLAIN)
-  if point.kw.get("aug"):
-    settings.update(_AUG)
-  if point.kw.get("aug_light"):
-    settings.update(_AUG_LIGHT)
-  if point.kw.get("aug_norot"):
-    settings.update(_AUG_NOROT)
-  if point.kw.get("hop16"):
-    settings.update(_HOP16)
-  if point.kw.get("wd"):
-    settings.update(_WD)
-  if point.kw.get("grav"):
-    settings.update(_GRAV)
-  if point.kw.get("mean"):
-    settings.update(_MEAN)
-  if point.kw.get("refit"):
-    settings.update(_REFIT)
+  for key, changes in _TRIAL_SETTINGS:
+    if point.kw.get(key):
+      settings.update(changes)
   if point.family not in ("fastgrnn_lsq", "fastgrnn", "fastrnn") or point.kw.get("noqat"):
     settings["qat_epochs"] = 0
   return settings
