@@ -1,6 +1,12 @@
 """Builders the tests share: a random classifier and its int8 export."""
 
+import importlib.util
+import os
+import subprocess
+import sys
+
 import numpy as np
+import pytest
 
 from tf_fastgrnn import export
 from tf_fastgrnn import models
@@ -49,3 +55,18 @@ def fit_args(**kwargs):
   direct = {k: kwargs.pop(k) for k in ("seed", "checkpoint_dir") if k in kwargs}
   opts = {k: kwargs.pop(k) for k in list(kwargs) if k in _OPTIONS}
   return {"recipe": recipe(**kwargs), **direct, "options": options(**opts)}
+
+
+def run_under_backend(test_file, backend, pytest_args, timeout):
+  """Runs ``test_file``'s tests again in a subprocess under Keras 3's ``backend``; skips
+  when that backend is not installed, fails unless some passed and none failed."""
+  if importlib.util.find_spec(backend) is None:
+    pytest.skip(f"the {backend} backend is not installed (scripts/test.sh installs the "
+                "keras3 extra)")
+  result = subprocess.run(
+      [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
+       test_file, *pytest_args], env={**os.environ, "KERAS_BACKEND": backend},
+      capture_output=True, text=True, check=False, timeout=timeout,
+      cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  assert " passed" in result.stdout and "failed" not in result.stdout

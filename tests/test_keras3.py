@@ -4,17 +4,13 @@ The module runs in the suite on the TensorFlow backend; ``test_other_backends`` 
 again in a subprocess with ``KERAS_BACKEND=jax`` / ``torch`` where those are installed.
 """
 
-import importlib.util
-import os
-import subprocess
-import sys
-
 import keras
 import numpy as np
 import pytest
 
 import tf_fastgrnn
 from tf_fastgrnn import keras3
+from tests import helpers
 from tests.test_cells import (B, D, GRNN_CASES, H, NP_ACTS, RANKS, T, explicit_weights,
                               ref_fastgrnn, ref_fastrnn)
 
@@ -147,13 +143,4 @@ def test_the_tf_keras_cells_still_work_in_tf_keras():
 def test_other_backends(backend):
   if BACKEND != "tensorflow":
     pytest.skip("runs from the TensorFlow-backend session only")
-  if importlib.util.find_spec(backend) is None:
-    pytest.skip(f"the {backend} backend is not installed (scripts/test.sh installs the "
-                "keras3 extra)")
-  env = {**os.environ, "KERAS_BACKEND": backend}
-  result = subprocess.run(
-      [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
-       __file__, "-k", "not other_backends"], env=env, capture_output=True, text=True,
-      check=False, timeout=600, cwd=os.path.dirname(os.path.dirname(__file__)))
-  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-  assert " passed" in result.stdout and "failed" not in result.stdout
+  helpers.run_under_backend(__file__, backend, ["-k", "not other_backends"], timeout=600)

@@ -21,6 +21,7 @@ from tf_fastgrnn import keras3
 from tf_fastgrnn import keras3_bridge
 from tf_fastgrnn import models
 from tf_fastgrnn import stepping
+from tests import helpers
 from tests.test_cells import B, D, H, T, explicit_weights, ref_fastgrnn, ref_fastrnn
 
 BACKEND = keras.backend.backend()
@@ -291,18 +292,7 @@ def test_importing_tf_fastgrnn_does_not_import_the_bridge():
 def test_other_backends(backend):
   if BACKEND != "tensorflow":
     pytest.skip("runs from the TensorFlow-backend session only")
-  if importlib.util.find_spec(backend) is None:
-    pytest.skip(f"the {backend} backend is not installed (scripts/test.sh installs the "
-                "keras3 extra)")
-  env = {**os.environ, "KERAS_BACKEND": backend}
-  result = subprocess.run(
-      [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
-       __file__, "-m", "not slow", "-k", "not other_backends and not does_not_import"],
-      env=env,
-      capture_output=True, text=True, check=False, timeout=900,
-      cwd=os.path.dirname(os.path.dirname(__file__)))
-  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-  assert " passed" in result.stdout and "failed" not in result.stdout
+  helpers.run_under_backend(__file__, backend, ["-m", "not slow", "-k", "not other_backends and not does_not_import"], timeout=900)
 
 
 @pytest.mark.slow
